@@ -1,0 +1,230 @@
+package testenv
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Influx is an InfluxDB 1.8 server. One server is shared by all tests of a
+// test binary; each test gets its own database from NewDatabase.
+type Influx struct {
+	URL  string
+	proc *process
+	dir  string
+}
+
+var (
+	influxOnce sync.Once
+	influxSrv  *Influx
+	influxErr  error
+	influxMiss string
+)
+
+func findInfluxd() string {
+	if p := os.Getenv("LULING_INFLUXD"); p != "" {
+		return p
+	}
+	if root, err := RepoRoot(); err == nil {
+		p := filepath.Join(root, ".tools", "bin", "influxd")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("influxd"); err == nil {
+		return p
+	}
+	return ""
+}
+
+// StartInflux starts an influxd with a generated config in dir on free
+// loopback ports and waits until it answers /ping. Stop it with Close.
+func StartInflux(bin, dir string, httpPort, rpcPort int) (*Influx, error) {
+	for _, d := range []string{"meta", "data", "wal"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	conf := fmt.Sprintf(`reporting-disabled = true
+bind-address = "127.0.0.1:%d"
+[meta]
+  dir = "%s/meta"
+[data]
+  dir = "%s/data"
+  wal-dir = "%s/wal"
+  query-log-enabled = false
+  wal-fsync-delay = "0s"
+[http]
+  bind-address = "127.0.0.1:%d"
+  log-enabled = false
+  flux-enabled = true
+  max-body-size = 0
+[logging]
+  level = "warn"
+[monitor]
+  store-enabled = false
+[continuous_queries]
+  enabled = false
+[subscriber]
+  enabled = false
+`, rpcPort, dir, dir, dir, httpPort)
+	cf := filepath.Join(dir, "influxdb.conf")
+	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	p, err := startProcess(bin, "-config", cf)
+	if err != nil {
+		return nil, err
+	}
+	in := &Influx{URL: fmt.Sprintf("http://127.0.0.1:%d", httpPort), proc: p, dir: dir}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(in.URL + "/ping")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusNoContent {
+				return in, nil
+			}
+		}
+		if p.exited() || time.Now().After(deadline) {
+			p.stop(syscall.SIGKILL)
+			return nil, fmt.Errorf("influxd did not answer /ping: %v\n%s", err, p.out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Close stops the server.
+func (in *Influx) Close() { in.proc.stop(syscall.SIGTERM) }
+
+// SharedInflux returns the test binary's InfluxDB server, starting it on
+// first use. It is stopped when the process exits (Pdeathsig) or by
+// StopShared from TestMain.
+func SharedInflux(t testing.TB) *Influx {
+	t.Helper()
+	influxOnce.Do(func() {
+		bin := findInfluxd()
+		if bin == "" {
+			influxMiss = "run `make services` (go install github.com/influxdata/influxdb/cmd/influxd@v1.8.10 into .tools/bin)"
+			return
+		}
+		dir, err := os.MkdirTemp("", "luling-influx-")
+		if err != nil {
+			influxErr = err
+			return
+		}
+		influxSrv, influxErr = StartInflux(bin, dir, FreePort(t), FreePort(t))
+	})
+	if influxMiss != "" {
+		missing(t, "influxd", influxMiss)
+	}
+	if influxErr != nil {
+		t.Fatalf("testenv: %v", influxErr)
+	}
+	return influxSrv
+}
+
+// StopShared stops the shared server and removes its data; call it from
+// TestMain after m.Run.
+func StopShared() {
+	if influxSrv != nil {
+		influxSrv.Close()
+		os.RemoveAll(influxSrv.dir)
+	}
+}
+
+var dbCounter struct {
+	sync.Mutex
+	n int
+}
+
+// NewDatabase creates a fresh database on the shared server and returns the
+// server and the database's name.
+func NewDatabase(t testing.TB) (*Influx, string) {
+	t.Helper()
+	in := SharedInflux(t)
+	dbCounter.Lock()
+	dbCounter.n++
+	name := fmt.Sprintf("t%d_%d", os.Getpid(), dbCounter.n)
+	dbCounter.Unlock()
+	if _, err := in.Query("", "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return in, name
+}
+
+// Series is one series of an InfluxQL result.
+type Series struct {
+	Name    string            `json:"name"`
+	Tags    map[string]string `json:"tags"`
+	Columns []string          `json:"columns"`
+	Values  [][]any           `json:"values"`
+}
+
+// Rows returns the series' values as maps from column to value.
+func (s Series) Rows() []map[string]any {
+	out := make([]map[string]any, len(s.Values))
+	for i, v := range s.Values {
+		m := make(map[string]any, len(v))
+		for j, c := range s.Columns {
+			if j < len(v) {
+				m[c] = v[j]
+			}
+		}
+		for k, tv := range s.Tags {
+			m[k] = tv
+		}
+		out[i] = m
+	}
+	return out
+}
+
+// Query runs an InfluxQL statement (through /query, epoch=ns) and returns the
+// series of its first result.
+func (in *Influx) Query(db, q string) ([]Series, error) {
+	form := url.Values{"q": {q}, "epoch": {"ns"}}
+	if db != "" {
+		form.Set("db", db)
+	}
+	resp, err := http.Post(in.URL+"/query", "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, fmt.Errorf("influx query %q: %w", q, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("influx query %q: HTTP %d: %s", q, resp.StatusCode, body)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.UseNumber()
+	var r struct {
+		Results []struct {
+			Series []Series `json:"series"`
+			Error  string   `json:"error"`
+		} `json:"results"`
+		Error string `json:"error"`
+	}
+	if err := dec.Decode(&r); err != nil {
+		return nil, fmt.Errorf("influx query %q: decode: %w", q, err)
+	}
+	if r.Error != "" {
+		return nil, fmt.Errorf("influx query %q: %s", q, r.Error)
+	}
+	if len(r.Results) == 0 {
+		return nil, nil
+	}
+	if r.Results[0].Error != "" {
+		return nil, fmt.Errorf("influx query %q: %s", q, r.Results[0].Error)
+	}
+	return r.Results[0].Series, nil
+}
