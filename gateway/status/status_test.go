@@ -1,0 +1,67 @@
+package status
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestServer(t *testing.T) {
+	snap := &Snapshot{Site: "lot-a", Gateway: "gw-01", Version: "test", Started: time.Now().Add(-time.Minute), Now: time.Now(),
+		Uplink:  Uplink{Connected: true, Published: 7},
+		Buses:   []Bus{{Name: "rs485-1", Port: "/dev/ttyUSB0", State: "up", Transactions: 10, Timeouts: 2}},
+		Devices: []Device{{ID: "bay-001", Driver: "modbus", State: "ok", Polls: 5, LastValues: map[string]any{"occupied": true}}}}
+	s, err := Listen("127.0.0.1:0", func() *Snapshot { return snap }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	resp, err := http.Get("http://" + s.Addr() + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Snapshot
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got.Gateway != "gw-01" || !got.Uplink.Connected || len(got.Devices) != 1 || got.Devices[0].LastValues["occupied"] != true {
+		t.Fatalf("status: %+v", got)
+	}
+
+	resp, err = http.Get("http://" + s.Addr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`luling_gateway_uplink_connected 1`,
+		`luling_gateway_bus_timeouts_total{bus="rs485-1",port="/dev/ttyUSB0"} 2`,
+		`luling_gateway_device_polls_total{device="bay-001",driver="modbus"} 5`,
+		"# TYPE luling_gateway_bus_transactions_total counter",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
+	if strings.Count(string(body), "# TYPE luling_gateway_device_polls_total") != 1 {
+		t.Error("TYPE line repeated")
+	}
+}
+
+func TestListenError(t *testing.T) {
+	_, err := Listen("256.0.0.1:99999", nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "status: listen on 256.0.0.1:99999") {
+		t.Fatalf("want a clear listen error, got %v", err)
+	}
+}
