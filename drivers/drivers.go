@@ -51,6 +51,21 @@ type Device interface {
 	Poll(ctx context.Context) ([]payload.Record, error)
 }
 
+// EventSource is implemented by devices that also raise events (a fault bit
+// that came on, a counter that went backwards). After each Poll the gateway
+// takes the events and publishes them on the events stream, which the outbox
+// never drops. Events carry their own time.
+type EventSource interface {
+	TakeEvents() []payload.Record
+}
+
+// Writer is implemented by devices with writable points (an LED colour, a
+// power limit). Write refuses unknown and read-only points with an error
+// that names them.
+type Writer interface {
+	Write(ctx context.Context, point string, v payload.Value) error
+}
+
 // Closer is implemented by devices that hold resources.
 type Closer interface{ Close() error }
 

@@ -1,0 +1,46 @@
+// Package all links every built-in driver into a binary (import it for its
+// side effect of registering them) and tells the config loader what this
+// build knows: its drivers and its register-map profiles.
+package all
+
+import (
+	"fmt"
+	"os"
+	"sort"
+
+	"github.com/luling-edge/luling/drivers"
+	"github.com/luling-edge/luling/drivers/modbus" // modbus: Modbus RTU devices described by a register-map profile
+	"github.com/luling-edge/luling/firmware-config/config"
+	"github.com/luling-edge/luling/firmware-config/profiles"
+)
+
+// ConfigOptions returns the config loader options that check driver and
+// profile names against this build: the registered drivers, the profiles
+// embedded in the binary, and the profiles a site keeps in profiles_dir
+// (loaded, and so checked, the way the modbus driver loads them).
+func ConfigOptions() ([]config.Option, error) {
+	builtin, err := modbus.LoadProfiles(profiles.FS)
+	if err != nil {
+		return nil, fmt.Errorf("embedded profiles: %w", err)
+	}
+	return []config.Option{
+		config.KnownDrivers(drivers.Names()...),
+		config.KnownProfiles(sortedNames(builtin)...),
+		config.ProfilesInDir(func(dir string) ([]string, error) {
+			more, err := modbus.LoadProfiles(os.DirFS(dir))
+			if err != nil {
+				return nil, err
+			}
+			return sortedNames(more), nil
+		}),
+	}, nil
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

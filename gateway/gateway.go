@@ -1,0 +1,523 @@
+// Package gateway is the edge runtime that gatewayd runs: it builds the
+// serial buses, devices, pipeline, outbox, uplink and status server from a
+// validated config, and supervises them.
+//
+// Data flows one way: each device is polled on its own schedule through its
+// bus's arbiter; what it reports is stamped with the observation time,
+// filtered by report-by-exception, and handed to a single committer that
+// appends it to the durable outbox in groups; the uplink publishes what the
+// outbox holds and acknowledges it back. A device that fails never blocks
+// another (the bus backs it off); a full outbox or a dead uplink never blocks
+// polling for longer than the bounded queue between them takes to fill, and
+// everything the gateway gives up is counted.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/luling-edge/luling/drivers"
+	"github.com/luling-edge/luling/firmware-config/config"
+	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/gateway/pipeline"
+	"github.com/luling-edge/luling/gateway/status"
+)
+
+// queueLen bounds the records waiting between the pollers and the outbox.
+const queueLen = 4096
+
+// Options are what the caller adds to the config.
+type Options struct {
+	Version string
+	Logger  *slog.Logger
+	// Now is the clock for observation times (time.Now when nil).
+	Now func() time.Time
+}
+
+// Gateway is one running gateway.
+type Gateway struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	version string
+	now     func() time.Time
+	started time.Time
+
+	ob      *outboxAdapter
+	buses   []*busEntry
+	devices []*device
+	up      *uplinkAdapter
+	filter  *pipeline.Filter
+	queue   chan item
+
+	readings, reported, events, refused atomic.Uint64
+	statusAddr                          atomic.Value // string
+}
+
+type item struct {
+	kind payload.Kind
+	recs []payload.Record
+}
+
+// device is one polled device and its counters.
+type device struct {
+	spec    drivers.Spec
+	info    drivers.Info
+	drv     drivers.Device
+	poll    time.Duration
+	policy  pipeline.Policy
+	measure string
+
+	polls, errs, timeouts, crcErrors, skipped atomic.Uint64
+
+	mu        sync.Mutex
+	state     string // "starting", "ok", "failing", "backoff"
+	lastPoll  time.Time
+	lastOK    time.Time
+	lastErr   string
+	lastValue map[string]any
+}
+
+// New builds a gateway from a validated config. It opens the outbox (which
+// recovers what a previous run left) and constructs every device; it does
+// not open serial ports or connect (Run does).
+func New(cfg *config.Config, opts Options) (*Gateway, error) {
+	g := &Gateway{
+		cfg: cfg, log: opts.Logger, version: opts.Version, now: opts.Now,
+		filter: pipeline.New(), queue: make(chan item, queueLen),
+	}
+	if g.log == nil {
+		g.log = slog.Default()
+	}
+	if g.now == nil {
+		g.now = time.Now
+	}
+	if g.version == "" {
+		g.version = "dev"
+	}
+	g.statusAddr.Store("")
+	var err error
+	if g.ob, err = openOutbox(cfg, g.log); err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Gateway, error) {
+		g.ob.Close()
+		return nil, err
+	}
+	byName := map[string]*busEntry{}
+	for _, bc := range cfg.Buses {
+		be, err := newBus(bc, g.log)
+		if err != nil {
+			return fail(err)
+		}
+		g.buses = append(g.buses, be)
+		byName[bc.Name] = be
+	}
+	for _, dc := range cfg.Devices {
+		info, ok := drivers.Lookup(dc.Driver)
+		if !ok {
+			return fail(fmt.Errorf("gateway: device %s: unknown driver %q (known: %s)", dc.ID, dc.Driver, strings.Join(drivers.Names(), ", ")))
+		}
+		spec := drivers.Spec{ID: dc.ID, Driver: dc.Driver, Bus: dc.Bus, Unit: dc.Unit, Profile: dc.Profile, Tags: dc.Tags, Options: dc.Options}
+		if cfg.ProfilesDir != "" {
+			if spec.Options == nil {
+				spec.Options = map[string]any{}
+			}
+			if _, set := spec.Options["profiles_dir"]; !set {
+				spec.Options["profiles_dir"] = cfg.ProfilesDir
+			}
+		}
+		env := drivers.Env{Logger: g.log.With("device", dc.ID), Now: g.now}
+		if dc.Bus != "" {
+			be := byName[dc.Bus]
+			if be == nil {
+				return fail(fmt.Errorf("gateway: device %s: bus %q is not defined", dc.ID, dc.Bus))
+			}
+			env.Bus = be.device(dc.ID)
+		}
+		drv, err := info.New(spec, env)
+		if err != nil {
+			return fail(fmt.Errorf("gateway: device %s: %w", dc.ID, err))
+		}
+		d := &device{spec: spec, info: info, drv: drv, poll: dc.Poll, state: "starting",
+			policy: pipeline.Policy{Deadband: dc.Deadband, MaxSilence: dc.MaxSilence}, measure: info.Measurement}
+		if m, ok := drv.(interface{ Measurement() string }); ok {
+			d.measure = m.Measurement()
+		}
+		g.devices = append(g.devices, d)
+	}
+	g.up, err = newUplink(cfg, g)
+	if err != nil {
+		return fail(err)
+	}
+	return g, nil
+}
+
+// StatusAddr returns the status server's bound address once Run started it.
+func (g *Gateway) StatusAddr() string { return g.statusAddr.Load().(string) }
+
+// Run runs the gateway until ctx ends, then stops polling, commits what is
+// queued, and disconnects cleanly. It returns the first fatal error.
+func (g *Gateway) Run(ctx context.Context) error {
+	g.started = g.now()
+	g.log.Info("gateway starting", "site", g.cfg.Site, "gateway", g.cfg.Gateway, "version", g.version,
+		"buses", len(g.buses), "devices", len(g.devices))
+
+	var srv *status.Server
+	if g.cfg.Status.Listen != "" {
+		var err error
+		if srv, err = status.Listen(g.cfg.Status.Listen, g.Snapshot, g.log); err != nil {
+			g.ob.Close()
+			return err
+		}
+		g.statusAddr.Store(srv.Addr())
+		g.log.Info("status server listening", "addr", "http://"+srv.Addr()+"/status")
+	}
+
+	// Three lifetimes: the uplink and status server outlive the pollers, so
+	// that queued records are committed before the outbox closes.
+	upCtx, stopUp := context.WithCancel(context.WithoutCancel(ctx))
+	var upWG sync.WaitGroup
+	upWG.Add(1)
+	go func() { defer upWG.Done(); g.up.run(upCtx) }()
+	if srv != nil {
+		upWG.Add(1)
+		go func() { defer upWG.Done(); srv.Serve(upCtx) }()
+	}
+
+	var busWG sync.WaitGroup
+	busCtx, stopBuses := context.WithCancel(context.WithoutCancel(ctx))
+	for _, b := range g.buses {
+		busWG.Add(1)
+		go func() { defer busWG.Done(); b.run(busCtx) }()
+	}
+
+	commitDone := make(chan struct{})
+	go func() { defer close(commitDone); g.commit() }()
+
+	var pollWG sync.WaitGroup
+	for i, d := range g.devices {
+		pollWG.Add(1)
+		// Spread first polls over one poll interval so a bus does not see
+		// every device at once after start.
+		phase := time.Duration(0)
+		if n := len(g.devices); n > 1 {
+			phase = d.poll * time.Duration(i) / time.Duration(n)
+		}
+		go func() { defer pollWG.Done(); g.pollLoop(ctx, d, phase) }()
+	}
+	pollWG.Add(1)
+	go func() { defer pollWG.Done(); g.healthLoop(ctx) }()
+
+	<-ctx.Done()
+	g.log.Info("gateway stopping")
+	pollWG.Wait()
+	close(g.queue)
+	<-commitDone
+	stopBuses()
+	busWG.Wait()
+	stopUp()
+	upWG.Wait()
+	for _, d := range g.devices {
+		if c, ok := d.drv.(drivers.Closer); ok {
+			c.Close()
+		}
+	}
+	err := g.ob.Close()
+	g.log.Info("gateway stopped")
+	return err
+}
+
+// commit appends queued records to the outbox, as many at a time as are
+// waiting, so one fsync covers many devices' readings.
+func (g *Gateway) commit() {
+	const maxGroup = 2000
+	var tele, ev []payload.Record
+	for first := range g.queue {
+		tele, ev = tele[:0], ev[:0]
+		add := func(it item) {
+			if it.kind == payload.Event {
+				ev = append(ev, it.recs...)
+			} else {
+				tele = append(tele, it.recs...)
+			}
+		}
+		add(first)
+	more:
+		for len(tele)+len(ev) < maxGroup {
+			select {
+			case it, ok := <-g.queue:
+				if !ok {
+					break more
+				}
+				add(it)
+			default:
+				break more
+			}
+		}
+		// Append blocks until the records are durable; no context may cut
+		// it short, or accepted readings would be lost at shutdown.
+		for _, kr := range []struct {
+			k    payload.Kind
+			recs []payload.Record
+		}{{payload.Event, ev}, {payload.Telemetry, tele}} {
+			if len(kr.recs) == 0 {
+				continue
+			}
+			if err := g.ob.Append(context.Background(), kr.k, kr.recs); err != nil {
+				g.refused.Add(uint64(len(kr.recs)))
+				g.log.Error("outbox refused records", "kind", kr.k, "records", len(kr.recs), "err", err)
+			}
+		}
+	}
+}
+
+// Emit queues records for the outbox. It blocks while the queue is full (the
+// outbox is slower than the devices), which slows polling down rather than
+// losing readings.
+func (g *Gateway) Emit(ctx context.Context, kind payload.Kind, recs []payload.Record) {
+	if len(recs) == 0 {
+		return
+	}
+	if kind == payload.Event {
+		g.events.Add(uint64(len(recs)))
+	}
+	select {
+	case g.queue <- item{kind: kind, recs: recs}:
+	case <-ctx.Done():
+		// Shutting down: commit them anyway; the committer drains the
+		// queue before the outbox closes.
+		g.queue <- item{kind: kind, recs: recs}
+	}
+}
+
+func (g *Gateway) pollLoop(ctx context.Context, d *device, phase time.Duration) {
+	log := g.log.With("device", d.spec.ID)
+	timer := time.NewTimer(phase)
+	defer timer.Stop()
+	next := g.now().Add(phase)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		g.pollOnce(ctx, d, log)
+		// Fixed rate without catch-up bursts: a late poll moves the schedule.
+		next = next.Add(d.poll)
+		if now := g.now(); next.Before(now) {
+			next = now.Add(d.poll / 10)
+		}
+		timer.Reset(time.Until(next))
+	}
+}
+
+func (g *Gateway) pollOnce(ctx context.Context, d *device, log *slog.Logger) {
+	pctx, cancel := context.WithTimeout(ctx, d.poll+5*time.Second)
+	recs, err := d.drv.Poll(pctx)
+	cancel()
+	observed := g.now()
+	d.polls.Add(1)
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		g.deviceFailed(ctx, d, observed, err, log)
+		return
+	}
+	g.deviceOK(ctx, d, observed, recs, log)
+	if es, ok := d.drv.(drivers.EventSource); ok {
+		if ev := es.TakeEvents(); len(ev) > 0 {
+			pipeline.Stamp(ev, observed)
+			g.Emit(ctx, payload.Event, ev)
+		}
+	}
+	if len(recs) == 0 {
+		return
+	}
+	g.readings.Add(uint64(len(recs)))
+	pipeline.Stamp(recs, observed)
+	out := g.filter.Apply(&d.policy, recs)
+	if len(out) > 0 {
+		g.reported.Add(uint64(len(out)))
+		g.Emit(ctx, payload.Telemetry, out)
+	}
+}
+
+func (g *Gateway) deviceOK(ctx context.Context, d *device, t time.Time, recs []payload.Record, log *slog.Logger) {
+	d.mu.Lock()
+	prev := d.state
+	d.state, d.lastPoll, d.lastOK, d.lastErr = "ok", t, t, ""
+	if len(recs) > 0 {
+		if d.lastValue == nil {
+			d.lastValue = map[string]any{}
+		}
+		clear(d.lastValue)
+		for _, r := range recs {
+			for k, v := range r.Fields {
+				d.lastValue[k] = v.Interface()
+			}
+		}
+	}
+	d.mu.Unlock()
+	if prev == "failing" || prev == "backoff" {
+		log.Info("device answers again")
+		g.Emit(ctx, payload.Event, []payload.Record{faultRecord(d, t, "online", "device answers again")})
+	}
+}
+
+func (g *Gateway) deviceFailed(ctx context.Context, d *device, t time.Time, err error, log *slog.Logger) {
+	state := "failing"
+	switch {
+	case errors.Is(err, errBackoff):
+		d.skipped.Add(1)
+		state = "backoff"
+	case errors.Is(err, drivers.ErrTimeout):
+		d.timeouts.Add(1)
+		d.errs.Add(1)
+	default:
+		d.errs.Add(1)
+		if isCRC(err) {
+			d.crcErrors.Add(1)
+		}
+	}
+	d.mu.Lock()
+	prev := d.state
+	d.state, d.lastPoll = state, t
+	if state != "backoff" {
+		d.lastErr = err.Error()
+	}
+	d.mu.Unlock()
+	if prev == "ok" || prev == "starting" {
+		log.Warn("device stopped answering", "err", err)
+		g.Emit(ctx, payload.Event, []payload.Record{faultRecord(d, t, "offline", err.Error())})
+	}
+}
+
+// faultRecord is the event raised when a device goes offline or comes back.
+func faultRecord(d *device, t time.Time, state, msg string) payload.Record {
+	tags := map[string]string{"device": d.spec.ID, "driver": d.spec.Driver}
+	if d.spec.Bus != "" {
+		tags["bus"] = d.spec.Bus
+	}
+	return payload.Record{Measurement: "fault", Time: t, Tags: tags,
+		Fields: map[string]payload.Value{"state": payload.String(state), "message": payload.String(msg)}}
+}
+
+func (g *Gateway) healthLoop(ctx context.Context) {
+	iv := g.cfg.Pipeline.HealthInterval
+	if iv <= 0 {
+		return
+	}
+	t := time.NewTicker(iv)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			g.Emit(ctx, payload.Telemetry, []payload.Record{g.healthRecord()})
+		}
+	}
+}
+
+func (g *Gateway) healthRecord() payload.Record {
+	s := g.Snapshot()
+	var busErrors int64
+	for _, b := range s.Buses {
+		busErrors += int64(b.Timeouts + b.Errors)
+	}
+	ok, failed := 0, 0
+	for _, d := range s.Devices {
+		if d.State == "ok" {
+			ok++
+		} else {
+			failed++
+		}
+	}
+	return payload.Record{Measurement: "gateway_health", Time: s.Now, Fields: map[string]payload.Value{
+		"uplink_connected": payload.Bool(s.Uplink.Connected),
+		"outbox_bytes":     payload.Int(s.Outbox.Bytes),
+		"outbox_dropped":   payload.Int(s.Outbox.DroppedRecords),
+		"outbox_unacked":   payload.Int(s.Outbox.Records),
+		"bus_errors":       payload.Int(busErrors),
+		"rss_bytes":        payload.Int(s.RSSBytes),
+		"devices_ok":       payload.Int(int64(ok)),
+		"devices_failed":   payload.Int(int64(failed)),
+		"goroutines":       payload.Int(int64(s.GoRoutine)),
+	}}
+}
+
+// Birth is the status message published at each connect.
+func (g *Gateway) Birth() *payload.Status {
+	started := g.started
+	s := &payload.Status{Site: g.cfg.Site, Gateway: g.cfg.Gateway, Online: true, Version: g.version,
+		Started: &started, Time: g.now().UTC()}
+	for _, d := range g.devices {
+		s.Devices = append(s.Devices, payload.DeviceInfo{ID: d.spec.ID, Driver: d.spec.Driver, Measurement: d.measure, Tags: d.spec.Tags})
+	}
+	return s
+}
+
+// Snapshot returns the gateway's state for the status page and health.
+func (g *Gateway) Snapshot() *status.Snapshot {
+	s := &status.Snapshot{Site: g.cfg.Site, Gateway: g.cfg.Gateway, Version: g.version, Started: g.started,
+		Now: g.now(), RSSBytes: RSS(), GoRoutine: runtime.NumGoroutine()}
+	s.Uplink = g.up.snapshot()
+	s.Outbox = g.ob.snapshot()
+	s.Pipeline = status.Pipeline{Readings: g.readings.Load(), Reported: g.reported.Load(), Events: g.events.Load(),
+		Refused: g.refused.Load(), QueueLen: len(g.queue), SeriesLen: g.filter.Len()}
+	for _, b := range g.buses {
+		s.Buses = append(s.Buses, b.snapshot())
+	}
+	for _, d := range g.devices {
+		d.mu.Lock()
+		ds := status.Device{ID: d.spec.ID, Driver: d.spec.Driver, Bus: d.spec.Bus, Unit: d.spec.Unit, State: d.state,
+			Polls: d.polls.Load(), Errors: d.errs.Load(), Timeouts: d.timeouts.Load(), CRCErrors: d.crcErrors.Load(),
+			Skipped: d.skipped.Load(), LastPoll: d.lastPoll, LastOK: d.lastOK, LastError: d.lastErr, Tags: d.spec.Tags}
+		if len(d.lastValue) > 0 {
+			ds.LastValues = make(map[string]any, len(d.lastValue))
+			for k, v := range d.lastValue {
+				ds.LastValues[k] = v
+			}
+		}
+		if !d.lastOK.IsZero() {
+			ds.AgeSeconds = s.Now.Sub(d.lastOK).Seconds()
+		}
+		d.mu.Unlock()
+		s.Devices = append(s.Devices, ds)
+	}
+	sort.Slice(s.Devices, func(i, j int) bool { return s.Devices[i].ID < s.Devices[j].ID })
+	if !s.Uplink.Connected {
+		s.Problems = append(s.Problems, "uplink not connected")
+	}
+	for _, b := range s.Buses {
+		if b.State != "up" {
+			s.Problems = append(s.Problems, fmt.Sprintf("bus %s (%s) is %s: %s", b.Name, b.Port, b.State, b.LastError))
+		}
+	}
+	return s
+}
+
+// RSS returns the process's resident set size in bytes (Linux), or 0.
+func RSS() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
+}

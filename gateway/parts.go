@@ -1,0 +1,139 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/luling-edge/luling/drivers"
+	"github.com/luling-edge/luling/drivers/modbus"
+	"github.com/luling-edge/luling/firmware-config/config"
+	"github.com/luling-edge/luling/gateway/bus"
+	"github.com/luling-edge/luling/gateway/outbox"
+	"github.com/luling-edge/luling/gateway/serialport"
+	"github.com/luling-edge/luling/gateway/status"
+	"github.com/luling-edge/luling/gateway/uplink"
+)
+
+// This file wires the runtime's parts together and maps their counters onto
+// the status snapshot.
+
+var errBackoff = bus.ErrBackoff
+
+func isCRC(err error) bool { return errors.Is(err, modbus.ErrCRC) }
+
+// outboxAdapter is the outbox as the uplink's Source.
+type outboxAdapter struct {
+	*outbox.Outbox
+	max int64
+}
+
+func openOutbox(cfg *config.Config, log *slog.Logger) (*outboxAdapter, error) {
+	ob, err := outbox.Open(outbox.Options{
+		Dir: cfg.Outbox.Path, Site: cfg.Site, Gateway: cfg.Gateway,
+		MaxBytes: cfg.Outbox.MaxBytes, CommitInterval: cfg.Outbox.CommitInterval,
+		MaxBatchRecords: cfg.Outbox.BatchMaxRecords, Logger: log.With("part", "outbox"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: outbox %s: %w", cfg.Outbox.Path, err)
+	}
+	return &outboxAdapter{Outbox: ob, max: cfg.Outbox.MaxBytes}, nil
+}
+
+// Ack satisfies uplink.Source.
+func (o *outboxAdapter) Ack(seqs ...uint64) error {
+	o.Outbox.Ack(seqs...)
+	return nil
+}
+
+func (o *outboxAdapter) snapshot() status.Outbox {
+	s := o.Stats()
+	d := s.Dropped()
+	return status.Outbox{Bytes: s.Bytes, MaxBytes: o.max, Messages: s.Unacked.Messages, Records: s.Unacked.Records,
+		NextSeq: s.NextSeq, AckedSeq: s.AckedThrough, DroppedMessages: d.Messages, DroppedRecords: d.Records,
+		Appended: s.AppendedRecords, Fsyncs: s.Fsyncs}
+}
+
+// busEntry is one serial bus.
+type busEntry struct {
+	b    *bus.Bus
+	port string
+}
+
+func newBus(c config.Bus, log *slog.Logger) (*busEntry, error) {
+	b, err := bus.New(bus.Config{
+		Name: c.Name,
+		Port: serialport.Config{Name: c.Port, Baud: c.Baud, DataBits: c.DataBits,
+			Parity: serialport.Parity(c.Parity), StopBits: c.StopBits},
+		Timeout: c.Timeout, BackoffMax: c.BackoffMax,
+	}, bus.Options{Logger: log.With("bus", c.Name, "port", c.Port)})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: bus %s: %w", c.Name, err)
+	}
+	return &busEntry{b: b, port: c.Port}, nil
+}
+
+func (be *busEntry) device(id string) drivers.Transactor { return be.b.Device(id) }
+
+func (be *busEntry) run(ctx context.Context) {
+	be.b.Run(ctx)
+	be.b.Close()
+}
+
+func (be *busEntry) snapshot() status.Bus {
+	s := be.b.Stats()
+	st := "up"
+	if s.State != bus.StateOpen {
+		st = s.State
+	}
+	out := status.Bus{Name: s.Name, Port: be.port, State: st, Transactions: s.Transactions, Timeouts: s.Timeouts,
+		Errors: s.Errors, Reopens: s.Reopens, BytesOut: s.BytesSent, BytesIn: s.BytesReceived}
+	for _, d := range s.Devices {
+		if d.LastError != "" {
+			out.LastError = d.LastError
+		}
+	}
+	return out
+}
+
+// uplinkAdapter owns the MQTT uplink.
+type uplinkAdapter struct {
+	u   *uplink.Uplink
+	log *slog.Logger
+}
+
+func newUplink(cfg *config.Config, g *Gateway) (*uplinkAdapter, error) {
+	uc := cfg.Uplink
+	opts := uplink.Options{
+		Brokers: uc.Brokers, ClientID: uc.ClientID, Username: uc.Username, Password: uc.Password.Reveal(),
+		Site: cfg.Site, Gateway: cfg.Gateway, KeepAlive: uc.Keepalive, ConnectTimeout: uc.ConnectTimeout,
+		ReconnectMax: uc.ReconnectMax, Window: uc.MaxInflight, Birth: g.Birth, Logger: g.log.With("part", "uplink"),
+	}
+	if uc.TLS.Set() {
+		tc, err := uplink.TLSConfig(uc.TLS.CA, uc.TLS.Cert, uc.TLS.Key, uc.TLS.ServerName, uc.TLS.InsecureSkipVerify)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: uplink tls: %w", err)
+		}
+		opts.TLS = tc
+	}
+	u, err := uplink.New(g.ob, opts)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: uplink: %w", err)
+	}
+	return &uplinkAdapter{u: u, log: g.log}, nil
+}
+
+func (a *uplinkAdapter) run(ctx context.Context) {
+	if err := a.u.Run(ctx); err != nil && ctx.Err() == nil {
+		a.log.Error("uplink stopped", "err", err)
+	}
+}
+
+func (a *uplinkAdapter) snapshot() status.Uplink {
+	s := a.u.Stats()
+	return status.Uplink{Connected: s.Connected, Broker: s.Broker, Connects: s.Connects, Losses: s.ConnectionLosses,
+		Published: s.Published, Acked: s.Acked, InFlight: s.InFlight, LastError: s.LastError, LastPubAck: s.LastPuback}
+}
+
+var _ uplink.Source = (*outboxAdapter)(nil)
