@@ -9,7 +9,8 @@ import (
 	"sort"
 
 	"github.com/luling-edge/luling/drivers"
-	"github.com/luling-edge/luling/drivers/modbus" // modbus: Modbus RTU devices described by a register-map profile
+	"github.com/luling-edge/luling/drivers/modbus"    // modbus: Modbus RTU devices described by a register-map profile
+	_ "github.com/luling-edge/luling/drivers/sunspec" // sunspec: SunSpec inverters and MPPT controllers over Modbus RTU
 	"github.com/luling-edge/luling/firmware-config/config"
 	"github.com/luling-edge/luling/firmware-config/profiles"
 )

@@ -50,6 +50,7 @@ func Mosquitto(t testing.TB) *Broker {
 	b.conf = filepath.Join(b.dir, "mosquitto.conf")
 	conf := fmt.Sprintf(`listener %d 127.0.0.1
 allow_anonymous true
+user root
 persistence true
 persistence_location %s/
 autosave_interval 1

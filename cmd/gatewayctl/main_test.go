@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestValidateExamples(t *testing.T) {
+	small := "../../firmware-config/examples/small-lot.yaml"
+	large := "../../firmware-config/examples/large-lot.yaml"
+	code, out, errOut := runCmd(t, "validate", "-skip-files", small, large)
+	want := small + ": ok: site greenfield-lot, gateway gw-01, 1 bus, 8 devices\n" +
+		large + ": ok: site riverside-lot, gateway gw-02, 2 buses, 64 devices\n"
+	if code != exitOK || out != want || errOut != "" {
+		t.Errorf("exit %d\nstdout:\n%s\nwant:\n%s\nstderr:\n%s", code, out, want, errOut)
+	}
+}
+
+func TestValidateFileChecks(t *testing.T) {
+	dir := t.TempDir()
+	cfg := `site: lot-a
+gateway: gw-01
+uplink:
+  brokers: [tcp://broker.example:1883]
+  username: gw-01
+  password_file: mqtt.pass
+outbox: {path: /var/lib/luling/outbox}
+buses: [{name: rs485-1, port: /dev/ttyUSB0}]
+devices:
+  - {id: bay-001, driver: modbus, bus: rs485-1, unit: 1, profile: ultrasonic-bay}
+`
+	gw := filepath.Join(dir, "gw.yaml")
+	if err := os.WriteFile(gw, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runCmd(t, "validate", gw)
+	want := gw + ":6:18: uplink.password_file: cannot read " + filepath.Join(dir, "mqtt.pass") +
+		": no such file or directory (relative paths are resolved against the config file's folder " + dir + ")\n"
+	if code != exitFailed || out != want {
+		t.Errorf("exit %d\n got %q\nwant %q", code, out, want)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "mqtt.pass"), []byte("pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = runCmd(t, "validate", gw)
+	if code != exitOK || out != gw+": ok: site lot-a, gateway gw-01, 1 bus, 1 device\n" {
+		t.Errorf("exit %d: %q", code, out)
+	}
+}
+
+func TestValidateReportsEveryError(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	good := "../../firmware-config/examples/small-lot.yaml"
+	err := os.WriteFile(bad, []byte(`site: lot-a
+gateway: gw-01
+uplink: {brokers: [tcp://broker.example:1883], qos: 0}
+outbox: {path: /data/outbox, max_bytes: 64MB}
+buses: [{name: rs485-1, port: /dev/ttyUSB0}]
+devices:
+  - {id: bay-001, driver: modbsu, bus: rs485-1, unit: 1}
+  - {id: bay-002, driver: modbus, bus: rs485-1, unit: 2, profile: ultrasonik-bay}
+  - {id: bay-003, driver: modbus, bus: rs485-1, unit: 2, profile: ultrasonic-bay}
+`), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runCmd(t, "validate", "-skip-files", bad, good, filepath.Join(dir, "missing.yaml"))
+	want := []string{
+		bad + ":3:53: uplink.qos: qos 0 is not allowed; only 1 is (the MQTT contract uses QoS 1 everywhere: readings are deleted from the outbox only after the broker's PUBACK)",
+		bad + ":7:27: devices[0].driver: unknown driver \"modbsu\" (did you mean modbus?)",
+		bad + ":8:67: devices[1].profile: unknown profile \"ultrasonik-bay\" (did you mean ultrasonic-bay?)",
+		bad + ":9:55: devices[2].unit: unit 2 of bay-003 is already used on bus rs485-1 by bay-002 (line 8) (every device on one bus needs its own unit)",
+		good + ": ok: site greenfield-lot, gateway gw-01, 1 bus, 8 devices",
+		filepath.Join(dir, "missing.yaml") + ": cannot open: no such file or directory",
+	}
+	if code != exitFailed || out != strings.Join(want, "\n")+"\n" {
+		t.Errorf("exit %d\n got:\n%s\nwant:\n%s", code, out, strings.Join(want, "\n"))
+	}
+}
+
+func TestUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args      []string
+		code      int
+		stderrHas string
+		stdoutHas string
+	}{
+		{nil, exitUsage, "usage: gatewayctl COMMAND", ""},
+		{[]string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`, ""},
+		{[]string{"validate"}, exitUsage, "no config file given", ""},
+		{[]string{"validate", "-strict", "gw.yaml"}, exitUsage, "flag provided but not defined: -strict", ""},
+		{[]string{"validate", "-h"}, exitOK, "usage: gatewayctl validate", ""},
+		{[]string{"help"}, exitOK, "", "validate   check gateway config files"},
+	} {
+		code, out, errOut := runCmd(t, tc.args...)
+		if code != tc.code || !strings.Contains(errOut, tc.stderrHas) || !strings.Contains(out, tc.stdoutHas) {
+			t.Errorf("%q: exit %d (want %d)\nstdout: %s\nstderr: %s", tc.args, code, tc.code, out, errOut)
+		}
+	}
+}
+
+func TestCatalogKnowsBuiltins(t *testing.T) {
+	// The embedded profiles and the registered modbus driver must be known,
+	// or every shipped example would fail on site.
+	code, out, _ := runCmd(t, "validate", "-skip-files", "../../firmware-config/examples/large-lot.yaml")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+}

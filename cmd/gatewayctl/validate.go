@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+
+	"github.com/luling-edge/luling/drivers/all" // registers every built-in driver
+	"github.com/luling-edge/luling/firmware-config/config"
+)
+
+// runValidate checks each config file, printing every mistake (one per
+// line) or a one-line summary for a valid file.
+func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fl := flag.NewFlagSet(programName+" validate", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	skipFiles := fl.Bool("skip-files", false, "do not check that files the config names exist (for checking a config away from its gateway)")
+	fl.Usage = func() {
+		fmt.Fprintf(stderr, "usage: %s validate [-skip-files] FILE...\n\n"+
+			"Checks gateway config files. Prints every mistake as FILE:LINE:COL: key: message (hint),\n"+
+			"or a summary line for a valid file. Exit status 1 when any file has mistakes.\n\nflags:\n", programName)
+		fl.PrintDefaults()
+	}
+	if err := fl.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fl.NArg() == 0 {
+		fmt.Fprintf(stderr, "%s validate: no config file given\n", programName)
+		fl.Usage()
+		return exitUsage
+	}
+	opts, err := all.ConfigOptions()
+	if err != nil {
+		fmt.Fprintf(stderr, "%s validate: %v\n", programName, err)
+		return exitFailed
+	}
+	if *skipFiles {
+		opts = append(opts, config.SkipFileChecks())
+	}
+	code := exitOK
+	for _, file := range fl.Args() {
+		if ctx.Err() != nil {
+			return exitFailed
+		}
+		cfg, err := config.Load(file, opts...)
+		var errs *config.Errors
+		switch {
+		case errors.As(err, &errs):
+			for _, e := range errs.List {
+				fmt.Fprintln(stdout, e.Error())
+			}
+			code = exitFailed
+		case err != nil:
+			fmt.Fprintf(stdout, "%s: %v\n", file, unwrapPathError(err))
+			code = exitFailed
+		default:
+			fmt.Fprintf(stdout, "%s: ok: %s\n", file, cfg.Summary())
+		}
+	}
+	return code
+}
+
+// unwrapPathError turns "config: open gw.yaml: no such file or directory"
+// into "cannot read: no such file or directory": the line starts with the file.
+func unwrapPathError(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return "cannot " + pe.Op + ": " + pe.Err.Error()
+	}
+	return err.Error()
+}

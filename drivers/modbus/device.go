@@ -1,0 +1,303 @@
+package modbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/luling-edge/luling/drivers"
+	"github.com/luling-edge/luling/firmware-config/profiles"
+	"github.com/luling-edge/luling/gateway/payload"
+)
+
+// DriverName is the name the driver registers under (a device's `driver`).
+const DriverName = "modbus"
+
+// OptionProfilesDir is the Spec.Options key of a directory with more
+// profiles; a profile there overrides a built-in one of the same name.
+const OptionProfilesDir = "profiles_dir"
+
+func init() {
+	drivers.Register(drivers.Info{
+		Name:        DriverName,
+		Description: "Modbus RTU device read through a register-map profile",
+		New: func(spec drivers.Spec, env drivers.Env) (drivers.Device, error) {
+			return New(spec, env)
+		},
+	})
+}
+
+// builtin parses the embedded profiles once: they are constant data, and a
+// gateway builds hundreds of devices from them at start. The profiles are
+// never modified after loading; callers get a fresh map.
+var builtin = sync.OnceValues(func() (map[string]*Profile, error) {
+	return LoadProfiles(profiles.FS)
+})
+
+// BuiltinProfiles returns the profiles shipped in firmware-config/profiles,
+// by name. The map is the caller's; the profiles are shared and read-only.
+func BuiltinProfiles() (map[string]*Profile, error) {
+	m, err := builtin()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*Profile, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out, nil
+}
+
+// FindProfile returns the profile called name from the built-in profiles,
+// or from dir when dir is not empty (where it takes precedence).
+func FindProfile(name, dir string) (*Profile, error) {
+	all, err := BuiltinProfiles()
+	if err != nil {
+		return nil, fmt.Errorf("built-in profiles: %w", err)
+	}
+	if dir != "" {
+		st, err := os.Stat(dir)
+		if err != nil {
+			return nil, fmt.Errorf("profiles directory: %w", err)
+		}
+		if !st.IsDir() {
+			return nil, fmt.Errorf("profiles directory %s is not a directory", dir)
+		}
+		extra, err := LoadProfiles(os.DirFS(dir))
+		if err != nil {
+			return nil, fmt.Errorf("profiles directory %s: %w", dir, err)
+		}
+		for n, p := range extra {
+			p.File = dir + "/" + p.File
+			all[n] = p
+		}
+	}
+	p, ok := all[name]
+	if !ok {
+		names := make([]string, 0, len(all))
+		for n := range all {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return nil, fmt.Errorf("profile %q is not defined, want one of %s", name, strings.Join(names, ", "))
+	}
+	return p, nil
+}
+
+// Device is one Modbus unit read through a profile. It implements
+// drivers.Device. Poll, ReadAll and Write may be called concurrently; the
+// bus serializes the transactions.
+type Device struct {
+	id      string
+	client  *Client
+	profile *Profile
+	tags    map[string]string
+	log     *slog.Logger
+	maxRead int // largest block, for the read buffer
+
+	mu     sync.Mutex
+	issues map[string]uint64 // last reported raw value per field with an issue
+}
+
+var _ drivers.Device = (*Device)(nil)
+
+// New builds a device from its spec: Unit 1..247, Profile a profile name
+// (built in, or in Options["profiles_dir"]). It makes no I/O on the bus.
+func New(spec drivers.Spec, env drivers.Env) (*Device, error) {
+	if spec.ID == "" {
+		return nil, errors.New("modbus: device without an id")
+	}
+	dir := ""
+	for k, v := range spec.Options {
+		if k != OptionProfilesDir {
+			return nil, fmt.Errorf("modbus: device %s: option %q is unknown, want %s", spec.ID, k, OptionProfilesDir)
+		}
+		s, ok := v.(string)
+		if !ok || s == "" {
+			return nil, fmt.Errorf("modbus: device %s: option %s is %v, want a directory path", spec.ID, k, v)
+		}
+		dir = s
+	}
+	if spec.Profile == "" {
+		return nil, fmt.Errorf("modbus: device %s: missing profile", spec.ID)
+	}
+	p, err := FindProfile(spec.Profile, dir)
+	if err != nil {
+		return nil, fmt.Errorf("modbus: device %s: %w", spec.ID, err)
+	}
+	return NewWithProfile(spec, env, p)
+}
+
+// NewWithProfile builds a device that uses p regardless of spec.Profile.
+func NewWithProfile(spec drivers.Spec, env drivers.Env, p *Profile) (*Device, error) {
+	if spec.ID == "" {
+		return nil, errors.New("modbus: device without an id")
+	}
+	if spec.Unit < 1 || spec.Unit > MaxUnit {
+		return nil, fmt.Errorf("modbus: device %s: unit %d is out of range, want 1..%d", spec.ID, spec.Unit, MaxUnit)
+	}
+	if env.Bus == nil {
+		return nil, fmt.Errorf("modbus: device %s: no serial bus (bus %q)", spec.ID, spec.Bus)
+	}
+	tags := make(map[string]string, len(spec.Tags)+1)
+	for k, v := range spec.Tags {
+		if k == "device" {
+			return nil, fmt.Errorf("modbus: device %s: tag \"device\" is set from the device id, remove it from tags", spec.ID)
+		}
+		if !payload.ValidName(k) {
+			return nil, fmt.Errorf("modbus: device %s: tag name %q is invalid", spec.ID, k)
+		}
+		tags[k] = v
+	}
+	tags["device"] = spec.ID
+	log := env.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &Device{
+		id:      spec.ID,
+		client:  NewClient(env.Bus, byte(spec.Unit), spec.ID),
+		profile: p,
+		tags:    tags,
+		log:     log.With("device", spec.ID, "unit", spec.Unit, "profile", p.Name),
+		issues:  map[string]uint64{},
+	}
+	for _, b := range p.Blocks {
+		d.maxRead = max(d.maxRead, int(b.Count))
+	}
+	return d, nil
+}
+
+// Measurement is the measurement of the device's records (from its profile).
+func (d *Device) Measurement() string { return d.profile.Measurement }
+
+// Profile returns the device's profile.
+func (d *Device) Profile() *Profile { return d.profile }
+
+// Client returns the device's Modbus client.
+func (d *Device) Client() *Client { return d.client }
+
+// Poll reads every block of the profile, one transaction each, and returns
+// one record with the published fields. It fails when any block fails, so
+// that a record never silently lacks a block's fields.
+func (d *Device) Poll(ctx context.Context) ([]payload.Record, error) {
+	fields := make(map[string]payload.Value, len(d.profile.Fields))
+	if err := d.read(ctx, fields, false); err != nil {
+		return nil, err
+	}
+	tags := make(map[string]string, len(d.tags))
+	for k, v := range d.tags {
+		tags[k] = v
+	}
+	return []payload.Record{{Measurement: d.profile.Measurement, Tags: tags, Fields: fields}}, nil
+}
+
+// ReadAll reads every block and returns all fields, published or not
+// (settings such as an LED colour or a threshold included).
+func (d *Device) ReadAll(ctx context.Context) (map[string]payload.Value, error) {
+	fields := make(map[string]payload.Value, len(d.profile.Fields))
+	if err := d.read(ctx, fields, true); err != nil {
+		return nil, err
+	}
+	return fields, nil
+}
+
+func (d *Device) read(ctx context.Context, fields map[string]payload.Value, all bool) error {
+	words := make([]uint16, 0, d.maxRead)
+	var bits []bool
+	var issues []Issue
+	for bi := range d.profile.Blocks {
+		b := &d.profile.Blocks[bi]
+		words = words[:0]
+		var err error
+		if b.Bits() {
+			bits, err = d.client.ReadBits(ctx, b.Function, b.Address, b.Count, bits[:0])
+			for _, on := range bits {
+				if on {
+					words = append(words, 1)
+				} else {
+					words = append(words, 0)
+				}
+			}
+		} else {
+			words, err = d.client.ReadRegisters(ctx, b.Function, b.Address, b.Count, words)
+		}
+		if err != nil {
+			return err
+		}
+		if all {
+			issues = d.profile.DecodeBlockAll(bi, words, fields, issues)
+		} else {
+			issues = d.profile.DecodeBlock(bi, words, fields, issues)
+		}
+	}
+	d.report(issues)
+	return nil
+}
+
+// report logs each issue once per field and raw value, and notes when a
+// field decodes again.
+func (d *Device) report(issues []Issue) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(issues) == 0 && len(d.issues) == 0 {
+		return
+	}
+	seen := make(map[string]bool, len(issues))
+	for _, is := range issues {
+		seen[is.Field] = true
+		if raw, ok := d.issues[is.Field]; ok && raw == is.Raw {
+			continue
+		}
+		d.issues[is.Field] = is.Raw
+		d.log.Warn("modbus field left out", "field", is.Field, "raw", is.Raw, "reason", is.Reason)
+	}
+	for f := range d.issues {
+		if !seen[f] {
+			delete(d.issues, f)
+			d.log.Info("modbus field decodes again", "field", f)
+		}
+	}
+}
+
+// Write writes v to the writable field called field: function 05 for a
+// coil, 06 for one register, 16 for a 32/64-bit value.
+func (d *Device) Write(ctx context.Context, field string, v payload.Value) error {
+	f, ok := d.profile.Field(field)
+	if !ok {
+		var w []string
+		for _, f := range d.profile.Fields {
+			if f.Writable {
+				w = append(w, f.Name)
+			}
+		}
+		want := "the profile has no writable fields"
+		if len(w) > 0 {
+			want = "want one of " + strings.Join(w, ", ")
+		}
+		return fmt.Errorf("modbus: %s: write %q: profile %s has no such field, %s", d.id, field, d.profile.Name, want)
+	}
+	regs, err := f.Encode(v)
+	if err != nil {
+		return fmt.Errorf("modbus: %s: write: %w", d.id, err)
+	}
+	b := &d.profile.Blocks[f.Block]
+	switch {
+	case b.Function == FuncReadCoils:
+		err = d.client.WriteSingleCoil(ctx, f.Address, regs[0] != 0)
+	case len(regs) == 1:
+		err = d.client.WriteSingleRegister(ctx, f.Address, regs[0])
+	default:
+		err = d.client.WriteMultipleRegisters(ctx, f.Address, regs)
+	}
+	if err != nil {
+		return err
+	}
+	d.log.Info("modbus field written", "field", f.Name, "value", v.Interface())
+	return nil
+}

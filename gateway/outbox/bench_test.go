@@ -1,0 +1,163 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/luling-edge/luling/gateway/payload"
+)
+
+// BenchmarkAppend measures readings per second through Append with several
+// concurrent appenders, one parking_bay reading per Append (the worst case
+// for durability: every reading waits for its fsync).
+func BenchmarkAppend(b *testing.B) {
+	for _, bc := range []struct {
+		appenders int
+		window    time.Duration
+	}{
+		{1, 0}, {8, 0}, {8, DefaultCommitInterval}, {64, 0}, {64, DefaultCommitInterval},
+	} {
+		b.Run(fmt.Sprintf("appenders=%d/window=%s", bc.appenders, bc.window), func(b *testing.B) {
+			var lb logBuf
+			opts := testOptions(b.TempDir(), &lb)
+			opts.CommitInterval = bc.window
+			opts.MaxBytes = 256 << 20
+			opts.SegmentBytes = 16 << 20
+			o := mustOpen(b, opts)
+			defer o.Close()
+			recs := make([]payload.Record, 1024)
+			for i := range recs {
+				recs[i] = bay(fmt.Sprintf("bay-%d", i%200), i)
+			}
+			before := o.Stats()
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			start := time.Now()
+			for range bc.appenders {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := next.Add(1) - 1
+						if i >= int64(b.N) {
+							return
+						}
+						if err := o.Append(context.Background(), payload.Telemetry, recs[i%1024:i%1024+1]); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			el := time.Since(start).Seconds()
+			b.StopTimer()
+			st := o.Stats()
+			fs := float64(st.Fsyncs - before.Fsyncs)
+			b.ReportMetric(float64(b.N)/el, "readings/s")
+			b.ReportMetric(float64(st.BytesWritten-before.BytesWritten)/float64(b.N), "bytes/reading")
+			b.ReportMetric(fs/el, "fsyncs/s")
+			b.ReportMetric(float64(b.N)/float64(st.Groups-before.Groups), "readings/group")
+		})
+	}
+}
+
+// BenchmarkDrain measures how fast the uplink side can take messages out:
+// Pending (reading bodies back from the segments) plus Ack, 100 at a time.
+// Messages hold 10 parking_bay readings each.
+func BenchmarkDrain(b *testing.B) {
+	var lb logBuf
+	opts := testOptions(b.TempDir(), &lb)
+	opts.MaxBatchRecords = 10
+	opts.MaxBytes = 256 << 20
+	o := mustOpen(b, opts)
+	defer o.Close()
+	recs := make([]payload.Record, 500)
+	for i := range recs {
+		recs[i] = bay(fmt.Sprintf("bay-%d", i%200), i)
+	}
+	fill := func() {
+		for range 40 { // 40 × 50 messages
+			if err := o.Append(context.Background(), payload.Telemetry, recs); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	ctx := context.Background()
+	var after uint64
+	var bodyBytes int64
+	drained := 0
+	b.ResetTimer()
+	for drained < b.N {
+		if o.Stats().Unacked.Messages == 0 {
+			b.StopTimer()
+			fill()
+			b.StartTimer()
+		}
+		msgs, err := o.Pending(ctx, after, min(100, b.N-drained))
+		if err != nil {
+			b.Fatal(err)
+		}
+		seqs := make([]uint64, len(msgs))
+		for i, m := range msgs {
+			seqs[i] = m.Seq
+			bodyBytes += int64(len(m.Body))
+		}
+		o.Ack(seqs...)
+		after = seqs[len(seqs)-1]
+		drained += len(msgs)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "messages/s")
+	b.ReportMetric(float64(b.N*10)/b.Elapsed().Seconds(), "readings/s")
+	b.ReportMetric(float64(bodyBytes)/float64(b.N), "body-bytes/message")
+}
+
+// BenchmarkOpen measures recovery of an outbox holding 20,000 unacknowledged
+// single-reading messages, and the heap its index takes per message.
+func BenchmarkOpen(b *testing.B) {
+	var lb logBuf
+	opts := testOptions(b.TempDir(), &lb)
+	opts.MaxBytes = 256 << 20
+	opts.MaxBatchRecords = 1
+	o := mustOpen(b, opts)
+	const n = 20000
+	var wg sync.WaitGroup
+	for g := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n / 50 {
+				if err := o.Append(context.Background(), payload.Telemetry, []payload.Record{bay("bay-o", g*1000+i)}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	o.Close()
+	var heap uint64
+	b.ResetTimer()
+	for range b.N {
+		var m0, m1 runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m0)
+		o := mustOpen(b, opts)
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		heap = m1.HeapAlloc - m0.HeapAlloc
+		if o.Stats().Unacked.Messages != n {
+			b.Fatalf("recovered %d messages, want %d", o.Stats().Unacked.Messages, n)
+		}
+		o.Close()
+	}
+	b.ReportMetric(float64(heap)/n, "index-bytes/message")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e6, "ms/open")
+}

@@ -1,0 +1,593 @@
+package outbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/luling-edge/luling/gateway/payload"
+)
+
+// run is the committer: the one goroutine that writes segment files and the
+// state file. Open starts it, Close stops it (quit) and waits for it (done).
+func (o *Outbox) run() {
+	defer close(o.done)
+	tick := time.NewTicker(o.opts.AckPersistInterval)
+	defer tick.Stop()
+	var stateAt time.Time
+	for {
+		quitting := false
+		select {
+		case <-o.wake:
+		case <-tick.C:
+		case reply := <-o.hkReq:
+			reply <- o.housekeep(true)
+			continue
+		case <-o.quit:
+			quitting = true
+		}
+		if !quitting && o.opts.CommitInterval > 0 && o.queued() {
+			t := time.NewTimer(o.opts.CommitInterval)
+			select {
+			case <-t.C:
+			case <-o.quit:
+				quitting = true
+			}
+			t.Stop()
+		}
+		for {
+			group := o.take()
+			if len(group) == 0 {
+				break
+			}
+			o.commit(group)
+			if !quitting {
+				break
+			}
+		}
+		if quitting {
+			return
+		}
+		due := time.Since(stateAt) >= o.opts.AckPersistInterval
+		if err := o.housekeep(due); err != nil {
+			o.log.Error("outbox: housekeeping failed; will retry", "err", err)
+		} else if due {
+			stateAt = time.Now()
+		}
+	}
+}
+
+// housekeepSerial runs housekeeping on the committer and waits for it.
+func (o *Outbox) housekeepSerial() error {
+	reply := make(chan error, 1)
+	select {
+	case o.hkReq <- reply:
+		return <-reply
+	case <-o.done:
+		return ErrClosed
+	}
+}
+
+func (o *Outbox) queued() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.queue) > 0
+}
+
+func (o *Outbox) take() []*request {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	g := o.queue
+	o.queue = nil
+	for _, r := range g {
+		r.taken = true
+	}
+	return g
+}
+
+// pendingWrite is what one group adds to one segment file.
+type pendingWrite struct {
+	seg     *segment
+	base    int64 // file size before the group
+	buf     []byte
+	created bool
+	entries []entry
+	recs    int64
+}
+
+// commit admits, seals, writes and syncs one group, then publishes it to
+// the index and wakes every Append of the group.
+func (o *Outbox) commit(group []*request) {
+	accepted, dropped := o.admit(group)
+	dirDirty := false
+	if len(dropped) > 0 {
+		// lastSeq must be on record before segments go, or a restart with
+		// nothing left on disk would reuse sequence numbers.
+		if err := o.saveState(); err != nil {
+			o.log.Error("outbox: cannot record state before dropping segments; keeping their files until the next try", "err", err)
+			o.mu.Lock()
+			for _, s := range dropped {
+				o.bytes += s.size // still on disk
+			}
+			o.orphans = append(o.orphans, dropped...)
+			o.mu.Unlock()
+		} else {
+			o.removeFiles(dropped)
+			dirDirty = true
+		}
+	}
+	if len(accepted) == 0 {
+		if dirDirty {
+			o.syncDir()
+		}
+		return
+	}
+
+	o.mu.Lock()
+	next := o.nextSeq
+	o.mu.Unlock()
+	actives := [2]*segment{o.logs[0].active, o.logs[1].active}
+	now := o.opts.Now()
+	var writes []*pendingWrite
+	var err error
+	for _, kind := range kindsInOrder(accepted) {
+		if writes, next, err = o.seal(kind, accepted, now, writes, next); err != nil {
+			break
+		}
+	}
+	fsyncs := 0
+	if err == nil {
+		fsyncs, err = o.flush(writes, dirDirty)
+	}
+	if err != nil {
+		o.undo(writes, actives)
+		o.mu.Lock()
+		o.nextSeq = next // never reuse a number that may have reached the disk
+		o.st.Fsyncs += int64(fsyncs)
+		o.mu.Unlock()
+		o.log.Error("outbox: commit failed; appends of this group are not stored", "records", countRecords(accepted), "err", err)
+		for _, r := range accepted {
+			r.done <- err
+		}
+		return
+	}
+
+	o.mu.Lock()
+	var written, recs, msgs int64
+	for _, w := range writes {
+		s := w.seg
+		if w.created {
+			lg := o.kindLog(s.kind)
+			lg.segs = append(lg.segs, s)
+		}
+		s.entries = append(s.entries, w.entries...)
+		s.size = w.base + int64(len(w.buf))
+		s.unacked += len(w.entries)
+		s.unRecs += w.recs
+		written += int64(len(w.buf))
+		recs += w.recs
+		msgs += int64(len(w.entries))
+	}
+	o.bytes += written
+	o.nextSeq = next
+	o.committed = next - 1
+	o.st.Groups++
+	o.st.Fsyncs += int64(fsyncs)
+	o.st.BytesWritten += written
+	o.st.AppendedRecords += recs
+	o.st.AppendedMessages += msgs
+	if !o.closed {
+		close(o.changed)
+		o.changed = make(chan struct{})
+	}
+	o.mu.Unlock()
+	for _, r := range accepted {
+		r.done <- nil
+	}
+}
+
+func countRecords(reqs []*request) int {
+	n := 0
+	for _, r := range reqs {
+		n += r.records()
+	}
+	return n
+}
+
+func kindsInOrder(reqs []*request) []payload.Kind {
+	var ks []payload.Kind
+	for _, r := range reqs {
+		if !slices.Contains(ks, r.kind) {
+			ks = append(ks, r.kind)
+		}
+	}
+	return ks
+}
+
+// admit applies the bound to each request of the group in arrival order.
+// Over MaxBytes, whole oldest telemetry segments are dropped from the index
+// (returned, for the caller to delete); telemetry that still does not fit is
+// refused, and so are events beyond the ceiling. Nothing is dropped for a
+// request that would be refused anyway.
+func (o *Outbox) admit(group []*request) (accepted []*request, dropped []*segment) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var pending int64
+	for _, r := range group {
+		limit := o.opts.MaxBytes
+		if r.kind == payload.Event {
+			limit = o.ceiling
+		}
+		var tbytes int64
+		for _, s := range o.logs[0].segs {
+			tbytes += s.size
+		}
+		need := o.bytes + pending + r.est
+		if need-tbytes > limit {
+			n := int64(r.records())
+			if r.kind == payload.Telemetry {
+				o.st.RefusedTelemetry += n
+			} else {
+				o.st.RefusedEvents += n
+			}
+			if !o.refusing[r.kind-1] {
+				// Logged once per episode; Stats counts every refused record.
+				o.refusing[r.kind-1] = true
+				o.log.Warn("outbox: full; refusing records until there is room again", "kind", r.kind.String(), "records", n,
+					"bytes", o.bytes, "max_bytes", o.opts.MaxBytes, "ceiling", o.ceiling,
+					"refused_telemetry", o.st.RefusedTelemetry, "refused_events", o.st.RefusedEvents)
+			}
+			r.done <- fmt.Errorf("outbox: %s: %d %s records refused (%d bytes stored, bound %d): %w",
+				o.opts.Dir, n, r.kind, o.bytes, limit, ErrFull)
+			continue
+		}
+		if need > o.opts.MaxBytes {
+			dropped = append(dropped, o.dropOldestLocked(need-o.opts.MaxBytes)...)
+		}
+		if o.refusing[r.kind-1] {
+			o.refusing[r.kind-1] = false
+			o.log.Info("outbox: accepting records again", "kind", r.kind.String(),
+				"refused_telemetry", o.st.RefusedTelemetry, "refused_events", o.st.RefusedEvents)
+		}
+		pending += r.est
+		accepted = append(accepted, r)
+	}
+	return accepted, dropped
+}
+
+// dropOldestLocked removes oldest telemetry segments from the index until
+// at least excess bytes are freed or no telemetry is left.
+func (o *Outbox) dropOldestLocked(excess int64) []*segment {
+	lg := &o.logs[0]
+	var out []*segment
+	var freed int64
+	for freed < excess && len(lg.segs) > 0 {
+		s := lg.segs[0]
+		lg.segs = lg.segs[1:]
+		if s == lg.active {
+			lg.active = nil
+		}
+		freed += s.size
+		o.bytes -= s.size
+		o.st.DroppedOldest.Messages += int64(s.unacked)
+		o.st.DroppedOldest.Records += s.unRecs
+		first, last := s.entries[0].seq, s.entries[len(s.entries)-1].seq
+		o.log.Warn("outbox: over the bound; dropped oldest telemetry segment",
+			"file", s.path, "seq_first", first, "seq_last", last,
+			"dropped_messages", s.unacked, "dropped_records", s.unRecs,
+			"total_dropped_messages", o.st.DroppedOldest.Messages, "total_dropped_records", o.st.DroppedOldest.Records)
+		o.ackDirty = true
+		out = append(out, s)
+	}
+	return out
+}
+
+// seal packs the group's records of one kind into messages, numbered from
+// next, framed into the kind's active segment (rolling to new segments as
+// they fill). Each record was encoded once, by Append; a body is the batch
+// header from payload.AppendBatch followed by those records, byte for byte
+// what AppendBatch writes for the whole batch.
+func (o *Outbox) seal(kind payload.Kind, reqs []*request, now time.Time, writes []*pendingWrite, next uint64) ([]*pendingWrite, uint64, error) {
+	lg := o.kindLog(kind)
+	var w *pendingWrite
+	if lg.active != nil {
+		for _, x := range writes {
+			if x.seg == lg.active {
+				w = x
+			}
+		}
+		if w == nil {
+			w = &pendingWrite{seg: lg.active, base: lg.active.size, buf: make([]byte, 0, 32<<10)}
+			writes = append(writes, w)
+		}
+	}
+	open := false
+	var msgStart, recs int
+	var seq uint64
+	maxBody := o.opts.MaxBatchBytes
+	begin := func() error {
+		seq = next
+		next++
+		if w == nil {
+			nw, err := o.createSegment(kind, seq)
+			if err != nil {
+				return err
+			}
+			lg.active = nw.seg
+			writes = append(writes, nw)
+			w = nw
+		}
+		msgStart = len(w.buf)
+		w.buf = beginFrame(w.buf)
+		var err error
+		w.buf, err = payload.AppendBatch(w.buf, &payload.Batch{Site: o.opts.Site, Gateway: o.opts.Gateway, Seq: seq, Kind: kind, Sent: now})
+		if err != nil {
+			return fmt.Errorf("outbox: %s: encode batch %d: %w", o.opts.Dir, seq, err)
+		}
+		w.buf = w.buf[:len(w.buf)-2] // reopen the empty "records":[] array
+		recs = 0
+		open = true
+		return nil
+	}
+	end := func() error {
+		w.buf = append(w.buf, "]}"...)
+		finishFrame(w.buf, msgStart, seq, kind, recs)
+		if (len(w.entries) > 0 || len(w.seg.entries) > 0) && w.base+int64(len(w.buf)) > o.opts.SegmentBytes {
+			nw, err := o.createSegment(kind, seq)
+			if err != nil {
+				return err
+			}
+			nw.buf = append(nw.buf, w.buf[msgStart:]...)
+			w.buf = w.buf[:msgStart]
+			lg.active = nw.seg
+			writes = append(writes, nw)
+			w = nw
+			msgStart = segHeaderSize
+		}
+		w.entries = append(w.entries, entry{
+			seq: seq, off: uint32(w.base + int64(msgStart)),
+			size: uint32(len(w.buf) - msgStart - frameOverhead), recs: uint32(recs),
+		})
+		w.recs += int64(recs)
+		open = false
+		return nil
+	}
+	for _, r := range reqs {
+		if r.kind != kind {
+			continue
+		}
+		for i := range r.records() {
+			rec := r.enc[r.offs[i]:r.offs[i+1]]
+			if open {
+				body := len(w.buf) - msgStart - frameOverhead
+				if recs == o.opts.MaxBatchRecords || body+1+len(rec)+2 > maxBody {
+					if err := end(); err != nil {
+						return writes, next, err
+					}
+				}
+			}
+			if !open {
+				if err := begin(); err != nil {
+					return writes, next, err
+				}
+			}
+			if recs > 0 {
+				w.buf = append(w.buf, ',')
+			}
+			w.buf = append(w.buf, rec...)
+			recs++
+		}
+	}
+	if open {
+		if err := end(); err != nil {
+			return writes, next, err
+		}
+	}
+	return writes, next, nil
+}
+
+func (o *Outbox) createSegment(kind payload.Kind, first uint64) (*pendingWrite, error) {
+	path := filepath.Join(o.opts.Dir, segmentName(kind, first))
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: create segment %s: %w", path, err)
+	}
+	s := &segment{kind: kind, first: first, path: path, f: f}
+	buf := make([]byte, 0, 32<<10)
+	return &pendingWrite{seg: s, buf: appendSegHeader(buf, kind), created: true}, nil
+}
+
+// flush writes every pending write at its offset and syncs each file, and
+// the folder when files were created or removed. It returns the fsyncs done.
+func (o *Outbox) flush(writes []*pendingWrite, dirDirty bool) (int, error) {
+	n := 0
+	for _, w := range writes {
+		if len(w.buf) == 0 {
+			continue
+		}
+		if _, err := w.seg.f.WriteAt(w.buf, w.base); err != nil {
+			return n, fmt.Errorf("outbox: write %s at offset %d: %w", w.seg.path, w.base, err)
+		}
+	}
+	for _, w := range writes {
+		if len(w.buf) == 0 {
+			continue
+		}
+		n++
+		if err := w.seg.f.Sync(); err != nil {
+			return n, fmt.Errorf("outbox: sync %s: %w", w.seg.path, err)
+		}
+		dirDirty = dirDirty || w.created
+	}
+	if dirDirty {
+		n++
+		if err := o.dir.Sync(); err != nil {
+			return n, fmt.Errorf("outbox: sync folder %s: %w", o.opts.Dir, err)
+		}
+	}
+	return n, nil
+}
+
+// undo takes back a failed group: new segments are removed, existing ones
+// cut back to their committed size. If that fails too the outbox refuses
+// further appends rather than append after bytes it cannot account for.
+func (o *Outbox) undo(writes []*pendingWrite, actives [2]*segment) {
+	o.logs[0].active, o.logs[1].active = actives[0], actives[1]
+	var errs []error
+	for _, w := range writes {
+		if w.created {
+			w.seg.f.Close()
+			if err := os.Remove(w.seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		if err := w.seg.f.Truncate(w.base); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		o.log.Error("outbox: cannot undo a failed commit; refusing further appends", "err", err)
+		o.mu.Lock()
+		o.failed = fmt.Errorf("outbox: %s: a failed commit could not be undone: %w", o.opts.Dir, err)
+		o.mu.Unlock()
+	}
+}
+
+func (o *Outbox) syncDir() {
+	err := o.dir.Sync()
+	o.mu.Lock()
+	o.st.Fsyncs++
+	o.mu.Unlock()
+	if err != nil {
+		o.log.Error("outbox: sync folder failed", "err", err)
+	}
+}
+
+// housekeep deletes segments whose messages are all acknowledged (never the
+// active one), recording the state first, and writes the state file when
+// acknowledgements are pending and force is set.
+func (o *Outbox) housekeep(force bool) error {
+	o.mu.Lock()
+	del := o.orphans
+	for k := range o.logs {
+		lg := &o.logs[k]
+		for _, s := range lg.segs {
+			if s != lg.active && s.unacked == 0 {
+				del = append(del, s)
+			}
+		}
+	}
+	need := len(del) > 0 || (force && o.ackDirty)
+	o.mu.Unlock()
+	if !need {
+		return nil
+	}
+	if err := o.saveState(); err != nil {
+		return err
+	}
+	if len(del) == 0 {
+		return nil
+	}
+	o.mu.Lock()
+	for _, s := range del {
+		lg := o.kindLog(s.kind)
+		if i := slices.Index(lg.segs, s); i >= 0 {
+			lg.segs = slices.Delete(lg.segs, i, i+1)
+		}
+		o.bytes -= s.size
+	}
+	o.orphans = nil
+	o.mu.Unlock()
+	o.removeFiles(del)
+	o.syncDir()
+	return nil
+}
+
+// removeFiles closes and deletes segment files already taken out of the
+// index (and out of o.bytes).
+func (o *Outbox) removeFiles(segs []*segment) {
+	o.filesMu.Lock()
+	for _, s := range segs {
+		s.f.Close()
+		s.gone = true
+	}
+	o.filesMu.Unlock()
+	for _, s := range segs {
+		if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			o.log.Error("outbox: cannot remove segment", "file", s.path, "err", err)
+		}
+	}
+}
+
+// saveState writes the state file from the index.
+func (o *Outbox) saveState() error {
+	o.mu.Lock()
+	st := state{lastSeq: o.nextSeq - 1, ackedThrough: o.ackedThroughLocked()}
+	st.ranges = o.ackedRangesLocked(st.ackedThrough)
+	o.ackDirty = false
+	o.mu.Unlock()
+	n, err := writeState(o.opts.Dir, o.dir, &st)
+	o.mu.Lock()
+	o.st.Fsyncs += int64(n)
+	if err != nil {
+		o.ackDirty = true
+	} else {
+		o.st.StateWrites++
+	}
+	o.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("outbox: write state file in %s: %w", o.opts.Dir, err)
+	}
+	return nil
+}
+
+// ackedRangesLocked describes the acknowledged messages above w as ranges:
+// runs of acknowledged entries, in seq order across both kinds, not broken
+// by an unacknowledged one. Beyond maxStateRanges the rest is left out; those
+// messages are sent again after a crash.
+func (o *Outbox) ackedRangesLocked(w uint64) []seqRange {
+	type pos struct{ si, ei int }
+	var p [2]pos
+	var rs []seqRange
+	run := false
+	for {
+		var best *entry
+		bk := -1
+		for k := range o.logs {
+			segs := o.logs[k].segs
+			for p[k].si < len(segs) && p[k].ei >= len(segs[p[k].si].entries) {
+				p[k].si++
+				p[k].ei = 0
+			}
+			if p[k].si < len(segs) {
+				e := &segs[p[k].si].entries[p[k].ei]
+				if best == nil || e.seq < best.seq {
+					best, bk = e, k
+				}
+			}
+		}
+		if best == nil {
+			return rs
+		}
+		p[bk].ei++
+		if best.seq <= w {
+			continue
+		}
+		switch {
+		case !best.acked:
+			run = false
+		case run:
+			rs[len(rs)-1].hi = best.seq
+		default:
+			if len(rs) == maxStateRanges {
+				return rs
+			}
+			rs = append(rs, seqRange{best.seq, best.seq})
+			run = true
+		}
+	}
+}

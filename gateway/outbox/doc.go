@@ -1,0 +1,101 @@
+// Package outbox is the gateway's durable store between the pipeline and the
+// MQTT uplink. A record the outbox accepted survives kill -9 and power loss,
+// is deleted only after the broker acknowledged it (QoS 1 PUBACK), and
+// reaches the cloud in sequence order.
+//
+// # Records, messages, sequence numbers
+//
+// The pipeline calls Append with records of one Kind. The outbox seals them
+// into Messages: batches of up to MaxBatchRecords records and MaxBatchBytes
+// body bytes, telemetry and events never mixed. Every message gets the next
+// per-gateway sequence number (one counter for both kinds, +1 per message,
+// never reused, surviving restarts) and is encoded once into the version 1
+// JSON body (payload.AppendBatch's format, with Sent = seal time). The uplink
+// publishes the body as is, so a message sent again after a reconnect or a
+// crash is byte-identical and the cloud can drop the duplicate by seq.
+//
+// Append encodes and validates its records in the caller's goroutine (a
+// record the cloud's strict decoder would reject is refused there, with an
+// error naming it, instead of poisoning a whole batch later). The committer
+// then only concatenates encoded records behind a batch header; each record
+// is encoded exactly once.
+//
+// # Group commit
+//
+// One goroutine, the committer, owns all writes. Appends that arrive while
+// it waits (CommitInterval) or while the previous commit runs form a group:
+// the group is sealed into messages, written with one write per segment file
+// touched, and made durable with one fsync per file (plus one of the folder
+// when a segment was created or removed). Only then does each Append of the
+// group return nil: "accepted" means "on disk". Under load one fsync carries
+// hundreds of readings.
+//
+// Even with CommitInterval 0, appends that arrive during an fsync share the
+// next one. A window of a few milliseconds (DefaultCommitInterval) gives
+// about the same throughput under load but halves the fsyncs (measured:
+// 64 appenders, 11k readings/s either way, 370 vs 180 fsyncs/s), which
+// matters for the wear of SD cards and eMMC; it costs up to one window of
+// latency per Append.
+//
+// # Segment logs
+//
+// Each kind has its own append-only log (telemetry can then be dropped
+// without touching events), made of segment files of about SegmentBytes,
+// named <kind>-<first seq>.seg. Every entry is framed as
+//
+//	length u32 | crc32c u32 | seq u64 | kind u8 | records u32 | body
+//
+// so recovery can tell a complete entry from a torn one. Open scans every
+// segment, keeps each intact entry and truncates the file at the first
+// entry that is cut short or fails its checksum, logging what it cut
+// (Stats.TruncatedBytes). After power loss only the unsynced tail can be
+// damaged, and no Append of that tail had returned. Damage in the middle of
+// a segment (media failure) also ends the segment there: the entries after
+// it cannot be framed with confidence.
+//
+// # Acknowledgement and the state file
+//
+// Ack marks messages acknowledged, in any order. A segment whose messages
+// are all acknowledged is deleted (never the one being written). The small
+// state file (replaced atomically: temp file, fsync, rename, folder fsync)
+// records the highest sequence number ever assigned and the acknowledged
+// set, as "everything up to W" plus ranges above W. It is written at most
+// every AckPersistInterval, before any segment is deleted, and on Close.
+// Acknowledgements not yet written are forgotten by a crash: those messages
+// are sent again, which the cloud tolerates. An unacknowledged message is
+// never lost this way, and the counter never goes back, because the state
+// holds the last seq before the segment holding it can be deleted.
+//
+// # Reading for the uplink
+//
+// Pending blocks until an unacknowledged message above a given seq exists and
+// returns them in seq order, both logs merged. Memory holds only an index
+// (24 bytes per stored message); bodies are read back from the segment files
+// (normally from the page cache) with one read per run of adjacent messages,
+// and their checksums are checked again on the way out. A message that fails
+// that check is logged and dropped (Stats.DroppedCorrupt) rather than
+// blocking the uplink forever.
+//
+// # The bound
+//
+// MaxBytes bounds both logs together. An append that would go over it drops
+// whole segments of the oldest telemetry, acknowledged or not, counting the
+// unacknowledged messages and records lost (Stats.DroppedOldest) and logging
+// a warning with the counts. Events are never dropped. When only events are
+// left, new telemetry is refused with ErrFull (Stats.RefusedTelemetry);
+// events are still taken up to a hard ceiling of MaxBytes + 25%, beyond which
+// they are refused with ErrFull too (Stats.RefusedEvents). An Append is
+// admitted or refused as a whole. The cloud sees dropped messages as a
+// sequence gap; the stats explain it. The bound is checked against an upper
+// estimate of each append's size, so the logs stay below it by up to one
+// batch header per append.
+//
+// # Failure
+//
+// If a write or fsync fails, the group's appends get the error, the bytes
+// of the group are cut off again and their sequence numbers are skipped
+// (never reused, since some of them may have reached the disk). If the
+// cut-off itself fails, the outbox refuses further appends.
+//
+// One process owns a folder at a time (an advisory lock on Dir/LOCK).
+package outbox

@@ -1,0 +1,839 @@
+package outbox
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/luling-edge/luling/gateway/payload"
+)
+
+// Defaults for the zero values of Options.
+const (
+	DefaultMaxBytes           = 64 << 20
+	DefaultSegmentBytes       = 4 << 20
+	DefaultMaxBatchRecords    = 500
+	DefaultMaxBatchBytes      = 256 << 10
+	DefaultAckPersistInterval = time.Second
+	// DefaultCommitInterval is the commit window gatewayd configures. The
+	// zero CommitInterval means no window: a group is whatever queued up
+	// while the previous write and fsync ran.
+	DefaultCommitInterval = 2 * time.Millisecond
+)
+
+// maxPendingBytes caps the bodies one Pending call returns (it always
+// returns at least one message), so a replay of a large backlog does not
+// balloon memory.
+const maxPendingBytes = 4 << 20
+
+var (
+	// ErrFull is returned by Append when the outbox has no room: telemetry
+	// when only events are left and the bound is reached, events beyond the
+	// hard ceiling (MaxBytes + 25%). The records were not stored.
+	ErrFull = errors.New("outbox full")
+	// ErrClosed is returned by every call after Close.
+	ErrClosed = errors.New("outbox closed")
+)
+
+// Options configure an Outbox. Zero values take the defaults above.
+type Options struct {
+	Dir     string // folder holding the segments and the state file; created if missing
+	Site    string // site id written into every batch
+	Gateway string // gateway id written into every batch
+
+	MaxBytes     int64 // bound on disk for both logs together (default 64 MiB)
+	SegmentBytes int64 // segment file size (default 4 MiB)
+
+	// CommitInterval is how long a group waits to collect more records
+	// after the first one arrived. 0 commits as soon as the previous commit
+	// finished; see DefaultCommitInterval.
+	CommitInterval time.Duration
+
+	MaxBatchRecords int // records per message (default 500, at most payload.MaxRecords)
+	MaxBatchBytes   int // body bytes per message (default 256 KiB)
+
+	// AckPersistInterval is how often acknowledgements are written to the
+	// state file (default 1 s). Acks not yet written are redelivered after a
+	// crash; the cloud removes those duplicates by sequence number.
+	AckPersistInterval time.Duration
+
+	Logger *slog.Logger
+	Now    func() time.Time // seal time of batches (default time.Now)
+}
+
+// Counts is a number of messages and the records they held.
+type Counts struct {
+	Messages int64
+	Records  int64
+}
+
+// Stats is a snapshot of the outbox. Counters run since Open.
+type Stats struct {
+	Bytes        int64  // segment bytes on disk, both logs
+	Segments     int    // segment files
+	Unacked      Counts // stored and not acknowledged
+	NextSeq      uint64 // sequence number the next message gets
+	AckedThrough uint64 // every message up to this one is acknowledged or gone
+	LastAcked    uint64 // highest sequence number acknowledged
+
+	// DroppedOldest are unacknowledged telemetry messages deleted, whole
+	// segments at a time, to keep the outbox under MaxBytes.
+	DroppedOldest Counts
+	// DroppedCorrupt are messages whose stored frame failed its checksum
+	// when read back for sending.
+	DroppedCorrupt Counts
+	// RefusedTelemetry counts telemetry records refused (ErrFull) because
+	// only events were left and the bound was reached.
+	RefusedTelemetry int64
+	// RefusedEvents counts event records refused (ErrFull) past the hard
+	// ceiling.
+	RefusedEvents int64
+	// TruncatedBytes is what recovery cut off torn or corrupt segment tails.
+	TruncatedBytes int64
+
+	AppendedRecords  int64
+	AppendedMessages int64
+	Groups           int64 // group commits (one write + fsync per segment touched)
+	Fsyncs           int64 // data files, folder and state file
+	BytesWritten     int64 // segment bytes written
+	StateWrites      int64
+}
+
+// Dropped is the total of records and messages the outbox lost on purpose
+// or to corruption: what explains a sequence gap the cloud sees. Refused
+// records never got a sequence number and count as records only.
+func (s Stats) Dropped() Counts {
+	return Counts{
+		Messages: s.DroppedOldest.Messages + s.DroppedCorrupt.Messages,
+		Records:  s.DroppedOldest.Records + s.DroppedCorrupt.Records + s.RefusedTelemetry + s.RefusedEvents,
+	}
+}
+
+// segment is one segment file and the index of its entries.
+type segment struct {
+	kind    payload.Kind
+	first   uint64
+	path    string
+	f       *os.File
+	size    int64 // committed bytes
+	entries []entry
+	unacked int
+	unRecs  int64
+	gone    bool // closed and deleted; guarded by Outbox.filesMu
+}
+
+type kindLog struct {
+	kind payload.Kind
+	segs []*segment // ascending seq
+	// active is the segment new entries go to; owned by the committer.
+	active *segment
+}
+
+// request is one Append waiting for its group commit.
+type request struct {
+	kind  payload.Kind
+	enc   []byte // encoded records, back to back
+	offs  []int  // record i is enc[offs[i]:offs[i+1]]
+	est   int64  // upper bound of the bytes it adds on disk
+	taken bool   // the committer has it; it can no longer be withdrawn
+	done  chan error
+}
+
+func (r *request) records() int { return len(r.offs) - 1 }
+
+// Outbox is the durable store between the pipeline and the uplink. It is
+// safe for concurrent use.
+type Outbox struct {
+	opts    Options
+	log     *slog.Logger
+	dir     *os.File
+	lock    *os.File
+	ceiling int64
+	hdrMax  int // largest possible batch header, for size estimates
+
+	wake  chan struct{}
+	hkReq chan chan error // run housekeeping now and reply (tests)
+	quit  chan struct{}
+	done  chan struct{}
+
+	// filesMu guards the lifetime of segment files for readers: Pending
+	// reads under RLock, the committer closes and deletes under Lock.
+	filesMu sync.RWMutex
+
+	mu        sync.Mutex
+	queue     []*request
+	changed   chan struct{} // closed when messages become pending or on Close
+	closed    bool
+	failed    error // set when a failed write could not be undone
+	logs      [2]kindLog
+	nextSeq   uint64 // next seq to assign; all below are assigned
+	committed uint64 // highest seq that is durable
+	bytes     int64
+	lastAcked uint64
+	ackDirty  bool
+	orphans   []*segment // dropped from the index, files not yet deleted
+	refusing  [2]bool    // a refusal was logged and nothing accepted since
+	st        Stats
+}
+
+func (o *Outbox) kindLog(k payload.Kind) *kindLog { return &o.logs[k-1] }
+
+// Open opens or creates the outbox in opts.Dir and recovers what is on
+// disk: torn or corrupt segment tails are truncated and logged, fully
+// acknowledged segments are deleted, and the sequence counter resumes above
+// every number ever assigned.
+func Open(opts Options) (*Outbox, error) {
+	if err := normalize(&opts); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("outbox: create %s: %w", opts.Dir, err)
+	}
+	lock, err := lockDir(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	d, err := os.Open(opts.Dir)
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("outbox: open folder %s: %w", opts.Dir, err)
+	}
+	o := &Outbox{
+		opts:    opts,
+		log:     opts.Logger.With("outbox", opts.Dir),
+		dir:     d,
+		lock:    lock,
+		ceiling: opts.MaxBytes + opts.MaxBytes/4,
+		wake:    make(chan struct{}, 1),
+		hkReq:   make(chan chan error),
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
+		changed: make(chan struct{}),
+	}
+	o.logs[0].kind, o.logs[1].kind = payload.Telemetry, payload.Event
+	hdr, err := payload.AppendBatch(nil, &payload.Batch{
+		Site: opts.Site, Gateway: opts.Gateway, Seq: math.MaxUint64, Kind: payload.Telemetry,
+		Sent: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+	})
+	if err != nil {
+		o.release()
+		return nil, fmt.Errorf("outbox: %s: encode batch header: %w", opts.Dir, err)
+	}
+	o.hdrMax = len(hdr) + 1
+	if err := o.recover(); err != nil {
+		o.closeFiles()
+		o.release()
+		return nil, err
+	}
+	go o.run()
+	return o, nil
+}
+
+func normalize(o *Options) error {
+	if o.Dir == "" {
+		return errors.New("outbox: no Dir given")
+	}
+	if !payload.ValidID(o.Site) {
+		return fmt.Errorf("outbox: %s: site %q: want [a-z0-9-]{1,64}", o.Dir, o.Site)
+	}
+	if !payload.ValidID(o.Gateway) {
+		return fmt.Errorf("outbox: %s: gateway %q: want [a-z0-9-]{1,64}", o.Dir, o.Gateway)
+	}
+	if o.MaxBytes == 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
+	if o.SegmentBytes == 0 {
+		o.SegmentBytes = DefaultSegmentBytes
+	}
+	if o.MaxBatchRecords == 0 {
+		o.MaxBatchRecords = DefaultMaxBatchRecords
+	}
+	if o.MaxBatchBytes == 0 {
+		o.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if o.AckPersistInterval == 0 {
+		o.AckPersistInterval = DefaultAckPersistInterval
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	switch {
+	case o.SegmentBytes < 1<<10 || o.SegmentBytes > 1<<30:
+		return fmt.Errorf("outbox: %s: SegmentBytes %d: want 1 KiB to 1 GiB", o.Dir, o.SegmentBytes)
+	case o.MaxBytes < o.SegmentBytes:
+		return fmt.Errorf("outbox: %s: MaxBytes %d: want at least SegmentBytes (%d)", o.Dir, o.MaxBytes, o.SegmentBytes)
+	case o.MaxBatchRecords < 1 || o.MaxBatchRecords > payload.MaxRecords:
+		return fmt.Errorf("outbox: %s: MaxBatchRecords %d: want 1 to %d", o.Dir, o.MaxBatchRecords, payload.MaxRecords)
+	case o.MaxBatchBytes < 512 || o.MaxBatchBytes > payload.MaxBodyBytes/2:
+		return fmt.Errorf("outbox: %s: MaxBatchBytes %d: want 512 to %d", o.Dir, o.MaxBatchBytes, payload.MaxBodyBytes/2)
+	case o.CommitInterval < 0 || o.AckPersistInterval < 0:
+		return fmt.Errorf("outbox: %s: negative CommitInterval or AckPersistInterval", o.Dir)
+	}
+	return nil
+}
+
+func (o *Outbox) release() {
+	o.dir.Close()
+	o.lock.Close()
+}
+
+func (o *Outbox) closeFiles() {
+	for i := range o.logs {
+		for _, s := range o.logs[i].segs {
+			s.f.Close()
+		}
+	}
+}
+
+// recover rebuilds the index from the segment files and the state file.
+func (o *Outbox) recover() error {
+	dir := o.opts.Dir
+	if err := os.Remove(filepath.Join(dir, stateTemp)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("outbox: remove %s: %w", stateTemp, err)
+	}
+	st, found, err := readState(dir)
+	if err != nil {
+		// The state file is replaced atomically, so this is media damage.
+		// Without it every stored message counts as unacknowledged (sent
+		// again, which the cloud tolerates) and the counter resumes above
+		// the highest seq still on disk.
+		o.log.Error("outbox: state file unreadable; acknowledgements are lost and stored messages will be sent again",
+			"file", filepath.Join(dir, stateName), "err", err)
+		st = state{}
+	}
+	names, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("outbox: list %s: %w", dir, err)
+	}
+	maxSeq := st.lastSeq
+	var buf []byte
+	dirDirty := false
+	for _, de := range names {
+		kind, first, ok := parseSegmentName(de.Name())
+		if !ok || !de.Type().IsRegular() {
+			continue
+		}
+		path := filepath.Join(dir, de.Name())
+		s, cut, err := o.openSegment(path, kind, first, &buf)
+		if err != nil {
+			return err
+		}
+		o.st.TruncatedBytes += cut
+		if s == nil {
+			if err := os.Remove(path); err != nil {
+				return fmt.Errorf("outbox: remove empty segment %s: %w", path, err)
+			}
+			dirDirty = true
+			continue
+		}
+		for i := range s.entries {
+			e := &s.entries[i]
+			if st.acked(e.seq) {
+				e.acked = true
+			} else {
+				s.unacked++
+				s.unRecs += int64(e.recs)
+			}
+		}
+		maxSeq = max(maxSeq, s.entries[len(s.entries)-1].seq)
+		o.bytes += s.size
+		lg := o.kindLog(kind)
+		lg.segs = append(lg.segs, s)
+	}
+	for i := range o.logs {
+		slices.SortFunc(o.logs[i].segs, func(a, b *segment) int { return cmpU64(a.first, b.first) })
+	}
+	o.nextSeq = maxSeq + 1
+	o.committed = maxSeq
+	if !found && maxSeq > 0 {
+		o.log.Warn("outbox: no state file; every stored message counts as unacknowledged", "dir", dir)
+	}
+	if dirDirty {
+		if err := o.dir.Sync(); err != nil {
+			return fmt.Errorf("outbox: sync folder %s: %w", dir, err)
+		}
+	}
+	o.lastAcked = st.ackedThrough
+	for _, r := range st.ranges {
+		o.lastAcked = max(o.lastAcked, r.hi)
+	}
+	// Write the state now so that lastSeq is on record before any segment is
+	// deleted, then drop the segments that are fully acknowledged.
+	o.ackDirty = true
+	if err := o.housekeep(true); err != nil {
+		return err
+	}
+	o.log.Info("outbox: opened", "bytes", o.bytes, "next_seq", o.nextSeq,
+		"unacked", o.statsLocked().Unacked.Messages, "truncated_bytes", o.st.TruncatedBytes)
+	return nil
+}
+
+// openSegment scans one segment file, truncates a bad tail and returns the
+// segment with its file open for reading and writing, or nil when nothing
+// in it survived (the caller removes it).
+func (o *Outbox) openSegment(path string, kind payload.Kind, first uint64, buf *[]byte) (*segment, int64, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, 0, fmt.Errorf("outbox: open segment %s: %w", path, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("outbox: stat segment %s: %w", path, err)
+	}
+	entries, end, serr := scanSegment(readerOf(f), kind, buf)
+	var se *scanError
+	if serr != nil && !errors.As(serr, &se) {
+		f.Close()
+		return nil, 0, fmt.Errorf("outbox: read segment %s: %w", path, serr)
+	}
+	if len(entries) > 0 && entries[0].seq != first {
+		// The name is decided by the first entry; a mismatch means the file
+		// was renamed or overwritten. Keep the entries, warn.
+		o.log.Warn("outbox: segment name does not match its first entry", "file", path, "first_seq", entries[0].seq)
+	}
+	cut := fi.Size() - end
+	if serr != nil {
+		o.log.Warn("outbox: segment has a torn or corrupt tail; keeping every entry before it",
+			"file", path, "offset", se.off, "reason", se.err.Error(), "kept_entries", len(entries), "discarded_bytes", cut)
+	}
+	if len(entries) == 0 {
+		f.Close()
+		if fi.Size() > 0 && serr != nil {
+			o.log.Warn("outbox: removing segment with no intact entry", "file", path, "bytes", fi.Size())
+		}
+		return nil, fi.Size(), nil
+	}
+	if cut > 0 {
+		if err := f.Truncate(end); err != nil {
+			f.Close()
+			return nil, 0, fmt.Errorf("outbox: truncate segment %s to %d bytes: %w", path, end, err)
+		}
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return nil, 0, fmt.Errorf("outbox: sync segment %s: %w", path, err)
+		}
+	}
+	return &segment{kind: kind, first: entries[0].seq, path: path, f: f, size: end, entries: entries}, cut, nil
+}
+
+// readerOf buffers sequential reads of f from its start.
+func readerOf(f *os.File) io.Reader {
+	return bufio.NewReaderSize(io.NewSectionReader(f, 0, math.MaxInt64), 64<<10)
+}
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Append validates and encodes recs, then waits until they are durable in
+// the outbox. When it returns nil the records are on disk and will reach
+// the uplink (unless telemetry is later dropped to make room). A record the
+// cloud's decoder would reject is refused here with an error naming it. If
+// ctx ends before the records were handed to a commit, Append returns
+// ctx.Err() and nothing was stored; once handed over it waits for that
+// commit, which takes one write and fsync.
+func (o *Outbox) Append(ctx context.Context, kind payload.Kind, recs []payload.Record) error {
+	if kind != payload.Telemetry && kind != payload.Event {
+		return fmt.Errorf("outbox: %s: append: unknown kind %d", o.opts.Dir, kind)
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	req := &request{kind: kind, offs: make([]int, 1, len(recs)+1), done: make(chan error, 1)}
+	for i := range recs {
+		if err := checkRecord(&recs[i]); err != nil {
+			return fmt.Errorf("outbox: %s: append %s record %d: %w", o.opts.Dir, kind, i, err)
+		}
+		var err error
+		start := len(req.enc)
+		req.enc, err = payload.AppendRecord(req.enc, &recs[i])
+		if err != nil {
+			return fmt.Errorf("outbox: %s: append %s record %d: %w", o.opts.Dir, kind, i, err)
+		}
+		if n := len(req.enc) - start; n+o.hdrMax+2 > o.opts.MaxBatchBytes {
+			return fmt.Errorf("outbox: %s: append %s record %d (%s): encodes to %d bytes, more than a batch holds (MaxBatchBytes %d)",
+				o.opts.Dir, kind, i, recs[i].Measurement, n, o.opts.MaxBatchBytes)
+		}
+		req.offs = append(req.offs, len(req.enc))
+	}
+	n := int64(len(recs))
+	msgs := 1 + n/int64(o.opts.MaxBatchRecords) + int64(len(req.enc))/int64(o.opts.MaxBatchBytes-o.hdrMax)
+	req.est = int64(len(req.enc)) + n + msgs*int64(o.hdrMax+2+frameOverhead) + segHeaderSize
+
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return ErrClosed
+	}
+	if o.failed != nil {
+		err := o.failed
+		o.mu.Unlock()
+		return err
+	}
+	o.queue = append(o.queue, req)
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		o.mu.Lock()
+		if !req.taken {
+			if i := slices.Index(o.queue, req); i >= 0 {
+				o.queue = slices.Delete(o.queue, i, i+1)
+			}
+			o.mu.Unlock()
+			return ctx.Err()
+		}
+		o.mu.Unlock()
+		return <-req.done
+	}
+}
+
+// checkRecord applies the rules of the cloud's decoder (payload.DecodeBatch)
+// that encoding alone does not: a batch holding one bad record would be
+// rejected whole by the cloud, so a bad record is refused here instead.
+func checkRecord(r *payload.Record) error {
+	if !payload.ValidName(r.Measurement) {
+		return fmt.Errorf("measurement %q: want [A-Za-z_][A-Za-z0-9_.-]*, at most %d characters", r.Measurement, payload.MaxNameLen)
+	}
+	if r.Time.Year() < 2000 {
+		return fmt.Errorf("%s: time %s: want an observation time in year 2000 or later (is the clock set?)", r.Measurement, r.Time.UTC().Format(time.RFC3339))
+	}
+	if len(r.Tags) > payload.MaxTags {
+		return fmt.Errorf("%s: %d tags, more than the %d allowed", r.Measurement, len(r.Tags), payload.MaxTags)
+	}
+	for k, v := range r.Tags {
+		if !payload.ValidName(k) || k == "site" || k == "gateway" {
+			return fmt.Errorf("%s: tag name %q is not allowed", r.Measurement, k)
+		}
+		if v == "" || len(v) > payload.MaxStringLen {
+			return fmt.Errorf("%s: tag %q: value must be 1 to %d bytes", r.Measurement, k, payload.MaxStringLen)
+		}
+	}
+	if len(r.Fields) > payload.MaxFields {
+		return fmt.Errorf("%s: %d fields, more than the %d allowed", r.Measurement, len(r.Fields), payload.MaxFields)
+	}
+	for k, v := range r.Fields {
+		if !payload.ValidName(k) {
+			return fmt.Errorf("%s: field name %q is not allowed", r.Measurement, k)
+		}
+		if v.Type() == payload.TypeString && len(v.Str()) > payload.MaxStringLen {
+			return fmt.Errorf("%s: field %q: string of %d bytes, more than the %d allowed", r.Measurement, k, len(v.Str()), payload.MaxStringLen)
+		}
+	}
+	return payload.CheckSchema(r)
+}
+
+// Ack marks messages as acknowledged by the broker, in any order. Unknown
+// sequence numbers (already acknowledged, dropped, or never assigned) are
+// ignored. A segment is deleted once all its messages are acknowledged.
+// Ack only updates memory (the state file follows within
+// AckPersistInterval); its only error is ErrClosed.
+func (o *Outbox) Ack(seqs ...uint64) error {
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return ErrClosed
+	}
+	freed := false
+	for _, seq := range seqs {
+		s, i := o.find(seq)
+		if s == nil || s.entries[i].acked {
+			continue
+		}
+		s.entries[i].acked = true
+		s.unacked--
+		s.unRecs -= int64(s.entries[i].recs)
+		o.lastAcked = max(o.lastAcked, seq)
+		o.ackDirty = true
+		if s.unacked == 0 {
+			freed = true
+		}
+	}
+	o.mu.Unlock()
+	if freed {
+		select {
+		case o.wake <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// find locates a stored message by seq.
+func (o *Outbox) find(seq uint64) (*segment, int) {
+	for k := range o.logs {
+		segs := o.logs[k].segs
+		i := sort.Search(len(segs), func(i int) bool { return segs[i].first > seq }) - 1
+		if i < 0 {
+			continue
+		}
+		es := segs[i].entries
+		j := sort.Search(len(es), func(j int) bool { return es[j].seq >= seq })
+		if j < len(es) && es[j].seq == seq {
+			return segs[i], j
+		}
+	}
+	return nil, 0
+}
+
+// ref is a message chosen by Pending, read after the lock is released.
+type ref struct {
+	seg *segment
+	e   entry
+}
+
+// cursor walks one kind's unacknowledged messages in seq order.
+type cursor struct {
+	segs []*segment
+	si   int
+	ei   int
+}
+
+func newCursor(segs []*segment, after uint64) cursor {
+	si := sort.Search(len(segs), func(i int) bool { return segs[i].first > after }) - 1
+	c := cursor{segs: segs}
+	if si < 0 {
+		return c
+	}
+	c.si = si
+	es := segs[si].entries
+	c.ei = sort.Search(len(es), func(j int) bool { return es[j].seq > after })
+	return c
+}
+
+// peek returns the next unacknowledged entry without consuming it.
+func (c *cursor) peek() (*segment, *entry) {
+	for c.si < len(c.segs) {
+		s := c.segs[c.si]
+		if s.unacked > 0 {
+			for c.ei < len(s.entries) {
+				if e := &s.entries[c.ei]; !e.acked {
+					return s, e
+				}
+				c.ei++
+			}
+		}
+		c.si++
+		c.ei = 0
+	}
+	return nil, nil
+}
+
+// Pending blocks until at least one unacknowledged message with Seq > after
+// is stored (or ctx ends, or the outbox closes) and returns up to max of
+// them in sequence order, both kinds merged. after = 0 starts at the oldest
+// unacknowledged message: the replay after a reconnect. Bodies are read
+// from the segment files; one call returns at most about 4 MiB of bodies
+// (always at least one message). The returned bodies belong to the caller.
+func (o *Outbox) Pending(ctx context.Context, after uint64, max int) ([]payload.Message, error) {
+	if max < 1 {
+		return nil, fmt.Errorf("outbox: %s: pending: max %d, want at least 1", o.opts.Dir, max)
+	}
+	for {
+		o.mu.Lock()
+		if o.closed {
+			o.mu.Unlock()
+			return nil, ErrClosed
+		}
+		refs := o.collect(after, max)
+		ch := o.changed
+		o.mu.Unlock()
+		if len(refs) > 0 {
+			msgs, err := o.read(refs)
+			if err != nil || len(msgs) > 0 {
+				return msgs, err
+			}
+			after = refs[len(refs)-1].e.seq
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+func (o *Outbox) collect(after uint64, max int) []ref {
+	tc := newCursor(o.logs[0].segs, after)
+	ec := newCursor(o.logs[1].segs, after)
+	var refs []ref
+	var bytes int64
+	for len(refs) < max {
+		ts, te := tc.peek()
+		es, ee := ec.peek()
+		var r ref
+		switch {
+		case te == nil && ee == nil:
+			return refs
+		case ee == nil || (te != nil && te.seq < ee.seq):
+			r = ref{ts, *te}
+			tc.ei++
+		default:
+			r = ref{es, *ee}
+			ec.ei++
+		}
+		if len(refs) > 0 && bytes+int64(r.e.size) > maxPendingBytes {
+			break
+		}
+		bytes += int64(r.e.size)
+		refs = append(refs, r)
+	}
+	return refs
+}
+
+// read loads the frames of refs, one ReadAt per run of adjacent frames in
+// one segment, and checks each frame's CRC again.
+func (o *Outbox) read(refs []ref) ([]payload.Message, error) {
+	msgs := make([]payload.Message, 0, len(refs))
+	var corrupt []ref
+	o.filesMu.RLock()
+	for i := 0; i < len(refs); {
+		s := refs[i].seg
+		j := i + 1
+		for j < len(refs) && refs[j].seg == s && int64(refs[j].e.off) == int64(refs[j-1].e.off)+refs[j-1].e.frameLen() {
+			j++
+		}
+		if s.gone {
+			i = j
+			continue
+		}
+		start := int64(refs[i].e.off)
+		end := int64(refs[j-1].e.off) + refs[j-1].e.frameLen()
+		buf := make([]byte, end-start)
+		if _, err := s.f.ReadAt(buf, start); err != nil {
+			o.filesMu.RUnlock()
+			return nil, fmt.Errorf("outbox: read %s at offset %d: %w", s.path, start, err)
+		}
+		for _, r := range refs[i:j] {
+			b := buf[int64(r.e.off)-start : int64(r.e.off)-start+r.e.frameLen()]
+			fr, _, err := decodeFrame(b)
+			if err == nil && fr.seq != r.e.seq {
+				err = fmt.Errorf("%w: seq %d where the index has %d", errBadEntry, fr.seq, r.e.seq)
+			}
+			if err != nil {
+				o.log.Error("outbox: stored message is corrupt; dropping it", "file", s.path, "offset", r.e.off, "seq", r.e.seq, "err", err)
+				corrupt = append(corrupt, r)
+				continue
+			}
+			msgs = append(msgs, payload.Message{Seq: fr.seq, Kind: fr.kind, Records: int(fr.recs), Body: fr.body[:len(fr.body):len(fr.body)]})
+		}
+		i = j
+	}
+	o.filesMu.RUnlock()
+	if len(corrupt) > 0 {
+		o.mu.Lock()
+		freed := false
+		for _, r := range corrupt {
+			s, i := o.find(r.e.seq)
+			if s == nil || s.entries[i].acked {
+				continue
+			}
+			s.entries[i].acked = true
+			s.unacked--
+			s.unRecs -= int64(s.entries[i].recs)
+			o.st.DroppedCorrupt.Messages++
+			o.st.DroppedCorrupt.Records += int64(s.entries[i].recs)
+			o.ackDirty = true
+			freed = freed || s.unacked == 0
+		}
+		o.mu.Unlock()
+		if freed {
+			select {
+			case o.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+	return msgs, nil
+}
+
+// Stats returns a snapshot of sizes and counters.
+func (o *Outbox) Stats() Stats {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.statsLocked()
+}
+
+func (o *Outbox) statsLocked() Stats {
+	s := o.st
+	s.Bytes = o.bytes
+	s.NextSeq = o.nextSeq
+	s.LastAcked = o.lastAcked
+	s.AckedThrough = o.ackedThroughLocked()
+	for k := range o.logs {
+		for _, seg := range o.logs[k].segs {
+			s.Segments++
+			s.Unacked.Messages += int64(seg.unacked)
+			s.Unacked.Records += seg.unRecs
+		}
+	}
+	return s
+}
+
+// ackedThroughLocked is one below the oldest unacknowledged message, or the
+// highest committed seq when nothing is unacknowledged.
+func (o *Outbox) ackedThroughLocked() uint64 {
+	w := o.committed
+	for k := range o.logs {
+		c := newCursor(o.logs[k].segs, 0)
+		if _, e := c.peek(); e != nil && e.seq-1 < w {
+			w = e.seq - 1
+		}
+	}
+	return w
+}
+
+// Close commits what is queued, writes the state file and releases the
+// folder. Calls after Close return ErrClosed.
+func (o *Outbox) Close() error {
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return ErrClosed
+	}
+	o.closed = true
+	close(o.changed)
+	o.mu.Unlock()
+	close(o.quit)
+	<-o.done
+	err := o.housekeep(true)
+	o.filesMu.Lock()
+	for k := range o.logs {
+		for _, s := range o.logs[k].segs {
+			if cerr := s.f.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("outbox: close %s: %w", s.path, cerr)
+			}
+			s.gone = true
+		}
+	}
+	o.filesMu.Unlock()
+	o.release()
+	return err
+}
