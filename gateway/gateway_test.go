@@ -146,3 +146,15 @@ func TestDeadDeviceDoesNotStallOthers(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// minimalConfig is a gateway with one bus and no devices, for benchmarks
+// that feed the pipeline directly.
+func minimalConfig(t testing.TB, broker, outboxDir string) *config.Config {
+	t.Helper()
+	yaml := fmt.Sprintf("site: bench\ngateway: gw-1\nuplink:\n  brokers: [%s]\n  max_inflight: 64\noutbox:\n  path: %s\n  max_bytes: 256MiB\nstatus:\n  listen: \"\"\npipeline:\n  health_interval: 1h\n", broker, outboxDir)
+	cfg, err := config.Parse("bench.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}

@@ -168,7 +168,7 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	w.cloudAPI = fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	w.cloud = startProc(t, filepath.Join(binDir, "cloudd"),
 		"-broker-url", w.broker.URL(), "-client-id", "cloudd-"+w.db, "-influx-url", w.influx.URL,
-		"-influx-bucket", w.db, "-group", "", "-http", fmt.Sprintf("127.0.0.1:%d", httpPort), "-log-level", "warn")
+		"-influx-bucket", w.db, "-http", fmt.Sprintf("127.0.0.1:%d", httpPort), "-log-level", "warn")
 	w.waitHTTP(w.cloudAPI + "/healthz")
 
 	lot, err := modbussim.NewLot(modbussim.LotConfig{Bays: o.bays, Buses: o.buses, Ultrasonic: 0.5, Seed: 1, Dir: t.TempDir()})
@@ -503,3 +503,22 @@ func (w *world) checkSequence(minMessages uint64) gatewayStats {
 }
 
 var _ = context.Background
+
+// startBenchProc starts a child for a benchmark; its output is discarded
+// unless the benchmark fails.
+func startBenchProc(b *testing.B, name string, args ...string) *exec.Cmd {
+	b.Helper()
+	var out bytes.Buffer
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if b.Failed() {
+			b.Logf("%s output:\n%s", name, tail(out.String(), 4096))
+		}
+	})
+	return cmd
+}

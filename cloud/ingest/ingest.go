@@ -1,0 +1,621 @@
+// Package ingest is cloudd's path from the broker to InfluxDB.
+//
+// A paho MQTT client with a persistent session (CleanSession false, a stable
+// client id) subscribes to every gateway's telemetry and events through a
+// shared subscription ($share/{group}/gw/v1/+/+/telemetry and …/events,
+// QoS 1) and to the retained status topics (not shared: every instance
+// needs every gateway's birth and Last Will). Automatic acknowledgement is
+// off: a message is acknowledged to the broker only after its points were
+// written to InfluxDB, or after it was rejected as invalid. Until then the
+// broker keeps it, so neither a cloudd crash nor an InfluxDB outage loses
+// anything; the price is redelivery, which the sequence check counts as a
+// duplicate and InfluxDB absorbs (an identical point overwrites itself).
+//
+// How paho behaves here (paho.mqtt.golang v1.5.1, read in its source):
+//   - With OrderMatters (the default) one router goroutine calls the handler
+//     for each message in arrival order; while the handler blocks, paho
+//     stops reading the connection. The handler therefore only validates and
+//     hands the message to a bounded queue; the queue is sized above the
+//     broker's in-flight window (the broker sends no more unacknowledged
+//     QoS 1 messages than that), so in practice it never blocks, and when it
+//     does (InfluxDB down) that is the intended backpressure.
+//   - msg.Ack sends the PUBACK through the connection the message came on.
+//     An Ack after that connection was lost is dropped by paho; the broker
+//     redelivers the message on the next connection (persistent session).
+//     Acknowledgements are sent in arrival order, as MQTT 3.1.1 §4.6 asks:
+//     one writer goroutine acknowledges messages in queue order.
+//   - On reconnect paho does not resubscribe by itself; a persistent session
+//     keeps the subscriptions on the broker, but a broker that lost the
+//     session (restart without persistence, session expiry) would not. The
+//     OnConnect handler therefore subscribes on every connection.
+//   - Messages the broker delivers from a stored session can arrive before
+//     the new SUBSCRIBE is acknowledged; they are routed to the default
+//     publish handler, which is the only handler used.
+//
+// The writer goroutine turns batches into line protocol (with the derived
+// parking_lot points, see fleet.Parking), writes up to BatchPoints points
+// per request as soon as the queue runs empty or the batch is full, retries
+// with exponential backoff while InfluxDB is unavailable (reporting every
+// ReportEvery how long and how many messages wait), and splits a batch that
+// InfluxDB rejects (HTTP 4xx) to log and drop only the bad messages.
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/luling-edge/luling/cloud/fleet"
+	"github.com/luling-edge/luling/cloud/influxw"
+	"github.com/luling-edge/luling/gateway/payload"
+)
+
+// LineWriter writes newline-separated line protocol. Errors wrap
+// influxw.ErrUnavailable (retry later) or influxw.ErrRejected (drop).
+type LineWriter interface {
+	Write(ctx context.Context, lines []byte) error
+}
+
+// Config configures the ingest client.
+type Config struct {
+	BrokerURL string // tcp://host:1883, ssl://host:8883, ws://…
+	ClientID  string // stable across restarts: the broker keeps the session under it
+	Username  string
+	Password  string
+	TLS       *tls.Config
+	// Group is the shared-subscription group; empty subscribes without
+	// $share/ (a single instance).
+	Group string
+
+	QueueMessages int           // messages between the MQTT handler and the writer; default 4096
+	QueueBytes    int64         // payload bytes queued at most; default 64 MiB
+	BatchPoints   int           // points per InfluxDB request at most; default 5000
+	Grace         time.Duration // a sequence gap open this long counts as lost; default 60s
+	ReportEvery   time.Duration // report period while InfluxDB is down; default 10s
+	RetryMin      time.Duration // first retry delay; default 100ms
+	RetryMax      time.Duration // longest retry delay; default 5s
+	KeepAlive     time.Duration // MQTT keepalive; default 30s
+
+	Logger *slog.Logger
+}
+
+func (c *Config) defaults() error {
+	if c.BrokerURL == "" {
+		return errors.New("ingest: empty broker URL")
+	}
+	if c.ClientID == "" {
+		return errors.New("ingest: empty client id (it must be stable so that the broker keeps the session)")
+	}
+	if c.QueueMessages <= 0 {
+		c.QueueMessages = 4096
+	}
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = 64 << 20
+	}
+	if c.BatchPoints <= 0 {
+		c.BatchPoints = 5000
+	}
+	if c.Grace <= 0 {
+		c.Grace = time.Minute
+	}
+	if c.ReportEvery <= 0 {
+		c.ReportEvery = 10 * time.Second
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = 100 * time.Millisecond
+	}
+	if c.RetryMax < c.RetryMin {
+		c.RetryMax = 5 * time.Second
+		if c.RetryMax < c.RetryMin {
+			c.RetryMax = c.RetryMin
+		}
+	}
+	if c.KeepAlive <= 0 {
+		c.KeepAlive = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Subscriptions returns the topic filters subscribed for a shared group.
+func Subscriptions(group string) []string {
+	prefix := ""
+	if group != "" {
+		prefix = "$share/" + group + "/"
+	}
+	return []string{
+		prefix + payload.TopicRoot + "/+/+/" + payload.SuffixTelemetry,
+		prefix + payload.TopicRoot + "/+/+/" + payload.SuffixEvents,
+		payload.TopicRoot + "/+/+/" + payload.SuffixStatus,
+	}
+}
+
+// item is one received message on its way to acknowledgement.
+type item struct {
+	msg   mqtt.Message
+	batch *payload.Batch // nil: rejected or status, acknowledge only
+	size  int64
+}
+
+// Ingest is the running ingest path. Create it with New, run it with Run.
+type Ingest struct {
+	cfg   Config
+	log   *slog.Logger
+	w     LineWriter
+	fleet *fleet.Fleet
+
+	queue  chan item
+	budget *semaphore.Weighted
+	limit  *limiter
+
+	connected   atomic.Bool
+	influxUp    atomic.Bool
+	downSince   atomic.Int64 // unix ns; 0 while up
+	queued      atomic.Int64
+	received    atomic.Uint64
+	written     atomic.Uint64 // messages
+	points      atomic.Uint64
+	requests    atomic.Uint64
+	writeErrors atomic.Uint64
+	rejected    atomic.Uint64
+	acked       atomic.Uint64
+
+	runCtx context.Context // set by Run before connecting; read-only after
+}
+
+// New checks the configuration and returns an Ingest; it makes no network
+// call.
+func New(cfg Config, w LineWriter, f *fleet.Fleet) (*Ingest, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	in := &Ingest{
+		cfg: cfg, log: cfg.Logger, w: w, fleet: f,
+		queue:  make(chan item, cfg.QueueMessages),
+		budget: semaphore.NewWeighted(cfg.QueueBytes),
+		limit:  newLimiter(20, 10*time.Second),
+	}
+	in.influxUp.Store(true)
+	return in, nil
+}
+
+// Run connects to the broker and ingests until ctx is done. Messages not yet
+// written when it returns stay unacknowledged, and the broker delivers them
+// again to the next session.
+func (in *Ingest) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	in.runCtx = ctx
+
+	opts := mqtt.NewClientOptions().
+		AddBroker(in.cfg.BrokerURL).
+		SetClientID(in.cfg.ClientID).
+		SetCleanSession(false).
+		SetAutoAckDisabled(true).
+		SetOrderMatters(true).
+		SetKeepAlive(in.cfg.KeepAlive).
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(time.Second).
+		SetMaxReconnectInterval(10 * time.Second).
+		SetDefaultPublishHandler(in.handle).
+		SetOnConnectHandler(in.onConnect).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			in.connected.Store(false)
+			in.log.Warn("broker connection lost", "broker", in.cfg.BrokerURL, "err", err)
+		})
+	opts.SetConnectionNotificationHandler(func(_ mqtt.Client, n mqtt.ConnectionNotification) {
+		var reason error
+		switch n := n.(type) {
+		case mqtt.ConnectionNotificationFailed:
+			reason = n.Reason
+		case mqtt.ConnectionNotificationBrokerFailed:
+			reason = n.Reason
+		default:
+			return
+		}
+		if ok, sup := in.limit.allow("connect"); ok {
+			in.log.Warn("cannot connect to broker; retrying", "broker", in.cfg.BrokerURL, "client_id", in.cfg.ClientID, "err", reason, "suppressed_since_last", sup)
+		}
+	})
+	if in.cfg.Username != "" {
+		opts.SetUsername(in.cfg.Username).SetPassword(in.cfg.Password)
+	}
+	if in.cfg.TLS != nil {
+		opts.SetTLSConfig(in.cfg.TLS)
+	}
+	client := mqtt.NewClient(opts)
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		in.writeLoop(ctx)
+	}()
+
+	tok := client.Connect()
+	select {
+	case <-tok.Done():
+		if err := tok.Error(); err != nil {
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("ingest: connect to %s as %s: %w", in.cfg.BrokerURL, in.cfg.ClientID, err)
+		}
+	case <-ctx.Done():
+	}
+	<-ctx.Done()
+	// Stop the writer first: the handler may be blocked on a full queue
+	// and returns once ctx is done. Unacknowledged messages stay with the
+	// broker.
+	wg.Wait()
+	client.Disconnect(250)
+	return nil
+}
+
+func (in *Ingest) onConnect(c mqtt.Client) {
+	filters := make(map[string]byte)
+	for _, f := range Subscriptions(in.cfg.Group) {
+		filters[f] = 1
+	}
+	tok := c.SubscribeMultiple(filters, nil)
+	tok.Wait()
+	if err := tok.Error(); err != nil {
+		in.log.Error("subscribe failed", "broker", in.cfg.BrokerURL, "err", err)
+		return
+	}
+	if st, ok := tok.(*mqtt.SubscribeToken); ok {
+		for f, q := range st.Result() {
+			if q == 0x80 {
+				in.log.Error("broker refused subscription", "broker", in.cfg.BrokerURL, "filter", f)
+			}
+		}
+	}
+	in.connected.Store(true)
+	in.log.Info("connected to broker", "broker", in.cfg.BrokerURL, "client_id", in.cfg.ClientID, "filters", Subscriptions(in.cfg.Group))
+}
+
+// handle runs on paho's router goroutine for every message.
+func (in *Ingest) handle(_ mqtt.Client, m mqtt.Message) {
+	in.received.Add(1)
+	it := item{msg: m, size: int64(len(m.Payload()))}
+	if it.size > in.cfg.QueueBytes {
+		it.size = in.cfg.QueueBytes
+	}
+	topic := m.Topic()
+	if t, err := payload.ParseTopic(topic); err == nil && t.Suffix == payload.SuffixStatus {
+		if len(m.Payload()) > 0 { // an empty retained message clears the topic
+			s, err := ValidateStatus(topic, m.Payload())
+			if err != nil {
+				in.reject(err)
+			} else {
+				in.fleet.Status(s)
+				in.log.Info("gateway status", "site", s.Site, "gateway", s.Gateway, "online", s.Online, "version", s.Version, "devices", len(s.Devices))
+			}
+		}
+		it.size = 0
+	} else {
+		b, err := Validate(topic, m.Payload())
+		if err != nil {
+			in.reject(err)
+			it.size = 0
+		} else {
+			it.batch = b
+		}
+	}
+	ctx := in.runCtx
+	if err := in.budget.Acquire(ctx, it.size); err != nil {
+		return // shutting down: the broker redelivers
+	}
+	in.queued.Add(1)
+	select {
+	case in.queue <- it:
+	case <-ctx.Done():
+		in.queued.Add(-1)
+		in.budget.Release(it.size)
+	}
+}
+
+func (in *Ingest) reject(err error) {
+	in.rejected.Add(1)
+	var r *Rejection
+	if !errors.As(err, &r) {
+		r = &Rejection{Reason: fleet.ReasonSchema, Err: err}
+	}
+	in.fleet.Reject(r.Site, r.Gateway, r.Reason)
+	if ok, suppressed := in.limit.allow("reject"); ok {
+		in.log.Warn("message rejected", "reason", r.Reason, "site", r.Site, "gateway", r.Gateway, "err", r.Err, "suppressed_since_last", suppressed)
+	}
+}
+
+// writeLoop is the single consumer of the queue.
+func (in *Ingest) writeLoop(ctx context.Context) {
+	every := in.cfg.Grace / 4
+	if every < 100*time.Millisecond {
+		every = 100 * time.Millisecond
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	var (
+		pending []item
+		lines   []byte
+		derived []payload.Record
+		keys    influxw.Keys
+		npoints int
+		offsets []int // end of each pending item's lines
+		counts  []int // points per pending item
+	)
+	add := func(it item) {
+		pending = append(pending, it)
+		n := 0
+		if b := it.batch; b != nil {
+			for i := range b.Records {
+				lines = influxw.AppendLine(lines, &keys, b.Site, b.Gateway, &b.Records[i])
+				lines = append(lines, '\n')
+			}
+			n = len(b.Records)
+			derived = in.fleet.Derive(derived[:0], b)
+			for i := range derived {
+				lines = influxw.AppendLine(lines, &keys, b.Site, b.Gateway, &derived[i])
+				lines = append(lines, '\n')
+			}
+			n += len(derived)
+		}
+		npoints += n
+		offsets = append(offsets, len(lines))
+		counts = append(counts, n)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			in.expire()
+			continue
+		case it := <-in.queue:
+			add(it)
+		}
+	fill:
+		for npoints < in.cfg.BatchPoints {
+			select {
+			case it := <-in.queue:
+				add(it)
+			default:
+				break fill
+			}
+		}
+		if !in.flush(ctx, pending, lines, offsets, counts) {
+			return
+		}
+		for i := range pending {
+			pending[i] = item{}
+		}
+		pending, lines, offsets, counts, npoints = pending[:0], lines[:0], offsets[:0], counts[:0], 0
+		if cap(lines) > 4*in.cfg.BatchPoints*256 {
+			lines = nil // one huge batch must not pin its buffer
+		}
+	}
+}
+
+func (in *Ingest) expire() {
+	for gw, n := range in.fleet.Expire() {
+		in.log.Warn("messages lost: sequence gap not filled within the grace period", "gateway", gw, "lost", n, "grace", in.cfg.Grace)
+	}
+}
+
+// flush writes the pending lines, then records and acknowledges every
+// pending item in order. It returns false when ctx ended first (nothing of
+// the unwritten part is acknowledged).
+func (in *Ingest) flush(ctx context.Context, pending []item, lines []byte, offsets, counts []int) bool {
+	err := in.writeRetry(ctx, lines, len(pending))
+	if err != nil && ctx.Err() != nil {
+		return false
+	}
+	if err != nil { // rejected: find the bad messages one by one
+		start := 0
+		for i := range pending {
+			part := lines[start:offsets[i]]
+			start = offsets[i]
+			if pending[i].batch == nil {
+				continue
+			}
+			if len(pending) > 1 {
+				err = in.writeRetry(ctx, part, 1)
+				if err != nil && ctx.Err() != nil {
+					return false
+				}
+			}
+			if err != nil {
+				in.dropRejected(pending[i].batch, part, err)
+				pending[i].batch = nil
+			}
+		}
+	}
+	for i := range pending {
+		it := &pending[i]
+		if b := it.batch; b != nil {
+			res := in.fleet.Written(b, counts[i])
+			in.written.Add(1)
+			in.points.Add(uint64(counts[i]))
+			if res == fleet.SeqGap || res == fleet.SeqReset {
+				if ok, sup := in.limit.allow("seq"); ok {
+					st, _ := in.fleet.Gateway(b.Site, b.Gateway)
+					in.log.Warn("sequence "+res.String(), "site", b.Site, "gateway", b.Gateway, "seq", b.Seq, "gaps_open", st.Seq.GapsOpen, "suppressed_since_last", sup)
+				}
+			}
+		}
+		it.msg.Ack()
+		in.acked.Add(1)
+		in.queued.Add(-1)
+		in.budget.Release(it.size)
+	}
+	return true
+}
+
+func (in *Ingest) dropRejected(b *payload.Batch, lines []byte, err error) {
+	in.fleet.Reject(b.Site, b.Gateway, fleet.ReasonInflux)
+	in.rejected.Add(1)
+	first := lines
+	if i := bytes.IndexByte(first, '\n'); i >= 0 {
+		first = first[:i]
+	}
+	if len(first) > 512 {
+		first = first[:512]
+	}
+	in.log.Error("influxdb rejected a message's points; dropped", "site", b.Site, "gateway", b.Gateway, "seq", b.Seq, "err", err, "point", string(first), "points", bytes.Count(lines, []byte{'\n'}))
+}
+
+// writeRetry writes lines, retrying with backoff while InfluxDB is
+// unavailable. It returns nil, an ErrRejected error, or ctx's error.
+func (in *Ingest) writeRetry(ctx context.Context, lines []byte, msgs int) error {
+	delay := in.cfg.RetryMin
+	var lastReport time.Time
+	for {
+		in.requests.Add(1)
+		err := in.w.Write(ctx, lines)
+		if err == nil || errors.Is(err, influxw.ErrRejected) {
+			if since := in.downSince.Swap(0); since != 0 {
+				in.influxUp.Store(true)
+				in.log.Info("influxdb available again", "after", time.Since(time.Unix(0, since)).Round(time.Second))
+			}
+			return err
+		}
+		in.writeErrors.Add(1)
+		now := time.Now()
+		if in.downSince.CompareAndSwap(0, now.UnixNano()) {
+			in.influxUp.Store(false)
+			lastReport = now
+			in.log.Warn("influxdb unavailable; holding messages unacknowledged", "err", err)
+		} else if now.Sub(lastReport) >= in.cfg.ReportEvery {
+			lastReport = now
+			down := now.Sub(time.Unix(0, in.downSince.Load())).Round(time.Second)
+			waiting := in.queued.Load()
+			in.log.Warn(fmt.Sprintf("influxdb unavailable for %s: %d messages waiting", down, waiting),
+				"down_for", down, "messages_waiting", waiting, "err", err)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		delay *= 2
+		if delay > in.cfg.RetryMax {
+			delay = in.cfg.RetryMax
+		}
+	}
+}
+
+// Stats are the ingest counters.
+type Stats struct {
+	Connected   bool
+	InfluxUp    bool
+	Received    uint64 // messages handed to cloudd by the broker
+	Written     uint64 // messages whose points InfluxDB acknowledged
+	Points      uint64
+	Rejected    uint64
+	Acked       uint64
+	Queued      int64 // received, not yet acknowledged
+	Requests    uint64
+	WriteErrors uint64
+}
+
+// Stats returns the current counters.
+func (in *Ingest) Stats() Stats {
+	return Stats{
+		Connected: in.connected.Load(), InfluxUp: in.influxUp.Load(),
+		Received: in.received.Load(), Written: in.written.Load(), Points: in.points.Load(),
+		Rejected: in.rejected.Load(), Acked: in.acked.Load(), Queued: in.queued.Load(),
+		Requests: in.requests.Load(), WriteErrors: in.writeErrors.Load(),
+	}
+}
+
+// Health reports an error while the broker connection is down.
+func (in *Ingest) Health() error {
+	if !in.connected.Load() {
+		return fmt.Errorf("not connected to broker %s", in.cfg.BrokerURL)
+	}
+	return nil
+}
+
+// WriteMetrics writes the ingest counters in the Prometheus text format.
+func (in *Ingest) WriteMetrics(w io.Writer) {
+	s := in.Stats()
+	b2i := func(b bool) int {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	for _, m := range []struct {
+		name, typ, help string
+		v               any
+	}{
+		{"luling_cloud_broker_connected", "gauge", "1 while connected to the broker.", b2i(s.Connected)},
+		{"luling_cloud_influx_up", "gauge", "0 while InfluxDB writes fail and are being retried.", b2i(s.InfluxUp)},
+		{"luling_cloud_ingest_received_total", "counter", "Messages received from the broker (redeliveries included).", s.Received},
+		{"luling_cloud_ingest_written_total", "counter", "Messages whose points InfluxDB acknowledged.", s.Written},
+		{"luling_cloud_ingest_points_total", "counter", "Points InfluxDB acknowledged.", s.Points},
+		{"luling_cloud_ingest_rejected_total", "counter", "Messages rejected (invalid, or refused by InfluxDB).", s.Rejected},
+		{"luling_cloud_ingest_acked_total", "counter", "Messages acknowledged to the broker.", s.Acked},
+		{"luling_cloud_ingest_queued", "gauge", "Messages received and not yet acknowledged.", s.Queued},
+		{"luling_cloud_influx_requests_total", "counter", "InfluxDB write requests, retries included.", s.Requests},
+		{"luling_cloud_influx_errors_total", "counter", "InfluxDB write requests that failed and were retried.", s.WriteErrors},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", m.name, m.help, m.name, m.typ, m.name, m.v)
+	}
+}
+
+// limiter allows n log lines per period per key and counts the rest.
+type limiter struct {
+	mu     sync.Mutex
+	n      int
+	period time.Duration
+	state  map[string]*limitState
+}
+
+type limitState struct {
+	start      time.Time
+	used       int
+	suppressed int
+}
+
+func newLimiter(n int, period time.Duration) *limiter {
+	return &limiter{n: n, period: period, state: make(map[string]*limitState)}
+}
+
+// allow reports whether a line for key may be logged now, and how many
+// were suppressed since the last one allowed.
+func (l *limiter) allow(key string) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	s := l.state[key]
+	if s == nil {
+		s = &limitState{start: now}
+		l.state[key] = s
+	}
+	if now.Sub(s.start) >= l.period {
+		s.start, s.used = now, 0
+	}
+	if s.used >= l.n {
+		s.suppressed++
+		return false, 0
+	}
+	s.used++
+	sup := s.suppressed
+	s.suppressed = 0
+	return true, sup
+}

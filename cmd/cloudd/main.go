@@ -1,0 +1,41 @@
+// Command cloudd is the cloud aggregator: it subscribes to every gateway's
+// telemetry, events and status over MQTT, validates each payload, tracks
+// per-gateway sequence numbers, writes InfluxDB (parking_lot occupancy
+// included) and serves fleet state over HTTP. Without -broker-url it embeds
+// an MQTT broker. See docs/cloudd.md.
+//
+//	cloudd [flags]            run
+//	cloudd hash-password      read a password on stdin, print its bcrypt hash
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	if err == nil {
+		return
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		if ue.msg != "" {
+			fmt.Fprintln(os.Stderr, "cloudd:", ue.msg)
+		}
+		os.Exit(2)
+	}
+	fmt.Fprintln(os.Stderr, "cloudd:", err)
+	os.Exit(1)
+}
+
+// usageError is a bad command line: exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/luling-edge/luling/internal/testenv"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testenv.StopShared()
+	os.Exit(code)
+}
+
+func TestBadFlagsExit2(t *testing.T) {
+	for _, args := range [][]string{
+		{"-batch-points", "0"},
+		{"-seq-grace", "soon"},
+		{"-log-level", "loud"},
+		{"-broker-url", "localhost:1883"},
+		{"-influx-url", "localhost:8086"},
+		{"-tls-cert", "c.pem"},
+		{"-group", "a/b"},
+		{"-no-such-flag"},
+		{"extra"},
+	} {
+		var stderr bytes.Buffer
+		err := run(context.Background(), args, strings.NewReader(""), io.Discard, &stderr)
+		var ue *usageError
+		if !errors.As(err, &ue) {
+			t.Errorf("%v: err = %v, want a usage error (exit 2)", args, err)
+			continue
+		}
+		if args[0] != "-no-such-flag" && !strings.Contains(ue.msg, args[0]) {
+			t.Errorf("%v: message %q does not name the flag", args, ue.msg)
+		}
+	}
+}
+
+func TestEnvFallback(t *testing.T) {
+	t.Setenv("LULING_CLOUD_GROUP", "")
+	t.Setenv("LULING_CLOUD_INFLUX_BUCKET", "city")
+	t.Setenv("LULING_CLOUD_BATCH_POINTS", "200")
+	c, err := parseFlags([]string{"-broker-url", "tcp://b:1883"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.group != "" || c.influxBucket != "city" || c.batchPoints != 200 || c.brokerURL != "tcp://b:1883" {
+		t.Errorf("config = %+v", c)
+	}
+	c, err = parseFlags([]string{"-influx-bucket", "flagwins"}, io.Discard)
+	if err != nil || c.influxBucket != "flagwins" {
+		t.Errorf("flag should override env: %+v %v", c, err)
+	}
+}
+
+func TestHashPasswordCommand(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"hash-password"}, strings.NewReader("s3cret\n"), &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if err := bcrypt.CompareHashAndPassword([]byte(strings.TrimSpace(out.String())), []byte("s3cret")); err != nil {
+		t.Errorf("printed %q: %v", out.String(), err)
+	}
+	var ue *usageError
+	if err := run(context.Background(), []string{"hash-password"}, strings.NewReader(""), io.Discard, io.Discard); !errors.As(err, &ue) {
+		t.Errorf("empty stdin: %v", err)
+	}
+}
+
+// TestRunEmbedded runs the whole daemon with its embedded broker: a
+// gateway from the credentials file publishes, the point lands in
+// InfluxDB and the API shows the gateway.
+func TestRunEmbedded(t *testing.T) {
+	influx, db := testenv.NewDatabase(t)
+	h, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	creds := filepath.Join(t.TempDir(), "creds.yaml")
+	os.WriteFile(creds, []byte("gateways:\n  - {site: s1, gateway: gw-1, password: '"+string(h)+"'}\n"), 0o600)
+	mqttPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var logs syncBuf
+	go func() {
+		done <- run(ctx, []string{"-broker-listen", "127.0.0.1:" + itoa(mqttPort), "-credentials", creds,
+			"-influx-url", influx.URL, "-influx-bucket", db, "-http", "127.0.0.1:" + itoa(httpPort), "-client-id", "cloudd-test"},
+			nil, io.Discard, &logs)
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	api := "http://127.0.0.1:" + itoa(httpPort)
+	wait(t, "healthy", func() bool {
+		resp, err := http.Get(api + "/healthz")
+		ok := err == nil && resp.StatusCode == 200
+		closeBody(resp)
+		return ok
+	})
+	body := `{"v":1,"site":"s1","gateway":"gw-1","seq":1,"kind":"telemetry","records":[{"m":"pv","t":"` +
+		time.Now().UTC().Add(-time.Minute).Format(time.RFC3339Nano) + `","tags":{"device":"inv-1"},"fields":{"ac_power_w":12.5}}]}`
+	if err := publish("127.0.0.1:"+itoa(mqttPort), "s1/gw-1", "pw", "gw/v1/s1/gw-1/telemetry", body); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, "point written", func() bool {
+		s, err := influx.Query(db, "SELECT * FROM pv")
+		return err == nil && len(s) == 1 && len(s[0].Values) == 1
+	})
+	resp, err := http.Get(api + "/api/v1/gateways/s1/gw-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), `"points_written": 1`) {
+		t.Errorf("api:\n%s\nlogs:\n%s", b, logs.String())
+	}
+}

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/luling-edge/luling/cloud/broker"
+	"github.com/luling-edge/luling/cloud/fleet"
+	"github.com/luling-edge/luling/cloud/influxw"
+	"github.com/luling-edge/luling/cloud/ingest"
+)
+
+// config is cloudd's configuration: flags with LULING_CLOUD_* environment
+// fallbacks.
+type config struct {
+	brokerURL    string
+	brokerListen string
+	credentials  string
+	clientID     string
+	username     string
+	password     string
+	tlsCA        string
+	tlsCert      string
+	tlsKey       string
+	group        string
+	influxURL    string
+	influxToken  string
+	influxOrg    string
+	influxBucket string
+	httpAddr     string
+	logLevel     string
+	batchPoints  int
+	seqGrace     time.Duration
+}
+
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("cloudd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	env := func(name, def string) string {
+		if v, ok := os.LookupEnv("LULING_CLOUD_" + name); ok {
+			return v
+		}
+		return def
+	}
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "local"
+	}
+	fs.StringVar(&c.brokerURL, "broker-url", env("BROKER_URL", ""), "MQTT broker URL (tcp://, ssl://, ws://); empty runs the embedded broker [LULING_CLOUD_BROKER_URL]")
+	fs.StringVar(&c.brokerListen, "broker-listen", env("BROKER_LISTEN", ":1883"), "listen address of the embedded broker [LULING_CLOUD_BROKER_LISTEN]")
+	fs.StringVar(&c.credentials, "credentials", env("CREDENTIALS", ""), "YAML file of gateway credentials for the embedded broker [LULING_CLOUD_CREDENTIALS]")
+	fs.StringVar(&c.clientID, "client-id", env("CLIENT_ID", "cloudd-"+host), "MQTT client id; keep it stable, the broker holds the session under it [LULING_CLOUD_CLIENT_ID]")
+	fs.StringVar(&c.username, "username", env("USERNAME", ""), "MQTT username [LULING_CLOUD_USERNAME]")
+	fs.StringVar(&c.password, "password", env("PASSWORD", ""), "MQTT password [LULING_CLOUD_PASSWORD]")
+	fs.StringVar(&c.tlsCA, "tls-ca", env("TLS_CA", ""), "PEM file of CAs that sign the broker's certificate [LULING_CLOUD_TLS_CA]")
+	fs.StringVar(&c.tlsCert, "tls-cert", env("TLS_CERT", ""), "PEM client certificate for the broker [LULING_CLOUD_TLS_CERT]")
+	fs.StringVar(&c.tlsKey, "tls-key", env("TLS_KEY", ""), "PEM client key for the broker [LULING_CLOUD_TLS_KEY]")
+	fs.StringVar(&c.group, "group", env("GROUP", ""), "shared-subscription group for running several instances; empty (the default) subscribes without $share/ [LULING_CLOUD_GROUP]")
+	fs.StringVar(&c.influxURL, "influx-url", env("INFLUX_URL", "http://127.0.0.1:8086"), "InfluxDB URL [LULING_CLOUD_INFLUX_URL]")
+	fs.StringVar(&c.influxToken, "influx-token", env("INFLUX_TOKEN", ""), `InfluxDB token; for 1.8 "user:password" or empty [LULING_CLOUD_INFLUX_TOKEN]`)
+	fs.StringVar(&c.influxOrg, "influx-org", env("INFLUX_ORG", ""), "InfluxDB organization (ignored by 1.8) [LULING_CLOUD_INFLUX_ORG]")
+	fs.StringVar(&c.influxBucket, "influx-bucket", env("INFLUX_BUCKET", "community"), "InfluxDB bucket (1.8: database) [LULING_CLOUD_INFLUX_BUCKET]")
+	fs.StringVar(&c.httpAddr, "http", env("HTTP", "127.0.0.1:8080"), "listen address of the HTTP API; empty disables it [LULING_CLOUD_HTTP]")
+	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error [LULING_CLOUD_LOG_LEVEL]")
+	batch := env("BATCH_POINTS", "5000")
+	grace := env("SEQ_GRACE", "60s")
+	fs.Func("batch-points", "points per InfluxDB write at most (default 5000) [LULING_CLOUD_BATCH_POINTS]", func(s string) error { batch = s; return nil })
+	fs.Func("seq-grace", "how long a sequence gap may stay open before its messages count as lost (default 60s) [LULING_CLOUD_SEQ_GRACE]", func(s string) error { grace = s; return nil })
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, &usageError{}
+		}
+		return nil, &usageError{msg: err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return nil, &usageError{msg: fmt.Sprintf("unexpected argument %q (subcommands: hash-password)", fs.Arg(0))}
+	}
+	n, err := strconv.Atoi(batch)
+	if err != nil || n < 1 || n > 1_000_000 {
+		return nil, &usageError{msg: fmt.Sprintf("-batch-points %q: want an integer from 1 to 1000000", batch)}
+	}
+	c.batchPoints = n
+	if c.seqGrace, err = time.ParseDuration(grace); err != nil || c.seqGrace <= 0 {
+		return nil, &usageError{msg: fmt.Sprintf("-seq-grace %q: want a positive duration such as 60s", grace)}
+	}
+	if _, err := parseLevel(c.logLevel); err != nil {
+		return nil, &usageError{msg: err.Error()}
+	}
+	if c.brokerURL != "" {
+		if !strings.Contains(c.brokerURL, "://") {
+			return nil, &usageError{msg: fmt.Sprintf("-broker-url %q: want scheme://host:port (tcp, ssl, ws, wss)", c.brokerURL)}
+		}
+	} else if _, _, err := net.SplitHostPort(c.brokerListen); err != nil {
+		return nil, &usageError{msg: fmt.Sprintf("-broker-listen %q: want host:port: %v", c.brokerListen, err)}
+	}
+	if c.clientID == "" {
+		return nil, &usageError{msg: "-client-id is empty: the broker keeps cloudd's session under a stable client id"}
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return nil, &usageError{msg: "-tls-cert and -tls-key go together"}
+	}
+	if !strings.HasPrefix(c.influxURL, "http://") && !strings.HasPrefix(c.influxURL, "https://") {
+		return nil, &usageError{msg: fmt.Sprintf("-influx-url %q: want http:// or https://", c.influxURL)}
+	}
+	if c.influxBucket == "" {
+		return nil, &usageError{msg: "-influx-bucket is empty"}
+	}
+	if c.group != "" && strings.ContainsAny(c.group, "/+#") {
+		return nil, &usageError{msg: fmt.Sprintf("-group %q: must not contain / + or #", c.group)}
+	}
+	return c, nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("-log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func (c *config) tlsConfig() (*tls.Config, error) {
+	if c.tlsCA == "" && c.tlsCert == "" {
+		return nil, nil
+	}
+	t := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.tlsCA != "" {
+		pem, err := os.ReadFile(c.tlsCA)
+		if err != nil {
+			return nil, fmt.Errorf("tls ca: %w", err)
+		}
+		t.RootCAs = x509.NewCertPool()
+		if !t.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls ca %s: no PEM certificate found", c.tlsCA)
+		}
+	}
+	if c.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
+		if err != nil {
+			return nil, fmt.Errorf("tls client certificate %s / key %s: %w", c.tlsCert, c.tlsKey, err)
+		}
+		t.Certificates = []tls.Certificate{cert}
+	}
+	return t, nil
+}
+
+// run is cloudd without the process around it.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "hash-password" {
+		return hashPassword(args[1:], stdin, stdout)
+	}
+	c, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	level, _ := parseLevel(c.logLevel)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	tlsCfg, err := c.tlsConfig()
+	if err != nil {
+		return err
+	}
+	icfg := ingest.Config{
+		BrokerURL: c.brokerURL, ClientID: c.clientID, Username: c.username, Password: c.password,
+		TLS: tlsCfg, Group: c.group, BatchPoints: c.batchPoints, Grace: c.seqGrace,
+		Logger: log.With("component", "ingest"),
+	}
+	if c.brokerURL == "" {
+		creds := map[string][]byte{}
+		if c.credentials != "" {
+			if creds, err = broker.LoadCredentials(c.credentials); err != nil {
+				return err
+			}
+		} else {
+			log.Warn("embedded broker without -credentials: no gateway can log in")
+		}
+		b, err := broker.Start(broker.Config{Listen: c.brokerListen, Credentials: creds, Logger: log.With("component", "broker")})
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		log.Info("embedded broker listening", "addr", b.Addr(), "gateways", len(creds))
+		icfg.BrokerURL = b.URL()
+		icfg.Username, icfg.Password = b.InternalCredential()
+		icfg.TLS = nil
+	}
+
+	w, err := influxw.New(influxw.Config{URL: c.influxURL, Token: c.influxToken, Org: c.influxOrg, Bucket: c.influxBucket})
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	f := fleet.New(c.seqGrace, nil)
+	in, err := ingest.New(icfg, w, f)
+	if err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	if c.httpAddr != "" {
+		ln, err := net.Listen("tcp", c.httpAddr)
+		if err != nil {
+			return fmt.Errorf("http api: listen on %s: %w", c.httpAddr, err)
+		}
+		srv := &http.Server{
+			Handler:           f.Handler(fleet.HTTPOptions{Health: in.Health, Metrics: in.WriteMetrics}),
+			ReadHeaderTimeout: 10 * time.Second,
+		}
+		log.Info("http api listening", "addr", ln.Addr().String())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("http api on %s: %w", c.httpAddr, err)
+				cancel()
+			}
+		}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-ctx.Done()
+			sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer scancel()
+			srv.Shutdown(sctx)
+		}()
+	}
+	log.Info("cloudd starting", "broker", icfg.BrokerURL, "client_id", c.clientID, "group", c.group, "influx", c.influxURL, "bucket", c.influxBucket)
+	if err := in.Run(ctx); err != nil {
+		errc <- err
+	}
+	cancel()
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		return err
+	}
+	log.Info("cloudd stopped")
+	return nil
+}
+
+func hashPassword(args []string, stdin io.Reader, stdout io.Writer) error {
+	if len(args) > 0 {
+		return &usageError{msg: "hash-password takes no arguments: it reads the password from stdin"}
+	}
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return fmt.Errorf("hash-password: read stdin: %w", err)
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return &usageError{msg: "hash-password: empty password on stdin"}
+	}
+	h, err := broker.HashPassword([]byte(line))
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(stdout, h)
+	return err
+}
