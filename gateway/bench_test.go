@@ -147,4 +147,3 @@ func BenchmarkReadingsToPuback(b *testing.B) {
 	b.ReportMetric(float64(after.BytesWritten-before.BytesWritten)/float64(total), "outbox-bytes/reading")
 	b.ReportMetric(float64(after.Fsyncs-before.Fsyncs)/el.Seconds(), "fsyncs/s")
 }
-
