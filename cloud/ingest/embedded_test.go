@@ -78,7 +78,7 @@ func TestEmbeddedBrokerKeepsCloudSession(t *testing.T) {
 	t.Cleanup(func() { b.Close() })
 	influx, db := testenv.NewDatabase(t)
 	user, pass := b.InternalCredential()
-	cfg := ingest.Config{BrokerURL: b.URL(), ClientID: "cloudd-embedded-session", Group: "cloudd", Username: user, Password: pass}
+	cfg := ingest.Config{BrokerURL: b.URL(), ClientID: "cloudd-embedded-session", Username: user, Password: pass}
 	r1 := startIngest(t, cfg, influx.URL, db, nil)
 	g := connectGateway(t, b.URL(), "harbor", "gw-1", "harbor/gw-1", "pw")
 	ts := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)

@@ -2,6 +2,8 @@
 // gateways. Each task is a subcommand:
 //
 //	gatewayctl validate FILE...   check gateway config files
+//	gatewayctl scan -port PATH    probe a Modbus RTU bus for devices
+//	gatewayctl lots               parking occupancy per lot and zone
 //
 // Exit status: 0 on success, 1 when the task found problems (an invalid
 // config), 2 on usage errors.
@@ -35,6 +37,8 @@ type command struct {
 func commands() []command {
 	return []command{
 		{name: "validate", summary: "check gateway config files and print every mistake", run: runValidate},
+		{name: "scan", summary: "probe a Modbus RTU bus for devices (and their SunSpec models)", run: runScan},
+		{name: "lots", summary: "show parking occupancy per lot and zone from InfluxDB", run: runLots},
 	}
 }
 

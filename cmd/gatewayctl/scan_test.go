@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/luling-edge/luling/drivers/modbus/modbussim"
+	"github.com/luling-edge/luling/internal/testenv"
+)
+
+func TestScanFindsTheBaysOnABus(t *testing.T) {
+	lot, err := modbussim.NewLot(modbussim.LotConfig{Bays: 3, Buses: 1, Ultrasonic: 1, Seed: 1, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lot.Close()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"scan", "-port", lot.Buses()[0].Path, "-parity", "even", "-units", "1-5", "-timeout", "100ms"}, &out, &errb)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s%s", code, out.String(), errb.String())
+	}
+	for _, want := range []string{"unit   1: answers", "unit   2: answers", "unit   3: answers", "3 of 5 units answered"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "unit   4") {
+		t.Errorf("unit 4 does not exist but was reported:\n%s", out.String())
+	}
+}
+
+func TestScanUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{"scan"}, {"scan", "-port", "/dev/x", "-units", "0-3"}, {"scan", "-port", "/dev/x", "-units", "a"}, {"scan", "-port", "/dev/x", "-baud", "1234"}} {
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), args, &out, &errb); code != exitUsage {
+			t.Errorf("%v: exit %d, want %d (%s)", args, code, exitUsage, errb.String())
+		}
+	}
+}
+
+func TestLotsReadsParkingLotPoints(t *testing.T) {
+	in, db := testenv.NewDatabase(t)
+	lines := "parking_lot,site=demo,gateway=gw-01,lot=north,zone=a capacity=32i,occupied=12i,free=20i\n" +
+		"parking_lot,site=demo,gateway=gw-01,lot=north,zone=b capacity=32i,occupied=30i,free=2i\n"
+	resp, err := http.Post(in.URL+"/write?db="+db, "text/plain", strings.NewReader(lines))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("write: HTTP %d", resp.StatusCode)
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"lots", "-influx", in.URL, "-db", db}, &out, &errb); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	for _, want := range []string{"north            a              32       12       20", "north            b              32       30        2"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if got := summarize([]lotRow{{lot: "north", zone: "a", capacity: 32, occupied: 12}, {lot: "north", zone: "b", capacity: 32, occupied: 30}}); got != "north: a 12/32 b 30/32 | total 42/64 occupied, 22 free" {
+		t.Errorf("summary %q", got)
+	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testenv.StopShared()
+	os.Exit(code)
+}

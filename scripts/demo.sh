@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# make demo: the whole system on one machine, on simulated devices.
+#   InfluxDB 1.8 → cloudd (with its embedded MQTT broker) ← gatewayd ← devsim (64 bays, 2 RS-485 buses)
+# Everything lives in .demo/ and stops on Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DEMO=$ROOT/.demo
+BIN=$ROOT/bin
+BAYS=${BAYS:-64}
+SPEED=${SPEED:-60}
+
+rm -rf "$DEMO"
+mkdir -p "$DEMO"
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pick_port() { local p=$1; while ! port_free "$p"; do p=$((p + 1)); done; echo "$p"; }
+INFLUX_PORT=$(pick_port 18086)
+INFLUX_RPC=$(pick_port 18088)
+MQTT_PORT=$(pick_port 11883)
+API_PORT=$(pick_port 18080)
+STATUS_PORT=$(pick_port 19100)
+
+PIDS=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo
+  echo "demo: stopping"
+  for ((i=${#PIDS[@]}-1; i>=0; i--)); do kill -TERM "${PIDS[i]}" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  echo "demo: stopped (logs and data are in $DEMO)"
+}
+trap cleanup INT TERM EXIT
+
+wait_http() { # url what
+  for _ in $(seq 1 300); do
+    if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "demo: $2 did not come up; see $DEMO/*.log" >&2
+  exit 1
+}
+
+# 1. InfluxDB
+mkdir -p "$DEMO/influx"/{meta,data,wal}
+cat > "$DEMO/influx/influxdb.conf" <<CONF
+reporting-disabled = true
+bind-address = "127.0.0.1:$INFLUX_RPC"
+[meta]
+  dir = "$DEMO/influx/meta"
+[data]
+  dir = "$DEMO/influx/data"
+  wal-dir = "$DEMO/influx/wal"
+  query-log-enabled = false
+[http]
+  bind-address = "127.0.0.1:$INFLUX_PORT"
+  log-enabled = false
+  flux-enabled = true
+[logging]
+  level = "warn"
+[monitor]
+  store-enabled = false
+CONF
+"$ROOT/.tools/bin/influxd" -config "$DEMO/influx/influxdb.conf" > "$DEMO/influxd.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$INFLUX_PORT/ping" influxd
+curl -fsS -o /dev/null -XPOST "http://127.0.0.1:$INFLUX_PORT/query" --data-urlencode "q=CREATE DATABASE community"
+
+# 2. cloudd with its embedded broker; the demo gateway gets its own credential.
+PASSWORD=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+HASH=$(printf '%s' "$PASSWORD" | "$BIN/cloudd" hash-password)
+cat > "$DEMO/credentials.yaml" <<CRED
+gateways:
+  - site: demo
+    gateway: gw-01
+    password: "$HASH"
+CRED
+"$BIN/cloudd" -broker-listen "127.0.0.1:$MQTT_PORT" -credentials "$DEMO/credentials.yaml" \
+  -influx-url "http://127.0.0.1:$INFLUX_PORT" -influx-bucket community \
+  -http "127.0.0.1:$API_PORT" -client-id cloudd-demo > "$DEMO/cloudd.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$API_PORT/healthz" cloudd
+
+# 3. devsim: the lot on two pseudo-terminal buses; it writes the gateway config.
+"$BIN/devsim" parking --bays "$BAYS" --buses 2 --baud 19200 --speed "$SPEED" --dir "$DEMO/dev" \
+  --write-config "$DEMO/gateway.yaml" --site demo --gateway gw-01 \
+  --broker "tcp://127.0.0.1:$MQTT_PORT" --outbox "$DEMO/outbox" \
+  --status-listen "127.0.0.1:$STATUS_PORT" > "$DEMO/devsim.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do [ -s "$DEMO/gateway.yaml" ] && break; sleep 0.1; done
+[ -s "$DEMO/gateway.yaml" ] || { echo "demo: devsim wrote no config; see $DEMO/devsim.log" >&2; exit 1; }
+# The embedded broker wants the gateway's credential.
+printf '%s\n' "$PASSWORD" > "$DEMO/mqtt.pass"
+chmod 600 "$DEMO/mqtt.pass"
+sed -i "s|^uplink:|uplink:\n  username: demo/gw-01\n  password_file: $DEMO/mqtt.pass|" "$DEMO/gateway.yaml"
+sed -i "s|^  path: \(.*outbox.*\)|  path: \1\n  max_bytes: 64MiB|" "$DEMO/gateway.yaml"
+printf 'pipeline:\n  health_interval: 10s\n  max_silence: 5m\n' >> "$DEMO/gateway.yaml"
+"$BIN/gatewayctl" validate "$DEMO/gateway.yaml"
+
+# 4. gatewayd
+"$BIN/gatewayd" -config "$DEMO/gateway.yaml" > "$DEMO/gatewayd.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$STATUS_PORT/healthz" gatewayd
+
+cat <<INFO
+
+Luling demo is running: $BAYS simulated bays on 2 RS-485 buses (time runs ${SPEED}x).
+
+  gateway status   http://127.0.0.1:$STATUS_PORT/status   (Prometheus: /metrics)
+  cloudd API       http://127.0.0.1:$API_PORT/api/v1/gateways
+  InfluxDB         http://127.0.0.1:$INFLUX_PORT   database "community"
+  MQTT broker      tcp://127.0.0.1:$MQTT_PORT   (embedded in cloudd; gateway user demo/gw-01)
+  logs             $DEMO/*.log
+
+A ready query (free bays per zone):
+  curl -sG http://127.0.0.1:$INFLUX_PORT/query --data-urlencode db=community \\
+    --data-urlencode 'q=SELECT last("free"), last("capacity") FROM "parking_lot" GROUP BY "lot","zone"'
+
+Ctrl-C stops everything. Live lot occupancy:
+INFO
+"$BIN/gatewayctl" lots -influx "http://127.0.0.1:$INFLUX_PORT" -db community -watch 2s &
+PIDS+=($!)
+wait "${PIDS[-1]}"
