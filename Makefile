@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: help build cross test test-short bench fuzz demo lint services soak clean
+.PHONY: help build cross test test-short bench fuzz demo lint services soak package clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -53,5 +53,8 @@ demo: services build ## run the whole system locally on simulated devices (Ctrl-
 soak: services ## long-running tests (hours); not part of make test
 	CGO_ENABLED=1 LULING_REQUIRE_SERVICES=1 LULING_SOAK=1 $(GO) test -race -count=1 -timeout 6h -run Soak $(PKGS)
 
+package: ## build .deb packages (armhf, arm64, amd64) into dist/
+	@./firmware-config/packaging/package.sh
+
 clean: ## remove build output
-	rm -rf $(BIN) bench.out .demo
+	rm -rf $(BIN) dist bench.out .demo

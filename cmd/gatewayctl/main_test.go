@@ -119,3 +119,12 @@ func TestCatalogKnowsBuiltins(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, out)
 	}
 }
+
+// The config the package installs must validate (apart from files that
+// exist only on a gateway).
+func TestPackagedConfigValidates(t *testing.T) {
+	code, out, _ := runCmd(t, "validate", "-skip-files", "../../firmware-config/packaging/gateway.yaml")
+	if code != exitOK || !strings.Contains(out, "ok: site change-me, gateway gw-01, 1 bus, 8 devices") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
