@@ -118,13 +118,14 @@ func TestRunEmbedded(t *testing.T) {
 		s, err := influx.Query(db, "SELECT * FROM pv")
 		return err == nil && len(s) == 1 && len(s[0].Values) == 1
 	})
-	resp, err := http.Get(api + "/api/v1/gateways/s1/gw-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(b), `"points_written": 1`) {
-		t.Errorf("api:\n%s\nlogs:\n%s", b, logs.String())
-	}
+	// The fleet counts the write after InfluxDB confirmed it: wait for it.
+	wait(t, "api shows the write", func() bool {
+		resp, err := http.Get(api + "/api/v1/gateways/s1/gw-1")
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return strings.Contains(string(b), `"points_written": 1`)
+	})
 }

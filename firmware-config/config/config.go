@@ -44,6 +44,7 @@ type Config struct {
 	Buses       []Bus
 	Devices     []Device // repeat blocks expanded, in file order
 	ProfilesDir string   // "" when not set; relative paths are resolved against the file's folder
+	Rules       []Rule   // the rules: list, decoded by package gateway/rules
 }
 
 // Log selects the gateway's log output.
@@ -177,6 +178,7 @@ func (c *Config) Redacted() *Config {
 	r.Uplink.Brokers = append([]string(nil), c.Uplink.Brokers...)
 	r.Buses = append([]Bus(nil), c.Buses...)
 	r.Devices = append([]Device(nil), c.Devices...)
+	r.Rules = append([]Rule(nil), c.Rules...)
 	return &r
 }
 
@@ -213,6 +215,9 @@ func (c *Config) String() string {
 	for _, d := range c.Devices {
 		fmt.Fprintf(&b, "device %s: driver=%s bus=%s unit=%d profile=%s poll=%s max_silence=%s\n",
 			d.ID, d.Driver, d.Bus, d.Unit, d.Profile, d.Poll, d.MaxSilence)
+	}
+	for _, r := range c.Rules {
+		fmt.Fprintf(&b, "rule %s: line %d\n", r.Name, r.Line)
 	}
 	return b.String()
 }

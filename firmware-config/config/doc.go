@@ -22,5 +22,10 @@
 // bus rules of its drivers (DriverRules). Passwords are held as a Secret,
 // which never prints its value.
 //
+// The rules: list (local rules, see docs/rules.md) is carried as Rule
+// entries: the loader checks that each is a mapping with a valid, unique
+// name and keeps its YAML node, which package gateway/rules decodes and
+// compiles with the same file and line numbers.
+//
 // docs/config.md describes every key, its type and its default.
 package config

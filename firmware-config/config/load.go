@@ -29,6 +29,9 @@ var (
 	busKeys      = []string{"name", "port", "baud", "data_bits", "parity", "stop_bits", "timeout", "backoff_max"}
 	deviceKeys   = []string{"id", "repeat", "driver", "bus", "unit", "profile", "poll", "max_silence", "deadband", "tags", "options"}
 	repeatKeys   = []string{"from", "to"}
+	// topKeys are the keys allowed at the top: rootKeys and rules (whose
+	// entries package gateway/rules decodes; docs/rules.md describes them).
+	topKeys = append(rootKeys[:len(rootKeys):len(rootKeys)], "rules")
 )
 
 var (
@@ -141,7 +144,7 @@ func (d *decoder) config(root *yaml.Node) *Config {
 		d.errorf(r, "", "", "expected a mapping of keys at the top of the file, got %s", describe(r))
 		return nil
 	}
-	m := d.mapping(root, "", rootKeys)
+	m := d.mapping(root, "", topKeys)
 	if m == nil {
 		return nil
 	}
@@ -160,6 +163,7 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	}
 	c.Buses = d.buses(m)
 	c.Devices = d.devices(m, c)
+	c.Rules = d.rules(m)
 	return c
 }
 
