@@ -30,6 +30,7 @@ import (
 	"github.com/luling-edge/luling/firmware-config/config"
 	"github.com/luling-edge/luling/gateway/payload"
 	"github.com/luling-edge/luling/gateway/pipeline"
+	"github.com/luling-edge/luling/gateway/rules"
 	"github.com/luling-edge/luling/gateway/status"
 )
 
@@ -57,6 +58,7 @@ type Gateway struct {
 	devices []*device
 	up      *uplinkAdapter
 	filter  *pipeline.Filter
+	rules   *rules.Engine
 	queue   chan item
 
 	readings, reported, events, refused atomic.Uint64
@@ -155,6 +157,9 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		}
 		g.devices = append(g.devices, d)
 	}
+	if g.rules, err = g.newRules(); err != nil {
+		return fail(err)
+	}
 	g.up, err = newUplink(cfg, g)
 	if err != nil {
 		return fail(err)
@@ -204,6 +209,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 	commitDone := make(chan struct{})
 	go func() { defer close(commitDone); g.commit() }()
 
+	// The rules engine acts on devices and emits records: it starts after
+	// the buses and the committer and stops before them.
+	rulesCtx, stopRules := context.WithCancel(context.WithoutCancel(ctx))
+	rulesDone := make(chan struct{})
+	go func() { defer close(rulesDone); g.rules.Run(rulesCtx) }()
+
 	var pollWG sync.WaitGroup
 	for i, d := range g.devices {
 		pollWG.Add(1)
@@ -221,6 +232,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	<-ctx.Done()
 	g.log.Info("gateway stopping")
 	pollWG.Wait()
+	stopRules()
+	<-rulesDone
 	close(g.queue)
 	<-commitDone
 	stopBuses()
@@ -338,6 +351,7 @@ func (g *Gateway) pollOnce(ctx context.Context, d *device, log *slog.Logger) {
 	if es, ok := d.drv.(drivers.EventSource); ok {
 		if ev := es.TakeEvents(); len(ev) > 0 {
 			pipeline.Stamp(ev, observed)
+			g.rules.ObserveEvents(ev)
 			g.Emit(ctx, payload.Event, ev)
 		}
 	}
@@ -349,6 +363,9 @@ func (g *Gateway) pollOnce(ctx context.Context, d *device, log *slog.Logger) {
 	out := g.filter.Apply(&d.policy, recs)
 	if len(out) > 0 {
 		g.reported.Add(uint64(len(out)))
+		// Rules see what is reported: every change and the max-silence
+		// heartbeats; time-based conditions are re-checked by the engine's tick.
+		g.rules.Observe(out)
 		g.Emit(ctx, payload.Telemetry, out)
 	}
 }
@@ -371,7 +388,7 @@ func (g *Gateway) deviceOK(ctx context.Context, d *device, t time.Time, recs []p
 	d.mu.Unlock()
 	if prev == "failing" || prev == "backoff" {
 		log.Info("device answers again")
-		g.Emit(ctx, payload.Event, []payload.Record{faultRecord(d, t, "online", "device answers again")})
+		g.emitFault(ctx, faultRecord(d, t, "online", "device answers again"))
 	}
 }
 
@@ -399,8 +416,14 @@ func (g *Gateway) deviceFailed(ctx context.Context, d *device, t time.Time, err 
 	d.mu.Unlock()
 	if prev == "ok" || prev == "starting" {
 		log.Warn("device stopped answering", "err", err)
-		g.Emit(ctx, payload.Event, []payload.Record{faultRecord(d, t, "offline", err.Error())})
+		g.emitFault(ctx, faultRecord(d, t, "offline", err.Error()))
 	}
+}
+
+func (g *Gateway) emitFault(ctx context.Context, r payload.Record) {
+	ev := []payload.Record{r}
+	g.rules.ObserveEvents(ev)
+	g.Emit(ctx, payload.Event, ev)
 }
 
 // faultRecord is the event raised when a device goes offline or comes back.
@@ -497,6 +520,11 @@ func (g *Gateway) Snapshot() *status.Snapshot {
 		s.Devices = append(s.Devices, ds)
 	}
 	sort.Slice(s.Devices, func(i, j int) bool { return s.Devices[i].ID < s.Devices[j].ID })
+	for _, r := range g.rules.Stats().Rules {
+		s.Rules = append(s.Rules, status.Rule{Name: r.Name, Enabled: r.Enabled, Evaluations: r.Evaluations, Fires: r.Fires,
+			Errors: r.Errors, ActionErrors: r.ActionErrors, ActionDropped: r.ActionDropped, LastError: r.LastError,
+			P50Micros: float64(r.P50) / 1e3, P99Micros: float64(r.P99) / 1e3})
+	}
 	if !s.Uplink.Connected {
 		s.Problems = append(s.Problems, "uplink not connected")
 	}

@@ -94,12 +94,15 @@ func TestDeadDeviceDoesNotStallOthers(t *testing.T) {
 	// Without per-device back-off every poll cycle would spend 300 ms
 	// waiting for the dead device and the others would fall to about half
 	// their rate.
-	cfg := lotConfig(t, lot, broker.URL(), "    timeout: 300ms\n    backoff_max: 2s\n", "", poll)
+	cfg := lotConfig(t, lot, broker.URL(), "    timeout: 300ms\n    backoff_max: 4s\n", "", poll)
 	gw, stop := startGateway(t, cfg)
 	defer stop()
 
 	time.Sleep(1500 * time.Millisecond) // warm up
-	const window = 4 * time.Second
+	// Over the window the dead device is probed at 0, 1, 3 and 7 s (back-off
+	// 1 s doubling to 4 s): four stalls of one timeout each, against one
+	// stall per poll cycle without back-off.
+	const window = 8 * time.Second
 	before := unitRequests(lot)
 	time.Sleep(window)
 	mid := unitRequests(lot)
@@ -116,15 +119,15 @@ func TestDeadDeviceDoesNotStallOthers(t *testing.T) {
 		}
 		healthy := mid[bay] - before[bay]
 		during := after[bay] - mid[bay]
-		if healthy < 8 {
-			t.Fatalf("bay %d: only %d polls in %v before the fault; the test machine is too slow to judge", bay, healthy, window)
+		if nominal := uint64(window / poll); healthy < nominal*6/10 {
+			t.Skipf("bay %d: only %d of %d polls in %v before the fault: the machine is too loaded to judge poll rates", bay, healthy, nominal, window)
 		}
-		if float64(during) < 0.85*float64(healthy) {
+		if float64(during) < 0.7*float64(healthy) {
 			t.Errorf("bay %d: %d polls in %v while bay 3 was dead, %d before: the dead device stalled it", bay, during, window, healthy)
 		}
 	}
 	deadPolls := after[3] - mid[3]
-	if max := uint64(window/time.Second) + 2; deadPolls > max {
+	if max := uint64(5); deadPolls > max {
 		t.Errorf("dead bay 3 was asked %d times in %v: want at most %d with back-off", deadPolls, window, max)
 	}
 

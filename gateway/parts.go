@@ -11,6 +11,8 @@ import (
 	"github.com/luling-edge/luling/firmware-config/config"
 	"github.com/luling-edge/luling/gateway/bus"
 	"github.com/luling-edge/luling/gateway/outbox"
+	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/gateway/rules"
 	"github.com/luling-edge/luling/gateway/serialport"
 	"github.com/luling-edge/luling/gateway/status"
 	"github.com/luling-edge/luling/gateway/uplink"
@@ -137,3 +139,32 @@ func (a *uplinkAdapter) snapshot() status.Uplink {
 }
 
 var _ uplink.Source = (*outboxAdapter)(nil)
+
+// newRules compiles the config's rules against the contract's field types
+// and those of every configured Modbus profile. Writes go to the devices by
+// id; emitted records go through the gateway's outbox.
+func (g *Gateway) newRules() (*rules.Engine, error) {
+	defs, err := rules.FromConfig(g.cfg)
+	if err != nil {
+		return nil, err
+	}
+	fields := map[string]map[string]payload.ValueType{}
+	devs := rules.Devices{}
+	for _, d := range g.devices {
+		devs[d.spec.ID] = d.drv
+		md, ok := d.drv.(*modbus.Device)
+		if !ok {
+			continue
+		}
+		p := md.Profile()
+		if fields[p.Measurement] == nil {
+			fields[p.Measurement] = map[string]payload.ValueType{}
+		}
+		for _, f := range p.Fields {
+			if f.Publish {
+				fields[p.Measurement][f.Name] = f.Output
+			}
+		}
+	}
+	return rules.New(defs, rules.Options{Logger: g.log.With("part", "rules"), Writer: devs, Emitter: g, Fields: fields})
+}

@@ -34,6 +34,7 @@ type Snapshot struct {
 	Pipeline  Pipeline  `json:"pipeline"`
 	Buses     []Bus     `json:"buses"`
 	Devices   []Device  `json:"devices"`
+	Rules     []Rule    `json:"rules,omitempty"`
 	Problems  []string  `json:"problems,omitempty"`
 	GoRoutine int       `json:"goroutines"`
 }
@@ -74,6 +75,20 @@ type Pipeline struct {
 	Refused   uint64 `json:"refused"`
 	QueueLen  int    `json:"queue_len"`
 	SeriesLen int    `json:"series"`
+}
+
+// Rule is one local rule's counters.
+type Rule struct {
+	Name          string  `json:"name"`
+	Enabled       bool    `json:"enabled"`
+	Evaluations   uint64  `json:"evaluations"`
+	Fires         uint64  `json:"fires"`
+	Errors        uint64  `json:"errors"`
+	ActionErrors  uint64  `json:"action_errors"`
+	ActionDropped uint64  `json:"action_dropped"`
+	LastError     string  `json:"last_error,omitempty"`
+	P50Micros     float64 `json:"p50_us"`
+	P99Micros     float64 `json:"p99_us"`
 }
 
 // Bus is one serial line.
@@ -242,6 +257,14 @@ func WriteMetrics(w interface{ Write([]byte) (int, error) }, s *Snapshot) {
 		m.add("luling_gateway_bus_errors_total", "counter", "Transactions that failed otherwise.", float64(b.Errors), l...)
 		m.add("luling_gateway_bus_reopens_total", "counter", "Times the port was reopened.", float64(b.Reopens), l...)
 		m.add("luling_gateway_bus_utilization", "gauge", "Share of time the line was busy.", b.Utilization, l...)
+	}
+	for _, r := range s.Rules {
+		l := []string{"rule", r.Name}
+		m.add("luling_gateway_rule_evaluations_total", "counter", "Rule condition evaluations.", float64(r.Evaluations), l...)
+		m.add("luling_gateway_rule_fires_total", "counter", "Times a rule fired.", float64(r.Fires), l...)
+		m.add("luling_gateway_rule_errors_total", "counter", "Rule evaluation errors.", float64(r.Errors), l...)
+		m.add("luling_gateway_rule_action_dropped_total", "counter", "Rule actions dropped because a queue was full.", float64(r.ActionDropped), l...)
+		m.add("luling_gateway_rule_eval_p99_seconds", "gauge", "99th percentile of a rule's evaluation latency.", r.P99Micros/1e6, l...)
 	}
 	devs := append([]Device(nil), s.Devices...)
 	sort.Slice(devs, func(i, j int) bool { return devs[i].ID < devs[j].ID })
