@@ -26,6 +26,12 @@ func TestMain(m *testing.M) {
 // lotConfig writes a gateway config for every bay of lot.
 func lotConfig(t testing.TB, lot *modbussim.Lot, broker, extraBus, devExtra string, poll time.Duration) *config.Config {
 	t.Helper()
+	return lotConfigWith(t, lot, broker, extraBus, devExtra, poll, "")
+}
+
+// lotConfigWith is lotConfig with more YAML (such as rules:) appended.
+func lotConfigWith(t testing.TB, lot *modbussim.Lot, broker, extraBus, devExtra string, poll time.Duration, more string) *config.Config {
+	t.Helper()
 	dir := t.TempDir()
 	var b strings.Builder
 	fmt.Fprintf(&b, "site: test-site\ngateway: gw-1\nlog: {level: warn}\nuplink:\n  brokers: [%s]\n  reconnect_max: 1s\n", broker)
@@ -39,6 +45,7 @@ func lotConfig(t testing.TB, lot *modbussim.Lot, broker, extraBus, devExtra stri
 		fmt.Fprintf(&b, "  - id: bay-%03d\n    driver: modbus\n    bus: rs485-%d\n    unit: %d\n    profile: %s\n    poll: %s\n    tags: {lot: l1, zone: z%d, bay: \"%03d\"}\n%s",
 			bay.Bay, bay.Bus+1, bay.Unit, bay.Model.Profile(), poll, bay.Bus+1, bay.Bay, devExtra)
 	}
+	b.WriteString(more)
 	path := filepath.Join(dir, "gateway.yaml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
@@ -160,4 +167,57 @@ func minimalConfig(t testing.TB, broker, outboxDir string) *config.Config {
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// A bay's LED follows its occupancy through a local rule while the uplink
+// is down: the LED register is read inside the Modbus simulator.
+func TestLEDFollowsOccupancyWithUplinkDown(t *testing.T) {
+	lot, err := modbussim.NewLot(modbussim.LotConfig{Bays: 4, Buses: 1, Ultrasonic: 1, Seed: 5, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lot.Close()
+	lot.Pause()
+	rules, err := os.ReadFile("../firmware-config/examples/rules/bay-led.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nothing listens on this port: the uplink never connects.
+	dead := fmt.Sprintf("tcp://127.0.0.1:%d", testenv.FreePort(t))
+	cfg := lotConfigWith(t, lot, dead, "    timeout: 300ms\n", "", 200*time.Millisecond, string(rules))
+	gw, stop := startGateway(t, cfg)
+	defer stop()
+
+	waitLED := func(bay int, want uint16) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			led, err := lot.LED(bay)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if led == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("bay %d: LED register is %d, want %d", bay, led, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for bay := 1; bay <= 4; bay++ {
+		waitLED(bay, modbussim.LEDGreen)
+	}
+	lot.SetOccupied(2, true)
+	waitLED(2, modbussim.LEDRed)
+	lot.SetOccupied(2, false)
+	waitLED(2, modbussim.LEDGreen)
+	if gw.Snapshot().Uplink.Connected {
+		t.Fatal("the uplink was connected: the test proves nothing about acting locally")
+	}
+	for _, r := range gw.Snapshot().Rules {
+		if r.Name == "bay-led-occupied" && r.Fires == 0 {
+			t.Errorf("rule %s never fired", r.Name)
+		}
+	}
 }

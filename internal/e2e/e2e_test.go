@@ -5,6 +5,7 @@
 package e2e
 
 import (
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -92,5 +93,54 @@ func TestGatewayKill9LosesNothing(t *testing.T) {
 	g := w.checkSequence(before + 1)
 	if g.Seq.Resets != 0 {
 		t.Errorf("the sequence restarted after kill -9 (%d resets): it must survive restarts", g.Seq.Resets)
+	}
+}
+
+// A local rule's alert reaches InfluxDB's alert measurement with the rule,
+// severity and device tags and the templated message.
+func TestRuleAlertReachesInfluxDB(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end")
+	}
+	rules := `rules:
+  - name: bay-taken
+    trigger: {measurement: parking_bay}
+    when: occupied
+    actions:
+      - alert: {severity: info, message: 'bay {{ tags.bay }} taken'}
+`
+	w := newWorld(t, worldOptions{bays: 4, buses: 1, poll: 200 * time.Millisecond, extra: rules})
+	w.waitInitial()
+	for bay := 1; bay <= 4; bay++ { // start from an empty lot
+		if occ, _ := w.lot.Occupied(bay); occ {
+			w.toggle(bay)
+		}
+	}
+	time.Sleep(3 * w.poll)
+	at := time.Now()
+	if err := w.lot.SetOccupied(3, true); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		series, err := w.influx.Query(w.db, `SELECT "message" FROM "alert" WHERE "rule"='bay-taken' AND "device"='bay-003' AND time >= `+
+			strconv.FormatInt(at.UnixNano(), 10)+` GROUP BY *`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(series) == 1 && len(series[0].Values) >= 1 {
+			s := series[0]
+			if s.Tags["severity"] != "info" || s.Tags["site"] != "e2e" || s.Tags["gateway"] != "gw-1" {
+				t.Errorf("alert tags %v", s.Tags)
+			}
+			if msg := s.Values[0][1]; msg != "bay 003 taken" {
+				t.Errorf("alert message %q, want %q", msg, "bay 003 taken")
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no alert for bay-003 in InfluxDB: %+v", series)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

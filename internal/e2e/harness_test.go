@@ -156,6 +156,7 @@ type world struct {
 type worldOptions struct {
 	bays, buses int
 	poll        time.Duration
+	extra       string // more gateway config, such as rules:
 }
 
 func newWorld(t *testing.T, o worldOptions) *world {
@@ -195,6 +196,7 @@ func newWorld(t *testing.T, o worldOptions) *world {
 		fmt.Fprintf(&b, "  - {id: bay-%03d, driver: modbus, bus: rs485-%d, unit: %d, profile: %s, poll: %s, deadband: {distance_cm: 50}, tags: {lot: l1, zone: z%d, bay: \"%03d\"}}\n",
 			bay.Bay, bay.Bus+1, bay.Unit, bay.Model.Profile(), o.poll, bay.Bus+1, bay.Bay)
 	}
+	b.WriteString(o.extra)
 	w.gwCfg = filepath.Join(dir, "gateway.yaml")
 	if err := os.WriteFile(w.gwCfg, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
