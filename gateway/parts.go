@@ -140,23 +140,39 @@ func (a *uplinkAdapter) snapshot() status.Uplink {
 
 var _ uplink.Source = (*outboxAdapter)(nil)
 
-// newRules compiles the config's rules against the contract's field types
-// and those of every configured Modbus profile. Writes go to the devices by
-// id; emitted records go through the gateway's outbox.
+// newRules compiles the config's rules. Writes go to the devices by id;
+// emitted records go through the gateway's outbox.
 func (g *Gateway) newRules() (*rules.Engine, error) {
-	defs, err := rules.FromConfig(g.cfg)
+	devs := rules.Devices{}
+	for _, d := range g.devices {
+		devs[d.spec.ID] = d.drv
+	}
+	return compileRules(g.cfg, rules.Options{Logger: g.log.With("part", "rules"), Writer: devs, Emitter: g})
+}
+
+// CheckRules compiles the config's rules the way the gateway will, so that
+// a rule mistake shows up when the config is validated, not when it runs.
+func CheckRules(cfg *config.Config) error {
+	_, err := compileRules(cfg, rules.Options{})
+	return err
+}
+
+// compileRules compiles rules against the contract's field types and those
+// of the register-map profiles the config uses.
+func compileRules(cfg *config.Config, opts rules.Options) (*rules.Engine, error) {
+	defs, err := rules.FromConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
 	fields := map[string]map[string]payload.ValueType{}
-	devs := rules.Devices{}
-	for _, d := range g.devices {
-		devs[d.spec.ID] = d.drv
-		md, ok := d.drv.(*modbus.Device)
-		if !ok {
+	for _, d := range cfg.Devices {
+		if d.Driver != "modbus" || d.Profile == "" {
 			continue
 		}
-		p := md.Profile()
+		p, err := modbus.FindProfile(d.Profile, cfg.ProfilesDir)
+		if err != nil {
+			continue // the device itself reports it
+		}
 		if fields[p.Measurement] == nil {
 			fields[p.Measurement] = map[string]payload.ValueType{}
 		}
@@ -166,5 +182,6 @@ func (g *Gateway) newRules() (*rules.Engine, error) {
 			}
 		}
 	}
-	return rules.New(defs, rules.Options{Logger: g.log.With("part", "rules"), Writer: devs, Emitter: g, Fields: fields})
+	opts.Fields = fields
+	return rules.New(defs, opts)
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/cloud/broker"
+	cloudcmd "github.com/luling-edge/luling/cloud/command"
 	"github.com/luling-edge/luling/cloud/fleet"
 	"github.com/luling-edge/luling/cloud/influxw"
 	"github.com/luling-edge/luling/cloud/ingest"
@@ -214,14 +215,36 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+
 	if c.httpAddr != "" {
 		ln, err := net.Listen("tcp", c.httpAddr)
 		if err != nil {
 			return fmt.Errorf("http api: listen on %s: %w", c.httpAddr, err)
 		}
+		// Commands to gateways: POST /api/v1/gateways/{site}/{gateway}/commands,
+		// replies collected on gw/v1/+/+/cmd-reply/+ by a client of its own.
+		cmds, err := cloudcmd.New(cloudcmd.Config{
+			BrokerURL: icfg.BrokerURL, ClientID: c.clientID + "-cmd", Username: icfg.Username, Password: icfg.Password,
+			TLS: icfg.TLS, Gateway: f.Gateway, Logger: log.With("component", "command"),
+		})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := cmds.Run(ctx); err != nil {
+				errc <- err
+				cancel()
+			}
+		}()
+		api := http.NewServeMux()
+		cmds.Register(api)
+		api.Handle("/", f.Handler(fleet.HTTPOptions{Health: in.Health, Metrics: in.WriteMetrics}))
 		srv := &http.Server{
-			Handler:           f.Handler(fleet.HTTPOptions{Health: in.Health, Metrics: in.WriteMetrics}),
+			Handler:           api,
 			ReadHeaderTimeout: 10 * time.Second,
 		}
 		log.Info("http api listening", "addr", ln.Addr().String())

@@ -10,6 +10,7 @@ import (
 
 	"github.com/luling-edge/luling/drivers/all" // registers every built-in driver
 	"github.com/luling-edge/luling/firmware-config/config"
+	"github.com/luling-edge/luling/gateway"
 )
 
 // runValidate checks each config file, printing every mistake (one per
@@ -60,6 +61,12 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			fmt.Fprintf(stdout, "%s: %v\n", file, unwrapPathError(err))
 			code = exitFailed
 		default:
+			// Rules compile against the profiles' fields: check them too.
+			if err := gateway.CheckRules(cfg); err != nil {
+				fmt.Fprintln(stdout, err)
+				code = exitFailed
+				continue
+			}
 			fmt.Fprintf(stdout, "%s: ok: %s\n", file, cfg.Summary())
 		}
 	}

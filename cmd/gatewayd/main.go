@@ -67,6 +67,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := gateway.CheckRules(cfg); err != nil {
+		return err
+	}
 	if *check {
 		fmt.Fprintf(stdout, "%s: ok: %s\n", *cfgPath, cfg.Summary())
 		return nil
