@@ -28,6 +28,7 @@ import (
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/firmware-config/config"
+	"github.com/luling-edge/luling/gateway/command"
 	"github.com/luling-edge/luling/gateway/payload"
 	"github.com/luling-edge/luling/gateway/pipeline"
 	"github.com/luling-edge/luling/gateway/rules"
@@ -43,6 +44,10 @@ type Options struct {
 	Logger  *slog.Logger
 	// Now is the clock for observation times (time.Now when nil).
 	Now func() time.Time
+	// Reload serves the config.reload command: it validates the config on
+	// disk and, only when it is valid, arranges for the gateway to restart
+	// with it. Nil leaves config.reload out.
+	Reload func(ctx context.Context) error
 }
 
 // Gateway is one running gateway.
@@ -59,6 +64,7 @@ type Gateway struct {
 	up      *uplinkAdapter
 	filter  *pipeline.Filter
 	rules   *rules.Engine
+	exec    *command.Executor
 	queue   chan item
 
 	readings, reported, events, refused atomic.Uint64
@@ -107,6 +113,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		g.version = "dev"
 	}
 	g.statusAddr.Store("")
+	g.started = g.now()
 	var err error
 	if g.ob, err = openOutbox(cfg, g.log); err != nil {
 		return nil, err
@@ -160,6 +167,9 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if g.rules, err = g.newRules(); err != nil {
 		return fail(err)
 	}
+	if g.exec, err = g.newExecutor(opts.Reload); err != nil {
+		return fail(err)
+	}
 	g.up, err = newUplink(cfg, g)
 	if err != nil {
 		return fail(err)
@@ -173,7 +183,6 @@ func (g *Gateway) StatusAddr() string { return g.statusAddr.Load().(string) }
 // Run runs the gateway until ctx ends, then stops polling, commits what is
 // queued, and disconnects cleanly. It returns the first fatal error.
 func (g *Gateway) Run(ctx context.Context) error {
-	g.started = g.now()
 	g.log.Info("gateway starting", "site", g.cfg.Site, "gateway", g.cfg.Gateway, "version", g.version,
 		"buses", len(g.buses), "devices", len(g.devices))
 
@@ -214,6 +223,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	rulesCtx, stopRules := context.WithCancel(context.WithoutCancel(ctx))
 	rulesDone := make(chan struct{})
 	go func() { defer close(rulesDone); g.rules.Run(rulesCtx) }()
+	execDone := make(chan struct{})
+	go func() { defer close(execDone); g.exec.Run(rulesCtx) }()
 
 	var pollWG sync.WaitGroup
 	for i, d := range g.devices {
@@ -234,6 +245,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	pollWG.Wait()
 	stopRules()
 	<-rulesDone
+	<-execDone
+	g.exec.Close()
 	close(g.queue)
 	<-commitDone
 	stopBuses()

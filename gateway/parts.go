@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/drivers/modbus"
 	"github.com/luling-edge/luling/firmware-config/config"
 	"github.com/luling-edge/luling/gateway/bus"
+	"github.com/luling-edge/luling/gateway/command"
 	"github.com/luling-edge/luling/gateway/outbox"
 	"github.com/luling-edge/luling/gateway/payload"
 	"github.com/luling-edge/luling/gateway/rules"
@@ -111,6 +113,7 @@ func newUplink(cfg *config.Config, g *Gateway) (*uplinkAdapter, error) {
 		Brokers: uc.Brokers, ClientID: uc.ClientID, Username: uc.Username, Password: uc.Password.Reveal(),
 		Site: cfg.Site, Gateway: cfg.Gateway, KeepAlive: uc.Keepalive, ConnectTimeout: uc.ConnectTimeout,
 		ReconnectMax: uc.ReconnectMax, Window: uc.MaxInflight, Birth: g.Birth, Logger: g.log.With("part", "uplink"),
+		OnCommand: g.exec.Handle,
 	}
 	if uc.TLS.Set() {
 		tc, err := uplink.TLSConfig(uc.TLS.CA, uc.TLS.Cert, uc.TLS.Key, uc.TLS.ServerName, uc.TLS.InsecureSkipVerify)
@@ -147,7 +150,7 @@ func (g *Gateway) newRules() (*rules.Engine, error) {
 	for _, d := range g.devices {
 		devs[d.spec.ID] = d.drv
 	}
-	return compileRules(g.cfg, rules.Options{Logger: g.log.With("part", "rules"), Writer: devs, Emitter: g})
+	return compileRules(g.cfg, rules.Options{Logger: g.log.With("part", "rules"), Writer: devs, Emitter: g, Commander: g})
 }
 
 // CheckRules compiles the config's rules the way the gateway will, so that
@@ -184,4 +187,31 @@ func compileRules(cfg *config.Config, opts rules.Options) (*rules.Engine, error)
 	}
 	opts.Fields = fields
 	return rules.New(defs, opts)
+}
+
+// newExecutor builds the command executor. Its id log lives next to the
+// outbox, so that at-most-once holds across restarts.
+func (g *Gateway) newExecutor(reload func(context.Context) error) (*command.Executor, error) {
+	byID := map[string]drivers.Writer{}
+	for _, d := range g.devices {
+		if w, ok := d.drv.(drivers.Writer); ok {
+			byID[d.spec.ID] = w
+		}
+	}
+	return command.New(command.Options{
+		StateDir: filepath.Join(filepath.Dir(filepath.Clean(g.cfg.Outbox.Path)), "commands"),
+		Devices:  func(id string) (drivers.Writer, bool) { w, ok := byID[id]; return w, ok },
+		Reload:   reload,
+		Rules:    g.rules,
+		Emit:     func(r payload.Record) { g.Emit(context.Background(), payload.Event, []payload.Record{r}) },
+		Reply: func(ctx context.Context, id string, body []byte) error {
+			return g.up.u.PublishReply(ctx, id, body)
+		},
+		Logger: g.log.With("part", "command"),
+	})
+}
+
+// Command runs a named command for a rule (rules.Commander).
+func (g *Gateway) Command(ctx context.Context, name string, args map[string]string) error {
+	return g.exec.Command(ctx, name, args)
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/luling-edge/luling/drivers/all"
 	"github.com/luling-edge/luling/firmware-config/config"
@@ -59,27 +60,110 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "gatewayd", version)
 		return nil
 	}
-	opts, err := all.ConfigOptions()
+	cfg, err := load(*cfgPath)
 	if err != nil {
-		return err
-	}
-	cfg, err := config.Load(*cfgPath, opts...)
-	if err != nil {
-		return err
-	}
-	if err := gateway.CheckRules(cfg); err != nil {
 		return err
 	}
 	if *check {
 		fmt.Fprintf(stdout, "%s: ok: %s\n", *cfgPath, cfg.Summary())
 		return nil
 	}
-	log := newLogger(stderr, cfg)
-	gw, err := gateway.New(cfg, gateway.Options{Version: version, Logger: log})
+	sup := &supervisor{path: *cfgPath, stderr: stderr, reload: make(chan struct{}, 1)}
+	return sup.run(ctx, cfg)
+}
+
+// load reads and fully validates a config file, rules included.
+func load(path string) (*config.Config, error) {
+	opts, err := all.ConfigOptions()
 	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.Load(path, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := gateway.CheckRules(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// supervisor runs the gateway and restarts it in-process with a new config
+// when config.reload (or SIGHUP) asks and the new config is valid.
+type supervisor struct {
+	path   string
+	stderr io.Writer
+	reload chan struct{}
+	// started is told each running gateway (for tests).
+	started func(*gateway.Gateway)
+}
+
+// requestReload validates the config on disk; only a valid one schedules
+// the restart. A bad config is refused with its errors and the running
+// gateway goes on.
+func (s *supervisor) requestReload(ctx context.Context) error {
+	if _, err := load(s.path); err != nil {
 		return err
 	}
-	return gw.Run(ctx)
+	select {
+	case s.reload <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (s *supervisor) run(ctx context.Context, cfg *config.Config) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		log := newLogger(s.stderr, cfg)
+		gw, err := gateway.New(cfg, gateway.Options{Version: version, Logger: log, Reload: s.requestReload})
+		if err != nil {
+			return err
+		}
+		if s.started != nil {
+			s.started(gw)
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		reloading := make(chan bool, 1)
+		go func() {
+			for {
+				select {
+				case <-runCtx.Done():
+					reloading <- false
+					return
+				case <-hup:
+					if err := s.requestReload(runCtx); err != nil {
+						log.Error("SIGHUP: config refused, keeping the running one", "config", s.path, "err", err)
+					}
+				case <-s.reload:
+					// Let the command's reply go out before the uplink stops.
+					select {
+					case <-time.After(time.Second):
+					case <-runCtx.Done():
+					}
+					log.Info("reloading config", "config", s.path)
+					reloading <- true
+					cancel()
+					return
+				}
+			}
+		}()
+		err = gw.Run(runCtx)
+		cancel()
+		again := <-reloading
+		if err != nil || !again || ctx.Err() != nil {
+			return err
+		}
+		next, err := load(s.path)
+		if err != nil {
+			// Changed again after it was validated: run the previous one.
+			log.Error("config changed after validation; keeping the previous one", "err", err)
+			continue
+		}
+		cfg = next
+	}
 }
 
 func newLogger(w io.Writer, cfg *config.Config) *slog.Logger {

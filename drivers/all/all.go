@@ -13,7 +13,14 @@ import (
 	_ "github.com/luling-edge/luling/drivers/sunspec" // sunspec: SunSpec inverters and MPPT controllers over Modbus RTU
 	"github.com/luling-edge/luling/firmware-config/config"
 	"github.com/luling-edge/luling/firmware-config/profiles"
+	"github.com/luling-edge/luling/plugins/host"
 )
+
+func init() {
+	// plugin: a device driver in a separate process (hashicorp/go-plugin),
+	// verified by its SHA-256 before it starts; see docs/plugins.md.
+	drivers.Register(drivers.Info{Name: host.DriverName, Description: "device driver in an out-of-process plugin", New: host.Factory})
+}
 
 // ConfigOptions returns the config loader options that check driver and
 // profile names against this build: the registered drivers, the profiles

@@ -1,0 +1,59 @@
+package host_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/luling-edge/luling/plugins/host"
+)
+
+// BenchmarkPollRoundTrip measures one Poll through a plugin process (the
+// plugin answers without bus I/O): the overhead a plugin driver adds to
+// every poll. Target: p99 ≤ 200 µs.
+func BenchmarkPollRoundTrip(b *testing.B) {
+	benchPoll(b, "nobus", 1)
+}
+
+// BenchmarkReadings measures readings per second through a plugin driver
+// that returns 100 readings per poll.
+func BenchmarkReadings(b *testing.B) {
+	benchPoll(b, "bulk", 100)
+}
+
+func benchPoll(b *testing.B, mode string, perPoll int) {
+	p, err := host.New(host.Options{
+		Name: "bench", Path: testPlugin.path, SHA256: testPlugin.sum,
+		Config: map[string]any{"mode": mode},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	ctx := context.Background()
+	for range 100 { // start the process and warm up the connection
+		if _, err := p.Poll(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		t0 := time.Now()
+		recs, err := p.Poll(ctx)
+		lat = append(lat, time.Since(t0))
+		if err != nil || len(recs) != perPoll {
+			b.Fatalf("Poll = %d records, %v", len(recs), err)
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	slices.Sort(lat)
+	q := func(f float64) float64 { return float64(lat[int(f*float64(len(lat)-1))].Nanoseconds()) / 1e3 }
+	b.ReportMetric(q(0.5), "p50-µs")
+	b.ReportMetric(q(0.99), "p99-µs")
+	b.ReportMetric(float64(b.N*perPoll)/elapsed.Seconds(), "readings/s")
+}

@@ -1,0 +1,735 @@
+// Package host is the gateway's side of device plugins. A Plugin stands for
+// one configured device whose driver is a plugin program: it implements
+// drivers.Device, drivers.EventSource and drivers.Writer, so the gateway
+// polls it like a built-in driver.
+//
+// Concepts:
+//   - Declaration: a plugin is declared by its path and the SHA-256 of the
+//     file. The file is hashed before every start; a mismatch is refused
+//     with an error naming the file and both hashes.
+//   - On demand: the process starts at the first call, not in New, and is
+//     started again after it crashed, once its back-off has passed
+//     (BackoffMin doubling up to BackoffMax). Calls during the back-off
+//     fail fast with ErrBackoff.
+//   - Deadlines: every call is cut at CallTimeout, so a hung plugin never
+//     blocks the pipeline or other devices; after MaxCutCalls cut calls in a
+//     row the process is killed and restarted.
+//   - Reports: crashes, hangs, refusals and recoveries go to the OnHealth
+//     hook and become `fault` events (tags device, code; fields state,
+//     message) returned by TakeEvents.
+//   - Bus: the device's drivers.Transactor is offered to the plugin as the
+//     Bus service over go-plugin's broker; the plugin's frame rules become
+//     drivers.FrameLenFunc here, so its transactions go through the
+//     gateway's bus arbiter like any driver's.
+//   - Versions: the host speaks protocol versions 1 and 2; a version-1 plugin
+//     runs without events and writable points, other versions are refused
+//     with a message listing the supported ones.
+package host
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/luling-edge/luling/drivers"
+	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/plugins/internal/wire"
+	pb "github.com/luling-edge/luling/plugins/proto"
+)
+
+// Defaults for Options.
+const (
+	DefaultCallTimeout  = 5 * time.Second
+	DefaultStartTimeout = 10 * time.Second
+	DefaultBackoffMin   = time.Second
+	DefaultBackoffMax   = time.Minute
+	DefaultMaxCutCalls  = 3
+)
+
+// Errors that callers branch on.
+var (
+	// ErrChecksum means the plugin file does not have the declared SHA-256.
+	ErrChecksum = errors.New("plugin checksum mismatch")
+	// ErrVersion means the plugin speaks no protocol version the host speaks.
+	ErrVersion = errors.New("unsupported plugin protocol version")
+	// ErrBackoff means the plugin failed recently and waits to be restarted.
+	ErrBackoff = errors.New("plugin is backing off after a failure")
+	// ErrCrashed means the plugin process died or broke its connection.
+	ErrCrashed = errors.New("plugin process failed")
+	// ErrCallTimeout means a call was cut at its deadline. It also wraps
+	// drivers.ErrTimeout.
+	ErrCallTimeout = errors.New("plugin did not answer before the call deadline")
+	// ErrUnsupported means the plugin's protocol version lacks the call.
+	ErrUnsupported = errors.New("not supported by the plugin's protocol version")
+	// ErrClosed means Close was called.
+	ErrClosed = errors.New("plugin host is closed")
+	// ErrInvalid means the plugin refused a config, point or value.
+	ErrInvalid = wire.ErrInvalid
+)
+
+// Options declare one plugin device.
+type Options struct {
+	Name   string // the device id: the `device` tag, in logs and errors
+	Path   string // the plugin program
+	SHA256 string // the program's SHA-256, 64 hex digits
+	Logger *slog.Logger
+	// Bus is the device's handle on its serial bus, nil when it has none.
+	Bus drivers.Transactor
+	// Config is the plugin's own settings, sent as a JSON object.
+	Config map[string]any
+	// Spec gives the unit, profile and tags handed to the plugin; its ID
+	// defaults to Name.
+	Spec drivers.Spec
+	// CallTimeout cuts every call to the plugin. Default 5 s.
+	CallTimeout time.Duration
+	// StartTimeout bounds a start (process start, handshake, Describe,
+	// Configure). Default 10 s.
+	StartTimeout time.Duration
+	// BackoffMin and BackoffMax bound the wait before a restart.
+	// Defaults 1 s and 1 min.
+	BackoffMin, BackoffMax time.Duration
+	// MaxCutCalls is how many calls in a row may be cut at their deadline
+	// before the process is killed and restarted. Default 3.
+	MaxCutCalls int
+	// OnHealth, when set, is called on every change of the plugin's
+	// state. It must not block.
+	OnHealth func(Health)
+	// Now is the clock for back-off and event times. Default time.Now.
+	Now func() time.Time
+	// Connect, when set, replaces starting Path (the checksum is then not
+	// checked): package plugintest uses it to run a driver in-process.
+	Connect func(ctx context.Context) (*Conn, error)
+}
+
+// Conn is a started plugin, as Options.Connect returns it.
+type Conn struct {
+	Protocol plugin.ClientProtocol
+	Version  int    // the negotiated protocol version
+	PID      int    // the plugin process, 0 when in-process
+	Kill     func() // ends the plugin; called on restart and Close
+}
+
+// State is a plugin's health state.
+type State string
+
+// States.
+const (
+	Stopped  State = "stopped"  // not started yet, or closed
+	Running  State = "running"  // started and answering
+	Failed   State = "failed"   // crashed, hung or refused; waiting to restart
+	Disabled State = "disabled" // refused at start (checksum, version, config)
+)
+
+// Health is a plugin's state, as OnHealth and Stats report it.
+type Health struct {
+	Device   string
+	State    State
+	Restarts int
+	Err      error // why it failed, for Failed and Disabled
+	Retry    time.Time
+}
+
+// Stats are a plugin's counters.
+type Stats struct {
+	Health
+	PID          int
+	Version      int // negotiated protocol version, 0 when not running
+	Describe     Description
+	Starts       uint64
+	Calls        uint64
+	CutCalls     uint64 // calls cut at their deadline
+	Rejected     uint64 // records from the plugin that failed validation
+	Transactions uint64 // bus transactions the plugin made
+	BusErrors    uint64
+}
+
+// Description is what the plugin said it is.
+type Description struct {
+	Name, Description, Measurement, Version string
+	Points                                  []Point
+}
+
+// Point is a writable point of the plugin.
+type Point struct {
+	Name string
+	Type payload.ValueType
+}
+
+// Plugin is one plugin device.
+type Plugin struct {
+	opts    Options
+	log     *slog.Logger
+	sum     []byte
+	cfgJSON []byte
+
+	startMu sync.Mutex // serializes starts
+
+	mu       sync.Mutex
+	sess     *session
+	closed   bool
+	failures int
+	health   Health
+	lastCode string
+	events   []payload.Record
+	desc     Description
+
+	stats struct {
+		starts, calls, cut, rejected, transactions, busErrors atomic.Uint64
+	}
+}
+
+// session is one run of the plugin process.
+type session struct {
+	conn    *Conn
+	dev     pb.DeviceClient
+	version int
+	cut     atomic.Int32 // consecutive cut calls
+	srvMu   sync.Mutex
+	srv     *grpc.Server
+}
+
+func (s *session) kill() {
+	s.srvMu.Lock()
+	if s.srv != nil {
+		s.srv.Stop()
+	}
+	s.srvMu.Unlock()
+	if s.conn.Kill != nil {
+		s.conn.Kill()
+	}
+}
+
+var (
+	_ drivers.Device      = (*Plugin)(nil)
+	_ drivers.EventSource = (*Plugin)(nil)
+	_ drivers.Writer      = (*Plugin)(nil)
+	_ drivers.Closer      = (*Plugin)(nil)
+)
+
+var hexSum = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+
+// New checks the options and returns the plugin device. It starts nothing:
+// the process starts at the first call.
+func New(opts Options) (*Plugin, error) {
+	if opts.Name == "" {
+		return nil, errors.New("plugin: no device name")
+	}
+	p := &Plugin{opts: opts}
+	if opts.Connect == nil {
+		if opts.Path == "" {
+			return nil, fmt.Errorf("plugin %s: no path", opts.Name)
+		}
+		if !hexSum.MatchString(opts.SHA256) {
+			return nil, fmt.Errorf("plugin %s: sha256 %q is not 64 hex digits", opts.Name, opts.SHA256)
+		}
+		p.sum, _ = hex.DecodeString(opts.SHA256)
+	}
+	cfg := opts.Config
+	if cfg == nil {
+		cfg = map[string]any{}
+	}
+	var err error
+	if p.cfgJSON, err = json.Marshal(cfg); err != nil {
+		return nil, fmt.Errorf("plugin %s: config cannot be sent as JSON: %w", opts.Name, err)
+	}
+	if p.opts.CallTimeout <= 0 {
+		p.opts.CallTimeout = DefaultCallTimeout
+	}
+	if p.opts.StartTimeout <= 0 {
+		p.opts.StartTimeout = DefaultStartTimeout
+	}
+	if p.opts.BackoffMin <= 0 {
+		p.opts.BackoffMin = DefaultBackoffMin
+	}
+	if p.opts.BackoffMax < p.opts.BackoffMin {
+		p.opts.BackoffMax = max(DefaultBackoffMax, p.opts.BackoffMin)
+	}
+	if p.opts.MaxCutCalls <= 0 {
+		p.opts.MaxCutCalls = DefaultMaxCutCalls
+	}
+	if p.opts.Now == nil {
+		p.opts.Now = time.Now
+	}
+	if p.opts.Spec.ID == "" {
+		p.opts.Spec.ID = opts.Name
+	}
+	p.log = opts.Logger
+	if p.log == nil {
+		p.log = slog.Default()
+	}
+	p.log = p.log.With("device", opts.Name, "plugin", opts.Path)
+	p.health = Health{Device: opts.Name, State: Stopped}
+	return p, nil
+}
+
+// Checksum returns the SHA-256 of a file as 64 lowercase hex digits, the
+// form Options.SHA256 takes.
+func Checksum(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// versionList is the supported protocol versions for messages: "1, 2".
+func versionList() string {
+	s := make([]string, len(wire.Versions))
+	for i, v := range wire.Versions {
+		s[i] = fmt.Sprint(v)
+	}
+	return strings.Join(s, ", ")
+}
+
+var pluginVersion = regexp.MustCompile(`Plugin version: (\d+)`)
+
+// launch starts the plugin program.
+func (p *Plugin) launch(ctx context.Context) (*Conn, error) {
+	got, err := Checksum(p.opts.Path)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: %w", p.opts.Name, err)
+	}
+	if want := strings.ToLower(p.opts.SHA256); got != want {
+		return nil, fmt.Errorf("plugin %s: %s has sha256 %s, the config says %s: %w", p.opts.Name, p.opts.Path, got, want, ErrChecksum)
+	}
+	c := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  wire.Handshake,
+		VersionedPlugins: wire.PluginSets(&wire.DevicePlugin{}),
+		Cmd:              exec.Command(p.opts.Path),
+		SecureConfig:     &plugin.SecureConfig{Checksum: p.sum, Hash: sha256.New()},
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		Logger:           newHCLogger(p.log),
+		StartTimeout:     p.opts.StartTimeout,
+	})
+	rpc, err := c.Client()
+	if err != nil {
+		c.Kill()
+		if m := pluginVersion.FindStringSubmatch(err.Error()); m != nil {
+			return nil, fmt.Errorf("plugin %s: %s speaks protocol version %s; this gateway supports versions %s: %w",
+				p.opts.Name, p.opts.Path, m[1], versionList(), ErrVersion)
+		}
+		return nil, fmt.Errorf("plugin %s: start %s: %w", p.opts.Name, p.opts.Path, err)
+	}
+	conn := &Conn{Protocol: rpc, Version: c.NegotiatedVersion(), Kill: c.Kill}
+	if rc := c.ReattachConfig(); rc != nil {
+		conn.PID = rc.Pid
+	}
+	return conn, nil
+}
+
+// start starts the plugin and configures it. The caller holds startMu.
+func (p *Plugin) start(ctx context.Context) (*session, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.opts.StartTimeout)
+	defer cancel()
+	connect := p.opts.Connect
+	if connect == nil {
+		connect = p.launch
+	}
+	conn, err := connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := &session{conn: conn, version: conn.Version}
+	ok := false
+	defer func() {
+		if !ok {
+			s.kill()
+		}
+	}()
+	if !supported(conn.Version) {
+		return nil, fmt.Errorf("plugin %s: speaks protocol version %d; this gateway supports versions %s: %w",
+			p.opts.Name, conn.Version, versionList(), ErrVersion)
+	}
+	raw, err := conn.Protocol.Dispense(wire.PluginName)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: dispense %q: %w", p.opts.Name, wire.PluginName, err)
+	}
+	wc, isClient := raw.(*wire.Client)
+	if !isClient {
+		return nil, fmt.Errorf("plugin %s: dispensed %T, want a gRPC device client", p.opts.Name, raw)
+	}
+	s.dev = wc.Device
+
+	id := wc.Broker.NextId()
+	go wc.Broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
+		srv := grpc.NewServer(opts...)
+		pb.RegisterBusServer(srv, &busServer{name: p.opts.Name, tx: p.opts.Bus, p: p})
+		pb.RegisterLogServer(srv, &logServer{log: p.log})
+		s.srvMu.Lock()
+		s.srv = srv
+		s.srvMu.Unlock()
+		return srv
+	})
+
+	d, err := s.dev.Describe(ctx, &pb.DescribeRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: describe: %w", p.opts.Name, err)
+	}
+	desc := Description{Name: d.Name, Description: d.Description, Measurement: d.Measurement, Version: d.Version}
+	for _, pt := range d.Points {
+		desc.Points = append(desc.Points, Point{Name: pt.Name, Type: payload.ValueType(pt.Type)})
+	}
+	spec := p.opts.Spec
+	cr, err := s.dev.Configure(ctx, &pb.ConfigureRequest{
+		Spec:       &pb.Spec{Id: spec.ID, Unit: int32(spec.Unit), Profile: spec.Profile, Tags: spec.Tags},
+		ConfigJson: p.cfgJSON,
+		BrokerId:   id,
+		HasBus:     p.opts.Bus != nil,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("plugin %s: configure: %w", p.opts.Name, err)
+	}
+	if cr.Error != nil {
+		return nil, fmt.Errorf("plugin %s: configure: %w", p.opts.Name, wire.ErrorFromProto(cr.Error))
+	}
+	p.mu.Lock()
+	p.desc = desc
+	p.mu.Unlock()
+	ok = true
+	return s, nil
+}
+
+func supported(v int) bool {
+	for _, s := range wire.Versions {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// ensure returns the running session, starting the plugin when needed.
+func (p *Plugin) ensure(ctx context.Context) (*session, error) {
+	if s, err := p.current(); s != nil || err != nil {
+		return s, err
+	}
+	p.startMu.Lock()
+	defer p.startMu.Unlock()
+	if s, err := p.current(); s != nil || err != nil {
+		return s, err
+	}
+	s, err := p.start(ctx)
+	if err != nil {
+		if ctx.Err() != nil && !errors.Is(err, ErrChecksum) && !errors.Is(err, ErrVersion) {
+			return nil, err
+		}
+		code := "plugin_start_failed"
+		switch {
+		case errors.Is(err, ErrChecksum):
+			code = "plugin_checksum"
+		case errors.Is(err, ErrVersion):
+			code = "plugin_version"
+		case errors.Is(err, ErrInvalid):
+			code = "plugin_config"
+		}
+		p.failed(nil, code, err)
+		return nil, err
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		s.kill()
+		return nil, fmt.Errorf("plugin %s: %w", p.opts.Name, ErrClosed)
+	}
+	p.sess = s
+	p.stats.starts.Add(1)
+	restarted := p.failures > 0
+	if restarted {
+		p.events = append(p.events, p.fault(p.lastCode, "cleared", fmt.Sprintf("plugin running again after %d failure(s)", p.failures)))
+	}
+	p.health.State, p.health.Err, p.health.Retry = Running, nil, time.Time{}
+	h := p.health
+	p.mu.Unlock()
+	p.log.Info("plugin started", "version", s.version, "pid", s.conn.PID, "restarted", restarted)
+	p.report(h)
+	return s, nil
+}
+
+// current returns the running session, or the error that keeps it from
+// starting now, or neither when a start may be tried.
+func (p *Plugin) current() (*session, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, fmt.Errorf("plugin %s: %w", p.opts.Name, ErrClosed)
+	}
+	if p.sess != nil {
+		return p.sess, nil
+	}
+	if now := p.opts.Now(); now.Before(p.health.Retry) {
+		return nil, fmt.Errorf("plugin %s: restart in %v: %w: %w", p.opts.Name, p.health.Retry.Sub(now).Round(time.Millisecond), ErrBackoff, p.health.Err)
+	}
+	return nil, nil
+}
+
+// backoff is the wait before restart number n (n ≥ 1).
+func (p *Plugin) backoff(n int) time.Duration {
+	d := p.opts.BackoffMin
+	for i := 1; i < n && d < p.opts.BackoffMax; i++ {
+		d *= 2
+	}
+	return min(d, p.opts.BackoffMax)
+}
+
+func (p *Plugin) fault(code, state, msg string) payload.Record {
+	return payload.Record{
+		Measurement: "fault",
+		Tags:        map[string]string{"device": p.opts.Name, "code": code},
+		Fields:      map[string]payload.Value{"state": payload.String(state), "message": payload.String(msg)},
+		Time:        p.opts.Now(),
+	}
+}
+
+// maxHostEvents caps the fault events waiting for TakeEvents.
+const maxHostEvents = 64
+
+// failed records a failure of session s (nil for a failed start), kills it
+// and schedules the restart.
+func (p *Plugin) failed(s *session, code string, err error) {
+	p.mu.Lock()
+	if s != nil && p.sess != s { // another caller already handled it
+		p.mu.Unlock()
+		return
+	}
+	p.sess = nil
+	p.failures++
+	p.lastCode = code
+	wait := p.backoff(p.failures)
+	if code == "plugin_checksum" || code == "plugin_version" || code == "plugin_config" {
+		wait = p.opts.BackoffMax
+		p.health.State = Disabled
+	} else {
+		p.health.State = Failed
+	}
+	p.health.Err = err
+	p.health.Retry = p.opts.Now().Add(wait)
+	if s != nil {
+		p.health.Restarts++
+	}
+	if len(p.events) < maxHostEvents {
+		p.events = append(p.events, p.fault(code, "active", err.Error()))
+	}
+	h := p.health
+	p.mu.Unlock()
+	if s != nil {
+		s.kill()
+	}
+	p.log.Warn("plugin failed", "code", code, "err", err, "retry_in", wait)
+	p.report(h)
+}
+
+func (p *Plugin) report(h Health) {
+	if p.opts.OnHealth != nil {
+		p.opts.OnHealth(h)
+	}
+}
+
+// call runs f against the running plugin with the call deadline. f returns
+// the transport error; errors the plugin reports as values go through app.
+func (p *Plugin) call(ctx context.Context, op string, f func(ctx context.Context, s *session) error) error {
+	s, err := p.ensure(ctx)
+	if err != nil {
+		return err
+	}
+	p.stats.calls.Add(1)
+	cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
+	defer cancel()
+	err = f(cctx, s)
+	if err == nil {
+		s.cut.Store(0)
+		p.mu.Lock()
+		if p.sess == s {
+			p.failures = 0
+		}
+		p.mu.Unlock()
+		return nil
+	}
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("plugin %s: %s: %w", p.opts.Name, op, ctx.Err())
+	case cctx.Err() != nil:
+		p.stats.cut.Add(1)
+		err = fmt.Errorf("plugin %s: %s: no answer within %v: %w: %w", p.opts.Name, op, p.opts.CallTimeout, ErrCallTimeout, drivers.ErrTimeout)
+		if int(s.cut.Add(1)) >= p.opts.MaxCutCalls {
+			p.failed(s, "plugin_hung", fmt.Errorf("%d calls in a row cut at their deadline, killed: %w", p.opts.MaxCutCalls, err))
+		}
+		return err
+	}
+	if !broken(err) {
+		return fmt.Errorf("plugin %s: %s: %w", p.opts.Name, op, err)
+	}
+	err = fmt.Errorf("plugin %s: %s: %w: %w", p.opts.Name, op, ErrCrashed, err)
+	p.failed(s, "plugin_crashed", err)
+	return err
+}
+
+// broken reports whether a call's error means the connection to the plugin
+// is gone (the process died or closed it), as opposed to an error status
+// that the plugin returned.
+func broken(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.Canceled:
+		return true
+	}
+	return false
+}
+
+// Poll polls the plugin. Records that fail validation (bad names, no
+// fields, NaN, a contract measurement with wrong types) are dropped,
+// counted and logged; when every record was bad, Poll returns the error.
+func (p *Plugin) Poll(ctx context.Context) ([]payload.Record, error) {
+	var resp *pb.PollResponse
+	err := p.call(ctx, "poll", func(ctx context.Context, s *session) (err error) {
+		resp, err = s.dev.Poll(ctx, &pb.PollRequest{})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if resp.Error != nil {
+		return nil, fmt.Errorf("plugin %s: poll: %w", p.opts.Name, wire.ErrorFromProto(resp.Error))
+	}
+	recs, err := p.records("poll", resp.Records)
+	if len(recs) == 0 && err != nil {
+		return nil, err
+	}
+	return recs, nil
+}
+
+// records converts and validates records from the plugin.
+func (p *Plugin) records(op string, in []*pb.Record) ([]payload.Record, error) {
+	out := make([]payload.Record, 0, len(in))
+	var first error
+	for i, r := range in {
+		rec, err := wire.RecordFromProto(r)
+		if err != nil {
+			p.stats.rejected.Add(1)
+			err = fmt.Errorf("plugin %s: %s: record %d: %w", p.opts.Name, op, i, err)
+			p.log.Warn("plugin sent a bad record", "err", err)
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		out = append(out, rec)
+	}
+	return out, first
+}
+
+// TakeEvents returns the host's fault events and the plugin's events. It
+// never starts the plugin and waits at most CallTimeout.
+func (p *Plugin) TakeEvents() []payload.Record {
+	p.mu.Lock()
+	out := p.events
+	p.events = nil
+	s := p.sess
+	p.mu.Unlock()
+	if s == nil || s.version < wire.ProtocolV2 {
+		return out
+	}
+	var resp *pb.TakeEventsResponse
+	err := p.call(context.Background(), "take events", func(ctx context.Context, s *session) (err error) {
+		resp, err = s.dev.TakeEvents(ctx, &pb.TakeEventsRequest{})
+		return err
+	})
+	if err != nil {
+		p.log.Warn("take events", "err", err)
+		return out
+	}
+	evs, _ := p.records("take events", resp.Events)
+	return append(out, evs...)
+}
+
+// Write sets a writable point of the plugin.
+func (p *Plugin) Write(ctx context.Context, point string, v payload.Value) error {
+	if !v.Valid() {
+		return fmt.Errorf("plugin %s: write %s: invalid value: %w", p.opts.Name, point, ErrInvalid)
+	}
+	var resp *pb.WriteResponse
+	err := p.call(ctx, "write "+point, func(ctx context.Context, s *session) (err error) {
+		if s.version < wire.ProtocolV2 {
+			resp = &pb.WriteResponse{Error: &pb.Error{Kind: pb.Error_KIND_INVALID,
+				Message: fmt.Sprintf("write %s: %v (protocol %d)", point, ErrUnsupported, s.version)}}
+			return nil
+		}
+		resp, err = s.dev.Write(ctx, &pb.WriteRequest{Point: point, Value: wire.ValueToProto(v)})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if resp.Error != nil {
+		return fmt.Errorf("plugin %s: %w", p.opts.Name, wire.ErrorFromProto(resp.Error))
+	}
+	return nil
+}
+
+// Describe starts the plugin if needed and returns what it said it is.
+func (p *Plugin) Describe(ctx context.Context) (Description, error) {
+	if _, err := p.ensure(ctx); err != nil {
+		return Description{}, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.desc, nil
+}
+
+// Stats returns the plugin's state and counters.
+func (p *Plugin) Stats() Stats {
+	p.mu.Lock()
+	st := Stats{Health: p.health, Describe: p.desc}
+	if p.sess != nil {
+		st.PID = p.sess.conn.PID
+		st.Version = p.sess.version
+	}
+	p.mu.Unlock()
+	st.Starts = p.stats.starts.Load()
+	st.Calls = p.stats.calls.Load()
+	st.CutCalls = p.stats.cut.Load()
+	st.Rejected = p.stats.rejected.Load()
+	st.Transactions = p.stats.transactions.Load()
+	st.BusErrors = p.stats.busErrors.Load()
+	return st
+}
+
+// Close stops the plugin process. Calls after Close fail with ErrClosed.
+func (p *Plugin) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	s := p.sess
+	p.sess = nil
+	p.health.State = Stopped
+	h := p.health
+	p.mu.Unlock()
+	if s != nil {
+		s.kill()
+	}
+	p.report(h)
+	return nil
+}

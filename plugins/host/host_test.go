@@ -1,0 +1,411 @@
+package host_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/luling-edge/luling/drivers"
+	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/plugins/host"
+	"github.com/luling-edge/luling/plugins/sdk/plugintest"
+)
+
+// testPlugin is the built testdata/testplugin program and its checksum.
+var testPlugin struct{ path, sum string }
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "luling-host-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	testPlugin.path = filepath.Join(dir, "testplugin")
+	cmd := exec.Command("go", "build", "-o", testPlugin.path, "./testdata/testplugin")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build testplugin: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	if testPlugin.sum, err = host.Checksum(testPlugin.path); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// healthLog records OnHealth reports.
+type healthLog struct {
+	mu sync.Mutex
+	hs []host.Health
+}
+
+func (l *healthLog) add(h host.Health) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.hs = append(l.hs, h)
+}
+
+func (l *healthLog) states() []host.State {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]host.State, len(l.hs))
+	for i, h := range l.hs {
+		out[i] = h.State
+	}
+	return out
+}
+
+// echoBus answers "ping" with "pong".
+func echoBus(req []byte) []byte {
+	if string(req) == "ping" {
+		return []byte("pong")
+	}
+	return nil
+}
+
+func newPlugin(t *testing.T, mode string, edit func(*host.Options)) *host.Plugin {
+	t.Helper()
+	o := host.Options{
+		Name: "dev-1", Path: testPlugin.path, SHA256: testPlugin.sum,
+		Logger:     slog.New(slog.DiscardHandler),
+		Bus:        plugintest.BusFunc(echoBus),
+		Config:     map[string]any{"mode": mode},
+		BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
+	}
+	if edit != nil {
+		edit(&o)
+	}
+	p, err := host.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// pollUntilOK polls until a poll succeeds, waiting out back-offs.
+func pollUntilOK(t *testing.T, p *host.Plugin) []payload.Record {
+	t.Helper()
+	var err error
+	for range 500 {
+		var recs []payload.Record
+		if recs, err = p.Poll(context.Background()); err == nil {
+			return recs
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("plugin never answered: %v", err)
+	return nil
+}
+
+func TestBinaryPollThroughBus(t *testing.T) {
+	p := newPlugin(t, "echo", nil)
+	if st := p.Stats(); st.State != host.Stopped || st.Starts != 0 {
+		t.Fatalf("started before the first call: %+v", st)
+	}
+	recs, err := p.Poll(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Fields["reply"].Str() != "pong" || recs[0].Tags["device"] != "dev-1" {
+		t.Fatalf("records %+v", recs)
+	}
+	st := p.Stats()
+	if st.State != host.Running || st.Version != 2 || st.PID == 0 || st.Transactions != 1 || st.Describe.Name != "testplugin" {
+		t.Fatalf("stats %+v", st)
+	}
+	if err := p.Write(context.Background(), "level", payload.Int(3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Write(context.Background(), "nope", payload.Int(3)); !errors.Is(err, host.ErrInvalid) || !strings.Contains(err.Error(), `"nope"`) {
+		t.Fatalf("Write(nope) = %v", err)
+	}
+}
+
+func TestChecksumMismatchRefused(t *testing.T) {
+	wrong := strings.Repeat("ab", 32)
+	var hl healthLog
+	p := newPlugin(t, "echo", func(o *host.Options) { o.SHA256, o.OnHealth = wrong, hl.add })
+	_, err := p.Poll(context.Background())
+	if !errors.Is(err, host.ErrChecksum) {
+		t.Fatalf("Poll = %v, want ErrChecksum", err)
+	}
+	for _, want := range []string{testPlugin.path, testPlugin.sum, wrong} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+	st := p.Stats()
+	if st.Starts != 0 || st.State != host.Disabled {
+		t.Errorf("stats %+v", st)
+	}
+	ev := p.TakeEvents()
+	if len(ev) != 1 || ev[0].Measurement != "fault" || ev[0].Tags["code"] != "plugin_checksum" || ev[0].Tags["device"] != "dev-1" || ev[0].Fields["state"].Str() != "active" {
+		t.Errorf("events %+v", ev)
+	}
+	if s := hl.states(); len(s) != 1 || s[0] != host.Disabled {
+		t.Errorf("health reports %v", s)
+	}
+	// A refused plugin is not retried at every poll.
+	if _, err := p.Poll(context.Background()); !errors.Is(err, host.ErrBackoff) || !errors.Is(err, host.ErrChecksum) {
+		t.Errorf("second Poll = %v, want ErrBackoff wrapping ErrChecksum", err)
+	}
+}
+
+func TestNewRefusesBadOptions(t *testing.T) {
+	for _, c := range []struct {
+		o    host.Options
+		want string
+	}{
+		{host.Options{Path: "/x", SHA256: testPlugin.sum}, "no device name"},
+		{host.Options{Name: "d", SHA256: testPlugin.sum}, "no path"},
+		{host.Options{Name: "d", Path: "/x", SHA256: "abc"}, `sha256 "abc" is not 64 hex digits`},
+		{host.Options{Name: "d", Path: "/x", SHA256: testPlugin.sum, Config: map[string]any{"f": func() {}}}, "config cannot be sent as JSON"},
+	} {
+		if _, err := host.New(c.o); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("New(%+v) = %v, want an error containing %q", c.o, err, c.want)
+		}
+	}
+}
+
+func TestKilledPluginRestarts(t *testing.T) {
+	var hl healthLog
+	p := newPlugin(t, "nobus", func(o *host.Options) { o.OnHealth = hl.add })
+	recs := pollUntilOK(t, p)
+	pid := p.Stats().PID
+	if recs[0].Fields["pid"].Int() != int64(pid) {
+		t.Fatalf("record from pid %d, stats say %d", recs[0].Fields["pid"].Int(), pid)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_, err := p.Poll(context.Background())
+	if !errors.Is(err, host.ErrCrashed) || !strings.Contains(err.Error(), "dev-1") {
+		t.Fatalf("Poll after kill = %v, want ErrCrashed naming the device", err)
+	}
+	ev := p.TakeEvents()
+	if len(ev) != 1 || ev[0].Tags["code"] != "plugin_crashed" || ev[0].Fields["state"].Str() != "active" {
+		t.Fatalf("events after the crash: %+v", ev)
+	}
+	recs = pollUntilOK(t, p)
+	st := p.Stats()
+	if st.PID == pid || recs[0].Fields["pid"].Int() != int64(st.PID) {
+		t.Fatalf("not restarted: pid %d before, %d now, record from %d", pid, st.PID, recs[0].Fields["pid"].Int())
+	}
+	if st.Restarts != 1 || st.Starts != 2 || st.State != host.Running {
+		t.Errorf("stats %+v", st)
+	}
+	if recs[0].Fields["n"].Int() != 1 {
+		t.Errorf("reading %d from the restarted process, want its first", recs[0].Fields["n"].Int())
+	}
+	ev = p.TakeEvents()
+	if len(ev) != 1 || ev[0].Tags["code"] != "plugin_crashed" || ev[0].Fields["state"].Str() != "cleared" {
+		t.Fatalf("events after the restart: %+v", ev)
+	}
+	want := []host.State{host.Running, host.Failed, host.Running}
+	if s := hl.states(); fmt.Sprint(s) != fmt.Sprint(want) {
+		t.Errorf("health reports %v, want %v", s, want)
+	}
+}
+
+func TestHungCallIsCut(t *testing.T) {
+	p := newPlugin(t, "hang", func(o *host.Options) {
+		o.CallTimeout = 300 * time.Millisecond
+		o.MaxCutCalls = 2
+	})
+	_, err := p.Poll(context.Background())
+	if !errors.Is(err, host.ErrCallTimeout) || !errors.Is(err, drivers.ErrTimeout) {
+		t.Fatalf("Poll = %v, want ErrCallTimeout and drivers.ErrTimeout", err)
+	}
+	pid := p.Stats().PID
+	if pid == 0 {
+		t.Fatal("plugin not running after one cut call")
+	}
+	if _, err := p.Poll(context.Background()); !errors.Is(err, host.ErrCallTimeout) {
+		t.Fatalf("second Poll = %v", err)
+	}
+	st := p.Stats()
+	if st.CutCalls != 2 || st.State != host.Failed || st.Restarts != 1 || st.PID != 0 {
+		t.Fatalf("stats after %d cut calls: %+v", 2, st)
+	}
+	if err := syscall.Kill(pid, 0); err == nil {
+		t.Errorf("hung plugin process %d still alive", pid)
+	}
+	ev := p.TakeEvents()
+	if len(ev) != 1 || ev[0].Tags["code"] != "plugin_hung" {
+		t.Errorf("events %+v", ev)
+	}
+}
+
+func TestPanicIsAnError(t *testing.T) {
+	p := newPlugin(t, "panic", nil)
+	_, err := p.Poll(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "poll exploded") {
+		t.Fatalf("Poll = %v, want the panic", err)
+	}
+	pid := p.Stats().PID
+	if _, err := p.Poll(context.Background()); err == nil {
+		t.Fatal("second Poll succeeded")
+	}
+	if st := p.Stats(); st.PID != pid || st.Restarts != 0 {
+		t.Errorf("a recovered panic restarted the plugin: %+v", st)
+	}
+}
+
+func TestLyingPluginRecordsRejected(t *testing.T) {
+	p := newPlugin(t, "liar", nil)
+	recs, err := p.Poll(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Measurement != "test" {
+		t.Fatalf("records %+v", recs)
+	}
+	if st := p.Stats(); st.Rejected != 3 {
+		t.Errorf("rejected %d, want 3", st.Rejected)
+	}
+}
+
+func TestOldProtocolRuns(t *testing.T) {
+	t.Setenv("LULING_TESTPLUGIN_PROTOCOL", "1")
+	p := newPlugin(t, "echo", nil)
+	recs, err := p.Poll(context.Background())
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("Poll = %v, %v", recs, err)
+	}
+	if v := p.Stats().Version; v != 1 {
+		t.Fatalf("negotiated version %d, want 1", v)
+	}
+	if ev := p.TakeEvents(); len(ev) != 0 {
+		t.Errorf("events %+v", ev)
+	}
+	err = p.Write(context.Background(), "level", payload.Int(1))
+	if !errors.Is(err, host.ErrInvalid) || !strings.Contains(err.Error(), "not supported by the plugin's protocol version") {
+		t.Errorf("Write on protocol 1 = %v", err)
+	}
+}
+
+func TestUnknownProtocolRefused(t *testing.T) {
+	t.Setenv("LULING_TESTPLUGIN_PROTOCOL", "7")
+	p := newPlugin(t, "echo", nil)
+	_, err := p.Poll(context.Background())
+	if !errors.Is(err, host.ErrVersion) || !strings.Contains(err.Error(), "speaks protocol version 7; this gateway supports versions 1, 2") {
+		t.Fatalf("Poll = %v, want ErrVersion listing the versions", err)
+	}
+	if st := p.Stats(); st.State != host.Disabled {
+		t.Errorf("state %s", st.State)
+	}
+}
+
+func TestBusErrorsKeepTheirMeaning(t *testing.T) {
+	silent := newPlugin(t, "echo", func(o *host.Options) { o.Bus = plugintest.BusFunc(func([]byte) []byte { return nil }) })
+	if _, err := silent.Poll(context.Background()); !errors.Is(err, drivers.ErrTimeout) {
+		t.Errorf("silent device: Poll = %v, want drivers.ErrTimeout", err)
+	}
+	short := newPlugin(t, "echo", func(o *host.Options) { o.Bus = plugintest.BusFunc(func([]byte) []byte { return []byte("po") }) })
+	if _, err := short.Poll(context.Background()); !errors.Is(err, drivers.ErrTimeout) || !strings.Contains(err.Error(), "wants 4") {
+		t.Errorf("short reply: Poll = %v, want drivers.ErrTimeout", err)
+	}
+	none := newPlugin(t, "echo", func(o *host.Options) { o.Bus = nil })
+	if _, err := none.Poll(context.Background()); !errors.Is(err, drivers.ErrBusDown) {
+		t.Errorf("no bus: Poll = %v, want drivers.ErrBusDown", err)
+	}
+	if st := silent.Stats(); st.BusErrors != 1 || st.Restarts != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestPluginLogsReachTheGateway(t *testing.T) {
+	var buf syncBuffer
+	p := newPlugin(t, "log", func(o *host.Options) {
+		o.Logger = slog.New(slog.NewTextHandler(&buf, nil))
+		o.Spec.Unit = 9
+	})
+	if _, err := p.Poll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{`level=WARN msg="hello from the plugin"`, "device=dev-1", "unit=9", "poll.attempt=3"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestClose(t *testing.T) {
+	p := newPlugin(t, "nobus", nil)
+	pollUntilOK(t, p)
+	pid := p.Stats().PID
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, 0); err == nil {
+		t.Errorf("plugin process %d alive after Close", pid)
+	}
+	if _, err := p.Poll(context.Background()); !errors.Is(err, host.ErrClosed) {
+		t.Errorf("Poll after Close = %v", err)
+	}
+}
+
+// A hung plugin holds up only its own device: another plugin device keeps
+// answering while the hung call is outstanding, and Close ends the hung
+// call.
+func TestHungPluginDoesNotBlockOthers(t *testing.T) {
+	healthy := newPlugin(t, "nobus", nil)
+	pollUntilOK(t, healthy)
+	hung := newPlugin(t, "hang", func(o *host.Options) { o.CallTimeout = time.Minute })
+	if _, err := hung.Describe(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	returned := make(chan error, 1)
+	go func() {
+		_, err := hung.Poll(context.Background())
+		returned <- err
+	}()
+	for range 20 {
+		if _, err := healthy.Poll(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case err := <-returned:
+		t.Fatalf("the hung call returned early: %v", err)
+	default:
+	}
+	hung.Close()
+	if err := <-returned; err == nil {
+		t.Fatal("the hung call succeeded after Close")
+	}
+}

@@ -1,0 +1,284 @@
+// Package wire holds what both ends of the plugin protocol share: the
+// go-plugin handshake and protocol versions, the go-plugin Plugin that binds
+// the generated gRPC code, conversions between payload records and their
+// protobuf form, declarative frame-length rules and error kinds.
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	"github.com/luling-edge/luling/drivers"
+	"github.com/luling-edge/luling/gateway/payload"
+	pb "github.com/luling-edge/luling/plugins/proto"
+)
+
+// PluginName is the name under which a plugin binary serves its device.
+const PluginName = "device"
+
+// Protocol versions. Version 1 has Describe, Configure and Poll; version 2
+// adds TakeEvents and Write.
+const (
+	ProtocolV1     = 1
+	ProtocolV2     = 2
+	ProtocolLatest = ProtocolV2
+)
+
+// Versions lists the protocol versions this code speaks, oldest first.
+var Versions = []int{ProtocolV1, ProtocolV2}
+
+// Handshake is the go-plugin handshake. The magic cookie only stops a user
+// from running a plugin binary by hand; it is no security measure.
+var Handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  ProtocolLatest,
+	MagicCookieKey:   "LULING_DEVICE_PLUGIN",
+	MagicCookieValue: "5b0c6a1e-device-plugin",
+}
+
+// DevicePlugin binds the Device service to go-plugin. The plugin side sets
+// Impl; the host side leaves it nil and gets a *Client from Dispense.
+type DevicePlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	Impl func(broker *plugin.GRPCBroker) pb.DeviceServer
+}
+
+// Client is the host's view of a running plugin.
+type Client struct {
+	Device pb.DeviceClient
+	Broker *plugin.GRPCBroker
+}
+
+// GRPCServer registers the plugin's Device service.
+func (p *DevicePlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error {
+	if p.Impl == nil {
+		return errors.New("device plugin: no server implementation")
+	}
+	pb.RegisterDeviceServer(s, p.Impl(broker))
+	return nil
+}
+
+// GRPCClient returns a *Client for the host.
+func (p *DevicePlugin) GRPCClient(_ context.Context, broker *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return &Client{Device: pb.NewDeviceClient(c), Broker: broker}, nil
+}
+
+// PluginSets maps every supported protocol version to the plugin set p.
+func PluginSets(p *DevicePlugin) map[int]plugin.PluginSet {
+	m := make(map[int]plugin.PluginSet, len(Versions))
+	for _, v := range Versions {
+		m[v] = plugin.PluginSet{PluginName: p}
+	}
+	return m
+}
+
+// ValueToProto converts a value.
+func ValueToProto(v payload.Value) *pb.Value {
+	switch v.Type() {
+	case payload.TypeFloat:
+		return &pb.Value{V: &pb.Value_Float{Float: v.Float()}}
+	case payload.TypeInt:
+		return &pb.Value{V: &pb.Value_Int{Int: v.Int()}}
+	case payload.TypeBool:
+		return &pb.Value{V: &pb.Value_Bool{Bool: v.Bool()}}
+	case payload.TypeString:
+		return &pb.Value{V: &pb.Value_String_{String_: v.Str()}}
+	}
+	return &pb.Value{}
+}
+
+// ValueFromProto converts a value; it refuses an empty value and NaN or
+// infinite floats.
+func ValueFromProto(v *pb.Value) (payload.Value, error) {
+	switch x := v.GetV().(type) {
+	case *pb.Value_Float:
+		if math.IsNaN(x.Float) || math.IsInf(x.Float, 0) {
+			return payload.Value{}, fmt.Errorf("float %v cannot be stored", x.Float)
+		}
+		return payload.Float(x.Float), nil
+	case *pb.Value_Int:
+		return payload.Int(x.Int), nil
+	case *pb.Value_Bool:
+		return payload.Bool(x.Bool), nil
+	case *pb.Value_String_:
+		if len(x.String_) > payload.MaxStringLen {
+			return payload.Value{}, fmt.Errorf("string of %d bytes, at most %d allowed", len(x.String_), payload.MaxStringLen)
+		}
+		return payload.String(x.String_), nil
+	}
+	return payload.Value{}, errors.New("value has no type (want float, int, bool or string)")
+}
+
+// RecordToProto converts a record.
+func RecordToProto(r *payload.Record) *pb.Record {
+	out := &pb.Record{Measurement: r.Measurement, Tags: r.Tags}
+	if len(r.Fields) > 0 {
+		out.Fields = make(map[string]*pb.Value, len(r.Fields))
+		for k, v := range r.Fields {
+			out.Fields[k] = ValueToProto(v)
+		}
+	}
+	if !r.Time.IsZero() {
+		out.TimeUnixNano = r.Time.UnixNano()
+	}
+	return out
+}
+
+// CheckUTF8 reports a tag or string field that is not valid UTF-8, which
+// the protocol cannot carry.
+func CheckUTF8(r *payload.Record) error {
+	if !utf8.ValidString(r.Measurement) {
+		return fmt.Errorf("measurement %q is not valid UTF-8", r.Measurement)
+	}
+	for k, v := range r.Tags {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return fmt.Errorf("%s: tag %q is not valid UTF-8", r.Measurement, k)
+		}
+	}
+	for k, v := range r.Fields {
+		if !utf8.ValidString(k) || (v.Type() == payload.TypeString && !utf8.ValidString(v.Str())) {
+			return fmt.Errorf("%s: field %q is not valid UTF-8", r.Measurement, k)
+		}
+	}
+	return nil
+}
+
+// RecordsToProto converts records.
+func RecordsToProto(rs []payload.Record) []*pb.Record {
+	out := make([]*pb.Record, len(rs))
+	for i := range rs {
+		out[i] = RecordToProto(&rs[i])
+	}
+	return out
+}
+
+// RecordFromProto converts and checks a record that came from the other
+// side: names must be valid measurement, tag and field names, there must be
+// at least one field, counts stay within the payload limits and contract
+// measurements follow the InfluxDB schema.
+func RecordFromProto(r *pb.Record) (payload.Record, error) {
+	if !validName(r.GetMeasurement()) {
+		return payload.Record{}, fmt.Errorf("measurement %q is not a valid name", r.GetMeasurement())
+	}
+	out := payload.Record{Measurement: r.Measurement}
+	if len(r.Tags) > payload.MaxTags {
+		return out, fmt.Errorf("%s: %d tags, at most %d allowed", r.Measurement, len(r.Tags), payload.MaxTags)
+	}
+	if len(r.Tags) > 0 {
+		out.Tags = make(map[string]string, len(r.Tags))
+		for k, v := range r.Tags {
+			if !validName(k) {
+				return out, fmt.Errorf("%s: tag name %q is not a valid name", r.Measurement, k)
+			}
+			if v == "" || len(v) > payload.MaxStringLen {
+				return out, fmt.Errorf("%s: tag %q has an empty or over-long value", r.Measurement, k)
+			}
+			out.Tags[k] = v
+		}
+	}
+	if len(r.Fields) == 0 {
+		return out, fmt.Errorf("%s: no fields (want at least one)", r.Measurement)
+	}
+	if len(r.Fields) > payload.MaxFields {
+		return out, fmt.Errorf("%s: %d fields, at most %d allowed", r.Measurement, len(r.Fields), payload.MaxFields)
+	}
+	out.Fields = make(map[string]payload.Value, len(r.Fields))
+	for k, v := range r.Fields {
+		if !validName(k) {
+			return out, fmt.Errorf("%s: field name %q is not a valid name", r.Measurement, k)
+		}
+		pv, err := ValueFromProto(v)
+		if err != nil {
+			return out, fmt.Errorf("%s: field %q: %w", r.Measurement, k, err)
+		}
+		out.Fields[k] = pv
+	}
+	if r.TimeUnixNano != 0 {
+		out.Time = time.Unix(0, r.TimeUnixNano).UTC()
+	}
+	if err := payload.CheckSchema(&out); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// ErrorToProto turns an error into its wire form; nil stays nil.
+func ErrorToProto(err error) *pb.Error {
+	if err == nil {
+		return nil
+	}
+	kind := pb.Error_KIND_OTHER
+	switch {
+	case errors.Is(err, drivers.ErrTimeout):
+		kind = pb.Error_KIND_TIMEOUT
+	case errors.Is(err, drivers.ErrBusDown):
+		kind = pb.Error_KIND_BUS_DOWN
+	case errors.Is(err, ErrInvalid):
+		kind = pb.Error_KIND_INVALID
+	}
+	return &pb.Error{Kind: kind, Message: err.Error()}
+}
+
+// ErrInvalid marks bad configuration, an unknown point or a value out of
+// range: errors that retrying does not cure.
+var ErrInvalid = errors.New("invalid")
+
+// Remote is an error reported by the other side. It unwraps to the sentinel
+// its kind stands for, so errors.Is(err, drivers.ErrTimeout) works across the
+// process boundary.
+type Remote struct {
+	Kind    pb.Error_Kind
+	Message string
+}
+
+func (e *Remote) Error() string { return e.Message }
+
+// Unwrap returns the sentinel for the error's kind.
+func (e *Remote) Unwrap() error {
+	switch e.Kind {
+	case pb.Error_KIND_TIMEOUT:
+		return drivers.ErrTimeout
+	case pb.Error_KIND_BUS_DOWN:
+		return drivers.ErrBusDown
+	case pb.Error_KIND_INVALID:
+		return ErrInvalid
+	}
+	return nil
+}
+
+// ErrorFromProto turns a wire error back into an error; nil stays nil.
+func ErrorFromProto(e *pb.Error) error {
+	if e == nil {
+		return nil
+	}
+	msg := e.Message
+	if msg == "" {
+		msg = "unspecified error"
+	}
+	return &Remote{Kind: e.Kind, Message: msg}
+}
+
+// validName is payload.ValidName without a regular expression (a plugin's
+// records are checked name by name at every poll):
+// ^[A-Za-z_][A-Za-z0-9_.-]{0,127}$.
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > payload.MaxNameLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c == '_':
+		case i > 0 && (c >= '0' && c <= '9' || c == '.' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
