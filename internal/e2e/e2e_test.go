@@ -5,10 +5,16 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/luling-edge/luling/drivers/modbus/modbussim"
 )
 
 // The exact occupancy changes the simulator made appear in parking_bay with
@@ -142,5 +148,56 @@ func TestRuleAlertReachesInfluxDB(t *testing.T) {
 			t.Fatalf("no alert for bay-003 in InfluxDB: %+v", series)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// A command round-trips cloudd → broker → gatewayd → device → reply, and
+// the same command id sent again does not run twice.
+func TestCommandRoundTrip(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end")
+	}
+	w := newWorld(t, worldOptions{bays: 2, buses: 1, poll: 200 * time.Millisecond})
+	w.waitInitial()
+	// bay 1 is ultrasonic (it has an LED); wait for the gateway's birth to reach cloudd.
+	deadline := time.Now().Add(20 * time.Second)
+	for !w.cloudStats().Online {
+		if time.Now().After(deadline) {
+			t.Fatal("cloudd never saw the gateway online")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	send := func(body string) (int, map[string]any) {
+		t.Helper()
+		resp, err := http.Post(w.cloudAPI+"/api/v1/gateways/e2e/gw-1/commands", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	cmd := `{"id":"e2e-led-1","name":"device.write","args":{"device":"bay-001","point":"led","value":"red"},"timeout":"15s"}`
+	code, reply := send(cmd)
+	if code != http.StatusOK || reply["status"] != "ok" {
+		t.Fatalf("HTTP %d, reply %v", code, reply)
+	}
+	if led, _ := w.lot.LED(1); led != modbussim.LEDRed {
+		t.Fatalf("LED register %d after the command, want red (%d)", led, modbussim.LEDRed)
+	}
+	// Someone changes the LED on site; the same command id must not run again.
+	w.lot.Sensor(1).Unit().WriteHolding(modbussim.UltrasonicLED, modbussim.LEDYellow)
+	code, reply = send(cmd)
+	if code != http.StatusOK || reply["status"] != "duplicate" {
+		t.Fatalf("resend: HTTP %d, reply %v; want status duplicate", code, reply)
+	}
+	if led, _ := w.lot.LED(1); led != modbussim.LEDYellow {
+		t.Fatalf("LED register %d: the duplicate command ran again", led)
+	}
+	// A read-only point is refused with a clear error.
+	code, reply = send(`{"name":"device.write","args":{"device":"bay-001","point":"occupied","value":true},"timeout":"15s"}`)
+	if code != http.StatusOK || reply["status"] != "error" || !strings.Contains(fmt.Sprint(reply["message"]), "occupied") {
+		t.Fatalf("read-only write: HTTP %d, reply %v", code, reply)
 	}
 }
