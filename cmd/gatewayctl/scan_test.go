@@ -5,10 +5,13 @@ import (
 	"context"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/luling-edge/luling/drivers/modbus/modbussim"
+	"github.com/luling-edge/luling/drivers/sunspec/sunspecsim"
+	"github.com/luling-edge/luling/internal/ptypair"
 	"github.com/luling-edge/luling/internal/testenv"
 )
 
@@ -72,4 +75,31 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	testenv.StopShared()
 	os.Exit(code)
+}
+
+func TestScanListsSunSpecModels(t *testing.T) {
+	srv, err := modbussim.NewServer(modbussim.Config{Name: "pv"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sunspecsim.New(srv, sunspecsim.Config{Unit: 2, Base: 40000}); err != nil {
+		t.Fatal(err)
+	}
+	pair, err := ptypair.Open(filepath.Join(t.TempDir(), "tty"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { defer close(served); srv.Serve(ctx, pair.Master) }()
+	defer func() { cancel(); pair.Close(); <-served }()
+	var out, errb bytes.Buffer
+	if code := run(ctx, []string{"scan", "-port", pair.Path(), "-units", "1-3", "-sunspec", "-timeout", "100ms"}, &out, &errb); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	for _, want := range []string{"unit   2: answers", "40000", "103", "160", "1 of 3 units answered"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
 }

@@ -157,6 +157,8 @@ type worldOptions struct {
 	bays, buses int
 	poll        time.Duration
 	extra       string // more gateway config, such as rules:
+	moreBuses   string // more entries under buses:
+	moreDevices string // more entries under devices:
 }
 
 func newWorld(t *testing.T, o worldOptions) *world {
@@ -191,7 +193,9 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	for _, bus := range lot.Buses() {
 		fmt.Fprintf(&b, "  - {name: %s, port: %s, baud: 19200, parity: even, stop_bits: 1, timeout: 200ms}\n", bus.Name, bus.Path)
 	}
+	b.WriteString(o.moreBuses)
 	b.WriteString("devices:\n")
+	b.WriteString(o.moreDevices)
 	for _, bay := range lot.Bays() {
 		fmt.Fprintf(&b, "  - {id: bay-%03d, driver: modbus, bus: rs485-%d, unit: %d, profile: %s, poll: %s, deadband: {distance_cm: 50}, tags: {lot: l1, zone: z%d, bay: \"%03d\"}}\n",
 			bay.Bay, bay.Bus+1, bay.Unit, bay.Model.Profile(), o.poll, bay.Bus+1, bay.Bay)
