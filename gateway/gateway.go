@@ -119,6 +119,9 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	fail := func(err error) (*Gateway, error) {
+		if g.exec != nil {
+			g.exec.Close()
+		}
 		g.ob.Close()
 		return nil, err
 	}
