@@ -10,6 +10,7 @@ import (
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/drivers/modbus"    // modbus: Modbus RTU devices described by a register-map profile
+	_ "github.com/luling-edge/luling/drivers/osdp"    // osdp: OSDP v2.2 card readers (Control Panel, Secure Channel)
 	_ "github.com/luling-edge/luling/drivers/sunspec" // sunspec: SunSpec inverters and MPPT controllers over Modbus RTU
 	"github.com/luling-edge/luling/firmware-config/config"
 	"github.com/luling-edge/luling/firmware-config/profiles"

@@ -46,6 +46,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/drivers/modbus"
+	"github.com/luling-edge/luling/internal/ptypair"
 )
 
 // Config configures a Server.
@@ -174,7 +175,7 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriter) error {
 	chunks := make(chan chunk, 64)
 	done := make(chan struct{})
 	readerDone := make(chan struct{})
-	go s.read(newPollReader(rw), chunks, done, readerDone)
+	go s.read(ptypair.NewReader(rw), chunks, done, readerDone)
 	defer func() {
 		close(done)
 		if dl != nil {

@@ -1,4 +1,4 @@
-package modbussim
+package ptypair
 
 import (
 	"io"
@@ -19,8 +19,8 @@ type pollReader struct {
 	rc syscall.RawConn
 }
 
-// newPollReader returns a reader for r that deadlines interrupt, or r.
-func newPollReader(r io.Reader) io.Reader {
+// NewReader returns a reader for r that deadlines interrupt, or r.
+func NewReader(r io.Reader) io.Reader {
 	f, ok := r.(*os.File)
 	if !ok {
 		return r
