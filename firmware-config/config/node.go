@@ -389,3 +389,24 @@ func levenshtein(a, b string) int {
 	}
 	return prev[len(b)]
 }
+
+// The helpers below serve other packages that decode parts of the config
+// file themselves (rules), so that their messages read like the loader's.
+
+// ResolveNode follows aliases (and unwraps a document node); it returns nil
+// for an alias chain that does not end.
+func ResolveNode(n *yaml.Node) *yaml.Node {
+	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	return resolve(n)
+}
+
+// IsNullNode reports whether n is absent or null.
+func IsNullNode(n *yaml.Node) bool { return isNull(n) }
+
+// DescribeNode names a node's type and value for "expected X, got Y" messages.
+func DescribeNode(n *yaml.Node) string { return describe(n) }
+
+// JoinPath appends a key to a dotted config path.
+func JoinPath(path, key string) string { return join(path, key) }

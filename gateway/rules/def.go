@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"github.com/luling-edge/luling/firmware-config/config"
 	"path"
 	"regexp"
 	"sort"
@@ -720,55 +721,13 @@ func (d *decoder) duration(n *yaml.Node, p string, lo, hi time.Duration) time.Du
 	return v
 }
 
-func resolve(n *yaml.Node) *yaml.Node {
-	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 64; i++ {
-		n = n.Alias
-	}
-	if n != nil && n.Kind == yaml.AliasNode {
-		return nil
-	}
-	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
-		return resolve(n.Content[0])
-	}
-	return n
-}
+func resolve(n *yaml.Node) *yaml.Node { return config.ResolveNode(n) }
 
-func isNull(n *yaml.Node) bool { return n == nil || (n.Kind == yaml.ScalarNode && n.Tag == "!!null") }
+func isNull(n *yaml.Node) bool { return config.IsNullNode(n) }
 
-func describe(n *yaml.Node) string {
-	switch {
-	case n == nil:
-		return "nothing"
-	case n.Kind == yaml.MappingNode:
-		return "a mapping"
-	case n.Kind == yaml.SequenceNode:
-		return "a list"
-	case n.Kind != yaml.ScalarNode:
-		return "a " + n.Tag
-	}
-	v := n.Value
-	if len(v) > 40 {
-		v = v[:40] + "…"
-	}
-	switch n.Tag {
-	case "!!null":
-		return "null"
-	case "!!int":
-		return "integer " + v
-	case "!!float":
-		return "number " + v
-	case "!!bool":
-		return "boolean " + v
-	}
-	return fmt.Sprintf("string %q", v)
-}
+func describe(n *yaml.Node) string { return config.DescribeNode(n) }
 
-func join(p, k string) string {
-	if p == "" {
-		return k
-	}
-	return p + "." + k
-}
+func join(p, k string) string { return config.JoinPath(p, k) }
 
 func contains(list []string, s string) bool {
 	for _, x := range list {
