@@ -16,6 +16,7 @@ import (
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/gateway/bus"
+	"github.com/luling-edge/luling/internal/fakeclock"
 	"github.com/luling-edge/luling/internal/ptypair"
 )
 
@@ -274,53 +275,9 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 }
 
 // fakeClock is a manual clock for back-off.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []fakeTimer
-}
+type fakeClock = fakeclock.Clock
 
-type fakeTimer struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if d <= 0 {
-		ch <- c.now
-		return ch
-	}
-	c.timers = append(c.timers, fakeTimer{at: c.now.Add(d), ch: ch})
-	return ch
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	kept := c.timers[:0]
-	for _, tm := range c.timers {
-		if !tm.at.After(c.now) {
-			tm.ch <- c.now
-		} else {
-			kept = append(kept, tm)
-		}
-	}
-	c.timers = kept
-}
+func newFakeClock() *fakeClock { return fakeclock.New(time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC)) }
 
 func isBackoff(err error) bool {
 	return errors.Is(err, bus.ErrBackoff) && errors.Is(err, drivers.ErrTimeout)

@@ -13,61 +13,15 @@ import (
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/gateway/command"
 	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/internal/fakeclock"
 )
 
 var t0 = time.Date(2026, 11, 25, 19, 0, 0, 0, time.UTC)
 
 // fakeClock is a manual clock: After fires once Advance passed its time.
-type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waiters []waiter
-	added   chan struct{} // receives when After is called
-}
+type fakeClock = fakeclock.Clock
 
-type waiter struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{now: t0, added: make(chan struct{}, 64)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if d <= 0 {
-		ch <- c.now
-		return ch
-	}
-	c.waiters = append(c.waiters, waiter{c.now.Add(d), ch})
-	select {
-	case c.added <- struct{}{}:
-	default:
-	}
-	return ch
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	keep := c.waiters[:0]
-	for _, w := range c.waiters {
-		if !w.at.After(c.now) {
-			w.ch <- c.now
-		} else {
-			keep = append(keep, w)
-		}
-	}
-	c.waiters = keep
-}
+func newClock() *fakeClock { return fakeclock.New(t0) }
 
 // write is one call to a fakeWriter.
 type write struct {

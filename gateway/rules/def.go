@@ -2,7 +2,6 @@ package rules
 
 import (
 	"fmt"
-	"github.com/luling-edge/luling/firmware-config/config"
 	"path"
 	"regexp"
 	"sort"
@@ -11,6 +10,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/luling-edge/luling/firmware-config/config"
 )
 
 // Def is one rule as declared in YAML, decoded but not yet compiled.

@@ -12,65 +12,15 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/internal/fakeclock"
 )
 
 // fakeClock is a manual clock: time moves only by Advance.
-type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waiters []waiter
-}
-
-type waiter struct {
-	at time.Time
-	ch chan time.Time
-}
+type fakeClock = fakeclock.Clock
 
 var t0 = time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
 
-func newFakeClock() *fakeClock { return &fakeClock{now: t0} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	at := c.now.Add(d)
-	if d <= 0 {
-		ch <- c.now
-		return ch
-	}
-	c.waiters = append(c.waiters, waiter{at, ch})
-	return ch
-}
-
-// Advance moves time on and fires the waiters that are due.
-func (c *fakeClock) Advance(d time.Duration) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	keep := c.waiters[:0]
-	for _, w := range c.waiters {
-		if !w.at.After(c.now) {
-			w.ch <- c.now
-		} else {
-			keep = append(keep, w)
-		}
-	}
-	c.waiters = keep
-	return c.now
-}
-
-func (c *fakeClock) Waiters() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.waiters)
-}
+func newFakeClock() *fakeClock { return fakeclock.New(t0) }
 
 // write is one device write a fakeWriter saw.
 type write struct {
