@@ -7,16 +7,17 @@ import (
 	"github.com/luling-edge/luling/drivers/modbus"
 )
 
-// Function codes the simulator serves.
+// Function codes the simulator serves: the master's, so both sides of the
+// line speak from one table.
 const (
-	FuncReadCoils              byte = 0x01
-	FuncReadDiscreteInputs     byte = 0x02
-	FuncReadHoldingRegisters   byte = 0x03
-	FuncReadInputRegisters     byte = 0x04
-	FuncWriteSingleCoil        byte = 0x05
-	FuncWriteSingleRegister    byte = 0x06
-	FuncWriteMultipleCoils     byte = 0x0F
-	FuncWriteMultipleRegisters byte = 0x10
+	FuncReadCoils              = modbus.FuncReadCoils
+	FuncReadDiscreteInputs     = modbus.FuncReadDiscreteInputs
+	FuncReadHoldingRegisters   = modbus.FuncReadHoldingRegisters
+	FuncReadInputRegisters     = modbus.FuncReadInputRegisters
+	FuncWriteSingleCoil        = modbus.FuncWriteSingleCoil
+	FuncWriteSingleRegister    = modbus.FuncWriteSingleRegister
+	FuncWriteMultipleCoils     = modbus.FuncWriteMultipleCoils
+	FuncWriteMultipleRegisters = modbus.FuncWriteMultipleRegisters
 )
 
 // Exception is a Modbus exception code, sent as fc|0x80 followed by the code.
