@@ -2,11 +2,13 @@ package host_test
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/luling-edge/luling/plugins/host"
+	"github.com/luling-edge/luling/plugins/sdk/plugintest"
 )
 
 // BenchmarkPollRoundTrip measures one Poll through a plugin process (the
@@ -14,6 +16,14 @@ import (
 // every poll. Target: p99 ≤ 200 µs.
 func BenchmarkPollRoundTrip(b *testing.B) {
 	benchPoll(b, "nobus", 1)
+}
+
+// BenchmarkPollWithBus measures one Poll in which the plugin makes one bus
+// transaction (through the gateway's Bus service, to an in-memory bus that
+// answers at once): a plugin driver's whole overhead per poll of a serial
+// device, two round trips between the processes.
+func BenchmarkPollWithBus(b *testing.B) {
+	benchPoll(b, "echo", 1)
 }
 
 // BenchmarkReadings measures readings per second through a plugin driver
@@ -26,6 +36,8 @@ func benchPoll(b *testing.B, mode string, perPoll int) {
 	p, err := host.New(host.Options{
 		Name: "bench", Path: testPlugin.path, SHA256: testPlugin.sum,
 		Config: map[string]any{"mode": mode},
+		Logger: slog.New(slog.DiscardHandler),
+		Bus:    plugintest.BusFunc(echoBus),
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -32,9 +32,10 @@ func Factory(spec drivers.Spec, env drivers.Env) (drivers.Device, error) {
 }
 
 // OptionsFromSpec turns a device's config into Options; errors name the
-// device and the option.
+// device and the option. env.Logger, when set, is taken to carry the
+// device attribute already, as the gateway's per-device loggers do.
 func OptionsFromSpec(spec drivers.Spec, env drivers.Env) (Options, error) {
-	o := Options{Name: spec.ID, Spec: spec, Bus: env.Bus, Logger: env.Logger, Now: env.Now}
+	o := Options{Name: spec.ID, Spec: spec, Bus: env.Bus, Logger: env.Logger, Now: env.Now, loggerNamesDevice: env.Logger != nil}
 	known := map[string]bool{"path": true, "sha256": true, "config": true, "call_timeout": true}
 	var unknown []string
 	for k := range spec.Options {

@@ -38,7 +38,7 @@ func (h *hclogger) Log(level hclog.Level, msg string, args ...any) {
 	if level == hclog.Off || level < h.level {
 		return
 	}
-	all := append(append([]any(nil), h.args...), args...)
+	all := withoutPath(append([]any(nil), h.args...), args)
 	if h.name != "" {
 		all = append(all, "logger", h.name)
 	}
@@ -59,10 +59,24 @@ func (h *hclogger) IsError() bool { return h.level <= hclog.Error }
 
 func (h *hclogger) ImpliedArgs() []any { return h.args }
 
+// With adds attributes (but "plugin", see withoutPath).
 func (h *hclogger) With(args ...any) hclog.Logger {
 	n := *h
-	n.args = append(append([]any(nil), h.args...), args...)
+	n.args = withoutPath(append([]any(nil), h.args...), args)
 	return &n
+}
+
+// withoutPath appends the key-value pairs of args to dst, except those
+// with the key "plugin": go-plugin names the program's path under it, and
+// the host's logger already carries that attribute.
+func withoutPath(dst, args []any) []any {
+	for i := 0; i < len(args); i += 2 {
+		if k, ok := args[i].(string); ok && k == "plugin" && i+1 < len(args) {
+			continue
+		}
+		dst = append(dst, args[i:min(i+2, len(args))]...)
+	}
+	return dst
 }
 
 func (h *hclogger) Name() string { return h.name }

@@ -116,6 +116,10 @@ type Options struct {
 	// Connect, when set, replaces starting Path (the checksum is then not
 	// checked): package plugintest uses it to run a driver in-process.
 	Connect func(ctx context.Context) (*Conn, error)
+
+	// loggerNamesDevice is set by Factory: the gateway's logger for a
+	// device already carries the device attribute.
+	loggerNamesDevice bool
 }
 
 // Conn is a started plugin, as Options.Connect returns it.
@@ -274,7 +278,11 @@ func New(opts Options) (*Plugin, error) {
 	if p.log == nil {
 		p.log = slog.Default()
 	}
-	p.log = p.log.With("device", opts.Name, "plugin", opts.Path)
+	if opts.loggerNamesDevice {
+		p.log = p.log.With("plugin", opts.Path)
+	} else {
+		p.log = p.log.With("device", opts.Name, "plugin", opts.Path)
+	}
 	p.health = Health{Device: opts.Name, State: Stopped}
 	return p, nil
 }
@@ -322,6 +330,7 @@ func (p *Plugin) launch(ctx context.Context) (*Conn, error) {
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           newHCLogger(p.log),
 		StartTimeout:     p.opts.StartTimeout,
+		GRPCDialOptions:  wire.DialOptions(),
 	})
 	rpc, err := c.Client()
 	if err != nil {
@@ -374,7 +383,7 @@ func (p *Plugin) start(ctx context.Context) (*session, error) {
 
 	id := wc.Broker.NextId()
 	go wc.Broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
-		srv := grpc.NewServer(opts...)
+		srv := grpc.NewServer(append(opts, wire.ServerOptions()...)...)
 		pb.RegisterBusServer(srv, &busServer{name: p.opts.Name, tx: p.opts.Bus, p: p})
 		pb.RegisterLogServer(srv, &logServer{log: p.log})
 		s.srvMu.Lock()

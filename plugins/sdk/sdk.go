@@ -21,9 +21,11 @@ import (
 	"encoding/json"
 	"log/slog"
 	"os"
+	"runtime"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/gateway/payload"
@@ -93,15 +95,32 @@ var (
 // serves until the gateway stops the process. Call it from main; it does
 // not return while the gateway runs the plugin. Run by hand (not by the
 // gateway), the program prints a message and exits with status 1.
+//
+// Serve runs the Go scheduler on one thread (GOMAXPROCS 1) unless the
+// GOMAXPROCS environment variable says otherwise: a plugin's calls are
+// short and I/O-bound, and a single thread answers them without waking a
+// second one.
 func Serve(d Driver) {
+	if os.Getenv("GOMAXPROCS") == "" {
+		// A device plugin waits on the gateway and its bus; one thread
+		// spares it the cross-thread wake-ups that otherwise double its
+		// call latency on a busy gateway.
+		runtime.GOMAXPROCS(1)
+	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  wire.Handshake,
 		VersionedPlugins: PluginSets(d),
-		GRPCServer:       plugin.DefaultGRPCServer,
+		GRPCServer:       grpcServer,
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Level: hclog.Warn, Output: os.Stderr, JSONFormat: true,
 		}),
 	})
+}
+
+// grpcServer makes the plugin's gRPC server with the protocol's transport
+// options.
+func grpcServer(opts []grpc.ServerOption) *grpc.Server {
+	return grpc.NewServer(append(opts, wire.ServerOptions()...)...)
 }
 
 // PluginSets returns the go-plugin plugin sets that serve d, one per

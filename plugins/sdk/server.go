@@ -58,7 +58,7 @@ func (s *server) Configure(ctx context.Context, req *pb.ConfigureRequest) (resp 
 			resp, err = &pb.ConfigureResponse{Error: panicked("configure", r)}, nil
 		}
 	}()
-	conn, err := s.broker.Dial(req.BrokerId)
+	conn, err := s.broker.DialWithOptions(req.BrokerId, wire.DialOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("configure: dial the gateway's services (broker id %d): %w", req.BrokerId, err)
 	}
