@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"github.com/luling-edge/luling/drivers"
+	_ "github.com/luling-edge/luling/drivers/gpio"    // gpio: digital inputs and outputs (periph.io)
 	"github.com/luling-edge/luling/drivers/modbus"    // modbus: Modbus RTU devices described by a register-map profile
 	_ "github.com/luling-edge/luling/drivers/osdp"    // osdp: OSDP v2.2 card readers (Control Panel, Secure Channel)
 	_ "github.com/luling-edge/luling/drivers/sunspec" // sunspec: SunSpec inverters and MPPT controllers over Modbus RTU

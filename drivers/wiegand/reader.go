@@ -167,7 +167,11 @@ func (r *Reader) Run(ctx context.Context, handle func(c Card, at time.Time)) err
 		case <-ctx.Done():
 			return ctx.Err()
 		case e := <-edges:
-			frame = append(frame, e)
+			// Beyond MaxBits the frame is noise anyway; keep memory bounded
+			// while a disturbed line keeps producing edges.
+			if len(frame) <= MaxBits {
+				frame = append(frame, e)
+			}
 			idle.Reset(r.cfg.FrameGap)
 		case <-idle.C:
 			if len(frame) > 0 {

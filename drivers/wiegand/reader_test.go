@@ -35,7 +35,7 @@ func newRig(t *testing.T) *rig {
 		}
 	})
 	// Run sets the lines up; wait until it has (edges before In are dropped).
-	for d0.Function() != "In" || d1.Function() != "In" {
+	for d0.Function() != "IN" || d1.Function() != "IN" {
 		time.Sleep(time.Millisecond)
 	}
 	return rg
@@ -146,5 +146,22 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		if _, err := wiegand.New(cfg); err == nil {
 			t.Errorf("New(%+v) accepted", cfg)
 		}
+	}
+}
+
+func TestReaderRejectsEndlessEdges(t *testing.T) {
+	rg := newRig(t)
+	ctx := context.Background()
+	// 70 edges with no frame gap: more than any frame, rejected whole.
+	if err := rg.gen.SendBits(ctx, 0x5555555555, 40); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Millisecond)
+	if err := rg.gen.SendBits(ctx, 0x2AAAAAAA, 30); err != nil {
+		t.Fatal(err)
+	}
+	st := rg.waitFrames(t, 1)
+	if st.BadLength != 1 || st.Cards != 0 {
+		t.Errorf("stats %+v: want one bad-length frame", st)
 	}
 }

@@ -209,3 +209,16 @@ func (p *Pin) History() []Change {
 	defer p.mu.Unlock()
 	return append([]Change(nil), p.history...)
 }
+
+// Last returns the last level written with Out (zero Change when none).
+func (p *Pin) Last() Change {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.history) == 0 {
+		return Change{}
+	}
+	return p.history[len(p.history)-1]
+}
+
+// Queued is the number of edges waiting to be read.
+func (p *Pin) Queued() int { return len(p.edges) }

@@ -72,9 +72,17 @@ func (g *Generator) SendBothLow(ctx context.Context, v uint64, n, k int) error {
 		return err
 	}
 	sleep(g.Timing.Gap)
+	// D0 falls, and half a gap later D1 falls too while D0 is still low
+	// (far enough apart not to look like a glitch). Both stay low until
+	// the reader has taken D1's edge and a while longer, so that a reader
+	// that looks at the other line when an edge comes sees it low.
 	g.D0.Drive(gpio.Low)
+	sleep(g.Timing.Gap / 2)
 	g.D1.Drive(gpio.Low)
-	sleep(g.Timing.Pulse)
+	for end := time.Now().Add(time.Second); g.D1.Queued() > 0 && time.Now().Before(end); {
+		time.Sleep(50 * time.Microsecond)
+	}
+	sleep(2 * time.Millisecond)
 	g.D0.Drive(gpio.High)
 	g.D1.Drive(gpio.High)
 	if rest := n - k - 1; rest > 0 {
