@@ -45,6 +45,7 @@ type Config struct {
 	Devices     []Device // repeat blocks expanded, in file order
 	ProfilesDir string   // "" when not set; relative paths are resolved against the file's folder
 	Rules       []Rule   // the rules: list, decoded by package gateway/rules
+	Doors       []Door   // access-controlled doors
 }
 
 // Log selects the gateway's log output.

@@ -19,7 +19,7 @@ import (
 
 // Keys of each section, in the order docs/config.md lists them.
 var (
-	rootKeys     = []string{"site", "gateway", "log", "uplink", "outbox", "status", "pipeline", "buses", "devices", "profiles_dir"}
+	rootKeys     = []string{"site", "gateway", "log", "uplink", "outbox", "status", "pipeline", "buses", "devices", "doors", "profiles_dir"}
 	logKeys      = []string{"level", "format"}
 	uplinkKeys   = []string{"brokers", "client_id", "username", "password", "password_file", "tls", "qos", "keepalive", "connect_timeout", "max_inflight", "reconnect_max"}
 	tlsKeys      = []string{"ca", "cert", "key", "server_name", "insecure_skip_verify"}
@@ -164,6 +164,7 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	c.Buses = d.buses(m)
 	c.Devices = d.devices(m, c)
 	c.Rules = d.rules(m)
+	c.Doors = d.doors(m, c.Devices)
 	return c
 }
 
