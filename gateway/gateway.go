@@ -26,8 +26,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	periphgpio "periph.io/x/conn/v3/gpio"
+
 	"github.com/luling-edge/luling/drivers"
+	"github.com/luling-edge/luling/drivers/gpio"
 	"github.com/luling-edge/luling/firmware-config/config"
+	"github.com/luling-edge/luling/gateway/access"
 	"github.com/luling-edge/luling/gateway/command"
 	"github.com/luling-edge/luling/gateway/payload"
 	"github.com/luling-edge/luling/gateway/pipeline"
@@ -44,6 +48,8 @@ type Options struct {
 	Logger  *slog.Logger
 	// Now is the clock for observation times (time.Now when nil).
 	Now func() time.Time
+	// OpenPin opens a GPIO line by name for doors (gpio.Open when nil).
+	OpenPin func(name string) (periphgpio.PinIO, error)
 	// Reload serves the config.reload command: it validates the config on
 	// disk and, only when it is valid, arranges for the gateway to restart
 	// with it. Nil leaves config.reload out.
@@ -58,14 +64,17 @@ type Gateway struct {
 	now     func() time.Time
 	started time.Time
 
-	ob      *outboxAdapter
-	buses   []*busEntry
-	devices []*device
-	up      *uplinkAdapter
-	filter  *pipeline.Filter
-	rules   *rules.Engine
-	exec    *command.Executor
-	queue   chan item
+	ob       *outboxAdapter
+	buses    []*busEntry
+	devices  []*device
+	up       *uplinkAdapter
+	filter   *pipeline.Filter
+	rules    *rules.Engine
+	exec     *command.Executor
+	store    *access.Store
+	doors    []*doorEntry
+	byReader map[string]*doorEntry
+	queue    chan item
 
 	readings, reported, events, refused atomic.Uint64
 	statusAddr                          atomic.Value // string
@@ -122,6 +131,9 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		if g.exec != nil {
 			g.exec.Close()
 		}
+		for _, de := range g.doors {
+			de.close()
+		}
 		g.ob.Close()
 		return nil, err
 	}
@@ -168,6 +180,13 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		g.devices = append(g.devices, d)
 	}
 	if g.rules, err = g.newRules(); err != nil {
+		return fail(err)
+	}
+	openPin := opts.OpenPin
+	if openPin == nil {
+		openPin = gpio.Open
+	}
+	if g.store, g.doors, g.byReader, err = g.newDoors(openPin); err != nil {
 		return fail(err)
 	}
 	if g.exec, err = g.newExecutor(opts.Reload); err != nil {
@@ -228,6 +247,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 	go func() { defer close(rulesDone); g.rules.Run(rulesCtx) }()
 	execDone := make(chan struct{})
 	go func() { defer close(execDone); g.exec.Run(rulesCtx) }()
+	var doorWG sync.WaitGroup
+	for _, de := range g.doors {
+		doorWG.Add(1)
+		go func() { defer doorWG.Done(); de.run(rulesCtx, g) }()
+	}
 
 	var pollWG sync.WaitGroup
 	for i, d := range g.devices {
@@ -249,6 +273,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 	stopRules()
 	<-rulesDone
 	<-execDone
+	doorWG.Wait()
+	for _, de := range g.doors {
+		de.close()
+	}
 	g.exec.Close()
 	close(g.queue)
 	<-commitDone
@@ -367,6 +395,9 @@ func (g *Gateway) pollOnce(ctx context.Context, d *device, log *slog.Logger) {
 	if es, ok := d.drv.(drivers.EventSource); ok {
 		if ev := es.TakeEvents(); len(ev) > 0 {
 			pipeline.Stamp(ev, observed)
+			for _, e := range ev {
+				g.presentCard(ctx, d.spec.ID, e)
+			}
 			g.rules.ObserveEvents(ev)
 			g.Emit(ctx, payload.Event, ev)
 		}

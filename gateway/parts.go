@@ -207,7 +207,8 @@ func (g *Gateway) newExecutor(reload func(context.Context) error) (*command.Exec
 		Reply: func(ctx context.Context, id string, body []byte) error {
 			return g.up.u.PublishReply(ctx, id, body)
 		},
-		Logger: g.log.With("part", "command"),
+		Handlers: g.accessHandlers(),
+		Logger:   g.log.With("part", "command"),
 	})
 }
 

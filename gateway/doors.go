@@ -1,0 +1,159 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	periphgpio "periph.io/x/conn/v3/gpio"
+
+	"github.com/luling-edge/luling/drivers/gpio"
+	"github.com/luling-edge/luling/drivers/wiegand"
+	"github.com/luling-edge/luling/firmware-config/config"
+	"github.com/luling-edge/luling/gateway/access"
+	"github.com/luling-edge/luling/gateway/command"
+	"github.com/luling-edge/luling/gateway/payload"
+)
+
+// doorEntry is one access-controlled door with the lines it owns.
+type doorEntry struct {
+	cfg     config.Door
+	door    *access.Door
+	strike  *gpio.Output
+	contact *gpio.Input
+	exit    *gpio.Input
+	wiegand *wiegand.Reader
+}
+
+// newDoors builds the credential store and the doors of the config. Card
+// reads of an osdp reader reach its door through byReader; decisions need
+// neither the uplink nor the cloud.
+func (g *Gateway) newDoors(openPin func(string) (periphgpio.PinIO, error)) (*access.Store, []*doorEntry, map[string]*doorEntry, error) {
+	if len(g.cfg.Doors) == 0 {
+		return nil, nil, nil, nil
+	}
+	store, err := access.OpenStore(filepath.Join(filepath.Dir(filepath.Clean(g.cfg.Outbox.Path)), "access"),
+		access.StoreOptions{Logger: g.log.With("part", "access")})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("gateway: credentials: %w", err)
+	}
+	feedback := map[string]access.Feedback{}
+	for _, d := range g.devices {
+		if f, ok := d.drv.(access.Feedback); ok {
+			feedback[d.spec.ID] = f
+		}
+	}
+	var doors []*doorEntry
+	byReader := map[string]*doorEntry{}
+	fail := func(err error) (*access.Store, []*doorEntry, map[string]*doorEntry, error) {
+		for _, de := range doors {
+			de.close()
+		}
+		return nil, nil, nil, err
+	}
+	for _, dc := range g.cfg.Doors {
+		de := &doorEntry{cfg: dc}
+		doors = append(doors, de)
+		pin, err := openPin(dc.Strike.Name)
+		if err != nil {
+			return fail(fmt.Errorf("gateway: door %s: strike: %w", dc.Name, err))
+		}
+		if de.strike, err = gpio.NewOutput(pin, gpio.OutputConfig{Name: dc.Name + "-strike", ActiveLow: dc.Strike.ActiveLow}); err != nil {
+			return fail(fmt.Errorf("gateway: door %s: %w", dc.Name, err))
+		}
+		for _, in := range []struct {
+			what string
+			pin  *config.Pin
+			dst  **gpio.Input
+		}{{"contact", dc.Contact, &de.contact}, {"exit", dc.Exit, &de.exit}} {
+			if in.pin == nil {
+				continue
+			}
+			p, err := openPin(in.pin.Name)
+			if err != nil {
+				return fail(fmt.Errorf("gateway: door %s: %s: %w", dc.Name, in.what, err))
+			}
+			if *in.dst, err = gpio.NewInput(p, gpio.InputConfig{Name: dc.Name + "-" + in.what, ActiveLow: in.pin.ActiveLow}); err != nil {
+				return fail(fmt.Errorf("gateway: door %s: %w", dc.Name, err))
+			}
+		}
+		fb := map[string]access.Feedback{}
+		for _, r := range dc.Readers {
+			if f := feedback[r]; f != nil {
+				fb[r] = f
+			}
+			byReader[r] = de
+		}
+		if dc.Wiegand != nil {
+			d0, err := openPin(dc.Wiegand.D0)
+			if err != nil {
+				return fail(fmt.Errorf("gateway: door %s: wiegand d0: %w", dc.Name, err))
+			}
+			d1, err := openPin(dc.Wiegand.D1)
+			if err != nil {
+				return fail(fmt.Errorf("gateway: door %s: wiegand d1: %w", dc.Name, err))
+			}
+			if de.wiegand, err = wiegand.New(wiegand.Config{Name: dc.Name + "-wiegand", D0: d0, D1: d1, Logger: g.log.With("door", dc.Name)}); err != nil {
+				return fail(fmt.Errorf("gateway: door %s: %w", dc.Name, err))
+			}
+		}
+		de.door, err = access.NewDoor(access.Config{Name: dc.Name, Store: store, Strike: de.strike, Feedback: fb,
+			UnlockTime: dc.UnlockTime, HeldTime: dc.HeldTime, Now: g.now, Logger: g.log.With("door", dc.Name),
+			Emit: func(r payload.Record) { g.Emit(context.Background(), payload.Event, []payload.Record{r}) }})
+		if err != nil {
+			return fail(fmt.Errorf("gateway: door %s: %w", dc.Name, err))
+		}
+	}
+	return store, doors, byReader, nil
+}
+
+// run watches the door's contact, exit button and Wiegand reader until ctx ends.
+func (de *doorEntry) run(ctx context.Context, g *Gateway) {
+	done := make(chan struct{})
+	if de.wiegand != nil {
+		go func() {
+			defer close(done)
+			if err := de.wiegand.Run(ctx, de.door.WiegandHandler(ctx, de.cfg.Name+"-wiegand")); err != nil && ctx.Err() == nil {
+				g.log.Error("wiegand reader stopped", "door", de.cfg.Name, "err", err)
+			}
+		}()
+	} else {
+		close(done)
+	}
+	if err := de.door.Run(ctx, de.contact, de.exit); err != nil && ctx.Err() == nil {
+		g.log.Error("door stopped", "door", de.cfg.Name, "err", err)
+	}
+	<-done
+}
+
+func (de *doorEntry) close() {
+	if de.door != nil {
+		de.door.Close()
+	}
+	if de.strike != nil {
+		de.strike.Close()
+	}
+}
+
+// presentCard hands an osdp reader's card event to its door.
+func (g *Gateway) presentCard(ctx context.Context, reader string, ev payload.Record) {
+	de := g.byReader[reader]
+	if de == nil || ev.Measurement != "reader" || ev.Fields["kind"].Str() != "card" {
+		return
+	}
+	card, err := access.CardIDHex(ev.Fields["card_hex"].Str(), int(ev.Fields["bit_count"].Int()))
+	if err != nil {
+		g.log.Warn("card read not understood", "reader", reader, "err", err)
+		card = "raw:" + ev.Fields["card_hex"].Str()
+	}
+	de.door.Present(ctx, access.Read{Reader: reader, Card: card, Time: ev.Time})
+}
+
+// accessHandlers adds credentials.sync to the command executor when the
+// gateway has doors.
+func (g *Gateway) accessHandlers() map[string]command.Handler {
+	if g.store == nil {
+		return nil
+	}
+	return map[string]command.Handler{access.SyncCommand: g.store.Handler()}
+}
