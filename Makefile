@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: help build cross test test-short bench fuzz demo lint services soak package clean
+.PHONY: help build cross test test-short bench fuzz demo lint services soak package generate clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -52,6 +52,12 @@ demo: services build ## run the whole system locally on simulated devices (Ctrl-
 
 soak: services ## long-running tests (hours); not part of make test
 	CGO_ENABLED=1 LULING_REQUIRE_SERVICES=1 LULING_SOAK=1 $(GO) test -race -count=1 -timeout 6h -run Soak $(PKGS)
+
+generate: ## regenerate the plugin protocol's gRPC code (installs protoc and its Go plugins if missing)
+	@command -v protoc >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler >/dev/null; }
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.6
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.3.0
+	PATH="$(TOOLS):$$PATH" $(GO) generate ./plugins/proto
 
 package: ## build .deb packages (armhf, arm64, amd64) into dist/
 	@./firmware-config/packaging/package.sh
