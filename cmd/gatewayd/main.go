@@ -28,7 +28,7 @@ var version = "dev"
 // defaultMemoryLimit is the Go runtime's soft memory limit when GOMEMLIMIT
 // is not set: the collector works harder as the heap nears it, so the daemon
 // stays small next to other services on a 512 MB board.
-const defaultMemoryLimit = 24 << 20
+const defaultMemoryLimit = 32 << 20
 
 func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {
