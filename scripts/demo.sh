@@ -26,8 +26,12 @@ cleanup() {
   trap - INT TERM EXIT
   echo
   echo "demo: stopping"
-  for ((i=${#PIDS[@]}-1; i>=0; i--)); do kill -TERM "${PIDS[i]}" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # Newest first, one at a time: gatewayd commits and says goodbye to the
+  # broker before the simulator and cloudd go away.
+  for ((i=${#PIDS[@]}-1; i>=0; i--)); do
+    kill -TERM "${PIDS[i]}" 2>/dev/null || true
+    wait "${PIDS[i]}" 2>/dev/null || true
+  done
   echo "demo: stopped (logs and data are in $DEMO)"
 }
 trap cleanup INT TERM EXIT
