@@ -32,6 +32,7 @@ import (
 	"github.com/luling-edge/luling/drivers/gpio"
 	"github.com/luling-edge/luling/firmware-config/config"
 	"github.com/luling-edge/luling/gateway/access"
+	"github.com/luling-edge/luling/gateway/bus"
 	"github.com/luling-edge/luling/gateway/command"
 	"github.com/luling-edge/luling/gateway/payload"
 	"github.com/luling-edge/luling/gateway/pipeline"
@@ -235,6 +236,18 @@ func (g *Gateway) Run(ctx context.Context) error {
 	for _, b := range g.buses {
 		busWG.Add(1)
 		go func() { defer busWG.Done(); b.run(busCtx) }()
+	}
+
+	// Give the ports a moment to open, so that the first polls do not
+	// report devices offline on a bus that is only starting.
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		open := true
+		for _, b := range g.buses {
+			open = open && b.b.Stats().State == bus.StateOpen
+		}
+		if open {
+			break
+		}
 	}
 
 	commitDone := make(chan struct{})

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: the whole system on one machine, on simulated devices.
 #   InfluxDB 1.8 → cloudd (with its embedded MQTT broker) ← gatewayd ← devsim (64 bays, 2 RS-485 buses)
-# Everything lives in .demo/ and stops on Ctrl-C.
+# Everything lives in .demo/ and stops on Ctrl-C. The parts run in their own
+# sessions so that Ctrl-C reaches only this script, which stops them in order.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -65,7 +66,7 @@ bind-address = "127.0.0.1:$INFLUX_RPC"
 [monitor]
   store-enabled = false
 CONF
-"$ROOT/.tools/bin/influxd" -config "$DEMO/influx/influxdb.conf" > "$DEMO/influxd.log" 2>&1 &
+setsid "$ROOT/.tools/bin/influxd" -config "$DEMO/influx/influxdb.conf" > "$DEMO/influxd.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$INFLUX_PORT/ping" influxd
 curl -fsS -o /dev/null -XPOST "http://127.0.0.1:$INFLUX_PORT/query" --data-urlencode "q=CREATE DATABASE community"
@@ -79,14 +80,14 @@ gateways:
     gateway: gw-01
     password: "$HASH"
 CRED
-"$BIN/cloudd" -broker-listen "127.0.0.1:$MQTT_PORT" -credentials "$DEMO/credentials.yaml" \
+setsid "$BIN/cloudd" -broker-listen "127.0.0.1:$MQTT_PORT" -credentials "$DEMO/credentials.yaml" \
   -influx-url "http://127.0.0.1:$INFLUX_PORT" -influx-bucket community \
   -http "127.0.0.1:$API_PORT" -client-id cloudd-demo > "$DEMO/cloudd.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$API_PORT/healthz" cloudd
 
 # 3. devsim: the lot on two pseudo-terminal buses; it writes the gateway config.
-"$BIN/devsim" parking --bays "$BAYS" --buses 2 --baud 19200 --speed "$SPEED" --dir "$DEMO/dev" \
+setsid "$BIN/devsim" parking --bays "$BAYS" --buses 2 --baud 19200 --speed "$SPEED" --dir "$DEMO/dev" \
   --write-config "$DEMO/gateway.yaml" --site demo --gateway gw-01 \
   --broker "tcp://127.0.0.1:$MQTT_PORT" --outbox "$DEMO/outbox" \
   --status-listen "127.0.0.1:$STATUS_PORT" > "$DEMO/devsim.log" 2>&1 &
@@ -102,7 +103,7 @@ printf 'pipeline:\n  health_interval: 10s\n  max_silence: 5m\n' >> "$DEMO/gatewa
 "$BIN/gatewayctl" validate "$DEMO/gateway.yaml"
 
 # 4. gatewayd
-"$BIN/gatewayd" -config "$DEMO/gateway.yaml" > "$DEMO/gatewayd.log" 2>&1 &
+setsid "$BIN/gatewayd" -config "$DEMO/gateway.yaml" > "$DEMO/gatewayd.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$STATUS_PORT/healthz" gatewayd
 
