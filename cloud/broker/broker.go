@@ -231,3 +231,14 @@ func Allowed(user, topic string, write bool) bool {
 	id, ok := strings.CutPrefix(rest, payload.SuffixCmd+"/")
 	return ok && id != ""
 }
+
+// Session reports whether the broker holds a session for clientID, whether
+// that client is connected now, and how many messages wait in its session
+// (sent and unacknowledged, or queued while it was away).
+func (b *Broker) Session(clientID string) (known, connected bool, waiting int) {
+	cl, ok := b.srv.Clients.Get(clientID)
+	if !ok {
+		return false, false, 0
+	}
+	return true, !cl.Closed(), cl.State.Inflight.Len()
+}

@@ -85,9 +85,19 @@ func TestEmbeddedBrokerKeepsCloudSession(t *testing.T) {
 	g.send(1, pv("inv-1", 1, ts))
 	waitFor(t, 30*time.Second, "first written", func() bool { return r1.in.Stats().Written == 1 })
 	r1.stop()
+	// The broker must have seen cloudd leave before the gateway publishes,
+	// so that the messages are queued in cloudd's session.
+	waitFor(t, 10*time.Second, "cloudd's session offline", func() bool {
+		known, connected, _ := b.Session(cfg.ClientID)
+		return known && !connected
+	})
 	for seq := 2; seq <= 20; seq++ { // cloudd is away: the broker queues for its session
 		g.send(uint64(seq), pv("inv-1", float64(seq), ts.Add(time.Duration(seq)*time.Second)))
 	}
+	waitFor(t, 10*time.Second, "messages queued in cloudd's session", func() bool {
+		_, _, waiting := b.Session(cfg.ClientID)
+		return waiting == 19
+	})
 	r2 := startIngest(t, cfg, influx.URL, db, nil)
 	waitFor(t, 30*time.Second, "queued messages written", func() bool { return r2.in.Stats().Written == 19 })
 	if n := count(t, influx, db, "pv", "ac_power_w"); n != 20 {
