@@ -1,7 +1,6 @@
 package host_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +18,8 @@ import (
 	"github.com/luling-edge/luling/gateway/payload"
 	"github.com/luling-edge/luling/plugins/host"
 	"github.com/luling-edge/luling/plugins/sdk/plugintest"
+
+	"github.com/luling-edge/luling/internal/testenv"
 )
 
 // testPlugin is the built testdata/testplugin program and its checksum.
@@ -329,23 +330,8 @@ func TestBusErrorsKeepTheirMeaning(t *testing.T) {
 	}
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is written by other goroutines while the test reads it.
+type syncBuffer = testenv.Buffer
 
 func TestPluginLogsReachTheGateway(t *testing.T) {
 	var buf syncBuffer
