@@ -111,13 +111,7 @@ doors:
 	strike := vp.get("STRIKE")
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		testenv.WaitFor(t, 10*time.Second, what, cond)
 	}
 	waitFor("the reader to come online", func() bool {
 		for _, d := range gw.Snapshot().Devices {

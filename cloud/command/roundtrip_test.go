@@ -38,16 +38,7 @@ func TestMain(m *testing.M) {
 
 const site, gwID = "lot-a", "gw-1"
 
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+var waitFor = testenv.WaitFor
 
 // cloud is cloudd's ingest (for the fleet's online state) and command
 // service behind an HTTP server, as cmd/cloudd wires them.

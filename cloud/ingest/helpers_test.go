@@ -70,16 +70,7 @@ func startIngest(t testing.TB, cfg ingest.Config, influxURL, db string, f *fleet
 	return r
 }
 
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+var waitFor = testenv.WaitFor
 
 type gateway struct {
 	t    testing.TB

@@ -18,6 +18,8 @@ import (
 	"github.com/luling-edge/luling/gateway/bus"
 	"github.com/luling-edge/luling/internal/fakeclock"
 	"github.com/luling-edge/luling/internal/ptypair"
+
+	"github.com/luling-edge/luling/internal/testenv"
 )
 
 // The test protocol: a request is reqLen bytes
@@ -265,13 +267,7 @@ func startBus(t testing.TB, cfg bus.Config, opts bus.Options) *bus.Bus {
 // waitFor polls cond; the limit is generous and only stops a hung test.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	limit := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(limit) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 20*time.Second, what, cond)
 }
 
 // fakeClock is a manual clock for back-off.

@@ -11,6 +11,8 @@ import (
 
 	"github.com/luling-edge/luling/firmware-config/config"
 	"github.com/luling-edge/luling/gateway/payload"
+
+	"github.com/luling-edge/luling/internal/testenv"
 )
 
 // TestLEDFollowsOccupancy: with the bay-led example, each bay's LED turns
@@ -428,13 +430,7 @@ func TestPulse(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testenv.WaitFor(t, 20*time.Second, "the condition", cond)
 }
 
 // TestPrevAndFieldsMap: prev gives the series' previous value, fields and

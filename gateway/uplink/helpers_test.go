@@ -235,17 +235,7 @@ func retainedStatus(t testing.TB, url string) (*payload.Status, received) {
 	return st, r
 }
 
-// waitFor polls cond until it holds or the (generous) limit passes.
-func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+var waitFor = testenv.WaitFor
 
 // start runs u until the test ends (or the returned stop is called).
 func start(t testing.TB, u *Uplink) (stop func()) {
