@@ -168,10 +168,12 @@ func compileRules(cfg *config.Config, opts rules.Options) (*rules.Engine, error)
 		return nil, err
 	}
 	fields := map[string]map[string]payload.ValueType{}
+	seen := map[string]bool{} // each profile once, not once per device
 	for _, d := range cfg.Devices {
-		if d.Driver != "modbus" || d.Profile == "" {
+		if d.Driver != "modbus" || d.Profile == "" || seen[d.Profile] {
 			continue
 		}
+		seen[d.Profile] = true
 		p, err := modbus.FindProfile(d.Profile, cfg.ProfilesDir)
 		if err != nil {
 			continue // the device itself reports it

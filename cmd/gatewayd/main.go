@@ -69,25 +69,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "gatewayd", version)
 		return nil
 	}
+	if *check {
+		cfg, err := validate(*cfgPath)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: ok: %s\n", *cfgPath, cfg.Summary())
+		return nil
+	}
+	// gateway.New compiles the rules itself: no separate check at start-up.
 	cfg, err := load(*cfgPath)
 	if err != nil {
 		return err
-	}
-	if *check {
-		fmt.Fprintf(stdout, "%s: ok: %s\n", *cfgPath, cfg.Summary())
-		return nil
 	}
 	sup := &supervisor{path: *cfgPath, stderr: stderr, reload: make(chan struct{}, 1)}
 	return sup.run(ctx, cfg)
 }
 
-// load reads and fully validates a config file, rules included.
+// load reads and checks a config file against this build's drivers and
+// profiles.
 func load(path string) (*config.Config, error) {
 	opts, err := all.ConfigOptions()
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := config.Load(path, opts...)
+	return config.Load(path, opts...)
+}
+
+// validate is load plus compiling the rules: what a config must pass before
+// a running gateway is replaced by one built from it.
+func validate(path string) (*config.Config, error) {
+	cfg, err := load(path)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +123,7 @@ type supervisor struct {
 // the restart. A bad config is refused with its errors and the running
 // gateway goes on.
 func (s *supervisor) requestReload(ctx context.Context) error {
-	if _, err := load(s.path); err != nil {
+	if _, err := validate(s.path); err != nil {
 		return err
 	}
 	select {
@@ -165,7 +177,7 @@ func (s *supervisor) run(ctx context.Context, cfg *config.Config) error {
 		if err != nil || !again || ctx.Err() != nil {
 			return err
 		}
-		next, err := load(s.path)
+		next, err := validate(s.path)
 		if err != nil {
 			// Changed again after it was validated: run the previous one.
 			log.Error("config changed after validation; keeping the previous one", "err", err)

@@ -78,3 +78,15 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("%q %v", out.String(), err)
 	}
 }
+
+// A rule mistake is reported with its place by -check and at start-up.
+func TestBadRuleNamesFileAndLine(t *testing.T) {
+	p := writeConfig(t, strings.Replace(goodConfig, "outbox:\n  path: /tmp/luling-outbox-test", "outbox:\n  path: "+t.TempDir(), 1)+
+		"rules:\n  - name: typo\n    trigger: {measurement: parking_bay}\n    when: ocupied\n    actions:\n      - alert: {severity: info, message: x}\n")
+	for _, args := range [][]string{{"-config", p, "-check"}, {"-config", p}} {
+		err := run(context.Background(), args, new(bytes.Buffer), new(bytes.Buffer))
+		if err == nil || !strings.Contains(err.Error(), p+":15:") || !strings.Contains(err.Error(), `rule "typo"`) || !strings.Contains(err.Error(), "ocupied") {
+			t.Errorf("%v: want the rule's error with file and line, got %v", args, err)
+		}
+	}
+}
