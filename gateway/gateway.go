@@ -228,14 +228,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 	go func() { defer upWG.Done(); g.up.run(upCtx) }()
 	if srv != nil {
 		upWG.Add(1)
-		go func() { defer upWG.Done(); srv.Serve(upCtx) }()
+		go func() { defer upWG.Done(); g.logErr("status server stopped", srv.Serve(upCtx)) }()
 	}
 
 	var busWG sync.WaitGroup
 	busCtx, stopBuses := context.WithCancel(context.WithoutCancel(ctx))
 	for _, b := range g.buses {
 		busWG.Add(1)
-		go func() { defer busWG.Done(); b.run(busCtx) }()
+		go func() { defer busWG.Done(); b.run(busCtx, g.log) }()
 	}
 
 	// Give the ports a moment to open, so that the first polls do not
@@ -257,9 +257,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	// the buses and the committer and stops before them.
 	rulesCtx, stopRules := context.WithCancel(context.WithoutCancel(ctx))
 	rulesDone := make(chan struct{})
-	go func() { defer close(rulesDone); g.rules.Run(rulesCtx) }()
+	go func() { defer close(rulesDone); g.logErr("rules engine stopped", g.rules.Run(rulesCtx)) }()
 	execDone := make(chan struct{})
-	go func() { defer close(execDone); g.exec.Run(rulesCtx) }()
+	go func() { defer close(execDone); g.logErr("command executor stopped", g.exec.Run(rulesCtx)) }()
 	var doorWG sync.WaitGroup
 	for _, de := range g.doors {
 		doorWG.Add(1)
@@ -305,6 +305,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 	err := g.ob.Close()
 	g.log.Info("gateway stopped")
 	return err
+}
+
+// logErr logs a part's unexpected end; parts return nil when stopped.
+func (g *Gateway) logErr(msg string, err error) {
+	if err != nil {
+		g.log.Error(msg, "err", err)
+	}
 }
 
 // commit appends queued records to the outbox, as many at a time as are

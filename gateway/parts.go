@@ -80,8 +80,10 @@ func newBus(c config.Bus, log *slog.Logger) (*busEntry, error) {
 
 func (be *busEntry) device(id string) drivers.Transactor { return be.b.Device(id) }
 
-func (be *busEntry) run(ctx context.Context) {
-	be.b.Run(ctx)
+func (be *busEntry) run(ctx context.Context, log *slog.Logger) {
+	if err := be.b.Run(ctx); err != nil && ctx.Err() == nil {
+		log.Error("bus stopped", "bus", be.b.Name(), "err", err)
+	}
 	be.b.Close()
 }
 
