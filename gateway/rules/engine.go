@@ -347,10 +347,13 @@ func (e *Engine) observe(recs []payload.Record, events bool) {
 	if len(recs) == 0 {
 		return
 	}
-	now := e.clock.Now()
 	var key strings.Builder
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	// The clock is read under the lock, so evaluations see time move
+	// forward only: a stale reading taken before waiting for the lock
+	// would end a condition that already holds and fire it again.
+	now := e.clock.Now()
 	for i := range recs {
 		rec := &recs[i]
 		t := rec.Time
@@ -432,9 +435,9 @@ func seriesKey(b *strings.Builder, rec *payload.Record, keys []string) {
 // clock's current time. Run calls it every Options.Tick; tests call it
 // after moving a fake clock.
 func (e *Engine) Tick() {
-	now := e.clock.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	now := e.clock.Now() // under the lock: see observe
 	for _, r := range e.timed {
 		if r.def.Trigger.Every > 0 {
 			r.schedule(now)
