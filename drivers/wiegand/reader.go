@@ -208,7 +208,9 @@ func (r *Reader) watch(ctx context.Context, wg *sync.WaitGroup, p, other gpio.Pi
 
 // finish checks and decodes one frame.
 func (r *Reader) finish(frame []edge) (Card, time.Time, error) {
-	r.stats.frames.Add(1)
+	// Counted last, after the frame's verdict: whoever sees Frames grow
+	// (Stats loads it first) also sees how the frame was judged.
+	defer r.stats.frames.Add(1)
 	sort.SliceStable(frame, func(i, j int) bool { return frame[i].at.Before(frame[j].at) })
 	at := frame[len(frame)-1].at
 	var v uint64
