@@ -37,6 +37,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -113,6 +114,9 @@ type Options struct {
 	OnHealth func(Health)
 	// Now is the clock for back-off and event times. Default time.Now.
 	Now func() time.Time
+	// NoDirect keeps every call on gRPC: the direct channel (see
+	// device.proto) is not offered. For comparisons and tests.
+	NoDirect bool
 	// Connect, when set, replaces starting Path (the checksum is then not
 	// checked): package plugintest uses it to run a driver in-process.
 	Connect func(ctx context.Context) (*Conn, error)
@@ -162,6 +166,8 @@ type Stats struct {
 	Rejected     uint64 // records from the plugin that failed validation
 	Transactions uint64 // bus transactions the plugin made
 	BusErrors    uint64
+	LostEvents   uint64 // plugin events dropped over maxPluginEvents
+	Direct       bool   // polls go over the direct channel
 }
 
 // Description is what the plugin said it is.
@@ -191,11 +197,13 @@ type Plugin struct {
 	failures int
 	health   Health
 	lastCode string
-	events   []payload.Record
-	desc     Description
+	events   []payload.Record // the host's own fault events
+	// pluginEvents came with poll replies over the direct channel.
+	pluginEvents []payload.Record
+	desc         Description
 
 	stats struct {
-		starts, calls, cut, rejected, transactions, busErrors atomic.Uint64
+		starts, calls, cut, rejected, transactions, busErrors, lostEvents atomic.Uint64
 	}
 }
 
@@ -207,9 +215,14 @@ type session struct {
 	cut     atomic.Int32 // consecutive cut calls
 	srvMu   sync.Mutex
 	srv     *grpc.Server
+	dir     string  // the private directory offered for the direct channel
+	direct  *direct // nil: polls go over gRPC
 }
 
 func (s *session) kill() {
+	if s.direct != nil {
+		s.direct.close()
+	}
 	s.srvMu.Lock()
 	if s.srv != nil {
 		s.srv.Stop()
@@ -217,6 +230,9 @@ func (s *session) kill() {
 	s.srvMu.Unlock()
 	if s.conn.Kill != nil {
 		s.conn.Kill()
+	}
+	if s.dir != "" {
+		os.RemoveAll(s.dir)
 	}
 }
 
@@ -401,17 +417,37 @@ func (p *Plugin) start(ctx context.Context) (*session, error) {
 		desc.Points = append(desc.Points, Point{Name: pt.Name, Type: payload.ValueType(pt.Type)})
 	}
 	spec := p.opts.Spec
+	if !p.opts.NoDirect && s.version >= wire.ProtocolV2 {
+		// MkdirTemp makes the directory 0700: only this user can reach
+		// the socket the plugin puts in it.
+		if s.dir, err = os.MkdirTemp("", "luling-plugin-"); err != nil {
+			p.log.Warn("plugin: no directory for the direct channel; polls go over gRPC", "err", err)
+		}
+	}
 	cr, err := s.dev.Configure(ctx, &pb.ConfigureRequest{
 		Spec:       &pb.Spec{Id: spec.ID, Unit: int32(spec.Unit), Profile: spec.Profile, Tags: spec.Tags},
 		ConfigJson: p.cfgJSON,
 		BrokerId:   id,
 		HasBus:     p.opts.Bus != nil,
+		DirectDir:  s.dir,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("plugin %s: configure: %w", p.opts.Name, err)
 	}
 	if cr.Error != nil {
 		return nil, fmt.Errorf("plugin %s: configure: %w", p.opts.Name, wire.ErrorFromProto(cr.Error))
+	}
+	switch sock := cr.DirectSocket; {
+	case sock == "" || s.dir == "":
+		if s.dir != "" {
+			os.RemoveAll(s.dir)
+			s.dir = ""
+		}
+	case filepath.Dir(filepath.Clean(sock)) != s.dir:
+		return nil, fmt.Errorf("plugin %s: configure: direct socket %q is outside the directory %s the gateway offered: %w",
+			p.opts.Name, sock, s.dir, ErrInvalid)
+	default:
+		s.direct = &direct{path: sock, bus: &busServer{name: p.opts.Name, tx: p.opts.Bus, p: p}}
 	}
 	p.mu.Lock()
 	p.desc = desc
@@ -555,17 +591,21 @@ func (p *Plugin) report(h Health) {
 	}
 }
 
-// call runs f against the running plugin with the call deadline. f returns
-// the transport error; errors the plugin reports as values go through app.
-func (p *Plugin) call(ctx context.Context, op string, f func(ctx context.Context, s *session) error) error {
+// call runs f against the running plugin. f must give up at deadline, the
+// earlier of ctx's deadline and CallTimeout from now, and returns the
+// transport error; errors the plugin reports as values go through its
+// reply.
+func (p *Plugin) call(ctx context.Context, op string, f func(ctx context.Context, deadline time.Time, s *session) error) error {
 	s, err := p.ensure(ctx)
 	if err != nil {
 		return err
 	}
 	p.stats.calls.Add(1)
-	cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
-	defer cancel()
-	err = f(cctx, s)
+	deadline := time.Now().Add(p.opts.CallTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	err = f(ctx, deadline, s)
 	if err == nil {
 		s.cut.Store(0)
 		p.mu.Lock()
@@ -578,7 +618,7 @@ func (p *Plugin) call(ctx context.Context, op string, f func(ctx context.Context
 	switch {
 	case ctx.Err() != nil:
 		return fmt.Errorf("plugin %s: %s: %w", p.opts.Name, op, ctx.Err())
-	case cctx.Err() != nil:
+	case errors.Is(err, errCut) || status.Code(err) == codes.DeadlineExceeded || !time.Now().Before(deadline):
 		p.stats.cut.Add(1)
 		err = fmt.Errorf("plugin %s: %s: no answer within %v: %w: %w", p.opts.Name, op, p.opts.CallTimeout, ErrCallTimeout, drivers.ErrTimeout)
 		if int(s.cut.Add(1)) >= p.opts.MaxCutCalls {
@@ -598,6 +638,9 @@ func (p *Plugin) call(ctx context.Context, op string, f func(ctx context.Context
 // is gone (the process died or closed it), as opposed to an error status
 // that the plugin returned.
 func broken(err error) bool {
+	if errors.Is(err, errDirect) {
+		return true
+	}
 	switch status.Code(err) {
 	case codes.Unavailable, codes.Canceled:
 		return true
@@ -609,18 +652,35 @@ func broken(err error) bool {
 // fields, NaN, a contract measurement with wrong types) are dropped,
 // counted and logged; when every record was bad, Poll returns the error.
 func (p *Plugin) Poll(ctx context.Context) ([]payload.Record, error) {
+	var reply pollReply
 	var resp *pb.PollResponse
-	err := p.call(ctx, "poll", func(ctx context.Context, s *session) (err error) {
+	err := p.call(ctx, "poll", func(ctx context.Context, deadline time.Time, s *session) (err error) {
+		if s.direct != nil {
+			reply, err = s.direct.poll(ctx, deadline)
+			return err
+		}
+		ctx, cancel := context.WithDeadline(ctx, deadline)
+		defer cancel()
 		resp, err = s.dev.Poll(ctx, &pb.PollRequest{})
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	if resp.Error != nil {
-		return nil, fmt.Errorf("plugin %s: poll: %w", p.opts.Name, wire.ErrorFromProto(resp.Error))
+	var recs []payload.Record
+	if resp != nil {
+		reply.err = resp.Error
+		recs, err = p.records("poll", resp.Records)
+	} else {
+		if len(reply.events) > 0 {
+			evs, _ := p.check("take events", reply.events)
+			p.keepEvents(evs)
+		}
+		recs, err = p.check("poll", reply.records)
 	}
-	recs, err := p.records("poll", resp.Records)
+	if reply.err != nil {
+		return nil, fmt.Errorf("plugin %s: poll: %w", p.opts.Name, wire.ErrorFromProto(reply.err))
+	}
 	if len(recs) == 0 && err != nil {
 		return nil, err
 	}
@@ -634,9 +694,7 @@ func (p *Plugin) records(op string, in []*pb.Record) ([]payload.Record, error) {
 	for i, r := range in {
 		rec, err := wire.RecordFromProto(r)
 		if err != nil {
-			p.stats.rejected.Add(1)
-			err = fmt.Errorf("plugin %s: %s: record %d: %w", p.opts.Name, op, i, err)
-			p.log.Warn("plugin sent a bad record", "err", err)
+			err = p.reject(op, i, err)
 			if first == nil {
 				first = err
 			}
@@ -647,19 +705,51 @@ func (p *Plugin) records(op string, in []*pb.Record) ([]payload.Record, error) {
 	return out, first
 }
 
+// check validates records that came over the direct channel, in place,
+// and returns the good ones and the first error.
+func (p *Plugin) check(op string, recs []payload.Record) ([]payload.Record, error) {
+	out := recs[:0]
+	var first error
+	for i := range recs {
+		if err := wire.CheckRecord(&recs[i]); err != nil {
+			err = p.reject(op, i, err)
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		out = append(out, recs[i])
+	}
+	return out, first
+}
+
+// reject counts and logs a bad record from the plugin.
+func (p *Plugin) reject(op string, i int, err error) error {
+	p.stats.rejected.Add(1)
+	err = fmt.Errorf("plugin %s: %s: record %d: %w", p.opts.Name, op, i, err)
+	p.log.Warn("plugin sent a bad record", "err", err)
+	return err
+}
+
 // TakeEvents returns the host's fault events and the plugin's events. It
 // never starts the plugin and waits at most CallTimeout.
 func (p *Plugin) TakeEvents() []payload.Record {
 	p.mu.Lock()
 	out := p.events
 	p.events = nil
+	out = append(out, p.pluginEvents...)
+	p.pluginEvents = nil
 	s := p.sess
 	p.mu.Unlock()
-	if s == nil || s.version < wire.ProtocolV2 {
+	if s == nil || s.version < wire.ProtocolV2 || s.direct != nil {
+		// Over the direct channel the plugin's events come with each
+		// poll reply.
 		return out
 	}
 	var resp *pb.TakeEventsResponse
-	err := p.call(context.Background(), "take events", func(ctx context.Context, s *session) (err error) {
+	err := p.call(context.Background(), "take events", func(ctx context.Context, deadline time.Time, s *session) (err error) {
+		ctx, cancel := context.WithDeadline(ctx, deadline)
+		defer cancel()
 		resp, err = s.dev.TakeEvents(ctx, &pb.TakeEventsRequest{})
 		return err
 	})
@@ -671,18 +761,44 @@ func (p *Plugin) TakeEvents() []payload.Record {
 	return append(out, evs...)
 }
 
+// maxPluginEvents caps the plugin's events that wait for TakeEvents. The
+// gateway takes them after every successful poll, so the cap only bites
+// when polls keep failing validation; what goes over it is counted and
+// logged.
+const maxPluginEvents = 4096
+
+// keepEvents stores the events that came with a poll reply until
+// TakeEvents.
+func (p *Plugin) keepEvents(evs []payload.Record) {
+	p.mu.Lock()
+	room := maxPluginEvents - len(p.pluginEvents)
+	lost := 0
+	if len(evs) > room {
+		lost = len(evs) - room
+		evs = evs[:room]
+	}
+	p.pluginEvents = append(p.pluginEvents, evs...)
+	p.mu.Unlock()
+	if lost > 0 {
+		n := p.stats.lostEvents.Add(uint64(lost))
+		p.log.Error("plugin events dropped: too many waiting for the gateway", "dropped", lost, "dropped_total", n)
+	}
+}
+
 // Write sets a writable point of the plugin.
 func (p *Plugin) Write(ctx context.Context, point string, v payload.Value) error {
 	if !v.Valid() {
 		return fmt.Errorf("plugin %s: write %s: invalid value: %w", p.opts.Name, point, ErrInvalid)
 	}
 	var resp *pb.WriteResponse
-	err := p.call(ctx, "write "+point, func(ctx context.Context, s *session) (err error) {
+	err := p.call(ctx, "write "+point, func(ctx context.Context, deadline time.Time, s *session) (err error) {
 		if s.version < wire.ProtocolV2 {
 			resp = &pb.WriteResponse{Error: &pb.Error{Kind: pb.Error_KIND_INVALID,
 				Message: fmt.Sprintf("write %s: %v (protocol %d)", point, ErrUnsupported, s.version)}}
 			return nil
 		}
+		ctx, cancel := context.WithDeadline(ctx, deadline)
+		defer cancel()
 		resp, err = s.dev.Write(ctx, &pb.WriteRequest{Point: point, Value: wire.ValueToProto(v)})
 		return err
 	})
@@ -712,6 +828,7 @@ func (p *Plugin) Stats() Stats {
 	if p.sess != nil {
 		st.PID = p.sess.conn.PID
 		st.Version = p.sess.version
+		st.Direct = p.sess.direct != nil
 	}
 	p.mu.Unlock()
 	st.Starts = p.stats.starts.Load()
@@ -720,6 +837,7 @@ func (p *Plugin) Stats() Stats {
 	st.Rejected = p.stats.rejected.Load()
 	st.Transactions = p.stats.transactions.Load()
 	st.BusErrors = p.stats.busErrors.Load()
+	st.LostEvents = p.stats.lostEvents.Load()
 	return st
 }
 

@@ -395,3 +395,51 @@ func TestHungPluginDoesNotBlockOthers(t *testing.T) {
 		t.Fatal("the hung call succeeded after Close")
 	}
 }
+
+// TestDirectAndGRPCAgree: polls over the direct channel and over gRPC give
+// the same readings, events and rejections; version-1 plugins and hosts
+// that do not offer the channel use gRPC.
+func TestDirectAndGRPCAgree(t *testing.T) {
+	for _, direct := range []bool{true, false} {
+		name := map[bool]string{true: "direct", false: "grpc"}[direct]
+		t.Run(name, func(t *testing.T) {
+			p := newPlugin(t, "events", func(o *host.Options) { o.NoDirect = !direct })
+			for i := 1; i <= 3; i++ {
+				recs, err := p.Poll(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				ev := p.TakeEvents()
+				if len(recs) != 1 || recs[0].Fields["n"].Int() != int64(i) {
+					t.Fatalf("poll %d: records %+v", i, recs)
+				}
+				if len(ev) != 1 || ev[0].Measurement != "test_event" || ev[0].Fields["n"].Int() != int64(i) ||
+					ev[0].Fields["state"].Str() != "open" || ev[0].Tags["device"] != "dev-1" {
+					t.Fatalf("poll %d: events %+v", i, ev)
+				}
+			}
+			if st := p.Stats(); st.Direct != direct || st.Calls != 3+map[bool]uint64{true: 0, false: 3}[direct] {
+				t.Errorf("stats %+v: want direct=%v", st, direct)
+			}
+
+			liar := newPlugin(t, "liar", func(o *host.Options) { o.NoDirect = !direct })
+			recs, err := liar.Poll(context.Background())
+			if err != nil || len(recs) != 1 || recs[0].Measurement != "test" {
+				t.Fatalf("liar: %+v, %v", recs, err)
+			}
+			if st := liar.Stats(); st.Rejected != 3 {
+				t.Errorf("liar: rejected %d, want 3", st.Rejected)
+			}
+		})
+	}
+	t.Run("protocol 1", func(t *testing.T) {
+		t.Setenv("LULING_TESTPLUGIN_PROTOCOL", "1")
+		p := newPlugin(t, "echo", nil)
+		if _, err := p.Poll(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if st := p.Stats(); st.Direct || st.Version != 1 {
+			t.Errorf("a version-1 plugin: %+v, want gRPC", st)
+		}
+	})
+}

@@ -60,7 +60,20 @@ func (b *remoteBus) Transact(ctx context.Context, req []byte, rule FrameRule) ([
 	if err := rule.Validate(); err != nil {
 		return nil, fmt.Errorf("bus: %w: %w", err, ErrInvalid)
 	}
-	resp, err := b.c.Transact(ctx, &pb.TransactRequest{Request: req, Rule: wire.RuleToProto(rule)})
+	preq := &pb.TransactRequest{Request: req, Rule: wire.RuleToProto(rule)}
+	if dp, ok := ctx.Value(directKey{}).(*directPoll); ok {
+		resp, used, err := dp.transact(ctx, preq)
+		if used {
+			if err != nil {
+				return nil, err
+			}
+			if resp.Error != nil {
+				return nil, fmt.Errorf("bus: %w", wire.ErrorFromProto(resp.Error))
+			}
+			return resp.Reply, nil
+		}
+	}
+	resp, err := b.c.Transact(ctx, preq)
 	if err != nil {
 		switch status.Code(err) {
 		case codes.DeadlineExceeded:

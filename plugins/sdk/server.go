@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"runtime/debug"
 	"sync"
@@ -26,6 +27,7 @@ type server struct {
 	mu         sync.Mutex
 	conn       *grpc.ClientConn // to the host's Bus and Log services
 	configured bool
+	ln         net.Listener // the direct channel's, nil when not offered
 }
 
 func newServer(d Driver, b *plugin.GRPCBroker) *server { return &server{d: d, broker: b} }
@@ -84,10 +86,19 @@ func (s *server) Configure(ctx context.Context, req *pb.ConfigureRequest) (resp 
 	if err := s.d.Configure(ctx, env); err != nil {
 		return &pb.ConfigureResponse{Error: wire.ErrorToProto(err)}, nil
 	}
+	resp = &pb.ConfigureResponse{}
+	if req.DirectDir != "" {
+		path, err := s.listenDirect(req.DirectDir)
+		if err != nil {
+			// The gateway then polls over gRPC; slower, but it works.
+			env.Logger.Warn("direct channel not available; polls go over gRPC", "dir", req.DirectDir, "err", err.Error())
+		}
+		resp.DirectSocket = path
+	}
 	s.mu.Lock()
 	s.configured = true
 	s.mu.Unlock()
-	return &pb.ConfigureResponse{}, nil
+	return resp, nil
 }
 
 func (s *server) ready() *pb.Error {
@@ -99,38 +110,50 @@ func (s *server) ready() *pb.Error {
 	return nil
 }
 
-func (s *server) Poll(ctx context.Context, _ *pb.PollRequest) (resp *pb.PollResponse, err error) {
+func (s *server) Poll(ctx context.Context, _ *pb.PollRequest) (*pb.PollResponse, error) {
+	recs, e := s.poll(ctx)
+	return &pb.PollResponse{Records: wire.RecordsToProto(recs), Error: e}, nil
+}
+
+// poll runs the driver's Poll: its records, and its error in wire form.
+func (s *server) poll(ctx context.Context) (recs []payload.Record, e *pb.Error) {
 	defer func() {
 		if r := recover(); r != nil {
-			resp, err = &pb.PollResponse{Error: panicked("poll", r)}, nil
+			recs, e = nil, panicked("poll", r)
 		}
 	}()
 	if e := s.ready(); e != nil {
-		return &pb.PollResponse{Error: e}, nil
+		return nil, e
 	}
 	recs, err := s.d.Poll(ctx)
 	if e := checkRecords("poll", recs); e != nil {
-		return &pb.PollResponse{Error: e}, nil
+		return nil, e
 	}
-	return &pb.PollResponse{Records: wire.RecordsToProto(recs), Error: wire.ErrorToProto(err)}, nil
+	return recs, wire.ErrorToProto(err)
 }
 
-func (s *server) TakeEvents(context.Context, *pb.TakeEventsRequest) (resp *pb.TakeEventsResponse, err error) {
+func (s *server) TakeEvents(context.Context, *pb.TakeEventsRequest) (*pb.TakeEventsResponse, error) {
+	return &pb.TakeEventsResponse{Events: wire.RecordsToProto(s.takeEvents())}, nil
+}
+
+// takeEvents returns the driver's events. A panic or records the protocol
+// cannot carry lose this batch, reported on stderr.
+func (s *server) takeEvents() (out []payload.Record) {
 	defer func() {
 		if r := recover(); r != nil {
 			panicked("take events", r)
-			resp, err = &pb.TakeEventsResponse{}, nil
+			out = nil
 		}
 	}()
 	if s.ready() != nil {
-		return &pb.TakeEventsResponse{}, nil
+		return nil
 	}
 	evs := s.d.TakeEvents()
 	if e := checkRecords("take events", evs); e != nil {
 		fmt.Fprintln(os.Stderr, e.Message)
-		return &pb.TakeEventsResponse{}, nil
+		return nil
 	}
-	return &pb.TakeEventsResponse{Events: wire.RecordsToProto(evs)}, nil
+	return evs
 }
 
 // checkRecords refuses records the protocol cannot carry (strings that are

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 	"unicode/utf8"
 
@@ -96,23 +95,24 @@ func ValueToProto(v payload.Value) *pb.Value {
 // ValueFromProto converts a value; it refuses an empty value and NaN or
 // infinite floats.
 func ValueFromProto(v *pb.Value) (payload.Value, error) {
+	pv := valueFromProto(v)
+	return pv, checkValue(pv)
+}
+
+// valueFromProto converts a value without checking it; a value with no
+// type becomes the zero Value.
+func valueFromProto(v *pb.Value) payload.Value {
 	switch x := v.GetV().(type) {
 	case *pb.Value_Float:
-		if math.IsNaN(x.Float) || math.IsInf(x.Float, 0) {
-			return payload.Value{}, fmt.Errorf("float %v cannot be stored", x.Float)
-		}
-		return payload.Float(x.Float), nil
+		return payload.Float(x.Float)
 	case *pb.Value_Int:
-		return payload.Int(x.Int), nil
+		return payload.Int(x.Int)
 	case *pb.Value_Bool:
-		return payload.Bool(x.Bool), nil
+		return payload.Bool(x.Bool)
 	case *pb.Value_String_:
-		if len(x.String_) > payload.MaxStringLen {
-			return payload.Value{}, fmt.Errorf("string of %d bytes, at most %d allowed", len(x.String_), payload.MaxStringLen)
-		}
-		return payload.String(x.String_), nil
+		return payload.String(x.String_)
 	}
-	return payload.Value{}, errors.New("value has no type (want float, int, bool or string)")
+	return payload.Value{}
 }
 
 // RecordToProto converts a record.
@@ -158,53 +158,25 @@ func RecordsToProto(rs []payload.Record) []*pb.Record {
 	return out
 }
 
-// RecordFromProto converts and checks a record that came from the other
-// side: names must be valid measurement, tag and field names, there must be
-// at least one field, counts stay within the payload limits and contract
-// measurements follow the InfluxDB schema. The record takes over r's tag
-// map (a message decoded for this call, not used again), which saves a
-// copy per record.
+// RecordFromProto converts a record that came from the other side and
+// checks it with CheckRecord. The record takes over r's tag map (a message
+// decoded for this call, not used again), which saves a copy per record.
 func RecordFromProto(r *pb.Record) (payload.Record, error) {
-	if !validName(r.GetMeasurement()) {
-		return payload.Record{}, fmt.Errorf("measurement %q is not a valid name", r.GetMeasurement())
-	}
-	out := payload.Record{Measurement: r.Measurement}
-	if len(r.Tags) > payload.MaxTags {
-		return out, fmt.Errorf("%s: %d tags, at most %d allowed", r.Measurement, len(r.Tags), payload.MaxTags)
-	}
-	for k, v := range r.Tags {
-		if !validName(k) {
-			return payload.Record{}, fmt.Errorf("%s: tag name %q is not a valid name", r.Measurement, k)
-		}
-		if v == "" || len(v) > payload.MaxStringLen {
-			return payload.Record{}, fmt.Errorf("%s: tag %q has an empty or over-long value", r.Measurement, k)
-		}
-	}
-	if len(r.Tags) > 0 {
+	out := payload.Record{Measurement: r.GetMeasurement()}
+	if len(r.GetTags()) > 0 {
 		out.Tags = r.Tags // the decoded message's own map: taken over, not copied
 	}
-	if len(r.Fields) == 0 {
-		return out, fmt.Errorf("%s: no fields (want at least one)", r.Measurement)
-	}
-	if len(r.Fields) > payload.MaxFields {
-		return out, fmt.Errorf("%s: %d fields, at most %d allowed", r.Measurement, len(r.Fields), payload.MaxFields)
-	}
-	out.Fields = make(map[string]payload.Value, len(r.Fields))
-	for k, v := range r.Fields {
-		if !validName(k) {
-			return out, fmt.Errorf("%s: field name %q is not a valid name", r.Measurement, k)
+	if len(r.GetFields()) > 0 {
+		out.Fields = make(map[string]payload.Value, len(r.Fields))
+		for k, v := range r.Fields {
+			out.Fields[k] = valueFromProto(v)
 		}
-		pv, err := ValueFromProto(v)
-		if err != nil {
-			return out, fmt.Errorf("%s: field %q: %w", r.Measurement, k, err)
-		}
-		out.Fields[k] = pv
 	}
-	if r.TimeUnixNano != 0 {
+	if r.GetTimeUnixNano() != 0 {
 		out.Time = time.Unix(0, r.TimeUnixNano).UTC()
 	}
-	if err := payload.CheckSchema(&out); err != nil {
-		return out, err
+	if err := CheckRecord(&out); err != nil {
+		return payload.Record{}, err
 	}
 	return out, nil
 }

@@ -2,7 +2,8 @@
 // key "mode" picks a behaviour: "echo" (one bus transaction per poll),
 // "nobus" (a reading without bus I/O), "bulk" (100 readings), "hang"
 // (Poll never returns), "panic" (Poll panics), "liar" (bad records among
-// good ones), "log" (logs through the gateway). The environment variable
+// good ones), "log" (logs through the gateway), "events" (each poll queues
+// an event, numbered like its reading). The environment variable
 // LULING_TESTPLUGIN_PROTOCOL makes it speak only that protocol version.
 package main
 
@@ -12,6 +13,7 @@ import (
 	"math"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 
 	"github.com/hashicorp/go-plugin"
@@ -22,9 +24,11 @@ import (
 )
 
 type driver struct {
-	env  sdk.Env
-	mode string
-	n    atomic.Int64
+	env    sdk.Env
+	mode   string
+	n      atomic.Int64
+	mu     sync.Mutex
+	events []payload.Record
 }
 
 func (d *driver) Describe() sdk.Description {
@@ -56,6 +60,13 @@ func (d *driver) Poll(ctx context.Context) ([]payload.Record, error) {
 		panic("poll exploded")
 	case "nobus":
 		return []payload.Record{d.record()}, nil
+	case "events":
+		r := d.record()
+		d.mu.Lock()
+		d.events = append(d.events, payload.Record{Measurement: "test_event", Tags: map[string]string{"device": d.env.Spec.ID},
+			Fields: map[string]payload.Value{"n": r.Fields["n"], "state": payload.String("open")}})
+		d.mu.Unlock()
+		return []payload.Record{r}, nil
 	case "bulk":
 		out := make([]payload.Record, 100)
 		for i := range out {
@@ -85,7 +96,13 @@ func (d *driver) Poll(ctx context.Context) ([]payload.Record, error) {
 	return []payload.Record{r}, nil
 }
 
-func (d *driver) TakeEvents() []payload.Record { return nil }
+func (d *driver) TakeEvents() []payload.Record {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := d.events
+	d.events = nil
+	return out
+}
 
 func (d *driver) Write(_ context.Context, point string, v payload.Value) error {
 	if point != "level" {
