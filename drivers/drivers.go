@@ -98,6 +98,13 @@ type Info struct {
 	// (for the birth message and the cloud's capacity counts).
 	Measurement string
 	New         Factory
+	// Turnaround, for a driver of devices on a serial bus whose protocol
+	// needs another silence before each request than Modbus RTU's t3.5,
+	// gives that silence for a line of baud bits per second and
+	// bitsPerChar bits per character. Nil means t3.5. A bus keeps the
+	// longest silence that the drivers of its devices need, unless its
+	// `turnaround` config key sets one.
+	Turnaround func(baud, bitsPerChar int) time.Duration
 }
 
 var registry = struct {

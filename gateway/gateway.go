@@ -138,9 +138,15 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		g.ob.Close()
 		return nil, err
 	}
+	onBus := map[string][]string{} // bus name → drivers of its devices
+	for _, dc := range cfg.Devices {
+		if dc.Bus != "" {
+			onBus[dc.Bus] = append(onBus[dc.Bus], dc.Driver)
+		}
+	}
 	byName := map[string]*busEntry{}
 	for _, bc := range cfg.Buses {
-		be, err := newBus(bc, g.log)
+		be, err := newBus(bc, onBus[bc.Name], g.log)
 		if err != nil {
 			return fail(err)
 		}

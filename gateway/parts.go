@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/drivers/modbus"
@@ -65,17 +66,41 @@ type busEntry struct {
 	port string
 }
 
-func newBus(c config.Bus, log *slog.Logger) (*busEntry, error) {
+// newBus makes the bus c for devices whose drivers are drvs (the drivers
+// of the devices configured on it, one entry per device).
+func newBus(c config.Bus, drvs []string, log *slog.Logger) (*busEntry, error) {
+	port := serialport.Config{Name: c.Port, Baud: c.Baud, DataBits: c.DataBits,
+		Parity: serialport.Parity(c.Parity), StopBits: c.StopBits}
 	b, err := bus.New(bus.Config{
-		Name: c.Name,
-		Port: serialport.Config{Name: c.Port, Baud: c.Baud, DataBits: c.DataBits,
-			Parity: serialport.Parity(c.Parity), StopBits: c.StopBits},
+		Name: c.Name, Port: port,
 		Timeout: c.Timeout, BackoffMax: c.BackoffMax,
+		Turnaround: turnaround(c, port, drvs),
 	}, bus.Options{Logger: log.With("bus", c.Name, "port", c.Port)})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: bus %s: %w", c.Name, err)
 	}
 	return &busEntry{b: b, port: c.Port}, nil
+}
+
+// turnaround is the silence a bus keeps before each request: the config's
+// turnaround when set, else the longest silence the protocols of the bus's
+// devices need, each driver's Turnaround or, for drivers that name none,
+// the Modbus RTU t3.5. A bus of OSDP readers so waits two character times,
+// and a bus that carries Modbus (or a plugin) keeps t3.5. 0 (a bus without
+// devices) leaves the bus its default, t3.5.
+func turnaround(c config.Bus, port serialport.Config, drvs []string) time.Duration {
+	if c.Turnaround > 0 {
+		return c.Turnaround
+	}
+	var longest time.Duration
+	for _, name := range drvs {
+		need := bus.Silence(port.Baud, port.BitsPerChar())
+		if info, ok := drivers.Lookup(name); ok && info.Turnaround != nil {
+			need = info.Turnaround(port.Baud, port.BitsPerChar())
+		}
+		longest = max(longest, need)
+	}
+	return longest
 }
 
 func (be *busEntry) device(id string) drivers.Transactor { return be.b.Device(id) }

@@ -24,6 +24,7 @@ func init() {
 		New: func(spec drivers.Spec, env drivers.Env) (drivers.Device, error) {
 			return New(spec, env)
 		},
+		Turnaround: Turnaround,
 	})
 }
 

@@ -35,8 +35,11 @@ func newRig(tb testing.TB, baud int) *rig {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	// The bus keeps OSDP's turnaround, as the gateway's does for a bus of
+	// OSDP readers.
 	b, err := bus.New(bus.Config{Name: "rs485-osdp", Port: serialport.Config{Name: pair.Path(), Baud: baud},
-		BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond},
+		BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond,
+		Turnaround: osdp.Turnaround(baud, osdpsim.BitsPerChar)},
 		bus.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		tb.Fatal(err)

@@ -31,6 +31,12 @@ const (
 	DefaultPoll            = time.Second
 )
 
+// Bounds of a bus's turnaround. Two characters at 230400 baud take 87 µs.
+const (
+	MinTurnaround = 50 * time.Microsecond
+	MaxTurnaround = time.Second
+)
+
 // Config is a loaded, checked gateway config with every default filled in.
 type Config struct {
 	File        string // the file it was loaded from
@@ -124,7 +130,11 @@ type Bus struct {
 	StopBits   int
 	Timeout    time.Duration // reply timeout of one transaction
 	BackoffMax time.Duration // longest back-off of a device that stopped answering
-	Line       int           // line of the bus's entry in the file
+	// Turnaround is the silence kept on the line before each request, as
+	// configured; 0 when the file leaves it to the protocol of the bus's
+	// devices (the gateway then asks their drivers).
+	Turnaround time.Duration
+	Line       int // line of the bus's entry in the file
 }
 
 // Device is one field device. Entries with a repeat block are expanded into
@@ -210,8 +220,12 @@ func (c *Config) String() string {
 	fmt.Fprintf(&b, "status: listen=%q\n", c.Status.Listen)
 	fmt.Fprintf(&b, "pipeline: health_interval=%s max_silence=%s\n", c.Pipeline.HealthInterval, c.Pipeline.MaxSilence)
 	for _, x := range c.Buses {
-		fmt.Fprintf(&b, "bus %s: port=%s baud=%d data_bits=%d parity=%s stop_bits=%d timeout=%s backoff_max=%s\n",
-			x.Name, x.Port, x.Baud, x.DataBits, x.Parity, x.StopBits, x.Timeout, x.BackoffMax)
+		turnaround := "auto"
+		if x.Turnaround > 0 {
+			turnaround = x.Turnaround.String()
+		}
+		fmt.Fprintf(&b, "bus %s: port=%s baud=%d data_bits=%d parity=%s stop_bits=%d timeout=%s backoff_max=%s turnaround=%s\n",
+			x.Name, x.Port, x.Baud, x.DataBits, x.Parity, x.StopBits, x.Timeout, x.BackoffMax, turnaround)
 	}
 	for _, d := range c.Devices {
 		fmt.Fprintf(&b, "device %s: driver=%s bus=%s unit=%d profile=%s poll=%s max_silence=%s\n",

@@ -81,6 +81,20 @@ func TestDeviceMaxSilenceDefaultsToPipeline(t *testing.T) {
 	}
 }
 
+func TestBusTurnaround(t *testing.T) {
+	src := strings.Replace(minimal, "    port: /dev/ttyUSB0\n", "    port: /dev/ttyUSB0\n    turnaround: 500us\n", 1)
+	c := mustParse(t, src)
+	if got := c.Buses[0].Turnaround; got != 500*time.Microsecond {
+		t.Errorf("turnaround = %v, want 500µs", got)
+	}
+	if !strings.Contains(c.String(), "turnaround=500µs") {
+		t.Errorf("String does not show the turnaround:\n%s", c)
+	}
+	if c := mustParse(t, minimal); c.Buses[0].Turnaround != 0 || !strings.Contains(c.String(), "turnaround=auto") {
+		t.Errorf("turnaround left out: %v, want 0 (the drivers' choice)\n%s", c.Buses[0].Turnaround, c)
+	}
+}
+
 func TestStatusListenEmptyDisables(t *testing.T) {
 	if c := mustParse(t, minimal+"status: {listen: \"\"}\n"); c.Status.Listen != "" {
 		t.Errorf("listen = %q, want disabled", c.Status.Listen)

@@ -26,7 +26,7 @@ var (
 	outboxKeys   = []string{"path", "max_bytes", "commit_interval", "batch_max_records"}
 	statusKeys   = []string{"listen"}
 	pipelineKeys = []string{"health_interval", "max_silence"}
-	busKeys      = []string{"name", "port", "baud", "data_bits", "parity", "stop_bits", "timeout", "backoff_max"}
+	busKeys      = []string{"name", "port", "baud", "data_bits", "parity", "stop_bits", "timeout", "backoff_max", "turnaround"}
 	deviceKeys   = []string{"id", "repeat", "driver", "bus", "unit", "profile", "poll", "max_silence", "deadband", "tags", "options"}
 	repeatKeys   = []string{"from", "to"}
 	// topKeys are the keys allowed at the top: rootKeys and rules (whose
@@ -549,6 +549,11 @@ func (d *decoder) buses(root *mapping) []Bus {
 				if timeoutOK && v < b.Timeout {
 					d.errorf(n, p+".backoff_max", "", "backoff_max %s is shorter than the bus timeout %s", fmtDur(v), fmtDur(b.Timeout))
 				}
+			}
+		}
+		if n := m.get("turnaround"); n != nil {
+			if v, ok := d.duration(n, p+".turnaround", MinTurnaround, MaxTurnaround); ok {
+				b.Turnaround = v
 			}
 		}
 		out = append(out, b)

@@ -7,10 +7,13 @@
 // transactions one after another in the order callers asked (FIFO; a caller
 // whose ctx ends leaves the queue), and around each one it:
 //
-//   - keeps the inter-frame silence: a request is written only after t3.5
-//     (3.5 character times up to 19200 baud, a fixed 1750 µs above) has
-//     passed since the last byte on the line, the end of the last reply or of
-//     the last request's time on the wire;
+//   - keeps the line's silence (its turnaround): a request is written only
+//     after the silence has passed since the last byte on the line, the end
+//     of the last reply or of the last request's time on the wire. The
+//     silence belongs to the protocol on the line: by default it is the
+//     Modbus RTU inter-frame silence t3.5 (3.5 character times up to 19200
+//     baud, a fixed 1750 µs above); Config.Turnaround sets another one, such
+//     as OSDP's two character times;
 //   - discards stale input (late replies, noise) before writing;
 //   - reads the reply by its length, which the caller's drivers.FrameLenFunc
 //     tells from the bytes received so far, and returns as soon as the frame
@@ -37,8 +40,11 @@
 // deadline is counted but starts no back-off.
 //
 // Time: the line's own timing (silence, reply deadlines) runs on the real
-// monotonic clock, because the line is real. Device back-off, last-success
-// times and the reopen waits run on the Clock in Options, which tests replace.
+// monotonic clock, because the line is real, and the silence is waited out
+// with internal/pace, whose sleeps are precise to about 0.1 ms where the
+// runtime's timers round up to whole milliseconds. Device back-off,
+// last-success times and the reopen waits run on the Clock in Options, which
+// tests replace.
 //
 // Counters are atomics and cheap; Stats returns a snapshot for the status page
 // and health readings.
@@ -56,6 +62,7 @@ import (
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/gateway/serialport"
+	"github.com/luling-edge/luling/internal/pace"
 )
 
 // Errors that callers branch on (besides drivers.ErrTimeout and
@@ -98,6 +105,11 @@ type Config struct {
 	// give (1 start + data + parity + stop), for timing only. Some Modbus
 	// installations count 11 bits per character whatever the framing.
 	BitsPerChar int
+	// Turnaround is the silence kept on the line before each request,
+	// when the protocol on the line needs another one than Modbus RTU
+	// (OSDP: two character times). Zero means the Modbus RTU t3.5 that
+	// Silence gives for the line.
+	Turnaround time.Duration
 }
 
 // Clock is the time source for back-off and reopen waits.
@@ -138,6 +150,10 @@ type Bus struct {
 	open     serialport.Opener
 	charTime time.Duration
 	silence  time.Duration
+	// now and pause are the line's clock: the monotonic clock and
+	// pace.Until. Only this package's tests replace them.
+	now   func() time.Time
+	pause func(ctx context.Context, until time.Time) error
 
 	// line is the turn on the wire; whoever holds it owns lineState.
 	line lineLock
@@ -159,7 +175,7 @@ type Bus struct {
 
 // lineState is what the line's owner keeps between transactions.
 type lineState struct {
-	quietFrom time.Time // no request before this (end of last traffic + t3.5)
+	quietFrom time.Time // no request before this (end of last traffic + silence)
 	buf       []byte    // reply buffer, reused
 }
 
@@ -187,7 +203,7 @@ func New(cfg Config, opts Options) (*Bus, error) {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"timeout", cfg.Timeout}, {"backoff_min", cfg.BackoffMin}, {"backoff_max", cfg.BackoffMax}, {"reopen_max", cfg.ReopenMax}} {
+	}{{"timeout", cfg.Timeout}, {"backoff_min", cfg.BackoffMin}, {"backoff_max", cfg.BackoffMax}, {"reopen_max", cfg.ReopenMax}, {"turnaround", cfg.Turnaround}} {
 		if d.v < 0 {
 			return nil, fmt.Errorf("bus %s: %s %v is negative", cfg.Name, d.name, d.v)
 		}
@@ -214,13 +230,19 @@ func New(cfg Config, opts Options) (*Bus, error) {
 	if bits == 0 {
 		bits = cfg.Port.BitsPerChar()
 	}
+	silence := cfg.Turnaround
+	if silence == 0 {
+		silence = Silence(cfg.Port.Baud, bits)
+	}
 	b := &Bus{
 		cfg:      cfg,
 		log:      opts.Logger,
 		clock:    opts.Clock,
 		open:     opts.Open,
 		charTime: time.Duration(bits) * time.Second / time.Duration(cfg.Port.Baud),
-		silence:  Silence(cfg.Port.Baud, bits),
+		silence:  silence,
+		now:      time.Now,
+		pause:    pace.Until,
 		state:    StateDown,
 		devices:  map[string]*Handle{},
 		down:     make(chan struct{}, 1),
@@ -243,7 +265,8 @@ func New(cfg Config, opts Options) (*Bus, error) {
 // Name is the bus's name.
 func (b *Bus) Name() string { return b.cfg.Name }
 
-// Silence is the bus's inter-frame silence t3.5.
+// Silence is the silence the bus keeps before each request: its Turnaround,
+// or the Modbus RTU t3.5 for its line.
 func (b *Bus) Silence() time.Duration { return b.silence }
 
 // WireTime is how long n characters take on the bus's line.
@@ -302,7 +325,7 @@ func (b *Bus) Run(ctx context.Context) error {
 			b.stats.reopens.Add(1)
 			b.log.Info("bus port reopened", "down_for", b.clock.Now().Sub(downSince).Round(time.Millisecond))
 		} else {
-			b.log.Info("bus port open", "line", b.cfg.Port.String())
+			b.log.Info("bus port open", "line", b.cfg.Port.String(), "turnaround", b.silence)
 		}
 		opened, logged, wait = true, false, 0
 		select {
@@ -438,7 +461,7 @@ func (b *Bus) transact(ctx context.Context, p serialport.Port, req []byte, frame
 	if err := p.Flush(); err != nil {
 		return nil, errIO{err}
 	}
-	start := time.Now()
+	start := b.now()
 	n, err := p.Write(req)
 	b.stats.bytesSent.Add(uint64(n))
 	if err == nil && n < len(req) {
@@ -446,8 +469,9 @@ func (b *Bus) transact(ctx context.Context, p serialport.Port, req []byte, frame
 	}
 	wire := b.WireTime(len(req))
 	if err != nil {
-		b.quietFrom = time.Now().Add(b.silence)
-		b.stats.busyNanos.Add(int64(time.Since(start)))
+		end := b.now()
+		b.quietFrom = end.Add(b.silence)
+		b.stats.busyNanos.Add(int64(end.Sub(start)))
 		return nil, errIO{err}
 	}
 	if frameLen == nil {
@@ -459,25 +483,21 @@ func (b *Bus) transact(ctx context.Context, p serialport.Port, req []byte, frame
 		return nil, nil
 	}
 	reply, err := b.readReply(ctx, p, start.Add(wire+b.cfg.Timeout), frameLen)
-	b.quietFrom = time.Now().Add(b.silence)
-	b.stats.busyNanos.Add(int64(time.Since(start)))
+	end := b.now()
+	b.quietFrom = end.Add(b.silence)
+	b.stats.busyNanos.Add(int64(end.Sub(start)))
 	return reply, err
 }
 
-// waitQuiet waits until the line has been silent for t3.5.
+// waitQuiet waits until the line has been silent for the bus's silence.
 func (b *Bus) waitQuiet(ctx context.Context) error {
-	d := time.Until(b.quietFrom)
-	if d <= 0 {
+	if !b.now().Before(b.quietFrom) {
 		return nil
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
+	if err := b.pause(ctx, b.quietFrom); err != nil {
 		return ctxErr(ctx, 0)
 	}
+	return nil
 }
 
 func ctxErr(ctx context.Context, got int) error {
@@ -533,7 +553,7 @@ func (b *Bus) readReply(ctx context.Context, p serialport.Port, deadline time.Ti
 					want = total
 					// The rest of a frame that has begun gets its
 					// time on the wire even past the bus timeout.
-					if end := time.Now().Add(b.WireTime(want-len(buf)) + b.silence); end.After(deadline) {
+					if end := b.now().Add(b.WireTime(want-len(buf)) + b.silence); end.After(deadline) {
 						deadline = end
 					}
 				}
@@ -555,7 +575,7 @@ func (b *Bus) readReply(ctx context.Context, p serialport.Port, deadline time.Ti
 			b.buf = buf[:0]
 			return nil, fmt.Errorf("%w: %w", ErrClosed, drivers.ErrBusDown)
 		}
-		if !time.Now().Before(deadline) {
+		if !b.now().Before(deadline) {
 			b.buf = buf[:0]
 			return nil, errTimedOut{kind: byBus, got: len(buf)}
 		}

@@ -50,6 +50,13 @@ func TestSilence(t *testing.T) {
 	if got := b.Silence(); got != 4010416*time.Nanosecond {
 		t.Errorf("9600 8N1 bus with BitsPerChar 11: silence %v, want 4.010416ms", got)
 	}
+	b, err = bus.New(bus.Config{Name: "rs485-1", Turnaround: 2083 * time.Microsecond, Port: serialport.Config{Name: "/dev/ttyUSB0", Baud: 9600}}, bus.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Silence(); got != 2083*time.Microsecond {
+		t.Errorf("9600 8N1 bus with Turnaround 2.083ms: silence %v, want the turnaround, not t3.5", got)
+	}
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
@@ -63,6 +70,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{bus.Config{Name: "rs485-1", Port: port, Timeout: -time.Second}, "timeout -1s is negative"},
 		{bus.Config{Name: "rs485-1", Port: port, BackoffMin: 10 * time.Second, BackoffMax: time.Second}, "backoff_max 1s is below backoff_min 10s"},
 		{bus.Config{Name: "rs485-1", Port: port, BitsPerChar: 3}, "bits per char 3"},
+		{bus.Config{Name: "rs485-1", Port: port, Turnaround: -time.Millisecond}, "turnaround -1ms is negative"},
 	}
 	for _, c := range cases {
 		_, err := bus.New(c.cfg, bus.Options{})
