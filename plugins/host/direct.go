@@ -107,31 +107,14 @@ func (d *direct) exchange(ctx context.Context, deadline time.Time, fc *wire.Fram
 	if err := fc.SetDeadline(deadline); err != nil {
 		return pollReply{}, fmt.Errorf("%w: %w", errDirect, err)
 	}
-	var stop func() bool
-	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, fc.Interrupt)
-	}
-	interrupted := false
-	defer func() {
-		if stop != nil && !stop() && !interrupted {
-			// The interrupt may land after this call: drop the connection
-			// rather than let it cut the next poll.
-			d.drop(fc)
-		}
-	}()
 	d.call++
 	out, in := &d.out, &d.in
-	*out = wire.Frame{Call: d.call, Body: wire.BodyPoll}
-	if !deadline.IsZero() {
-		out.Deadline = deadline.UnixNano()
-	}
+	*out = wire.Frame{Call: d.call, Body: wire.BodyPoll, Deadline: deadline.UnixNano()}
 	if err := fc.Write(out); err != nil {
-		interrupted = ctx.Err() != nil
 		return pollReply{}, fmt.Errorf("%w: send poll: %w", errDirect, err)
 	}
 	for {
-		if err := fc.Read(in); err != nil {
-			interrupted = ctx.Err() != nil
+		if err := fc.ReadBy(ctx, deadline, in); err != nil {
 			return pollReply{}, fmt.Errorf("%w: read poll %d: %w", errDirect, d.call, err)
 		}
 		if in.Call != d.call {
@@ -144,7 +127,6 @@ func (d *direct) exchange(ctx context.Context, deadline time.Time, fc *wire.Fram
 			reply, _ := d.bus.Transact(ctx, in.TransactRequest)
 			*out = wire.Frame{Call: d.call, Transact: in.Transact, Body: wire.BodyTransactReply, TransactReply: reply}
 			if err := fc.Write(out); err != nil {
-				interrupted = ctx.Err() != nil
 				return pollReply{}, fmt.Errorf("%w: send transaction %d of poll %d: %w", errDirect, in.Transact, d.call, err)
 			}
 		default:

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/luling-edge/luling/drivers"
@@ -53,6 +54,75 @@ func (s *server) listenDirect(dir string) (string, error) {
 // directKey is the context key of the poll in progress on a connection.
 type directKey struct{}
 
+// pollCtx is the context a poll over the direct channel runs with: the
+// gateway's deadline, and the poll for the bus. It is one allocation per
+// poll; the machinery of a standard context (a timer, a channel) is made
+// only when the driver asks for Done or derives a context from it.
+type pollCtx struct {
+	deadline time.Time
+	dp       directPoll
+	finished atomic.Bool
+	mu       sync.Mutex
+	inner    atomic.Pointer[lazyCtx]
+}
+
+type lazyCtx struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (c *pollCtx) lazy() context.Context {
+	if l := c.inner.Load(); l != nil {
+		return l.ctx
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l := c.inner.Load(); l != nil {
+		return l.ctx
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), c.deadline)
+	c.inner.Store(&lazyCtx{ctx, cancel})
+	if c.finished.Load() {
+		cancel()
+	}
+	return ctx
+}
+
+// finish ends the context when the poll returns, as gRPC ends a call's.
+func (c *pollCtx) finish() {
+	c.finished.Store(true)
+	if l := c.inner.Load(); l != nil {
+		l.cancel()
+	}
+}
+
+func (c *pollCtx) Deadline() (time.Time, bool) { return c.deadline, !c.deadline.IsZero() }
+func (c *pollCtx) Done() <-chan struct{}       { return c.lazy().Done() }
+
+func (c *pollCtx) Err() error {
+	if l := c.inner.Load(); l != nil {
+		return l.ctx.Err()
+	}
+	if c.finished.Load() {
+		return context.Canceled
+	}
+	if !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+func (c *pollCtx) Value(key any) any {
+	if key == (directKey{}) {
+		return &c.dp
+	}
+	return nil
+}
+
+// AfterFunc lets context.AfterFunc, and contexts derived from this one,
+// hook into the lazily made context instead of starting a goroutine each.
+func (c *pollCtx) AfterFunc(f func()) func() bool { return context.AfterFunc(c.lazy(), f) }
+
 // directPoll is one poll in progress on the direct channel.
 type directPoll struct {
 	fc   *wire.FrameConn
@@ -68,6 +138,9 @@ func (s *server) serveDirect(fc *wire.FrameConn) {
 	defer fc.Close()
 	var in, out wire.Frame
 	for {
+		if err := fc.SetDeadline(time.Time{}); err != nil {
+			return
+		}
 		if err := fc.Read(&in); err != nil {
 			if errors.Is(err, wire.ErrDirectFrame) {
 				fmt.Fprintf(os.Stderr, "luling plugin: %v\n", err)
@@ -83,17 +156,17 @@ func (s *server) serveDirect(fc *wire.FrameConn) {
 			fmt.Fprintf(os.Stderr, "luling plugin: direct channel: a %s frame where a poll was expected\n", in.Body)
 			return
 		}
-		ctx, cancel := context.Background(), context.CancelFunc(func() {})
+		ctx := &pollCtx{dp: directPoll{fc: fc, call: in.Call}}
 		if in.Deadline != 0 {
-			ctx, cancel = context.WithDeadline(ctx, time.Unix(0, in.Deadline))
+			ctx.deadline = time.Unix(0, in.Deadline)
 		}
-		dp := &directPoll{fc: fc, call: in.Call}
-		recs, perr := s.poll(context.WithValue(ctx, directKey{}, dp))
+		recs, perr := s.poll(ctx)
+		dp := &ctx.dp
 		dp.mu.Lock()
 		dp.done = true
 		broken := dp.broken
 		dp.mu.Unlock()
-		cancel()
+		ctx.finish()
 		if broken {
 			return
 		}
@@ -132,25 +205,6 @@ func (dp *directPoll) transact(ctx context.Context, req *pb.TransactRequest) (re
 	if err := dp.fc.SetDeadline(deadline); err != nil {
 		return fail(err)
 	}
-	// A ctx cancelled early interrupts the read. The interrupt must not
-	// land after this transaction, on the poll's next read: finished
-	// fences it off.
-	var imu sync.Mutex
-	finished := false
-	stop := context.AfterFunc(ctx, func() {
-		imu.Lock()
-		defer imu.Unlock()
-		if !finished {
-			dp.fc.Interrupt()
-		}
-	})
-	defer func() {
-		stop()
-		imu.Lock()
-		finished = true
-		imu.Unlock()
-		_ = dp.fc.SetDeadline(time.Time{})
-	}()
 	dp.n++
 	out := wire.Frame{Call: dp.call, Transact: dp.n, Body: wire.BodyTransactRequest, TransactRequest: req}
 	if err := dp.fc.Write(&out); err != nil {
@@ -158,7 +212,7 @@ func (dp *directPoll) transact(ctx context.Context, req *pb.TransactRequest) (re
 	}
 	var in wire.Frame
 	for {
-		if err := dp.fc.Read(&in); err != nil {
+		if err := dp.fc.ReadBy(ctx, deadline, &in); err != nil {
 			return fail(err)
 		}
 		switch {

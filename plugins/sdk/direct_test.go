@@ -107,3 +107,54 @@ func TestDirectHostGoneMidPoll(t *testing.T) {
 		t.Fatal("the plugin kept serving a closed connection")
 	}
 }
+
+// TestPollCtx: the poll's context behaves as a standard one: it ends at
+// its deadline, or when the poll returns; contexts derived from it and
+// AfterFunc follow it.
+func TestPollCtx(t *testing.T) {
+	c := &pollCtx{deadline: time.Now().Add(time.Hour)}
+	if d, ok := c.Deadline(); !ok || !d.Equal(c.deadline) || c.Err() != nil {
+		t.Fatalf("fresh: deadline %v %v, err %v", d, ok, c.Err())
+	}
+	if c.Value(directKey{}) != &c.dp || c.Value("other") != nil {
+		t.Error("Value does not give the poll")
+	}
+	derived, cancel := context.WithCancel(c)
+	defer cancel()
+	ran := make(chan struct{})
+	context.AfterFunc(c, func() { close(ran) })
+	c.finish()
+	for name, done := range map[string]<-chan struct{}{"Done": c.Done(), "derived": derived.Done(), "AfterFunc": ran} {
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s not closed after the poll returned", name)
+		}
+	}
+	if !errors.Is(c.Err(), context.Canceled) || !errors.Is(derived.Err(), context.Canceled) {
+		t.Errorf("after finish: %v, derived %v", c.Err(), derived.Err())
+	}
+
+	// Finished before anyone asked for Done: Done is closed when asked.
+	c2 := &pollCtx{deadline: time.Now().Add(time.Hour)}
+	c2.finish()
+	if c2.Err() != context.Canceled {
+		t.Errorf("finished: %v", c2.Err())
+	}
+	select {
+	case <-c2.Done():
+	default:
+		t.Error("Done of a finished poll is open")
+	}
+
+	// Past the deadline.
+	c3 := &pollCtx{deadline: time.Now().Add(-time.Millisecond)}
+	if !errors.Is(c3.Err(), context.DeadlineExceeded) {
+		t.Errorf("past deadline: %v", c3.Err())
+	}
+	select {
+	case <-c3.Done():
+	case <-time.After(10 * time.Second):
+		t.Error("Done open past the deadline")
+	}
+}

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -58,10 +59,10 @@ func sampleFrames() map[string]*Frame {
 		"reply with error":  {Call: 4, Body: BodyPollReply, Err: &pb.Error{Kind: pb.Error_KIND_TIMEOUT, Message: "no answer"}},
 		"reply and events": {Call: 5, Body: BodyPollReply, Records: []payload.Record{bay},
 			Events: []payload.Record{{Measurement: "fault", Tags: map[string]string{"code": "lamp"}, Fields: map[string]payload.Value{"state": payload.String("active")}}}},
-		"long records":     {Call: 6, Body: BodyPollReply, Records: []payload.Record{long, huge, long}},
-		"transact request": {Call: 7, Transact: 2, Body: BodyTransactRequest, TransactRequest: &pb.TransactRequest{Request: []byte{1, 3, 0, 0, 0, 2}, Rule: RuleToProto(FrameRule{Kind: Length, Offset: 2, Size: 1, Adjust: -5})}},
-		"transact reply":   {Call: 7, Transact: 2, Body: BodyTransactReply, TransactReply: &pb.TransactResponse{Reply: []byte{1, 3, 4, 0, 1, 0, 2}}},
-		"transact error":   {Call: 8, Transact: 1, Body: BodyTransactReply, TransactReply: &pb.TransactResponse{Error: &pb.Error{Kind: pb.Error_KIND_BUS_DOWN, Message: "port gone"}}},
+		"long records":      {Call: 6, Body: BodyPollReply, Records: []payload.Record{long, huge, long}},
+		"transact request":  {Call: 7, Transact: 2, Body: BodyTransactRequest, TransactRequest: &pb.TransactRequest{Request: []byte{1, 3, 0, 0, 0, 2}, Rule: RuleToProto(FrameRule{Kind: Length, Offset: 2, Size: 1, Adjust: -5})}},
+		"transact reply":    {Call: 7, Transact: 2, Body: BodyTransactReply, TransactReply: &pb.TransactResponse{Reply: []byte{1, 3, 4, 0, 1, 0, 2}}},
+		"transact error":    {Call: 8, Transact: 1, Body: BodyTransactReply, TransactReply: &pb.TransactResponse{Error: &pb.Error{Kind: pb.Error_KIND_BUS_DOWN, Message: "port gone"}}},
 		"negative deadline": {Call: math.MaxUint64, Deadline: -1, Body: BodyPoll},
 	}
 }
@@ -291,4 +292,33 @@ func FuzzDecodeFrame(f *testing.F) {
 			t.Fatalf("round trip changed the frame:\n %+v\n %+v", fr, fr2)
 		}
 	})
+}
+
+// TestReadBy: ReadBy returns a frame that arrives, ctx's error soon after
+// ctx ends, and a timeout at the deadline; a frame after a wait that timed
+// out is still read whole.
+func TestReadBy(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	w, r := NewFrameConn(a), NewFrameConn(b)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(3*ctxCheck, cancel)
+	var f Frame
+	if err := r.ReadBy(ctx, time.Now().Add(time.Hour), &f); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
+	}
+	if err := r.ReadBy(context.Background(), time.Now().Add(2*ctxCheck), &f); !IsTimeout(err) {
+		t.Fatalf("deadline: %v, want a timeout", err)
+	}
+	go func() {
+		time.Sleep(2 * ctxCheck)
+		w.Write(sampleFrames()["reply"])
+	}()
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	if err := r.ReadBy(ctx, time.Now().Add(time.Minute), &f); err != nil || !framesEqual(&f, sampleFrames()["reply"]) {
+		t.Fatalf("frame after waits: %+v, %v", f, err)
+	}
 }

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -99,13 +100,43 @@ func (f *FrameConn) Read(fr *Frame) error {
 	return DecodeFrame(body, fr, &f.in)
 }
 
-// longAgo is a deadline in the past: setting it makes blocked reads and
-// writes return at once.
-var longAgo = time.Unix(1, 0)
+// ctxCheck is how often ReadBy looks at its context while it waits for a
+// frame to begin.
+const ctxCheck = 50 * time.Millisecond
 
-// Interrupt makes the connection's blocked and future reads and writes fail
-// with a timeout until the next SetDeadline.
-func (f *FrameConn) Interrupt() { _ = f.c.SetDeadline(longAgo) }
+// ReadBy reads the next frame, giving up at deadline (zero: none) or within
+// ctxCheck of ctx ending. It watches ctx by waking up while no frame has
+// begun, not with a goroutine or a callback per call: a frame normally
+// begins within microseconds, and ctx ends early only when its owner shuts
+// down. Once a frame has begun, only the deadline cuts it.
+func (f *FrameConn) ReadBy(ctx context.Context, deadline time.Time, fr *Frame) error {
+	watch := ctx.Done() != nil
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		wait := deadline
+		if watch {
+			if t := time.Now().Add(ctxCheck); wait.IsZero() || t.Before(wait) {
+				wait = t
+			}
+		}
+		if err := f.c.SetReadDeadline(wait); err != nil {
+			return err
+		}
+		_, err := f.r.Peek(1)
+		if err == nil {
+			break
+		}
+		if !IsTimeout(err) || wait.Equal(deadline) {
+			return err
+		}
+	}
+	if err := f.c.SetReadDeadline(deadline); err != nil {
+		return err
+	}
+	return f.Read(fr)
+}
 
 // SetDeadline sets the read and write deadline (zero: none).
 func (f *FrameConn) SetDeadline(t time.Time) error { return f.c.SetDeadline(t) }
