@@ -69,6 +69,14 @@ type Writer interface {
 // Closer is implemented by devices that hold resources.
 type Closer interface{ Close() error }
 
+// Reporter is implemented by devices with state of their own worth showing
+// on the gateway's status page (a plugin's process and restarts). Report
+// must be cheap and must not block: the status page calls it on every
+// request. Values must encode as JSON.
+type Reporter interface {
+	Report() map[string]any
+}
+
 // Spec is a device's configuration as the driver sees it.
 type Spec struct {
 	ID      string

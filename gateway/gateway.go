@@ -590,6 +590,9 @@ func (g *Gateway) Snapshot() *status.Snapshot {
 			ds.AgeSeconds = s.Now.Sub(d.lastOK).Seconds()
 		}
 		d.mu.Unlock()
+		if r, ok := d.drv.(drivers.Reporter); ok {
+			ds.Details = r.Report()
+		}
 		s.Devices = append(s.Devices, ds)
 	}
 	sort.Slice(s.Devices, func(i, j int) bool { return s.Devices[i].ID < s.Devices[j].ID })

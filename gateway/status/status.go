@@ -124,6 +124,9 @@ type Device struct {
 	LastError  string            `json:"last_error,omitempty"`
 	LastValues map[string]any    `json:"last_values,omitempty"`
 	Tags       map[string]string `json:"tags,omitempty"`
+	// Details is the driver's own state (drivers.Reporter), such as a
+	// plugin's process, protocol and restarts.
+	Details map[string]any `json:"details,omitempty"`
 }
 
 // Server is the status HTTP server.

@@ -170,6 +170,13 @@ func TestPluginOnSharedBus(t *testing.T) {
 	t.Logf("plugin pid %d killed, restarted as pid %d", pids[0], restarted)
 	w.waitFault("sign-north", "plugin_crashed", "active")
 	w.waitFault("sign-north", "plugin_crashed", "cleared")
+	// The status page shows the new process, its restart and the path its
+	// polls take.
+	w.waitDevice("sign-north", func(d map[string]any) bool {
+		det, _ := d["details"].(map[string]any)
+		return det != nil && num(det["pid"]) == float64(restarted) && num(det["restarts"]) >= 1 &&
+			det["direct"] == true && det["state"] == "running"
+	})
 	// The restarted plugin's readings reach InfluxDB.
 	signs.Set(1, display.Status{Shown: 77, Brightness: 4, TempC: 19})
 	w.waitDisplay("sign-north", func(r map[string]any) bool { return num(r["shown"]) == 77 && num(r["brightness"]) == 4 })

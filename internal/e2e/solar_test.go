@@ -82,8 +82,14 @@ func TestSolarToInfluxDB(t *testing.T) {
 	}
 }
 
+// num reads a JSON number, decoded with or without UseNumber.
 func num(v any) float64 {
-	n, _ := v.(json.Number)
-	f, _ := n.Float64()
-	return f
+	switch n := v.(type) {
+	case json.Number:
+		f, _ := n.Float64()
+		return f
+	case float64:
+		return n
+	}
+	return 0
 }

@@ -237,6 +237,7 @@ func (s *session) kill() {
 }
 
 var (
+	_ drivers.Reporter    = (*Plugin)(nil)
 	_ drivers.Device      = (*Plugin)(nil)
 	_ drivers.EventSource = (*Plugin)(nil)
 	_ drivers.Writer      = (*Plugin)(nil)
@@ -839,6 +840,35 @@ func (p *Plugin) Stats() Stats {
 	st.BusErrors = p.stats.busErrors.Load()
 	st.LostEvents = p.stats.lostEvents.Load()
 	return st
+}
+
+// Report gives the plugin's state for the gateway's status page
+// (drivers.Reporter).
+func (p *Plugin) Report() map[string]any {
+	st := p.Stats()
+	r := map[string]any{
+		"plugin": p.opts.Path, "state": string(st.State), "restarts": st.Restarts, "starts": st.Starts,
+		"calls": st.Calls, "cut_calls": st.CutCalls, "rejected_records": st.Rejected,
+		"bus_transactions": st.Transactions, "bus_errors": st.BusErrors,
+	}
+	if st.PID != 0 {
+		r["pid"] = st.PID
+		r["protocol"] = st.Version
+		r["direct"] = st.Direct
+	}
+	if st.Describe.Name != "" {
+		r["type"], r["version"] = st.Describe.Name, st.Describe.Version
+	}
+	if st.LostEvents > 0 {
+		r["lost_events"] = st.LostEvents
+	}
+	if st.Err != nil {
+		r["error"] = st.Err.Error()
+	}
+	if !st.Retry.IsZero() {
+		r["retry_at"] = st.Retry.UTC().Format(time.RFC3339Nano)
+	}
+	return r
 }
 
 // Close stops the plugin process. Calls after Close fail with ErrClosed.

@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -128,6 +129,13 @@ func TestBinaryPollThroughBus(t *testing.T) {
 	st := p.Stats()
 	if st.State != host.Running || st.Version != 2 || st.PID == 0 || st.Transactions != 1 || st.Describe.Name != "testplugin" {
 		t.Fatalf("stats %+v", st)
+	}
+	r := p.Report()
+	if r["pid"] != st.PID || r["direct"] != true || r["protocol"] != 2 || r["state"] != "running" || r["type"] != "testplugin" || r["bus_transactions"] != uint64(1) {
+		t.Errorf("report %v", r)
+	}
+	if _, err := json.Marshal(r); err != nil {
+		t.Errorf("report does not encode as JSON: %v", err)
 	}
 	if err := p.Write(context.Background(), "level", payload.Int(3)); err != nil {
 		t.Fatal(err)
