@@ -19,6 +19,7 @@ import (
 	"github.com/luling-edge/luling/gateway/serialport"
 	"github.com/luling-edge/luling/gateway/status"
 	"github.com/luling-edge/luling/gateway/uplink"
+	"github.com/luling-edge/luling/plugins/host"
 )
 
 // This file wires the runtime's parts together and maps their counters onto
@@ -177,13 +178,14 @@ func (g *Gateway) newRules() (*rules.Engine, error) {
 	for _, d := range g.devices {
 		devs[d.spec.ID] = d.drv
 	}
-	return compileRules(g.cfg, rules.Options{Logger: g.log.With("part", "rules"), Writer: devs, Emitter: g, Commander: g})
+	log := g.log.With("part", "rules")
+	return compileRules(g.cfg, rules.Options{Logger: log, Writer: devs, Emitter: g, Commander: g, Plugins: host.RuleFactory(log)})
 }
 
 // CheckRules compiles the config's rules the way the gateway will, so that
 // a rule mistake shows up when the config is validated, not when it runs.
 func CheckRules(cfg *config.Config) error {
-	_, err := compileRules(cfg, rules.Options{})
+	_, err := compileRules(cfg, rules.Options{Plugins: host.RuleFactory(slog.New(slog.DiscardHandler))})
 	return err
 }
 

@@ -30,6 +30,7 @@ type Def struct {
 	Fire     Fire
 	Cooldown time.Duration
 	Actions  []ActionDef
+	Plugin   *PluginDef // a plugin rule: the plugin decides instead of When and Actions
 }
 
 // Pos is a place in a file.
@@ -161,7 +162,7 @@ func (e *Errors) sorted() *Errors {
 var (
 	nameRe     = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
 	identRe    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	ruleKeys   = []string{"name", "enabled", "trigger", "key", "fields", "when", "fire", "cooldown", "actions"}
+	ruleKeys   = []string{"name", "enabled", "trigger", "key", "fields", "when", "fire", "cooldown", "actions", "plugin"}
 	trigKeys   = []string{"measurement", "tags", "device", "event", "virtual", "every", "changed"}
 	alertKeys  = []string{"severity", "message", "device"}
 	emitKeys   = []string{"measurement", "kind", "tags", "fields"}
@@ -396,8 +397,20 @@ func (d *decoder) rule(i int, n *yaml.Node) (Def, bool) {
 	if c := m["cooldown"]; c != nil {
 		def.Cooldown = d.duration(c, "cooldown", 0, 30*24*time.Hour)
 	}
+	if pn := m["plugin"]; pn != nil {
+		def.Plugin = d.plugin(pn)
+		for _, k := range []string{"key", "fields", "when", "fire", "cooldown", "actions"} {
+			if kn := m[k]; kn != nil {
+				d.errorf(kn, k, "a plugin rule's plugin decides what to do: remove %s (the trigger still selects what the plugin sees)", k)
+			}
+		}
+		if def.Trigger.Virtual != "" {
+			d.errorf(m["trigger"], "trigger.virtual", "a plugin rule cannot follow a virtual value (use measurement, device, event or every)")
+		}
+		return def, len(d.errs) == before
+	}
 	if a := m["actions"]; a == nil {
-		d.errorf(n, "actions", "required key is missing: a rule needs at least one action")
+		d.errorf(n, "actions", "required key is missing: a rule needs at least one action (or a plugin: section)")
 	} else {
 		def.Actions = d.actions(a)
 	}

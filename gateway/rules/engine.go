@@ -78,6 +78,9 @@ type Options struct {
 	// MaxKeys bounds the series one rule tracks; records of further series
 	// are not evaluated and count as errors.
 	MaxKeys int
+	// Plugins makes the plugin of a rule with a plugin: section; without
+	// it such rules are refused.
+	Plugins PluginFactory
 }
 
 // Engine evaluates rules on records and carries out their actions.
@@ -198,6 +201,9 @@ func (e *Engine) fieldTypes(meas string) map[string]payload.ValueType {
 
 func (e *Engine) compileRule(d *Def, errs *[]Error) *rule {
 	r := &rule{def: *d, e: e, enabled: d.Enabled, keys: map[string]*keyState{}, sel: selectors(&d.Trigger)}
+	if d.Plugin != nil {
+		return e.compilePlugin(r, d, errs)
+	}
 	meas := d.Trigger.Measurement
 	if d.Trigger.Event != "" {
 		meas = d.Trigger.Event
@@ -486,6 +492,12 @@ func (e *Engine) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); e.worker(ctx, e.recQ) }()
 	go func() { defer wg.Done(); e.worker(ctx, e.devQ) }()
+	for _, r := range e.rules {
+		if r.plug != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); r.runPlugin(ctx) }()
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():

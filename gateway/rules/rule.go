@@ -38,6 +38,8 @@ type rule struct {
 	dropped, actionErrs                     atomic.Uint64
 	lastErr                                 string
 	hist                                    histogram
+
+	plug *plugState // a plugin rule
 }
 
 // keyState is what a rule keeps about one series.
@@ -69,6 +71,12 @@ func (r *rule) matches(rec *payload.Record) bool {
 // observe takes one record: it updates the series state and evaluates.
 func (r *rule) observe(rec *payload.Record, fullKey string, t time.Time) {
 	if !r.matches(rec) {
+		return
+	}
+	if r.plug != nil {
+		if r.enabled {
+			r.addPlugin(rec, t)
+		}
 		return
 	}
 	key := fullKey
@@ -189,6 +197,12 @@ func (r *rule) schedule(now time.Time) {
 	}
 	for !r.nextRun.After(now) {
 		r.nextRun = r.nextRun.Add(every)
+	}
+	if r.plug != nil {
+		if r.enabled {
+			r.tickPlugin()
+		}
+		return
 	}
 	ks := r.keys[""]
 	if ks == nil {

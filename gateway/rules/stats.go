@@ -28,6 +28,7 @@ type RuleStats struct {
 	Errors        uint64 // evaluation and template errors
 	ActionErrors  uint64
 	ActionDropped uint64
+	Dropped       uint64 // plugin rules: records dropped while the plugin fell behind
 	LastError     string
 	P50, P99      time.Duration // evaluation latency (upper bound of the histogram bucket)
 }
@@ -44,6 +45,9 @@ func (e *Engine) Stats() Stats {
 			Evaluations: r.evals, Fires: r.fires, Suppressed: r.suppressed, Skipped: r.skipped, Errors: r.errs,
 			ActionErrors: r.actionErrs.Load(), ActionDropped: r.dropped.Load(), LastError: r.lastErr,
 			P50: r.hist.quantile(0.50), P99: r.hist.quantile(0.99)})
+		if r.plug != nil {
+			s.Rules[len(s.Rules)-1].Dropped = r.plug.dropped.Load()
+		}
 	}
 	return s
 }

@@ -185,6 +185,7 @@ type Point struct {
 // Plugin is one plugin device.
 type Plugin struct {
 	opts    Options
+	rule    bool // a rule plugin (NewRule), not a device
 	log     *slog.Logger
 	sum     []byte
 	cfgJSON []byte
@@ -217,6 +218,7 @@ type session struct {
 	srv     *grpc.Server
 	dir     string  // the private directory offered for the direct channel
 	direct  *direct // nil: polls go over gRPC
+	rule    pb.RuleClient
 }
 
 func (s *session) kill() {
@@ -248,11 +250,13 @@ var hexSum = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
 
 // New checks the options and returns the plugin device. It starts nothing:
 // the process starts at the first call.
-func New(opts Options) (*Plugin, error) {
+func New(opts Options) (*Plugin, error) { return newPlugin(opts, false) }
+
+func newPlugin(opts Options, rule bool) (*Plugin, error) {
 	if opts.Name == "" {
 		return nil, errors.New("plugin: no device name")
 	}
-	p := &Plugin{opts: opts}
+	p := &Plugin{opts: opts, rule: rule}
 	if opts.Connect == nil {
 		if opts.Path == "" {
 			return nil, fmt.Errorf("plugin %s: no path", opts.Name)
@@ -298,7 +302,7 @@ func New(opts Options) (*Plugin, error) {
 	if opts.loggerNamesDevice {
 		p.log = p.log.With("plugin", opts.Path)
 	} else {
-		p.log = p.log.With("device", opts.Name, "plugin", opts.Path)
+		p.log = p.log.With(p.subject(), opts.Name, "plugin", opts.Path)
 	}
 	p.health = Health{Device: opts.Name, State: Stopped}
 	return p, nil
@@ -320,9 +324,9 @@ func Checksum(path string) (string, error) {
 }
 
 // versionList is the supported protocol versions for messages: "1, 2".
-func versionList() string {
-	s := make([]string, len(wire.Versions))
-	for i, v := range wire.Versions {
+func versionList(versions []int) string {
+	s := make([]string, len(versions))
+	for i, v := range versions {
 		s[i] = fmt.Sprint(v)
 	}
 	return strings.Join(s, ", ")
@@ -341,7 +345,7 @@ func (p *Plugin) launch(ctx context.Context) (*Conn, error) {
 	}
 	c := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  wire.Handshake,
-		VersionedPlugins: wire.PluginSets(&wire.DevicePlugin{}),
+		VersionedPlugins: p.pluginSets(),
 		Cmd:              exec.Command(p.opts.Path),
 		SecureConfig:     &plugin.SecureConfig{Checksum: p.sum, Hash: sha256.New()},
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
@@ -354,7 +358,7 @@ func (p *Plugin) launch(ctx context.Context) (*Conn, error) {
 		c.Kill()
 		if m := pluginVersion.FindStringSubmatch(err.Error()); m != nil {
 			return nil, fmt.Errorf("plugin %s: %s speaks protocol version %s; this gateway supports versions %s: %w",
-				p.opts.Name, p.opts.Path, m[1], versionList(), ErrVersion)
+				p.opts.Name, p.opts.Path, m[1], versionList(p.versions()), ErrVersion)
 		}
 		return nil, fmt.Errorf("plugin %s: start %s: %w", p.opts.Name, p.opts.Path, err)
 	}
@@ -384,9 +388,16 @@ func (p *Plugin) start(ctx context.Context) (*session, error) {
 			s.kill()
 		}
 	}()
-	if !supported(conn.Version) {
+	if !supported(p.versions(), conn.Version) {
 		return nil, fmt.Errorf("plugin %s: speaks protocol version %d; this gateway supports versions %s: %w",
-			p.opts.Name, conn.Version, versionList(), ErrVersion)
+			p.opts.Name, conn.Version, versionList(p.versions()), ErrVersion)
+	}
+	if p.rule {
+		if err := p.startRule(ctx, s); err != nil {
+			return nil, err
+		}
+		ok = true
+		return s, nil
 	}
 	raw, err := conn.Protocol.Dispense(wire.PluginName)
 	if err != nil {
@@ -398,18 +409,12 @@ func (p *Plugin) start(ctx context.Context) (*session, error) {
 	}
 	s.dev = wc.Device
 
-	id := wc.Broker.NextId()
-	go wc.Broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
-		srv := grpc.NewServer(append(opts, wire.ServerOptions()...)...)
-		pb.RegisterBusServer(srv, &busServer{name: p.opts.Name, tx: p.opts.Bus, p: p})
-		pb.RegisterLogServer(srv, &logServer{log: p.log})
-		s.srvMu.Lock()
-		s.srv = srv
-		s.srvMu.Unlock()
-		return srv
-	})
+	id := p.serveHost(s, wc.Broker, true)
 
 	d, err := s.dev.Describe(ctx, &pb.DescribeRequest{})
+	if status.Code(err) == codes.Unimplemented {
+		return nil, fmt.Errorf("plugin %s: %s serves no device (is it a rule plugin?): %w", p.opts.Name, p.opts.Path, ErrInvalid)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("plugin %s: describe: %w", p.opts.Name, err)
 	}
@@ -457,8 +462,41 @@ func (p *Plugin) start(ctx context.Context) (*session, error) {
 	return s, nil
 }
 
-func supported(v int) bool {
-	for _, s := range wire.Versions {
+// serveHost serves the gateway's services to the plugin (Log, and Bus for
+// a device) on a new broker id, which it returns.
+func (p *Plugin) serveHost(s *session, broker *plugin.GRPCBroker, bus bool) uint32 {
+	id := broker.NextId()
+	go broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
+		srv := grpc.NewServer(append(opts, wire.ServerOptions()...)...)
+		if bus {
+			pb.RegisterBusServer(srv, &busServer{name: p.opts.Name, tx: p.opts.Bus, p: p})
+		}
+		pb.RegisterLogServer(srv, &logServer{log: p.log})
+		s.srvMu.Lock()
+		s.srv = srv
+		s.srvMu.Unlock()
+		return srv
+	})
+	return id
+}
+
+// pluginSets and versions are what the host speaks to its kind of plugin.
+func (p *Plugin) pluginSets() map[int]plugin.PluginSet {
+	if p.rule {
+		return wire.RulePluginSets(&wire.RulePlugin{})
+	}
+	return wire.PluginSets(&wire.DevicePlugin{})
+}
+
+func (p *Plugin) versions() []int {
+	if p.rule {
+		return wire.RuleVersions
+	}
+	return wire.Versions
+}
+
+func supported(versions []int, v int) bool {
+	for _, s := range versions {
 		if s == v {
 			return true
 		}
@@ -542,7 +580,7 @@ func (p *Plugin) backoff(n int) time.Duration {
 func (p *Plugin) fault(code, state, msg string) payload.Record {
 	return payload.Record{
 		Measurement: "fault",
-		Tags:        map[string]string{"device": p.opts.Name, "code": code},
+		Tags:        map[string]string{p.subject(): p.opts.Name, "code": code},
 		Fields:      map[string]payload.Value{"state": payload.String(state), "message": payload.String(msg)},
 		Time:        p.opts.Now(),
 	}

@@ -23,8 +23,9 @@ import (
 	"github.com/luling-edge/luling/internal/testenv"
 )
 
-// testPlugin is the built testdata/testplugin program and its checksum.
-var testPlugin struct{ path, sum string }
+// testPlugin and testRule are the built testdata/testplugin and
+// testdata/testrule programs and their checksums.
+var testPlugin, testRule struct{ path, sum string }
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "luling-host-test")
@@ -41,6 +42,18 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	if testPlugin.sum, err = host.Checksum(testPlugin.path); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	testRule.path = filepath.Join(dir, "testrule")
+	cmd = exec.Command("go", "build", "-o", testRule.path, "./testdata/testrule")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build testrule: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	if testRule.sum, err = host.Checksum(testRule.path); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}

@@ -1582,6 +1582,561 @@ func (*Frame_TransactRequest) isFrame_Body() {}
 
 func (*Frame_TransactReply) isFrame_Body() {}
 
+type DescribeRuleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribeRuleRequest) Reset() {
+	*x = DescribeRuleRequest{}
+	mi := &file_device_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeRuleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeRuleRequest) ProtoMessage() {}
+
+func (x *DescribeRuleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_device_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeRuleRequest.ProtoReflect.Descriptor instead.
+func (*DescribeRuleRequest) Descriptor() ([]byte, []int) {
+	return file_device_proto_rawDescGZIP(), []int{21}
+}
+
+type DescribeRuleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	Version       string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"` // the plugin's own version
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribeRuleResponse) Reset() {
+	*x = DescribeRuleResponse{}
+	mi := &file_device_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeRuleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeRuleResponse) ProtoMessage() {}
+
+func (x *DescribeRuleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_device_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeRuleResponse.ProtoReflect.Descriptor instead.
+func (*DescribeRuleResponse) Descriptor() ([]byte, []int) {
+	return file_device_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *DescribeRuleResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DescribeRuleResponse) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *DescribeRuleResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+type ConfigureRuleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rule          string                 `protobuf:"bytes,1,opt,name=rule,proto3" json:"rule,omitempty"`                               // the rule's name in the gateway config
+	ConfigJson    []byte                 `protobuf:"bytes,2,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"` // the rule's plugin config as a JSON object
+	BrokerId      uint32                 `protobuf:"varint,3,opt,name=broker_id,json=brokerId,proto3" json:"broker_id,omitempty"`      // where the host serves Log
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigureRuleRequest) Reset() {
+	*x = ConfigureRuleRequest{}
+	mi := &file_device_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigureRuleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigureRuleRequest) ProtoMessage() {}
+
+func (x *ConfigureRuleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_device_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigureRuleRequest.ProtoReflect.Descriptor instead.
+func (*ConfigureRuleRequest) Descriptor() ([]byte, []int) {
+	return file_device_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ConfigureRuleRequest) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *ConfigureRuleRequest) GetConfigJson() []byte {
+	if x != nil {
+		return x.ConfigJson
+	}
+	return nil
+}
+
+func (x *ConfigureRuleRequest) GetBrokerId() uint32 {
+	if x != nil {
+		return x.BrokerId
+	}
+	return 0
+}
+
+type ConfigureRuleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigureRuleResponse) Reset() {
+	*x = ConfigureRuleResponse{}
+	mi := &file_device_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigureRuleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigureRuleResponse) ProtoMessage() {}
+
+func (x *ConfigureRuleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_device_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigureRuleResponse.ProtoReflect.Descriptor instead.
+func (*ConfigureRuleResponse) Descriptor() ([]byte, []int) {
+	return file_device_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ConfigureRuleResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type EvaluateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Records       []*Record              `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`                               // what the trigger selected since the last call, oldest first
+	NowUnixNano   int64                  `protobuf:"varint,2,opt,name=now_unix_nano,json=nowUnixNano,proto3" json:"now_unix_nano,omitempty"` // the gateway's clock
+	Tick          bool                   `protobuf:"varint,3,opt,name=tick,proto3" json:"tick,omitempty"`                                    // a scheduled call (trigger every:), no records
+	Resumed       bool                   `protobuf:"varint,4,opt,name=resumed,proto3" json:"resumed,omitempty"`                              // the plugin (re)started: records are the last of every series the rule has seen
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvaluateRequest) Reset() {
+	*x = EvaluateRequest{}
+	mi := &file_device_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvaluateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvaluateRequest) ProtoMessage() {}
+
+func (x *EvaluateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_device_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvaluateRequest.ProtoReflect.Descriptor instead.
+func (*EvaluateRequest) Descriptor() ([]byte, []int) {
+	return file_device_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *EvaluateRequest) GetRecords() []*Record {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *EvaluateRequest) GetNowUnixNano() int64 {
+	if x != nil {
+		return x.NowUnixNano
+	}
+	return 0
+}
+
+func (x *EvaluateRequest) GetTick() bool {
+	if x != nil {
+		return x.Tick
+	}
+	return false
+}
+
+func (x *EvaluateRequest) GetResumed() bool {
+	if x != nil {
+		return x.Resumed
+	}
+	return false
+}
+
+type EvaluateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Actions       []*Action              `protobuf:"bytes,1,rep,name=actions,proto3" json:"actions,omitempty"`
+	Error         *Error                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvaluateResponse) Reset() {
+	*x = EvaluateResponse{}
+	mi := &file_device_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvaluateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvaluateResponse) ProtoMessage() {}
+
+func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_device_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvaluateResponse.ProtoReflect.Descriptor instead.
+func (*EvaluateResponse) Descriptor() ([]byte, []int) {
+	return file_device_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *EvaluateResponse) GetActions() []*Action {
+	if x != nil {
+		return x.Actions
+	}
+	return nil
+}
+
+func (x *EvaluateResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// Action is one thing a rule plugin asks the gateway to do.
+type Action struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*Action_Emit
+	//	*Action_Event
+	//	*Action_Alert
+	//	*Action_Write
+	Kind          isAction_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Action) Reset() {
+	*x = Action{}
+	mi := &file_device_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Action) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Action) ProtoMessage() {}
+
+func (x *Action) ProtoReflect() protoreflect.Message {
+	mi := &file_device_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Action.ProtoReflect.Descriptor instead.
+func (*Action) Descriptor() ([]byte, []int) {
+	return file_device_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *Action) GetKind() isAction_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *Action) GetEmit() *Record {
+	if x != nil {
+		if x, ok := x.Kind.(*Action_Emit); ok {
+			return x.Emit
+		}
+	}
+	return nil
+}
+
+func (x *Action) GetEvent() *Record {
+	if x != nil {
+		if x, ok := x.Kind.(*Action_Event); ok {
+			return x.Event
+		}
+	}
+	return nil
+}
+
+func (x *Action) GetAlert() *Alert {
+	if x != nil {
+		if x, ok := x.Kind.(*Action_Alert); ok {
+			return x.Alert
+		}
+	}
+	return nil
+}
+
+func (x *Action) GetWrite() *WritePoint {
+	if x != nil {
+		if x, ok := x.Kind.(*Action_Write); ok {
+			return x.Write
+		}
+	}
+	return nil
+}
+
+type isAction_Kind interface {
+	isAction_Kind()
+}
+
+type Action_Emit struct {
+	Emit *Record `protobuf:"bytes,1,opt,name=emit,proto3,oneof"` // a reading, into telemetry
+}
+
+type Action_Event struct {
+	Event *Record `protobuf:"bytes,2,opt,name=event,proto3,oneof"` // an event (never dropped)
+}
+
+type Action_Alert struct {
+	Alert *Alert `protobuf:"bytes,3,opt,name=alert,proto3,oneof"`
+}
+
+type Action_Write struct {
+	Write *WritePoint `protobuf:"bytes,4,opt,name=write,proto3,oneof"`
+}
+
+func (*Action_Emit) isAction_Kind() {}
+
+func (*Action_Event) isAction_Kind() {}
+
+func (*Action_Alert) isAction_Kind() {}
+
+func (*Action_Write) isAction_Kind() {}
+
+type Alert struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Severity      string                 `protobuf:"bytes,1,opt,name=severity,proto3" json:"severity,omitempty"` // info, warning or critical
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Device        string                 `protobuf:"bytes,3,opt,name=device,proto3" json:"device,omitempty"` // the device it is about, if any
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Alert) Reset() {
+	*x = Alert{}
+	mi := &file_device_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Alert) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Alert) ProtoMessage() {}
+
+func (x *Alert) ProtoReflect() protoreflect.Message {
+	mi := &file_device_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Alert.ProtoReflect.Descriptor instead.
+func (*Alert) Descriptor() ([]byte, []int) {
+	return file_device_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *Alert) GetSeverity() string {
+	if x != nil {
+		return x.Severity
+	}
+	return ""
+}
+
+func (x *Alert) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Alert) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+type WritePoint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Device        string                 `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	Point         string                 `protobuf:"bytes,2,opt,name=point,proto3" json:"point,omitempty"`
+	Value         *Value                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WritePoint) Reset() {
+	*x = WritePoint{}
+	mi := &file_device_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WritePoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WritePoint) ProtoMessage() {}
+
+func (x *WritePoint) ProtoReflect() protoreflect.Message {
+	mi := &file_device_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WritePoint.ProtoReflect.Descriptor instead.
+func (*WritePoint) Descriptor() ([]byte, []int) {
+	return file_device_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *WritePoint) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *WritePoint) GetPoint() string {
+	if x != nil {
+		return x.Point
+	}
+	return ""
+}
+
+func (x *WritePoint) GetValue() *Value {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
 var File_device_proto protoreflect.FileDescriptor
 
 const file_device_proto_rawDesc = "" +
@@ -1707,14 +2262,53 @@ const file_device_proto_rawDesc = "" +
 	"\x10transact_request\x18\x06 \x01(\v2!.luling.plugin.v1.TransactRequestH\x00R\x0ftransactRequest\x12K\n" +
 	"\x0etransact_reply\x18\a \x01(\v2\".luling.plugin.v1.TransactResponseH\x00R\rtransactReply\x120\n" +
 	"\x06events\x18\b \x03(\v2\x18.luling.plugin.v1.RecordR\x06eventsB\x06\n" +
-	"\x04body2\x9b\x03\n" +
+	"\x04body\"\x15\n" +
+	"\x13DescribeRuleRequest\"f\n" +
+	"\x14DescribeRuleResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\"h\n" +
+	"\x14ConfigureRuleRequest\x12\x12\n" +
+	"\x04rule\x18\x01 \x01(\tR\x04rule\x12\x1f\n" +
+	"\vconfig_json\x18\x02 \x01(\fR\n" +
+	"configJson\x12\x1b\n" +
+	"\tbroker_id\x18\x03 \x01(\rR\bbrokerId\"F\n" +
+	"\x15ConfigureRuleResponse\x12-\n" +
+	"\x05error\x18\x01 \x01(\v2\x17.luling.plugin.v1.ErrorR\x05error\"\x97\x01\n" +
+	"\x0fEvaluateRequest\x122\n" +
+	"\arecords\x18\x01 \x03(\v2\x18.luling.plugin.v1.RecordR\arecords\x12\"\n" +
+	"\rnow_unix_nano\x18\x02 \x01(\x03R\vnowUnixNano\x12\x12\n" +
+	"\x04tick\x18\x03 \x01(\bR\x04tick\x12\x18\n" +
+	"\aresumed\x18\x04 \x01(\bR\aresumed\"u\n" +
+	"\x10EvaluateResponse\x122\n" +
+	"\aactions\x18\x01 \x03(\v2\x18.luling.plugin.v1.ActionR\aactions\x12-\n" +
+	"\x05error\x18\x02 \x01(\v2\x17.luling.plugin.v1.ErrorR\x05error\"\xd9\x01\n" +
+	"\x06Action\x12.\n" +
+	"\x04emit\x18\x01 \x01(\v2\x18.luling.plugin.v1.RecordH\x00R\x04emit\x120\n" +
+	"\x05event\x18\x02 \x01(\v2\x18.luling.plugin.v1.RecordH\x00R\x05event\x12/\n" +
+	"\x05alert\x18\x03 \x01(\v2\x17.luling.plugin.v1.AlertH\x00R\x05alert\x124\n" +
+	"\x05write\x18\x04 \x01(\v2\x1c.luling.plugin.v1.WritePointH\x00R\x05writeB\x06\n" +
+	"\x04kind\"U\n" +
+	"\x05Alert\x12\x1a\n" +
+	"\bseverity\x18\x01 \x01(\tR\bseverity\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x16\n" +
+	"\x06device\x18\x03 \x01(\tR\x06device\"i\n" +
+	"\n" +
+	"WritePoint\x12\x16\n" +
+	"\x06device\x18\x01 \x01(\tR\x06device\x12\x14\n" +
+	"\x05point\x18\x02 \x01(\tR\x05point\x12-\n" +
+	"\x05value\x18\x03 \x01(\v2\x17.luling.plugin.v1.ValueR\x05value2\x9b\x03\n" +
 	"\x06Device\x12Q\n" +
 	"\bDescribe\x12!.luling.plugin.v1.DescribeRequest\x1a\".luling.plugin.v1.DescribeResponse\x12T\n" +
 	"\tConfigure\x12\".luling.plugin.v1.ConfigureRequest\x1a#.luling.plugin.v1.ConfigureResponse\x12E\n" +
 	"\x04Poll\x12\x1d.luling.plugin.v1.PollRequest\x1a\x1e.luling.plugin.v1.PollResponse\x12W\n" +
 	"\n" +
 	"TakeEvents\x12#.luling.plugin.v1.TakeEventsRequest\x1a$.luling.plugin.v1.TakeEventsResponse\x12H\n" +
-	"\x05Write\x12\x1e.luling.plugin.v1.WriteRequest\x1a\x1f.luling.plugin.v1.WriteResponse2X\n" +
+	"\x05Write\x12\x1e.luling.plugin.v1.WriteRequest\x1a\x1f.luling.plugin.v1.WriteResponse2\x9a\x02\n" +
+	"\x04Rule\x12]\n" +
+	"\fDescribeRule\x12%.luling.plugin.v1.DescribeRuleRequest\x1a&.luling.plugin.v1.DescribeRuleResponse\x12`\n" +
+	"\rConfigureRule\x12&.luling.plugin.v1.ConfigureRuleRequest\x1a'.luling.plugin.v1.ConfigureRuleResponse\x12Q\n" +
+	"\bEvaluate\x12!.luling.plugin.v1.EvaluateRequest\x1a\".luling.plugin.v1.EvaluateResponse2X\n" +
 	"\x03Bus\x12Q\n" +
 	"\bTransact\x12!.luling.plugin.v1.TransactRequest\x1a\".luling.plugin.v1.TransactResponse2I\n" +
 	"\x03Log\x12B\n" +
@@ -1733,44 +2327,53 @@ func file_device_proto_rawDescGZIP() []byte {
 }
 
 var file_device_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_device_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_device_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_device_proto_goTypes = []any{
-	(Error_Kind)(0),            // 0: luling.plugin.v1.Error.Kind
-	(Point_Type)(0),            // 1: luling.plugin.v1.Point.Type
-	(FrameRule_Kind)(0),        // 2: luling.plugin.v1.FrameRule.Kind
-	(LogRequest_Level)(0),      // 3: luling.plugin.v1.LogRequest.Level
-	(*Error)(nil),              // 4: luling.plugin.v1.Error
-	(*Value)(nil),              // 5: luling.plugin.v1.Value
-	(*Record)(nil),             // 6: luling.plugin.v1.Record
-	(*Point)(nil),              // 7: luling.plugin.v1.Point
-	(*DescribeRequest)(nil),    // 8: luling.plugin.v1.DescribeRequest
-	(*DescribeResponse)(nil),   // 9: luling.plugin.v1.DescribeResponse
-	(*Spec)(nil),               // 10: luling.plugin.v1.Spec
-	(*ConfigureRequest)(nil),   // 11: luling.plugin.v1.ConfigureRequest
-	(*ConfigureResponse)(nil),  // 12: luling.plugin.v1.ConfigureResponse
-	(*PollRequest)(nil),        // 13: luling.plugin.v1.PollRequest
-	(*PollResponse)(nil),       // 14: luling.plugin.v1.PollResponse
-	(*TakeEventsRequest)(nil),  // 15: luling.plugin.v1.TakeEventsRequest
-	(*TakeEventsResponse)(nil), // 16: luling.plugin.v1.TakeEventsResponse
-	(*WriteRequest)(nil),       // 17: luling.plugin.v1.WriteRequest
-	(*WriteResponse)(nil),      // 18: luling.plugin.v1.WriteResponse
-	(*FrameRule)(nil),          // 19: luling.plugin.v1.FrameRule
-	(*TransactRequest)(nil),    // 20: luling.plugin.v1.TransactRequest
-	(*TransactResponse)(nil),   // 21: luling.plugin.v1.TransactResponse
-	(*LogRequest)(nil),         // 22: luling.plugin.v1.LogRequest
-	(*LogResponse)(nil),        // 23: luling.plugin.v1.LogResponse
-	(*Frame)(nil),              // 24: luling.plugin.v1.Frame
-	nil,                        // 25: luling.plugin.v1.Record.TagsEntry
-	nil,                        // 26: luling.plugin.v1.Record.FieldsEntry
-	nil,                        // 27: luling.plugin.v1.Spec.TagsEntry
+	(Error_Kind)(0),               // 0: luling.plugin.v1.Error.Kind
+	(Point_Type)(0),               // 1: luling.plugin.v1.Point.Type
+	(FrameRule_Kind)(0),           // 2: luling.plugin.v1.FrameRule.Kind
+	(LogRequest_Level)(0),         // 3: luling.plugin.v1.LogRequest.Level
+	(*Error)(nil),                 // 4: luling.plugin.v1.Error
+	(*Value)(nil),                 // 5: luling.plugin.v1.Value
+	(*Record)(nil),                // 6: luling.plugin.v1.Record
+	(*Point)(nil),                 // 7: luling.plugin.v1.Point
+	(*DescribeRequest)(nil),       // 8: luling.plugin.v1.DescribeRequest
+	(*DescribeResponse)(nil),      // 9: luling.plugin.v1.DescribeResponse
+	(*Spec)(nil),                  // 10: luling.plugin.v1.Spec
+	(*ConfigureRequest)(nil),      // 11: luling.plugin.v1.ConfigureRequest
+	(*ConfigureResponse)(nil),     // 12: luling.plugin.v1.ConfigureResponse
+	(*PollRequest)(nil),           // 13: luling.plugin.v1.PollRequest
+	(*PollResponse)(nil),          // 14: luling.plugin.v1.PollResponse
+	(*TakeEventsRequest)(nil),     // 15: luling.plugin.v1.TakeEventsRequest
+	(*TakeEventsResponse)(nil),    // 16: luling.plugin.v1.TakeEventsResponse
+	(*WriteRequest)(nil),          // 17: luling.plugin.v1.WriteRequest
+	(*WriteResponse)(nil),         // 18: luling.plugin.v1.WriteResponse
+	(*FrameRule)(nil),             // 19: luling.plugin.v1.FrameRule
+	(*TransactRequest)(nil),       // 20: luling.plugin.v1.TransactRequest
+	(*TransactResponse)(nil),      // 21: luling.plugin.v1.TransactResponse
+	(*LogRequest)(nil),            // 22: luling.plugin.v1.LogRequest
+	(*LogResponse)(nil),           // 23: luling.plugin.v1.LogResponse
+	(*Frame)(nil),                 // 24: luling.plugin.v1.Frame
+	(*DescribeRuleRequest)(nil),   // 25: luling.plugin.v1.DescribeRuleRequest
+	(*DescribeRuleResponse)(nil),  // 26: luling.plugin.v1.DescribeRuleResponse
+	(*ConfigureRuleRequest)(nil),  // 27: luling.plugin.v1.ConfigureRuleRequest
+	(*ConfigureRuleResponse)(nil), // 28: luling.plugin.v1.ConfigureRuleResponse
+	(*EvaluateRequest)(nil),       // 29: luling.plugin.v1.EvaluateRequest
+	(*EvaluateResponse)(nil),      // 30: luling.plugin.v1.EvaluateResponse
+	(*Action)(nil),                // 31: luling.plugin.v1.Action
+	(*Alert)(nil),                 // 32: luling.plugin.v1.Alert
+	(*WritePoint)(nil),            // 33: luling.plugin.v1.WritePoint
+	nil,                           // 34: luling.plugin.v1.Record.TagsEntry
+	nil,                           // 35: luling.plugin.v1.Record.FieldsEntry
+	nil,                           // 36: luling.plugin.v1.Spec.TagsEntry
 }
 var file_device_proto_depIdxs = []int32{
 	0,  // 0: luling.plugin.v1.Error.kind:type_name -> luling.plugin.v1.Error.Kind
-	25, // 1: luling.plugin.v1.Record.tags:type_name -> luling.plugin.v1.Record.TagsEntry
-	26, // 2: luling.plugin.v1.Record.fields:type_name -> luling.plugin.v1.Record.FieldsEntry
+	34, // 1: luling.plugin.v1.Record.tags:type_name -> luling.plugin.v1.Record.TagsEntry
+	35, // 2: luling.plugin.v1.Record.fields:type_name -> luling.plugin.v1.Record.FieldsEntry
 	1,  // 3: luling.plugin.v1.Point.type:type_name -> luling.plugin.v1.Point.Type
 	7,  // 4: luling.plugin.v1.DescribeResponse.points:type_name -> luling.plugin.v1.Point
-	27, // 5: luling.plugin.v1.Spec.tags:type_name -> luling.plugin.v1.Spec.TagsEntry
+	36, // 5: luling.plugin.v1.Spec.tags:type_name -> luling.plugin.v1.Spec.TagsEntry
 	10, // 6: luling.plugin.v1.ConfigureRequest.spec:type_name -> luling.plugin.v1.Spec
 	4,  // 7: luling.plugin.v1.ConfigureResponse.error:type_name -> luling.plugin.v1.Error
 	6,  // 8: luling.plugin.v1.PollResponse.records:type_name -> luling.plugin.v1.Record
@@ -1787,26 +2390,41 @@ var file_device_proto_depIdxs = []int32{
 	20, // 19: luling.plugin.v1.Frame.transact_request:type_name -> luling.plugin.v1.TransactRequest
 	21, // 20: luling.plugin.v1.Frame.transact_reply:type_name -> luling.plugin.v1.TransactResponse
 	6,  // 21: luling.plugin.v1.Frame.events:type_name -> luling.plugin.v1.Record
-	5,  // 22: luling.plugin.v1.Record.FieldsEntry.value:type_name -> luling.plugin.v1.Value
-	8,  // 23: luling.plugin.v1.Device.Describe:input_type -> luling.plugin.v1.DescribeRequest
-	11, // 24: luling.plugin.v1.Device.Configure:input_type -> luling.plugin.v1.ConfigureRequest
-	13, // 25: luling.plugin.v1.Device.Poll:input_type -> luling.plugin.v1.PollRequest
-	15, // 26: luling.plugin.v1.Device.TakeEvents:input_type -> luling.plugin.v1.TakeEventsRequest
-	17, // 27: luling.plugin.v1.Device.Write:input_type -> luling.plugin.v1.WriteRequest
-	20, // 28: luling.plugin.v1.Bus.Transact:input_type -> luling.plugin.v1.TransactRequest
-	22, // 29: luling.plugin.v1.Log.Log:input_type -> luling.plugin.v1.LogRequest
-	9,  // 30: luling.plugin.v1.Device.Describe:output_type -> luling.plugin.v1.DescribeResponse
-	12, // 31: luling.plugin.v1.Device.Configure:output_type -> luling.plugin.v1.ConfigureResponse
-	14, // 32: luling.plugin.v1.Device.Poll:output_type -> luling.plugin.v1.PollResponse
-	16, // 33: luling.plugin.v1.Device.TakeEvents:output_type -> luling.plugin.v1.TakeEventsResponse
-	18, // 34: luling.plugin.v1.Device.Write:output_type -> luling.plugin.v1.WriteResponse
-	21, // 35: luling.plugin.v1.Bus.Transact:output_type -> luling.plugin.v1.TransactResponse
-	23, // 36: luling.plugin.v1.Log.Log:output_type -> luling.plugin.v1.LogResponse
-	30, // [30:37] is the sub-list for method output_type
-	23, // [23:30] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	4,  // 22: luling.plugin.v1.ConfigureRuleResponse.error:type_name -> luling.plugin.v1.Error
+	6,  // 23: luling.plugin.v1.EvaluateRequest.records:type_name -> luling.plugin.v1.Record
+	31, // 24: luling.plugin.v1.EvaluateResponse.actions:type_name -> luling.plugin.v1.Action
+	4,  // 25: luling.plugin.v1.EvaluateResponse.error:type_name -> luling.plugin.v1.Error
+	6,  // 26: luling.plugin.v1.Action.emit:type_name -> luling.plugin.v1.Record
+	6,  // 27: luling.plugin.v1.Action.event:type_name -> luling.plugin.v1.Record
+	32, // 28: luling.plugin.v1.Action.alert:type_name -> luling.plugin.v1.Alert
+	33, // 29: luling.plugin.v1.Action.write:type_name -> luling.plugin.v1.WritePoint
+	5,  // 30: luling.plugin.v1.WritePoint.value:type_name -> luling.plugin.v1.Value
+	5,  // 31: luling.plugin.v1.Record.FieldsEntry.value:type_name -> luling.plugin.v1.Value
+	8,  // 32: luling.plugin.v1.Device.Describe:input_type -> luling.plugin.v1.DescribeRequest
+	11, // 33: luling.plugin.v1.Device.Configure:input_type -> luling.plugin.v1.ConfigureRequest
+	13, // 34: luling.plugin.v1.Device.Poll:input_type -> luling.plugin.v1.PollRequest
+	15, // 35: luling.plugin.v1.Device.TakeEvents:input_type -> luling.plugin.v1.TakeEventsRequest
+	17, // 36: luling.plugin.v1.Device.Write:input_type -> luling.plugin.v1.WriteRequest
+	25, // 37: luling.plugin.v1.Rule.DescribeRule:input_type -> luling.plugin.v1.DescribeRuleRequest
+	27, // 38: luling.plugin.v1.Rule.ConfigureRule:input_type -> luling.plugin.v1.ConfigureRuleRequest
+	29, // 39: luling.plugin.v1.Rule.Evaluate:input_type -> luling.plugin.v1.EvaluateRequest
+	20, // 40: luling.plugin.v1.Bus.Transact:input_type -> luling.plugin.v1.TransactRequest
+	22, // 41: luling.plugin.v1.Log.Log:input_type -> luling.plugin.v1.LogRequest
+	9,  // 42: luling.plugin.v1.Device.Describe:output_type -> luling.plugin.v1.DescribeResponse
+	12, // 43: luling.plugin.v1.Device.Configure:output_type -> luling.plugin.v1.ConfigureResponse
+	14, // 44: luling.plugin.v1.Device.Poll:output_type -> luling.plugin.v1.PollResponse
+	16, // 45: luling.plugin.v1.Device.TakeEvents:output_type -> luling.plugin.v1.TakeEventsResponse
+	18, // 46: luling.plugin.v1.Device.Write:output_type -> luling.plugin.v1.WriteResponse
+	26, // 47: luling.plugin.v1.Rule.DescribeRule:output_type -> luling.plugin.v1.DescribeRuleResponse
+	28, // 48: luling.plugin.v1.Rule.ConfigureRule:output_type -> luling.plugin.v1.ConfigureRuleResponse
+	30, // 49: luling.plugin.v1.Rule.Evaluate:output_type -> luling.plugin.v1.EvaluateResponse
+	21, // 50: luling.plugin.v1.Bus.Transact:output_type -> luling.plugin.v1.TransactResponse
+	23, // 51: luling.plugin.v1.Log.Log:output_type -> luling.plugin.v1.LogResponse
+	42, // [42:52] is the sub-list for method output_type
+	32, // [32:42] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_device_proto_init() }
@@ -1826,15 +2444,21 @@ func file_device_proto_init() {
 		(*Frame_TransactRequest)(nil),
 		(*Frame_TransactReply)(nil),
 	}
+	file_device_proto_msgTypes[27].OneofWrappers = []any{
+		(*Action_Emit)(nil),
+		(*Action_Event)(nil),
+		(*Action_Alert)(nil),
+		(*Action_Write)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_device_proto_rawDesc), len(file_device_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   24,
+			NumMessages:   33,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_device_proto_goTypes,
 		DependencyIndexes: file_device_proto_depIdxs,

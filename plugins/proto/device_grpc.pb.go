@@ -283,6 +283,170 @@ var Device_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
+	Rule_DescribeRule_FullMethodName  = "/luling.plugin.v1.Rule/DescribeRule"
+	Rule_ConfigureRule_FullMethodName = "/luling.plugin.v1.Rule/ConfigureRule"
+	Rule_Evaluate_FullMethodName      = "/luling.plugin.v1.Rule/Evaluate"
+)
+
+// RuleClient is the client API for Rule service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+type RuleClient interface {
+	DescribeRule(ctx context.Context, in *DescribeRuleRequest, opts ...grpc.CallOption) (*DescribeRuleResponse, error)
+	ConfigureRule(ctx context.Context, in *ConfigureRuleRequest, opts ...grpc.CallOption) (*ConfigureRuleResponse, error)
+	Evaluate(ctx context.Context, in *EvaluateRequest, opts ...grpc.CallOption) (*EvaluateResponse, error)
+}
+
+type ruleClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewRuleClient(cc grpc.ClientConnInterface) RuleClient {
+	return &ruleClient{cc}
+}
+
+func (c *ruleClient) DescribeRule(ctx context.Context, in *DescribeRuleRequest, opts ...grpc.CallOption) (*DescribeRuleResponse, error) {
+	out := new(DescribeRuleResponse)
+	err := c.cc.Invoke(ctx, Rule_DescribeRule_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ruleClient) ConfigureRule(ctx context.Context, in *ConfigureRuleRequest, opts ...grpc.CallOption) (*ConfigureRuleResponse, error) {
+	out := new(ConfigureRuleResponse)
+	err := c.cc.Invoke(ctx, Rule_ConfigureRule_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ruleClient) Evaluate(ctx context.Context, in *EvaluateRequest, opts ...grpc.CallOption) (*EvaluateResponse, error) {
+	out := new(EvaluateResponse)
+	err := c.cc.Invoke(ctx, Rule_Evaluate_FullMethodName, in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// RuleServer is the server API for Rule service.
+// All implementations must embed UnimplementedRuleServer
+// for forward compatibility
+type RuleServer interface {
+	DescribeRule(context.Context, *DescribeRuleRequest) (*DescribeRuleResponse, error)
+	ConfigureRule(context.Context, *ConfigureRuleRequest) (*ConfigureRuleResponse, error)
+	Evaluate(context.Context, *EvaluateRequest) (*EvaluateResponse, error)
+	mustEmbedUnimplementedRuleServer()
+}
+
+// UnimplementedRuleServer must be embedded to have forward compatible implementations.
+type UnimplementedRuleServer struct {
+}
+
+func (UnimplementedRuleServer) DescribeRule(context.Context, *DescribeRuleRequest) (*DescribeRuleResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DescribeRule not implemented")
+}
+func (UnimplementedRuleServer) ConfigureRule(context.Context, *ConfigureRuleRequest) (*ConfigureRuleResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ConfigureRule not implemented")
+}
+func (UnimplementedRuleServer) Evaluate(context.Context, *EvaluateRequest) (*EvaluateResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Evaluate not implemented")
+}
+func (UnimplementedRuleServer) mustEmbedUnimplementedRuleServer() {}
+
+// UnsafeRuleServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to RuleServer will
+// result in compilation errors.
+type UnsafeRuleServer interface {
+	mustEmbedUnimplementedRuleServer()
+}
+
+func RegisterRuleServer(s grpc.ServiceRegistrar, srv RuleServer) {
+	s.RegisterService(&Rule_ServiceDesc, srv)
+}
+
+func _Rule_DescribeRule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DescribeRuleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RuleServer).DescribeRule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Rule_DescribeRule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RuleServer).DescribeRule(ctx, req.(*DescribeRuleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Rule_ConfigureRule_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfigureRuleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RuleServer).ConfigureRule(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Rule_ConfigureRule_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RuleServer).ConfigureRule(ctx, req.(*ConfigureRuleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Rule_Evaluate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EvaluateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RuleServer).Evaluate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Rule_Evaluate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RuleServer).Evaluate(ctx, req.(*EvaluateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Rule_ServiceDesc is the grpc.ServiceDesc for Rule service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Rule_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "luling.plugin.v1.Rule",
+	HandlerType: (*RuleServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "DescribeRule",
+			Handler:    _Rule_DescribeRule_Handler,
+		},
+		{
+			MethodName: "ConfigureRule",
+			Handler:    _Rule_ConfigureRule_Handler,
+		},
+		{
+			MethodName: "Evaluate",
+			Handler:    _Rule_Evaluate_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "device.proto",
+}
+
+const (
 	Bus_Transact_FullMethodName = "/luling.plugin.v1.Bus/Transact"
 )
 

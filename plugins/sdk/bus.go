@@ -15,6 +15,11 @@ import (
 // Bus is the device's handle on its serial bus. Each Transact writes one
 // request and reads one reply through the gateway's bus arbiter, which
 // serializes the transactions of every device on the line.
+//
+// Pass Poll's context, or one derived from it: the transaction then goes on
+// the poll's own connection to the gateway (the direct channel), one round
+// trip between the processes. With any other context, or after Poll has
+// returned, it goes over gRPC, which works the same and costs more.
 type Bus interface {
 	// Transact writes req and returns the reply whose end rule finds (nil
 	// for NoReply). Errors wrap ErrTimeout when no complete reply came
