@@ -1,5 +1,5 @@
-// Package plugintest runs device plugins in tests, without hardware and
-// without a gateway. A plugin's Driver runs either in-process behind a real
+// Package plugintest runs device and rule plugins in tests, without
+// hardware and without a gateway. A plugin's Driver runs either in-process behind a real
 // gRPC connection (go-plugin's TestPluginGRPCConn, so every call crosses the
 // same protocol as in production) or as the built program, exactly as the
 // gateway starts it. Either way the test gets the gateway's host-side
@@ -75,6 +75,53 @@ func Start(t testing.TB, d sdk.Driver, opts Options) *host.Plugin {
 		}}, nil
 	}
 	p, err := host.New(ho)
+	if err != nil {
+		t.Fatalf("plugintest: %v", err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// StartRule runs the rule plugin r in-process and returns the gateway's
+// side of it (what a rule's plugin: section starts), closed when the test
+// ends. Options.Name is the rule's name (default "test-rule"); Bus must be
+// nil. A restart after a failure connects afresh to the same r.
+func StartRule(t testing.TB, r sdk.Rule, opts Options) *host.RulePlugin {
+	t.Helper()
+	if opts.Name == "" {
+		opts.Name = "test-rule"
+	}
+	ho := opts.host(t)
+	ps := sdk.RulePluginSets(r)[wire.ProtocolLatest]
+	ho.Connect = func(context.Context) (*host.Conn, error) {
+		c, s := plugin.TestPluginGRPCConn(t, false, ps)
+		return &host.Conn{Protocol: c, Version: wire.ProtocolLatest, Kill: func() {
+			c.Close()
+			select {
+			case <-s.DoneCh:
+			case <-time.After(2 * time.Second):
+				s.Stop()
+			}
+		}}, nil
+	}
+	p, err := host.NewRule(ho)
+	if err != nil {
+		t.Fatalf("plugintest: %v", err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// StartRuleBinary runs a built rule plugin program (see Build), as the
+// gateway does.
+func StartRuleBinary(t testing.TB, path, sha256 string, opts Options) *host.RulePlugin {
+	t.Helper()
+	if opts.Name == "" {
+		opts.Name = "test-rule"
+	}
+	ho := opts.host(t)
+	ho.Path, ho.SHA256 = path, sha256
+	p, err := host.NewRule(ho)
 	if err != nil {
 		t.Fatalf("plugintest: %v", err)
 	}
