@@ -15,13 +15,13 @@ import (
 // records its calls and answers with what decide returns. When gate is set,
 // each call waits for it.
 type scriptedRule struct {
-	mu     sync.Mutex
-	calls  []PluginInput
-	decide func(in PluginInput) ([]PluginAction, error)
+	mu      sync.Mutex
+	calls   []PluginInput
+	decide  func(in PluginInput) ([]PluginAction, error)
 	gate    chan struct{}
 	entered chan struct{} // when set, told before each wait at the gate
 	closed  bool
-	events []payload.Record
+	events  []payload.Record
 }
 
 func (s *scriptedRule) Evaluate(ctx context.Context, in PluginInput) ([]PluginAction, error) {
