@@ -2,6 +2,7 @@ package rules
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,19 @@ type PluginAction struct {
 	Point    string // ActWrite
 	Value    payload.Value
 }
+
+// ErrPluginDown marks an Evaluate that failed because the plugin is not
+// running (crashed, hung, waiting to restart): the engine calls again
+// later, so that the restarted plugin gets the rule's state back, even when
+// no new record comes.
+var ErrPluginDown = errors.New("plugin is not running")
+
+// Retry waits after ErrPluginDown: pluginRetryMin doubling to
+// pluginRetryMax.
+const (
+	pluginRetryMin = time.Second
+	pluginRetryMax = 30 * time.Second
+)
 
 // PluginFactory makes the plugin rule for a rule's plugin: section. It
 // should check the section and start nothing: plugins start at their first
@@ -202,12 +216,19 @@ func (r *rule) tickPlugin() {
 func (r *rule) runPlugin(ctx context.Context) {
 	ps := r.plug
 	defer ps.p.Close()
+	var retry <-chan time.Time
+	wait := pluginRetryMin
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-ps.signal:
+		case <-retry:
+			ps.mu.Lock()
+			ps.tick = true // an empty call: the plugin host hands a restarted plugin its state
+			ps.mu.Unlock()
 		}
+		retry = nil
 		ps.mu.Lock()
 		recs, tick := ps.pending, ps.tick
 		ps.pending, ps.tick = nil, false
@@ -222,6 +243,12 @@ func (r *rule) runPlugin(ctx context.Context) {
 			return
 		}
 		took := time.Since(start)
+		if errors.Is(err, ErrPluginDown) {
+			retry = r.e.clock.After(wait)
+			wait = min(2*wait, pluginRetryMax)
+		} else {
+			wait = pluginRetryMin
+		}
 		r.e.mu.Lock()
 		r.evals++
 		r.hist.add(took)

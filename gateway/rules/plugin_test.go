@@ -3,6 +3,7 @@ package rules
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -289,5 +290,57 @@ func TestPluginRuleErrors(t *testing.T) {
 	}
 	if _, err := New(defs, Options{}); err == nil || !strings.Contains(err.Error(), "no plugin host") {
 		t.Errorf("without a factory: %v", err)
+	}
+}
+
+// TestPluginRuleRetriesWhenDown: when the plugin is down, the engine calls
+// again after a wait even without new records, so that the restarted
+// plugin gets its state back; an error of the plugin's own is not retried.
+func TestPluginRuleRetriesWhenDown(t *testing.T) {
+	clk := newFakeClock()
+	var fails int
+	sr := &scriptedRule{}
+	sr.decide = func(in PluginInput) ([]PluginAction, error) {
+		if len(in.Records) > 0 && in.Records[0].Tags["device"] == "own-error" {
+			return nil, errors.New("the plugin's own error")
+		}
+		if fails < 2 {
+			fails++
+			return nil, fmt.Errorf("crashed: %w", ErrPluginDown)
+		}
+		return nil, nil
+	}
+	e := pluginEngine(t, guidanceRule, sr, Options{Clock: clk})
+	run(t, e)
+	calls := func() int { sr.mu.Lock(); defer sr.mu.Unlock(); return len(sr.calls) }
+	e.Observe([]payload.Record{bay("b1", "north", "01", true, t0)})
+	// The retry's timer and the engine's tick are both waiting.
+	retrying := func() bool { return clk.Waiters() >= 2 }
+	waitFor(t, func() bool { return calls() == 1 })
+	waitFor(t, retrying)
+	clk.Advance(time.Second) // first retry after 1 s
+	waitFor(t, func() bool { return calls() == 2 })
+	waitFor(t, retrying)
+	clk.Advance(time.Second) // the second waits 2 s
+	time.Sleep(20 * time.Millisecond)
+	if n := calls(); n != 2 {
+		t.Fatalf("%d calls 1 s into a 2 s wait", n)
+	}
+	clk.Advance(time.Second)
+	waitFor(t, func() bool { return calls() == 3 })
+	clk.Advance(time.Minute)
+	time.Sleep(20 * time.Millisecond)
+	if n := calls(); n != 3 {
+		t.Errorf("%d calls after the plugin answered again, want no more retries", n)
+	}
+	e.Observe([]payload.Record{bay("own-error", "north", "02", true, t0)})
+	waitFor(t, func() bool { return calls() == 4 })
+	clk.Advance(time.Minute)
+	time.Sleep(20 * time.Millisecond)
+	if n := calls(); n != 4 {
+		t.Errorf("the plugin's own error was retried: %d calls", n)
+	}
+	if st, _ := e.Stats().Rule("guidance"); st.Errors != 3 {
+		t.Errorf("errors %d, want 3", st.Errors)
 	}
 }

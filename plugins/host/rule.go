@@ -122,6 +122,9 @@ func (r *RulePlugin) Evaluate(ctx context.Context, in rules.PluginInput) ([]rule
 		return err
 	})
 	if err != nil {
+		if errors.Is(err, ErrCrashed) || errors.Is(err, ErrBackoff) || errors.Is(err, ErrCallTimeout) || r.p.Stats().State != Running {
+			err = fmt.Errorf("%w: %w", rules.ErrPluginDown, err)
+		}
 		return nil, err
 	}
 	if resp.Error != nil {
