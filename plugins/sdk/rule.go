@@ -5,12 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
-	"runtime"
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
@@ -106,19 +103,7 @@ func Write(device, point string, v payload.Value) Action {
 }
 
 // ServeRule runs r as a rule plugin, as Serve runs a device driver.
-func ServeRule(r Rule) {
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(1)
-	}
-	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig:  wire.Handshake,
-		VersionedPlugins: RulePluginSets(r),
-		GRPCServer:       grpcServer,
-		Logger: hclog.New(&hclog.LoggerOptions{
-			Level: hclog.Warn, Output: os.Stderr, JSONFormat: true,
-		}),
-	})
-}
+func ServeRule(r Rule) { serve(RulePluginSets(r)) }
 
 // RulePluginSets returns the go-plugin plugin sets that serve r (see
 // PluginSets).

@@ -100,16 +100,19 @@ var (
 // GOMAXPROCS environment variable says otherwise: a plugin's calls are
 // short and I/O-bound, and a single thread answers them without waking a
 // second one.
-func Serve(d Driver) {
+func Serve(d Driver) { serve(PluginSets(d)) }
+
+// serve serves plugin sets as a plugin process.
+func serve(sets map[int]plugin.PluginSet) {
 	if os.Getenv("GOMAXPROCS") == "" {
-		// A device plugin waits on the gateway and its bus; one thread
-		// spares it the cross-thread wake-ups that otherwise double its
-		// call latency on a busy gateway.
+		// A plugin waits on the gateway (and a device on its bus); one
+		// thread spares it the cross-thread wake-ups that otherwise
+		// double its call latency on a busy gateway.
 		runtime.GOMAXPROCS(1)
 	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  wire.Handshake,
-		VersionedPlugins: PluginSets(d),
+		VersionedPlugins: sets,
 		GRPCServer:       grpcServer,
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Level: hclog.Warn, Output: os.Stderr, JSONFormat: true,

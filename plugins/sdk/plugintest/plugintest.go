@@ -60,8 +60,19 @@ func (o Options) host(t testing.TB) host.Options {
 func Start(t testing.TB, d sdk.Driver, opts Options) *host.Plugin {
 	t.Helper()
 	ho := opts.host(t)
-	ps := sdk.PluginSets(d)[wire.ProtocolLatest]
-	ho.Connect = func(context.Context) (*host.Conn, error) {
+	ho.Connect = inProcess(t, sdk.PluginSets(d)[wire.ProtocolLatest])
+	p, err := host.New(ho)
+	if err != nil {
+		t.Fatalf("plugintest: %v", err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// inProcess is a host.Options.Connect that serves the plugin set ps
+// in-process over go-plugin's test gRPC connection.
+func inProcess(t testing.TB, ps plugin.PluginSet) func(context.Context) (*host.Conn, error) {
+	return func(context.Context) (*host.Conn, error) {
 		c, s := plugin.TestPluginGRPCConn(t, false, ps)
 		return &host.Conn{Protocol: c, Version: wire.ProtocolLatest, Kill: func() {
 			// Close asks the server to stop through go-plugin's controller;
@@ -74,12 +85,6 @@ func Start(t testing.TB, d sdk.Driver, opts Options) *host.Plugin {
 			}
 		}}, nil
 	}
-	p, err := host.New(ho)
-	if err != nil {
-		t.Fatalf("plugintest: %v", err)
-	}
-	t.Cleanup(func() { p.Close() })
-	return p
 }
 
 // StartRule runs the rule plugin r in-process and returns the gateway's
@@ -92,18 +97,7 @@ func StartRule(t testing.TB, r sdk.Rule, opts Options) *host.RulePlugin {
 		opts.Name = "test-rule"
 	}
 	ho := opts.host(t)
-	ps := sdk.RulePluginSets(r)[wire.ProtocolLatest]
-	ho.Connect = func(context.Context) (*host.Conn, error) {
-		c, s := plugin.TestPluginGRPCConn(t, false, ps)
-		return &host.Conn{Protocol: c, Version: wire.ProtocolLatest, Kill: func() {
-			c.Close()
-			select {
-			case <-s.DoneCh:
-			case <-time.After(2 * time.Second):
-				s.Stop()
-			}
-		}}, nil
-	}
+	ho.Connect = inProcess(t, sdk.RulePluginSets(r)[wire.ProtocolLatest])
 	p, err := host.NewRule(ho)
 	if err != nil {
 		t.Fatalf("plugintest: %v", err)
