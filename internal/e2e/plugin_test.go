@@ -46,24 +46,9 @@ func TestPluginOnSharedBus(t *testing.T) {
 	// display (address 1). The line multiplexer tells the protocols apart
 	// by a frame's first byte, so units 2 and 3 (whose frames begin with
 	// the display protocol's STX and ETX) are not used here.
-	mb, err := modbussim.NewServer(modbussim.Config{Name: "shared", Line: modbussim.Line{Baud: 19200, CharBits: 11}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	units := []byte{10, 11, 12}
-	sensors := map[byte]*modbussim.Sensor{}
-	for _, u := range units {
-		if sensors[u], err = modbussim.NewSensor(mb, u, modbussim.Ultrasonic, uint64(u)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	signs := displaysim.New(1)
+	mb, sensors, signs, pair, line := sharedLine(t, "shared", units)
 	signs.Set(1, display.Status{Shown: 123, Brightness: 9, TempC: 18.5})
-	pair, err := ptypair.Open(filepath.Join(t.TempDir(), "ttyShared"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	line := startLineMux(t, pair, mb, signs)
 
 	const bayPoll = 250 * time.Millisecond
 	var devs strings.Builder
@@ -215,6 +200,28 @@ func TestPluginOnSharedBus(t *testing.T) {
 				u, during, window, healthy, ctrlHealthy, ctrlDuring)
 		}
 	}
+}
+
+// sharedLine starts a simulated RS-485 line at 19200 8E1 with ultrasonic
+// bay sensors at units and a guidance display at address 1, on a pty.
+func sharedLine(t *testing.T, name string, units []byte) (*modbussim.Server, map[byte]*modbussim.Sensor, *displaysim.Sim, *ptypair.Pair, *lineMux) {
+	t.Helper()
+	mb, err := modbussim.NewServer(modbussim.Config{Name: name, Line: modbussim.Line{Baud: 19200, CharBits: 11}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sensors := map[byte]*modbussim.Sensor{}
+	for _, u := range units {
+		if sensors[u], err = modbussim.NewSensor(mb, u, modbussim.Ultrasonic, uint64(u)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	signs := displaysim.New(1)
+	pair, err := ptypair.Open(filepath.Join(t.TempDir(), "tty-"+name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mb, sensors, signs, pair, startLineMux(t, pair, mb, signs)
 }
 
 // buildPlugin builds a plugin program into a temporary directory and

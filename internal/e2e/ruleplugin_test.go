@@ -2,16 +2,13 @@ package e2e
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/luling-edge/luling/drivers/modbus/modbussim"
-	"github.com/luling-edge/luling/internal/ptypair"
 	"github.com/luling-edge/luling/plugins/examples/guidance-display/display"
-	"github.com/luling-edge/luling/plugins/examples/guidance-display/display/displaysim"
 )
 
 // The example rule plugin (zone-guidance) counts the free bays of zone
@@ -29,25 +26,12 @@ func TestRulePluginDrivesSign(t *testing.T) {
 	signPath, signSum := buildPlugin(t, "./plugins/examples/guidance-display")
 	rulePath, ruleSum := buildPlugin(t, "./plugins/examples/zone-guidance")
 
-	mb, err := modbussim.NewServer(modbussim.Config{Name: "north", Line: modbussim.Line{Baud: 19200, CharBits: 11}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	units := []byte{10, 11, 12}
-	sensors := map[byte]*modbussim.Sensor{}
+	_, sensors, signs, pair, _ := sharedLine(t, "north", units)
 	for _, u := range units {
-		if sensors[u], err = modbussim.NewSensor(mb, u, modbussim.Ultrasonic, uint64(u)); err != nil {
-			t.Fatal(err)
-		}
 		sensors[u].SetOccupied(false)
 	}
-	signs := displaysim.New(1)
 	signs.Set(1, display.Status{Shown: 999, Brightness: 9, TempC: 18})
-	pair, err := ptypair.Open(filepath.Join(t.TempDir(), "ttyNorth"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	startLineMux(t, pair, mb, signs)
 
 	const bayPoll = 250 * time.Millisecond
 	var devs strings.Builder
