@@ -4,7 +4,7 @@
 //	gatewayctl validate FILE...   check gateway config files
 //	gatewayctl scan -port PATH    probe a Modbus RTU bus for devices
 //	gatewayctl lots               parking occupancy per lot and zone
-//	gatewayctl plugin new NAME    scaffold a device plugin project
+//	gatewayctl plugin new NAME    scaffold a device plugin project (-rule: a rule plugin)
 //
 // Exit status: 0 on success, 1 when the task found problems (an invalid
 // config), 2 on usage errors.
@@ -38,7 +38,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{name: "validate", summary: "check gateway config files and print every mistake", run: runValidate},
-		{name: "plugin", summary: "scaffold a device plugin project (plugin new NAME)", run: runPlugin},
+		{name: "plugin", summary: "scaffold a device or rule plugin project (plugin new NAME [-rule])", run: runPlugin},
 		{name: "scan", summary: "probe a Modbus RTU bus for devices (and their SunSpec models)", run: runScan},
 		{name: "lots", summary: "show parking occupancy per lot and zone from InfluxDB", run: runLots},
 	}

@@ -21,7 +21,7 @@ const lulingModule = "github.com/luling-edge/luling"
 // runPlugin dispatches `gatewayctl plugin SUBCOMMAND`.
 func runPlugin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "new" {
-		fmt.Fprintf(stderr, "usage: %s plugin new NAME [-dir DIR] [-module PATH] [-luling DIR]\n", programName)
+		fmt.Fprintf(stderr, "usage: %s plugin new NAME [-rule] [-dir DIR] [-module PATH] [-luling DIR]\n", programName)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
 			return exitOK
 		}
@@ -32,17 +32,22 @@ func runPlugin(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 var pluginName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}[a-z0-9]$`)
 
-// runPluginNew scaffolds a device plugin project.
+// runPluginNew scaffolds a device plugin project, or with -rule a rule
+// plugin project.
 func runPluginNew(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fl := flag.NewFlagSet(programName+" plugin new", flag.ContinueOnError)
 	fl.SetOutput(stderr)
+	rule := fl.Bool("rule", false, "write a rule plugin (sdk.Rule, declared under rules:) instead of a device plugin")
 	dir := fl.String("dir", "", "where to write the project (default ./NAME); must not exist or be empty")
 	module := fl.String("module", "", "module path of a separate module (default: inside the Luling module when DIR is in it, else example.com/NAME)")
 	luling := fl.String("luling", "", "the Luling repository, for the separate module's replace directive (default: found from the current directory)")
 	fl.Usage = func() {
-		fmt.Fprintf(stderr, "usage: %s plugin new NAME [-dir DIR] [-module PATH] [-luling DIR]\n\n"+
+		fmt.Fprintf(stderr, "usage: %s plugin new NAME [-rule] [-dir DIR] [-module PATH] [-luling DIR]\n\n"+
 			"Writes a device plugin project that builds and passes its test: main.go calling sdk.Serve,\n"+
 			"a driver for a simple simulated device, a test using plugintest, and a README.\n"+
+			"With -rule, a rule plugin project instead: main.go calling sdk.ServeRule, a rule that\n"+
+			"alerts when a device sends too many records within a window, a test using\n"+
+			"plugintest.StartRule, and a README with the rules: entry that declares it.\n"+
 			"Inside the Luling repository the project is a package of its module; elsewhere it is a\n"+
 			"separate module whose go.mod points at the repository with a replace directive.\n\nflags:\n", programName)
 		fl.PrintDefaults()
@@ -71,7 +76,11 @@ func runPluginNew(_ context.Context, args []string, stdout, stderr io.Writer) in
 	if *dir == "" {
 		*dir = name
 	}
-	files, err := scaffold(name, *dir, *module, *luling)
+	kind := deviceProject
+	if *rule {
+		kind = ruleProject
+	}
+	files, err := scaffold(kind, name, *dir, *module, *luling)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s plugin new: %v\n", programName, err)
 		return exitFailed
@@ -114,8 +123,17 @@ type project struct {
 	Module      string // the separate module, "" inside Luling
 }
 
-// scaffold writes the project and returns the files written.
-func scaffold(name, dir, module, luling string) ([]string, error) {
+// projectFile is one file of a scaffold and its template.
+type projectFile struct{ name, tmpl string }
+
+// The kinds of project, as the files to write in order.
+var (
+	deviceProject = []projectFile{{"main.go", mainTmpl}, {"driver.go", driverTmpl}, {"driver_test.go", testTmpl}, {"README.md", readmeTmpl}}
+	ruleProject   = []projectFile{{"main.go", ruleMainTmpl}, {"rule.go", ruleTmpl}, {"rule_test.go", ruleTestTmpl}, {"README.md", ruleReadmeTmpl}}
+)
+
+// scaffold writes the project of the kind and returns the files written.
+func scaffold(kind []projectFile, name, dir, module, luling string) ([]string, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -128,7 +146,6 @@ func scaffold(name, dir, module, luling string) ([]string, error) {
 	}
 	p := project{Name: name, Measurement: strings.ReplaceAll(name, "-", "_")}
 	root, inside := findLuling(abs)
-	files := map[string]string{"main.go": mainTmpl, "driver.go": driverTmpl, "driver_test.go": testTmpl, "README.md": readmeTmpl}
 	if module == "" && inside {
 		rel, err := filepath.Rel(root, abs)
 		if err != nil {
@@ -175,19 +192,19 @@ func scaffold(name, dir, module, luling string) ([]string, error) {
 	if p.Module != "" {
 		out = append(out, filepath.Join(dir, "go.mod"), filepath.Join(dir, "go.sum"))
 	}
-	for _, f := range []string{"main.go", "driver.go", "driver_test.go", "README.md"} {
+	for _, f := range kind {
 		var buf bytes.Buffer
-		tmpl, err := template.New(f).Parse(files[f])
+		tmpl, err := template.New(f.name).Parse(f.tmpl)
 		if err != nil {
-			return nil, fmt.Errorf("template %s: %w", f, err)
+			return nil, fmt.Errorf("template %s: %w", f.name, err)
 		}
 		if err := tmpl.Execute(&buf, p); err != nil {
-			return nil, fmt.Errorf("%s: %w", f, err)
+			return nil, fmt.Errorf("%s: %w", f.name, err)
 		}
-		if err := os.WriteFile(filepath.Join(abs, f), buf.Bytes(), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(abs, f.name), buf.Bytes(), 0o644); err != nil {
 			return nil, err
 		}
-		out = append(out, filepath.Join(dir, f))
+		out = append(out, filepath.Join(dir, f.name))
 	}
 	return out, nil
 }
@@ -418,4 +435,344 @@ Declare it in the gateway config:
             address: 7
 
 Readings arrive as measurement ` + "`{{.Measurement}}`" + ` with field ` + "`value`" + ` and tag ` + "`device`" + `.
+`
+
+const ruleMainTmpl = `// Command {{.Name}} is a Luling rule plugin. The gateway starts it for the
+// rules: entry that names it; run by hand it only prints a message. See
+// rule.go for what it decides.
+package main
+
+import "github.com/luling-edge/luling/plugins/sdk"
+
+func main() { sdk.ServeRule(newRule()) }
+`
+
+const ruleTmpl = `package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/luling-edge/luling/plugins/sdk"
+)
+
+// The rule counts the records its trigger selects per device (their
+// device tag) and raises an alert when a device has threshold of them
+// within the window: with trigger {event: fault}, a device that reports
+// faults again and again. Replace the counting with your own logic; the
+// config, the state per device and the handling of restarts stay useful.
+//
+//   - A device alerts once when its count reaches the threshold, and again
+//     only after its count has fallen below it: records leave the window
+//     as time passes, which every call notices, ticks included.
+//   - Records without a device tag, and records older than the window (a
+//     replay after a long outage), are not counted.
+//   - After the plugin (re)starts, the first call is Resumed and carries
+//     the last record of every series the rule has seen: the counts are
+//     rebuilt from those still in the window. The rule cannot know whether
+//     the old process alerted, so a device that is still at the threshold
+//     alerts again: an alert repeated after a crash rather than one lost.
+
+// Config limits and defaults.
+const (
+	maxThreshold  = 10000
+	minWindow     = time.Second
+	maxWindow     = 24 * time.Hour
+	defaultWindow = "1h"
+)
+
+// config is the rule's settings: the ` + "`config`" + ` object of the plugin:
+// section of the rule in the gateway config.
+type config struct {
+	// Threshold is how many records of one device within the window
+	// raise the alert: 1..maxThreshold, required.
+	Threshold int ` + "`json:\"threshold\"`" + `
+	// Window is how far back to count, a Go duration ("10m"):
+	// minWindow..maxWindow, default defaultWindow.
+	Window string ` + "`json:\"window\"`" + `
+	// Severity is the alert's: info, warning (default) or critical.
+	Severity string ` + "`json:\"severity\"`" + `
+}
+
+type rule struct {
+	mu      sync.Mutex // guards the rest: the SDK calls one at a time, a test may not
+	cfg     config
+	window  time.Duration
+	log     *slog.Logger
+	devices map[string]*device // by device tag; only devices with records in the window
+}
+
+var _ sdk.Rule = (*rule)(nil)
+
+// device is one device's count.
+type device struct {
+	times   []time.Time // of its last records within the window, oldest first; at most threshold
+	alerted bool        // the count reached the threshold and has not fallen below since
+}
+
+func newRule() *rule { return &rule{} }
+
+func (r *rule) Describe() sdk.RuleDescription {
+	return sdk.RuleDescription{
+		Name:        "{{.Name}}",
+		Description: "alerts when a device sends too many records within a window",
+		Version:     "0.1.0",
+	}
+}
+
+// Configure checks the config and starts from empty counts.
+func (r *rule) Configure(_ context.Context, env sdk.RuleEnv) error {
+	cfg := config{Window: defaultWindow, Severity: "warning"}
+	if err := sdk.DecodeConfig(env.Config, &cfg); err != nil {
+		return err
+	}
+	if cfg.Threshold < 1 || cfg.Threshold > maxThreshold {
+		return fmt.Errorf("config: key \"threshold\": %d out of range 1..%d (it is required): %w", cfg.Threshold, maxThreshold, sdk.ErrInvalid)
+	}
+	window, err := time.ParseDuration(cfg.Window)
+	if err != nil || window < minWindow || window > maxWindow {
+		return fmt.Errorf("config: key \"window\": %q: want a duration from %s to %s, e.g. \"10m\": %w", cfg.Window, minWindow, maxWindow, sdk.ErrInvalid)
+	}
+	switch cfg.Severity {
+	case "info", "warning", "critical":
+	default:
+		return fmt.Errorf("config: key \"severity\": %q: want info, warning or critical: %w", cfg.Severity, sdk.ErrInvalid)
+	}
+	log := env.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cfg, r.window, r.log = cfg, window, log
+	r.devices = map[string]*device{}
+	return nil
+}
+
+// Evaluate counts the records and returns an alert for every device whose
+// count reached the threshold.
+func (r *rule) Evaluate(_ context.Context, in sdk.Input) ([]sdk.Action, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if in.Resumed {
+		// A new process: in.Records are the last record of every series,
+		// to rebuild the counts from.
+		clear(r.devices)
+		r.log.Debug("{{.Name}}: rebuilding the counts", "records", len(in.Records))
+	}
+	cutoff := in.Now.Add(-r.window)
+	var acts []sdk.Action
+	for i := range in.Records {
+		rec := &in.Records[i]
+		name := rec.Tag("device")
+		t := rec.Time
+		if t.IsZero() {
+			t = in.Now
+		}
+		if name == "" || t.Before(cutoff) {
+			continue
+		}
+		d := r.devices[name]
+		if d == nil {
+			d = &device{}
+			r.devices[name] = d
+		}
+		if d.add(t, r.window, r.cfg.Threshold) {
+			acts = append(acts, sdk.Alert(r.cfg.Severity,
+				fmt.Sprintf("device %s: %d records within %s", name, len(d.times), r.cfg.Window), name))
+		}
+	}
+	// Time passed, also on a tick (in.Tick: a scheduled call, no records):
+	// forget what left the window, and devices with nothing left in it.
+	for name, d := range r.devices {
+		if d.expire(cutoff, r.cfg.Threshold); len(d.times) == 0 {
+			delete(r.devices, name)
+		}
+	}
+	return acts, nil
+}
+
+// add counts a record at t and reports whether the count reached the
+// threshold with it.
+func (d *device) add(t time.Time, window time.Duration, threshold int) bool {
+	d.expire(t.Add(-window), threshold)
+	d.times = append(d.times, t)
+	if len(d.times) > threshold {
+		d.times = d.times[1:] // the count only needs to reach the threshold
+	}
+	if len(d.times) < threshold || d.alerted {
+		return false
+	}
+	d.alerted = true
+	return true
+}
+
+// expire forgets the records before cutoff. A device whose count fell
+// below the threshold may alert again.
+func (d *device) expire(cutoff time.Time, threshold int) {
+	d.times = slices.DeleteFunc(d.times, func(t time.Time) bool { return t.Before(cutoff) })
+	if len(d.times) < threshold {
+		d.alerted = false
+	}
+}
+`
+
+const ruleTestTmpl = `package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/gateway/rules"
+	"github.com/luling-edge/luling/plugins/sdk/plugintest"
+)
+
+var t0 = time.Date(2025, 3, 14, 8, 0, 0, 0, time.UTC)
+
+// fault is a fault event of a device ("": without a device tag), sec
+// seconds after t0, as a driver reports it. Each code is a series of its own.
+func fault(device, code string, sec int) payload.Record {
+	rec := payload.Record{
+		Measurement: "fault",
+		Tags:        map[string]string{"device": device, "code": code},
+		Fields:      map[string]payload.Value{"state": payload.String("active")},
+		Time:        t0.Add(time.Duration(sec) * time.Second),
+	}
+	if device == "" {
+		delete(rec.Tags, "device")
+	}
+	return rec
+}
+
+// start runs the rule behind the gateway's plugin host, as the gateway
+// runs it (real gRPC, the host's checks of every action), and returns a
+// function that calls it at t0+sec with records (none: a tick) and
+// returns its alerts as "severity device: message".
+func start(t *testing.T, config map[string]any) func(sec int, recs ...payload.Record) []string {
+	r := plugintest.StartRule(t, newRule(), plugintest.Options{Name: "{{.Name}}-test", Config: config})
+	return func(sec int, recs ...payload.Record) []string {
+		t.Helper()
+		acts, err := r.Evaluate(context.Background(), rules.PluginInput{
+			Records: recs, Now: t0.Add(time.Duration(sec) * time.Second), Tick: len(recs) == 0,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var alerts []string
+		for _, a := range acts {
+			if a.Kind == rules.ActAlert {
+				alerts = append(alerts, fmt.Sprintf("%s %s: %s", a.Severity, a.Device, a.Message))
+			}
+		}
+		return alerts
+	}
+}
+
+func TestAlertAtThreshold(t *testing.T) {
+	eval := start(t, map[string]any{"threshold": 3, "window": "1m"})
+	alert := []string{"warning door-1: device door-1: 3 records within 1m"}
+	for _, step := range []struct {
+		sec  int
+		recs []payload.Record
+		want []string
+	}{
+		{0, nil, nil}, // the first call of a new process is Resumed, here with nothing to replay
+		{1, []payload.Record{fault("door-1", "jam", 1)}, nil},
+		{2, []payload.Record{fault("door-1", "jam", 2), fault("door-2", "jam", 2)}, nil},
+		{3, []payload.Record{fault("door-1", "jam", 3), fault("", "jam", 3)}, alert},
+		{4, []payload.Record{fault("door-1", "jam", 4)}, nil}, // one alert per crossing
+		{30, nil, nil},
+		{70, nil, nil}, // a tick: the records have left the window
+		{71, []payload.Record{fault("door-1", "jam", 71), fault("door-1", "jam", 72)}, nil},
+		{73, []payload.Record{fault("door-1", "jam", 73)}, alert},
+		{200, []payload.Record{fault("door-1", "jam", 200)}, nil},
+	} {
+		if got := eval(step.sec, step.recs...); !slices.Equal(got, step.want) {
+			t.Errorf("at %ds: alerts %q, want %q", step.sec, got, step.want)
+		}
+	}
+}
+
+// After a (re)start the rule rebuilds its counts from the replayed
+// records: here two series of door-1 within the window, and one older.
+func TestResumedRebuildsCounts(t *testing.T) {
+	eval := start(t, map[string]any{"threshold": 3, "window": "1m", "severity": "critical"})
+	if got := eval(100, fault("door-1", "jam", 1), fault("door-1", "power", 90), fault("door-1", "motor", 95)); got != nil {
+		t.Fatalf("alerts %q on the resumed call, want none", got)
+	}
+	want := []string{"critical door-1: device door-1: 3 records within 1m"}
+	if got := eval(101, fault("door-1", "jam", 101)); !slices.Equal(got, want) {
+		t.Errorf("alerts %q, want %q", got, want)
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	for _, c := range []struct {
+		config map[string]any
+		want   string
+	}{
+		{map[string]any{"treshold": 3}, ` + "`unknown key \"treshold\"`" + `},
+		{map[string]any{}, ` + "`key \"threshold\": 0 out of range`" + `},
+		{map[string]any{"threshold": 3, "window": "5 minutes"}, ` + "`key \"window\"`" + `},
+		{map[string]any{"threshold": 3, "severity": "high"}, ` + "`key \"severity\"`" + `},
+	} {
+		r := plugintest.StartRule(t, newRule(), plugintest.Options{Config: c.config})
+		_, err := r.Evaluate(context.Background(), rules.PluginInput{Now: t0, Tick: true})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("config %v: Evaluate = %v, want an error containing %s", c.config, err, c.want)
+		}
+	}
+}
+`
+
+const ruleReadmeTmpl = `# {{.Name}}: a Luling rule plugin
+
+A rule plugin for the Luling gateway, made with ` + "`gatewayctl plugin new -rule`" + `.
+The rule in rule.go counts the records its trigger selects per device and
+raises an alert when a device has ` + "`threshold`" + ` of them within ` + "`window`" + `;
+replace the counting with your own logic. The guide is docs/plugins.md
+("Rule plugins") in the Luling repository, the keys of a plugin rule are in
+docs/rules.md ("Plugin rules").
+
+Build and test:
+
+    go test ./...
+    CGO_ENABLED=0 GOARCH=arm GOARM=7 go build -o {{.Name}} .   # for an ARMv7 gateway
+    sha256sum {{.Name}}
+
+Declare it in the gateway config, here for devices that report faults again
+and again:
+
+    rules:
+      - name: {{.Name}}
+        trigger: {event: fault}
+        plugin:
+          path: /opt/luling/plugins/{{.Name}}
+          sha256: "<the sha256sum of the binary>"
+          config:
+            threshold: 5
+            window: 10m
+            severity: warning
+
+| config key | meaning |
+|---|---|
+| ` + "`threshold`" + ` | records of one device within the window that raise the alert, 1..10000 (required) |
+| ` + "`window`" + ` | how far back to count, 1s..24h (default ` + "`1h`" + `) |
+| ` + "`severity`" + ` | the alert's severity: ` + "`info`, `warning`" + ` (default) or ` + "`critical`" + ` |
+
+Unknown keys are refused with a message naming them. Records without a
+` + "`device`" + ` tag are not counted. A device alerts once when its count reaches
+the threshold, and again only after its count has fallen below it. The
+alert is an event record of measurement ` + "`alert`" + ` with tags ` + "`rule`, `severity`" + `
+and ` + "`device`" + ` and field ` + "`message`" + ` (e.g. "device door-1: 5 records within
+10m").
 `
