@@ -110,16 +110,15 @@ const ctxCheck = 50 * time.Millisecond
 // begins within microseconds, and ctx ends early only when its owner shuts
 // down. Once a frame has begun, only the deadline cuts it.
 func (f *FrameConn) ReadBy(ctx context.Context, deadline time.Time, fr *Frame) error {
-	watch := ctx.Done() != nil
+	// ctx.Done is not asked for: on a context that nobody asked yet, that
+	// allocates its channel, once per call.
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		wait := deadline
-		if watch {
-			if t := time.Now().Add(ctxCheck); wait.IsZero() || t.Before(wait) {
-				wait = t
-			}
+		if t := time.Now().Add(ctxCheck); wait.IsZero() || t.Before(wait) {
+			wait = t
 		}
 		if err := f.c.SetReadDeadline(wait); err != nil {
 			return err
