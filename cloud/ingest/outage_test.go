@@ -130,6 +130,12 @@ func TestCloudRestartWhileGatewaysPublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 60*time.Second, "every point written", func() bool { return count(t, influx, db, "pv", "ac_power_w") == msgs*per })
+	// The instance counts a message and tracks its sequence number after
+	// its write is confirmed, a moment after the points are visible.
+	waitFor(t, 10*time.Second, "the last message accounted for", func() bool {
+		st, _ := r2.fleet.Gateway("harbor", "gw-1")
+		return st.Seq.LastSeq == msgs && r1.in.Stats().Written+r2.in.Stats().Written >= msgs
+	})
 	t.Logf("cloudd stopped after %d published, %d written by the first instance, %d by the second (%d redelivered)",
 		stoppedAt, r1.in.Stats().Written, r2.in.Stats().Written, r2.in.Stats().Written+r1.in.Stats().Written-msgs)
 	if st, _ := r2.fleet.Gateway("harbor", "gw-1"); st.Seq.GapsOpen != 0 || st.Seq.LastSeq != msgs {
