@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/gateway/payload"
-
 	"github.com/luling-edge/luling/plugins/internal/wire"
 	pb "github.com/luling-edge/luling/plugins/proto"
 )

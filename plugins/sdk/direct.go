@@ -175,6 +175,7 @@ func (s *server) serveDirect(fc *wire.FrameConn) {
 			out.Events = s.takeEvents()
 		}
 		if err := fc.Write(&out); err != nil {
+			s.keepUnsent(out.Events)
 			return
 		}
 	}

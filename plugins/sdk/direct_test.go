@@ -158,3 +158,53 @@ func TestPollCtx(t *testing.T) {
 		t.Error("Done open past the deadline")
 	}
 }
+
+// eventDriver raises one event per poll.
+type eventDriver struct {
+	busDriver
+	n int
+}
+
+func (d *eventDriver) Poll(context.Context) ([]payload.Record, error) {
+	d.n++
+	return []payload.Record{{Measurement: "test", Fields: map[string]payload.Value{"n": payload.Int(int64(d.n))}}}, nil
+}
+
+func (d *eventDriver) TakeEvents() []payload.Record {
+	return []payload.Record{{Measurement: "test_event", Fields: map[string]payload.Value{"n": payload.Int(int64(d.n))}}}
+}
+
+// TestDirectKeepsEventsOfALostReply: when the gateway's end is gone before
+// the reply is written (a poll cut at its deadline), the events the reply
+// carried go with the next reply, on the next connection.
+func TestDirectKeepsEventsOfALostReply(t *testing.T) {
+	s := &server{d: &eventDriver{}, configured: true}
+	hostEnd, pluginEnd := net.Pipe()
+	done := make(chan struct{})
+	go func() { defer close(done); s.serveDirect(wire.NewFrameConn(pluginEnd)) }()
+	host := wire.NewFrameConn(hostEnd)
+	if err := host.Write(&wire.Frame{Call: 1, Body: wire.BodyPoll}); err != nil {
+		t.Fatal(err)
+	}
+	hostEnd.Close() // gone before the reply
+	<-done
+
+	hostEnd, pluginEnd = net.Pipe()
+	defer hostEnd.Close()
+	go s.serveDirect(wire.NewFrameConn(pluginEnd))
+	host = wire.NewFrameConn(hostEnd)
+	if err := host.Write(&wire.Frame{Call: 2, Body: wire.BodyPoll}); err != nil {
+		t.Fatal(err)
+	}
+	var f wire.Frame
+	if err := host.Read(&f); err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	for _, e := range f.Events {
+		got = append(got, e.Fields["n"].Int())
+	}
+	if len(got) != 2 || got[0] != 1 || got[1] != 2 {
+		t.Errorf("events %v, want the lost reply's (1) and this poll's (2)", got)
+	}
+}

@@ -28,6 +28,10 @@ type server struct {
 	conn       *grpc.ClientConn // to the host's Bus and Log services
 	configured bool
 	ln         net.Listener // the direct channel's, nil when not offered
+	// unsent holds events taken from the driver whose reply never reached
+	// the gateway (a poll cut at its deadline); the next reply carries
+	// them first.
+	unsent []payload.Record
 }
 
 func newServer(d Driver, b *plugin.GRPCBroker) *server { return &server{d: d, broker: b} }
@@ -148,12 +152,33 @@ func (s *server) takeEvents() (out []payload.Record) {
 	if s.ready() != nil {
 		return nil
 	}
+	s.mu.Lock()
+	out, s.unsent = s.unsent, nil
+	s.mu.Unlock()
 	evs := s.d.TakeEvents()
 	if e := checkRecords("take events", evs); e != nil {
 		fmt.Fprintln(os.Stderr, e.Message)
-		return nil
+		return out
 	}
-	return evs
+	return append(out, evs...)
+}
+
+// maxUnsent bounds the events kept for the next reply.
+const maxUnsent = 4096
+
+// keepUnsent keeps events whose reply could not be sent for the next one.
+func (s *server) keepUnsent(evs []payload.Record) {
+	if len(evs) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	room := maxUnsent - len(s.unsent)
+	if len(evs) > room {
+		fmt.Fprintf(os.Stderr, "luling plugin: %d events dropped: the gateway has not taken events for too long\n", len(evs)-room)
+		evs = evs[:max(room, 0)]
+	}
+	s.unsent = append(s.unsent, evs...)
 }
 
 // checkRecords refuses records the protocol cannot carry (strings that are
