@@ -33,6 +33,11 @@ func DecodeConfig(raw []byte, v any) error {
 	switch {
 	case errors.As(err, &typeErr):
 		key := typeErr.Field
+		if p := pathAt(raw, typeErr.Offset); p != "" {
+			// encoding/json leaves map keys out of Field; the path
+			// from the bytes has them: zones.north.capacity.
+			key = p
+		}
 		if key == "" {
 			return fmt.Errorf("config: got a JSON %s, want %s: %w", typeErr.Value, typeErr.Type, ErrInvalid)
 		}
@@ -46,4 +51,72 @@ func DecodeConfig(raw []byte, v any) error {
 		return fmt.Errorf("config: unknown key %s: %w", key, ErrInvalid)
 	}
 	return fmt.Errorf("config: %v: %w", err, ErrInvalid)
+}
+
+// pathAt returns the path (keys joined by dots, [i] for array elements) of
+// the JSON value that ends at offset off of raw, or "" when there is none.
+func pathAt(raw []byte, off int64) string {
+	type level struct {
+		obj     bool
+		key     string
+		idx     int
+		wantKey bool
+	}
+	var stack []level
+	path := func() string {
+		var b strings.Builder
+		for _, l := range stack {
+			if l.obj {
+				if b.Len() > 0 {
+					b.WriteByte('.')
+				}
+				b.WriteString(l.key)
+			} else {
+				fmt.Fprintf(&b, "[%d]", l.idx)
+			}
+		}
+		return b.String()
+	}
+	done := func() { // the value at the top's current place is complete
+		if n := len(stack); n > 0 {
+			if stack[n-1].obj {
+				stack[n-1].wantKey = true
+			} else {
+				stack[n-1].idx++
+			}
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		if n := len(stack); n > 0 && stack[n-1].obj && stack[n-1].wantKey {
+			if k, ok := tok.(string); ok {
+				stack[n-1].key, stack[n-1].wantKey = k, false
+				continue
+			}
+		}
+		here := path()
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			// A container of the wrong type is reported just after its
+			// opening delimiter.
+			if dec.InputOffset() >= off {
+				return here
+			}
+			stack = append(stack, level{obj: tok == json.Delim('{'), wantKey: tok == json.Delim('{')})
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			here = path()
+			done()
+		default:
+			done()
+		}
+		if dec.InputOffset() >= off {
+			return here
+		}
+	}
 }

@@ -123,3 +123,29 @@ func TestFrameRulesInProcess(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeConfigPaths: a wrong type deep in maps and lists is named by
+// its whole path, map keys and list indexes included.
+func TestDecodeConfigPaths(t *testing.T) {
+	type zone struct {
+		Capacity int `json:"capacity"`
+	}
+	type cfg struct {
+		Zones map[string]zone `json:"zones"`
+		IDs   []int           `json:"ids"`
+		Max   int             `json:"max"`
+	}
+	for in, want := range map[string]string{
+		`{"zones":{"north":{"capacity":"3"}}}`:                         `key "zones.north.capacity": got a JSON string, want int`,
+		`{"zones":{"north":{"capacity":1},"south":{"capacity":true}}}`: `key "zones.south.capacity": got a JSON bool, want int`,
+		`{"zones":{"north":[1]}}`:                                      `key "zones.north": got a JSON array`,
+		`{"ids":[1,2,"x"]}`:                                            `key "ids[2]": got a JSON string, want int`,
+		`{"ids":[1],"max":{"a":1}}`:                                    `key "max": got a JSON object, want int`,
+	} {
+		var c cfg
+		err := sdk.DecodeConfig([]byte(in), &c)
+		if !errors.Is(err, sdk.ErrInvalid) || !strings.Contains(err.Error(), want) {
+			t.Errorf("DecodeConfig(%s) = %v, want %q", in, err, want)
+		}
+	}
+}

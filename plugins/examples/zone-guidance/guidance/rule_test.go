@@ -156,7 +156,7 @@ func TestConfigErrors(t *testing.T) {
 		{"no capacity", `{"zones": {"north": {"sign": "s"}}}`, `key "zones.north.capacity": 0 out of range`},
 		{"capacity too big", `{"zones": {"north": {"sign": "s", "capacity": 10001}}}`, `key "zones.north.capacity": 10001 out of range`},
 		{"capacity negative", `{"zones": {"north": {"sign": "s", "capacity": -4}}}`, `key "zones.north.capacity": -4 out of range`},
-		{"capacity a string", `{"zones": {"north": {"sign": "s", "capacity": "3"}}}`, `capacity": got a JSON string, want int`}, // encoding/json leaves map keys out of the path
+		{"capacity a string", `{"zones": {"north": {"sign": "s", "capacity": "3"}}}`, `key "zones.north.capacity": got a JSON string, want int`},
 		{"no zones", `{}`, `key "zones": no zones`},
 		{"empty config", ``, `key "zones": no zones`},
 		{"empty zones", `{"zones": {}}`, `key "zones": no zones`},
