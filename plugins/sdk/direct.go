@@ -48,7 +48,27 @@ func (s *server) listenDirect(dir string) (string, error) {
 			go s.serveDirect(wire.NewFrameConn(c))
 		}
 	}()
+	go closeWhenRemoved(ln, path, socketCheck)
 	return path, nil
+}
+
+// socketCheck is how often a listener looks whether its socket is still
+// there.
+const socketCheck = 5 * time.Second
+
+// closeWhenRemoved closes ln once its socket file is gone: the gateway
+// removes the session's directory when it ends the session. A plugin
+// process ends with its session anyway; a plugin served in-process (tests)
+// would otherwise keep the listener.
+func closeWhenRemoved(ln net.Listener, path string, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for range t.C {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			ln.Close()
+			return
+		}
+	}
 }
 
 // directKey is the context key of the poll in progress on a connection.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -206,5 +208,31 @@ func TestDirectKeepsEventsOfALostReply(t *testing.T) {
 	}
 	if len(got) != 2 || got[0] != 1 || got[1] != 2 {
 		t.Errorf("events %v, want the lost reply's (1) and this poll's (2)", got)
+	}
+}
+
+// TestListenerClosesWhenSocketRemoved: a listener whose socket the gateway
+// removed closes.
+func TestListenerClosesWhenSocketRemoved(t *testing.T) {
+	path := filepath.Join(t.TempDir(), wire.DirectSocketName)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan struct{})
+	go func() { defer close(done); closeWhenRemoved(ln, path, 10*time.Millisecond) }()
+	time.Sleep(30 * time.Millisecond)
+	select {
+	case <-done:
+		t.Fatal("closed while the socket is there")
+	default:
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if _, err := ln.Accept(); err == nil {
+		t.Error("listener still accepts")
 	}
 }
