@@ -120,7 +120,8 @@ func (be *busEntry) snapshot() status.Bus {
 		st = s.State
 	}
 	out := status.Bus{Name: s.Name, Port: be.port, State: st, Transactions: s.Transactions, Timeouts: s.Timeouts,
-		Errors: s.Errors, Reopens: s.Reopens, BytesOut: s.BytesSent, BytesIn: s.BytesReceived}
+		Errors: s.Errors, Reopens: s.Reopens, BytesOut: s.BytesSent, BytesIn: s.BytesReceived,
+		TurnaroundUS: float64(be.b.Silence().Nanoseconds()) / 1e3}
 	for _, d := range s.Devices {
 		if d.LastError != "" {
 			out.LastError = d.LastError

@@ -77,4 +77,10 @@ devices:
 	if len(want) != 0 {
 		t.Errorf("buses not built: %v", want)
 	}
+	// The status page shows each bus's turnaround.
+	for _, b := range gw.Snapshot().Buses {
+		if b.Name == "doors" && (b.TurnaroundUS < 173.6 || b.TurnaroundUS > 173.7) {
+			t.Errorf("status: bus doors turnaround %v µs, want 173.6", b.TurnaroundUS)
+		}
+	}
 }

@@ -100,6 +100,7 @@ type Bus struct {
 	Timeouts     uint64  `json:"timeouts"`
 	Errors       uint64  `json:"errors"`
 	Reopens      uint64  `json:"reopens"`
+	TurnaroundUS float64 `json:"turnaround_us"` // the silence kept before each request
 	BytesOut     uint64  `json:"bytes_out"`
 	BytesIn      uint64  `json:"bytes_in"`
 	Utilization  float64 `json:"utilization"`
@@ -260,6 +261,7 @@ func WriteMetrics(w interface{ Write([]byte) (int, error) }, s *Snapshot) {
 		m.add("luling_gateway_bus_errors_total", "counter", "Transactions that failed otherwise.", float64(b.Errors), l...)
 		m.add("luling_gateway_bus_reopens_total", "counter", "Times the port was reopened.", float64(b.Reopens), l...)
 		m.add("luling_gateway_bus_utilization", "gauge", "Share of time the line was busy.", b.Utilization, l...)
+		m.add("luling_gateway_bus_turnaround_seconds", "gauge", "Silence kept on the line before each request.", b.TurnaroundUS/1e6, l...)
 	}
 	for _, r := range s.Rules {
 		l := []string{"rule", r.Name}
