@@ -367,7 +367,7 @@ func (e *Engine) observe(recs []payload.Record, events bool) {
 			t = now
 		}
 		key.Reset()
-		seriesKey(&key, rec, nil)
+		SeriesKey(&key, rec, nil)
 		full := key.String()
 		e.cand = e.cand[:0]
 		if events {
@@ -410,9 +410,9 @@ func (e *Engine) chain() {
 	}
 }
 
-// seriesKey writes a record's series key: its measurement and the tags
+// SeriesKey writes a record's series key: its measurement and the tags
 // named by keys (all tags when keys is nil), sorted.
-func seriesKey(b *strings.Builder, rec *payload.Record, keys []string) {
+func SeriesKey(b *strings.Builder, rec *payload.Record, keys []string) {
 	b.WriteString(rec.Measurement)
 	if keys != nil {
 		for _, k := range keys {

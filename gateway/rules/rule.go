@@ -82,7 +82,7 @@ func (r *rule) observe(rec *payload.Record, fullKey string, t time.Time) {
 	key := fullKey
 	if r.def.Key != nil {
 		var b strings.Builder
-		seriesKey(&b, rec, r.def.Key)
+		SeriesKey(&b, rec, r.def.Key)
 		key = b.String()
 	}
 	ks := r.keys[key]

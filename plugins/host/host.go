@@ -770,16 +770,20 @@ func (p *Plugin) reject(op string, i int, err error) error {
 	return err
 }
 
+// takeHostEvents returns and forgets the events the host holds: its own
+// fault events and those that came with poll replies; and the session.
+func (p *Plugin) takeHostEvents() ([]payload.Record, *session) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := append(p.events, p.pluginEvents...)
+	p.events, p.pluginEvents = nil, nil
+	return out, p.sess
+}
+
 // TakeEvents returns the host's fault events and the plugin's events. It
 // never starts the plugin and waits at most CallTimeout.
 func (p *Plugin) TakeEvents() []payload.Record {
-	p.mu.Lock()
-	out := p.events
-	p.events = nil
-	out = append(out, p.pluginEvents...)
-	p.pluginEvents = nil
-	s := p.sess
-	p.mu.Unlock()
+	out, s := p.takeHostEvents()
 	if s == nil || s.version < wire.ProtocolV2 || s.direct != nil {
 		// Over the direct channel the plugin's events come with each
 		// poll reply.

@@ -153,18 +153,7 @@ func (r *RulePlugin) remember(recs []payload.Record) {
 	var key strings.Builder
 	for i := range recs {
 		key.Reset()
-		key.WriteString(recs[i].Measurement)
-		tags := make([]string, 0, len(recs[i].Tags))
-		for k := range recs[i].Tags {
-			tags = append(tags, k)
-		}
-		sort.Strings(tags)
-		for _, k := range tags {
-			key.WriteByte(',')
-			key.WriteString(k)
-			key.WriteByte('=')
-			key.WriteString(recs[i].Tags[k])
-		}
+		rules.SeriesKey(&key, &recs[i], nil)
 		k := key.String()
 		if _, ok := r.last[k]; !ok && len(r.last) >= maxRuleSeries {
 			r.lost++
@@ -232,10 +221,7 @@ func actionFromProto(a *pb.Action) (rules.PluginAction, error) {
 // TakeEvents returns the plugin's fault events (crashes, hangs, refusals
 // and recoveries), tagged with the rule.
 func (r *RulePlugin) TakeEvents() []payload.Record {
-	r.p.mu.Lock()
-	defer r.p.mu.Unlock()
-	out := r.p.events
-	r.p.events = nil
+	out, _ := r.p.takeHostEvents()
 	return out
 }
 
