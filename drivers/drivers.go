@@ -18,7 +18,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // FrameLenFunc tells the bus arbiter how long a reply is. Given the bytes

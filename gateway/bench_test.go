@@ -13,7 +13,7 @@ import (
 	"github.com/luling-edge/luling/drivers/modbus"
 	"github.com/luling-edge/luling/drivers/modbus/modbussim"
 	"github.com/luling-edge/luling/gateway/bus"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/gateway/serialport"
 	"github.com/luling-edge/luling/internal/ptypair"
 	"github.com/luling-edge/luling/internal/testenv"

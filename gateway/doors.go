@@ -12,7 +12,7 @@ import (
 	"github.com/luling-edge/luling/firmware-config/config"
 	"github.com/luling-edge/luling/gateway/access"
 	"github.com/luling-edge/luling/gateway/command"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // doorEntry is one access-controlled door with the lines it owns.

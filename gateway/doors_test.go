@@ -16,7 +16,7 @@ import (
 	"github.com/luling-edge/luling/drivers/gpio/vpin"
 	"github.com/luling-edge/luling/drivers/osdp/osdpsim"
 	"github.com/luling-edge/luling/firmware-config/config"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/internal/ptypair"
 	"github.com/luling-edge/luling/internal/testenv"
 )

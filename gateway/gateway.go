@@ -34,7 +34,7 @@ import (
 	"github.com/luling-edge/luling/gateway/access"
 	"github.com/luling-edge/luling/gateway/bus"
 	"github.com/luling-edge/luling/gateway/command"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/gateway/pipeline"
 	"github.com/luling-edge/luling/gateway/rules"
 	"github.com/luling-edge/luling/gateway/status"

@@ -53,8 +53,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/luling-edge/luling/cloud/fleet"
-	gwcmd "github.com/luling-edge/luling/gateway/command"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // Defaults and limits of Config and requests.
@@ -252,7 +251,7 @@ func (s *Service) onMessage(c mqtt.Client, m mqtt.Message) {
 		return
 	}
 	body := m.Payload()
-	r, err := gwcmd.DecodeReply(body)
+	r, err := payload.DecodeReply(body)
 	if err == nil && r.ID != t.ID {
 		err = fmt.Errorf("reply id %q differs from the topic's id %q", r.ID, t.ID)
 	}
@@ -362,11 +361,11 @@ func (s *Service) Send(ctx context.Context, site, gw string, req Request) (Outco
 	if !payload.ValidID(site) || !payload.ValidID(gw) {
 		return Outcome{}, badRequest("gateway %q/%q: want ids [a-z0-9-]{1,64}", site, gw)
 	}
-	if !gwcmd.ValidName(req.Name) {
+	if !payload.ValidCommandName(req.Name) {
 		return Outcome{}, badRequest("name %q: want dotted lower-case words such as device.write", req.Name)
 	}
-	if len(req.Args) > gwcmd.MaxArgs {
-		return Outcome{}, badRequest("%d args: want at most %d", len(req.Args), gwcmd.MaxArgs)
+	if len(req.Args) > payload.MaxCommandArgs {
+		return Outcome{}, badRequest("%d args: want at most %d", len(req.Args), payload.MaxCommandArgs)
 	}
 	timeout := time.Duration(req.Timeout)
 	if timeout == 0 {
@@ -381,13 +380,13 @@ func (s *Service) Send(ctx context.Context, site, gw string, req Request) (Outco
 		return Outcome{}, badRequest("ttl is for queued commands: add \"queue\": true, or leave it out (the command then expires with the timeout)")
 	case ttl == 0:
 		ttl = s.cfg.DefaultTTL
-	case ttl < 0 || ttl > gwcmd.MaxLifetime:
-		return Outcome{}, badRequest("ttl %v: want up to %v", ttl, gwcmd.MaxLifetime)
+	case ttl < 0 || ttl > payload.MaxCommandLifetime:
+		return Outcome{}, badRequest("ttl %v: want up to %v", ttl, payload.MaxCommandLifetime)
 	}
 	id := req.ID
 	if id == "" {
 		id = newID()
-	} else if !gwcmd.ValidID(id) {
+	} else if !payload.ValidCommandID(id) {
 		return Outcome{}, badRequest("id %q: want [A-Za-z0-9_-]{1,64}", req.ID)
 	}
 	g, known := s.cfg.Gateway(site, gw)
@@ -415,13 +414,13 @@ func (s *Service) Send(ctx context.Context, site, gw string, req Request) (Outco
 	if req.Queue {
 		life = ttl
 	}
-	cmd := gwcmd.Command{ID: id, Name: req.Name, Args: req.Args, Issued: now, Expires: now.Add(life)}
+	cmd := payload.Command{ID: id, Name: req.Name, Args: req.Args, Issued: now, Expires: now.Add(life)}
 	body, err := cmd.Encode()
 	if err != nil {
 		return Outcome{ID: id}, badRequest("args: %v", err)
 	}
-	if len(body) > gwcmd.MaxBodyBytes {
-		return Outcome{ID: id}, badRequest("command of %d bytes: want at most %d", len(body), gwcmd.MaxBodyBytes)
+	if len(body) > payload.MaxCommandBytes {
+		return Outcome{ID: id}, badRequest("command of %d bytes: want at most %d", len(body), payload.MaxCommandBytes)
 	}
 	key := site + "/" + gw + "/" + id
 	w := &waiter{ch: make(chan []byte, 1)}

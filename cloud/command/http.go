@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	gwcmd "github.com/luling-edge/luling/gateway/command"
+	"github.com/luling-edge/luling/payload"
 )
 
 // Duration is a JSON duration: a Go duration string ("10s", "1.5m") or a
@@ -50,13 +50,13 @@ func (s *Service) Register(mux *http.ServeMux) {
 
 func (s *Service) post(w http.ResponseWriter, r *http.Request) {
 	site, gw := r.PathValue("site"), r.PathValue("gateway")
-	data, err := io.ReadAll(io.LimitReader(r.Body, gwcmd.MaxBodyBytes+1))
+	data, err := io.ReadAll(io.LimitReader(r.Body, payload.MaxCommandBytes+1))
 	if err != nil {
 		jsonError(w, http.StatusBadRequest, "", fmt.Sprintf("read request body: %v", err))
 		return
 	}
-	if len(data) > gwcmd.MaxBodyBytes {
-		jsonError(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("request body over %d bytes", gwcmd.MaxBodyBytes))
+	if len(data) > payload.MaxCommandBytes {
+		jsonError(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("request body over %d bytes", payload.MaxCommandBytes))
 		return
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))

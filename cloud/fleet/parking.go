@@ -3,7 +3,7 @@ package fleet
 import (
 	"time"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // MaxBays bounds the bays tracked per gateway (one gateway has at most

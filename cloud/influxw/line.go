@@ -21,7 +21,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // ErrUnwritable marks a record that line protocol cannot carry.

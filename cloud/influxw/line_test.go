@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 func TestAppendLine(t *testing.T) {

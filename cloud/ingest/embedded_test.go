@@ -12,7 +12,7 @@ import (
 	"github.com/luling-edge/luling/cloud/broker"
 	"github.com/luling-edge/luling/cloud/fleet"
 	"github.com/luling-edge/luling/cloud/ingest"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/internal/testenv"
 )
 

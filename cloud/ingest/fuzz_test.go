@@ -9,7 +9,7 @@ import (
 	"github.com/luling-edge/luling/cloud/fleet"
 	"github.com/luling-edge/luling/cloud/influxw"
 	"github.com/luling-edge/luling/cloud/ingest"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // FuzzIngestPayload feeds arbitrary topics and bodies through the whole

@@ -57,7 +57,7 @@ import (
 
 	"github.com/luling-edge/luling/cloud/fleet"
 	"github.com/luling-edge/luling/cloud/influxw"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // LineWriter writes newline-separated line protocol. Errors wrap

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/cloud/ingest"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/internal/testenv"
 )
 

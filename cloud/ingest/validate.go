@@ -5,7 +5,7 @@ import (
 
 	"github.com/luling-edge/luling/cloud/fleet"
 	"github.com/luling-edge/luling/cloud/influxw"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // Rejection is why a message was refused: the fleet.Reason* constant it is

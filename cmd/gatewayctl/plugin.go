@@ -252,7 +252,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/plugins/sdk"
 )
 
@@ -631,7 +631,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/gateway/rules"
 	"github.com/luling-edge/luling/plugins/sdk/plugintest"
 )

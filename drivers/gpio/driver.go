@@ -8,7 +8,7 @@ import (
 	"periph.io/x/conn/v3/gpio"
 
 	"github.com/luling-edge/luling/drivers"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // Measurement is the measurement of the driver's records.

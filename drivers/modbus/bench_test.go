@@ -6,7 +6,7 @@ import (
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/firmware-config/profiles"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // BenchmarkDecodeUltrasonic decodes one poll of the ultrasonic profile

@@ -12,7 +12,7 @@ import (
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/firmware-config/profiles"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // DriverName is the name the driver registers under (a device's `driver`).

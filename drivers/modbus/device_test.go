@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/luling-edge/luling/drivers"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 func newTestDevice(t *testing.T, b *bank, profile string, opts map[string]any, log *slog.Logger) *Device {

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // Encode turns a value of a writable field into the raw registers to write

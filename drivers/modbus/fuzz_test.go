@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/luling-edge/luling/firmware-config/profiles"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 func fuzzRequest(fc, unit byte, addr, qty uint16) ([]byte, error) {

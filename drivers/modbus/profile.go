@@ -4,7 +4,7 @@ import (
 	"math"
 	"strings"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // Type is how a field's registers are read.

@@ -8,7 +8,7 @@ import (
 	"testing/fstest"
 
 	"github.com/luling-edge/luling/firmware-config/profiles"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 const allTypes = `name: all-types

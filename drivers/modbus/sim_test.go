@@ -12,7 +12,7 @@ import (
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/drivers/modbus"
 	"github.com/luling-edge/luling/drivers/modbus/modbussim"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/internal/ptypair"
 )
 

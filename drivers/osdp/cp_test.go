@@ -13,7 +13,7 @@ import (
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/drivers/osdp"
 	"github.com/luling-edge/luling/drivers/osdp/osdpsim"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 var ctx = context.Background()

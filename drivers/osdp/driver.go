@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/drivers"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // Measurement is the measurement of the driver's records: status readings

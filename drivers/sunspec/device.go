@@ -13,7 +13,7 @@ import (
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/drivers/modbus"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // DriverName is the name the driver registers under (a device's `driver`).

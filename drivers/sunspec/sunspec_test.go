@@ -14,7 +14,7 @@ import (
 	"github.com/luling-edge/luling/drivers/modbus/modbussim"
 	"github.com/luling-edge/luling/drivers/sunspec"
 	"github.com/luling-edge/luling/drivers/sunspec/sunspecsim"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 const fastBaud = 115200

@@ -12,7 +12,7 @@ import (
 	"github.com/luling-edge/luling/drivers/gpio"
 	"github.com/luling-edge/luling/drivers/gpio/vpin"
 	"github.com/luling-edge/luling/gateway/access"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // BenchmarkCardToStrike measures from a completed card read to the strike

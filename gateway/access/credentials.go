@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/gateway/command"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // Files in the store's directory.

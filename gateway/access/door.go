@@ -42,7 +42,7 @@ import (
 
 	"github.com/luling-edge/luling/drivers/gpio"
 	"github.com/luling-edge/luling/drivers/wiegand"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // Strike opens the lock for a while without blocking (gpio.Output).

@@ -14,7 +14,7 @@ import (
 	"github.com/luling-edge/luling/drivers/wiegand"
 	"github.com/luling-edge/luling/drivers/wiegand/wiegandsim"
 	"github.com/luling-edge/luling/gateway/access"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 type feedback struct {

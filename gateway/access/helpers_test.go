@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/gateway/access"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // recorder collects emitted records.

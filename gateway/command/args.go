@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // Args reads a command's arguments strictly: every getter records what it
@@ -51,7 +51,7 @@ func (a *Args) Value(key string) payload.Value {
 	if !ok {
 		return payload.Value{}
 	}
-	pv, err := Value(v)
+	pv, err := payload.ArgValue(v)
 	if err != nil {
 		a.errs = append(a.errs, fmt.Errorf("argument %q is %w", key, err))
 	}
@@ -133,4 +133,22 @@ func describe(v any) string {
 		return "null"
 	}
 	return "a JSON " + jsonKind(v)
+}
+
+// clip shortens s for an error message.
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case []any:
+		return "array"
+	case map[string]any:
+		return "object"
+	}
+	return fmt.Sprintf("%T", v)
 }

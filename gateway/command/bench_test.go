@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/luling-edge/luling/gateway/command"
+	"github.com/luling-edge/luling/payload"
 )
 
 func BenchmarkDecodeCommand(b *testing.B) {
@@ -13,7 +13,7 @@ func BenchmarkDecodeCommand(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		if _, err := command.DecodeCommand(body); err != nil {
+		if _, err := payload.DecodeCommand(body); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -30,10 +30,10 @@ func BenchmarkExecute(b *testing.B) {
 		id := fmt.Sprintf("b-%d", i)
 		i++
 		now := r.clock.Now()
-		c := command.Command{ID: id, Name: "ping", Issued: now, Expires: now.Add(time.Minute)}
+		c := payload.Command{ID: id, Name: "ping", Issued: now, Expires: now.Add(time.Minute)}
 		body, _ := c.Encode()
 		r.exec.Handle(topic(id), body)
-		if rep := r.reply(id); rep.Status != command.StatusOK {
+		if rep := r.reply(id); rep.Status != payload.ReplyOK {
 			b.Fatalf("%+v", rep)
 		}
 		r.clock.Advance(10 * time.Second) // ids expire and are forgotten, as in service

@@ -5,9 +5,9 @@
 // # Concepts
 //
 // A Command (schema v1, docs/commands.md) has an id, a name, arguments, the
-// time the cloud issued it and the time it expires. DecodeCommand checks it
+// time the cloud issued it and the time it expires. payload.DecodeCommand checks it
 // strictly: unknown keys, a wrong type, a missing field, an id that differs
-// from the topic's, or a lifetime over MaxLifetime are refused with an error
+// from the topic's, or a lifetime over payload.MaxCommandLifetime are refused with an error
 // that names the field and what was expected. Every command gets exactly one
 // Reply with a status: ok, error, expired, duplicate or unknown.
 //

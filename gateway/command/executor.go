@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/drivers"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // Defaults of Options.
@@ -170,7 +170,7 @@ func New(opts Options) (*Executor, error) {
 	}
 	e.builtins()
 	for name, h := range opts.Handlers {
-		if !ValidName(name) || h == nil {
+		if !payload.ValidCommandName(name) || h == nil {
 			st.close()
 			return nil, fmt.Errorf("command: handler %q: want a dotted lower-case name and a non-nil handler", name)
 		}
@@ -212,7 +212,7 @@ func (e *Executor) Handle(topic string, body []byte) {
 	if id == "" {
 		return
 	}
-	r := &Reply{ID: id, Status: StatusError, Message: fmt.Sprintf("gateway busy: %d commands are waiting; not run, send it again later", cap(e.queue)), Executed: e.clock.Now()}
+	r := &payload.Reply{ID: id, Status: payload.ReplyError, Message: fmt.Sprintf("gateway busy: %d commands are waiting; not run, send it again later", cap(e.queue)), Executed: e.clock.Now()}
 	e.event(SourceCloud, "", r, in.at)
 	e.sendReply(id, r.Encode())
 }
@@ -221,7 +221,7 @@ func (e *Executor) Handle(topic string, body []byte) {
 // is not one or its id is invalid.
 func topicID(topic string) string {
 	t, err := payload.ParseTopic(topic)
-	if err != nil || t.Suffix != payload.SuffixCmd || !ValidID(t.ID) {
+	if err != nil || t.Suffix != payload.SuffixCmd || !payload.ValidCommandID(t.ID) {
 		return ""
 	}
 	return t.ID
@@ -302,7 +302,7 @@ func (e *Executor) process(ctx context.Context, in inbound) {
 	if id == "" {
 		e.refused.Add(1)
 		e.log.Warn("command on a topic without a valid id; no reply possible", "topic", in.topic)
-		e.event(SourceCloud, "", &Reply{Status: StatusError, Message: fmt.Sprintf("topic %q: want gw/v1/{site}/{gateway}/cmd/{id} with id [A-Za-z0-9_-]{1,64}", clip(in.topic))}, in.at)
+		e.event(SourceCloud, "", &payload.Reply{Status: payload.ReplyError, Message: fmt.Sprintf("topic %q: want gw/v1/{site}/{gateway}/cmd/{id} with id [A-Za-z0-9_-]{1,64}", clip(in.topic))}, in.at)
 		return
 	}
 	r := e.decide(ctx, id, in.body, in.at)
@@ -312,62 +312,62 @@ func (e *Executor) process(ctx context.Context, in inbound) {
 }
 
 // decide returns the reply to one command body, running it when it should.
-func (e *Executor) decide(ctx context.Context, id string, body []byte, at time.Time) *Reply {
-	reply := func(name string, st Status, msg string, result map[string]any) *Reply {
-		return &Reply{ID: id, Name: name, Status: st, Message: msg, Result: result, Executed: e.clock.Now()}
+func (e *Executor) decide(ctx context.Context, id string, body []byte, at time.Time) *payload.Reply {
+	reply := func(name string, st payload.ReplyStatus, msg string, result map[string]any) *payload.Reply {
+		return &payload.Reply{ID: id, Name: name, Status: st, Message: msg, Result: result, Executed: e.clock.Now()}
 	}
-	cmd, err := DecodeCommand(body)
+	cmd, err := payload.DecodeCommand(body)
 	if err != nil {
 		e.refused.Add(1)
 		e.log.Warn("malformed command", "id", id, "err", err)
-		return reply("", StatusError, err.Error(), nil)
+		return reply("", payload.ReplyError, err.Error(), nil)
 	}
 	if cmd.ID != id {
 		e.refused.Add(1)
-		return reply(cmd.Name, StatusError, fmt.Sprintf("command: \"id\" %q differs from the topic's id %q", cmd.ID, id), nil)
+		return reply(cmd.Name, payload.ReplyError, fmt.Sprintf("command: \"id\" %q differs from the topic's id %q", cmd.ID, id), nil)
 	}
 	log := e.log.With("id", id, "name", cmd.Name)
 	if prev, ok := e.store.lookup(id); ok {
 		e.duplicates.Add(1)
 		log.Info("duplicate command; not run again")
 		if prev.reply == nil {
-			return reply(cmd.Name, StatusDuplicate, "already received; it was started before a restart and its result is unknown", nil)
+			return reply(cmd.Name, payload.ReplyDuplicate, "already received; it was started before a restart and its result is unknown", nil)
 		}
 		var orig map[string]any
 		if err := json.Unmarshal(prev.reply, &orig); err != nil {
-			return reply(cmd.Name, StatusDuplicate, "already executed; its stored result is unreadable", nil)
+			return reply(cmd.Name, payload.ReplyDuplicate, "already executed; its stored result is unreadable", nil)
 		}
-		return reply(cmd.Name, StatusDuplicate, fmt.Sprintf("already executed with status %v; not run again", orig["status"]), map[string]any{"original": orig})
+		return reply(cmd.Name, payload.ReplyDuplicate, fmt.Sprintf("already executed with status %v; not run again", orig["status"]), map[string]any{"original": orig})
 	}
 	now := e.clock.Now()
 	if now.After(cmd.Expires) {
 		e.expired.Add(1)
 		log.Warn("expired command; not run", "expires", cmd.Expires, "now", now)
-		return reply(cmd.Name, StatusExpired, fmt.Sprintf("expired at %s; the gateway's clock says %s; not run", cmd.Expires.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano)), nil)
+		return reply(cmd.Name, payload.ReplyExpired, fmt.Sprintf("expired at %s; the gateway's clock says %s; not run", cmd.Expires.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano)), nil)
 	}
 	h, ok := e.handlers[cmd.Name]
 	if !ok {
 		e.refused.Add(1)
-		return reply(cmd.Name, StatusUnknown, fmt.Sprintf("no command %q on this gateway; want one of %s", cmd.Name, strings.Join(e.Names(), ", ")), nil)
+		return reply(cmd.Name, payload.ReplyUnknown, fmt.Sprintf("no command %q on this gateway; want one of %s", cmd.Name, strings.Join(e.Names(), ", ")), nil)
 	}
 	act, err := h(NewArgs(cmd.Args))
 	if err != nil {
 		e.refused.Add(1)
-		return reply(cmd.Name, StatusError, fmt.Sprintf("%s: not run: %s", cmd.Name, oneLine(err)), nil)
+		return reply(cmd.Name, payload.ReplyError, fmt.Sprintf("%s: not run: %s", cmd.Name, oneLine(err)), nil)
 	}
 	if err := e.store.begin(id, cmd.Expires); err != nil {
 		e.refused.Add(1)
 		log.Error("cannot record command id; not running it", "err", err)
-		return reply(cmd.Name, StatusError, fmt.Sprintf("not run: %v", err), nil)
+		return reply(cmd.Name, payload.ReplyError, fmt.Sprintf("not run: %v", err), nil)
 	}
 	result, err := e.run(ctx, act)
-	var r *Reply
+	var r *payload.Reply
 	if err != nil {
 		log.Warn("command failed", "err", err)
-		r = reply(cmd.Name, StatusError, oneLine(err), result)
+		r = reply(cmd.Name, payload.ReplyError, oneLine(err), result)
 	} else {
 		log.Info("command executed")
-		r = reply(cmd.Name, StatusOK, "", result)
+		r = reply(cmd.Name, payload.ReplyOK, "", result)
 	}
 	if err := e.store.finish(id, cmd.Expires, r.Encode()); err != nil {
 		log.Error("cannot record command result", "err", err)
@@ -405,7 +405,7 @@ func (e *Executor) Execute(ctx context.Context, name string, args map[string]any
 	if !ok {
 		err := fmt.Errorf("command %q: %w (want one of %s)", clip(name), ErrUnknown, strings.Join(e.Names(), ", "))
 		e.refused.Add(1)
-		e.event(SourceLocal, name, &Reply{Status: StatusUnknown, Message: err.Error()}, at)
+		e.event(SourceLocal, name, &payload.Reply{Status: payload.ReplyUnknown, Message: err.Error()}, at)
 		return nil, err
 	}
 	if args == nil {
@@ -415,14 +415,14 @@ func (e *Executor) Execute(ctx context.Context, name string, args map[string]any
 	if err != nil {
 		e.refused.Add(1)
 		err = fmt.Errorf("command %s: not run: %w", name, err)
-		e.event(SourceLocal, name, &Reply{Status: StatusError, Message: oneLine(err)}, at)
+		e.event(SourceLocal, name, &payload.Reply{Status: payload.ReplyError, Message: oneLine(err)}, at)
 		return nil, err
 	}
 	result, err := e.run(ctx, act)
-	r := &Reply{Status: StatusOK}
+	r := &payload.Reply{Status: payload.ReplyOK}
 	if err != nil {
 		err = fmt.Errorf("command %s: %w", name, err)
-		r = &Reply{Status: StatusError, Message: oneLine(err)}
+		r = &payload.Reply{Status: payload.ReplyError, Message: oneLine(err)}
 	}
 	e.event(SourceLocal, name, r, at)
 	return result, err
@@ -462,11 +462,11 @@ const (
 )
 
 // event records a command's outcome for the events stream.
-func (e *Executor) event(source, name string, r *Reply, at time.Time) {
+func (e *Executor) event(source, name string, r *payload.Reply, at time.Time) {
 	if e.opts.Emit == nil {
 		return
 	}
-	if !ValidName(name) {
+	if !payload.ValidCommandName(name) {
 		name = "invalid"
 	}
 	now := e.clock.Now()

@@ -11,13 +11,13 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/gateway/command"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 func TestDeviceWriteRepliesAndEmits(t *testing.T) {
 	r := newRig(t, t.TempDir(), nil)
 	rep := r.send("c1", "device.write", map[string]any{"device": "bay-1", "point": "led", "value": "red"})
-	if rep.Status != command.StatusOK || rep.Name != "device.write" || !rep.Executed.Equal(t0) {
+	if rep.Status != payload.ReplyOK || rep.Name != "device.write" || !rep.Executed.Equal(t0) {
 		t.Fatalf("reply %+v", rep)
 	}
 	if got := resultJSON(rep); got != `{"device":"bay-1","point":"led","value":"red"}` {
@@ -52,7 +52,7 @@ func TestDuplicateRunsOnce(t *testing.T) {
 	first := r.reply("dup-1")
 	r.exec.Handle(topic("dup-1"), b) // broker redelivery
 	second := r.reply("dup-1")
-	if first.Status != command.StatusOK || second.Status != command.StatusDuplicate {
+	if first.Status != payload.ReplyOK || second.Status != payload.ReplyDuplicate {
 		t.Fatalf("statuses %s, %s", first.Status, second.Status)
 	}
 	orig, _ := second.Result["original"].(map[string]any)
@@ -71,12 +71,12 @@ func TestExpiredDoesNotRun(t *testing.T) {
 	r := newRig(t, t.TempDir(), nil)
 	r.clock.Advance(time.Minute + time.Millisecond)
 	rep := r.send("late", "device.write", map[string]any{"device": "bay-1", "point": "led", "value": "red"})
-	if rep.Status != command.StatusExpired || !strings.Contains(rep.Message, "expired at 2026-11-25T19:01:00Z") {
+	if rep.Status != payload.ReplyExpired || !strings.Contains(rep.Message, "expired at 2026-11-25T19:01:00Z") {
 		t.Fatalf("reply %+v", rep)
 	}
 	// Sent again, still expired, still not run.
 	rep = r.send("late", "device.write", map[string]any{"device": "bay-1", "point": "led", "value": "red"})
-	if rep.Status != command.StatusExpired {
+	if rep.Status != payload.ReplyExpired {
 		t.Fatalf("second reply %+v", rep)
 	}
 	if w := r.writers.all(); len(w) != 0 {
@@ -92,7 +92,7 @@ func TestIDsSurviveRestart(t *testing.T) {
 	r1 := newRig(t, dir, nil)
 	b := body("r-1", "device.write", map[string]any{"device": "bay-1", "point": "led", "value": "red"}, time.Hour)
 	r1.exec.Handle(topic("r-1"), b)
-	if rep := r1.reply("r-1"); rep.Status != command.StatusOK {
+	if rep := r1.reply("r-1"); rep.Status != payload.ReplyOK {
 		t.Fatal(rep)
 	}
 	r1.stop()
@@ -100,7 +100,7 @@ func TestIDsSurviveRestart(t *testing.T) {
 	r2 := newRig(t, dir, nil)
 	r2.exec.Handle(topic("r-1"), b)
 	rep := r2.reply("r-1")
-	if rep.Status != command.StatusDuplicate {
+	if rep.Status != payload.ReplyDuplicate {
 		t.Fatalf("after restart: %+v", rep)
 	}
 	if orig, _ := rep.Result["original"].(map[string]any); orig["status"] != "ok" {
@@ -121,13 +121,13 @@ func TestIDsSurviveRestart(t *testing.T) {
 	f.Close()
 	r3 := newRig(t, dir, nil)
 	r3.exec.Handle(topic("crashed"), body("crashed", "ping", nil, time.Hour))
-	if rep := r3.reply("crashed"); rep.Status != command.StatusDuplicate || !strings.Contains(rep.Message, "result is unknown") {
+	if rep := r3.reply("crashed"); rep.Status != payload.ReplyDuplicate || !strings.Contains(rep.Message, "result is unknown") {
 		t.Errorf("crashed command: %+v", rep)
 	}
-	if rep := r3.send("torn", "ping", nil); rep.Status != command.StatusOK {
+	if rep := r3.send("torn", "ping", nil); rep.Status != payload.ReplyOK {
 		t.Errorf("torn record's id should be unknown (it never ran): %+v", rep)
 	}
-	if rep := r3.send("r-1", "ping", nil); rep.Status != command.StatusDuplicate {
+	if rep := r3.send("r-1", "ping", nil); rep.Status != payload.ReplyDuplicate {
 		t.Errorf("r-1 forgotten after a torn record: %+v", rep)
 	}
 }
@@ -143,7 +143,7 @@ func TestReloadRefusedListsErrors(t *testing.T) {
 		)
 	}
 	rep := r.send("rl-1", "config.reload", nil)
-	if calls != 1 || rep.Status != command.StatusError || !strings.Contains(rep.Message, "running one is kept") {
+	if calls != 1 || rep.Status != payload.ReplyError || !strings.Contains(rep.Message, "running one is kept") {
 		t.Fatalf("reply %+v (calls %d)", rep, calls)
 	}
 	errs, _ := rep.Result["errors"].([]any)
@@ -151,7 +151,7 @@ func TestReloadRefusedListsErrors(t *testing.T) {
 		t.Errorf("result %s", resultJSON(rep))
 	}
 	r.reload = func(context.Context) error { return nil }
-	if rep := r.send("rl-2", "config.reload", nil); rep.Status != command.StatusOK || rep.Result["reloaded"] != true {
+	if rep := r.send("rl-2", "config.reload", nil); rep.Status != payload.ReplyOK || rep.Result["reloaded"] != true {
 		t.Errorf("good reload: %+v", rep)
 	}
 }
@@ -161,28 +161,28 @@ func TestMalformedCommands(t *testing.T) {
 	valid := `"issued":"2026-11-25T19:00:00Z","expires":"2026-11-25T19:05:00Z"`
 	cases := []struct {
 		name, body, want string
-		status           command.Status
+		status           payload.ReplyStatus
 	}{
-		{"not json", `{"v":1,`, "truncated JSON", command.StatusError},
-		{"array", `[1,2]`, "want an object", command.StatusError},
-		{"no version", `{"id":"m","name":"ping",` + valid + `}`, `missing "v"`, command.StatusError},
-		{"version 2", `{"v":2,"id":"m","name":"ping",` + valid + `}`, `"v" is 2: want 1`, command.StatusError},
-		{"version string", `{"v":"1","id":"m","name":"ping",` + valid + `}`, `"v" is a JSON string: want the number 1`, command.StatusError},
-		{"unknown key", `{"v":1,"id":"m","name":"ping","prio":3,` + valid + `}`, `unknown key "prio"`, command.StatusError},
-		{"id mismatch", `{"v":1,"id":"other","name":"ping",` + valid + `}`, `differs from the topic's id "m"`, command.StatusError},
-		{"bad name", `{"v":1,"id":"m","name":"Open Door",` + valid + `}`, `"name" "Open Door"`, command.StatusError},
-		{"args not object", `{"v":1,"id":"m","name":"ping","args":[1],` + valid + `}`, `"args"`, command.StatusError},
-		{"no expiry", `{"v":1,"id":"m","name":"ping","issued":"2026-11-25T19:00:00Z"}`, `missing "expires"`, command.StatusError},
-		{"bad time", `{"v":1,"id":"m","name":"ping","issued":"yesterday","expires":"2026-11-25T19:05:00Z"}`, `"issued" "yesterday": want an RFC 3339 time`, command.StatusError},
-		{"expires first", `{"v":1,"id":"m","name":"ping","issued":"2026-11-25T19:05:00Z","expires":"2026-11-25T19:00:00Z"}`, `is not after "issued"`, command.StatusError},
-		{"too long", `{"v":1,"id":"m","name":"ping","issued":"2026-11-25T19:00:00Z","expires":"2026-11-27T19:00:00Z"}`, `want at most 24h0m0s`, command.StatusError},
-		{"trailing", `{"v":1,"id":"m","name":"ping",` + valid + `}{}`, "data after the JSON object", command.StatusError},
-		{"unknown name", `{"v":1,"id":"m","name":"door.open",` + valid + `}`, `no command "door.open" on this gateway; want one of config.reload, device.write, ping, relay.pulse, rule.disable, rule.enable`, command.StatusUnknown},
-		{"missing arg", `{"v":1,"id":"m","name":"device.write","args":{"device":"bay-1","point":"led"},` + valid + `}`, `missing argument "value"`, command.StatusError},
-		{"extra arg", `{"v":1,"id":"m","name":"device.write","args":{"device":"bay-1","point":"led","value":1,"unit":3},` + valid + `}`, `unknown argument "unit": want device, point, value`, command.StatusError},
-		{"arg type", `{"v":1,"id":"m","name":"device.write","args":{"device":7,"point":"led","value":[1]},` + valid + `}`, `argument "device" is the number 7: want a non-empty string; argument "value" is a JSON array`, command.StatusError},
-		{"unknown device", `{"v":1,"id":"m","name":"device.write","args":{"device":"bay-99","point":"led","value":1},` + valid + `}`, `device "bay-99" is not configured`, command.StatusError},
-		{"pulse too long", `{"v":1,"id":"m","name":"relay.pulse","args":{"device":"gate-1","point":"relay","on":true,"off":false,"duration":"2m"},` + valid + `}`, `argument "duration" is "2m": want a duration from 10ms to 1m0s`, command.StatusError},
+		{"not json", `{"v":1,`, "truncated JSON", payload.ReplyError},
+		{"array", `[1,2]`, "want an object", payload.ReplyError},
+		{"no version", `{"id":"m","name":"ping",` + valid + `}`, `missing "v"`, payload.ReplyError},
+		{"version 2", `{"v":2,"id":"m","name":"ping",` + valid + `}`, `"v" is 2: want 1`, payload.ReplyError},
+		{"version string", `{"v":"1","id":"m","name":"ping",` + valid + `}`, `"v" is a JSON string: want the number 1`, payload.ReplyError},
+		{"unknown key", `{"v":1,"id":"m","name":"ping","prio":3,` + valid + `}`, `unknown key "prio"`, payload.ReplyError},
+		{"id mismatch", `{"v":1,"id":"other","name":"ping",` + valid + `}`, `differs from the topic's id "m"`, payload.ReplyError},
+		{"bad name", `{"v":1,"id":"m","name":"Open Door",` + valid + `}`, `"name" "Open Door"`, payload.ReplyError},
+		{"args not object", `{"v":1,"id":"m","name":"ping","args":[1],` + valid + `}`, `"args"`, payload.ReplyError},
+		{"no expiry", `{"v":1,"id":"m","name":"ping","issued":"2026-11-25T19:00:00Z"}`, `missing "expires"`, payload.ReplyError},
+		{"bad time", `{"v":1,"id":"m","name":"ping","issued":"yesterday","expires":"2026-11-25T19:05:00Z"}`, `"issued" "yesterday": want an RFC 3339 time`, payload.ReplyError},
+		{"expires first", `{"v":1,"id":"m","name":"ping","issued":"2026-11-25T19:05:00Z","expires":"2026-11-25T19:00:00Z"}`, `is not after "issued"`, payload.ReplyError},
+		{"too long", `{"v":1,"id":"m","name":"ping","issued":"2026-11-25T19:00:00Z","expires":"2026-11-27T19:00:00Z"}`, `want at most 24h0m0s`, payload.ReplyError},
+		{"trailing", `{"v":1,"id":"m","name":"ping",` + valid + `}{}`, "data after the JSON object", payload.ReplyError},
+		{"unknown name", `{"v":1,"id":"m","name":"door.open",` + valid + `}`, `no command "door.open" on this gateway; want one of config.reload, device.write, ping, relay.pulse, rule.disable, rule.enable`, payload.ReplyUnknown},
+		{"missing arg", `{"v":1,"id":"m","name":"device.write","args":{"device":"bay-1","point":"led"},` + valid + `}`, `missing argument "value"`, payload.ReplyError},
+		{"extra arg", `{"v":1,"id":"m","name":"device.write","args":{"device":"bay-1","point":"led","value":1,"unit":3},` + valid + `}`, `unknown argument "unit": want device, point, value`, payload.ReplyError},
+		{"arg type", `{"v":1,"id":"m","name":"device.write","args":{"device":7,"point":"led","value":[1]},` + valid + `}`, `argument "device" is the number 7: want a non-empty string; argument "value" is a JSON array`, payload.ReplyError},
+		{"unknown device", `{"v":1,"id":"m","name":"device.write","args":{"device":"bay-99","point":"led","value":1},` + valid + `}`, `device "bay-99" is not configured`, payload.ReplyError},
+		{"pulse too long", `{"v":1,"id":"m","name":"relay.pulse","args":{"device":"gate-1","point":"relay","on":true,"off":false,"duration":"2m"},` + valid + `}`, `argument "duration" is "2m": want a duration from 10ms to 1m0s`, payload.ReplyError},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -197,7 +197,7 @@ func TestMalformedCommands(t *testing.T) {
 		t.Errorf("malformed commands wrote %v", w)
 	}
 	// Refused commands are not remembered: the corrected one runs.
-	if rep := r.send("m", "device.write", map[string]any{"device": "bay-1", "point": "led", "value": 1}); rep.Status != command.StatusOK {
+	if rep := r.send("m", "device.write", map[string]any{"device": "bay-1", "point": "led", "value": 1}); rep.Status != payload.ReplyOK {
 		t.Errorf("corrected command: %+v", rep)
 	}
 	// A topic without a usable id gets no reply, only an event.
@@ -224,7 +224,7 @@ func TestRelayPulse(t *testing.T) {
 	}
 	r.clock.Advance(3 * time.Second)
 	rep := r.reply("p1")
-	if rep.Status != command.StatusOK || rep.Result["duration_ms"] != json.Number("3000") {
+	if rep.Status != payload.ReplyOK || rep.Result["duration_ms"] != json.Number("3000") {
 		t.Fatalf("reply %+v", rep)
 	}
 	w := r.writers.all()
@@ -236,23 +236,23 @@ func TestRelayPulse(t *testing.T) {
 	r.writers.fail["door"] = errors.New("modbus: gate-1: exception 2 (illegal data address)")
 	r.writers.mu.Unlock()
 	rep = r.send("p2", "relay.pulse", map[string]any{"device": "gate-1", "point": "door", "on": 1, "off": 0, "duration": "500ms"})
-	if rep.Status != command.StatusError || !strings.Contains(rep.Message, "illegal data address") {
+	if rep.Status != payload.ReplyError || !strings.Contains(rep.Message, "illegal data address") {
 		t.Errorf("failed pulse: %+v", rep)
 	}
 }
 
 func TestRulesAndPing(t *testing.T) {
 	r := newRig(t, t.TempDir(), nil)
-	if rep := r.send("d1", "rule.disable", map[string]any{"rule": "night-lights"}); rep.Status != command.StatusOK {
+	if rep := r.send("d1", "rule.disable", map[string]any{"rule": "night-lights"}); rep.Status != payload.ReplyOK {
 		t.Fatalf("%+v", rep)
 	}
 	if r.rules.on["night-lights"] {
 		t.Error("rule still enabled")
 	}
-	if rep := r.send("d2", "rule.enable", map[string]any{"rule": "nope"}); rep.Status != command.StatusError || !strings.Contains(rep.Message, `rule "nope": no such rule`) {
+	if rep := r.send("d2", "rule.enable", map[string]any{"rule": "nope"}); rep.Status != payload.ReplyError || !strings.Contains(rep.Message, `rule "nope": no such rule`) {
 		t.Errorf("%+v", rep)
 	}
-	if rep := r.send("d3", "ping", nil); rep.Status != command.StatusOK || rep.Result["time"] != "2026-11-25T19:00:00Z" {
+	if rep := r.send("d3", "ping", nil); rep.Status != payload.ReplyOK || rep.Result["time"] != "2026-11-25T19:00:00Z" {
 		t.Errorf("%+v", rep)
 	}
 }
@@ -282,19 +282,19 @@ func TestLocalCommand(t *testing.T) {
 func TestIDLogBounded(t *testing.T) {
 	r := newRig(t, t.TempDir(), func(o *command.Options) { o.MaxIDs = 3 })
 	for _, id := range []string{"a", "b", "c"} {
-		if rep := r.send(id, "ping", nil); rep.Status != command.StatusOK {
+		if rep := r.send(id, "ping", nil); rep.Status != payload.ReplyOK {
 			t.Fatal(rep)
 		}
 	}
 	// A fourth unexpired id would push out one that may still be redelivered.
 	rep := r.send("d", "ping", nil)
-	if rep.Status != command.StatusError || !strings.Contains(rep.Message, "too many unexpired command ids") {
+	if rep.Status != payload.ReplyError || !strings.Contains(rep.Message, "too many unexpired command ids") {
 		t.Fatalf("fourth: %+v", rep)
 	}
 	// An hour after they expired, the old ids are forgotten.
 	r.clock.Advance(time.Minute + time.Hour + time.Second)
 	r.exec.Handle(topic("e"), body("e", "ping", nil, 2*time.Hour))
-	if rep := r.reply("e"); rep.Status != command.StatusOK {
+	if rep := r.reply("e"); rep.Status != payload.ReplyOK {
 		t.Fatalf("after expiry: %+v", rep)
 	}
 }

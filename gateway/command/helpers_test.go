@@ -12,8 +12,8 @@ import (
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/gateway/command"
-	"github.com/luling-edge/luling/gateway/payload"
 	"github.com/luling-edge/luling/internal/fakeclock"
+	"github.com/luling-edge/luling/payload"
 )
 
 var t0 = time.Date(2026, 11, 25, 19, 0, 0, 0, time.UTC)
@@ -159,7 +159,7 @@ func newRig(t testing.TB, dir string, tweak func(*command.Options)) *rig {
 func topic(id string) string { return "gw/v1/lot-a/gw-1/cmd/" + id }
 
 func body(id, name string, args map[string]any, life time.Duration) []byte {
-	c := command.Command{ID: id, Name: name, Args: args, Issued: t0, Expires: t0.Add(life)}
+	c := payload.Command{ID: id, Name: name, Args: args, Issued: t0, Expires: t0.Add(life)}
 	b, err := c.Encode()
 	if err != nil {
 		panic(err)
@@ -168,20 +168,20 @@ func body(id, name string, args map[string]any, life time.Duration) []byte {
 }
 
 // send hands a command to the executor and returns its reply.
-func (r *rig) send(id, name string, args map[string]any) *command.Reply {
+func (r *rig) send(id, name string, args map[string]any) *payload.Reply {
 	r.t.Helper()
 	r.exec.Handle(topic(id), body(id, name, args, time.Minute))
 	return r.reply(id)
 }
 
-func (r *rig) reply(id string) *command.Reply {
+func (r *rig) reply(id string) *payload.Reply {
 	r.t.Helper()
 	select {
 	case s := <-r.replies:
 		if s.id != id {
 			r.t.Fatalf("reply for %q, want %q: %s", s.id, id, s.body)
 		}
-		rep, err := command.DecodeReply(s.body)
+		rep, err := payload.DecodeReply(s.body)
 		if err != nil {
 			r.t.Fatalf("reply %s: %v", s.body, err)
 		}
@@ -198,7 +198,7 @@ func (r *rig) eventList() []payload.Record {
 	return append([]payload.Record(nil), r.events...)
 }
 
-func resultJSON(r *command.Reply) string {
+func resultJSON(r *payload.Reply) string {
 	b, _ := json.Marshal(r.Result)
 	return string(b)
 }

@@ -13,6 +13,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/luling-edge/luling/payload"
 )
 
 // StoreFile is the name of the id log inside Options.StateDir.
@@ -86,7 +88,7 @@ func openStore(dir string, maxIDs int, now func() time.Time, log *slog.Logger) (
 	for sc.Scan() {
 		n++
 		var l line
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil || !ValidID(l.ID) {
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil || !payload.ValidCommandID(l.ID) {
 			log.Error("command id log: skipping a corrupt record", "file", s.path, "line", n)
 			continue
 		}
@@ -146,7 +148,7 @@ func (s *store) finish(id string, exp time.Time, reply []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(reply) > maxStoredBody {
-		var r Reply
+		var r payload.Reply
 		if json.Unmarshal(reply, &r) == nil {
 			r.Result = nil
 			if len(r.Message) > 512 {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/gateway/command"
+	"github.com/luling-edge/luling/payload"
 )
 
 // TestIDLogStaysSmall runs many commands, each expiring a minute after it
@@ -26,10 +27,10 @@ func TestIDLogStaysSmall(t *testing.T) {
 	for i := range 3000 {
 		id := fmt.Sprintf("n-%d", i)
 		now := r.clock.Now()
-		c := command.Command{ID: id, Name: "rule.enable", Args: map[string]any{"rule": msg}, Issued: now, Expires: now.Add(time.Minute)}
+		c := payload.Command{ID: id, Name: "rule.enable", Args: map[string]any{"rule": msg}, Issued: now, Expires: now.Add(time.Minute)}
 		b, _ := c.Encode()
 		r.exec.Handle(topic(id), b)
-		if rep := r.reply(id); rep.Status != command.StatusError { // unknown rule: error, but ran and recorded
+		if rep := r.reply(id); rep.Status != payload.ReplyError { // unknown rule: error, but ran and recorded
 			t.Fatalf("%s: %+v", id, rep)
 		}
 		st, err := os.Stat(path)

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 func boundOptions(dir string, lb *logBuf) Options {

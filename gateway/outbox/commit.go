@@ -8,7 +8,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // run is the committer: the one goroutine that writes segment files and the

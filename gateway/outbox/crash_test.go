@@ -12,7 +12,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 const (

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // logBuf collects log output for assertions.

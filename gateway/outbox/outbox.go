@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // Defaults for the zero values of Options.

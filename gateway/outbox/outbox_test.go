@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 func TestAppendSealsBatchesBytesOfAppendBatch(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // fiveMessages writes telemetry messages 1..5, one per Append, and returns

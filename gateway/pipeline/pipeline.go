@@ -20,7 +20,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // Policy is a device's report-by-exception settings.

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 func bay(occupied bool, dist float64, t time.Time) payload.Record {

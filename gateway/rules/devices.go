@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/luling-edge/luling/drivers"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // Devices routes the engine's writes to the gateway's drivers by device id.

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/firmware-config/config"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 
 	"github.com/luling-edge/luling/internal/testenv"
 )

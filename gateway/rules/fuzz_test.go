@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // FuzzRules feeds arbitrary YAML through decoding, compiling and one round

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // scriptedRule is a PluginRule whose decisions the test scripts: it

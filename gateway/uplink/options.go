@@ -8,7 +8,7 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 )
 
 // Defaults applied by New to zero Options fields.

@@ -50,7 +50,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/luling-edge/luling/drivers"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/plugins/internal/wire"
 	pb "github.com/luling-edge/luling/plugins/proto"
 )

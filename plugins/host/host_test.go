@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/drivers"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/plugins/host"
 	"github.com/luling-edge/luling/plugins/sdk/plugintest"
 

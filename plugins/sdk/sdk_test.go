@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/luling-edge/luling/drivers"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/plugins/sdk"
 	"github.com/luling-edge/luling/plugins/sdk/plugintest"
 )

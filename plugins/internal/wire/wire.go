@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/luling-edge/luling/drivers"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 	pb "github.com/luling-edge/luling/plugins/proto"
 )
 

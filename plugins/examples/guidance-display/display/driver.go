@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/plugins/sdk"
 )
 

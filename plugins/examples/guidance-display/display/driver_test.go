@@ -11,7 +11,7 @@ import (
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/gateway/bus"
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/gateway/serialport"
 	"github.com/luling-edge/luling/internal/ptypair"
 	"github.com/luling-edge/luling/plugins/examples/guidance-display/display"

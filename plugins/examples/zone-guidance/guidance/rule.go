@@ -49,7 +49,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/plugins/sdk"
 )
 

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/plugins/examples/zone-guidance/guidance"
 	"github.com/luling-edge/luling/plugins/sdk"
 )

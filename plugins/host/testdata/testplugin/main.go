@@ -18,7 +18,7 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/plugins/internal/wire"
 	"github.com/luling-edge/luling/plugins/sdk"
 )

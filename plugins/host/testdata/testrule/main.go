@@ -9,7 +9,7 @@ import (
 	"context"
 	"os"
 
-	"github.com/luling-edge/luling/gateway/payload"
+	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/plugins/sdk"
 )
 

@@ -1,11 +1,11 @@
-package command_test
+package payload_test
 
 import (
 	"reflect"
 	"testing"
 	"time"
 
-	"github.com/luling-edge/luling/gateway/command"
+	"github.com/luling-edge/luling/payload"
 )
 
 func FuzzDecodeCommand(f *testing.F) {
@@ -19,18 +19,18 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add([]byte(``))
 	f.Add([]byte(`{"v":1,"id":"x","name":"ping","issued":"2026-11-25T19:00:00Z","expires":"2026-11-25T19:00:01Z"} x`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := command.DecodeCommand(b)
+		c, err := payload.DecodeCommand(b)
 		if err != nil {
 			if c != nil {
 				t.Fatal("command and error")
 			}
 			return
 		}
-		if !command.ValidID(c.ID) || !command.ValidName(c.Name) || !c.Expires.After(c.Issued) || c.Expires.Sub(c.Issued) > command.MaxLifetime || c.Args == nil {
+		if !payload.ValidCommandID(c.ID) || !payload.ValidCommandName(c.Name) || !c.Expires.After(c.Issued) || c.Expires.Sub(c.Issued) > payload.MaxCommandLifetime || c.Args == nil {
 			t.Fatalf("accepted an invalid command %+v", c)
 		}
 		for k, v := range c.Args {
-			command.Value(v) // must not panic, whatever the argument
+			payload.ArgValue(v) // must not panic, whatever the argument
 			_ = k
 		}
 		// What is accepted survives a round trip.
@@ -38,7 +38,7 @@ func FuzzDecodeCommand(f *testing.F) {
 		if err != nil {
 			t.Fatalf("encode %+v: %v", c, err)
 		}
-		c2, err := command.DecodeCommand(enc)
+		c2, err := payload.DecodeCommand(enc)
 		if err != nil {
 			t.Fatalf("re-decode %s: %v", enc, err)
 		}
@@ -49,18 +49,18 @@ func FuzzDecodeCommand(f *testing.F) {
 }
 
 func FuzzDecodeReply(f *testing.F) {
-	f.Add((&command.Reply{ID: "c-1", Name: "ping", Status: command.StatusOK, Result: map[string]any{"time": "x"}, Executed: time.Unix(1, 0)}).Encode())
+	f.Add((&payload.Reply{ID: "c-1", Name: "ping", Status: payload.ReplyOK, Result: map[string]any{"time": "x"}, Executed: time.Unix(1, 0)}).Encode())
 	f.Add([]byte(`{"v":1,"id":"c","status":"maybe","executed":"2026-11-25T19:00:00Z"}`))
 	f.Add([]byte(`{"v":1,"id":"","status":"ok"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := command.DecodeReply(b)
+		r, err := payload.DecodeReply(b)
 		if err != nil {
 			return
 		}
-		if !command.ValidID(r.ID) || r.Executed.IsZero() {
+		if !payload.ValidCommandID(r.ID) || r.Executed.IsZero() {
 			t.Fatalf("accepted %+v", r)
 		}
-		if _, err := command.DecodeReply(r.Encode()); err != nil {
+		if _, err := payload.DecodeReply(r.Encode()); err != nil {
 			t.Fatalf("re-decode: %v", err)
 		}
 	})

@@ -1,0 +1,53 @@
+// Package archtest keeps the package map of docs/design.md true: which
+// packages may depend on which.
+package archtest
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/luling-edge/luling/"
+
+// deps lists the project's packages that pkgs depend on, themselves included.
+func deps(t *testing.T, pkgs ...string) []string {
+	t.Helper()
+	args := append([]string{"list", "-deps"}, pkgs...)
+	cmd := exec.Command("go", args...)
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go %s: %v", strings.Join(args, " "), err)
+	}
+	var own []string
+	for _, p := range strings.Fields(string(out)) {
+		if rel, ok := strings.CutPrefix(p, module); ok {
+			own = append(own, rel)
+		}
+	}
+	return own
+}
+
+func TestDependencyDirections(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	cases := []struct {
+		pkgs      []string
+		forbidden []string // path prefixes
+	}{
+		{[]string{"./cmd/cloudd", "./cloud/..."}, []string{"gateway", "drivers", "plugins", "firmware-config"}},
+		{[]string{"./plugins/sdk"}, []string{"gateway", "firmware-config", "cloud"}},
+		{[]string{"./payload"}, []string{"gateway", "drivers", "plugins", "cloud", "firmware-config", "internal", "cmd"}},
+	}
+	for _, c := range cases {
+		for _, d := range deps(t, c.pkgs...) {
+			for _, f := range c.forbidden {
+				if d == f || strings.HasPrefix(d, f+"/") {
+					t.Errorf("%s depends on %s: packages under %s/ must not (see docs/design.md)", strings.Join(c.pkgs, " "), d, f)
+				}
+			}
+		}
+	}
+}
