@@ -13,10 +13,10 @@ import (
 	"github.com/luling-edge/luling/drivers/modbus"
 	"github.com/luling-edge/luling/drivers/modbus/modbussim"
 	"github.com/luling-edge/luling/gateway/bus"
-	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/gateway/serialport"
 	"github.com/luling-edge/luling/internal/ptypair"
 	"github.com/luling-edge/luling/internal/testenv"
+	"github.com/luling-edge/luling/payload"
 )
 
 // BenchmarkBusEfficiency measures Modbus transactions per second through

@@ -16,9 +16,9 @@ import (
 	"github.com/luling-edge/luling/drivers/gpio/vpin"
 	"github.com/luling-edge/luling/drivers/osdp/osdpsim"
 	"github.com/luling-edge/luling/firmware-config/config"
-	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/internal/ptypair"
 	"github.com/luling-edge/luling/internal/testenv"
+	"github.com/luling-edge/luling/payload"
 )
 
 // pins hands out virtual GPIO lines by name.

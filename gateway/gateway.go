@@ -34,10 +34,10 @@ import (
 	"github.com/luling-edge/luling/gateway/access"
 	"github.com/luling-edge/luling/gateway/bus"
 	"github.com/luling-edge/luling/gateway/command"
-	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/gateway/pipeline"
 	"github.com/luling-edge/luling/gateway/rules"
 	"github.com/luling-edge/luling/gateway/status"
+	"github.com/luling-edge/luling/payload"
 )
 
 // queueLen bounds the records waiting between the pollers and the outbox.

@@ -14,11 +14,11 @@ import (
 	"github.com/luling-edge/luling/gateway/bus"
 	"github.com/luling-edge/luling/gateway/command"
 	"github.com/luling-edge/luling/gateway/outbox"
-	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/gateway/rules"
 	"github.com/luling-edge/luling/gateway/serialport"
 	"github.com/luling-edge/luling/gateway/status"
 	"github.com/luling-edge/luling/gateway/uplink"
+	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/plugins/host"
 )
 

@@ -12,8 +12,8 @@ import (
 	"github.com/luling-edge/luling/cloud/broker"
 	"github.com/luling-edge/luling/cloud/fleet"
 	"github.com/luling-edge/luling/cloud/ingest"
-	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/internal/testenv"
+	"github.com/luling-edge/luling/payload"
 )
 
 func TestEmbeddedBrokerConfinesGateways(t *testing.T) {

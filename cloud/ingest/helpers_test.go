@@ -15,8 +15,8 @@ import (
 	"github.com/luling-edge/luling/cloud/fleet"
 	"github.com/luling-edge/luling/cloud/influxw"
 	"github.com/luling-edge/luling/cloud/ingest"
-	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/internal/testenv"
+	"github.com/luling-edge/luling/payload"
 )
 
 func TestMain(m *testing.M) {

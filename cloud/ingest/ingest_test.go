@@ -10,8 +10,8 @@ import (
 
 	"github.com/luling-edge/luling/cloud/fleet"
 	"github.com/luling-edge/luling/cloud/ingest"
-	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/internal/testenv"
+	"github.com/luling-edge/luling/payload"
 )
 
 func TestValidBatchesBecomeExactPoints(t *testing.T) {

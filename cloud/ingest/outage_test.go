@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/cloud/ingest"
-	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/internal/testenv"
+	"github.com/luling-edge/luling/payload"
 )
 
 func influxdBin(t *testing.T) string {

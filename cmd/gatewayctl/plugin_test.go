@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/gateway/rules"
+	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/plugins/host"
 	"github.com/luling-edge/luling/plugins/sdk/plugintest"
 )

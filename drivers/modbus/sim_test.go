@@ -12,8 +12,8 @@ import (
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/drivers/modbus"
 	"github.com/luling-edge/luling/drivers/modbus/modbussim"
-	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/internal/ptypair"
+	"github.com/luling-edge/luling/payload"
 )
 
 // ptyBus is a minimal transport for this test: it writes a request to the

@@ -13,9 +13,9 @@ import (
 	"github.com/luling-edge/luling/drivers/sunspec"
 	"github.com/luling-edge/luling/drivers/sunspec/sunspecsim"
 	"github.com/luling-edge/luling/gateway/bus"
-	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/gateway/serialport"
 	"github.com/luling-edge/luling/internal/ptypair"
+	"github.com/luling-edge/luling/payload"
 )
 
 // rig is one RS-485 line: a modbussim server on the master side of a pty,

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/internal/fakeclock"
+	"github.com/luling-edge/luling/payload"
 )
 
 // fakeClock is a manual clock: time moves only by Advance.

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/internal/testenv"
+	"github.com/luling-edge/luling/payload"
 )
 
 func TestPublishesOnContractTopicsAndAcksEverything(t *testing.T) {

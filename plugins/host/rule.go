@@ -13,8 +13,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/gateway/rules"
+	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/plugins/internal/wire"
 	pb "github.com/luling-edge/luling/plugins/proto"
 )

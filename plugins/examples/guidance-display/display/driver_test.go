@@ -11,9 +11,9 @@ import (
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/gateway/bus"
-	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/gateway/serialport"
 	"github.com/luling-edge/luling/internal/ptypair"
+	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/plugins/examples/guidance-display/display"
 	"github.com/luling-edge/luling/plugins/examples/guidance-display/display/displaysim"
 	"github.com/luling-edge/luling/plugins/host"

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/gateway/rules"
+	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/plugins/examples/zone-guidance/guidance"
 	"github.com/luling-edge/luling/plugins/sdk/plugintest"
 )
