@@ -61,6 +61,21 @@ var Schema = map[string]*Measurement{
 	},
 }
 
+// GatewayMeasurements are the measurements outside Schema that the gateway,
+// its drivers and the bundled example plugins write (docs/influxdb-schema.md,
+// "Further measurements"). cloudd writes Schema's and these by default and
+// drops records of any other measurement unless it is configured to allow
+// it.
+var GatewayMeasurements = []string{
+	"fault",            // device, driver, plugin and rule faults
+	"virtual",          // rule set actions
+	"command",          // command executions
+	"gpio",             // drivers/gpio inputs
+	"reader",           // drivers/osdp readers
+	"guidance_display", // plugins/examples/guidance-display
+	"zone_guidance",    // plugins/examples/zone-guidance
+}
+
 // CheckSchema checks a record of a contract measurement against Schema.
 // Records of other measurements pass.
 func CheckSchema(r *Record) error {

@@ -1,7 +1,7 @@
 // Package fleet is cloudd's cache of what it knows about each gateway:
 // online state and devices from the retained status topic (birth message and
 // Last Will), traffic counters, the per-gateway sequence check (Seq: gaps,
-// loss, reorder, duplicates) and the parking occupancy derived from bay
+// loss, reorder, duplicates, conflicts, implausible jumps) and the parking occupancy derived from bay
 // records (Parking). It serves that state over HTTP (/healthz,
 // /api/v1/gateways, /metrics in the Prometheus text format).
 //
@@ -29,7 +29,12 @@ const (
 	ReasonUnwritable = "unwritable" // line protocol cannot carry a record
 	ReasonStatus     = "status"     // bad status message
 	ReasonInflux     = "influx_400" // InfluxDB refused the points (4xx)
+	ReasonSeqJump    = "seq_jump"   // sequence number implausibly far ahead (Seq.MaxJump)
 )
+
+// ReasonMeasurement counts records dropped from accepted messages because
+// their measurement is outside the schema and not allowed by configuration.
+const ReasonMeasurement = "measurement"
 
 // Gateway is the API view of one gateway.
 type Gateway struct {
@@ -47,6 +52,9 @@ type Gateway struct {
 	PointsWritten uint64               `json:"points_written"`
 	Seq           SeqStats             `json:"seq"`
 	Rejected      map[string]uint64    `json:"rejected,omitempty"`
+	// RecordsDropped counts records left out of otherwise written
+	// messages, by reason (ReasonMeasurement).
+	RecordsDropped map[string]uint64 `json:"records_dropped,omitempty"`
 }
 
 type gwState struct {
@@ -61,6 +69,7 @@ type Fleet struct {
 	gws     map[string]*gwState
 	unknown map[string]uint64 // rejections that name no valid gateway
 	grace   time.Duration
+	maxJump uint64 // Seq.MaxJump of every gateway
 	now     func() time.Time
 }
 
@@ -77,10 +86,32 @@ func (f *Fleet) get(site, gw string) *gwState {
 	k := site + "/" + gw
 	g := f.gws[k]
 	if g == nil {
-		g = &gwState{view: Gateway{Site: site, Gateway: gw}}
+		g = &gwState{view: Gateway{Site: site, Gateway: gw}, seq: Seq{MaxJump: f.maxJump}}
 		f.gws[k] = g
 	}
 	return g
+}
+
+// SetMaxJump sets how far ahead of the expected sequence number a message
+// may be before it is rejected (0: DefaultMaxJump). Call it before the
+// fleet is used.
+func (f *Fleet) SetMaxJump(n uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.maxJump = n
+	for _, g := range f.gws {
+		g.seq.MaxJump = n
+	}
+}
+
+// MaxJump returns the bound SetMaxJump set (DefaultMaxJump by default).
+func (f *Fleet) MaxJump() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.maxJump == 0 {
+		return DefaultMaxJump
+	}
+	return f.maxJump
 }
 
 // Status applies a status message (birth or Last Will).
@@ -119,6 +150,17 @@ func (f *Fleet) Reject(site, gw, reason string) {
 	g.view.Rejected[reason]++
 }
 
+// DropRecords counts n records dropped from a gateway's message.
+func (f *Fleet) DropRecords(site, gw, reason string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	g := f.get(site, gw)
+	if g.view.RecordsDropped == nil {
+		g.view.RecordsDropped = make(map[string]uint64)
+	}
+	g.view.RecordsDropped[reason] += uint64(n)
+}
+
 // Derive appends the parking_lot records that the batch's bay records
 // produce. Call it once per accepted batch, in the order batches are
 // written.
@@ -128,9 +170,29 @@ func (f *Fleet) Derive(dst []payload.Record, b *payload.Batch) []payload.Record 
 	return f.get(b.Site, b.Gateway).parking.Apply(dst, b.Records)
 }
 
-// Written records a batch whose points InfluxDB acknowledged: traffic
-// counters and the sequence check.
-func (f *Fleet) Written(b *payload.Batch, points int) SeqResult {
+// Admit runs the sequence check on a batch before its points are written:
+// hash is the hash of its content (see Seq.Observe). It returns what the
+// number meant, whether to write the points (SeqResult.Write) and the
+// number that was expected. A batch admitted for writing whose write then
+// fails must be given to Unwritten.
+func (f *Fleet) Admit(b *payload.Batch, hash uint64) (res SeqResult, expected uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	g := f.get(b.Site, b.Gateway)
+	expected = g.seq.next
+	return g.seq.Observe(b.Seq, hash, f.now()), expected
+}
+
+// Unwritten undoes Admit's record of a batch as written.
+func (f *Fleet) Unwritten(b *payload.Batch, hash uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.get(b.Site, b.Gateway).seq.Unwritten(b.Seq, hash)
+}
+
+// Written records a batch whose points InfluxDB acknowledged: the traffic
+// counters.
+func (f *Fleet) Written(b *payload.Batch, points int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := f.now()
@@ -139,7 +201,6 @@ func (f *Fleet) Written(b *payload.Batch, points int) SeqResult {
 	g.view.Records += uint64(len(b.Records))
 	g.view.PointsWritten += uint64(points)
 	g.view.LastSeen = &now
-	return g.seq.Observe(b.Seq, now)
 }
 
 // Expire counts every gap older than the grace period as lost and returns
@@ -213,6 +274,12 @@ func (g *gwState) snapshot() Gateway {
 		v.Rejected = make(map[string]uint64, len(g.view.Rejected))
 		for k, n := range g.view.Rejected {
 			v.Rejected[k] = n
+		}
+	}
+	if g.view.RecordsDropped != nil {
+		v.RecordsDropped = make(map[string]uint64, len(g.view.RecordsDropped))
+		for k, n := range g.view.RecordsDropped {
+			v.RecordsDropped[k] = n
 		}
 	}
 	v.Devices = append([]payload.DeviceInfo(nil), g.view.Devices...)

@@ -84,8 +84,11 @@ func (f *Fleet) WriteMetrics(w io.Writer) {
 		{"luling_cloud_seq_gaps_open", "Messages missing and still within the grace period.", "gauge", func(g *Gateway) uint64 { return g.Seq.GapsOpen }},
 		{"luling_cloud_seq_lost_total", "Messages missing for longer than the grace period.", "counter", func(g *Gateway) uint64 { return g.Seq.Lost }},
 		{"luling_cloud_seq_reordered_total", "Late messages that filled a gap.", "counter", func(g *Gateway) uint64 { return g.Seq.Reordered }},
-		{"luling_cloud_seq_duplicates_total", "Messages received again (redelivery).", "counter", func(g *Gateway) uint64 { return g.Seq.Duplicates }},
-		{"luling_cloud_seq_resets_total", "Sequence counter restarts of the gateway.", "counter", func(g *Gateway) uint64 { return g.Seq.Resets }},
+		{"luling_cloud_seq_late_total", "Messages behind the expected number that were never written (their gap was declared lost); written now.", "counter", func(g *Gateway) uint64 { return g.Seq.Late }},
+		{"luling_cloud_seq_duplicates_total", "Messages received again with the same content (redelivery), or older than the window; not written again.", "counter", func(g *Gateway) uint64 { return g.Seq.Duplicates }},
+		{"luling_cloud_seq_conflicts_total", "Sequence numbers received again with different content; the first write is kept.", "counter", func(g *Gateway) uint64 { return g.Seq.Conflicts }},
+		{"luling_cloud_seq_far_below_total", "Sequence numbers far below the expected one (a second consecutive one restarts tracking).", "counter", func(g *Gateway) uint64 { return g.Seq.FarBelow }},
+		{"luling_cloud_seq_resets_total", "Restarts of the sequence tracking (re-flashed gateway, or a confirmed jump).", "counter", func(g *Gateway) uint64 { return g.Seq.Resets }},
 	}
 	for _, m := range ms {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, m.typ)
@@ -94,15 +97,24 @@ func (f *Fleet) WriteMetrics(w io.Writer) {
 		}
 	}
 	const rej = "luling_cloud_rejected_total"
-	fmt.Fprintf(w, "# HELP %s Messages rejected, by reason.\n# TYPE %s counter\n", rej, rej)
-	for i := range gws {
-		for _, reason := range sortedKeys(gws[i].Rejected) {
-			fmt.Fprintf(w, "%s{site=%s,gateway=%s,reason=%s} %d\n", rej, quote(gws[i].Site), quote(gws[i].Gateway), quote(reason), gws[i].Rejected[reason])
-		}
-	}
+	writeByReason(w, rej, "Messages rejected, by reason.", gws, func(g *Gateway) map[string]uint64 { return g.Rejected })
 	unk := f.Unknown()
 	for _, reason := range sortedKeys(unk) {
 		fmt.Fprintf(w, "%s{site=\"\",gateway=\"\",reason=%s} %d\n", rej, quote(reason), unk[reason])
+	}
+	writeByReason(w, "luling_cloud_records_dropped_total", "Records left out of written messages, by reason.", gws,
+		func(g *Gateway) map[string]uint64 { return g.RecordsDropped })
+}
+
+// writeByReason writes the header of a counter family and one sample per
+// gateway and reason.
+func writeByReason(w io.Writer, name, help string, gws []Gateway, counts func(*Gateway) map[string]uint64) {
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", name, help, name)
+	for i := range gws {
+		m := counts(&gws[i])
+		for _, reason := range sortedKeys(m) {
+			fmt.Fprintf(w, "%s{site=%s,gateway=%s,reason=%s} %d\n", name, quote(gws[i].Site), quote(gws[i].Gateway), quote(reason), m[reason])
+		}
 	}
 }
 

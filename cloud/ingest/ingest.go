@@ -9,7 +9,15 @@
 // written to InfluxDB, or after it was rejected as invalid. Until then the
 // broker keeps it, so neither a cloudd crash nor an InfluxDB outage loses
 // anything; the price is redelivery, which the sequence check counts as a
-// duplicate and InfluxDB absorbs (an identical point overwrites itself).
+// duplicate and does not write again.
+//
+// The writer goroutine runs the sequence check (fleet.Admit) on each batch
+// before writing it, with a hash of the line protocol of its records: a
+// number implausibly far ahead is rejected, an identical redelivery is not
+// written again, and a number seen before with different content is not
+// written but raises an alert point (rule seq_conflict) instead. Records of
+// measurements outside the schema and the configured allowance are left
+// out of the written points and counted.
 //
 // How paho behaves here (paho.mqtt.golang v1.5.1, read in its source):
 //   - With OrderMatters (the default) one router goroutine calls the handler
@@ -46,6 +54,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"sync"
@@ -85,6 +94,11 @@ type Config struct {
 	RetryMin      time.Duration // first retry delay; default 100ms
 	RetryMax      time.Duration // longest retry delay; default 5s
 	KeepAlive     time.Duration // MQTT keepalive; default 30s
+
+	// AllowMeasurements names measurements written besides payload.Schema
+	// and payload.GatewayMeasurements; "*" allows every measurement.
+	// Records of other measurements are dropped and counted.
+	AllowMeasurements []string
 
 	Logger *slog.Logger
 }
@@ -147,6 +161,9 @@ type item struct {
 	msg   mqtt.Message
 	batch *payload.Batch // nil: rejected or status, acknowledge only
 	size  int64
+	// Set by the writer when it admits the batch (fleet.Admit).
+	hash  uint64
+	write bool // the batch's points are in the pending lines
 }
 
 // Ingest is the running ingest path. Create it with New, run it with Run.
@@ -159,6 +176,8 @@ type Ingest struct {
 	queue  chan item
 	budget *semaphore.Weighted
 	limit  *limiter
+	seed   maphash.Seed
+	allow  map[string]bool // nil: every measurement
 
 	connected   atomic.Bool
 	influxUp    atomic.Bool
@@ -170,6 +189,8 @@ type Ingest struct {
 	requests    atomic.Uint64
 	writeErrors atomic.Uint64
 	rejected    atomic.Uint64
+	skipped     atomic.Uint64
+	dropped     atomic.Uint64 // records
 	acked       atomic.Uint64
 
 	runCtx context.Context // set by Run before connecting; read-only after
@@ -186,6 +207,8 @@ func New(cfg Config, w LineWriter, f *fleet.Fleet) (*Ingest, error) {
 		queue:  make(chan item, cfg.QueueMessages),
 		budget: semaphore.NewWeighted(cfg.QueueBytes),
 		limit:  newLimiter(20, 10*time.Second),
+		seed:   maphash.MakeSeed(),
+		allow:  allowed(cfg.AllowMeasurements),
 	}
 	in.influxUp.Store(true)
 	return in, nil
@@ -352,26 +375,60 @@ func (in *Ingest) writeLoop(ctx context.Context) {
 		lines   []byte
 		derived []payload.Record
 		keys    influxw.Keys
+		h       maphash.Hash
 		npoints int
 		offsets []int // end of each pending item's lines
 		counts  []int // points per pending item
 	)
+	h.SetSeed(in.seed)
 	add := func(it item) {
-		pending = append(pending, it)
 		n := 0
 		if b := it.batch; b != nil {
+			start := len(lines)
+			dropped := in.filter(b)
 			for i := range b.Records {
 				lines = influxw.AppendLine(lines, &keys, b.Site, b.Gateway, &b.Records[i])
 				lines = append(lines, '\n')
 			}
-			n = len(b.Records)
-			derived = in.fleet.Derive(derived[:0], b)
-			for i := range derived {
-				lines = influxw.AppendLine(lines, &keys, b.Site, b.Gateway, &derived[i])
-				lines = append(lines, '\n')
+			h.Reset()
+			h.WriteByte(byte(b.Kind))
+			h.Write(lines[start:])
+			it.hash = h.Sum64()
+			res, expected := in.fleet.Admit(b, it.hash)
+			it.write = res.Write()
+			if it.write {
+				n = len(b.Records)
+				derived = in.fleet.Derive(derived[:0], b)
+				for i := range derived {
+					lines = influxw.AppendLine(lines, &keys, b.Site, b.Gateway, &derived[i])
+					lines = append(lines, '\n')
+				}
+				n += len(derived)
+				in.dropRecords(b, dropped)
+			} else {
+				lines = lines[:start]
 			}
-			n += len(derived)
+			switch res {
+			case fleet.SeqJump:
+				it.batch = nil
+				in.reject(&Rejection{Reason: fleet.ReasonSeqJump, Site: b.Site, Gateway: b.Gateway, Err: in.jumpError(it.msg.Topic(), b.Seq, expected)})
+			case fleet.SeqConflict:
+				a := conflictAlert(b)
+				lines = influxw.AppendLine(lines, &keys, b.Site, b.Gateway, &a)
+				lines = append(lines, '\n')
+				n = 1
+				if ok, sup := in.limit.allow("conflict"); ok {
+					in.log.Error("sequence conflict: a number seen before arrived with different content; not written, the first write is kept",
+						"site", b.Site, "gateway", b.Gateway, "seq", b.Seq, "records", len(b.Records), "suppressed_since_last", sup)
+				}
+			case fleet.SeqGap, fleet.SeqReset, fleet.SeqLate, fleet.SeqFarBelow:
+				if ok, sup := in.limit.allow("seq"); ok {
+					st, _ := in.fleet.Gateway(b.Site, b.Gateway)
+					in.log.Warn("sequence "+res.String(), "site", b.Site, "gateway", b.Gateway, "seq", b.Seq, "expected", expected, "gaps_open", st.Seq.GapsOpen, "suppressed_since_last", sup)
+				}
+			}
 		}
+		pending = append(pending, it)
 		npoints += n
 		offsets = append(offsets, len(lines))
 		counts = append(counts, n)
@@ -396,6 +453,11 @@ func (in *Ingest) writeLoop(ctx context.Context) {
 			}
 		}
 		if !in.flush(ctx, pending, lines, offsets, counts) {
+			for i := range pending { // not written: a redelivery must be
+				if it := &pending[i]; it.batch != nil && it.write {
+					in.fleet.Unwritten(it.batch, it.hash)
+				}
+			}
 			return
 		}
 		for i := range pending {
@@ -427,7 +489,7 @@ func (in *Ingest) flush(ctx context.Context, pending []item, lines []byte, offse
 		for i := range pending {
 			part := lines[start:offsets[i]]
 			start = offsets[i]
-			if pending[i].batch == nil {
+			if pending[i].batch == nil || len(part) == 0 {
 				continue
 			}
 			if len(pending) > 1 {
@@ -437,22 +499,19 @@ func (in *Ingest) flush(ctx context.Context, pending []item, lines []byte, offse
 				}
 			}
 			if err != nil {
-				in.dropRejected(pending[i].batch, part, err)
-				pending[i].batch = nil
+				in.dropRejected(&pending[i], part, err)
 			}
 		}
 	}
 	for i := range pending {
 		it := &pending[i]
 		if b := it.batch; b != nil {
-			res := in.fleet.Written(b, counts[i])
-			in.written.Add(1)
 			in.points.Add(uint64(counts[i]))
-			if res == fleet.SeqGap || res == fleet.SeqReset {
-				if ok, sup := in.limit.allow("seq"); ok {
-					st, _ := in.fleet.Gateway(b.Site, b.Gateway)
-					in.log.Warn("sequence "+res.String(), "site", b.Site, "gateway", b.Gateway, "seq", b.Seq, "gaps_open", st.Seq.GapsOpen, "suppressed_since_last", sup)
-				}
+			if it.write {
+				in.fleet.Written(b, counts[i])
+				in.written.Add(1)
+			} else {
+				in.skipped.Add(1) // a duplicate, or a conflict (its alert point written)
 			}
 		}
 		it.msg.Ack()
@@ -463,7 +522,20 @@ func (in *Ingest) flush(ctx context.Context, pending []item, lines []byte, offse
 	return true
 }
 
-func (in *Ingest) dropRejected(b *payload.Batch, lines []byte, err error) {
+func (in *Ingest) jumpError(topic string, seq, expected uint64) error {
+	if seq > fleet.MaxSeq {
+		return fmt.Errorf("topic %q: seq %d is above the highest number tracked (%d): not written", topic, seq, uint64(fleet.MaxSeq))
+	}
+	return fmt.Errorf("topic %q: seq %d is %d ahead of the expected %d, more than the bound %d (-seq-max-jump): not written",
+		topic, seq, seq-expected, expected, in.fleet.MaxJump())
+}
+
+func (in *Ingest) dropRejected(it *item, lines []byte, err error) {
+	b := it.batch
+	it.batch = nil
+	if it.write {
+		in.fleet.Unwritten(b, it.hash)
+	}
 	in.fleet.Reject(b.Site, b.Gateway, fleet.ReasonInflux)
 	in.rejected.Add(1)
 	first := lines
@@ -526,6 +598,8 @@ type Stats struct {
 	Written     uint64 // messages whose points InfluxDB acknowledged
 	Points      uint64
 	Rejected    uint64
+	Skipped     uint64 // acknowledged without writing: duplicates, sequence conflicts
+	Dropped     uint64 // records of measurements not allowed, left out of written messages
 	Acked       uint64
 	Queued      int64 // received, not yet acknowledged
 	Requests    uint64
@@ -537,7 +611,8 @@ func (in *Ingest) Stats() Stats {
 	return Stats{
 		Connected: in.connected.Load(), InfluxUp: in.influxUp.Load(),
 		Received: in.received.Load(), Written: in.written.Load(), Points: in.points.Load(),
-		Rejected: in.rejected.Load(), Acked: in.acked.Load(), Queued: in.queued.Load(),
+		Rejected: in.rejected.Load(), Skipped: in.skipped.Load(), Dropped: in.dropped.Load(),
+		Acked: in.acked.Load(), Queued: in.queued.Load(),
 		Requests: in.requests.Load(), WriteErrors: in.writeErrors.Load(),
 	}
 }
@@ -568,7 +643,9 @@ func (in *Ingest) WriteMetrics(w io.Writer) {
 		{"luling_cloud_ingest_received_total", "counter", "Messages received from the broker (redeliveries included).", s.Received},
 		{"luling_cloud_ingest_written_total", "counter", "Messages whose points InfluxDB acknowledged.", s.Written},
 		{"luling_cloud_ingest_points_total", "counter", "Points InfluxDB acknowledged.", s.Points},
-		{"luling_cloud_ingest_rejected_total", "counter", "Messages rejected (invalid, or refused by InfluxDB).", s.Rejected},
+		{"luling_cloud_ingest_rejected_total", "counter", "Messages rejected (invalid, implausible sequence number, or refused by InfluxDB).", s.Rejected},
+		{"luling_cloud_ingest_skipped_total", "counter", "Messages acknowledged without writing: duplicates and sequence conflicts.", s.Skipped},
+		{"luling_cloud_ingest_records_dropped_total", "counter", "Records of measurements not allowed, left out of written messages.", s.Dropped},
 		{"luling_cloud_ingest_acked_total", "counter", "Messages acknowledged to the broker.", s.Acked},
 		{"luling_cloud_ingest_queued", "gauge", "Messages received and not yet acknowledged.", s.Queued},
 		{"luling_cloud_influx_requests_total", "counter", "InfluxDB write requests, retries included.", s.Requests},

@@ -124,22 +124,27 @@ func TestSequenceGapsReorderAndDuplicates(t *testing.T) {
 	ts := time.Now().UTC().Truncate(time.Second)
 
 	// 10 is the first seen (cloudd starting mid-stream: no gap reported),
-	// then 11, 14 (gap 12-13), 12 (late: reordered), 14 again (duplicate),
-	// 20 (gap 15-19).
+	// then 11, 14 (gap 12-13), 12 (late: reordered), 14 again (the same
+	// bytes: a redelivery), 20 (gap 15-19).
+	bodies := map[uint64][]byte{}
 	for i, seq := range []uint64{10, 11, 14, 12, 14, 20} {
-		g.send(seq, pv("inv-1", float64(i), ts.Add(time.Duration(i)*time.Second)))
+		if bodies[seq] == nil {
+			bodies[seq] = g.batch(seq, payload.Telemetry, pv("inv-1", float64(i), ts.Add(time.Duration(i)*time.Second)))
+		}
+		g.mustPublish(payload.TopicFor("harbor", "gw-1", payload.Telemetry), bodies[seq])
 	}
-	waitFor(t, 30*time.Second, "6 messages written", func() bool { return r.in.Stats().Written == 6 })
+	waitFor(t, 30*time.Second, "6 messages handled", func() bool { return r.in.Stats().Acked == 6 })
 	st, _ := f.Gateway("harbor", "gw-1")
 	want := fleet.SeqStats{LastSeq: 20, GapsOpen: 6, Reordered: 1, Duplicates: 1}
 	if st.Seq != want {
 		t.Errorf("seq = %+v, want %+v", st.Seq, want)
 	}
-	// The duplicate's point was written again: 6 messages, 5 distinct points
-	// (the duplicate overwrote an identical... no: it has its own time) -
-	// every message's point is there.
-	if n := count(t, influx, db, "pv", "ac_power_w"); n != 6 {
-		t.Errorf("pv points = %d, want 6", n)
+	// The redelivery is not written again: 5 messages, 5 points.
+	if s := r.in.Stats(); s.Written != 5 || s.Skipped != 1 {
+		t.Errorf("stats = %+v, want 5 written and the duplicate skipped", s)
+	}
+	if n := count(t, influx, db, "pv", "ac_power_w"); n != 5 {
+		t.Errorf("pv points = %d, want 5", n)
 	}
 	// Within the grace period nothing is lost; after it, the open gaps are.
 	f.Expire()
@@ -150,19 +155,25 @@ func TestSequenceGapsReorderAndDuplicates(t *testing.T) {
 	now = now.Add(2 * time.Minute)
 	mu.Unlock()
 	f.Expire()
-	g.send(13, pv("inv-1", 99, ts)) // too late: its gap was declared lost
-	waitFor(t, 30*time.Second, "7 messages written", func() bool { return r.in.Stats().Written == 7 })
+	// Too late: its gap was declared lost. It was never written, so it is
+	// written now and counted as late (lost stays: counters never go down).
+	g.send(13, pv("inv-1", 99, ts.Add(time.Minute)))
+	waitFor(t, 30*time.Second, "6 messages written", func() bool { return r.in.Stats().Written == 6 })
 	st, _ = f.Gateway("harbor", "gw-1")
-	want = fleet.SeqStats{LastSeq: 20, GapsOpen: 0, Lost: 6, Reordered: 1, Duplicates: 2}
+	want = fleet.SeqStats{LastSeq: 20, GapsOpen: 0, Lost: 6, Reordered: 1, Late: 1, Duplicates: 1}
 	if st.Seq != want {
 		t.Errorf("after grace: seq = %+v, want %+v", st.Seq, want)
+	}
+	if n := count(t, influx, db, "pv", "ac_power_w"); n != 6 {
+		t.Errorf("pv points = %d, want 6 (the late message written)", n)
 	}
 }
 
 func TestInfluxRejectedPointIsLoggedAndDropped(t *testing.T) {
 	broker := testenv.Mosquitto(t)
 	influx, db := testenv.NewDatabase(t)
-	r := startIngest(t, ingest.Config{BrokerURL: broker.URL(), ClientID: "cloudd-4xx", Group: "cloudd"}, influx.URL, db, nil)
+	r := startIngest(t, ingest.Config{BrokerURL: broker.URL(), ClientID: "cloudd-4xx", Group: "cloudd",
+		AllowMeasurements: []string{"custom_meter"}}, influx.URL, db, nil)
 	g := connectGateway(t, broker.URL(), "harbor", "gw-1", "", "")
 	ts := time.Now().UTC().Add(-time.Minute).Truncate(time.Second)
 	custom := func(v payload.Value, s int) payload.Record {
@@ -185,5 +196,15 @@ func TestInfluxRejectedPointIsLoggedAndDropped(t *testing.T) {
 	logs := r.logs.String()
 	if !strings.Contains(logs, "influxdb rejected") || !strings.Contains(logs, `reading=\"five\"`) || !strings.Contains(logs, "HTTP 400") {
 		t.Errorf("rejection not logged with its point and status:\n%s", logs)
+	}
+	// The dropped message was never written: when its number comes again
+	// (the gateway resending it, fixed), it is written, not a conflict.
+	g.send(2, custom(payload.Int(6), 2))
+	waitFor(t, 30*time.Second, "the resent message written", func() bool { return r.in.Stats().Written == 3 })
+	if n := count(t, influx, db, "custom_meter", "reading"); n != 3 {
+		t.Errorf("custom_meter points = %d, want 3", n)
+	}
+	if st, _ := r.fleet.Gateway("harbor", "gw-1"); st.Seq.Conflicts != 0 || st.Seq.Late != 1 {
+		t.Errorf("seq = %+v, want the resent number written as late, no conflict", st.Seq)
 	}
 }
