@@ -32,6 +32,10 @@ func TestBadFlagsExit2(t *testing.T) {
 		{"-influx-url", "localhost:8086"},
 		{"-tls-cert", "c.pem"},
 		{"-group", "a/b"},
+		{"-seq-max-jump", "0"},
+		{"-seq-max-jump", "9223372036854775808"},
+		{"-allow-measurements", "ok,bad name"},
+		{"-allow-measurements", "*,x"},
 		{"-no-such-flag"},
 		{"extra"},
 	} {
@@ -62,6 +66,17 @@ func TestEnvFallback(t *testing.T) {
 	c, err = parseFlags([]string{"-influx-bucket", "flagwins"}, io.Discard)
 	if err != nil || c.influxBucket != "flagwins" {
 		t.Errorf("flag should override env: %+v %v", c, err)
+	}
+	if c.trust.seqMaxJump != 1<<20 || c.trust.measurements != nil {
+		t.Errorf("defaults: %+v", c.trust)
+	}
+	t.Setenv("LULING_CLOUD_SEQ_MAX_JUMP", "5000")
+	t.Setenv("LULING_CLOUD_ALLOW_MEASUREMENTS", "rule_note, relay")
+	if c, err = parseFlags(nil, io.Discard); err != nil || c.trust.seqMaxJump != 5000 || strings.Join(c.trust.measurements, "|") != "rule_note|relay" {
+		t.Errorf("env: %+v %v", c.trust, err)
+	}
+	if c, err = parseFlags([]string{"-seq-max-jump", "70", "-allow-measurements", "*"}, io.Discard); err != nil || c.trust.seqMaxJump != 70 || strings.Join(c.trust.measurements, "|") != "*" {
+		t.Errorf("flags over env: %+v %v", c.trust, err)
 	}
 }
 

@@ -46,6 +46,7 @@ type config struct {
 	logLevel     string
 	batchPoints  int
 	seqGrace     time.Duration
+	trust        *ingestTrust
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -82,6 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	grace := env("SEQ_GRACE", "60s")
 	fs.Func("batch-points", "points per InfluxDB write at most (default 5000) [LULING_CLOUD_BATCH_POINTS]", func(s string) error { batch = s; return nil })
 	fs.Func("seq-grace", "how long a sequence gap may stay open before its messages count as lost (default 60s) [LULING_CLOUD_SEQ_GRACE]", func(s string) error { grace = s; return nil })
+	trust, checkTrust := ingestTrustFlags(fs, env)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, &usageError{}
@@ -99,6 +101,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if c.seqGrace, err = time.ParseDuration(grace); err != nil || c.seqGrace <= 0 {
 		return nil, &usageError{msg: fmt.Sprintf("-seq-grace %q: want a positive duration such as 60s", grace)}
 	}
+	if err := checkTrust(); err != nil {
+		return nil, &usageError{msg: err.Error()}
+	}
+	c.trust = trust
 	if _, err := parseLevel(c.logLevel); err != nil {
 		return nil, &usageError{msg: err.Error()}
 	}
@@ -179,7 +185,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	icfg := ingest.Config{
 		BrokerURL: c.brokerURL, ClientID: c.clientID, Username: c.username, Password: c.password,
 		TLS: tlsCfg, Group: c.group, BatchPoints: c.batchPoints, Grace: c.seqGrace,
-		Logger: log.With("component", "ingest"),
+		AllowMeasurements: c.trust.measurements, Logger: log.With("component", "ingest"),
 	}
 	if c.brokerURL == "" {
 		creds := map[string][]byte{}
@@ -207,6 +213,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	defer w.Close()
 	f := fleet.New(c.seqGrace, nil)
+	f.SetMaxJump(c.trust.seqMaxJump)
 	in, err := ingest.New(icfg, w, f)
 	if err != nil {
 		return err
