@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"bytes"
 	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -27,6 +28,8 @@ func FuzzIngestPayload(f *testing.F) {
 	f.Add("gw/v1/Harbor/gw-1/telemetry", []byte(`{}`))
 	f.Add("gw/v1/harbor/gw-1/telemetry", []byte(`{"v":1,"site":"harbor","gateway":"gw-1","seq":1,"kind":"telemetry","records":[{"m":"x","t":"2026-01-01T00:00:00Z","tags":{"a":"b\\"},"fields":{"f":1e400}}]}`))
 	f.Add("gw/v1/harbor/gw-1/telemetry", []byte("\xff\x00"))
+	f.Add("gw/v1/harbor/gw-1/telemetry", g.batch(math.MaxUint64, payload.Telemetry, pv("inv-1", 3, ts)))
+	f.Add("gw/v1/harbor/gw-1/telemetry", g.batch(1<<40, payload.Telemetry, pv("inv-1", 4, ts)))
 	known := map[string]bool{fleet.ReasonTopic: true, fleet.ReasonSchema: true, fleet.ReasonIdentity: true, fleet.ReasonUnwritable: true, fleet.ReasonStatus: true}
 	fl := fleet.New(time.Minute, nil)
 	var keys influxw.Keys
@@ -62,6 +65,20 @@ func FuzzIngestPayload(f *testing.F) {
 				t.Fatalf("%d lines for %d records", n, len(b.Records)+len(derived))
 			}
 		}
-		fl.Written(b, len(b.Records))
+		// The sequence check takes any number: a rejected one moves
+		// nothing, and no counter goes down.
+		before, _ := fl.Gateway(b.Site, b.Gateway)
+		res, _ := fl.Admit(b, uint64(len(lines)))
+		if res.Write() {
+			fl.Written(b, len(b.Records))
+		}
+		after, _ := fl.Gateway(b.Site, b.Gateway)
+		if res == fleet.SeqJump && (after.Seq != before.Seq) {
+			t.Fatalf("rejected seq %d moved tracking: %+v -> %+v", b.Seq, before.Seq, after.Seq)
+		}
+		if after.Seq.Lost < before.Seq.Lost || after.Seq.Duplicates < before.Seq.Duplicates || after.Seq.Resets < before.Seq.Resets ||
+			after.Messages < before.Messages {
+			t.Fatalf("seq %d (%v): a counter went down: %+v -> %+v", b.Seq, res, before, after)
+		}
 	})
 }
