@@ -63,6 +63,8 @@ func TestSeq(t *testing.T) {
 		{"a forged pair costs the gateway one message", same(1, 2, 1<<40, 1<<40+1, 3, 4, 5),
 			[]SeqResult{SeqFirst, SeqInOrder, SeqJump, SeqReset, SeqFarBelow, SeqReset, SeqInOrder},
 			SeqStats{LastSeq: 5, FarBelow: 1, Resets: 2}},
+		{"a forged first number (after a cloudd restart) is undone by the gateway's next two", same(1<<50, 7, 8, 9),
+			[]SeqResult{SeqFirst, SeqFarBelow, SeqReset, SeqInOrder}, SeqStats{LastSeq: 9, FarBelow: 1, Resets: 1}},
 		{"older than the window: not written again", same(append(seqRange(1, Window+10), 2, 9, Window+5)...),
 			append(append([]SeqResult{SeqFirst}, repeat(SeqInOrder, Window+9)...), SeqStale, SeqStale, SeqDuplicate),
 			SeqStats{LastSeq: Window + 10, Duplicates: 3}},
