@@ -315,3 +315,20 @@ func TestHTTP(t *testing.T) {
 		}
 	}
 }
+
+// The sequence check per message: in order, with a gap now and then.
+func BenchmarkSeqObserve(b *testing.B) {
+	var s Seq
+	t0 := time.Unix(0, 0)
+	n := uint64(1)
+	for i := 0; i < b.N; i++ {
+		if i%100 == 99 {
+			n++ // a one-number gap
+		}
+		s.Observe(n, n*0x9e3779b97f4a7c15, t0)
+		n++
+		if i%1000 == 999 {
+			s.Expire(t0.Add(time.Hour), time.Minute)
+		}
+	}
+}

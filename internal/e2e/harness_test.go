@@ -319,12 +319,14 @@ type gatewayStats struct {
 	Messages uint64            `json:"messages"`
 	Records  uint64            `json:"records"`
 	Rejected map[string]uint64 `json:"rejected"`
+	Dropped  map[string]uint64 `json:"records_dropped"`
 	Seq      struct {
 		LastSeq    uint64 `json:"last_seq"`
 		GapsOpen   uint64 `json:"gaps_open"`
 		Lost       uint64 `json:"lost"`
 		Reordered  uint64 `json:"reordered"`
 		Duplicates uint64 `json:"duplicates"`
+		Conflicts  uint64 `json:"conflicts"`
 		Resets     uint64 `json:"resets"`
 	} `json:"seq"`
 }
@@ -499,8 +501,11 @@ func (w *world) checkSequence(minMessages uint64) gatewayStats {
 	if g.Seq.Lost != 0 || g.Seq.GapsOpen != 0 {
 		w.t.Errorf("cloudd saw sequence gaps: %+v", g.Seq)
 	}
-	if len(g.Rejected) != 0 {
-		w.t.Errorf("cloudd rejected messages: %v", g.Rejected)
+	if len(g.Rejected) != 0 || len(g.Dropped) != 0 {
+		w.t.Errorf("cloudd rejected messages: %v, dropped records: %v", g.Rejected, g.Dropped)
+	}
+	if g.Seq.Conflicts != 0 {
+		w.t.Errorf("cloudd saw %d sequence numbers again with different content", g.Seq.Conflicts)
 	}
 	if g.Messages < minMessages || g.Seq.LastSeq < minMessages {
 		w.t.Errorf("cloudd saw %d messages up to seq %d, want at least %d", g.Messages, g.Seq.LastSeq, minMessages)
