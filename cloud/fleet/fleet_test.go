@@ -112,6 +112,22 @@ func TestSeqMaxJump(t *testing.T) {
 	}
 }
 
+// Lost saturates instead of wrapping, and MaxJump is clamped.
+func TestSeqCountersSaturate(t *testing.T) {
+	s := Seq{MaxJump: math.MaxUint64}
+	s.stats.Lost = math.MaxUint64 - 5
+	t0 := time.Unix(0, 0)
+	s.Observe(1, 1, t0)
+	if r := s.Observe(2+MaxJumpLimit+1, 2, t0); r != SeqJump {
+		t.Errorf("a jump beyond MaxJumpLimit = %v, want jump", r)
+	}
+	s.Observe(2+MaxJumpLimit, 3, t0) // a gap of MaxJumpLimit
+	s.Expire(t0.Add(time.Hour), time.Minute)
+	if st := s.Stats(); st.Lost != math.MaxUint64 || st.GapsOpen != 0 {
+		t.Errorf("stats = %+v, want lost saturated at 2^64-1", st)
+	}
+}
+
 func TestSeqExpireAndBound(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	var s Seq

@@ -1,6 +1,9 @@
 package fleet
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 const (
 	// MaxOpenGaps bounds the gap ranges kept per gateway. When a gateway
@@ -20,6 +23,10 @@ const (
 	// DefaultMaxJump is how far ahead of the expected number a message may
 	// be before it is rejected (Seq.MaxJump).
 	DefaultMaxJump = 1 << 20
+
+	// MaxJumpLimit bounds Seq.MaxJump: with gaps of at most 2^40 numbers,
+	// GapsOpen (at most MaxOpenGaps+1 gaps) cannot overflow.
+	MaxJumpLimit = 1 << 40
 
 	// resetDistance is how far below the expected sequence number a message
 	// may be before it is taken as a gateway whose counter was reset (a
@@ -101,7 +108,8 @@ type SeqStats struct {
 // its own numbers restart tracking in turn.
 type Seq struct {
 	// MaxJump bounds how far ahead of the expected number a message may
-	// be; 0 means DefaultMaxJump.
+	// be; 0 means DefaultMaxJump, more than MaxJumpLimit means
+	// MaxJumpLimit.
 	MaxJump uint64
 
 	started bool
@@ -131,7 +139,7 @@ func (s *Seq) Observe(n, h uint64, now time.Time) SeqResult {
 		s.start(n, h)
 		return SeqFirst
 	}
-	maxJump := s.MaxJump
+	maxJump := min(s.MaxJump, MaxJumpLimit)
 	if maxJump == 0 {
 		maxJump = DefaultMaxJump
 	}
@@ -206,7 +214,7 @@ func (s *Seq) start(n, h uint64) {
 // one just after another restarts tracking.
 func (s *Seq) outOfRange(n, h uint64, res SeqResult) SeqResult {
 	if s.candOK && n > s.cand && n-s.cand <= confirmSpan {
-		s.stats.Lost += s.stats.GapsOpen
+		s.addLost(s.stats.GapsOpen)
 		s.stats.GapsOpen = 0
 		s.stats.Resets++
 		s.start(n, h)
@@ -273,7 +281,7 @@ func (s *Seq) trimGaps() {
 	for len(s.gaps) > MaxOpenGaps {
 		g := s.gaps[0]
 		s.stats.GapsOpen -= g.hi - g.lo + 1
-		s.stats.Lost += g.hi - g.lo + 1
+		s.addLost(g.hi - g.lo + 1)
 		s.gaps = append(s.gaps[:0], s.gaps[1:]...)
 	}
 }
@@ -292,8 +300,18 @@ func (s *Seq) Expire(now time.Time, grace time.Duration) uint64 {
 	}
 	s.gaps = keep
 	s.stats.GapsOpen -= lost
-	s.stats.Lost += lost
+	s.addLost(lost)
 	return lost
+}
+
+// addLost adds to Lost, saturating: the counter never wraps to a lower
+// value, however many numbers go missing.
+func (s *Seq) addLost(n uint64) {
+	if s.stats.Lost+n < s.stats.Lost {
+		s.stats.Lost = math.MaxUint64
+		return
+	}
+	s.stats.Lost += n
 }
 
 // Stats returns the counters.

@@ -30,8 +30,8 @@ func ingestTrustFlags(fs *flag.FlagSet, env func(name, def string) string) (*ing
 	t := &ingestTrust{}
 	return t, func() error {
 		n, err := strconv.ParseUint(strings.TrimSpace(jump), 10, 64)
-		if err != nil || n < 1 || n > fleet.MaxSeq {
-			return fmt.Errorf("-seq-max-jump %q: want an integer from 1 to %d", jump, uint64(fleet.MaxSeq))
+		if err != nil || n < 1 || n > fleet.MaxJumpLimit {
+			return fmt.Errorf("-seq-max-jump %q: want an integer from 1 to %d", jump, uint64(fleet.MaxJumpLimit))
 		}
 		t.seqMaxJump = n
 		t.measurements = nil

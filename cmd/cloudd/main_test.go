@@ -33,7 +33,7 @@ func TestBadFlagsExit2(t *testing.T) {
 		{"-tls-cert", "c.pem"},
 		{"-group", "a/b"},
 		{"-seq-max-jump", "0"},
-		{"-seq-max-jump", "9223372036854775808"},
+		{"-seq-max-jump", "1099511627777"},
 		{"-allow-measurements", "ok,bad name"},
 		{"-allow-measurements", "*,x"},
 		{"-no-such-flag"},
