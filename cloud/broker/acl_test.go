@@ -211,3 +211,40 @@ func TestRetainAllowed(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionTakeoverRefused: A cannot use B's or cloudd's client id to
+// push them off and inherit their sessions (subscriptions and in-flight
+// messages, which mochi resends without ACL check). Reconnecting with its
+// own id still takes over its own session.
+func TestSessionTakeoverRefused(t *testing.T) {
+	b := startBroker(t, Config{})
+	iu, ip := b.InternalCredential()
+	cloud := mustDial(t, b.URL(), iu, ip, "cloudd-host")
+	cloudSeen := &recorder{}
+	if q := subscribe(t, cloud, "gw/v1/+/+/telemetry", cloudSeen); q != 1 {
+		t.Fatalf("cloudd subscription granted %#x", q)
+	}
+	cmdB := watch(t, tcpURL(b), userB, passB, "luling-s1-gw-b", baseB+"/cmd/#")
+	for _, id := range []string{"luling-s1-gw-b", "cloudd-host"} {
+		for _, clean := range []bool{true, false} {
+			_, err := dial(t, clientOpts(tcpURL(b), userA, passA, id).SetCleanSession(clean))
+			if err == nil || !strings.Contains(err.Error(), "not Authorized") {
+				t.Errorf("A with client id %s (clean %v): err = %v, want refused", id, clean, err)
+			}
+		}
+	}
+	// B and cloudd are still connected with their subscriptions.
+	publish(t, cloud, baseB+"/cmd/1", "for B", false)
+	waitFor(t, "B's command at B", func() bool { return cmdB.has(baseB+"/cmd/1", "for B") })
+	for _, id := range []string{"luling-s1-gw-b", "cloudd-host"} {
+		if known, connected, _ := b.Session(id); !known || !connected {
+			t.Errorf("session %s: known %v, connected %v", id, known, connected)
+		}
+	}
+	a := mustDial(t, tcpURL(b), userA, passA, "luling-s1-gw-a")
+	publish(t, a, baseA+"/telemetry", "first", false)
+	a2 := mustDial(t, tcpURL(b), userA, passA, "luling-s1-gw-a")
+	waitFor(t, "A's first connection taken over by its second", func() bool { return !a.IsConnected() })
+	publish(t, a2, baseA+"/telemetry", "second", false)
+	waitFor(t, "A's telemetry at cloudd", func() bool { return cloudSeen.has(baseA+"/telemetry", "second") })
+}

@@ -21,7 +21,9 @@
 //     itself is refused with "not authorized", so a will never reaches
 //     another gateway's topics (mochi publishes wills without asking the ACL);
 //   - subscribe: only filters under gw/v1/{site}/{gateway}/cmd/, and every
-//     delivery, retained messages included, is checked again.
+//     delivery, retained messages included, is checked again;
+//   - client id: a gateway cannot take over a session (connected or kept)
+//     of another user, cloudd's included.
 //
 // A refused publish is answered as MQTT allows: MQTT 5 gets a negative
 // PUBACK, an MQTT 3.1.1 client is disconnected (3.1.1 has no negative
@@ -304,6 +306,14 @@ func (h *aclHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool
 	hash, ok := h.creds[user]
 	if !ok || bcrypt.CompareHashAndPassword(hash, pk.Connect.Password) != nil {
 		h.log.Warn("broker: authentication failed", "username", user, "client_id", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener)
+		return false
+	}
+	// A client id whose session belongs to another user cannot be taken
+	// over: mochi would disconnect that client (and publish its will) and,
+	// without CleanSession, hand its subscriptions and in-flight messages
+	// to the newcomer, and in-flight messages are resent without ACL check.
+	if other, ok := h.srv.Clients.Get(cl.ID); ok && string(other.Properties.Username) != user {
+		h.log.Warn("broker: refused connect: client id belongs to another user's session", "username", user, "client_id", cl.ID, "remote", cl.Net.Remote)
 		return false
 	}
 	return h.willAllowed(cl) // checked in OnConnect already; kept here so that auth alone never admits a foreign will

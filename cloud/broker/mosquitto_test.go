@@ -198,6 +198,26 @@ func TestMosquittoDocumentedACL(t *testing.T) {
 		}
 	})
 
+	t.Run("client id", func(t *testing.T) {
+		// Gateways connect over TLS, where the client id is the username:
+		// A using B's or cloudd's client id pushes neither off.
+		tlsB, err := dial(t, clientOpts(tlsURL, userB, passB, "luling-s1-gw-b").SetTLSConfig(certs.ClientTLS(t)))
+		if err != nil {
+			t.Fatalf("B over TLS: %v", err)
+		}
+		for _, id := range []string{"luling-s1-gw-b", "cloudd"} {
+			if _, err := dial(t, clientOpts(tlsURL, userA, passA, id).SetTLSConfig(certs.ClientTLS(t)).SetCleanSession(false)); err != nil {
+				t.Fatalf("A with client id %s: %v", id, err)
+			}
+		}
+		// A barrier: a round trip on cloudd's connection after A's connects.
+		publish(t, cloudC, baseB+"/cmd/takeover", "for B", false)
+		waitFor(t, "command at B", func() bool { return cmdB.has(baseB+"/cmd/takeover", "for B") })
+		if !tlsB.IsConnected() || !cloudC.IsConnected() {
+			t.Errorf("taken over: B connected %v, cloudd connected %v", tlsB.IsConnected(), cloudC.IsConnected())
+		}
+	})
+
 	// Nothing of A's reached B's topics, by any path.
 	for name, r := range map[string]*recorder{"cloudd": cloud, "cloudd (shared)": shared, "gateway B": cmdB} {
 		for _, m := range r.under(baseB + "/") {
