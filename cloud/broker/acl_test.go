@@ -111,10 +111,15 @@ func TestRetainConfined(t *testing.T) {
 	iu, ip := b.InternalCredential()
 	cloud := watch(t, b.URL(), iu, ip, "cloudd", "#")
 
-	// QoS 1 retained telemetry: refused, and the 3.1.1 client disconnected.
-	a := mustDial(t, tcpURL(b), userA, passA, "gw-a")
+	// QoS 1 retained telemetry: refused, and the 3.1.1 client disconnected
+	// (its will published, as after any refusal).
+	a, err := dial(t, clientOpts(tcpURL(b), userA, passA, "gw-a").SetWill(baseA+"/status", "gone", 1, true))
+	if err != nil {
+		t.Fatal(err)
+	}
 	publish(t, a, baseA+"/telemetry", "retained telemetry", true)
 	waitFor(t, "A disconnected", func() bool { return !a.IsConnected() })
+	waitFor(t, "A's will", func() bool { return cloud.has(baseA+"/status", "gone") })
 
 	// QoS 0 retained events: dropped. Then, on the same connection (the
 	// broker handles one client's packets in order), the allowed retained

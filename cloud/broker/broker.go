@@ -26,8 +26,9 @@
 //     of another user, cloudd's included.
 //
 // A refused publish is answered as MQTT allows: MQTT 5 gets a negative
-// PUBACK, an MQTT 3.1.1 client is disconnected (3.1.1 has no negative
-// PUBACK), a QoS 0 message is dropped.
+// PUBACK at QoS 1, an MQTT 3.1.1 client is disconnected (3.1.1 has no
+// negative PUBACK; so is a refused retain at QoS 2), a QoS 0 message is
+// dropped.
 //
 // Gateways reach the broker on a plain TCP listener, a TLS listener (TLS 1.2
 // or newer, server certificate from the configuration), or both. cloudd's own
@@ -263,7 +264,7 @@ func (h *aclHook) ID() string { return "luling-gateway-acl" }
 
 func (h *aclHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish:
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPacketRead, mqtt.OnPublish:
 		return true
 	}
 	return false
@@ -331,24 +332,41 @@ func (h *aclHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	return ok
 }
 
-// OnPublish refuses a retained publish outside the gateway's status topic
-// (OnACLCheck, which passed already, does not see the retain flag). It is
-// refused the way mochi refuses a publish the ACL denies: dropped at QoS 0,
-// a negative PUBACK for MQTT 5 at QoS 1, otherwise the client is
-// disconnected. mochi would deliver a packet whose error it does not
-// recognise, so every refusal ends in ErrRejectPacket but the PUBACK one.
-func (h *aclHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+// retainRefused reports whether pk is a retained publish that cl may not
+// make (OnACLCheck, which sees only the topic, may have allowed it).
+func (h *aclHook) retainRefused(cl *mqtt.Client, pk packets.Packet) bool {
 	user := string(cl.Properties.Username)
-	if !pk.FixedHeader.Retain || cl.Net.Inline || user == h.user || RetainAllowed(user, pk.TopicName) {
+	return pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Retain && !cl.Net.Inline &&
+		user != h.user && !RetainAllowed(user, pk.TopicName)
+}
+
+// OnPacketRead closes the connection of a client whose refused retained
+// publish cannot be refused in a PUBACK (MQTT 3.1.1 at QoS 1, or QoS 2).
+// As for a publish the ACL refuses, mochi then publishes the client's
+// (checked) will; an MQTT 5 client first gets DISCONNECT "not authorized".
+func (h *aclHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	v5 := cl.Properties.ProtocolVersion == 5
+	if !h.retainRefused(cl, pk) || pk.FixedHeader.Qos == 0 || pk.FixedHeader.Qos == 1 && v5 {
 		return pk, nil
 	}
-	h.log.Warn("broker: denied retain", "username", user, "client_id", cl.ID, "topic", pk.TopicName)
-	switch {
-	case pk.FixedHeader.Qos == 0:
-	case pk.FixedHeader.Qos == 1 && cl.Properties.ProtocolVersion == 5:
-		return pk, packets.ErrNotAuthorized
-	default:
+	h.log.Warn("broker: denied retain, disconnecting", "username", string(cl.Properties.Username), "client_id", cl.ID, "topic", pk.TopicName)
+	if v5 {
 		_ = h.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
+	}
+	return pk, packets.ErrRejectPacket
+}
+
+// OnPublish refuses the other retained publishes: dropped at QoS 0 (as the
+// ACL drops a QoS 0 publish), a negative PUBACK for MQTT 5 at QoS 1. mochi
+// would deliver a packet whose error it does not act on, so only the
+// PUBACK case returns anything but ErrRejectPacket.
+func (h *aclHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if !h.retainRefused(cl, pk) {
+		return pk, nil
+	}
+	h.log.Warn("broker: denied retain", "username", string(cl.Properties.Username), "client_id", cl.ID, "topic", pk.TopicName)
+	if pk.FixedHeader.Qos == 1 && cl.Properties.ProtocolVersion == 5 {
+		return pk, packets.ErrNotAuthorized
 	}
 	return pk, packets.ErrRejectPacket
 }
