@@ -31,7 +31,9 @@
 // dropped.
 //
 // Gateways reach the broker on a plain TCP listener, a TLS listener (TLS 1.2
-// or newer, server certificate from the configuration), or both. cloudd's own
+// or newer, server certificate from the configuration), or both. A new
+// connection has ConnectTimeout (10 s) to finish the TLS handshake and send
+// CONNECT. cloudd's own
 // clients connect on a private unix socket (in a folder only cloudd's user
 // can open) with an internal credential generated at every start; that
 // credential is accepted on no other listener, and may use every topic,
@@ -53,9 +55,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"golang.org/x/crypto/bcrypt"
 	"gopkg.in/yaml.v3"
@@ -136,7 +138,10 @@ type Config struct {
 	// configured here too: ClientCAs and ClientAuth.)
 	TLS         *tls.Config
 	Credentials map[string][]byte // bcrypt hash by "{site}/{gateway}"
-	Logger      *slog.Logger
+	// ConnectTimeout is how long a new connection may take to finish the
+	// TLS handshake and send CONNECT before it is closed; 0 means 10 s.
+	ConnectTimeout time.Duration
+	Logger         *slog.Logger
 }
 
 // Listener ids, as mochi reports them in cl.Net.Listener.
@@ -150,9 +155,9 @@ const (
 type Broker struct {
 	srv      *mqtt.Server
 	dir      string // holds the internal socket
-	socket   *listeners.UnixSock
-	plain    *listeners.TCP // nil without Config.Listen
-	tls      *listeners.TCP // nil without Config.TLSListen
+	socket   *listener
+	plain    *listener // nil without Config.Listen
+	tls      *listener // nil without Config.TLSListen
 	user     string
 	password string
 }
@@ -161,6 +166,9 @@ type Broker struct {
 func Start(cfg Config) (*Broker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 10 * time.Second
 	}
 	var tlsCfg *tls.Config
 	switch {
@@ -191,14 +199,15 @@ func Start(cfg Config) (*Broker, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
 	}
-	b.socket = listeners.NewUnixSock(listeners.Config{ID: listenerInternal, Address: filepath.Join(dir, "mqtt.sock")})
-	ls := []listeners.Listener{b.socket}
+	limit := cfg.ConnectTimeout
+	b.socket = &listener{id: listenerInternal, network: "unix", addr: filepath.Join(dir, "mqtt.sock"), limit: limit}
+	ls := []*listener{b.socket}
 	if cfg.Listen != "" {
-		b.plain = listeners.NewTCP(listeners.Config{ID: listenerTCP, Address: cfg.Listen})
+		b.plain = &listener{id: listenerTCP, network: "tcp", addr: cfg.Listen, limit: limit}
 		ls = append(ls, b.plain)
 	}
 	if cfg.TLSListen != "" {
-		b.tls = listeners.NewTCP(listeners.Config{ID: listenerTLS, Address: cfg.TLSListen, TLSConfig: tlsCfg})
+		b.tls = &listener{id: listenerTLS, network: "tcp", addr: cfg.TLSListen, tls: tlsCfg, limit: limit}
 		ls = append(ls, b.tls)
 	}
 	b.srv = srv
