@@ -144,6 +144,11 @@ type Config struct {
 	Logger         *slog.Logger
 }
 
+// MaxPacketBytes is the largest MQTT packet the broker reads: a batch of
+// payload.MaxBodyBytes with room for the topic and properties. A larger
+// packet closes the connection.
+const MaxPacketBytes = payload.MaxBodyBytes + 64<<10
+
 // Listener ids, as mochi reports them in cl.Net.Listener.
 const (
 	listenerInternal = "internal"
@@ -193,6 +198,10 @@ func Start(cfg Config) (*Broker, error) {
 	b := &Broker{dir: dir, user: "cloudd-internal", password: hex.EncodeToString(secret)}
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumSessionExpiryInterval = 7 * 24 * 3600
+	// mochi allocates a packet's claimed length before reading it, CONNECT
+	// included: without a limit one unauthenticated client could make it
+	// allocate 256 MiB per connection.
+	caps.MaximumPacketSize = MaxPacketBytes
 	srv := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: cfg.Logger, InlineClient: false})
 	h := &aclHook{srv: srv, creds: cfg.Credentials, user: b.user, password: b.password, log: cfg.Logger}
 	if err := srv.AddHook(h, nil); err != nil {
