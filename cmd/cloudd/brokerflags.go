@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"sync"
 
 	"github.com/luling-edge/luling/cloud/broker"
 )
@@ -64,11 +66,11 @@ func (e *embeddedConfig) start(log *slog.Logger) (*broker.Broker, error) {
 	}
 	cfg := broker.Config{Listen: e.listen, TLSListen: e.tlsListen, Credentials: creds, Logger: log.With("component", "broker")}
 	if e.tlsListen != "" {
-		cert, err := tls.LoadX509KeyPair(e.tlsCert, e.tlsKey)
-		if err != nil {
-			return nil, fmt.Errorf("-broker-tls-cert %s / -broker-tls-key %s: %w", e.tlsCert, e.tlsKey, err)
+		cf := &certFiles{cert: e.tlsCert, key: e.tlsKey, log: log.With("component", "broker")}
+		if _, err := cf.get(nil); err != nil {
+			return nil, err
 		}
-		cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+		cfg.TLS = &tls.Config{GetCertificate: cf.get}
 	}
 	b, err := broker.Start(cfg)
 	if err != nil {
@@ -89,4 +91,53 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// certFiles serves the TLS listener's certificate from its files and loads
+// them again when either changes (size or modification time), so that a
+// renewed certificate is used from the next handshake on: restarting cloudd
+// would drop the embedded broker's sessions. A pair that does not load
+// (say, the certificate is renewed but the key not yet written) leaves the
+// previous one in service.
+type certFiles struct {
+	cert, key string
+	log       *slog.Logger
+
+	mu      sync.Mutex
+	stamp   string
+	current *tls.Certificate
+}
+
+func (c *certFiles) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	stamp := fileStamp(c.cert) + "|" + fileStamp(c.key)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if stamp == c.stamp && c.current != nil {
+		return c.current, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.cert, c.key)
+	if err != nil {
+		err = fmt.Errorf("-broker-tls-cert %s / -broker-tls-key %s: %w", c.cert, c.key, err)
+		if c.current == nil {
+			return nil, err
+		}
+		if stamp != c.stamp {
+			c.log.Warn("embedded broker: cannot load the changed TLS certificate; serving the previous one", "err", err)
+		}
+	} else {
+		c.current = &cert
+		if c.stamp != "" {
+			c.log.Info("embedded broker: TLS certificate reloaded", "cert", c.cert)
+		}
+	}
+	c.stamp = stamp
+	return c.current, nil
+}
+
+func fileStamp(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "missing"
+	}
+	return fmt.Sprintf("%d@%d", fi.Size(), fi.ModTime().UnixNano())
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/luling-edge/luling/cloud/broker"
 	"github.com/luling-edge/luling/internal/testenv"
 )
 
@@ -127,4 +130,65 @@ func TestRunEmbeddedTLSOnly(t *testing.T) {
 		s, err := influx.Query(db, "SELECT * FROM pv")
 		return err == nil && len(s) == 1 && len(s[0].Values) == 1
 	})
+}
+
+// TestBrokerCertificateReload: a renewed certificate is served from the
+// next handshake on; while only half of the pair is renewed the previous
+// certificate stays in service.
+func TestBrokerCertificateReload(t *testing.T) {
+	first, second := testenv.NewCerts(t), testenv.NewCerts(t)
+	dir := t.TempDir()
+	certPath, keyPath := filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key")
+	bump := time.Now()
+	install := func(from, to string) {
+		t.Helper()
+		data, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		bump = bump.Add(time.Hour) // a new modification time even on a coarse file system clock
+		if err := os.Chtimes(to, bump, bump); err != nil {
+			t.Fatal(err)
+		}
+	}
+	install(first.ServerCert, certPath)
+	install(first.ServerKey, keyPath)
+	var logs syncBuf
+	cf := &certFiles{cert: certPath, key: keyPath, log: slog.New(slog.NewTextHandler(&logs, nil))}
+	if _, err := cf.get(nil); err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.Start(broker.Config{TLSListen: "127.0.0.1:0", TLS: &tls.Config{GetCertificate: cf.get}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	trusts := func(ca *testenv.Certs) bool {
+		c, err := tls.Dial("tcp", b.TLSAddr(), ca.ClientTLS(t))
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	}
+	if !trusts(first) || trusts(second) {
+		t.Fatal("the first certificate is not the one served")
+	}
+	install(second.ServerCert, certPath)
+	if !trusts(first) {
+		t.Error("half-renewed pair: the previous certificate is no longer served")
+	}
+	if !strings.Contains(logs.String(), "serving the previous one") {
+		t.Errorf("half-renewed pair not logged:\n%s", logs.String())
+	}
+	install(second.ServerKey, keyPath)
+	if !trusts(second) || trusts(first) {
+		t.Error("the renewed certificate is not served")
+	}
+	if !strings.Contains(logs.String(), "TLS certificate reloaded") {
+		t.Errorf("reload not logged:\n%s", logs.String())
+	}
 }
