@@ -253,3 +253,21 @@ func TestSessionTakeoverRefused(t *testing.T) {
 	publish(t, a2, baseA+"/telemetry", "second", false)
 	waitFor(t, "A's telemetry at cloudd", func() bool { return cloudSeen.has(baseA+"/telemetry", "second") })
 }
+
+// TestLoginVerificationBounded: password checks (bcrypt) run in a bounded
+// number of slots; a login that finds none free within the wait is refused,
+// cloudd's own login is not affected, and a freed slot lets gateways in.
+func TestLoginVerificationBounded(t *testing.T) {
+	b := startBroker(t, Config{})
+	b.hook.verifyWait = 50 * time.Millisecond
+	for range cap(b.hook.verify) { // the test takes every slot
+		b.hook.verify <- struct{}{}
+	}
+	if _, err := dial(t, clientOpts(tcpURL(b), userA, passA, "gw-a")); err == nil {
+		t.Error("gateway logged in while every verification slot was taken")
+	}
+	iu, ip := b.InternalCredential()
+	mustDial(t, b.URL(), iu, ip, "cloudd")
+	<-b.hook.verify
+	mustDial(t, tcpURL(b), userA, passA, "gw-a")
+}

@@ -53,6 +53,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -165,6 +166,7 @@ type Broker struct {
 	tls      *listener // nil without Config.TLSListen
 	user     string
 	password string
+	hook     *aclHook
 }
 
 // Start starts the broker and its listeners.
@@ -203,7 +205,9 @@ func Start(cfg Config) (*Broker, error) {
 	// allocate 256 MiB per connection.
 	caps.MaximumPacketSize = MaxPacketBytes
 	srv := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: cfg.Logger, InlineClient: false})
-	h := &aclHook{srv: srv, creds: cfg.Credentials, user: b.user, password: b.password, log: cfg.Logger}
+	h := &aclHook{srv: srv, creds: cfg.Credentials, user: b.user, password: b.password, log: cfg.Logger,
+		verify: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)), verifyWait: 5 * time.Second}
+	b.hook = h
 	if err := srv.AddHook(h, nil); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
@@ -276,6 +280,11 @@ type aclHook struct {
 	user     string
 	password string
 	log      *slog.Logger
+	// verify holds a slot per bcrypt comparison running: a flood of
+	// logins, valid or not, takes at most half the CPUs, and a login
+	// that finds no free slot within verifyWait is refused.
+	verify     chan struct{}
+	verifyWait time.Duration
 }
 
 func (h *aclHook) ID() string { return "luling-gateway-acl" }
@@ -323,7 +332,20 @@ func (h *aclHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool
 		return cl.Net.Listener == listenerInternal && subtle.ConstantTimeCompare(pk.Connect.Password, []byte(h.password)) == 1
 	}
 	hash, ok := h.creds[user]
-	if !ok || bcrypt.CompareHashAndPassword(hash, pk.Connect.Password) != nil {
+	if ok {
+		t := time.NewTimer(h.verifyWait)
+		select {
+		case h.verify <- struct{}{}:
+			t.Stop()
+		case <-t.C:
+			h.log.Warn("broker: refused connect: too many logins at once", "username", user, "client_id", cl.ID, "remote", cl.Net.Remote)
+			return false
+		}
+		err := bcrypt.CompareHashAndPassword(hash, pk.Connect.Password)
+		<-h.verify
+		ok = err == nil
+	}
+	if !ok {
 		h.log.Warn("broker: authentication failed", "username", user, "client_id", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener)
 		return false
 	}
