@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/luling-edge/luling/payload"
 )
 
 func TestAllowed(t *testing.T) {
@@ -88,6 +90,34 @@ func FuzzParseCredentials(f *testing.F) {
 			if !ok || !Allowed(user, "gw/v1/"+site+"/"+gw+"/telemetry", true) {
 				t.Fatalf("accepted user %q cannot publish its own telemetry", user)
 			}
+		}
+	})
+}
+
+// FuzzACL: whatever user and topic, a topic the ACL lets a gateway write
+// parses as that gateway's own (never a command), a filter it may
+// subscribe to stays under its own cmd/, and it may retain only its
+// status.
+func FuzzACL(f *testing.F) {
+	f.Add("s1/gw-a", "gw/v1/s1/gw-a/telemetry")
+	f.Add("s1/gw-a", "gw/v1/s1/gw-a/cmd-reply/7")
+	f.Add("s1/gw-a", "gw/v1/s1/gw-a/cmd/#")
+	f.Add("s1/gw-a", "gw/v1/s1/gw-a/status")
+	f.Add("s1/gw-a/x", "gw/v1/s1/gw-a/x/status")
+	f.Add("s1/gw-a", "gw/v1/s1/gw-b/cmd/1")
+	f.Fuzz(func(t *testing.T, user, topic string) {
+		site, gw, _ := strings.Cut(user, "/")
+		if Allowed(user, topic, true) {
+			p, err := payload.ParseTopic(topic)
+			if err != nil || p.Site != site || p.Gateway != gw || p.Suffix == payload.SuffixCmd {
+				t.Fatalf("%q may publish %q: parsed %+v, %v", user, topic, p, err)
+			}
+		}
+		if Allowed(user, topic, false) && !strings.HasPrefix(topic, payload.Base(site, gw)+"/"+payload.SuffixCmd+"/") {
+			t.Fatalf("%q may subscribe to %q", user, topic)
+		}
+		if RetainAllowed(user, topic) && (topic != payload.StatusTopic(site, gw) || !Allowed(user, topic, true)) {
+			t.Fatalf("%q may retain on %q", user, topic)
 		}
 	})
 }

@@ -29,8 +29,7 @@ import (
 // fallbacks.
 type config struct {
 	brokerURL    string
-	brokerListen string
-	credentials  string
+	embedded     embeddedConfig // without -broker-url: brokerflags.go
 	clientID     string
 	username     string
 	password     string
@@ -64,8 +63,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		host = "local"
 	}
 	fs.StringVar(&c.brokerURL, "broker-url", env("BROKER_URL", ""), "MQTT broker URL (tcp://, ssl://, ws://); empty runs the embedded broker [LULING_CLOUD_BROKER_URL]")
-	fs.StringVar(&c.brokerListen, "broker-listen", env("BROKER_LISTEN", ":1883"), "listen address of the embedded broker [LULING_CLOUD_BROKER_LISTEN]")
-	fs.StringVar(&c.credentials, "credentials", env("CREDENTIALS", ""), "YAML file of gateway credentials for the embedded broker [LULING_CLOUD_CREDENTIALS]")
+	c.embedded.register(fs, env)
 	fs.StringVar(&c.clientID, "client-id", env("CLIENT_ID", "cloudd-"+host), "MQTT client id; keep it stable, the broker holds the session under it [LULING_CLOUD_CLIENT_ID]")
 	fs.StringVar(&c.username, "username", env("USERNAME", ""), "MQTT username [LULING_CLOUD_USERNAME]")
 	fs.StringVar(&c.password, "password", env("PASSWORD", ""), "MQTT password [LULING_CLOUD_PASSWORD]")
@@ -112,8 +110,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		if !strings.Contains(c.brokerURL, "://") {
 			return nil, &usageError{msg: fmt.Sprintf("-broker-url %q: want scheme://host:port (tcp, ssl, ws, wss)", c.brokerURL)}
 		}
-	} else if _, _, err := net.SplitHostPort(c.brokerListen); err != nil {
-		return nil, &usageError{msg: fmt.Sprintf("-broker-listen %q: want host:port: %v", c.brokerListen, err)}
+	} else if err := c.embedded.check(); err != nil {
+		return nil, &usageError{msg: err.Error()}
 	}
 	if c.clientID == "" {
 		return nil, &usageError{msg: "-client-id is empty: the broker keeps cloudd's session under a stable client id"}
@@ -188,20 +186,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		AllowMeasurements: c.trust.measurements, Logger: log.With("component", "ingest"),
 	}
 	if c.brokerURL == "" {
-		creds := map[string][]byte{}
-		if c.credentials != "" {
-			if creds, err = broker.LoadCredentials(c.credentials); err != nil {
-				return err
-			}
-		} else {
-			log.Warn("embedded broker without -credentials: no gateway can log in")
-		}
-		b, err := broker.Start(broker.Config{Listen: c.brokerListen, Credentials: creds, Logger: log.With("component", "broker")})
+		b, err := c.embedded.start(log)
 		if err != nil {
 			return err
 		}
 		defer b.Close()
-		log.Info("embedded broker listening", "addr", b.Addr(), "gateways", len(creds))
 		icfg.BrokerURL = b.URL()
 		icfg.Username, icfg.Password = b.InternalCredential()
 		icfg.TLS = nil

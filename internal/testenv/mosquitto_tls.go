@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -34,21 +35,26 @@ type TLSBroker struct {
 // URL returns ssl://127.0.0.1:port.
 func (b *TLSBroker) URL() string { return fmt.Sprintf("ssl://127.0.0.1:%d", b.Port) }
 
-// MosquittoTLS generates a certificate authority, a server certificate (for
-// localhost and 127.0.0.1) and a client certificate with crypto/x509 in a
-// temporary folder, and starts a broker on a free loopback port that requires
-// TLS with a client certificate from that authority. The broker stops when
-// the test ends.
-func MosquittoTLS(t testing.TB) *TLSBroker {
+// Certs are throwaway PEM files made by NewCerts: a certificate authority,
+// a server certificate for localhost and 127.0.0.1, and a client
+// certificate, all signed by that authority.
+type Certs struct {
+	Dir                   string // the folder holding them (world-readable)
+	CAFile                string
+	ServerCert, ServerKey string
+	ClientCert, ClientKey string
+	ServerName            string // a name in the server certificate
+}
+
+// NewCerts generates a certificate authority, a server certificate (for
+// localhost and 127.0.0.1) and a client certificate with crypto/x509 into a
+// temporary folder that is removed when the test ends.
+func NewCerts(t testing.TB) *Certs {
 	t.Helper()
-	bin := findMosquitto()
-	if bin == "" {
-		missing(t, "mosquitto", "install it with `apt-get install mosquitto` or run `make services`")
-	}
 	// A broker started as root drops to the mosquitto user before it reads
 	// the certificates, so the folder and files must be readable by others
 	// (t.TempDir is private to the test's user).
-	dir, err := os.MkdirTemp("", "luling-mosquitto-tls-")
+	dir, err := os.MkdirTemp("", "luling-certs-")
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
@@ -81,6 +87,28 @@ func MosquittoTLS(t testing.TB) *TLSBroker {
 	}, ca, caKey); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
+	return &Certs{
+		Dir:        dir,
+		CAFile:     filepath.Join(dir, "ca.pem"),
+		ServerCert: filepath.Join(dir, "server.pem"),
+		ServerKey:  filepath.Join(dir, "server.key"),
+		ClientCert: filepath.Join(dir, "client.pem"),
+		ClientKey:  filepath.Join(dir, "client.key"),
+		ServerName: "localhost",
+	}
+}
+
+// MosquittoTLS starts a broker on a free loopback port that requires TLS
+// with a client certificate from a fresh NewCerts authority. The broker
+// stops when the test ends.
+func MosquittoTLS(t testing.TB) *TLSBroker {
+	t.Helper()
+	bin := findMosquitto()
+	if bin == "" {
+		missing(t, "mosquitto", "install it with `apt-get install mosquitto` or run `make services`")
+	}
+	c := NewCerts(t)
+	dir := c.Dir
 	b := &Broker{t: t, bin: bin, dir: dir, Port: FreePort(t)}
 	b.conf = filepath.Join(dir, "mosquitto.conf")
 	conf := fmt.Sprintf(`listener %d 127.0.0.1
@@ -97,19 +125,13 @@ max_queued_bytes 0
 log_dest stdout
 log_type error
 log_type warning
-`, b.Port, filepath.Join(dir, "ca.pem"), filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key"))
+`, b.Port, c.CAFile, c.ServerCert, c.ServerKey)
 	if err := os.WriteFile(b.conf, []byte(conf), 0o644); err != nil {
 		t.Fatalf("testenv: write mosquitto config: %v", err)
 	}
 	b.Start()
 	t.Cleanup(func() { b.Stop() })
-	return &TLSBroker{
-		Broker:     b,
-		CAFile:     filepath.Join(dir, "ca.pem"),
-		CertFile:   filepath.Join(dir, "client.pem"),
-		KeyFile:    filepath.Join(dir, "client.key"),
-		ServerName: "localhost",
-	}
+	return &TLSBroker{Broker: b, CAFile: c.CAFile, CertFile: c.ClientCert, KeyFile: c.ClientKey, ServerName: c.ServerName}
 }
 
 // newCert creates a key and a certificate from tmpl, signed by parent (self
@@ -149,4 +171,19 @@ func newCert(dir, name string, tmpl, parent *x509.Certificate, parentKey *ecdsa.
 		return nil, nil, err
 	}
 	return cert, key, nil
+}
+
+// ClientTLS returns a client configuration that trusts the authority and
+// presents no client certificate.
+func (c *Certs) ClientTLS(t testing.TB) *tls.Config {
+	t.Helper()
+	pem, err := os.ReadFile(c.CAFile)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("testenv: no certificate in %s", c.CAFile)
+	}
+	return &tls.Config{RootCAs: pool, ServerName: c.ServerName}
 }
