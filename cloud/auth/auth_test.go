@@ -195,7 +195,7 @@ func TestReloadWithoutRestart(t *testing.T) {
 	}
 	os.Remove(f.Path)
 	clk.Advance(time.Second)
-	if code, body, _ := do(t, h, "GET", "/read", "Bearer "+tok2); code != 401 || !strings.Contains(body, "no usable token file") {
+	if code, body, _ := do(t, h, "GET", "/read", "Bearer "+tok2); code != 401 || !strings.Contains(body, "no usable API tokens") {
 		t.Errorf("file removed: HTTP %d %s, want 401", code, body)
 	}
 }
@@ -209,8 +209,8 @@ func TestNoTokenFileRefusesAll(t *testing.T) {
 			t.Errorf("%q: Count = %d, %v; want 0 and the reason", path, n, err)
 		}
 		code, body, _ := do(t, api(a), "GET", "/read", "Bearer "+auth.TokenPrefix+"whatever")
-		if code != 401 || !strings.Contains(body, "no usable token file") {
-			t.Errorf("%q: HTTP %d %s, want 401 naming the missing file", path, code, body)
+		if code != 401 || !strings.Contains(body, "no usable API tokens") {
+			t.Errorf("%q: HTTP %d %s, want 401", path, code, body)
 		}
 	}
 	f := newFile(t)
@@ -220,11 +220,14 @@ func TestNoTokenFileRefusesAll(t *testing.T) {
 	if code, _, _ := do(t, api(a), "GET", "/read", "Bearer "+tok); code != 200 {
 		t.Fatalf("valid file: HTTP %d", code)
 	}
-	os.WriteFile(f.Path, []byte(`{"version": 1, "tokens": [{"name": "ops", "role": "admin"`), 0o600)
+	os.WriteFile(f.Path, []byte(`{"version": 1, "tokens": [{"name": "ops", "role": "admin", "sha256": "`+strings.Repeat("0", 64)+`"}]}`), 0o600)
 	clk.Advance(time.Second)
 	code, body, _ := do(t, api(a), "GET", "/read", "Bearer "+tok)
-	if code != 401 || !strings.Contains(body, f.Path) {
-		t.Errorf("broken file: HTTP %d %s, want 401 naming the file", code, body)
+	if code != 401 || strings.Contains(body, f.Path) {
+		t.Errorf("broken file: HTTP %d %s, want 401 without the file's name", code, body)
+	}
+	if _, err := a.Count(); err == nil || !strings.Contains(err.Error(), f.Path) || !strings.Contains(err.Error(), `role "admin"`) {
+		t.Errorf("broken file: Count error %v, want the file and the problem", err)
 	}
 }
 

@@ -315,13 +315,12 @@ func (t *TokenAuthenticator) Authenticate(r *http.Request) (Principal, error) {
 	token = strings.TrimSpace(token)
 	t.mu.Lock()
 	t.maybeReload()
-	entries, loadErr := t.entries, t.loadErr
+	entries := t.entries
 	t.mu.Unlock()
 	if len(entries) == 0 {
-		if loadErr != nil {
-			return Principal{}, fmt.Errorf("%w: cloudd has no usable token file (%v)", ErrBadCredentials, loadErr)
-		}
-		return Principal{}, fmt.Errorf("%w: cloudd has no API tokens: create one with cloudd token create", ErrBadCredentials)
+		// The reason (a file name, a parse error) goes to the log, not to
+		// a caller who has not authenticated.
+		return Principal{}, fmt.Errorf("%w: cloudd has no usable API tokens (its log says why)", ErrBadCredentials)
 	}
 	sum := sha256.Sum256([]byte(token))
 	// Compare with every entry, in constant time each, and never stop
