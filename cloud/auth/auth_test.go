@@ -1,11 +1,13 @@
 package auth_test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -316,4 +318,22 @@ func FuzzTokenFile(f *testing.F) {
 			t.Fatalf("round trip: %d tokens, %v (want %d)", len(again), err, len(infos))
 		}
 	})
+}
+
+// TestWritableFileWarned: a token file that others may write is loaded, and
+// the log says that anyone who can write it can make themselves operator.
+func TestWritableFileWarned(t *testing.T) {
+	f := newFile(t)
+	create(t, f, "ops", auth.Operator)
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	auth.NewTokenAuthenticator(f.Path, auth.TokenOptions{Logger: log})
+	if strings.Contains(logs.String(), "writable") {
+		t.Errorf("0600 file warned about:\n%s", logs.String())
+	}
+	os.Chmod(f.Path, 0o666)
+	a := auth.NewTokenAuthenticator(f.Path, auth.TokenOptions{Logger: log})
+	if n, _ := a.Count(); n != 1 || !strings.Contains(logs.String(), "writable by others") || !strings.Contains(logs.String(), "chmod 600") {
+		t.Errorf("0666 file: %d tokens, log:\n%s", n, logs.String())
+	}
 }

@@ -383,4 +383,8 @@ func (t *TokenAuthenticator) reload() {
 	default:
 		t.log.Info("API tokens loaded", "file", t.path, "tokens", len(entries), "before", had)
 	}
+	if fi != nil && fi.Mode().Perm()&0o022 != 0 {
+		// Whoever may write the file may add an operator token.
+		t.log.Warn("token file is writable by others than its owner: anyone who can write it can grant themselves operator", "file", t.path, "mode", fi.Mode().Perm().String(), "hint", "chmod 600 "+t.path)
+	}
 }
