@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: help build cross test test-short bench fuzz demo lint services soak package generate clean
+.PHONY: help build cross test test-short bench fuzz demo lint services soak package generate vulncheck clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ generate: ## regenerate the plugin protocol's gRPC code (installs protoc and its
 	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.6
 	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.3.0
 	PATH="$(TOOLS):$$PATH" $(GO) generate ./plugins/proto
+
+vulncheck: ## govulncheck (pinned, into .tools/bin) over the module; offline copy of the database when vuln.go.dev is out of reach (not part of make test)
+	@./scripts/vulncheck.sh
 
 package: ## build .deb packages (armhf, arm64, amd64) into dist/
 	@./firmware-config/packaging/package.sh

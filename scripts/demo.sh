@@ -80,9 +80,12 @@ gateways:
     gateway: gw-01
     password: "$HASH"
 CRED
+# The HTTP API wants a bearer token: an operator token for the demo (it may
+# send commands), created before cloudd starts.
+API_TOKEN=$("$BIN/cloudd" token create -tokens "$DEMO/tokens.json" -name demo -role operator)
 setsid "$BIN/cloudd" -broker-listen "127.0.0.1:$MQTT_PORT" -credentials "$DEMO/credentials.yaml" \
   -influx-url "http://127.0.0.1:$INFLUX_PORT" -influx-bucket community \
-  -http "127.0.0.1:$API_PORT" -client-id cloudd-demo > "$DEMO/cloudd.log" 2>&1 &
+  -http "127.0.0.1:$API_PORT" -tokens "$DEMO/tokens.json" -client-id cloudd-demo > "$DEMO/cloudd.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$API_PORT/healthz" cloudd
 
@@ -112,10 +115,15 @@ cat <<INFO
 Luling demo is running: $BAYS simulated bays on 2 RS-485 buses (time runs ${SPEED}x).
 
   gateway status   http://127.0.0.1:$STATUS_PORT/status   (Prometheus: /metrics)
-  cloudd API       http://127.0.0.1:$API_PORT/api/v1/gateways
+  cloudd API       http://127.0.0.1:$API_PORT/api/v1/gateways   (token below; /metrics too)
   InfluxDB         http://127.0.0.1:$INFLUX_PORT   database "community"
   MQTT broker      tcp://127.0.0.1:$MQTT_PORT   (embedded in cloudd; gateway user demo/gw-01)
   logs             $DEMO/*.log
+
+The cloudd API's operator token (kept hashed in $DEMO/tokens.json; more with
+"$BIN/cloudd token create -tokens $DEMO/tokens.json -name NAME -role viewer"):
+  export LULING_TOKEN=$API_TOKEN
+  curl -s -H "Authorization: Bearer \$LULING_TOKEN" http://127.0.0.1:$API_PORT/api/v1/gateways/demo/gw-01
 
 A ready query (free bays per zone):
   curl -sG http://127.0.0.1:$INFLUX_PORT/query --data-urlencode db=community \\

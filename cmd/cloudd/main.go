@@ -6,6 +6,7 @@
 //
 //	cloudd [flags]            run
 //	cloudd hash-password      read a password on stdin, print its bcrypt hash
+//	cloudd token create|list|revoke   manage the HTTP API's tokens
 package main
 
 import (

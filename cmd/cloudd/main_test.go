@@ -102,13 +102,15 @@ func TestRunEmbedded(t *testing.T) {
 	h, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
 	creds := filepath.Join(t.TempDir(), "creds.yaml")
 	os.WriteFile(creds, []byte("gateways:\n  - {site: s1, gateway: gw-1, password: '"+string(h)+"'}\n"), 0o600)
+	tokens := filepath.Join(t.TempDir(), "tokens.json")
+	view := newToken(t, tokens, "test", "viewer")
 	mqttPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var logs syncBuf
 	go func() {
 		done <- run(ctx, []string{"-broker-listen", "127.0.0.1:" + itoa(mqttPort), "-credentials", creds,
-			"-influx-url", influx.URL, "-influx-bucket", db, "-http", "127.0.0.1:" + itoa(httpPort), "-client-id", "cloudd-test"},
+			"-influx-url", influx.URL, "-influx-bucket", db, "-http", "127.0.0.1:" + itoa(httpPort), "-client-id", "cloudd-test", "-tokens", tokens},
 			nil, io.Discard, &logs)
 	}()
 	defer func() {
@@ -135,12 +137,7 @@ func TestRunEmbedded(t *testing.T) {
 	})
 	// The fleet counts the write after InfluxDB confirmed it: wait for it.
 	wait(t, "api shows the write", func() bool {
-		resp, err := http.Get(api + "/api/v1/gateways/s1/gw-1")
-		if err != nil {
-			return false
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return strings.Contains(string(b), `"points_written": 1`)
+		code, b := call(t, "GET", api+"/api/v1/gateways/s1/gw-1", view, "")
+		return code == 200 && strings.Contains(b, `"points_written": 1`)
 	})
 }

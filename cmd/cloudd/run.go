@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/luling-edge/luling/cloud/auth"
 	"github.com/luling-edge/luling/cloud/broker"
 	cloudcmd "github.com/luling-edge/luling/cloud/command"
 	"github.com/luling-edge/luling/cloud/fleet"
@@ -42,6 +43,7 @@ type config struct {
 	influxOrg    string
 	influxBucket string
 	httpAddr     string
+	tokens       string
 	logLevel     string
 	batchPoints  int
 	seqGrace     time.Duration
@@ -76,6 +78,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.influxOrg, "influx-org", env("INFLUX_ORG", ""), "InfluxDB organization (ignored by 1.8) [LULING_CLOUD_INFLUX_ORG]")
 	fs.StringVar(&c.influxBucket, "influx-bucket", env("INFLUX_BUCKET", "community"), "InfluxDB bucket (1.8: database) [LULING_CLOUD_INFLUX_BUCKET]")
 	fs.StringVar(&c.httpAddr, "http", env("HTTP", "127.0.0.1:8080"), "listen address of the HTTP API; empty disables it [LULING_CLOUD_HTTP]")
+	tokensFlag(fs, &c.tokens)
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error [LULING_CLOUD_LOG_LEVEL]")
 	batch := env("BATCH_POINTS", "5000")
 	grace := env("SEQ_GRACE", "60s")
@@ -89,7 +92,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, &usageError{msg: err.Error()}
 	}
 	if fs.NArg() > 0 {
-		return nil, &usageError{msg: fmt.Sprintf("unexpected argument %q (subcommands: hash-password)", fs.Arg(0))}
+		return nil, &usageError{msg: fmt.Sprintf("unexpected argument %q (subcommands: hash-password, token)", fs.Arg(0))}
 	}
 	n, err := strconv.Atoi(batch)
 	if err != nil || n < 1 || n > 1_000_000 {
@@ -169,6 +172,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if len(args) > 0 && args[0] == "hash-password" {
 		return hashPassword(args[1:], stdin, stdout)
 	}
+	if len(args) > 0 && args[0] == "token" {
+		return tokenCmd(args[1:], stdout, stderr)
+	}
 	c, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
@@ -239,8 +245,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		api := http.NewServeMux()
 		cmds.Register(api)
 		api.Handle("/", f.Handler(fleet.HTTPOptions{Health: in.Health, Metrics: in.WriteMetrics}))
+		if c.tokens == "" {
+			log.Error("HTTP API without a token file: every request except /healthz is refused with 401",
+				"hint", "create a token with: cloudd token create -tokens FILE -name NAME -role operator; then start cloudd with -tokens FILE (or LULING_CLOUD_TOKENS=FILE)")
+		}
+		tokens := auth.NewTokenAuthenticator(c.tokens, auth.TokenOptions{Logger: log.With("component", "auth")})
 		srv := &http.Server{
-			Handler:           api,
+			Handler:           protect(api, auth.NewGuard(tokens, "cloudd", log.With("component", "api"))),
 			ReadHeaderTimeout: 10 * time.Second,
 		}
 		log.Info("http api listening", "addr", ln.Addr().String())

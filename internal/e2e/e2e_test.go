@@ -169,10 +169,7 @@ func TestCommandRoundTrip(t *testing.T) {
 	}
 	send := func(body string) (int, map[string]any) {
 		t.Helper()
-		resp, err := http.Post(w.cloudAPI+"/api/v1/gateways/e2e/gw-1/commands", "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := w.callAPI("POST", "/api/v1/gateways/e2e/gw-1/commands", body)
 		defer resp.Body.Close()
 		var m map[string]any
 		json.NewDecoder(resp.Body).Decode(&m)

@@ -146,6 +146,7 @@ type world struct {
 	db       string
 	cloud    *proc
 	cloudAPI string
+	apiToken string // an operator token for cloudAPI
 	lot      *modbussim.Lot
 	gw       *proc
 	gwCfg    string
@@ -169,9 +170,15 @@ func newWorld(t *testing.T, o worldOptions) *world {
 
 	httpPort := testenv.FreePort(t)
 	w.cloudAPI = fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	tokens := filepath.Join(t.TempDir(), "tokens.json")
+	out, err := exec.Command(filepath.Join(binDir, "cloudd"), "token", "create", "-tokens", tokens, "-name", "e2e", "-role", "operator").Output()
+	if err != nil {
+		t.Fatalf("cloudd token create: %v", err)
+	}
+	w.apiToken = strings.TrimSpace(string(out))
 	w.cloud = startProc(t, filepath.Join(binDir, "cloudd"),
 		"-broker-url", w.broker.URL(), "-client-id", "cloudd-"+w.db, "-influx-url", w.influx.URL,
-		"-influx-bucket", w.db, "-http", fmt.Sprintf("127.0.0.1:%d", httpPort), "-log-level", "warn")
+		"-influx-bucket", w.db, "-http", fmt.Sprintf("127.0.0.1:%d", httpPort), "-tokens", tokens, "-log-level", "warn")
 	w.waitHTTP(w.cloudAPI + "/healthz")
 
 	lot, err := modbussim.NewLot(modbussim.LotConfig{Bays: o.bays, Buses: o.buses, Ultrasonic: 0.5, Seed: 1, Dir: t.TempDir()})
@@ -334,10 +341,7 @@ type gatewayStats struct {
 func (w *world) cloudStats() gatewayStats {
 	w.t.Helper()
 	var g gatewayStats
-	resp, err := http.Get(w.cloudAPI + "/api/v1/gateways/e2e/gw-1")
-	if err != nil {
-		w.t.Fatal(err)
-	}
+	resp := w.callAPI("GET", "/api/v1/gateways/e2e/gw-1", "")
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
 		return g
@@ -346,6 +350,30 @@ func (w *world) cloudStats() gatewayStats {
 		w.t.Fatal(err)
 	}
 	return g
+}
+
+// callAPI sends a request to cloudd's HTTP API with the world's operator
+// token; a refused token fails the test.
+func (w *world) callAPI(method, path, body string) *http.Response {
+	w.t.Helper()
+	req, err := http.NewRequest(method, w.cloudAPI+path, strings.NewReader(body))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+w.apiToken)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		w.t.Fatalf("%s %s: HTTP %d %s", method, path, resp.StatusCode, b)
+	}
+	return resp
 }
 
 // gatewaySeq is the outbox's next sequence number as the status page shows it.
