@@ -4,14 +4,14 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/luling-edge/luling/internal/yamlx"
 	"gopkg.in/yaml.v3"
-
-	"github.com/luling-edge/luling/firmware-config/config"
 )
 
 // Def is one rule as declared in YAML, decoded but not yet compiled.
@@ -735,19 +735,11 @@ func (d *decoder) duration(n *yaml.Node, p string, lo, hi time.Duration) time.Du
 	return v
 }
 
-func resolve(n *yaml.Node) *yaml.Node { return config.ResolveNode(n) }
+var (
+	resolve  = yamlx.Resolve
+	isNull   = yamlx.IsNull
+	describe = yamlx.Describe
+	join     = yamlx.Join
+)
 
-func isNull(n *yaml.Node) bool { return config.IsNullNode(n) }
-
-func describe(n *yaml.Node) string { return config.DescribeNode(n) }
-
-func join(p, k string) string { return config.JoinPath(p, k) }
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
+func contains(list []string, s string) bool { return slices.Contains(list, s) }

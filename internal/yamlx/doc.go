@@ -1,0 +1,15 @@
+// Package yamlx decodes YAML with positions: every mistake is reported as
+// FILE:LINE:COL: key: what (hint), and all mistakes of a file are collected
+// at once instead of stopping at the first.
+//
+// It is the one YAML layer of the project: the gateway config loader, the
+// rules, the register-map profiles and the drivers' option schemas use it.
+// A Decoder walks gopkg.in/yaml.v3 nodes with typed getters (Str, Int,
+// Number, Bool, OneOf, Duration); Map checks a mapping's keys against the
+// known ones and suggests the closest ("did you mean poll?"); Check checks a
+// mapping against a Schema, the self-description a driver gives of its
+// options. Suggest holds the edit-distance hint that other decoders (the
+// plugin SDK's JSON config) share.
+//
+// The package is a leaf: it imports nothing of the project.
+package yamlx
