@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	periphgpio "periph.io/x/conn/v3/gpio"
 
+	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/drivers/gpio"
 	"github.com/luling-edge/luling/drivers/wiegand"
 	"github.com/luling-edge/luling/firmware-config/config"
@@ -26,7 +28,7 @@ type doorEntry struct {
 }
 
 // newDoors builds the credential store and the doors of the config. Card
-// reads of an osdp reader reach its door through byReader; decisions need
+// reads of a reader device reach its door through byReader; decisions need
 // neither the uplink nor the cloud.
 func (g *Gateway) newDoors(openPin func(string) (periphgpio.PinIO, error)) (*access.Store, []*doorEntry, map[string]*doorEntry, error) {
 	if len(g.cfg.Doors) == 0 {
@@ -135,18 +137,23 @@ func (de *doorEntry) close() {
 	}
 }
 
-// presentCard hands an osdp reader's card event to its door.
-func (g *Gateway) presentCard(ctx context.Context, reader string, ev payload.Record) {
-	de := g.byReader[reader]
-	if de == nil || ev.Measurement != "reader" || ev.Fields["kind"].Str() != "card" {
+// presentCards hands the card reads of a card-reading device (an osdp
+// reader) to their doors; a read without a time is taken at observed.
+func (g *Gateway) presentCards(ctx context.Context, drv drivers.Device, observed time.Time) {
+	cs, ok := drv.(drivers.CardSource)
+	if !ok {
 		return
 	}
-	card, err := access.CardIDHex(ev.Fields["card_hex"].Str(), int(ev.Fields["bit_count"].Int()))
-	if err != nil {
-		g.log.Warn("card read not understood", "reader", reader, "err", err)
-		card = "raw:" + ev.Fields["card_hex"].Str()
+	for _, c := range cs.TakeCards() {
+		de := g.byReader[c.Reader]
+		if de == nil {
+			continue
+		}
+		if c.Time.IsZero() {
+			c.Time = observed
+		}
+		de.door.Present(ctx, access.Read{Reader: c.Reader, Card: access.CardID(c.Data, c.Bits), Time: c.Time})
 	}
-	de.door.Present(ctx, access.Read{Reader: reader, Card: card, Time: ev.Time})
 }
 
 // accessHandlers adds credentials.sync to the command executor when the

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"time"
 
 	"github.com/luling-edge/luling/drivers"
-	"github.com/luling-edge/luling/drivers/modbus"
 	"github.com/luling-edge/luling/firmware-config/config"
 	"github.com/luling-edge/luling/gateway/bus"
 	"github.com/luling-edge/luling/gateway/command"
@@ -27,7 +27,7 @@ import (
 
 var errBackoff = bus.ErrBackoff
 
-func isCRC(err error) bool { return errors.Is(err, modbus.ErrCRC) }
+func isCRC(err error) bool { return errors.Is(err, drivers.ErrCRC) }
 
 // outboxAdapter is the outbox as the uplink's Source.
 type outboxAdapter struct {
@@ -191,30 +191,28 @@ func CheckRules(cfg *config.Config) error {
 }
 
 // compileRules compiles rules against the contract's field types and those
-// of the register-map profiles the config uses.
+// the drivers give for the config's devices (a register-map profile's).
 func compileRules(cfg *config.Config, opts rules.Options) (*rules.Engine, error) {
 	defs, err := rules.FromConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
 	fields := map[string]map[string]payload.ValueType{}
-	seen := map[string]bool{} // each profile once, not once per device
+	env := drivers.Env{ProfilesDir: cfg.ProfilesDir, Shared: &drivers.Shared{}}
 	for _, d := range cfg.Devices {
-		if d.Driver != "modbus" || d.Profile == "" || seen[d.Profile] {
+		info, ok := drivers.Lookup(d.Driver)
+		if !ok || info.Fields == nil {
 			continue
 		}
-		seen[d.Profile] = true
-		p, err := modbus.FindProfile(d.Profile, cfg.ProfilesDir)
+		types, err := info.Fields(drivers.Spec{ID: d.ID, Driver: d.Driver, Bus: d.Bus, Unit: d.Unit, Profile: d.Profile, Tags: d.Tags, Options: d.Options}, env)
 		if err != nil {
 			continue // the device itself reports it
 		}
-		if fields[p.Measurement] == nil {
-			fields[p.Measurement] = map[string]payload.ValueType{}
-		}
-		for _, f := range p.Fields {
-			if f.Publish {
-				fields[p.Measurement][f.Name] = f.Output
+		for m, ft := range types {
+			if fields[m] == nil {
+				fields[m] = map[string]payload.ValueType{}
 			}
+			maps.Copy(fields[m], ft)
 		}
 	}
 	opts.Fields = fields

@@ -42,7 +42,7 @@ func mustParse(t *testing.T, src string, opts ...Option) *Config {
 
 func parseErrors(t *testing.T, src string, opts ...Option) []string {
 	t.Helper()
-	_, err := Parse("gw.yaml", []byte(src), opts...)
+	_, err := Parse("gw.yaml", []byte(src), append([]Option{testRules()}, opts...)...)
 	var errs *Errors
 	if !errors.As(err, &errs) {
 		t.Fatalf("want *Errors, got %v", err)
@@ -378,8 +378,8 @@ func TestDriverRules(t *testing.T) {
 	if got := parseErrors(t, src); len(got) != 1 || !strings.Contains(got[0], "unit 0 is out of range (driver modbus accepts units 1..247)") {
 		t.Errorf("built-in modbus rule: %q", got)
 	}
-	if _, err := Parse("gw.yaml", []byte(src), DriverRules(map[string]DriverRule{"modbus": {Bus: true, UnitMin: 0, UnitMax: 255}})); err != nil {
-		t.Errorf("DriverRules replaces the built-in rule: %v", err)
+	if _, err := Parse("gw.yaml", []byte(src), testRules(), DriverRules(map[string]DriverRule{"modbus": {Bus: true, UnitMin: 0, UnitMax: 255}})); err != nil {
+		t.Errorf("DriverRules replaces an earlier rule: %v", err)
 	}
 }
 

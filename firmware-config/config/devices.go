@@ -204,7 +204,7 @@ func (d *decoder) devices(root *yamlx.Map, c *Config) []Device {
 		}
 		base.Deadband = d.deadband(m.Get("deadband"), p+".deadband")
 		if n := m.Get("options"); n != nil {
-			base.Options = d.options(n, p+".options")
+			base.Options = d.options(n, p+".options", rule.Options)
 		}
 		tags := d.tagTemplates(m.Get("tags"), p+".tags")
 
@@ -440,8 +440,15 @@ func (d *decoder) tagTemplates(n *yaml.Node, path string) []tagTemplate {
 	return out
 }
 
-func (d *decoder) options(n *yaml.Node, path string) map[string]any {
-	m := d.Map(n, path, nil)
+// options decodes a device's options, checked against the driver's schema
+// when it has one.
+func (d *decoder) options(n *yaml.Node, path string, schema yamlx.Schema) map[string]any {
+	var m *yamlx.Map
+	if schema != nil {
+		m = d.Check(n, path, schema)
+	} else {
+		m = d.Map(n, path, nil)
+	}
 	if m == nil {
 		return nil
 	}

@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/luling-edge/luling/internal/yamlx"
@@ -94,8 +96,8 @@ func (d *decoder) doors(root *yamlx.Map, devices []Device) []Door {
 				switch drv, known := driverOf[id]; {
 				case !known:
 					d.Errorf(rn, rp, "name a device from the devices: list", "no device %q", id)
-				case drv != "osdp":
-					d.Errorf(rn, rp, "card readers on a door are osdp devices (Wiegand readers go under wiegand:)", "device %q has driver %s", id, drv)
+				case !d.readsCards(drv):
+					d.Errorf(rn, rp, fmt.Sprintf("card readers on a door are %s devices (Wiegand readers go under wiegand:)", d.cardDrivers()), "device %q has driver %s", id, drv)
 				default:
 					if other, dup := readerDoor[id]; dup {
 						d.Errorf(rn, rp, "", "reader %q already opens door %q", id, other)
@@ -197,4 +199,26 @@ func (d *decoder) pin(n *yaml.Node, path string) (Pin, bool) {
 		}
 	}
 	return pin, true
+}
+
+// readsCards reports whether the devices of a driver read cards; a driver
+// the loader has no rule for may.
+func (d *decoder) readsCards(driver string) bool {
+	r, ok := d.opts.rules[driver]
+	return !ok || r.CardReader
+}
+
+// cardDrivers names the drivers whose devices read cards.
+func (d *decoder) cardDrivers() string {
+	var out []string
+	for name, r := range d.opts.rules {
+		if r.CardReader {
+			out = append(out, name)
+		}
+	}
+	if len(out) == 0 {
+		return "card-reading"
+	}
+	sort.Strings(out)
+	return strings.Join(out, " or ")
 }

@@ -68,7 +68,7 @@ func Load(path string, opts ...Option) (*Config, error) {
 // Parse checks a config held in memory; name is the file name errors
 // carry. When data has mistakes the error is an *Errors listing all of them.
 func Parse(name string, data []byte, opts ...Option) (cfg *Config, err error) {
-	o := &options{rules: BuiltinDriverRules()}
+	o := &options{rules: map[string]DriverRule{}}
 	for _, opt := range opts {
 		opt(o)
 	}
