@@ -104,7 +104,7 @@ func (d *Decoder) value(v *yaml.Node, path string, f Field) {
 		}
 		if s, ok := d.Str(v, path); ok && f.Valid != nil {
 			if err := f.Valid(s); err != nil {
-				d.Errorf(v, path, f.Doc, "%v", err)
+				d.Errorf(v, path, "", "%v", err)
 			}
 		}
 	case Bool:

@@ -115,3 +115,40 @@ func FuzzDecoder(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckSchema(t *testing.T) {
+	s := Schema{
+		{Key: "pin", Kind: String, Required: true, Doc: "a line name"},
+		{Key: "dir", Kind: String, OneOf: []string{"in", "out"}},
+		{Key: "n", Kind: Int, Min: 1, Max: 3},
+		{Key: "every", Kind: Duration},
+		{Key: "hex", Kind: String, Valid: func(s string) error {
+			if len(s) != 2 {
+				return errors.New("want 2 digits")
+			}
+			return nil
+		}},
+		{Key: "more", Kind: Mapping},
+	}
+	d := &Decoder{File: "o.yaml"}
+	root, _ := d.Parse([]byte("dir: up\nn: 4\nevery: 0s\nhex: abc\nmore: [1]\nextra: 1\n"))
+	d.Check(root, "options", s)
+	want := []string{
+		"o.yaml:1:1: options.pin: required key is missing (a line name)",
+		`o.yaml:1:6: options.dir: "up" is not allowed (one of: in, out)`,
+		"o.yaml:2:4: options.n: 4 is out of range 1..3",
+		"o.yaml:3:8: options.every: 0s is out of range 1ms..24h",
+		"o.yaml:4:6: options.hex: want 2 digits",
+		"o.yaml:5:7: options.more: expected a mapping of keys, got a list",
+		`o.yaml:6:1: options.extra: unknown key "extra" (known keys: pin, dir, n, every, hex, more)`,
+	}
+	if got := d.Err().Error(); got != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", got, strings.Join(want, "\n"))
+	}
+	d = &Decoder{File: "o.yaml"}
+	root, _ = d.Parse([]byte("anything: 1\n"))
+	d.Check(root, "options", Schema{})
+	if len(d.Errs) != 1 || d.Errs[0].Hint != "" {
+		t.Errorf("an empty schema accepts no key: %v", d.Errs)
+	}
+}
