@@ -424,7 +424,7 @@ func (l *loader) checkBlockOverlap(p *Profile) {
 
 func (l *loader) buildField(p *Profile, i int, d *fieldDoc, blockIdx map[string]int) {
 	n := l.item("fields", i)
-	f := Field{Name: d.Name, Description: d.Description, Bit: -1, Scale: 1, Min: math.NaN(), Max: math.NaN(), Line: l.line(n, "name")}
+	f := &Field{Name: d.Name, Description: d.Description, Bit: -1, Scale: 1, Min: math.NaN(), Max: math.NaN(), Line: l.line(n, "name")}
 	label := fmt.Sprintf("field %d", i+1)
 	switch {
 	case d.Name == "":
@@ -473,6 +473,44 @@ func (l *loader) buildField(p *Profile, i int, d *fieldDoc, blockIdx map[string]
 	if blk.Bits() && t != TypeBool {
 		l.errorf(l.line(n, "type"), "%s: type %s cannot be read from a %s block, want bool", label, t, functionNames[blk.Function])
 	}
+	b := &fieldBuild{loader: l, d: d, n: n, label: label, f: f, blk: blk}
+	b.layout()
+	b.value()
+	b.writing()
+	// The InfluxDB contract.
+	if m, ok := payload.Schema[p.Measurement]; ok && f.Publish && f.Output != payload.TypeInvalid {
+		if want, ok := m.Fields[f.Name]; ok && want != f.Output {
+			l.errorf(f.Line, "%s: decodes as %s, the InfluxDB contract for %s says %s", label, f.Output, p.Measurement, want)
+		}
+	}
+	if len(l.Errs) > errs {
+		return
+	}
+	p.byName[f.Name] = len(p.Fields)
+	blk.fields = append(blk.fields, len(p.Fields))
+	if f.Publish {
+		blk.published = append(blk.published, len(p.Fields))
+	}
+	p.Fields = append(p.Fields, *f)
+}
+
+// fieldBuild is one field being built, its parts checked in turn: where
+// it lies (layout), how its raw value becomes the published one (value),
+// and whether and how it may be written (writing).
+type fieldBuild struct {
+	*loader
+	d     *fieldDoc
+	n     *yaml.Node
+	label string
+	f     *Field
+	blk   *Block
+}
+
+func (b *fieldBuild) numeric() bool { return b.f.Type.integer() || b.f.Type == TypeFloat32 }
+
+// layout checks the bit, length, address and word and byte orders.
+func (b *fieldBuild) layout() {
+	l, d, f, n, label, blk, t := b.loader, b.d, b.f, b.n, b.label, b.blk, b.f.Type
 	// Bit and length.
 	if d.Bit != nil {
 		switch {
@@ -523,7 +561,11 @@ func (l *loader) buildField(p *Profile, i int, d *fieldDoc, blockIdx map[string]
 	if d.ByteOrder != "" && blk.Bits() {
 		l.errorf(l.line(n, "byte_order"), "%s: byte_order is only for register fields", label)
 	}
-	numeric := t.integer() || t == TypeFloat32
+}
+
+// value checks the enum values, the not-implemented sentinel, scale, offset and output type.
+func (b *fieldBuild) value() {
+	l, d, f, n, label, t, numeric := b.loader, b.d, b.f, b.n, b.label, b.f.Type, b.numeric()
 	// Values (enum).
 	if d.Values != nil {
 		if !t.integer() {
@@ -591,6 +633,11 @@ func (l *loader) buildField(p *Profile, i int, d *fieldDoc, blockIdx map[string]
 	default:
 		l.errorf(l.line(n, "output"), "%s: output %q is unknown, want float or int", label, d.Output)
 	}
+}
+
+// writing checks publish, writable and the write limits.
+func (b *fieldBuild) writing() {
+	l, d, f, n, label, blk, t, numeric := b.loader, b.d, b.f, b.n, b.label, b.blk, b.f.Type, b.numeric()
 	// Publishing and writing.
 	f.Publish = d.Publish == nil || *d.Publish
 	f.Writable = d.Writable
@@ -638,21 +685,6 @@ func (l *loader) buildField(p *Profile, i int, d *fieldDoc, blockIdx map[string]
 	if f.Min > f.Max {
 		l.errorf(l.line(n, "min"), "%s: min %v is above max %v", label, f.Min, f.Max)
 	}
-	// The InfluxDB contract.
-	if m, ok := payload.Schema[p.Measurement]; ok && f.Publish && f.Output != payload.TypeInvalid {
-		if want, ok := m.Fields[f.Name]; ok && want != f.Output {
-			l.errorf(f.Line, "%s: decodes as %s, the InfluxDB contract for %s says %s", label, f.Output, p.Measurement, want)
-		}
-	}
-	if len(l.Errs) > errs {
-		return
-	}
-	p.byName[f.Name] = len(p.Fields)
-	blk.fields = append(blk.fields, len(p.Fields))
-	if f.Publish {
-		blk.published = append(blk.published, len(p.Fields))
-	}
-	p.Fields = append(p.Fields, f)
 }
 
 func blockNames(p *Profile) string {
