@@ -97,21 +97,41 @@ type seen struct {
 	line int
 }
 
+// deviceSet is what the entries of devices: share while they are decoded:
+// the buses and profiles they may name, and the ids and units taken.
+type deviceSet struct {
+	buses    map[string]Bus
+	busNames []string
+	profiles *names
+	ids      map[string]int          // id → line
+	units    map[string]map[int]seen // bus → unit → device
+	out      []Device
+}
+
+// entry is one entry of devices:, a device or a repeat block of them.
+type entry struct {
+	p        string // path, devices[i]
+	m        *yamlx.Map
+	base     Device // what every device of the entry shares
+	rule     DriverRule
+	hasRule  bool
+	busNode  *yaml.Node // nil when absent or reported
+	repeated bool
+	probe    bool // a bad repeat block: check its keys once, add no device
+	from, to int64
+	tags     []tagTemplate
+}
+
 func (d *decoder) devices(root *yamlx.Map, c *Config) []Device {
 	items, _ := d.Seq(root.Get("devices"), "devices", "each device is an entry starting with - id: ...")
-	buses := map[string]Bus{}
-	var busNames []string
+	s := &deviceSet{buses: map[string]Bus{}, ids: map[string]int{}, units: map[string]map[int]seen{}}
 	for _, b := range c.Buses {
 		if b.Name != "" {
-			buses[b.Name] = b
-			busNames = append(busNames, b.Name)
+			s.buses[b.Name] = b
+			s.busNames = append(s.busNames, b.Name)
 		}
 	}
-	profiles := d.knownProfiles(c.ProfilesDir, root.Get("profiles_dir"))
-	ids := map[string]int{}
-	units := map[string]map[int]seen{}
-	var out []Device
-
+	s.profiles = d.knownProfiles(c.ProfilesDir, root.Get("profiles_dir"))
 	for i, it := range items {
 		p := fmt.Sprintf("devices[%d]", i)
 		if yamlx.IsNull(yamlx.Resolve(it)) {
@@ -122,171 +142,203 @@ func (d *decoder) devices(root *yamlx.Map, c *Config) []Device {
 		if m == nil {
 			continue
 		}
-		base := Device{Poll: DefaultPoll, MaxSilence: c.Pipeline.MaxSilence, Line: yamlx.Resolve(it).Line}
-
-		from, to, repeated, probe := int64(0), int64(0), false, false
+		e := &entry{p: p, m: m, base: Device{Poll: DefaultPoll, MaxSilence: c.Pipeline.MaxSilence, Line: yamlx.Resolve(it).Line}}
 		if rn := m.Get("repeat"); rn != nil {
 			var ok bool
-			if from, to, ok = d.repeat(rn, p+".repeat"); !ok {
+			if e.from, e.to, ok = d.repeat(rn, p+".repeat"); !ok {
 				// Reported; check the entry's other keys once, for n=1,
 				// without adding a device.
-				from, to, probe = 1, 1, true
+				e.from, e.to, e.probe = 1, 1, true
 			}
-			repeated = true
+			e.repeated = true
 		}
-
-		// Keys without placeholders, decoded once.
-		var rule DriverRule
-		var hasRule bool
-		if n := m.Get("driver"); n == nil {
-			d.Missing(m, "driver", "e.g. driver: modbus")
-		} else if s, ok := d.Str(n, p+".driver"); ok {
-			if !d.opts.drivers.has(s) {
-				d.Errorf(n, p+".driver", yamlx.Suggest(s, d.opts.drivers.list(), "known drivers"), "unknown driver %q", s)
-			} else {
-				base.Driver = s
-				rule, hasRule = d.opts.rules[s]
-			}
-		}
-		busNode := m.Get("bus")
-		if busNode != nil {
-			if s, ok := d.Str(busNode, p+".bus"); ok {
-				if _, def := buses[s]; def {
-					base.Bus = s
-				} else {
-					hint := "define it under buses:"
-					if len(busNames) > 0 {
-						hint = yamlx.Suggest(s, busNames, "defined buses")
-					}
-					d.Errorf(busNode, p+".bus", hint, "undefined bus %q", s)
-					busNode = nil // reported; skip unit checks
-				}
-			} else {
-				busNode = nil
-			}
-		} else if hasRule && rule.Bus {
-			hint := "add bus: NAME"
-			if len(busNames) > 0 {
-				hint = "add bus: one of " + strings.Join(busNames, ", ")
-			}
-			d.Errorf(m.Node, p+".bus", hint, "driver %s needs a bus", base.Driver)
-		}
-		if n := m.Get("profile"); n != nil {
-			if s, ok := d.Str(n, p+".profile"); ok {
-				if !profiles.has(s) {
-					d.Errorf(n, p+".profile", yamlx.Suggest(s, profiles.list(), "known profiles"), "unknown profile %q", s)
-				}
-				base.Profile = s
-			}
-		} else if hasRule && rule.Profile {
-			hint := "add profile: NAME"
-			if l := profiles.list(); len(l) > 0 {
-				hint = "known profiles: " + strings.Join(l, ", ")
-			}
-			d.Errorf(m.Node, p+".profile", hint, "driver %s needs a profile", base.Driver)
-		}
-		pollNode, pollOK := m.Get("poll"), true
-		if pollNode != nil {
-			var v time.Duration
-			if v, pollOK = d.Duration(pollNode, p+".poll", 50*time.Millisecond, 24*time.Hour); pollOK {
-				base.Poll = v
-			}
-		}
-		if n := m.Get("max_silence"); n != nil {
-			if v, ok := d.Duration(n, p+".max_silence", time.Second, 7*24*time.Hour); ok {
-				base.MaxSilence = v
-				if pollOK && v < base.Poll {
-					d.Errorf(n, p+".max_silence", "max_silence must be at least the poll interval", "max_silence %s is shorter than poll %s", yamlx.FmtDur(v), yamlx.FmtDur(base.Poll))
-				}
-			}
-		} else if pollNode != nil && pollOK && base.Poll > base.MaxSilence {
-			d.Errorf(pollNode, p+".poll", "set max_silence on this device too", "poll %s is longer than max_silence %s", yamlx.FmtDur(base.Poll), yamlx.FmtDur(base.MaxSilence))
-		}
-		base.Deadband = d.deadband(m.Get("deadband"), p+".deadband")
+		d.placement(s, e)
+		d.timing(e)
+		e.base.Deadband = d.deadband(m.Get("deadband"), p+".deadband")
 		if n := m.Get("options"); n != nil {
-			base.Options = d.options(n, p+".options", rule.Options)
+			e.base.Options = d.options(n, p+".options", e.rule.Options)
 		}
-		tags := d.tagTemplates(m.Get("tags"), p+".tags")
-
-		// Keys with placeholders, once per device.
-		idNode := m.Get("id")
-		var idT template
-		if idNode == nil {
-			d.Missing(m, "id", "e.g. id: bay-001")
-		} else if s, ok := d.Str(idNode, p+".id"); ok {
-			idT = template{Node: idNode, path: p + ".id", text: s}
-			if repeated && !strings.Contains(s, "{") {
-				d.Errorf(idNode, p+".id", "e.g. id: bay-{n:03}", "a repeated device's id needs a placeholder so that every device gets its own id")
-				continue
-			}
-		}
-		unitNode := m.Get("unit")
-		if !repeated {
-			from, to = 0, 0
-		}
-		if int64(len(out))+(to-from+1) > maxDevices {
-			d.Errorf(m.Node, p, "", "more than %d devices in one file", maxDevices)
+		e.tags = d.tagTemplates(m.Get("tags"), p+".tags")
+		if !d.expandEntry(s, e) {
 			break
 		}
-		for n := from; n <= to; n++ {
-			dev := base
-			dev.Deadband = maps.Clone(base.Deadband)
-			dev.Options = maps.Clone(base.Options)
-			okID := false
-			if idT.Node != nil {
-				if id, ok := d.at(idT, n, repeated); ok {
-					dev.ID = id
-					suffix := ""
-					if repeated {
-						suffix = fmt.Sprintf(" (n=%d)", n)
-					}
-					switch {
-					case !deviceIDRe.MatchString(id):
-						d.Errorf(idNode, p+".id", "start with a-z or 0-9, then a-z, 0-9, _, . or -; at most 64", "%q%s is not a valid device id", id, suffix)
-					case ids[id] != 0:
-						d.Errorf(idNode, p+".id", "", "duplicate device id %q%s; first defined at line %d", id, suffix, ids[id])
-					case !probe:
-						ids[id] = idNode.Line
-						okID = true
-					}
-				}
-			}
-			dev.Tags = map[string]string{}
-			for _, t := range tags {
-				if v, ok := d.at(t.value, n, repeated); ok {
-					if v == "" {
-						d.Errorf(t.value.Node, t.value.path, "", "tag value is empty")
-					}
-					dev.Tags[t.name] = v
-				}
-			}
-			if unitNode != nil {
-				dev.Unit = d.unit(unitNode, p+".unit", n, repeated, dev, rule, hasRule)
-			} else if hasRule && rule.Bus && base.Bus != "" {
-				d.Errorf(m.Node, p+".unit", fmt.Sprintf("the device's address on %s, %d..%d", base.Bus, rule.UnitMin, rule.UnitMax), "driver %s needs a unit", base.Driver)
-			}
-			if unitNode != nil && busNode != nil && base.Bus != "" && dev.Unit >= 0 && okID {
-				onBus := units[base.Bus]
-				if onBus == nil {
-					onBus = map[int]seen{}
-					units[base.Bus] = onBus
-				}
-				if first, dup := onBus[dev.Unit]; dup {
-					hint := "every device on one bus needs its own unit"
-					if repeated && yamlx.Resolve(unitNode).Tag == "!!int" {
-						hint = `in a repeat block write unit: "{n}"`
-					}
-					d.Errorf(unitNode, p+".unit", hint, "unit %d of %s is already used on bus %s by %s (line %d)", dev.Unit, dev.ID, base.Bus, first.id, first.line)
-				} else {
-					onBus[dev.Unit] = seen{id: dev.ID, line: unitNode.Line}
-				}
-			}
-			if !probe {
-				out = append(out, dev)
-			}
+	}
+	return s.out
+}
+
+// placement decodes the keys that say what and where the device is
+// (driver, bus, profile), without placeholders, once per entry.
+func (d *decoder) placement(s *deviceSet, e *entry) {
+	m, p := e.m, e.p
+	if n := m.Get("driver"); n == nil {
+		d.Missing(m, "driver", "e.g. driver: modbus")
+	} else if name, ok := d.Str(n, p+".driver"); ok {
+		if !d.opts.drivers.has(name) {
+			d.Errorf(n, p+".driver", yamlx.Suggest(name, d.opts.drivers.list(), "known drivers"), "unknown driver %q", name)
+		} else {
+			e.base.Driver = name
+			e.rule, e.hasRule = d.opts.rules[name]
 		}
 	}
-	return out
+	e.busNode = m.Get("bus")
+	if e.busNode != nil {
+		if name, ok := d.Str(e.busNode, p+".bus"); ok {
+			if _, def := s.buses[name]; def {
+				e.base.Bus = name
+			} else {
+				hint := "define it under buses:"
+				if len(s.busNames) > 0 {
+					hint = yamlx.Suggest(name, s.busNames, "defined buses")
+				}
+				d.Errorf(e.busNode, p+".bus", hint, "undefined bus %q", name)
+				e.busNode = nil // reported; skip unit checks
+			}
+		} else {
+			e.busNode = nil
+		}
+	} else if e.hasRule && e.rule.Bus {
+		hint := "add bus: NAME"
+		if len(s.busNames) > 0 {
+			hint = "add bus: one of " + strings.Join(s.busNames, ", ")
+		}
+		d.Errorf(m.Node, p+".bus", hint, "driver %s needs a bus", e.base.Driver)
+	}
+	if n := m.Get("profile"); n != nil {
+		if name, ok := d.Str(n, p+".profile"); ok {
+			if !s.profiles.has(name) {
+				d.Errorf(n, p+".profile", yamlx.Suggest(name, s.profiles.list(), "known profiles"), "unknown profile %q", name)
+			}
+			e.base.Profile = name
+		}
+	} else if e.hasRule && e.rule.Profile {
+		hint := "add profile: NAME"
+		if l := s.profiles.list(); len(l) > 0 {
+			hint = "known profiles: " + strings.Join(l, ", ")
+		}
+		d.Errorf(m.Node, p+".profile", hint, "driver %s needs a profile", e.base.Driver)
+	}
+}
+
+// timing decodes poll and max_silence.
+func (d *decoder) timing(e *entry) {
+	m, p, base := e.m, e.p, &e.base
+	pollNode, pollOK := m.Get("poll"), true
+	if pollNode != nil {
+		var v time.Duration
+		if v, pollOK = d.Duration(pollNode, p+".poll", 50*time.Millisecond, 24*time.Hour); pollOK {
+			base.Poll = v
+		}
+	}
+	if n := m.Get("max_silence"); n != nil {
+		if v, ok := d.Duration(n, p+".max_silence", time.Second, 7*24*time.Hour); ok {
+			base.MaxSilence = v
+			if pollOK && v < base.Poll {
+				d.Errorf(n, p+".max_silence", "max_silence must be at least the poll interval", "max_silence %s is shorter than poll %s", yamlx.FmtDur(v), yamlx.FmtDur(base.Poll))
+			}
+		}
+	} else if pollNode != nil && pollOK && base.Poll > base.MaxSilence {
+		d.Errorf(pollNode, p+".poll", "set max_silence on this device too", "poll %s is longer than max_silence %s", yamlx.FmtDur(base.Poll), yamlx.FmtDur(base.MaxSilence))
+	}
+}
+
+// expandEntry decodes the keys with placeholders (id, tags, unit) once per
+// device of the entry and adds the devices. It returns false when the
+// file holds too many devices to go on.
+func (d *decoder) expandEntry(s *deviceSet, e *entry) bool {
+	m, p := e.m, e.p
+	idNode := m.Get("id")
+	var idT template
+	if idNode == nil {
+		d.Missing(m, "id", "e.g. id: bay-001")
+	} else if id, ok := d.Str(idNode, p+".id"); ok {
+		idT = template{Node: idNode, path: p + ".id", text: id}
+		if e.repeated && !strings.Contains(id, "{") {
+			d.Errorf(idNode, p+".id", "e.g. id: bay-{n:03}", "a repeated device's id needs a placeholder so that every device gets its own id")
+			return true
+		}
+	}
+	from, to := e.from, e.to
+	if !e.repeated {
+		from, to = 0, 0
+	}
+	if int64(len(s.out))+(to-from+1) > maxDevices {
+		d.Errorf(m.Node, p, "", "more than %d devices in one file", maxDevices)
+		return false
+	}
+	for n := from; n <= to; n++ {
+		dev := e.base
+		dev.Deadband = maps.Clone(e.base.Deadband)
+		dev.Options = maps.Clone(e.base.Options)
+		okID := idT.Node != nil && d.deviceID(s, e, idT, n, &dev)
+		dev.Tags = map[string]string{}
+		for _, t := range e.tags {
+			if v, ok := d.at(t.value, n, e.repeated); ok {
+				if v == "" {
+					d.Errorf(t.value.Node, t.value.path, "", "tag value is empty")
+				}
+				dev.Tags[t.name] = v
+			}
+		}
+		d.deviceUnit(s, e, n, &dev, okID)
+		if !e.probe {
+			s.out = append(s.out, dev)
+		}
+	}
+	return true
+}
+
+// deviceID expands the id for device n of the entry and checks it is
+// valid and unused; it reports whether the device now holds the id.
+func (d *decoder) deviceID(s *deviceSet, e *entry, idT template, n int64, dev *Device) bool {
+	id, ok := d.at(idT, n, e.repeated)
+	if !ok {
+		return false
+	}
+	dev.ID = id
+	suffix := ""
+	if e.repeated {
+		suffix = fmt.Sprintf(" (n=%d)", n)
+	}
+	switch {
+	case !deviceIDRe.MatchString(id):
+		d.Errorf(idT.Node, idT.path, "start with a-z or 0-9, then a-z, 0-9, _, . or -; at most 64", "%q%s is not a valid device id", id, suffix)
+	case s.ids[id] != 0:
+		d.Errorf(idT.Node, idT.path, "", "duplicate device id %q%s; first defined at line %d", id, suffix, s.ids[id])
+	case !e.probe:
+		s.ids[id] = idT.Node.Line
+		return true
+	}
+	return false
+}
+
+// deviceUnit reads the unit of device n of the entry and checks that it
+// is free on its bus.
+func (d *decoder) deviceUnit(s *deviceSet, e *entry, n int64, dev *Device, okID bool) {
+	unitNode, p := e.m.Get("unit"), e.p
+	if unitNode == nil {
+		if e.hasRule && e.rule.Bus && dev.Bus != "" {
+			d.Errorf(e.m.Node, p+".unit", fmt.Sprintf("the device's address on %s, %d..%d", dev.Bus, e.rule.UnitMin, e.rule.UnitMax), "driver %s needs a unit", dev.Driver)
+		}
+		return
+	}
+	dev.Unit = d.unit(unitNode, p+".unit", n, e.repeated, *dev, e.rule, e.hasRule)
+	if e.busNode == nil || dev.Bus == "" || dev.Unit < 0 || !okID {
+		return
+	}
+	onBus := s.units[dev.Bus]
+	if onBus == nil {
+		onBus = map[int]seen{}
+		s.units[dev.Bus] = onBus
+	}
+	if first, dup := onBus[dev.Unit]; dup {
+		hint := "every device on one bus needs its own unit"
+		if e.repeated && yamlx.Resolve(unitNode).Tag == "!!int" {
+			hint = `in a repeat block write unit: "{n}"`
+		}
+		d.Errorf(unitNode, p+".unit", hint, "unit %d of %s is already used on bus %s by %s (line %d)", dev.Unit, dev.ID, dev.Bus, first.id, first.line)
+	} else {
+		onBus[dev.Unit] = seen{id: dev.ID, line: unitNode.Line}
+	}
 }
 
 func (d *decoder) repeat(n *yaml.Node, path string) (from, to int64, ok bool) {
