@@ -20,7 +20,8 @@ import (
 
 	"periph.io/x/conn/v3/gpio"
 
-	"github.com/luling-edge/luling/internal/yamlx"
+	"github.com/luling-edge/luling/internal/schema"
+	"github.com/luling-edge/luling/internal/suggest"
 	"github.com/luling-edge/luling/payload"
 )
 
@@ -202,7 +203,7 @@ type Info struct {
 	// loader checks them with positions and "did you mean"; docs list
 	// them. Nil leaves the options unchecked (a driver that does not
 	// describe itself).
-	Options yamlx.Schema
+	Options schema.Schema
 	// Example is a device entry in YAML that uses the driver, for docs
 	// and for the tests that keep the schema and the driver in step.
 	Example string
@@ -253,7 +254,7 @@ func Names() []string {
 // spec did not come through the config loader (which checks them with
 // positions): every key known, with "did you mean", and the required ones
 // there. Value types are left to the driver.
-func CheckOptions(driver string, spec Spec, s yamlx.Schema) error {
+func CheckOptions(driver string, spec Spec, s schema.Schema) error {
 	keys := make([]string, 0, len(spec.Options))
 	for k := range spec.Options {
 		keys = append(keys, k)
@@ -261,7 +262,7 @@ func CheckOptions(driver string, spec Spec, s yamlx.Schema) error {
 	sort.Strings(keys)
 	for _, k := range keys {
 		if _, ok := s.Field(k); !ok {
-			hint := yamlx.Suggest(k, s.Keys(), "known")
+			hint := suggest.Hint(k, s.Keys(), "known")
 			if hint == "" {
 				hint = "the driver takes no options"
 			}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/luling-edge/luling/drivers"
 	_ "github.com/luling-edge/luling/drivers/all"
-	"github.com/luling-edge/luling/internal/yamlx"
+	"github.com/luling-edge/luling/internal/schema"
 )
 
 var updateDocs = flag.Bool("update-docs", false, "rewrite the driver options section of docs/config.md")
@@ -55,17 +55,17 @@ func optionsDoc() string {
 	return strings.TrimSpace(b.String())
 }
 
-func kind(f yamlx.Field) string {
+func kind(f schema.Field) string {
 	switch {
 	case len(f.OneOf) > 0:
 		return "`" + strings.Join(f.OneOf, "` \\| `") + "`"
-	case f.Kind == yamlx.Int && (f.Min != 0 || f.Max != 0):
+	case f.Kind == schema.Int && (f.Min != 0 || f.Max != 0):
 		return fmt.Sprintf("integer %d..%d", f.Min, f.Max)
 	}
 	return string(f.Kind)
 }
 
-func def(f yamlx.Field) string {
+func def(f schema.Field) string {
 	switch {
 	case f.Required:
 		return "**required**"

@@ -8,7 +8,7 @@ import (
 	"periph.io/x/conn/v3/gpio"
 
 	"github.com/luling-edge/luling/drivers"
-	"github.com/luling-edge/luling/internal/yamlx"
+	"github.com/luling-edge/luling/internal/schema"
 	"github.com/luling-edge/luling/payload"
 )
 
@@ -29,10 +29,10 @@ func init() {
 }
 
 // Options are the keys of a gpio device's options.
-var Options = yamlx.Schema{
-	{Key: "pin", Kind: yamlx.String, Required: true, Doc: "the line: chip:line such as gpiochip0:17, or a line name such as GPIO17"},
-	{Key: "direction", Kind: yamlx.String, Required: true, OneOf: []string{"in", "out"}, Doc: "in (a contact, button or loop detector) or out (a relay)"},
-	{Key: "active_low", Kind: yamlx.Bool, Default: "false", Doc: "the line is active when low"},
+var Options = schema.Schema{
+	{Key: "pin", Kind: schema.String, Required: true, Doc: "the line: chip:line such as gpiochip0:17, or a line name such as GPIO17"},
+	{Key: "direction", Kind: schema.String, Required: true, OneOf: []string{"in", "out"}, Doc: "in (a contact, button or loop detector) or out (a relay)"},
+	{Key: "active_low", Kind: schema.Bool, Default: "false", Doc: "the line is active when low"},
 }
 
 // Device is one GPIO line configured as a gateway device.

@@ -12,7 +12,7 @@ import (
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/firmware-config/profiles"
-	"github.com/luling-edge/luling/internal/yamlx"
+	"github.com/luling-edge/luling/internal/schema"
 	"github.com/luling-edge/luling/payload"
 )
 
@@ -40,8 +40,8 @@ func init() {
 }
 
 // Options are the keys of a modbus device's options.
-var Options = yamlx.Schema{
-	{Key: "read_only", Kind: yamlx.Bool, Default: "false",
+var Options = schema.Schema{
+	{Key: "read_only", Kind: schema.Bool, Default: "false",
 		Doc: "refuse every write to the device, even of fields its profile marks writable (a unit the site must not change)"},
 }
 

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/drivers"
-	"github.com/luling-edge/luling/internal/yamlx"
+	"github.com/luling-edge/luling/internal/schema"
 	"github.com/luling-edge/luling/payload"
 )
 
@@ -60,16 +60,16 @@ var (
 )
 
 // Options are the keys of an osdp device's options.
-var Options = yamlx.Schema{
-	{Key: "secure_channel", Kind: yamlx.Bool, Default: "false", Doc: "run the secure channel"},
-	{Key: "scbk", Kind: yamlx.String, Doc: "the reader's own 16-byte key, 32 hex digits",
+var Options = schema.Schema{
+	{Key: "secure_channel", Kind: schema.Bool, Default: "false", Doc: "run the secure channel"},
+	{Key: "scbk", Kind: schema.String, Doc: "the reader's own 16-byte key, 32 hex digits",
 		Valid: func(s string) error { _, err := ParseKey(s); return err }},
-	{Key: "install_mode", Kind: yamlx.Bool, Default: "false", Doc: "handshake with SCBK-D; with scbk, give the reader its key by KEYSET"},
-	{Key: "checksum", Kind: yamlx.Bool, Default: "false", Doc: "start with checksums instead of CRC-16"},
-	{Key: "poll_interval", Kind: yamlx.Duration, Default: "50ms", Doc: "poll interval of Run (the gateway uses the device's poll setting)"},
-	{Key: "offline_after", Kind: yamlx.Duration, Default: "8s", Doc: "no valid reply for this long: offline"},
-	{Key: "strike_output", Kind: yamlx.Int, Min: 0, Max: 255, Default: "0", Doc: "the reader output a grant pulses"},
-	{Key: "open_time", Kind: yamlx.Duration, Default: "5s", Doc: "how long a grant opens the strike"},
+	{Key: "install_mode", Kind: schema.Bool, Default: "false", Doc: "handshake with SCBK-D; with scbk, give the reader its key by KEYSET"},
+	{Key: "checksum", Kind: schema.Bool, Default: "false", Doc: "start with checksums instead of CRC-16"},
+	{Key: "poll_interval", Kind: schema.Duration, Default: "50ms", Doc: "poll interval of Run (the gateway uses the device's poll setting)"},
+	{Key: "offline_after", Kind: schema.Duration, Default: "8s", Doc: "no valid reply for this long: offline"},
+	{Key: "strike_output", Kind: schema.Int, Min: 0, Max: 255, Default: "0", Doc: "the reader output a grant pulses"},
+	{Key: "open_time", Kind: schema.Duration, Default: "5s", Doc: "how long a grant opens the strike"},
 }
 
 // New builds a device from its spec: Spec.Unit is the reader's address. It

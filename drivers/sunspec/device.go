@@ -13,7 +13,7 @@ import (
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/drivers/modbus"
-	"github.com/luling-edge/luling/internal/yamlx"
+	"github.com/luling-edge/luling/internal/schema"
 	"github.com/luling-edge/luling/payload"
 )
 
@@ -65,8 +65,8 @@ func init() {
 }
 
 // Options are the keys of a sunspec device's options.
-var Options = yamlx.Schema{
-	{Key: OptionBase, Kind: yamlx.Int, Min: 0, Max: 0xFFFF - 70,
+var Options = schema.Schema{
+	{Key: OptionBase, Kind: schema.Int, Min: 0, Max: 0xFFFF - 70,
 		Doc: "the register where the SunSpec map starts (its \"SunS\" marker); default: try 40000, 0 and 50000"},
 }
 

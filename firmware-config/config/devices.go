@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/luling-edge/luling/internal/schema"
 	"github.com/luling-edge/luling/internal/yamlx"
 	"gopkg.in/yaml.v3"
 )
@@ -494,7 +495,7 @@ func (d *decoder) tagTemplates(n *yaml.Node, path string) []tagTemplate {
 
 // options decodes a device's options, checked against the driver's schema
 // when it has one.
-func (d *decoder) options(n *yaml.Node, path string, schema yamlx.Schema) map[string]any {
+func (d *decoder) options(n *yaml.Node, path string, schema schema.Schema) map[string]any {
 	var m *yamlx.Map
 	if schema != nil {
 		m = d.Check(n, path, schema)

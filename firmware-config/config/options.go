@@ -3,7 +3,7 @@ package config
 import (
 	"sort"
 
-	"github.com/luling-edge/luling/internal/yamlx"
+	"github.com/luling-edge/luling/internal/schema"
 )
 
 // Option changes what Parse and Load accept.
@@ -32,7 +32,7 @@ type DriverRule struct {
 	CardReader bool
 	// Options are the keys of a device's options:, checked with their
 	// places and "did you mean"; nil leaves the options unchecked.
-	Options yamlx.Schema
+	Options schema.Schema
 }
 
 // Catalog is what KnownDrivers and KnownProfiles take: names (which also

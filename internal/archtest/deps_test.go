@@ -66,8 +66,12 @@ func TestDependencyDirections(t *testing.T) {
 		// them into a binary and hands the loader their rules, is the
 		// exception. Profiles as data (firmware-config/profiles) are fine.
 		{driverPackages(t), []string{"gateway", "cloud", "firmware-config/config", "cmd"}},
+		// The plugin SDK takes on no YAML parser (internal/schema and
+		// internal/suggest are what the drivers package needs of it).
+		{[]string{"./plugins/sdk"}, []string{"internal/yamlx"}},
 		// The one YAML layer is a leaf.
 		{[]string{"./internal/yamlx"}, []string{"gateway", "drivers", "plugins", "cloud", "firmware-config", "payload", "cmd"}},
+		{[]string{"./internal/schema", "./internal/suggest"}, []string{"gateway", "drivers", "plugins", "cloud", "firmware-config", "payload", "cmd", "internal/yamlx"}},
 	}
 	for _, c := range cases {
 		for _, d := range deps(t, c.pkgs...) {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/luling-edge/luling/internal/schema"
 )
 
 func decode(t *testing.T, src string) (*Decoder, *Map) {
@@ -117,18 +119,18 @@ func FuzzDecoder(f *testing.F) {
 }
 
 func TestCheckSchema(t *testing.T) {
-	s := Schema{
-		{Key: "pin", Kind: String, Required: true, Doc: "a line name"},
-		{Key: "dir", Kind: String, OneOf: []string{"in", "out"}},
-		{Key: "n", Kind: Int, Min: 1, Max: 3},
-		{Key: "every", Kind: Duration},
-		{Key: "hex", Kind: String, Valid: func(s string) error {
+	s := schema.Schema{
+		{Key: "pin", Kind: schema.String, Required: true, Doc: "a line name"},
+		{Key: "dir", Kind: schema.String, OneOf: []string{"in", "out"}},
+		{Key: "n", Kind: schema.Int, Min: 1, Max: 3},
+		{Key: "every", Kind: schema.Duration},
+		{Key: "hex", Kind: schema.String, Valid: func(s string) error {
 			if len(s) != 2 {
 				return errors.New("want 2 digits")
 			}
 			return nil
 		}},
-		{Key: "more", Kind: Mapping},
+		{Key: "more", Kind: schema.Mapping},
 	}
 	d := &Decoder{File: "o.yaml"}
 	root, _ := d.Parse([]byte("dir: up\nn: 4\nevery: 0s\nhex: abc\nmore: [1]\nextra: 1\n"))
@@ -147,7 +149,7 @@ func TestCheckSchema(t *testing.T) {
 	}
 	d = &Decoder{File: "o.yaml"}
 	root, _ = d.Parse([]byte("anything: 1\n"))
-	d.Check(root, "options", Schema{})
+	d.Check(root, "options", schema.Schema{})
 	if len(d.Errs) != 1 || d.Errs[0].Hint != "" {
 		t.Errorf("an empty schema accepts no key: %v", d.Errs)
 	}

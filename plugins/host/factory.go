@@ -7,24 +7,24 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/drivers"
-	"github.com/luling-edge/luling/internal/yamlx"
+	"github.com/luling-edge/luling/internal/schema"
 )
 
 // DriverName is the `driver` value of plugin devices in the gateway config.
 const DriverName = "plugin"
 
 // DriverOptions are the keys of a plugin device's options.
-var DriverOptions = yamlx.Schema{
-	{Key: "path", Kind: yamlx.String, Required: true, Doc: "the plugin program"},
-	{Key: "sha256", Kind: yamlx.String, Required: true, Doc: "the program's SHA-256, 64 hex digits (sha256sum prints it)",
+var DriverOptions = schema.Schema{
+	{Key: "path", Kind: schema.String, Required: true, Doc: "the plugin program"},
+	{Key: "sha256", Kind: schema.String, Required: true, Doc: "the program's SHA-256, 64 hex digits (sha256sum prints it)",
 		Valid: func(s string) error {
 			if b, err := hex.DecodeString(s); err != nil || len(b) != sha256.Size {
 				return fmt.Errorf("%q is not 64 hex digits", s)
 			}
 			return nil
 		}},
-	{Key: "config", Kind: yamlx.Mapping, Doc: "the plugin's own settings, handed to it as JSON"},
-	{Key: "call_timeout", Kind: yamlx.Duration, Default: "5s", Doc: "how long one call into the plugin may take"},
+	{Key: "config", Kind: schema.Mapping, Doc: "the plugin's own settings, handed to it as JSON"},
+	{Key: "call_timeout", Kind: schema.Duration, Default: "5s", Doc: "how long one call into the plugin may take"},
 }
 
 // Example is a plugin device entry, for docs and tests.
