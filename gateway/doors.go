@@ -115,7 +115,13 @@ func (de *doorEntry) run(ctx context.Context, g *Gateway) {
 	if de.wiegand != nil {
 		go func() {
 			defer close(done)
-			if err := de.wiegand.Run(ctx, de.door.WiegandHandler(ctx, de.cfg.Name+"-wiegand")); err != nil && ctx.Err() == nil {
+			reader := de.cfg.Name + "-wiegand"
+			handle := func(c wiegand.Card, at time.Time) {
+				if r, ok := c.CardRead(reader, at); ok { // keypad keys are not part of the decision
+					de.present(ctx, r)
+				}
+			}
+			if err := de.wiegand.Run(ctx, handle); err != nil && ctx.Err() == nil {
 				g.log.Error("wiegand reader stopped", "door", de.cfg.Name, "err", err)
 			}
 		}()
@@ -152,8 +158,13 @@ func (g *Gateway) presentCards(ctx context.Context, drv drivers.Device, observed
 		if c.Time.IsZero() {
 			c.Time = observed
 		}
-		de.door.Present(ctx, access.Read{Reader: c.Reader, Card: access.CardID(c.Data, c.Bits), Time: c.Time})
+		de.present(ctx, c)
 	}
+}
+
+// present hands a typed card read, from an OSDP or a Wiegand reader, to the door.
+func (de *doorEntry) present(ctx context.Context, c drivers.CardRead) {
+	de.door.Present(ctx, access.Read{Reader: c.Reader, Card: access.CardID(c.Data, c.Bits), Time: c.Time})
 }
 
 // accessHandlers adds credentials.sync to the command executor when the
