@@ -163,7 +163,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		if !ok {
 			return fail(fmt.Errorf("gateway: device %s: unknown driver %q (known: %s)", dc.ID, dc.Driver, strings.Join(drivers.Names(), ", ")))
 		}
-		spec := drivers.Spec{ID: dc.ID, Driver: dc.Driver, Bus: dc.Bus, Unit: dc.Unit, Profile: dc.Profile, Tags: dc.Tags, Options: dc.Options}
+		spec := specOf(dc)
 		env := drivers.Env{Logger: g.log.With("device", dc.ID), Now: g.now, ProfilesDir: cfg.ProfilesDir, Shared: shared, OpenPin: openPin}
 		if dc.Bus != "" {
 			be := byName[dc.Bus]

@@ -204,7 +204,7 @@ func compileRules(cfg *config.Config, opts rules.Options) (*rules.Engine, error)
 		if !ok || info.Fields == nil {
 			continue
 		}
-		types, err := info.Fields(drivers.Spec{ID: d.ID, Driver: d.Driver, Bus: d.Bus, Unit: d.Unit, Profile: d.Profile, Tags: d.Tags, Options: d.Options}, env)
+		types, err := info.Fields(specOf(d), env)
 		if err != nil {
 			continue // the device itself reports it
 		}
@@ -217,6 +217,11 @@ func compileRules(cfg *config.Config, opts rules.Options) (*rules.Engine, error)
 	}
 	opts.Fields = fields
 	return rules.New(defs, opts)
+}
+
+// specOf is a configured device as its driver sees it.
+func specOf(d config.Device) drivers.Spec {
+	return drivers.Spec{ID: d.ID, Driver: d.Driver, Bus: d.Bus, Unit: d.Unit, Profile: d.Profile, Tags: d.Tags, Options: d.Options}
 }
 
 // newExecutor builds the command executor. Its id log lives next to the
