@@ -143,8 +143,9 @@ func (de *doorEntry) close() {
 	}
 }
 
-// presentCards hands the card reads of a card-reading device (an osdp
-// reader) to their doors; a read without a time is taken at observed.
+// presentCards hands the card reads of a card-reading device
+// (drivers.CardSource) to their doors; a read without a time is taken at
+// observed.
 func (g *Gateway) presentCards(ctx context.Context, drv drivers.Device, observed time.Time) {
 	cs, ok := drv.(drivers.CardSource)
 	if !ok {

@@ -15,7 +15,7 @@ import (
 // (package gateway/access). docs/access-control.md describes the wiring.
 type Door struct {
 	Name       string
-	Readers    []string     // ids of osdp devices whose card reads open this door
+	Readers    []string     // ids of card-reader devices (osdp) whose card reads open this door
 	Wiegand    *WiegandPins // a Wiegand reader on two GPIO lines, or nil
 	Strike     Pin          // the lock output
 	Contact    *Pin         // door contact input (active = open), or nil
@@ -86,7 +86,7 @@ func (d *decoder) doors(root *yamlx.Map, devices []Device) []Door {
 			}
 		}
 		if n := m.Get("readers"); n != nil {
-			list, _ := d.Seq(n, p+".readers", "a list of osdp device ids, e.g. readers: [reader-1]")
+			list, _ := d.Seq(n, p+".readers", "a list of card-reader device ids, e.g. readers: [reader-1]")
 			for j, rn := range list {
 				rp := fmt.Sprintf("%s.readers[%d]", p, j)
 				id, ok := d.Str(rn, rp)
@@ -130,7 +130,7 @@ func (d *decoder) doors(root *yamlx.Map, devices []Device) []Door {
 			}
 		}
 		if len(door.Readers) == 0 && door.Wiegand == nil && m.Get("readers") == nil && m.Get("wiegand") == nil {
-			d.Errorf(m.Node, p, "add readers: [osdp device ids] or wiegand: {d0: ..., d1: ...}", "a door needs at least one reader")
+			d.Errorf(m.Node, p, "add readers: [card-reader device ids] or wiegand: {d0: ..., d1: ...}", "a door needs at least one reader")
 		}
 		if n := m.Get("strike"); n == nil {
 			d.Missing(m, "strike", "e.g. strike: {pin: GPIO17}")
