@@ -7,6 +7,15 @@
 // on a multi-drop line and keeps the line's inter-frame silence. A driver
 // registers a Factory from init(); the gateway picks it by the `driver` key
 // of a device's config.
+//
+// A driver describes itself in its Info, so that nothing else names it: the
+// config loader checks a device against what the driver says it needs (a
+// bus and a unit range, a profile) and against its options schema;
+// docs/config.md is generated from it; rules learn the field types of its
+// records (Info.Fields). What the runtime branches on is typed and lives
+// here: ErrCRC, which every protocol's CRC or checksum error wraps, and
+// CardRead, the card read that OSDP and Wiegand readers give to a door.
+// Everything a device needs from outside comes through Env.
 package drivers
 
 import (
