@@ -698,35 +698,19 @@ func (d *decoder) strList(n *yaml.Node, p string) []string {
 	return out
 }
 
+// boolean reads true or false; a mistake is reported and reads as true
+// (the default of enabled).
 func (d *decoder) boolean(n *yaml.Node, p string) bool {
-	r := resolve(n)
-	if r == nil || r.Kind != yaml.ScalarNode || r.Tag != "!!bool" {
-		d.errorf(n, p, "expected true or false, got %s", describe(r))
-		return true
-	}
-	var b bool
-	if err := r.Decode(&b); err != nil {
-		d.errorf(n, p, "expected true or false, got %s", describe(r))
-		return true
-	}
-	return b
+	yx := &yamlx.Decoder{File: d.file}
+	v, ok := yx.Bool(n, p)
+	d.take(yx)
+	return v || !ok
 }
 
 func (d *decoder) duration(n *yaml.Node, p string, lo, hi time.Duration) time.Duration {
-	r := resolve(n)
-	if r == nil || r.Kind != yaml.ScalarNode || r.Tag != "!!str" {
-		d.errorf(n, p, "expected a duration such as 30s, 5m or 2h, got %s", describe(r))
-		return 0
-	}
-	v, err := time.ParseDuration(strings.TrimSpace(r.Value))
-	if err != nil {
-		d.errorf(n, p, "bad duration %q (a Go duration such as 30s, 5m or 2h)", r.Value)
-		return 0
-	}
-	if v < lo || v > hi {
-		d.errorf(n, p, "%s is out of range %s..%s", v, lo, hi)
-		return 0
-	}
+	yx := &yamlx.Decoder{File: d.file}
+	v, _ := yx.Duration(n, p, lo, hi)
+	d.take(yx)
 	return v
 }
 

@@ -121,7 +121,7 @@ func TestDecodeErrors(t *testing.T) {
 	}
 	want := strings.Join([]string{
 		`rules.yaml:3:14: rule "a" (line 2): trigger: choose one kind of trigger: measurement/device, event, virtual or every`,
-		`rules.yaml:4:15: rule "a" (line 2): cooldown: bad duration "5 mins" (a Go duration such as 30s, 5m or 2h)`,
+		`rules.yaml:4:15: rule "a" (line 2): cooldown: bad duration "5 mins" (a Go duration such as 200ms, 30s, 5m or 1h30m)`,
 		`rules.yaml:5:11: rule "a" (line 2): fire: "sometimes" is not allowed (want edge or level)`,
 		`rules.yaml:7:39: rule "a" (line 2): actions[0].alert.severity: "loud" is not allowed (want info, warning or critical)`,
 		`rules.yaml:8:9: rule "a" (line 2): actions[1]: an action is one of alert, emit, write, pulse, command, set; this entry has 2`,
