@@ -75,6 +75,7 @@ type Gateway struct {
 	store    *access.Store
 	doors    []*doorEntry
 	byReader map[string]*doorEntry
+	shared   *drivers.Shared // what the devices share (profiles read once), and rules with them
 	queue    chan item
 
 	readings, reported, events, refused atomic.Uint64
@@ -157,14 +158,14 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if openPin == nil {
 		openPin = gpio.Open
 	}
-	shared := &drivers.Shared{} // what the devices share: profiles read once
+	g.shared = &drivers.Shared{}
 	for _, dc := range cfg.Devices {
 		info, ok := drivers.Lookup(dc.Driver)
 		if !ok {
 			return fail(fmt.Errorf("gateway: device %s: unknown driver %q (known: %s)", dc.ID, dc.Driver, strings.Join(drivers.Names(), ", ")))
 		}
 		spec := specOf(dc)
-		env := drivers.Env{Logger: g.log.With("device", dc.ID), Now: g.now, ProfilesDir: cfg.ProfilesDir, Shared: shared, OpenPin: openPin}
+		env := drivers.Env{Logger: g.log.With("device", dc.ID), Now: g.now, ProfilesDir: cfg.ProfilesDir, Shared: g.shared, OpenPin: openPin}
 		if dc.Bus != "" {
 			be := byName[dc.Bus]
 			if be == nil {

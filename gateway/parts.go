@@ -180,25 +180,26 @@ func (g *Gateway) newRules() (*rules.Engine, error) {
 		devs[d.spec.ID] = d.drv
 	}
 	log := g.log.With("part", "rules")
-	return compileRules(g.cfg, rules.Options{Logger: log, Writer: devs, Emitter: g, Commander: g, Plugins: host.RuleFactory(log)})
+	return compileRules(g.cfg, g.shared, rules.Options{Logger: log, Writer: devs, Emitter: g, Commander: g, Plugins: host.RuleFactory(log)})
 }
 
 // CheckRules compiles the config's rules the way the gateway will, so that
 // a rule mistake shows up when the config is validated, not when it runs.
 func CheckRules(cfg *config.Config) error {
-	_, err := compileRules(cfg, rules.Options{Plugins: host.RuleFactory(slog.New(slog.DiscardHandler))})
+	_, err := compileRules(cfg, &drivers.Shared{}, rules.Options{Plugins: host.RuleFactory(slog.New(slog.DiscardHandler))})
 	return err
 }
 
 // compileRules compiles rules against the contract's field types and those
-// the drivers give for the config's devices (a register-map profile's).
-func compileRules(cfg *config.Config, opts rules.Options) (*rules.Engine, error) {
+// the drivers give for the config's devices (a register-map profile's),
+// with what the devices share (profiles read once).
+func compileRules(cfg *config.Config, shared *drivers.Shared, opts rules.Options) (*rules.Engine, error) {
 	defs, err := rules.FromConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
 	fields := map[string]map[string]payload.ValueType{}
-	env := drivers.Env{ProfilesDir: cfg.ProfilesDir, Shared: &drivers.Shared{}}
+	env := drivers.Env{ProfilesDir: cfg.ProfilesDir, Shared: shared}
 	for _, d := range cfg.Devices {
 		info, ok := drivers.Lookup(d.Driver)
 		if !ok || info.Fields == nil {
