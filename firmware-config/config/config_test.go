@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/luling-edge/luling/internal/schema"
 )
 
 const minimal = `site: lot-a
@@ -458,5 +460,36 @@ func TestSharedPortThroughSymlink(t *testing.T) {
 	want := []string{"gw.yaml:11:11: buses[1].port: port " + link + " is already used by the bus at line 9 (one port carries one bus; put all its devices on one bus entry)"}
 	if !slices.Equal(got, want) {
 		t.Errorf("got %q\nwant %q", got, want)
+	}
+}
+
+// TestDriverOptionsSchema: a driver that describes its options gets them
+// checked with their places, in a repeat block once per entry; a driver
+// without a schema gets them as written.
+func TestDriverOptionsSchema(t *testing.T) {
+	rules := DriverRules(map[string]DriverRule{
+		"modbus": {Bus: true, UnitMin: 1, UnitMax: 247, Profile: true,
+			Options: schema.Schema{{Key: "read_only", Kind: schema.Bool}}},
+	})
+	src := minimal + "    options: {read_only: true}\n"
+	if c := mustParse(t, src, rules); c.Devices[0].Options["read_only"] != true {
+		t.Errorf("options = %v", c.Devices[0].Options)
+	}
+	src = minimal[:strings.Index(minimal, "  - id: bay-001")] + `  - id: bay-{n:03}
+    repeat: {from: 1, to: 3}
+    driver: modbus
+    bus: rs485-1
+    unit: "{n}"
+    profile: ultrasonic-bay
+    options: {read_ony: true, }
+`
+	got := parseErrors(t, src, rules)
+	want := `gw.yaml:17:15: devices[0].options.read_ony: unknown key "read_ony" (did you mean read_only?)`
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("got %q\nwant %q (once for the whole repeat block)", got, want)
+	}
+	// No schema (a driver that does not describe itself): taken as written.
+	if c := mustParse(t, minimal+"    options: {anything: 1}\n"); c.Devices[0].Options["anything"] != 1 {
+		t.Errorf("options without a schema = %v", c.Devices[0].Options)
 	}
 }
