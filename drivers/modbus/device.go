@@ -95,16 +95,6 @@ func BuiltinProfiles() (map[string]*Profile, error) {
 	return out, nil
 }
 
-// FindProfile returns the profile called name from the built-in profiles,
-// or from dir when dir is not empty (where it takes precedence).
-func FindProfile(name, dir string) (*Profile, error) {
-	all, err := siteProfiles(dir)
-	if err != nil {
-		return nil, err
-	}
-	return pick(all, name)
-}
-
 // siteProfiles returns the built-in profiles and those in dir, which win.
 func siteProfiles(dir string) (map[string]*Profile, error) {
 	all, err := BuiltinProfiles()
