@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,10 +10,8 @@ import (
 
 	periphgpio "periph.io/x/conn/v3/gpio"
 
-	"github.com/luling-edge/luling/drivers/all"
 	"github.com/luling-edge/luling/drivers/wiegand"
 	"github.com/luling-edge/luling/drivers/wiegand/wiegandsim"
-	"github.com/luling-edge/luling/firmware-config/config"
 	"github.com/luling-edge/luling/internal/testenv"
 )
 
@@ -35,27 +32,10 @@ doors:
     strike: STRIKE
     unlock_time: 1s
 `, testenv.FreePort(t), filepath.Join(dir, "outbox"))
-	path := filepath.Join(dir, "gateway.yaml")
-	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	opts, err := all.ConfigOptions()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var vp pins
-	gw, err := New(cfg, Options{Version: "test", Logger: quietLogger(), OpenPin: vp.open})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- gw.Run(ctx) }()
-	defer func() { stop(); <-done }()
+	gw, stop := runDoorGateway(t, dir, src, &vp)
+	defer stop()
+	ctx := context.Background()
 	if _, err := gw.exec.Execute(ctx, "credentials.sync", map[string]any{"version": 1,
 		"credentials": `[{"id":"bob","card":"7:4242"}]`}); err != nil {
 		t.Fatalf("credentials.sync: %v", err)
