@@ -7,6 +7,15 @@
 // on a multi-drop line and keeps the line's inter-frame silence. A driver
 // registers a Factory from init(); the gateway picks it by the `driver` key
 // of a device's config.
+//
+// A driver describes itself in its Info, so that nothing else names it: the
+// config loader checks a device against what the driver says it needs (a
+// bus and a unit range, a profile) and against its options schema;
+// docs/config.md is generated from it; rules learn the field types of its
+// records (Info.Fields). What the runtime branches on is typed and lives
+// here: ErrCRC, which every protocol's CRC or checksum error wraps, and
+// CardRead, the card read that OSDP and Wiegand readers give to a door.
+// Everything a device needs from outside comes through Env.
 package drivers
 
 import (
@@ -18,6 +27,10 @@ import (
 	"sync"
 	"time"
 
+	"periph.io/x/conn/v3/gpio"
+
+	"github.com/luling-edge/luling/internal/schema"
+	"github.com/luling-edge/luling/internal/suggest"
 	"github.com/luling-edge/luling/payload"
 )
 
@@ -42,6 +55,10 @@ var (
 	ErrTimeout = errors.New("no reply before the deadline")
 	// ErrBusDown means the bus's port is not open (unplugged adapter, missing device node).
 	ErrBusDown = errors.New("bus port is not open")
+	// ErrCRC means a reply's CRC or checksum does not match its bytes (line
+	// noise, a wrong baud rate, two devices answering at once). Drivers wrap
+	// it, so that the gateway counts CRC errors without knowing the protocol.
+	ErrCRC = errors.New("crc mismatch")
 )
 
 // Device is one configured field device.
@@ -88,15 +105,84 @@ type Spec struct {
 	Options map[string]any    // driver-specific settings
 }
 
-// Env is what the gateway hands a driver.
+// Env is what the gateway hands a driver: everything a device needs from
+// outside comes through it, so that a driver opens nothing itself.
 type Env struct {
 	Bus    Transactor // nil for devices not on a serial bus
 	Logger *slog.Logger
 	Now    func() time.Time
+	// ProfilesDir is the site's folder of device profiles (the config's
+	// top-level profiles_dir), "" when the site has none.
+	ProfilesDir string
+	// Shared holds what the devices of one gateway share (profiles loaded
+	// once); nil makes each device load its own.
+	Shared *Shared
+	// OpenPin claims a GPIO line by name (GPIO17) or chip and line
+	// (gpiochip0:17); nil when the gateway has no GPIO.
+	OpenPin func(name string) (gpio.PinIO, error)
 }
 
-// Factory builds a device. It validates the spec and makes no I/O.
+// Factory provisions a device: it validates the spec and builds the device
+// from what Env hands it. It makes no transaction on a bus; claiming the
+// GPIO lines it names through Env.OpenPin is the one thing it may acquire,
+// and the device's Close releases it.
 type Factory func(spec Spec, env Env) (Device, error)
+
+// Shared holds values that the devices of one gateway share, each made
+// once on first use (a driver's profiles read from the site's folder). It
+// is safe for concurrent use; the values must be read-only.
+type Shared struct {
+	mu sync.Mutex
+	m  map[string]*shared
+}
+
+type shared struct {
+	once sync.Once
+	v    any
+	err  error
+}
+
+// Get returns the value under key, made by newValue on the first call. A nil
+// Shared calls newValue every time.
+func (s *Shared) Get(key string, newValue func() (any, error)) (any, error) {
+	if s == nil {
+		return newValue()
+	}
+	s.mu.Lock()
+	if s.m == nil {
+		s.m = map[string]*shared{}
+	}
+	e := s.m[key]
+	if e == nil {
+		e = &shared{}
+		s.m[key] = e
+	}
+	s.mu.Unlock()
+	e.once.Do(func() { e.v, e.err = newValue() })
+	return e.v, e.err
+}
+
+// CardRead is a card presented at a reader, as a typed event: the gateway
+// hands it to the reader's door. Data holds the card's bits, first bit
+// first, in (Bits+7)/8 bytes.
+type CardRead struct {
+	Reader string // the reading device's id
+	Data   []byte
+	Bits   int
+	Time   time.Time // zero: the time the gateway took it
+}
+
+// CardSource is implemented by devices that read cards (OSDP readers).
+// After each Poll the gateway takes the card reads and hands them to the
+// doors; the same reads also come as `reader` event records through
+// EventSource, for the uplink and rules.
+type CardSource interface {
+	TakeCards() []CardRead
+}
+
+// FieldTypes gives the value types of the fields a driver's records carry,
+// by measurement, for rules to check their conditions against.
+type FieldTypes map[string]map[string]payload.ValueType
 
 // Info describes a registered driver.
 type Info struct {
@@ -113,7 +199,30 @@ type Info struct {
 	// longest silence that the drivers of its devices need, unless its
 	// `turnaround` config key sets one.
 	Turnaround func(baud, bitsPerChar int) time.Duration
+
+	// Bus, for a driver whose devices sit on a serial bus, says so and
+	// gives the range of their units (bus addresses). Nil: no bus.
+	Bus *Units
+	// Profile says a device must name a profile.
+	Profile bool
+	// CardReader says the driver's devices read cards (they implement
+	// CardSource), so that a door may name them as its readers.
+	CardReader bool
+	// Options describes the keys of a device's `options:`. The config
+	// loader checks them with positions and "did you mean"; docs list
+	// them. Nil leaves the options unchecked (a driver that does not
+	// describe itself).
+	Options schema.Schema
+	// Example is a device entry in YAML that uses the driver, for docs
+	// and for the tests that keep the schema and the driver in step.
+	Example string
+	// Fields, when set, gives the field types of a device's records
+	// without building the device (a register-map profile's fields).
+	Fields func(spec Spec, env Env) (FieldTypes, error)
 }
+
+// Units is the range of unit numbers (bus addresses) a bus driver accepts.
+type Units struct{ Min, Max int }
 
 var registry = struct {
 	sync.RWMutex
@@ -148,4 +257,31 @@ func Names() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// CheckOptions checks a spec's options against a driver's schema when the
+// spec did not come through the config loader (which checks them with
+// positions): every key known, with "did you mean", and the required ones
+// there. Value types are left to the driver.
+func CheckOptions(driver string, spec Spec, s schema.Schema) error {
+	keys := make([]string, 0, len(spec.Options))
+	for k := range spec.Options {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if _, ok := s.Field(k); !ok {
+			hint := suggest.Hint(k, s.Keys(), "known")
+			if hint == "" {
+				hint = "the driver takes no options"
+			}
+			return fmt.Errorf("%s: device %s: unknown option %q (%s)", driver, spec.ID, k, hint)
+		}
+	}
+	for _, f := range s {
+		if _, ok := spec.Options[f.Key]; f.Required && !ok {
+			return fmt.Errorf("%s: device %s: option %q is missing (%s)", driver, spec.ID, f.Key, f.Doc)
+		}
+	}
+	return nil
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	periphgpio "periph.io/x/conn/v3/gpio"
 
+	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/drivers/gpio"
 	"github.com/luling-edge/luling/drivers/wiegand"
 	"github.com/luling-edge/luling/firmware-config/config"
@@ -26,7 +28,7 @@ type doorEntry struct {
 }
 
 // newDoors builds the credential store and the doors of the config. Card
-// reads of an osdp reader reach its door through byReader; decisions need
+// reads of a reader device reach its door through byReader; decisions need
 // neither the uplink nor the cloud.
 func (g *Gateway) newDoors(openPin func(string) (periphgpio.PinIO, error)) (*access.Store, []*doorEntry, map[string]*doorEntry, error) {
 	if len(g.cfg.Doors) == 0 {
@@ -113,7 +115,13 @@ func (de *doorEntry) run(ctx context.Context, g *Gateway) {
 	if de.wiegand != nil {
 		go func() {
 			defer close(done)
-			if err := de.wiegand.Run(ctx, de.door.WiegandHandler(ctx, de.cfg.Name+"-wiegand")); err != nil && ctx.Err() == nil {
+			reader := de.cfg.Name + "-wiegand"
+			handle := func(c wiegand.Card, at time.Time) {
+				if r, ok := c.CardRead(reader, at); ok { // keypad keys are not part of the decision
+					de.present(ctx, r)
+				}
+			}
+			if err := de.wiegand.Run(ctx, handle); err != nil && ctx.Err() == nil {
 				g.log.Error("wiegand reader stopped", "door", de.cfg.Name, "err", err)
 			}
 		}()
@@ -135,18 +143,29 @@ func (de *doorEntry) close() {
 	}
 }
 
-// presentCard hands an osdp reader's card event to its door.
-func (g *Gateway) presentCard(ctx context.Context, reader string, ev payload.Record) {
-	de := g.byReader[reader]
-	if de == nil || ev.Measurement != "reader" || ev.Fields["kind"].Str() != "card" {
+// presentCards hands the card reads of a card-reading device
+// (drivers.CardSource) to their doors; a read without a time is taken at
+// observed.
+func (g *Gateway) presentCards(ctx context.Context, drv drivers.Device, observed time.Time) {
+	cs, ok := drv.(drivers.CardSource)
+	if !ok {
 		return
 	}
-	card, err := access.CardIDHex(ev.Fields["card_hex"].Str(), int(ev.Fields["bit_count"].Int()))
-	if err != nil {
-		g.log.Warn("card read not understood", "reader", reader, "err", err)
-		card = "raw:" + ev.Fields["card_hex"].Str()
+	for _, c := range cs.TakeCards() {
+		de := g.byReader[c.Reader]
+		if de == nil {
+			continue
+		}
+		if c.Time.IsZero() {
+			c.Time = observed
+		}
+		de.present(ctx, c)
 	}
-	de.door.Present(ctx, access.Read{Reader: reader, Card: card, Time: ev.Time})
+}
+
+// present hands a typed card read, from an OSDP or a Wiegand reader, to the door.
+func (de *doorEntry) present(ctx context.Context, c drivers.CardRead) {
+	de.door.Present(ctx, access.Read{Reader: c.Reader, Card: access.CardID(c.Data, c.Bits), Time: c.Time})
 }
 
 // accessHandlers adds credentials.sync to the command executor when the

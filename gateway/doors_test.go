@@ -83,25 +83,9 @@ doors:
     strike: STRIKE
     unlock_time: 1s
 `, testenv.FreePort(t), filepath.Join(dir, "outbox"), pair.Path())
-	path := filepath.Join(dir, "gateway.yaml")
-	os.WriteFile(path, []byte(yaml), 0o644)
-	opts, err := all.ConfigOptions()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var vp pins
-	gw, err := New(cfg, Options{Version: "test", Logger: quietLogger(), OpenPin: vp.open})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- gw.Run(runCtx) }()
-	defer func() { stop(); <-done }()
+	gw, stop := runDoorGateway(t, dir, yaml, &vp)
+	defer stop()
 
 	res, err := gw.exec.Execute(ctx, "credentials.sync", map[string]any{"version": 1,
 		"credentials": `[{"id":"alice","card":"12:3456"}]`})
@@ -151,6 +135,32 @@ doors:
 	if n := len(strike.History()); n != 3 { // initial low, open, closed: the unknown card did not open it
 		t.Errorf("strike changed %d times: %v", n, strike.History())
 	}
+}
+
+// runDoorGateway loads src as dir/gateway.yaml with the build's drivers
+// and runs a gateway on it, its GPIO lines virtual pins of vp, until stop.
+func runDoorGateway(t *testing.T, dir, src string, vp *pins) (gw *Gateway, stop func()) {
+	t.Helper()
+	path := filepath.Join(dir, "gateway.yaml")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := all.ConfigOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err = New(cfg, Options{Version: "test", Logger: quietLogger(), OpenPin: vp.open})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- gw.Run(ctx) }()
+	return gw, func() { cancel(); <-done }
 }
 
 // accessResults reads the access events waiting in the outbox.

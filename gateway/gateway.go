@@ -75,6 +75,7 @@ type Gateway struct {
 	store    *access.Store
 	doors    []*doorEntry
 	byReader map[string]*doorEntry
+	shared   *drivers.Shared // what the devices share (profiles read once), and rules with them
 	queue    chan item
 
 	readings, reported, events, refused atomic.Uint64
@@ -153,21 +154,18 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		g.buses = append(g.buses, be)
 		byName[bc.Name] = be
 	}
+	openPin := opts.OpenPin
+	if openPin == nil {
+		openPin = gpio.Open
+	}
+	g.shared = &drivers.Shared{}
 	for _, dc := range cfg.Devices {
 		info, ok := drivers.Lookup(dc.Driver)
 		if !ok {
 			return fail(fmt.Errorf("gateway: device %s: unknown driver %q (known: %s)", dc.ID, dc.Driver, strings.Join(drivers.Names(), ", ")))
 		}
-		spec := drivers.Spec{ID: dc.ID, Driver: dc.Driver, Bus: dc.Bus, Unit: dc.Unit, Profile: dc.Profile, Tags: dc.Tags, Options: dc.Options}
-		if cfg.ProfilesDir != "" {
-			if spec.Options == nil {
-				spec.Options = map[string]any{}
-			}
-			if _, set := spec.Options["profiles_dir"]; !set {
-				spec.Options["profiles_dir"] = cfg.ProfilesDir
-			}
-		}
-		env := drivers.Env{Logger: g.log.With("device", dc.ID), Now: g.now}
+		spec := specOf(dc)
+		env := drivers.Env{Logger: g.log.With("device", dc.ID), Now: g.now, ProfilesDir: cfg.ProfilesDir, Shared: g.shared, OpenPin: openPin}
 		if dc.Bus != "" {
 			be := byName[dc.Bus]
 			if be == nil {
@@ -188,10 +186,6 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}
 	if g.rules, err = g.newRules(); err != nil {
 		return fail(err)
-	}
-	openPin := opts.OpenPin
-	if openPin == nil {
-		openPin = gpio.Open
 	}
 	if g.store, g.doors, g.byReader, err = g.newDoors(openPin); err != nil {
 		return fail(err)
@@ -421,9 +415,7 @@ func (g *Gateway) pollOnce(ctx context.Context, d *device, log *slog.Logger) {
 	if es, ok := d.drv.(drivers.EventSource); ok {
 		if ev := es.TakeEvents(); len(ev) > 0 {
 			pipeline.Stamp(ev, observed)
-			for _, e := range ev {
-				g.presentCard(ctx, d.spec.ID, e)
-			}
+			g.presentCards(ctx, d.drv, observed)
 			g.rules.ObserveEvents(ev)
 			g.Emit(ctx, payload.Event, ev)
 		}

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"time"
 
 	"github.com/luling-edge/luling/drivers"
-	"github.com/luling-edge/luling/drivers/modbus"
 	"github.com/luling-edge/luling/firmware-config/config"
 	"github.com/luling-edge/luling/gateway/bus"
 	"github.com/luling-edge/luling/gateway/command"
@@ -27,7 +27,7 @@ import (
 
 var errBackoff = bus.ErrBackoff
 
-func isCRC(err error) bool { return errors.Is(err, modbus.ErrCRC) }
+func isCRC(err error) bool { return errors.Is(err, drivers.ErrCRC) }
 
 // outboxAdapter is the outbox as the uplink's Source.
 type outboxAdapter struct {
@@ -180,45 +180,49 @@ func (g *Gateway) newRules() (*rules.Engine, error) {
 		devs[d.spec.ID] = d.drv
 	}
 	log := g.log.With("part", "rules")
-	return compileRules(g.cfg, rules.Options{Logger: log, Writer: devs, Emitter: g, Commander: g, Plugins: host.RuleFactory(log)})
+	return compileRules(g.cfg, g.shared, rules.Options{Logger: log, Writer: devs, Emitter: g, Commander: g, Plugins: host.RuleFactory(log)})
 }
 
 // CheckRules compiles the config's rules the way the gateway will, so that
 // a rule mistake shows up when the config is validated, not when it runs.
 func CheckRules(cfg *config.Config) error {
-	_, err := compileRules(cfg, rules.Options{Plugins: host.RuleFactory(slog.New(slog.DiscardHandler))})
+	_, err := compileRules(cfg, &drivers.Shared{}, rules.Options{Plugins: host.RuleFactory(slog.New(slog.DiscardHandler))})
 	return err
 }
 
 // compileRules compiles rules against the contract's field types and those
-// of the register-map profiles the config uses.
-func compileRules(cfg *config.Config, opts rules.Options) (*rules.Engine, error) {
+// the drivers give for the config's devices (a register-map profile's),
+// with what the devices share (profiles read once).
+func compileRules(cfg *config.Config, shared *drivers.Shared, opts rules.Options) (*rules.Engine, error) {
 	defs, err := rules.FromConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
 	fields := map[string]map[string]payload.ValueType{}
-	seen := map[string]bool{} // each profile once, not once per device
+	env := drivers.Env{ProfilesDir: cfg.ProfilesDir, Shared: shared}
 	for _, d := range cfg.Devices {
-		if d.Driver != "modbus" || d.Profile == "" || seen[d.Profile] {
+		info, ok := drivers.Lookup(d.Driver)
+		if !ok || info.Fields == nil {
 			continue
 		}
-		seen[d.Profile] = true
-		p, err := modbus.FindProfile(d.Profile, cfg.ProfilesDir)
+		types, err := info.Fields(specOf(d), env)
 		if err != nil {
 			continue // the device itself reports it
 		}
-		if fields[p.Measurement] == nil {
-			fields[p.Measurement] = map[string]payload.ValueType{}
-		}
-		for _, f := range p.Fields {
-			if f.Publish {
-				fields[p.Measurement][f.Name] = f.Output
+		for m, ft := range types {
+			if fields[m] == nil {
+				fields[m] = map[string]payload.ValueType{}
 			}
+			maps.Copy(fields[m], ft)
 		}
 	}
 	opts.Fields = fields
 	return rules.New(defs, opts)
+}
+
+// specOf is a configured device as its driver sees it.
+func specOf(d config.Device) drivers.Spec {
+	return drivers.Spec{ID: d.ID, Driver: d.Driver, Bus: d.Bus, Unit: d.Unit, Profile: d.Profile, Tags: d.Tags, Options: d.Options}
 }
 
 // newExecutor builds the command executor. Its id log lives next to the

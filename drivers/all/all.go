@@ -21,11 +21,28 @@ import (
 func init() {
 	// plugin: a device driver in a separate process (hashicorp/go-plugin),
 	// verified by its SHA-256 before it starts; see docs/plugins.md.
-	drivers.Register(drivers.Info{Name: host.DriverName, Description: "device driver in an out-of-process plugin", New: host.Factory})
+	drivers.Register(drivers.Info{Name: host.DriverName, Description: "device driver in an out-of-process plugin", New: host.Factory,
+		Options: host.DriverOptions, Example: host.Example})
 }
 
-// ConfigOptions returns the config loader options that check driver and
-// profile names against this build: the registered drivers, the profiles
+// DriverRules returns what the config loader checks for each registered
+// driver's devices, from what the drivers say of themselves.
+func DriverRules() map[string]config.DriverRule {
+	out := map[string]config.DriverRule{}
+	for _, name := range drivers.Names() {
+		info, _ := drivers.Lookup(name)
+		r := config.DriverRule{Profile: info.Profile, CardReader: info.CardReader, Options: info.Options}
+		if info.Bus != nil {
+			r.Bus, r.UnitMin, r.UnitMax = true, info.Bus.Min, info.Bus.Max
+		}
+		out[name] = r
+	}
+	return out
+}
+
+// ConfigOptions returns the config loader options that check devices
+// against this build: the registered drivers and what each says of itself
+// (bus, units, profile, options), the profiles
 // embedded in the binary, and the profiles a site keeps in profiles_dir
 // (loaded, and so checked, the way the modbus driver loads them).
 func ConfigOptions() ([]config.Option, error) {
@@ -35,6 +52,7 @@ func ConfigOptions() ([]config.Option, error) {
 	}
 	return []config.Option{
 		config.KnownDrivers(drivers.Names()...),
+		config.DriverRules(DriverRules()),
 		config.KnownProfiles(sortedNames(builtin)...),
 		config.ProfilesInDir(func(dir string) ([]string, error) {
 			more, err := modbus.LoadProfiles(os.DirFS(dir))

@@ -8,6 +8,7 @@ import (
 	"periph.io/x/conn/v3/gpio"
 
 	"github.com/luling-edge/luling/drivers"
+	"github.com/luling-edge/luling/internal/schema"
 	"github.com/luling-edge/luling/payload"
 )
 
@@ -20,7 +21,18 @@ func init() {
 		Description: "one GPIO line: an input (contact, button, loop detector, tamper) or an output (strike, siren, barrier relay)",
 		Measurement: Measurement,
 		New:         newDevice,
+		Options:     Options,
+		Example: `- id: loop-1
+  driver: gpio
+  options: {pin: GPIO17, direction: in, active_low: true}`,
 	})
+}
+
+// Options are the keys of a gpio device's options.
+var Options = schema.Schema{
+	{Key: "pin", Kind: schema.String, Required: true, Doc: "the line: chip:line such as gpiochip0:17, or a line name such as GPIO17"},
+	{Key: "direction", Kind: schema.String, Required: true, OneOf: []string{"in", "out"}, Doc: "in (a contact, button or loop detector) or out (a relay)"},
+	{Key: "active_low", Kind: schema.Bool, Default: "false", Doc: "the line is active when low"},
 }
 
 // Device is one GPIO line configured as a gateway device.
@@ -39,9 +51,12 @@ var (
 )
 
 // newDevice reads options pin (chip:line or name), direction ("in" or
-// "out") and active_low (bool), and opens the pin.
+// "out") and active_low (bool), and claims the pin through env.OpenPin.
 func newDevice(spec drivers.Spec, env drivers.Env) (drivers.Device, error) {
-	return NewDevice(spec, Open)
+	if env.OpenPin == nil {
+		return nil, fmt.Errorf("gpio: device %s: the gateway hands no GPIO lines to devices", spec.ID)
+	}
+	return NewDevice(spec, env.OpenPin)
 }
 
 // NewDevice builds a Device, finding its pin with open (Open, or a
@@ -57,10 +72,8 @@ func NewDevice(spec drivers.Spec, open func(name string) (gpio.PinIO, error)) (*
 		}
 		activeLow = b
 	}
-	for k := range spec.Options {
-		if k != "pin" && k != "direction" && k != "active_low" {
-			return nil, fmt.Errorf("gpio: device %s: unknown option %q: want pin, direction, active_low", spec.ID, k)
-		}
+	if err := drivers.CheckOptions("gpio", spec, Options); err != nil {
+		return nil, err
 	}
 	if name == "" {
 		return nil, fmt.Errorf("gpio: device %s: missing option pin: want chip:line (gpiochip0:17) or a line name", spec.ID)

@@ -30,9 +30,31 @@ func TestOpenMissingPinNamesIt(t *testing.T) {
 	if !ok {
 		t.Fatal("driver gpio not registered")
 	}
-	_, err := info.New(drivers.Spec{ID: "strike-1", Options: map[string]any{"pin": "GPIO17", "direction": "out"}}, drivers.Env{})
+	_, err := info.New(drivers.Spec{ID: "strike-1", Options: map[string]any{"pin": "GPIO17", "direction": "out"}}, drivers.Env{OpenPin: gpio.Open})
 	if err == nil || !strings.Contains(err.Error(), "strike-1") || !strings.Contains(err.Error(), "GPIO17") {
 		t.Errorf("driver on a missing pin: %v", err)
+	}
+}
+
+// TestFactoryClaimsPinsThroughEnv: the registered factory opens nothing
+// itself; it takes its line from Env.OpenPin, and refuses without one.
+func TestFactoryClaimsPinsThroughEnv(t *testing.T) {
+	info, _ := drivers.Lookup("gpio")
+	p := vpin.New("loop", 4, nil)
+	var asked []string
+	env := drivers.Env{OpenPin: func(name string) (pgpio.PinIO, error) { asked = append(asked, name); return p, nil }}
+	spec := drivers.Spec{ID: "loop-1", Driver: "gpio", Options: map[string]any{"pin": "loop", "direction": "in"}}
+	dev, err := info.New(spec, env)
+	if err != nil || len(asked) != 1 || asked[0] != "loop" {
+		t.Fatalf("New = %v, asked for %v: want the pin from Env.OpenPin", err, asked)
+	}
+	dev.(drivers.Closer).Close()
+	if _, err := info.New(spec, drivers.Env{}); err == nil {
+		t.Error("built a gpio device without a pin opener")
+	}
+	spec.Options = map[string]any{"pin": "loop", "directon": "in"}
+	if _, err := info.New(spec, env); err == nil || !strings.Contains(err.Error(), "did you mean direction?") {
+		t.Errorf("typo in an option: %v", err)
 	}
 }
 

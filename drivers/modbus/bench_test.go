@@ -49,7 +49,7 @@ func BenchmarkPollUltrasonic(b *testing.B) {
 }
 
 // BenchmarkLoadProfile parses and validates the ultrasonic profile (done
-// once at start for the built-in profiles, per device for a profiles_dir).
+// once at start, for the built-in profiles and those of the profiles_dir).
 func BenchmarkLoadProfile(b *testing.B) {
 	src, err := profiles.FS.ReadFile("ultrasonic-bay.yaml")
 	if err != nil {

@@ -12,15 +12,12 @@ import (
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/firmware-config/profiles"
+	"github.com/luling-edge/luling/internal/schema"
 	"github.com/luling-edge/luling/payload"
 )
 
 // DriverName is the name the driver registers under (a device's `driver`).
 const DriverName = "modbus"
-
-// OptionProfilesDir is the Spec.Options key of a directory with more
-// profiles; a profile there overrides a built-in one of the same name.
-const OptionProfilesDir = "profiles_dir"
 
 func init() {
 	drivers.Register(drivers.Info{
@@ -29,7 +26,52 @@ func init() {
 		New: func(spec drivers.Spec, env drivers.Env) (drivers.Device, error) {
 			return New(spec, env)
 		},
+		Bus:     &drivers.Units{Min: 1, Max: MaxUnit},
+		Profile: true,
+		Options: Options,
+		Example: `- id: bay-017
+  driver: modbus
+  bus: rs485-1
+  unit: 17
+  profile: ultrasonic-bay
+  options: {read_only: true}`,
+		Fields: fieldTypes,
 	})
+}
+
+// Options are the keys of a modbus device's options.
+var Options = schema.Schema{
+	{Key: "read_only", Kind: schema.Bool, Default: "false",
+		Doc: "refuse every write to the device, even of fields its profile marks writable (a unit the site must not change)"},
+}
+
+// fieldTypes gives the types of the published fields of a device's
+// profile, for rules.
+func fieldTypes(spec drivers.Spec, env drivers.Env) (drivers.FieldTypes, error) {
+	p, err := findProfile(spec.Profile, env)
+	if err != nil {
+		return nil, err
+	}
+	types := map[string]payload.ValueType{}
+	for _, f := range p.Fields {
+		if f.Publish {
+			types[f.Name] = f.Output
+		}
+	}
+	return drivers.FieldTypes{p.Measurement: types}, nil
+}
+
+// findProfile finds a profile among the built-in ones and those of the
+// site's folder (env.ProfilesDir), which env.Shared loads once for all
+// the gateway's devices.
+func findProfile(name string, env drivers.Env) (*Profile, error) {
+	v, err := env.Shared.Get("modbus.profiles\x00"+env.ProfilesDir, func() (any, error) {
+		return siteProfiles(env.ProfilesDir)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return pick(v.(map[string]*Profile), name)
 }
 
 // builtin parses the embedded profiles once: they are constant data, and a
@@ -53,9 +95,8 @@ func BuiltinProfiles() (map[string]*Profile, error) {
 	return out, nil
 }
 
-// FindProfile returns the profile called name from the built-in profiles,
-// or from dir when dir is not empty (where it takes precedence).
-func FindProfile(name, dir string) (*Profile, error) {
+// siteProfiles returns the built-in profiles and those in dir, which win.
+func siteProfiles(dir string) (map[string]*Profile, error) {
 	all, err := BuiltinProfiles()
 	if err != nil {
 		return nil, fmt.Errorf("built-in profiles: %w", err)
@@ -77,6 +118,10 @@ func FindProfile(name, dir string) (*Profile, error) {
 			all[n] = p
 		}
 	}
+	return all, nil
+}
+
+func pick(all map[string]*Profile, name string) (*Profile, error) {
 	p, ok := all[name]
 	if !ok {
 		names := make([]string, 0, len(all))
@@ -93,12 +138,13 @@ func FindProfile(name, dir string) (*Profile, error) {
 // drivers.Device. Poll, ReadAll and Write may be called concurrently; the
 // bus serializes the transactions.
 type Device struct {
-	id      string
-	client  *Client
-	profile *Profile
-	tags    map[string]string
-	log     *slog.Logger
-	maxRead int // largest block, for the read buffer
+	id       string
+	client   *Client
+	profile  *Profile
+	tags     map[string]string
+	log      *slog.Logger
+	maxRead  int // largest block, for the read buffer
+	readOnly bool
 
 	mu     sync.Mutex
 	issues map[string]uint64 // last reported raw value per field with an issue
@@ -107,26 +153,18 @@ type Device struct {
 var _ drivers.Device = (*Device)(nil)
 
 // New builds a device from its spec: Unit 1..247, Profile a profile name
-// (built in, or in Options["profiles_dir"]). It makes no I/O on the bus.
+// (built in, or in env.ProfilesDir). It makes no I/O on the bus.
 func New(spec drivers.Spec, env drivers.Env) (*Device, error) {
 	if spec.ID == "" {
 		return nil, errors.New("modbus: device without an id")
 	}
-	dir := ""
-	for k, v := range spec.Options {
-		if k != OptionProfilesDir {
-			return nil, fmt.Errorf("modbus: device %s: option %q is unknown, want %s", spec.ID, k, OptionProfilesDir)
-		}
-		s, ok := v.(string)
-		if !ok || s == "" {
-			return nil, fmt.Errorf("modbus: device %s: option %s is %v, want a directory path", spec.ID, k, v)
-		}
-		dir = s
+	if err := drivers.CheckOptions(DriverName, spec, Options); err != nil {
+		return nil, err
 	}
 	if spec.Profile == "" {
 		return nil, fmt.Errorf("modbus: device %s: missing profile", spec.ID)
 	}
-	p, err := FindProfile(spec.Profile, dir)
+	p, err := findProfile(spec.Profile, env)
 	if err != nil {
 		return nil, fmt.Errorf("modbus: device %s: %w", spec.ID, err)
 	}
@@ -155,17 +193,22 @@ func NewWithProfile(spec drivers.Spec, env drivers.Env, p *Profile) (*Device, er
 		tags[k] = v
 	}
 	tags["device"] = spec.ID
+	readOnly, isBool := spec.Options["read_only"].(bool)
+	if v, set := spec.Options["read_only"]; set && !isBool {
+		return nil, fmt.Errorf("modbus: device %s: option read_only is %v, want true or false", spec.ID, v)
+	}
 	log := env.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	d := &Device{
-		id:      spec.ID,
-		client:  NewClient(env.Bus, byte(spec.Unit), spec.ID),
-		profile: p,
-		tags:    tags,
-		log:     log.With("device", spec.ID, "unit", spec.Unit, "profile", p.Name),
-		issues:  map[string]uint64{},
+		id:       spec.ID,
+		client:   NewClient(env.Bus, byte(spec.Unit), spec.ID),
+		profile:  p,
+		tags:     tags,
+		log:      log.With("device", spec.ID, "unit", spec.Unit, "profile", p.Name),
+		issues:   map[string]uint64{},
+		readOnly: readOnly,
 	}
 	for _, b := range p.Blocks {
 		d.maxRead = max(d.maxRead, int(b.Count))
@@ -268,6 +311,9 @@ func (d *Device) report(issues []Issue) {
 // Write writes v to the writable field called field: function 05 for a
 // coil, 06 for one register, 16 for a 32/64-bit value.
 func (d *Device) Write(ctx context.Context, field string, v payload.Value) error {
+	if d.readOnly {
+		return fmt.Errorf("modbus: %s: write %q: the device is read-only (option read_only)", d.id, field)
+	}
 	f, ok := d.profile.Field(field)
 	if !ok {
 		var w []string

@@ -14,7 +14,7 @@ import (
 	"github.com/luling-edge/luling/payload"
 )
 
-func newTestDevice(t *testing.T, b *bank, profile string, opts map[string]any, log *slog.Logger) *Device {
+func newTestDevice(t *testing.T, b *bank, profile string, profilesDir string, log *slog.Logger) *Device {
 	t.Helper()
 	info, ok := drivers.Lookup(DriverName)
 	if !ok {
@@ -22,8 +22,8 @@ func newTestDevice(t *testing.T, b *bank, profile string, opts map[string]any, l
 	}
 	dev, err := info.New(drivers.Spec{
 		ID: "bay-17", Driver: DriverName, Bus: "rs485-1", Unit: int(b.unit), Profile: profile,
-		Tags: map[string]string{"lot": "north", "bay": "17"}, Options: opts,
-	}, drivers.Env{Bus: b, Logger: log})
+		Tags: map[string]string{"lot": "north", "bay": "17"},
+	}, drivers.Env{Bus: b, Logger: log, ProfilesDir: profilesDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestDevicePollUltrasonic(t *testing.T) {
 	ctx := context.Background()
 	b := newBank(17, 6)
 	copy(b.holding, []uint16{0x0001, 87, 1, 150, 231, 17})
-	d := newTestDevice(t, b, "ultrasonic-bay", nil, nil)
+	d := newTestDevice(t, b, "ultrasonic-bay", "", nil)
 	if d.Measurement() != "parking_bay" {
 		t.Fatalf("measurement %q", d.Measurement())
 	}
@@ -74,7 +74,7 @@ func TestDevicePollUltrasonic(t *testing.T) {
 func TestDeviceWrite(t *testing.T) {
 	ctx := context.Background()
 	b := newBank(17, 6)
-	d := newTestDevice(t, b, "ultrasonic-bay", nil, nil)
+	d := newTestDevice(t, b, "ultrasonic-bay", "", nil)
 	if err := d.Write(ctx, "led", payload.String("red")); err != nil || b.holding[2] != 2 {
 		t.Fatalf("write led: %v, reg 2 = %d", err, b.holding[2])
 	}
@@ -116,7 +116,7 @@ func TestDevicePollGeomagneticAndIssues(t *testing.T) {
 	b := newBank(3, 6)
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	d := newTestDevice(t, b, "geomagnetic-bay", nil, log)
+	d := newTestDevice(t, b, "geomagnetic-bay", "", log)
 	copy(b.input, []uint16{2, 1, 2, 3, 355, 0xFFB5})
 	recs, err := d.Poll(ctx)
 	if err != nil {
@@ -170,7 +170,7 @@ fields:
 	b := newBank(9, 12)
 	b.discrete[1] = true
 	b.holding[10], b.holding[11] = 0x0001, 0x0000
-	d := newTestDevice(t, b, "relay-box", map[string]any{OptionProfilesDir: dir}, nil)
+	d := newTestDevice(t, b, "relay-box", dir, nil)
 	recs, err := d.Poll(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +189,7 @@ fields:
 		t.Errorf("uint32 written with function %d, want 16", got)
 	}
 	// Built-in profiles stay available next to the directory's.
-	newTestDevice(t, newBank(1, 6), "ultrasonic-bay", map[string]any{OptionProfilesDir: dir}, nil)
+	newTestDevice(t, newBank(1, 6), "ultrasonic-bay", dir, nil)
 }
 
 func TestDeviceSpecErrors(t *testing.T) {
@@ -205,8 +205,10 @@ func TestDeviceSpecErrors(t *testing.T) {
 		{drivers.Spec{ID: "d", Unit: 1, Profile: "sonar"}, drivers.Env{Bus: b}, `modbus: device d: profile "sonar" is not defined, want one of geomagnetic-bay, ultrasonic-bay`},
 		{drivers.Spec{ID: "d", Unit: 1}, drivers.Env{Bus: b}, "modbus: device d: missing profile"},
 		{drivers.Spec{ID: "d", Unit: 1, Profile: "ultrasonic-bay", Bus: "rs485-2"}, drivers.Env{}, `modbus: device d: no serial bus (bus "rs485-2")`},
-		{drivers.Spec{ID: "d", Unit: 1, Profile: "ultrasonic-bay", Options: map[string]any{"baud": 9600}}, drivers.Env{Bus: b}, `modbus: device d: option "baud" is unknown, want profiles_dir`},
-		{drivers.Spec{ID: "d", Unit: 1, Profile: "ultrasonic-bay", Options: map[string]any{"profiles_dir": "/nonexistent/x"}}, drivers.Env{Bus: b},
+		{drivers.Spec{ID: "d", Unit: 1, Profile: "ultrasonic-bay", Options: map[string]any{"baud": 9600}}, drivers.Env{Bus: b}, `modbus: device d: unknown option "baud" (known: read_only)`},
+		{drivers.Spec{ID: "d", Unit: 1, Profile: "ultrasonic-bay", Options: map[string]any{"read_ony": true}}, drivers.Env{Bus: b}, `modbus: device d: unknown option "read_ony" (did you mean read_only?)`},
+		{drivers.Spec{ID: "d", Unit: 1, Profile: "ultrasonic-bay", Options: map[string]any{"read_only": "yes"}}, drivers.Env{Bus: b}, `modbus: device d: option read_only is yes, want true or false`},
+		{drivers.Spec{ID: "d", Unit: 1, Profile: "ultrasonic-bay"}, drivers.Env{Bus: b, ProfilesDir: "/nonexistent/x"},
 			"modbus: device d: profiles directory: stat /nonexistent/x: no such file or directory"},
 		{drivers.Spec{ID: "d", Unit: 1, Profile: "ultrasonic-bay", Tags: map[string]string{"device": "x"}}, drivers.Env{Bus: b},
 			`modbus: device d: tag "device" is set from the device id, remove it from tags`},
@@ -216,5 +218,54 @@ func TestDeviceSpecErrors(t *testing.T) {
 		if err == nil || err.Error() != c.msg {
 			t.Errorf("%+v:\n got  %v\n want %s", c.spec, err, c.msg)
 		}
+	}
+}
+
+// TestDeviceReadOnly: option read_only refuses writes the profile allows,
+// before anything goes on the bus.
+func TestDeviceReadOnly(t *testing.T) {
+	b := newBank(17, 6)
+	info, _ := drivers.Lookup(DriverName)
+	dev, err := info.New(drivers.Spec{ID: "bay-17", Unit: 17, Profile: "ultrasonic-bay", Options: map[string]any{"read_only": true}}, drivers.Env{Bus: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = dev.(*Device).Write(context.Background(), "led", payload.Int(1))
+	if err == nil || !strings.Contains(err.Error(), "read-only") || len(b.requests) != 0 {
+		t.Errorf("write to a read-only device: %v, %d requests", err, len(b.requests))
+	}
+}
+
+// TestSharedProfilesAndFieldTypes: the devices of one gateway share the
+// profiles of the site's folder (read once), and the driver tells rules the
+// types of a profile's published fields without building a device.
+func TestSharedProfilesAndFieldTypes(t *testing.T) {
+	dir := t.TempDir()
+	src := "name: meter\nmeasurement: meter\nblocks: [{function: holding, address: 0, count: 3}]\nfields:\n  - {name: kwh, address: 0, type: uint32}\n  - {name: raw, address: 2, type: uint16, output: int, publish: false}\n"
+	if err := os.WriteFile(filepath.Join(dir, "meter.yaml"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := drivers.Env{Bus: newBank(1, 3), ProfilesDir: dir, Shared: &drivers.Shared{}}
+	info, _ := drivers.Lookup(DriverName)
+	a, err := info.New(drivers.Spec{ID: "m1", Unit: 1, Profile: "meter"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "meter.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	b, err := info.New(drivers.Spec{ID: "m2", Unit: 2, Profile: "meter"}, env)
+	if err != nil {
+		t.Fatalf("second device reloaded the folder instead of sharing it: %v", err)
+	}
+	if a.(*Device).Profile() != b.(*Device).Profile() {
+		t.Error("two devices of one gateway hold two copies of one profile")
+	}
+	types, err := info.Fields(drivers.Spec{ID: "m3", Profile: "meter"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := types["meter"]; len(got) != 1 || got["kwh"] != payload.TypeFloat {
+		t.Errorf("field types = %v, want only the published kwh as float", types)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/luling-edge/luling/internal/yamlx"
 	"github.com/luling-edge/luling/payload"
 )
 
@@ -22,67 +23,77 @@ const MaxProfileBytes = 1 << 20
 
 var profileNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
 
-// The YAML documents. Unknown keys are errors (KnownFields).
+// The YAML documents, as the loader reads them (internal/yamlx: unknown
+// keys, wrong types and out-of-range numbers are errors with their place).
 type profileDoc struct {
-	Name        string     `yaml:"name"`
-	Description string     `yaml:"description"`
-	Measurement string     `yaml:"measurement"`
-	Blocks      []blockDoc `yaml:"blocks"`
-	Fields      []fieldDoc `yaml:"fields"`
+	Name        string
+	Description string
+	Measurement string
+	Blocks      []blockDoc
+	Fields      []fieldDoc
 }
 
 type blockDoc struct {
-	Name     string  `yaml:"name"`
-	Function string  `yaml:"function"`
-	Address  *uint16 `yaml:"address"`
-	Count    int     `yaml:"count"`
+	Name     string
+	Function string
+	Address  *uint16
+	Count    int
 }
 
 type fieldDoc struct {
-	Name           string    `yaml:"name"`
-	Description    string    `yaml:"description"`
-	Block          string    `yaml:"block"`
-	Address        *uint16   `yaml:"address"`
-	Type           string    `yaml:"type"`
-	Bit            *int      `yaml:"bit"`
-	Length         int       `yaml:"length"`
-	Scale          *float64  `yaml:"scale"`
-	Offset         *float64  `yaml:"offset"`
-	WordOrder      string    `yaml:"word_order"`
-	ByteOrder      string    `yaml:"byte_order"`
-	Output         string    `yaml:"output"`
-	Values         yaml.Node `yaml:"values"`
-	NotImplemented yaml.Node `yaml:"not_implemented"`
-	Publish        *bool     `yaml:"publish"`
-	Writable       bool      `yaml:"writable"`
-	Min            *float64  `yaml:"min"`
-	Max            *float64  `yaml:"max"`
+	Name           string
+	Description    string
+	Block          string
+	Address        *uint16
+	Type           string
+	Bit            *int
+	Length         int
+	Scale          *float64
+	Offset         *float64
+	WordOrder      string
+	ByteOrder      string
+	Output         string
+	Values         *yaml.Node // nil when absent
+	NotImplemented *yaml.Node
+	Publish        *bool
+	Writable       bool
+	Min            *float64
+	Max            *float64
 }
 
-// ProfileError is one problem in a profile file, at a line (0 when the
-// problem concerns the whole file).
-type ProfileError struct {
-	File string
-	Line int
-	Msg  string
-}
+// Keys of each mapping, in the order the README lists them.
+var (
+	profileKeys = []string{"name", "description", "measurement", "blocks", "fields"}
+	blockKeys   = []string{"name", "function", "address", "count"}
+	fieldKeys   = []string{"name", "description", "block", "address", "type", "bit", "length", "scale", "offset",
+		"word_order", "byte_order", "output", "values", "not_implemented", "publish", "writable", "min", "max"}
+)
 
-func (e *ProfileError) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-	}
-	return e.File + ": " + e.Msg
-}
+// ProfileError is one problem in a profile file, at a line (and column
+// when known): FILE:LINE[:COL]: [key: ]message[ (hint)], the format of
+// every YAML error of the project.
+type ProfileError = yamlx.Error
 
 // loader collects the problems of one file.
 type loader struct {
-	file string
+	*yamlx.Decoder
 	root *yaml.Node // the document's top mapping
-	errs []error
 }
 
 func (l *loader) errorf(line int, format string, args ...any) {
-	l.errs = append(l.errs, &ProfileError{File: l.file, Line: line, Msg: fmt.Sprintf(format, args...)})
+	l.Errs = append(l.Errs, yamlx.Error{File: l.File, Line: max(line, 1), Msg: fmt.Sprintf(format, args...)})
+}
+
+// err returns the problems found, joined (each a *ProfileError), or nil.
+func (l *loader) err() error {
+	if len(l.Errs) == 0 {
+		return nil
+	}
+	errs := make([]error, len(l.Errs))
+	for i := range l.Errs {
+		errs[i] = &l.Errs[i]
+	}
+	return errors.Join(errs...)
 }
 
 // mapValue returns the key and value nodes of key in mapping n.
@@ -101,10 +112,11 @@ func mapValue(n *yaml.Node, key string) (k, v *yaml.Node) {
 // item returns the i-th element of the sequence under key in the root.
 func (l *loader) item(key string, i int) *yaml.Node {
 	_, seq := mapValue(l.root, key)
+	seq = yamlx.Resolve(seq)
 	if seq == nil || seq.Kind != yaml.SequenceNode || i >= len(seq.Content) {
 		return nil
 	}
-	return seq.Content[i]
+	return yamlx.Resolve(seq.Content[i])
 }
 
 // line returns the line of key within node n, or of n itself when the key
@@ -119,104 +131,142 @@ func (l *loader) line(n *yaml.Node, key string) int {
 	return 0
 }
 
-func (l *loader) topLine(key string) int {
-	if k, _ := mapValue(l.root, key); k != nil {
-		return k.Line
+func (l *loader) topLine(key string) int { return l.line(l.root, key) }
+
+// doc reads the profile's mappings into a profileDoc, reporting what does
+// not fit.
+func (l *loader) doc(root *yaml.Node) profileDoc {
+	var pd profileDoc
+	m := l.Map(root, "", profileKeys)
+	l.str(m, "name", &pd.Name)
+	l.str(m, "description", &pd.Description)
+	l.str(m, "measurement", &pd.Measurement)
+	blocks, _ := l.Seq(m.Get("blocks"), "blocks", "a list of read blocks")
+	for i, it := range blocks {
+		bm := l.Map(it, fmt.Sprintf("blocks[%d]", i), blockKeys)
+		var b blockDoc
+		l.str(bm, "name", &b.Name)
+		l.str(bm, "function", &b.Function)
+		b.Address = l.address(bm)
+		l.integer(bm, "count", &b.Count)
+		pd.Blocks = append(pd.Blocks, b)
 	}
-	if l.root != nil {
-		return l.root.Line
+	fields, _ := l.Seq(m.Get("fields"), "fields", "a list of fields")
+	for i, it := range fields {
+		pd.Fields = append(pd.Fields, l.fieldDoc(l.Map(it, fmt.Sprintf("fields[%d]", i), fieldKeys)))
 	}
-	return 0
+	return pd
 }
 
-var yamlLinePattern = regexp.MustCompile(`^line (\d+): (.*)$`)
-var yamlUnknownKey = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
-var yamlTypeHint = regexp.MustCompile(` into (\S+)$`)
-
-// goTypeWants says in profile terms what a Go type of the documents takes.
-var goTypeWants = map[string]string{
-	"uint16": "an integer 0..65535", "int": "an integer", "float64": "a number",
-	"bool": "true or false", "string": "a string",
-	"modbus.blockDoc": "a block mapping", "modbus.fieldDoc": "a field mapping",
+func (l *loader) fieldDoc(fm *yamlx.Map) fieldDoc {
+	var f fieldDoc
+	for key, dst := range map[string]*string{"name": &f.Name, "description": &f.Description, "block": &f.Block, "type": &f.Type,
+		"word_order": &f.WordOrder, "byte_order": &f.ByteOrder, "output": &f.Output} {
+		l.str(fm, key, dst)
+	}
+	f.Address = l.address(fm)
+	if n := fm.Get("bit"); n != nil {
+		f.Bit = new(int)
+		l.integer(fm, "bit", f.Bit)
+	}
+	l.integer(fm, "length", &f.Length)
+	for key, dst := range map[string]**float64{"scale": &f.Scale, "offset": &f.Offset, "min": &f.Min, "max": &f.Max} {
+		if n := fm.Get(key); n != nil {
+			if v, ok := l.Number(n, yamlx.Join(fm.Path, key)); ok {
+				*dst = &v
+			}
+		}
+	}
+	f.Values = yamlx.Resolve(fm.Get("values"))
+	f.NotImplemented = yamlx.Resolve(fm.Get("not_implemented"))
+	if n := fm.Get("publish"); n != nil {
+		if v, ok := l.Bool(n, yamlx.Join(fm.Path, "publish")); ok {
+			f.Publish = &v
+		}
+	}
+	if n := fm.Get("writable"); n != nil {
+		f.Writable, _ = l.Bool(n, yamlx.Join(fm.Path, "writable"))
+	}
+	return f
 }
 
-// yamlErrors turns a yaml.v3 error into ProfileErrors with lines.
-func (l *loader) yamlErrors(err error) {
-	var te *yaml.TypeError
-	if !errors.As(err, &te) {
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		if m := yamlLinePattern.FindStringSubmatch(msg); m != nil {
-			n, _ := strconv.Atoi(m[1])
-			l.errorf(n, "invalid YAML: %s", m[2])
-			return
-		}
-		l.errorf(0, "invalid YAML: %s", msg)
-		return
+// str reads a string key of m into dst, when it is there.
+func (l *loader) str(m *yamlx.Map, key string, dst *string) {
+	if n := m.Get(key); n != nil {
+		*dst, _ = l.Str(n, yamlx.Join(m.Path, key))
 	}
-	for _, e := range te.Errors {
-		m := yamlLinePattern.FindStringSubmatch(e)
-		if m == nil {
-			l.errorf(0, "%s", e)
-			continue
-		}
-		n, _ := strconv.Atoi(m[1])
-		msg := m[2]
-		if k := yamlUnknownKey.FindStringSubmatch(msg); k != nil {
-			msg = fmt.Sprintf("unknown key %q", k[1])
-		} else {
-			want := ""
-			if m := yamlTypeHint.FindStringSubmatch(msg); m != nil {
-				want = goTypeWants[strings.TrimLeft(m[1], "*[]")]
-			}
-			msg = yamlTypeHint.ReplaceAllString(msg, "")
-			msg = strings.Replace(msg, "cannot unmarshal", "cannot use", 1)
-			if want != "" {
-				msg += ", want " + want
-			}
-		}
-		l.errorf(n, "%s", msg)
+}
+
+// integer reads an integer key of m into dst, when it is there; the
+// builder checks its range, with messages in profile terms.
+func (l *loader) integer(m *yamlx.Map, key string, dst *int) {
+	if n := m.Get(key); n != nil {
+		v, _ := l.Int(n, yamlx.Join(m.Path, key), math.MinInt32, math.MaxInt32)
+		*dst = int(v)
 	}
+}
+
+// address reads a register address, 0..65535.
+func (l *loader) address(m *yamlx.Map) *uint16 {
+	n := m.Get("address")
+	if n == nil {
+		return nil
+	}
+	v, ok := l.Int(n, yamlx.Join(m.Path, "address"), 0, 0xFFFF)
+	if !ok {
+		return new(uint16) // reported; not "missing" too
+	}
+	a := uint16(v)
+	return &a
 }
 
 // LoadProfile decodes and validates one profile. file names it in errors.
 // All problems found are returned, joined; each is a *ProfileError.
 func LoadProfile(file string, data []byte) (*Profile, error) {
-	l := &loader{file: file}
 	if len(data) > MaxProfileBytes {
-		return nil, &ProfileError{File: file, Msg: fmt.Sprintf("file is %d bytes, want at most %d", len(data), MaxProfileBytes)}
+		return nil, &ProfileError{File: file, Line: 1, Msg: fmt.Sprintf("file is %d bytes, want at most %d", len(data), MaxProfileBytes)}
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		l.yamlErrors(err)
-		return nil, errors.Join(l.errs...)
+	l := &loader{Decoder: &yamlx.Decoder{File: file}}
+	root, ok := l.Parse(data)
+	if !ok {
+		return nil, l.err()
 	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
-		return nil, &ProfileError{File: file, Msg: "file is empty, want a profile mapping"}
+	if root == nil {
+		return nil, &ProfileError{File: file, Line: 1, Msg: "file is empty, want a profile mapping"}
 	}
-	l.root = doc.Content[0]
-	if l.root.Kind != yaml.MappingNode {
-		return nil, &ProfileError{File: file, Line: l.root.Line, Msg: "want a mapping with name, measurement, blocks and fields"}
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	var pd profileDoc
-	if err := dec.Decode(&pd); err != nil {
-		l.yamlErrors(err)
-		return nil, errors.Join(l.errs...)
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		line := 0
-		if err == nil {
-			line = extra.Line
-		}
+	if line := secondDocument(data); line > 0 {
 		return nil, &ProfileError{File: file, Line: line, Msg: "file holds more than one YAML document, want one profile"}
 	}
+	l.root = yamlx.Resolve(root)
+	if l.root == nil || l.root.Kind != yaml.MappingNode {
+		return nil, &ProfileError{File: file, Line: root.Line, Msg: "want a mapping with name, measurement, blocks and fields"}
+	}
+	pd := l.doc(l.root)
+	if len(l.Errs) > 0 {
+		return nil, l.err()
+	}
 	p := l.build(&pd)
-	if len(l.errs) > 0 {
-		return nil, errors.Join(l.errs...)
+	if err := l.err(); err != nil {
+		return nil, err
 	}
 	return p, nil
+}
+
+// secondDocument returns the line where a second YAML document starts, or 0.
+func secondDocument(data []byte) int {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var first, extra yaml.Node
+	if dec.Decode(&first) != nil {
+		return 0
+	}
+	err := dec.Decode(&extra)
+	switch {
+	case errors.Is(err, io.EOF):
+		return 0
+	case err == nil && extra.Line > 0:
+		return extra.Line
+	}
+	return 1
 }
 
 // LoadProfileFile loads one profile file from fsys.
@@ -277,7 +327,7 @@ var types = map[string]Type{
 }
 
 func (l *loader) build(d *profileDoc) *Profile {
-	p := &Profile{Name: d.Name, Description: d.Description, Measurement: d.Measurement, File: l.file, byName: map[string]int{}}
+	p := &Profile{Name: d.Name, Description: d.Description, Measurement: d.Measurement, File: l.File, byName: map[string]int{}}
 	switch {
 	case d.Name == "":
 		l.errorf(l.topLine("name"), "missing name, want a profile name like ultrasonic-bay")
@@ -374,7 +424,7 @@ func (l *loader) checkBlockOverlap(p *Profile) {
 
 func (l *loader) buildField(p *Profile, i int, d *fieldDoc, blockIdx map[string]int) {
 	n := l.item("fields", i)
-	f := Field{Name: d.Name, Description: d.Description, Bit: -1, Scale: 1, Min: math.NaN(), Max: math.NaN(), Line: l.line(n, "name")}
+	f := &Field{Name: d.Name, Description: d.Description, Bit: -1, Scale: 1, Min: math.NaN(), Max: math.NaN(), Line: l.line(n, "name")}
 	label := fmt.Sprintf("field %d", i+1)
 	switch {
 	case d.Name == "":
@@ -389,7 +439,7 @@ func (l *loader) buildField(p *Profile, i int, d *fieldDoc, blockIdx map[string]
 		l.errorf(f.Line, "%s is defined twice (first at line %d)", label, p.Fields[p.byName[d.Name]].Line)
 		return
 	}
-	errs := len(l.errs)
+	errs := len(l.Errs)
 	// Block.
 	switch {
 	case d.Block == "" && len(p.Blocks) == 1:
@@ -423,6 +473,44 @@ func (l *loader) buildField(p *Profile, i int, d *fieldDoc, blockIdx map[string]
 	if blk.Bits() && t != TypeBool {
 		l.errorf(l.line(n, "type"), "%s: type %s cannot be read from a %s block, want bool", label, t, functionNames[blk.Function])
 	}
+	b := &fieldBuild{loader: l, d: d, n: n, label: label, f: f, blk: blk}
+	b.layout()
+	b.value()
+	b.writing()
+	// The InfluxDB contract.
+	if m, ok := payload.Schema[p.Measurement]; ok && f.Publish && f.Output != payload.TypeInvalid {
+		if want, ok := m.Fields[f.Name]; ok && want != f.Output {
+			l.errorf(f.Line, "%s: decodes as %s, the InfluxDB contract for %s says %s", label, f.Output, p.Measurement, want)
+		}
+	}
+	if len(l.Errs) > errs {
+		return
+	}
+	p.byName[f.Name] = len(p.Fields)
+	blk.fields = append(blk.fields, len(p.Fields))
+	if f.Publish {
+		blk.published = append(blk.published, len(p.Fields))
+	}
+	p.Fields = append(p.Fields, *f)
+}
+
+// fieldBuild is one field being built, its parts checked in turn: where
+// it lies (layout), how its raw value becomes the published one (value),
+// and whether and how it may be written (writing).
+type fieldBuild struct {
+	*loader
+	d     *fieldDoc
+	n     *yaml.Node
+	label string
+	f     *Field
+	blk   *Block
+}
+
+func (b *fieldBuild) numeric() bool { return b.f.Type.integer() || b.f.Type == TypeFloat32 }
+
+// layout checks the bit, length, address and word and byte orders.
+func (b *fieldBuild) layout() {
+	l, d, f, n, label, blk, t := b.loader, b.d, b.f, b.n, b.label, b.blk, b.f.Type
 	// Bit and length.
 	if d.Bit != nil {
 		switch {
@@ -473,20 +561,24 @@ func (l *loader) buildField(p *Profile, i int, d *fieldDoc, blockIdx map[string]
 	if d.ByteOrder != "" && blk.Bits() {
 		l.errorf(l.line(n, "byte_order"), "%s: byte_order is only for register fields", label)
 	}
-	numeric := t.integer() || t == TypeFloat32
+}
+
+// value checks the enum values, the not-implemented sentinel, scale, offset and output type.
+func (b *fieldBuild) value() {
+	l, d, f, n, label, t, numeric := b.loader, b.d, b.f, b.n, b.label, b.f.Type, b.numeric()
 	// Values (enum).
-	if d.Values.Kind != 0 {
+	if d.Values != nil {
 		if !t.integer() {
 			l.errorf(l.line(n, "values"), "%s: values are only for integer types, not %s", label, t)
 		} else {
-			f.Values, f.Output = l.enum(&d.Values, label, t)
+			f.Values, f.Output = l.enum(d.Values, label, t)
 		}
 	}
 	// Sentinel.
-	if d.NotImplemented.Kind != 0 {
+	if d.NotImplemented != nil {
 		if !numeric {
 			l.errorf(l.line(n, "not_implemented"), "%s: not_implemented is only for numeric types, not %s", label, t)
-		} else if raw, ok := l.sentinel(&d.NotImplemented, label, t); ok {
+		} else if raw, ok := l.sentinel(d.NotImplemented, label, t); ok {
 			f.NotImplemented, f.HasNotImplemented = raw, true
 		}
 	}
@@ -541,6 +633,11 @@ func (l *loader) buildField(p *Profile, i int, d *fieldDoc, blockIdx map[string]
 	default:
 		l.errorf(l.line(n, "output"), "%s: output %q is unknown, want float or int", label, d.Output)
 	}
+}
+
+// writing checks publish, writable and the write limits.
+func (b *fieldBuild) writing() {
+	l, d, f, n, label, blk, t, numeric := b.loader, b.d, b.f, b.n, b.label, b.blk, b.f.Type, b.numeric()
 	// Publishing and writing.
 	f.Publish = d.Publish == nil || *d.Publish
 	f.Writable = d.Writable
@@ -588,21 +685,6 @@ func (l *loader) buildField(p *Profile, i int, d *fieldDoc, blockIdx map[string]
 	if f.Min > f.Max {
 		l.errorf(l.line(n, "min"), "%s: min %v is above max %v", label, f.Min, f.Max)
 	}
-	// The InfluxDB contract.
-	if m, ok := payload.Schema[p.Measurement]; ok && f.Publish && f.Output != payload.TypeInvalid {
-		if want, ok := m.Fields[f.Name]; ok && want != f.Output {
-			l.errorf(f.Line, "%s: decodes as %s, the InfluxDB contract for %s says %s", label, f.Output, p.Measurement, want)
-		}
-	}
-	if len(l.errs) > errs {
-		return
-	}
-	p.byName[f.Name] = len(p.Fields)
-	blk.fields = append(blk.fields, len(p.Fields))
-	if f.Publish {
-		blk.published = append(blk.published, len(p.Fields))
-	}
-	p.Fields = append(p.Fields, f)
 }
 
 func blockNames(p *Profile) string {

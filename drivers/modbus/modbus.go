@@ -31,6 +31,8 @@ package modbus
 import (
 	"errors"
 	"fmt"
+
+	"github.com/luling-edge/luling/drivers"
 )
 
 // Function codes.
@@ -85,8 +87,9 @@ func FuncName(fc byte) string {
 // bus as drivers.ErrTimeout and drivers.ErrBusDown, wrapped.
 var (
 	// ErrCRC means a reply's CRC does not match its bytes (line noise, a
-	// collision, a wrong baud rate).
-	ErrCRC = errors.New("crc mismatch")
+	// collision, a wrong baud rate). It is drivers.ErrCRC, which the
+	// gateway counts for every protocol.
+	ErrCRC = drivers.ErrCRC
 	// ErrBadReply means a reply with a valid CRC that does not answer the
 	// request: another unit, another function code, a wrong length or byte
 	// count, or a write echo that differs from the request.

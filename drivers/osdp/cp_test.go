@@ -63,6 +63,30 @@ func TestCardReadThroughDriver(t *testing.T) {
 	if k := evs[1]; k.Fields["kind"].Str() != "keypad" || k.Fields["keys"].Str() != "1234#" {
 		t.Fatalf("keypad event %+v", k)
 	}
+	// The same card comes as a typed event for the door; the keypad does not.
+	cards := d.TakeCards()
+	if len(cards) != 1 || cards[0].Reader != "door-1" || hex.EncodeToString(cards[0].Data) != "80800080" ||
+		cards[0].Bits != 26 || !cards[0].Time.Equal(c.Time) {
+		t.Fatalf("card reads %+v", cards)
+	}
+	if again := d.TakeCards(); len(again) != 0 {
+		t.Errorf("card reads taken twice: %+v", again)
+	}
+}
+
+// TestFrameCheckIsCRCError: a frame whose CRC or checksum fails is
+// drivers.ErrCRC to the gateway, which counts it without naming osdp.
+func TestFrameCheckIsCRCError(t *testing.T) {
+	f := osdp.Frame{Addr: 1, CRC: true, Code: osdp.CmdPoll}
+	raw, err := f.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)-1] ^= 0xFF
+	_, err = osdp.Decode(raw)
+	if !errors.Is(err, osdp.ErrCheck) || !errors.Is(err, drivers.ErrCRC) || errors.Is(err, osdp.ErrFrame) {
+		t.Errorf("corrupt crc: %v: want ErrCheck and drivers.ErrCRC", err)
+	}
 }
 
 func TestWritePoints(t *testing.T) {

@@ -1,14 +1,17 @@
 package osdp
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/luling-edge/luling/drivers"
+	"github.com/luling-edge/luling/internal/schema"
 	"github.com/luling-edge/luling/payload"
 )
 
@@ -25,6 +28,14 @@ func init() {
 			return New(spec, env)
 		},
 		Turnaround: Turnaround,
+		Bus:        &drivers.Units{Min: 0, Max: 126},
+		CardReader: true,
+		Options:    Options,
+		Example: `- id: lobby-reader
+  driver: osdp
+  bus: rs485-3
+  unit: 1
+  options: {secure_channel: true, scbk: 000102030405060708090a0b0c0d0e0f}`,
 	})
 }
 
@@ -35,6 +46,9 @@ type Device struct {
 	pollInterval time.Duration
 	strike       byte
 	openTime     time.Duration
+
+	mu    sync.Mutex
+	cards []drivers.CardRead // card reads of the events taken, for TakeCards
 }
 
 // Interface guards.
@@ -42,19 +56,21 @@ var (
 	_ drivers.Device      = (*Device)(nil)
 	_ drivers.EventSource = (*Device)(nil)
 	_ drivers.Writer      = (*Device)(nil)
+	_ drivers.CardSource  = (*Device)(nil)
 )
 
-// Options of the driver, as written in a device's config:
-//
-//	secure_channel  bool      run the secure channel (default false)
-//	scbk            hex       the reader's own 16-byte key (32 hex digits)
-//	install_mode    bool      handshake with SCBK-D; with scbk, give the reader its key by KEYSET
-//	checksum        bool      start with checksums instead of CRC-16
-//	poll_interval   duration  for Run (default 50ms; the gateway uses the device's poll setting)
-//	offline_after   duration  no valid reply for this long: offline (default 8s)
-//	strike_output   int       the output Grant pulses (default 0)
-//	open_time       duration  how long Grant opens the strike (default 5s)
-var optionNames = []string{"secure_channel", "scbk", "install_mode", "checksum", "poll_interval", "offline_after", "strike_output", "open_time"}
+// Options are the keys of an osdp device's options.
+var Options = schema.Schema{
+	{Key: "secure_channel", Kind: schema.Bool, Default: "false", Doc: "run the secure channel"},
+	{Key: "scbk", Kind: schema.String, Doc: "the reader's own 16-byte key, 32 hex digits",
+		Valid: func(s string) error { _, err := ParseKey(s); return err }},
+	{Key: "install_mode", Kind: schema.Bool, Default: "false", Doc: "handshake with SCBK-D; with scbk, give the reader its key by KEYSET"},
+	{Key: "checksum", Kind: schema.Bool, Default: "false", Doc: "start with checksums instead of CRC-16"},
+	{Key: "poll_interval", Kind: schema.Duration, Default: "50ms", Doc: "poll interval of Run (the gateway uses the device's poll setting)"},
+	{Key: "offline_after", Kind: schema.Duration, Default: "8s", Doc: "no valid reply for this long: offline"},
+	{Key: "strike_output", Kind: schema.Int, Min: 0, Max: 255, Default: "0", Doc: "the reader output a grant pulses"},
+	{Key: "open_time", Kind: schema.Duration, Default: "5s", Doc: "how long a grant opens the strike"},
+}
 
 // New builds a device from its spec: Spec.Unit is the reader's address. It
 // does no I/O.
@@ -66,10 +82,8 @@ func New(spec drivers.Spec, env drivers.Env) (*Device, error) {
 	if spec.Unit < 0 || spec.Unit > 126 {
 		return nil, fmt.Errorf("%s: unit %d: want an osdp address 0..126", where, spec.Unit)
 	}
-	for k := range spec.Options {
-		if !contains(optionNames, k) {
-			return nil, fmt.Errorf("%s: option %q: unknown (known: %s)", where, k, strings.Join(optionNames, ", "))
-		}
+	if err := drivers.CheckOptions("osdp", spec, Options); err != nil {
+		return nil, err
 	}
 	o := opts{spec.Options, where}
 	cfg := Config{Name: spec.ID, Addr: byte(spec.Unit), Logger: env.Logger, Now: env.Now}
@@ -269,9 +283,34 @@ func (d *Device) TakeEvents() []payload.Record {
 		return nil
 	}
 	out := make([]payload.Record, 0, len(evs))
+	var cards []drivers.CardRead
 	for _, e := range evs {
 		out = append(out, d.EventRecord(e))
+		if e.Kind == EventCard {
+			cards = append(cards, drivers.CardRead{Reader: d.spec.ID, Data: bytes.Clone(e.Card.Data), Bits: e.Card.Bits, Time: e.Time})
+		}
 	}
+	if len(cards) > 0 {
+		d.mu.Lock()
+		d.cards = append(d.cards, cards...)
+		if n := len(d.cards) - maxPendingCards; n > 0 {
+			d.cards = append(d.cards[:0], d.cards[n:]...) // nobody takes them: keep the newest
+		}
+		d.mu.Unlock()
+	}
+	return out
+}
+
+// maxPendingCards bounds the card reads kept for TakeCards.
+const maxPendingCards = 64
+
+// TakeCards returns the card reads among the events TakeEvents returned
+// since the last call, as typed events for the reader's door.
+func (d *Device) TakeCards() []drivers.CardRead {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := d.cards
+	d.cards = nil
 	return out
 }
 

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/luling-edge/luling/drivers"
 )
 
 // Frame layout constants.
@@ -58,12 +60,13 @@ func (e *FrameError) Error() string {
 	return fmt.Sprintf("osdp frame: %s at byte %d: %s", e.Field, e.Offset, e.Msg)
 }
 
-// Unwrap lets errors.Is find ErrFrame or ErrCheck.
-func (e *FrameError) Unwrap() error {
+// Unwrap lets errors.Is find ErrFrame, or ErrCheck and drivers.ErrCRC
+// (which the gateway counts for every protocol).
+func (e *FrameError) Unwrap() []error {
 	if e.check {
-		return ErrCheck
+		return []error{ErrCheck, drivers.ErrCRC}
 	}
-	return ErrFrame
+	return []error{ErrFrame}
 }
 
 func frameErr(off int, field, format string, a ...any) error {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/drivers/modbus"
+	"github.com/luling-edge/luling/internal/schema"
 	"github.com/luling-edge/luling/payload"
 )
 
@@ -53,7 +54,20 @@ func init() {
 		New: func(spec drivers.Spec, env drivers.Env) (drivers.Device, error) {
 			return New(spec, env)
 		},
+		Bus:     &drivers.Units{Min: 1, Max: modbus.MaxUnit},
+		Options: Options,
+		Example: `- id: inv-1
+  driver: sunspec
+  bus: rs485-2
+  unit: 1
+  options: {base: 40000}`,
 	})
+}
+
+// Options are the keys of a sunspec device's options.
+var Options = schema.Schema{
+	{Key: OptionBase, Kind: schema.Int, Min: 0, Max: 0xFFFF - 70,
+		Doc: "the register where the SunSpec map starts (its \"SunS\" marker); default: try 40000, 0 and 50000"},
 }
 
 // inverterIDs are the inverter models the driver reads, preferred in this order.
@@ -108,10 +122,10 @@ func New(spec drivers.Spec, env drivers.Env) (*Device, error) {
 		return nil, fmt.Errorf("sunspec: device %s: no bus (set `bus` to a serial bus)", spec.ID)
 	}
 	bases := Bases[:]
+	if err := drivers.CheckOptions("sunspec", spec, Options); err != nil {
+		return nil, err
+	}
 	for k, v := range spec.Options {
-		if k != OptionBase {
-			return nil, fmt.Errorf("sunspec: device %s: option %q is unknown, want %s", spec.ID, k, OptionBase)
-		}
 		b, ok := intOption(v)
 		if !ok || b < 0 || b > 0xFFFF-70 {
 			return nil, fmt.Errorf("sunspec: device %s: option %s is %v, want a register address such as 40000, 0 or 50000", spec.ID, k, v)

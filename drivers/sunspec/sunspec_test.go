@@ -548,7 +548,7 @@ func TestNewValidatesSpec(t *testing.T) {
 	}{
 		{drivers.Spec{ID: "a", Unit: 0}, env, "unit 0"},
 		{drivers.Spec{ID: "a", Unit: 1}, drivers.Env{}, "no bus"},
-		{drivers.Spec{ID: "a", Unit: 1, Options: map[string]any{"bse": 40000}}, env, `option "bse" is unknown`},
+		{drivers.Spec{ID: "a", Unit: 1, Options: map[string]any{"bse": 40000}}, env, `unknown option "bse" (did you mean base?)`},
 		{drivers.Spec{ID: "a", Unit: 1, Options: map[string]any{"base": "forty"}}, env, "option base"},
 	} {
 		if _, err := info.New(c.spec, c.env); err == nil || !strings.Contains(err.Error(), c.says) {

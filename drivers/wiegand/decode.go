@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"math/bits"
 	"strconv"
+	"time"
+
+	"github.com/luling-edge/luling/drivers"
 )
 
 // Format names a Wiegand frame layout.
@@ -180,4 +183,30 @@ func Encode(f Format, facility, number uint32) (v uint64, n int, err error) {
 		return uint64(^number&0xF)<<4 | uint64(number), 8, nil
 	}
 	return 0, 0, fmt.Errorf("wiegand: format %q: want h10301, fc34, h10304, key4 or key8", f)
+}
+
+// Bytes packs the n low bits of v first bit first into the most
+// significant bit of the first byte: the layout DecodeBytes reads.
+func Bytes(v uint64, n int) []byte {
+	out := make([]byte, (n+7)/8)
+	for i := 0; i < n; i++ {
+		if v>>(n-1-i)&1 == 1 {
+			out[i/8] |= 0x80 >> (i % 8)
+		}
+	}
+	return out
+}
+
+// CardRead turns a card frame read at reader into the typed card-read
+// event that the gateway hands to the reader's door, the same event an
+// OSDP reader gives. Keypad keys are not card reads: ok is false.
+func (c Card) CardRead(reader string, at time.Time) (r drivers.CardRead, ok bool) {
+	if c.IsKey() {
+		return r, false
+	}
+	v, n, err := Encode(c.Format, c.Facility, c.Number)
+	if err != nil {
+		return r, false
+	}
+	return drivers.CardRead{Reader: reader, Data: Bytes(v, n), Bits: n, Time: at}, true
 }

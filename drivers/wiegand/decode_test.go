@@ -3,6 +3,7 @@ package wiegand
 import (
 	"errors"
 	"testing"
+	"time"
 )
 
 func TestDecodeKnownFrames(t *testing.T) {
@@ -144,4 +145,38 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("Decode(%x, %d) = %+v re-encodes to %x/%d (%v)", v, n, c, v2, n2, err)
 		}
 	})
+}
+
+// TestCardRead: a Wiegand card becomes the typed card read an OSDP reader
+// gives, whose bits decode back to the same card; keys are not card reads.
+func TestCardRead(t *testing.T) {
+	at := time.Unix(1700000000, 0)
+	for _, c := range []struct {
+		f        Format
+		fac, num uint32
+	}{{H10301, 123, 45678}, {FC34, 65535, 1}, {H10304, 4000, 524287}} {
+		v, n, err := Encode(c.f, c.fac, c.num)
+		if err != nil {
+			t.Fatal(err)
+		}
+		card, err := Decode(v, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, ok := card.CardRead("lobby-wiegand", at)
+		if !ok || r.Reader != "lobby-wiegand" || r.Bits != n || !r.Time.Equal(at) || len(r.Data) != (n+7)/8 {
+			t.Fatalf("%s: CardRead = %+v, %v", c.f, r, ok)
+		}
+		back, err := DecodeBytes(r.Data, r.Bits)
+		if err != nil || back != card {
+			t.Errorf("%s: bytes %x decode to %+v, %v; want %+v", c.f, r.Data, back, err, card)
+		}
+	}
+	if got := Bytes(0b1011, 4); len(got) != 1 || got[0] != 0b1011_0000 {
+		t.Errorf("Bytes(1011, 4) = %08b", got)
+	}
+	key, _ := Decode(5, 4)
+	if _, ok := key.CardRead("r", at); ok {
+		t.Error("a keypad key became a card read")
+	}
 }

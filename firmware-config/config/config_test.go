@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/luling-edge/luling/internal/schema"
 )
 
 const minimal = `site: lot-a
@@ -42,7 +44,7 @@ func mustParse(t *testing.T, src string, opts ...Option) *Config {
 
 func parseErrors(t *testing.T, src string, opts ...Option) []string {
 	t.Helper()
-	_, err := Parse("gw.yaml", []byte(src), opts...)
+	_, err := Parse("gw.yaml", []byte(src), append([]Option{testRules()}, opts...)...)
 	var errs *Errors
 	if !errors.As(err, &errs) {
 		t.Fatalf("want *Errors, got %v", err)
@@ -378,8 +380,8 @@ func TestDriverRules(t *testing.T) {
 	if got := parseErrors(t, src); len(got) != 1 || !strings.Contains(got[0], "unit 0 is out of range (driver modbus accepts units 1..247)") {
 		t.Errorf("built-in modbus rule: %q", got)
 	}
-	if _, err := Parse("gw.yaml", []byte(src), DriverRules(map[string]DriverRule{"modbus": {Bus: true, UnitMin: 0, UnitMax: 255}})); err != nil {
-		t.Errorf("DriverRules replaces the built-in rule: %v", err)
+	if _, err := Parse("gw.yaml", []byte(src), testRules(), DriverRules(map[string]DriverRule{"modbus": {Bus: true, UnitMin: 0, UnitMax: 255}})); err != nil {
+		t.Errorf("DriverRules replaces an earlier rule: %v", err)
 	}
 }
 
@@ -458,5 +460,36 @@ func TestSharedPortThroughSymlink(t *testing.T) {
 	want := []string{"gw.yaml:11:11: buses[1].port: port " + link + " is already used by the bus at line 9 (one port carries one bus; put all its devices on one bus entry)"}
 	if !slices.Equal(got, want) {
 		t.Errorf("got %q\nwant %q", got, want)
+	}
+}
+
+// TestDriverOptionsSchema: a driver that describes its options gets them
+// checked with their places, in a repeat block once per entry; a driver
+// without a schema gets them as written.
+func TestDriverOptionsSchema(t *testing.T) {
+	rules := DriverRules(map[string]DriverRule{
+		"modbus": {Bus: true, UnitMin: 1, UnitMax: 247, Profile: true,
+			Options: schema.Schema{{Key: "read_only", Kind: schema.Bool}}},
+	})
+	src := minimal + "    options: {read_only: true}\n"
+	if c := mustParse(t, src, rules); c.Devices[0].Options["read_only"] != true {
+		t.Errorf("options = %v", c.Devices[0].Options)
+	}
+	src = minimal[:strings.Index(minimal, "  - id: bay-001")] + `  - id: bay-{n:03}
+    repeat: {from: 1, to: 3}
+    driver: modbus
+    bus: rs485-1
+    unit: "{n}"
+    profile: ultrasonic-bay
+    options: {read_ony: true, }
+`
+	got := parseErrors(t, src, rules)
+	want := `gw.yaml:17:15: devices[0].options.read_ony: unknown key "read_ony" (did you mean read_only?)`
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("got %q\nwant %q (once for the whole repeat block)", got, want)
+	}
+	// No schema (a driver that does not describe itself): taken as written.
+	if c := mustParse(t, minimal+"    options: {anything: 1}\n"); c.Devices[0].Options["anything"] != 1 {
+		t.Errorf("options without a schema = %v", c.Devices[0].Options)
 	}
 }

@@ -6,10 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/luling-edge/luling/internal/schema"
+	"github.com/luling-edge/luling/internal/yamlx"
 	"gopkg.in/yaml.v3"
 )
 
@@ -67,7 +70,7 @@ func expand(s string, n int64) (string, error) {
 
 // template is a string value that may hold placeholders.
 type template struct {
-	node *yaml.Node
+	Node *yaml.Node
 	path string
 	text string
 }
@@ -77,14 +80,14 @@ type template struct {
 func (d *decoder) at(t template, n int64, repeated bool) (string, bool) {
 	if !repeated {
 		if strings.Contains(t.text, "{n") {
-			d.errorf(t.node, t.path, "add repeat: {from: 1, to: 8} to this device, or remove the placeholder", "placeholder outside a repeat block")
+			d.Errorf(t.Node, t.path, "add repeat: {from: 1, to: 8} to this device, or remove the placeholder", "placeholder outside a repeat block")
 			return "", false
 		}
 		return t.text, true
 	}
 	v, err := expand(t.text, n)
 	if err != nil {
-		d.errorf(t.node, t.path, repeatHint, "%v", err)
+		d.Errorf(t.Node, t.path, repeatHint, "%v", err)
 		return "", false
 	}
 	return v, true
@@ -95,225 +98,277 @@ type seen struct {
 	line int
 }
 
-func (d *decoder) devices(root *mapping, c *Config) []Device {
-	items, _ := d.sequence(root.get("devices"), "devices", "each device is an entry starting with - id: ...")
-	buses := map[string]Bus{}
-	var busNames []string
+// deviceSet is what the entries of devices: share while they are decoded:
+// the buses and profiles they may name, and the ids and units taken.
+type deviceSet struct {
+	buses    map[string]Bus
+	busNames []string
+	profiles *names
+	ids      map[string]int          // id → line
+	units    map[string]map[int]seen // bus → unit → device
+	out      []Device
+}
+
+// entry is one entry of devices:, a device or a repeat block of them.
+type entry struct {
+	p        string // path, devices[i]
+	m        *yamlx.Map
+	base     Device // what every device of the entry shares
+	rule     DriverRule
+	hasRule  bool
+	busNode  *yaml.Node // nil when absent or reported
+	repeated bool
+	probe    bool // a bad repeat block: check its keys once, add no device
+	from, to int64
+	tags     []tagTemplate
+}
+
+func (d *decoder) devices(root *yamlx.Map, c *Config) []Device {
+	items, _ := d.Seq(root.Get("devices"), "devices", "each device is an entry starting with - id: ...")
+	s := &deviceSet{buses: map[string]Bus{}, ids: map[string]int{}, units: map[string]map[int]seen{}}
 	for _, b := range c.Buses {
 		if b.Name != "" {
-			buses[b.Name] = b
-			busNames = append(busNames, b.Name)
+			s.buses[b.Name] = b
+			s.busNames = append(s.busNames, b.Name)
 		}
 	}
-	profiles := d.knownProfiles(c.ProfilesDir, root.get("profiles_dir"))
-	ids := map[string]int{}
-	units := map[string]map[int]seen{}
-	var out []Device
-
+	s.profiles = d.knownProfiles(c.ProfilesDir, root.Get("profiles_dir"))
 	for i, it := range items {
 		p := fmt.Sprintf("devices[%d]", i)
-		if isNull(resolve(it)) {
-			d.errorf(it, p, "remove the lone -, or write the device's keys under it", "empty entry")
+		if yamlx.IsNull(yamlx.Resolve(it)) {
+			d.Errorf(it, p, "remove the lone -, or write the device's keys under it", "empty entry")
 			continue
 		}
-		m := d.mapping(it, p, deviceKeys)
+		m := d.Map(it, p, deviceKeys)
 		if m == nil {
 			continue
 		}
-		base := Device{Poll: DefaultPoll, MaxSilence: c.Pipeline.MaxSilence, Line: resolve(it).Line}
-
-		from, to, repeated, probe := int64(0), int64(0), false, false
-		if rn := m.get("repeat"); rn != nil {
+		e := &entry{p: p, m: m, base: Device{Poll: DefaultPoll, MaxSilence: c.Pipeline.MaxSilence, Line: yamlx.Resolve(it).Line}}
+		if rn := m.Get("repeat"); rn != nil {
 			var ok bool
-			if from, to, ok = d.repeat(rn, p+".repeat"); !ok {
+			if e.from, e.to, ok = d.repeat(rn, p+".repeat"); !ok {
 				// Reported; check the entry's other keys once, for n=1,
 				// without adding a device.
-				from, to, probe = 1, 1, true
+				e.from, e.to, e.probe = 1, 1, true
 			}
-			repeated = true
+			e.repeated = true
 		}
-
-		// Keys without placeholders, decoded once.
-		var rule DriverRule
-		var hasRule bool
-		if n := m.get("driver"); n == nil {
-			d.missing(m, "driver", "e.g. driver: modbus")
-		} else if s, ok := d.str(n, p+".driver"); ok {
-			if !d.opts.drivers.has(s) {
-				d.errorf(n, p+".driver", suggest(s, d.opts.drivers.list(), "known drivers"), "unknown driver %q", s)
-			} else {
-				base.Driver = s
-				rule, hasRule = d.opts.rules[s]
-			}
+		d.placement(s, e)
+		d.timing(e)
+		e.base.Deadband = d.deadband(m.Get("deadband"), p+".deadband")
+		if n := m.Get("options"); n != nil {
+			e.base.Options = d.options(n, p+".options", e.rule.Options)
 		}
-		busNode := m.get("bus")
-		if busNode != nil {
-			if s, ok := d.str(busNode, p+".bus"); ok {
-				if _, def := buses[s]; def {
-					base.Bus = s
-				} else {
-					hint := "define it under buses:"
-					if len(busNames) > 0 {
-						hint = suggest(s, busNames, "defined buses")
-					}
-					d.errorf(busNode, p+".bus", hint, "undefined bus %q", s)
-					busNode = nil // reported; skip unit checks
-				}
-			} else {
-				busNode = nil
-			}
-		} else if hasRule && rule.Bus {
-			hint := "add bus: NAME"
-			if len(busNames) > 0 {
-				hint = "add bus: one of " + strings.Join(busNames, ", ")
-			}
-			d.errorf(m.node, p+".bus", hint, "driver %s needs a bus", base.Driver)
-		}
-		if n := m.get("profile"); n != nil {
-			if s, ok := d.str(n, p+".profile"); ok {
-				if !profiles.has(s) {
-					d.errorf(n, p+".profile", suggest(s, profiles.list(), "known profiles"), "unknown profile %q", s)
-				}
-				base.Profile = s
-			}
-		} else if hasRule && rule.Profile {
-			hint := "add profile: NAME"
-			if l := profiles.list(); len(l) > 0 {
-				hint = "known profiles: " + strings.Join(l, ", ")
-			}
-			d.errorf(m.node, p+".profile", hint, "driver %s needs a profile", base.Driver)
-		}
-		pollNode, pollOK := m.get("poll"), true
-		if pollNode != nil {
-			var v time.Duration
-			if v, pollOK = d.duration(pollNode, p+".poll", 50*time.Millisecond, 24*time.Hour); pollOK {
-				base.Poll = v
-			}
-		}
-		if n := m.get("max_silence"); n != nil {
-			if v, ok := d.duration(n, p+".max_silence", time.Second, 7*24*time.Hour); ok {
-				base.MaxSilence = v
-				if pollOK && v < base.Poll {
-					d.errorf(n, p+".max_silence", "max_silence must be at least the poll interval", "max_silence %s is shorter than poll %s", fmtDur(v), fmtDur(base.Poll))
-				}
-			}
-		} else if pollNode != nil && pollOK && base.Poll > base.MaxSilence {
-			d.errorf(pollNode, p+".poll", "set max_silence on this device too", "poll %s is longer than max_silence %s", fmtDur(base.Poll), fmtDur(base.MaxSilence))
-		}
-		base.Deadband = d.deadband(m.get("deadband"), p+".deadband")
-		if n := m.get("options"); n != nil {
-			base.Options = d.options(n, p+".options")
-		}
-		tags := d.tagTemplates(m.get("tags"), p+".tags")
-
-		// Keys with placeholders, once per device.
-		idNode := m.get("id")
-		var idT template
-		if idNode == nil {
-			d.missing(m, "id", "e.g. id: bay-001")
-		} else if s, ok := d.str(idNode, p+".id"); ok {
-			idT = template{node: idNode, path: p + ".id", text: s}
-			if repeated && !strings.Contains(s, "{") {
-				d.errorf(idNode, p+".id", "e.g. id: bay-{n:03}", "a repeated device's id needs a placeholder so that every device gets its own id")
-				continue
-			}
-		}
-		unitNode := m.get("unit")
-		if !repeated {
-			from, to = 0, 0
-		}
-		if int64(len(out))+(to-from+1) > maxDevices {
-			d.errorf(m.node, p, "", "more than %d devices in one file", maxDevices)
+		e.tags = d.tagTemplates(m.Get("tags"), p+".tags")
+		if !d.expandEntry(s, e) {
 			break
 		}
-		for n := from; n <= to; n++ {
-			dev := base
-			dev.Deadband = maps.Clone(base.Deadband)
-			dev.Options = maps.Clone(base.Options)
-			okID := false
-			if idT.node != nil {
-				if id, ok := d.at(idT, n, repeated); ok {
-					dev.ID = id
-					suffix := ""
-					if repeated {
-						suffix = fmt.Sprintf(" (n=%d)", n)
-					}
-					switch {
-					case !deviceIDRe.MatchString(id):
-						d.errorf(idNode, p+".id", "start with a-z or 0-9, then a-z, 0-9, _, . or -; at most 64", "%q%s is not a valid device id", id, suffix)
-					case ids[id] != 0:
-						d.errorf(idNode, p+".id", "", "duplicate device id %q%s; first defined at line %d", id, suffix, ids[id])
-					case !probe:
-						ids[id] = idNode.Line
-						okID = true
-					}
-				}
-			}
-			dev.Tags = map[string]string{}
-			for _, t := range tags {
-				if v, ok := d.at(t.value, n, repeated); ok {
-					if v == "" {
-						d.errorf(t.value.node, t.value.path, "", "tag value is empty")
-					}
-					dev.Tags[t.name] = v
-				}
-			}
-			if unitNode != nil {
-				dev.Unit = d.unit(unitNode, p+".unit", n, repeated, dev, rule, hasRule)
-			} else if hasRule && rule.Bus && base.Bus != "" {
-				d.errorf(m.node, p+".unit", fmt.Sprintf("the device's address on %s, %d..%d", base.Bus, rule.UnitMin, rule.UnitMax), "driver %s needs a unit", base.Driver)
-			}
-			if unitNode != nil && busNode != nil && base.Bus != "" && dev.Unit >= 0 && okID {
-				onBus := units[base.Bus]
-				if onBus == nil {
-					onBus = map[int]seen{}
-					units[base.Bus] = onBus
-				}
-				if first, dup := onBus[dev.Unit]; dup {
-					hint := "every device on one bus needs its own unit"
-					if repeated && resolve(unitNode).Tag == "!!int" {
-						hint = `in a repeat block write unit: "{n}"`
-					}
-					d.errorf(unitNode, p+".unit", hint, "unit %d of %s is already used on bus %s by %s (line %d)", dev.Unit, dev.ID, base.Bus, first.id, first.line)
-				} else {
-					onBus[dev.Unit] = seen{id: dev.ID, line: unitNode.Line}
-				}
-			}
-			if !probe {
-				out = append(out, dev)
-			}
+	}
+	return s.out
+}
+
+// placement decodes the keys that say what and where the device is
+// (driver, bus, profile), without placeholders, once per entry.
+func (d *decoder) placement(s *deviceSet, e *entry) {
+	m, p := e.m, e.p
+	if n := m.Get("driver"); n == nil {
+		d.Missing(m, "driver", "e.g. driver: modbus")
+	} else if name, ok := d.Str(n, p+".driver"); ok {
+		if !d.opts.drivers.has(name) {
+			d.Errorf(n, p+".driver", yamlx.Suggest(name, d.opts.drivers.list(), "known drivers"), "unknown driver %q", name)
+		} else {
+			e.base.Driver = name
+			e.rule, e.hasRule = d.opts.rules[name]
 		}
 	}
-	return out
+	e.busNode = m.Get("bus")
+	if e.busNode != nil {
+		if name, ok := d.Str(e.busNode, p+".bus"); ok {
+			if _, def := s.buses[name]; def {
+				e.base.Bus = name
+			} else {
+				hint := "define it under buses:"
+				if len(s.busNames) > 0 {
+					hint = yamlx.Suggest(name, s.busNames, "defined buses")
+				}
+				d.Errorf(e.busNode, p+".bus", hint, "undefined bus %q", name)
+				e.busNode = nil // reported; skip unit checks
+			}
+		} else {
+			e.busNode = nil
+		}
+	} else if e.hasRule && e.rule.Bus {
+		hint := "add bus: NAME"
+		if len(s.busNames) > 0 {
+			hint = "add bus: one of " + strings.Join(s.busNames, ", ")
+		}
+		d.Errorf(m.Node, p+".bus", hint, "driver %s needs a bus", e.base.Driver)
+	}
+	if n := m.Get("profile"); n != nil {
+		if name, ok := d.Str(n, p+".profile"); ok {
+			if !s.profiles.has(name) {
+				d.Errorf(n, p+".profile", yamlx.Suggest(name, s.profiles.list(), "known profiles"), "unknown profile %q", name)
+			}
+			e.base.Profile = name
+		}
+	} else if e.hasRule && e.rule.Profile {
+		hint := "add profile: NAME"
+		if l := s.profiles.list(); len(l) > 0 {
+			hint = "known profiles: " + strings.Join(l, ", ")
+		}
+		d.Errorf(m.Node, p+".profile", hint, "driver %s needs a profile", e.base.Driver)
+	}
+}
+
+// timing decodes poll and max_silence.
+func (d *decoder) timing(e *entry) {
+	m, p, base := e.m, e.p, &e.base
+	pollNode, pollOK := m.Get("poll"), true
+	if pollNode != nil {
+		var v time.Duration
+		if v, pollOK = d.Duration(pollNode, p+".poll", 50*time.Millisecond, 24*time.Hour); pollOK {
+			base.Poll = v
+		}
+	}
+	if n := m.Get("max_silence"); n != nil {
+		if v, ok := d.Duration(n, p+".max_silence", time.Second, 7*24*time.Hour); ok {
+			base.MaxSilence = v
+			if pollOK && v < base.Poll {
+				d.Errorf(n, p+".max_silence", "max_silence must be at least the poll interval", "max_silence %s is shorter than poll %s", yamlx.FmtDur(v), yamlx.FmtDur(base.Poll))
+			}
+		}
+	} else if pollNode != nil && pollOK && base.Poll > base.MaxSilence {
+		d.Errorf(pollNode, p+".poll", "set max_silence on this device too", "poll %s is longer than max_silence %s", yamlx.FmtDur(base.Poll), yamlx.FmtDur(base.MaxSilence))
+	}
+}
+
+// expandEntry decodes the keys with placeholders (id, tags, unit) once per
+// device of the entry and adds the devices. It returns false when the
+// file holds too many devices to go on.
+func (d *decoder) expandEntry(s *deviceSet, e *entry) bool {
+	m, p := e.m, e.p
+	idNode := m.Get("id")
+	var idT template
+	if idNode == nil {
+		d.Missing(m, "id", "e.g. id: bay-001")
+	} else if id, ok := d.Str(idNode, p+".id"); ok {
+		idT = template{Node: idNode, path: p + ".id", text: id}
+		if e.repeated && !strings.Contains(id, "{") {
+			d.Errorf(idNode, p+".id", "e.g. id: bay-{n:03}", "a repeated device's id needs a placeholder so that every device gets its own id")
+			return true
+		}
+	}
+	from, to := e.from, e.to
+	if !e.repeated {
+		from, to = 0, 0
+	}
+	if int64(len(s.out))+(to-from+1) > maxDevices {
+		d.Errorf(m.Node, p, "", "more than %d devices in one file", maxDevices)
+		return false
+	}
+	for n := from; n <= to; n++ {
+		dev := e.base
+		dev.Deadband = maps.Clone(e.base.Deadband)
+		dev.Options = maps.Clone(e.base.Options)
+		okID := idT.Node != nil && d.deviceID(s, e, idT, n, &dev)
+		dev.Tags = map[string]string{}
+		for _, t := range e.tags {
+			if v, ok := d.at(t.value, n, e.repeated); ok {
+				if v == "" {
+					d.Errorf(t.value.Node, t.value.path, "", "tag value is empty")
+				}
+				dev.Tags[t.name] = v
+			}
+		}
+		d.deviceUnit(s, e, n, &dev, okID)
+		if !e.probe {
+			s.out = append(s.out, dev)
+		}
+	}
+	return true
+}
+
+// deviceID expands the id for device n of the entry and checks it is
+// valid and unused; it reports whether the device now holds the id.
+func (d *decoder) deviceID(s *deviceSet, e *entry, idT template, n int64, dev *Device) bool {
+	id, ok := d.at(idT, n, e.repeated)
+	if !ok {
+		return false
+	}
+	dev.ID = id
+	suffix := ""
+	if e.repeated {
+		suffix = fmt.Sprintf(" (n=%d)", n)
+	}
+	switch {
+	case !deviceIDRe.MatchString(id):
+		d.Errorf(idT.Node, idT.path, "start with a-z or 0-9, then a-z, 0-9, _, . or -; at most 64", "%q%s is not a valid device id", id, suffix)
+	case s.ids[id] != 0:
+		d.Errorf(idT.Node, idT.path, "", "duplicate device id %q%s; first defined at line %d", id, suffix, s.ids[id])
+	case !e.probe:
+		s.ids[id] = idT.Node.Line
+		return true
+	}
+	return false
+}
+
+// deviceUnit reads the unit of device n of the entry and checks that it
+// is free on its bus.
+func (d *decoder) deviceUnit(s *deviceSet, e *entry, n int64, dev *Device, okID bool) {
+	unitNode, p := e.m.Get("unit"), e.p
+	if unitNode == nil {
+		if e.hasRule && e.rule.Bus && dev.Bus != "" {
+			d.Errorf(e.m.Node, p+".unit", fmt.Sprintf("the device's address on %s, %d..%d", dev.Bus, e.rule.UnitMin, e.rule.UnitMax), "driver %s needs a unit", dev.Driver)
+		}
+		return
+	}
+	dev.Unit = d.unit(unitNode, p+".unit", n, e.repeated, *dev, e.rule, e.hasRule)
+	if e.busNode == nil || dev.Bus == "" || dev.Unit < 0 || !okID {
+		return
+	}
+	onBus := s.units[dev.Bus]
+	if onBus == nil {
+		onBus = map[int]seen{}
+		s.units[dev.Bus] = onBus
+	}
+	if first, dup := onBus[dev.Unit]; dup {
+		hint := "every device on one bus needs its own unit"
+		if e.repeated && yamlx.Resolve(unitNode).Tag == "!!int" {
+			hint = `in a repeat block write unit: "{n}"`
+		}
+		d.Errorf(unitNode, p+".unit", hint, "unit %d of %s is already used on bus %s by %s (line %d)", dev.Unit, dev.ID, dev.Bus, first.id, first.line)
+	} else {
+		onBus[dev.Unit] = seen{id: dev.ID, line: unitNode.Line}
+	}
 }
 
 func (d *decoder) repeat(n *yaml.Node, path string) (from, to int64, ok bool) {
-	m := d.mapping(n, path, repeatKeys)
+	m := d.Map(n, path, repeatKeys)
 	if m == nil {
 		return 0, 0, false
 	}
 	const hint = "e.g. repeat: {from: 1, to: 32}"
-	fn, tn := m.get("from"), m.get("to")
+	fn, tn := m.Get("from"), m.Get("to")
 	if fn == nil {
-		d.missing(m, "from", hint)
+		d.Missing(m, "from", hint)
 	}
 	if tn == nil {
-		d.missing(m, "to", hint)
+		d.Missing(m, "to", hint)
 	}
 	if fn == nil || tn == nil {
 		return 0, 0, false
 	}
-	from, ok1 := d.integer(fn, path+".from", 0, 1_000_000)
-	to, ok2 := d.integer(tn, path+".to", 0, 1_000_000)
+	from, ok1 := d.Int(fn, path+".from", 0, 1_000_000)
+	to, ok2 := d.Int(tn, path+".to", 0, 1_000_000)
 	if !ok1 || !ok2 {
 		return 0, 0, false
 	}
 	if to < from {
-		d.errorf(tn, path+".to", "", "to %d is less than from %d", to, from)
+		d.Errorf(tn, path+".to", "", "to %d is less than from %d", to, from)
 		return 0, 0, false
 	}
 	if to-from+1 > maxRepeat {
-		d.errorf(tn, path+".to", "", "repeat makes %d devices; at most %d", to-from+1, maxRepeat)
+		d.Errorf(tn, path+".to", "", "repeat makes %d devices; at most %d", to-from+1, maxRepeat)
 		return 0, 0, false
 	}
 	return from, to, true
@@ -322,23 +377,23 @@ func (d *decoder) repeat(n *yaml.Node, path string) (from, to int64, ok bool) {
 // unit reads a device's unit: an integer, or in a repeat block a string
 // with placeholders ("{n}", "{n-32}").
 func (d *decoder) unit(n *yaml.Node, path string, k int64, repeated bool, dev Device, rule DriverRule, hasRule bool) int {
-	n = resolve(n)
+	n = yamlx.Resolve(n)
 	var v int64
 	switch {
 	case n.Kind == yaml.ScalarNode && n.Tag == "!!int":
-		x, ok := d.integer(n, path, 0, 1<<31)
+		x, ok := d.Int(n, path, 0, 1<<31)
 		if !ok {
 			return -1
 		}
 		v = x
 	case n.Kind == yaml.ScalarNode && n.Tag == "!!str" && repeated:
-		s, ok := d.at(template{node: n, path: path, text: n.Value}, k, true)
+		s, ok := d.at(template{Node: n, path: path, text: n.Value}, k, true)
 		if !ok {
 			return -1
 		}
 		x, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
-			d.errorf(n, path, `an integer, or "{n}" / "{n+K}" in a repeat block`, "unit %q (n=%d) is not an integer", s, k)
+			d.Errorf(n, path, `an integer, or "{n}" / "{n+K}" in a repeat block`, "unit %q (n=%d) is not an integer", s, k)
 			return -1
 		}
 		v = x
@@ -347,7 +402,7 @@ func (d *decoder) unit(n *yaml.Node, path string, k int64, repeated bool, dev De
 		if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "{n") {
 			hint = "add repeat: {from: 1, to: 8} to this device, or write the unit as a number"
 		}
-		d.errorf(n, path, hint, "expected an integer, got %s", describe(n))
+		d.Errorf(n, path, hint, "expected an integer, got %s", yamlx.Describe(n))
 		return -1
 	}
 	suffix := ""
@@ -369,32 +424,32 @@ func (d *decoder) unit(n *yaml.Node, path string, k int64, repeated bool, dev De
 		if hasRule && rule.Bus {
 			hint = fmt.Sprintf("driver %s accepts units %d..%d", dev.Driver, lo, hi)
 		}
-		d.errorf(n, path, hint, "unit %d%s is out of range", v, suffix)
+		d.Errorf(n, path, hint, "unit %d%s is out of range", v, suffix)
 		return -1
 	}
 	return int(v)
 }
 
 func (d *decoder) deadband(n *yaml.Node, path string) map[string]float64 {
-	m := d.mapping(n, path, nil)
-	if m == nil || len(m.vals) == 0 {
+	m := d.Map(n, path, nil)
+	if m == nil || len(m.Vals) == 0 {
 		return nil
 	}
 	out := map[string]float64{}
-	for _, k := range sortedNodes(m) {
+	for _, k := range m.Ordered() {
 		p := path + "." + k
 		if !fieldRe.MatchString(k) {
-			d.errorf(m.keys[k], p, "letters, digits and _, not starting with a digit", "%q is not a field name", k)
+			d.Errorf(m.Keys[k], p, "letters, digits and _, not starting with a digit", "%q is not a field name", k)
 			continue
 		}
-		vn := m.get(k)
+		vn := m.Get(k)
 		if vn == nil {
-			d.errorf(m.keys[k], p, "e.g. distance_cm: 5", "expected a number, got null")
+			d.Errorf(m.Keys[k], p, "e.g. distance_cm: 5", "expected a number, got null")
 			continue
 		}
-		if v, ok := d.number(vn, p); ok {
+		if v, ok := d.Number(vn, p); ok {
 			if v < 0 {
-				d.errorf(vn, p, "", "deadband %g is negative", v)
+				d.Errorf(vn, p, "", "deadband %g is negative", v)
 				continue
 			}
 			out[k] = v
@@ -409,56 +464,63 @@ type tagTemplate struct {
 }
 
 func (d *decoder) tagTemplates(n *yaml.Node, path string) []tagTemplate {
-	m := d.mapping(n, path, nil)
+	m := d.Map(n, path, nil)
 	if m == nil {
 		return nil
 	}
 	var out []tagTemplate
-	for _, k := range sortedNodes(m) {
+	for _, k := range m.Ordered() {
 		p := path + "." + k
 		if !fieldRe.MatchString(k) {
-			d.errorf(m.keys[k], p, "letters, digits and _, not starting with a digit", "%q is not a tag name", k)
+			d.Errorf(m.Keys[k], p, "letters, digits and _, not starting with a digit", "%q is not a tag name", k)
 			continue
 		}
-		if contains(reservedTags, k) {
-			d.errorf(m.keys[k], p, "the gateway sets site, gateway and device itself", "tag %q is reserved", k)
+		if slices.Contains(reservedTags, k) {
+			d.Errorf(m.Keys[k], p, "the gateway sets site, gateway and device itself", "tag %q is reserved", k)
 			continue
 		}
-		vn := resolve(m.vals[k])
-		if isNull(vn) {
-			d.errorf(m.keys[k], p, `write a value, e.g. bay: "001"`, "tag value is empty")
+		vn := yamlx.Resolve(m.Vals[k])
+		if yamlx.IsNull(vn) {
+			d.Errorf(m.Keys[k], p, `write a value, e.g. bay: "001"`, "tag value is empty")
 			continue
 		}
-		s, ok := d.str(vn, p)
+		s, ok := d.Str(vn, p)
 		if !ok {
 			continue
 		}
-		out = append(out, tagTemplate{name: k, value: template{node: vn, path: p, text: s}})
+		out = append(out, tagTemplate{name: k, value: template{Node: vn, path: p, text: s}})
 	}
 	return out
 }
 
-func (d *decoder) options(n *yaml.Node, path string) map[string]any {
-	m := d.mapping(n, path, nil)
+// options decodes a device's options, checked against the driver's schema
+// when it has one.
+func (d *decoder) options(n *yaml.Node, path string, schema schema.Schema) map[string]any {
+	var m *yamlx.Map
+	if schema != nil {
+		m = d.Check(n, path, schema)
+	} else {
+		m = d.Map(n, path, nil)
+	}
 	if m == nil {
 		return nil
 	}
 	var v map[string]any
-	if err := resolve(n).Decode(&v); err != nil {
-		d.errorf(n, path, "", "cannot read options: %v", err)
+	if err := yamlx.Resolve(n).Decode(&v); err != nil {
+		d.Errorf(n, path, "", "cannot read options: %v", err)
 		return nil
 	}
 	return v
 }
 
 // sortedNodes returns a mapping's keys in file order.
-func sortedNodes(m *mapping) []string {
-	out := make([]string, 0, len(m.keys))
-	for k := range m.keys {
+func sortedNodes(m *yamlx.Map) []string {
+	out := make([]string, 0, len(m.Keys))
+	for k := range m.Keys {
 		out = append(out, k)
 	}
 	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && before(m.keys[out[j]], m.keys[out[j-1]]); j-- {
+		for j := i; j > 0 && before(m.Keys[out[j]], m.Keys[out[j-1]]); j-- {
 			out[j], out[j-1] = out[j-1], out[j]
 		}
 	}
@@ -495,7 +557,7 @@ func (d *decoder) knownProfiles(dir string, at *yaml.Node) *names {
 	}
 	more, err := list(dir)
 	if err != nil {
-		d.errorf(at, "profiles_dir", "fix the profiles in that folder", "cannot load profiles from %s: %v", dir, err)
+		d.Errorf(at, "profiles_dir", "fix the profiles in that folder", "cannot load profiles from %s: %v", dir, err)
 	}
 	out := &names{set: maps.Clone(d.opts.profiles.set), funcs: d.opts.profiles.funcs}
 	for _, n := range more {

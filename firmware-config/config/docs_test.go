@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/luling-edge/luling/internal/yamlx"
 )
 
 // TestDocsListEveryKey keeps docs/config.md in step with the loader: every
@@ -32,13 +34,13 @@ func TestDocsListEveryKey(t *testing.T) {
 	}
 	defaults := map[string]string{
 		"level": DefaultLogLevel, "format": DefaultLogFormat, "qos": strconv.Itoa(DefaultQoS),
-		"keepalive": fmtDur(DefaultKeepalive), "connect_timeout": fmtDur(DefaultConnectTimeout),
+		"keepalive": yamlx.FmtDur(DefaultKeepalive), "connect_timeout": yamlx.FmtDur(DefaultConnectTimeout),
 		"max_inflight": strconv.Itoa(DefaultMaxInflight), "reconnect_max": "60s",
-		"max_bytes": FormatSize(DefaultOutboxMaxBytes), "commit_interval": fmtDur(DefaultCommitInterval),
+		"max_bytes": FormatSize(DefaultOutboxMaxBytes), "commit_interval": yamlx.FmtDur(DefaultCommitInterval),
 		"batch_max_records": strconv.Itoa(DefaultBatchMaxRecords), "listen": DefaultStatusListen,
-		"health_interval": fmtDur(DefaultHealthInterval), "baud": strconv.Itoa(DefaultBaud),
+		"health_interval": yamlx.FmtDur(DefaultHealthInterval), "baud": strconv.Itoa(DefaultBaud),
 		"data_bits": strconv.Itoa(DefaultDataBits), "parity": DefaultParity, "stop_bits": strconv.Itoa(DefaultStopBits),
-		"timeout": fmtDur(DefaultBusTimeout), "backoff_max": fmtDur(DefaultBackoffMax), "poll": fmtDur(DefaultPoll),
+		"timeout": yamlx.FmtDur(DefaultBusTimeout), "backoff_max": yamlx.FmtDur(DefaultBackoffMax), "poll": yamlx.FmtDur(DefaultPoll),
 	}
 	if DefaultReconnectMax.String() != "1m0s" {
 		t.Errorf("reconnect_max default changed: update the docs row")
@@ -49,7 +51,7 @@ func TestDocsListEveryKey(t *testing.T) {
 			t.Errorf("docs/config.md: default of %s should be `%s`: %s", k, v, row(k))
 		}
 	}
-	if !strings.Contains(row("max_silence"), "`"+fmtDur(DefaultMaxSilence)+"`") {
+	if !strings.Contains(row("max_silence"), "`"+yamlx.FmtDur(DefaultMaxSilence)+"`") {
 		t.Errorf("docs/config.md: pipeline max_silence default: %s", row("max_silence"))
 	}
 }

@@ -2,8 +2,11 @@ package config
 
 import (
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
+	"github.com/luling-edge/luling/internal/yamlx"
 	"gopkg.in/yaml.v3"
 )
 
@@ -12,7 +15,7 @@ import (
 // (package gateway/access). docs/access-control.md describes the wiring.
 type Door struct {
 	Name       string
-	Readers    []string     // ids of osdp devices whose card reads open this door
+	Readers    []string     // ids of card-reader devices (osdp) whose card reads open this door
 	Wiegand    *WiegandPins // a Wiegand reader on two GPIO lines, or nil
 	Strike     Pin          // the lock output
 	Contact    *Pin         // door contact input (active = open), or nil
@@ -45,9 +48,9 @@ var (
 	wiegandKeys = []string{"d0", "d1"}
 )
 
-func (d *decoder) doors(root *mapping, devices []Device) []Door {
+func (d *decoder) doors(root *yamlx.Map, devices []Device) []Door {
 	const hint = "each door is an entry starting with - name: ...; see docs/access-control.md"
-	items, _ := d.sequence(root.get("doors"), "doors", hint)
+	items, _ := d.Seq(root.Get("doors"), "doors", hint)
 	driverOf := map[string]string{}
 	for _, dev := range devices {
 		driverOf[dev.ID] = dev.Driver
@@ -58,46 +61,46 @@ func (d *decoder) doors(root *mapping, devices []Device) []Door {
 	pins := map[string]string{}
 	usePin := func(n *yaml.Node, path, pin, what string) {
 		if first, dup := pins[pin]; dup {
-			d.errorf(n, path, "every GPIO line has one use", "pin %q is already used as %s", pin, first)
+			d.Errorf(n, path, "every GPIO line has one use", "pin %q is already used as %s", pin, first)
 			return
 		}
 		pins[pin] = what
 	}
 	for i, it := range items {
 		p := fmt.Sprintf("doors[%d]", i)
-		m := d.mapping(it, p, doorKeys)
+		m := d.Map(it, p, doorKeys)
 		if m == nil {
 			continue
 		}
-		door := Door{UnlockTime: DefaultUnlockTime, HeldTime: DefaultHeldTime, Line: m.node.Line}
-		if n := m.get("name"); n == nil {
-			d.missing(m, "name", "e.g. name: lobby")
-		} else if s, ok := d.str(n, p+".name"); ok {
+		door := Door{UnlockTime: DefaultUnlockTime, HeldTime: DefaultHeldTime, Line: m.Node.Line}
+		if n := m.Get("name"); n == nil {
+			d.Missing(m, "name", "e.g. name: lobby")
+		} else if s, ok := d.Str(n, p+".name"); ok {
 			if !ruleNameRe.MatchString(s) {
-				d.errorf(n, p+".name", "1 to 64 of a-z, 0-9, _, . and -, starting with a letter or digit", "%q is not a valid door name", s)
+				d.Errorf(n, p+".name", "1 to 64 of a-z, 0-9, _, . and -, starting with a letter or digit", "%q is not a valid door name", s)
 			} else if first, dup := names[s]; dup {
-				d.errorf(n, p+".name", "", "duplicate door name %q; first defined at line %d", s, first)
+				d.Errorf(n, p+".name", "", "duplicate door name %q; first defined at line %d", s, first)
 			} else {
 				names[s] = n.Line
 				door.Name = s
 			}
 		}
-		if n := m.get("readers"); n != nil {
-			list, _ := d.sequence(n, p+".readers", "a list of osdp device ids, e.g. readers: [reader-1]")
+		if n := m.Get("readers"); n != nil {
+			list, _ := d.Seq(n, p+".readers", "a list of card-reader device ids, e.g. readers: [reader-1]")
 			for j, rn := range list {
 				rp := fmt.Sprintf("%s.readers[%d]", p, j)
-				id, ok := d.str(rn, rp)
+				id, ok := d.Str(rn, rp)
 				if !ok {
 					continue
 				}
 				switch drv, known := driverOf[id]; {
 				case !known:
-					d.errorf(rn, rp, "name a device from the devices: list", "no device %q", id)
-				case drv != "osdp":
-					d.errorf(rn, rp, "card readers on a door are osdp devices (Wiegand readers go under wiegand:)", "device %q has driver %s", id, drv)
+					d.Errorf(rn, rp, "name a device from the devices: list", "no device %q", id)
+				case !d.readsCards(drv):
+					d.Errorf(rn, rp, fmt.Sprintf("card readers on a door are %s devices (Wiegand readers go under wiegand:)", d.cardDrivers()), "device %q has driver %s", id, drv)
 				default:
 					if other, dup := readerDoor[id]; dup {
-						d.errorf(rn, rp, "", "reader %q already opens door %q", id, other)
+						d.Errorf(rn, rp, "", "reader %q already opens door %q", id, other)
 						continue
 					}
 					readerDoor[id] = door.Name
@@ -105,19 +108,19 @@ func (d *decoder) doors(root *mapping, devices []Device) []Door {
 				}
 			}
 		}
-		if n := m.get("wiegand"); n != nil {
-			wm := d.mapping(n, p+".wiegand", wiegandKeys)
+		if n := m.Get("wiegand"); n != nil {
+			wm := d.Map(n, p+".wiegand", wiegandKeys)
 			w := &WiegandPins{}
 			for _, k := range []struct {
 				key string
 				dst *string
 			}{{"d0", &w.D0}, {"d1", &w.D1}} {
-				kn := wm.get(k.key)
+				kn := wm.Get(k.key)
 				if kn == nil {
-					d.missing(wm, k.key, "e.g. wiegand: {d0: GPIO5, d1: GPIO6}")
+					d.Missing(wm, k.key, "e.g. wiegand: {d0: GPIO5, d1: GPIO6}")
 					continue
 				}
-				if s, ok := d.str(kn, p+".wiegand."+k.key); ok {
+				if s, ok := d.Str(kn, p+".wiegand."+k.key); ok {
 					*k.dst = s
 					usePin(kn, p+".wiegand."+k.key, s, door.Name+" wiegand "+k.key)
 				}
@@ -126,11 +129,11 @@ func (d *decoder) doors(root *mapping, devices []Device) []Door {
 				door.Wiegand = w
 			}
 		}
-		if len(door.Readers) == 0 && door.Wiegand == nil && m.get("readers") == nil && m.get("wiegand") == nil {
-			d.errorf(m.node, p, "add readers: [osdp device ids] or wiegand: {d0: ..., d1: ...}", "a door needs at least one reader")
+		if len(door.Readers) == 0 && door.Wiegand == nil && m.Get("readers") == nil && m.Get("wiegand") == nil {
+			d.Errorf(m.Node, p, "add readers: [card-reader device ids] or wiegand: {d0: ..., d1: ...}", "a door needs at least one reader")
 		}
-		if n := m.get("strike"); n == nil {
-			d.missing(m, "strike", "e.g. strike: {pin: GPIO17}")
+		if n := m.Get("strike"); n == nil {
+			d.Missing(m, "strike", "e.g. strike: {pin: GPIO17}")
 		} else if pin, ok := d.pin(n, p+".strike"); ok {
 			door.Strike = pin
 			usePin(n, p+".strike", pin.Name, door.Name+" strike")
@@ -139,20 +142,20 @@ func (d *decoder) doors(root *mapping, devices []Device) []Door {
 			key string
 			dst **Pin
 		}{{"contact", &door.Contact}, {"exit", &door.Exit}} {
-			if n := m.get(k.key); n != nil {
+			if n := m.Get(k.key); n != nil {
 				if pin, ok := d.pin(n, p+"."+k.key); ok {
 					*k.dst = &pin
 					usePin(n, p+"."+k.key, pin.Name, door.Name+" "+k.key)
 				}
 			}
 		}
-		if n := m.get("unlock_time"); n != nil {
-			if v, ok := d.duration(n, p+".unlock_time", 500*time.Millisecond, 5*time.Minute); ok {
+		if n := m.Get("unlock_time"); n != nil {
+			if v, ok := d.Duration(n, p+".unlock_time", 500*time.Millisecond, 5*time.Minute); ok {
 				door.UnlockTime = v
 			}
 		}
-		if n := m.get("held_time"); n != nil {
-			if v, ok := d.duration(n, p+".held_time", time.Second, time.Hour); ok {
+		if n := m.Get("held_time"); n != nil {
+			if v, ok := d.Duration(n, p+".held_time", time.Second, time.Hour); ok {
 				door.HeldTime = v
 			}
 		}
@@ -163,37 +166,59 @@ func (d *decoder) doors(root *mapping, devices []Device) []Door {
 
 // pin reads "GPIO17" or {pin: GPIO17, active_low: true}.
 func (d *decoder) pin(n *yaml.Node, path string) (Pin, bool) {
-	r := resolve(n)
+	r := yamlx.Resolve(n)
 	if r != nil && r.Kind == yaml.ScalarNode {
-		s, ok := d.str(r, path)
+		s, ok := d.Str(r, path)
 		if ok && s == "" {
-			d.errorf(r, path, "e.g. GPIO17 or gpiochip0:17", "empty pin name")
+			d.Errorf(r, path, "e.g. GPIO17 or gpiochip0:17", "empty pin name")
 			return Pin{}, false
 		}
 		return Pin{Name: s}, ok
 	}
-	m := d.mapping(n, path, pinKeys)
+	m := d.Map(n, path, pinKeys)
 	if m == nil {
 		return Pin{}, false
 	}
-	pn := m.get("pin")
+	pn := m.Get("pin")
 	if pn == nil {
-		d.missing(m, "pin", "e.g. pin: GPIO17")
+		d.Missing(m, "pin", "e.g. pin: GPIO17")
 		return Pin{}, false
 	}
-	s, ok := d.str(pn, path+".pin")
+	s, ok := d.Str(pn, path+".pin")
 	if !ok {
 		return Pin{}, false
 	}
 	if s == "" {
-		d.errorf(pn, path+".pin", "e.g. GPIO17 or gpiochip0:17", "empty pin name")
+		d.Errorf(pn, path+".pin", "e.g. GPIO17 or gpiochip0:17", "empty pin name")
 		return Pin{}, false
 	}
 	pin := Pin{Name: s}
-	if an := m.get("active_low"); an != nil {
-		if v, ok := d.boolean(an, path+".active_low"); ok {
+	if an := m.Get("active_low"); an != nil {
+		if v, ok := d.Bool(an, path+".active_low"); ok {
 			pin.ActiveLow = v
 		}
 	}
 	return pin, true
+}
+
+// readsCards reports whether the devices of a driver read cards; a driver
+// the loader has no rule for may.
+func (d *decoder) readsCards(driver string) bool {
+	r, ok := d.opts.rules[driver]
+	return !ok || r.CardReader
+}
+
+// cardDrivers names the drivers whose devices read cards.
+func (d *decoder) cardDrivers() string {
+	var out []string
+	for name, r := range d.opts.rules {
+		if r.CardReader {
+			out = append(out, name)
+		}
+	}
+	if len(out) == 0 {
+		return "card-reading"
+	}
+	sort.Strings(out)
+	return strings.Join(out, " or ")
 }

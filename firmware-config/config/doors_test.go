@@ -46,7 +46,7 @@ func TestDoorErrors(t *testing.T) {
   - name: lobby
     readers: [reader-1]
   - name: side
-`), SkipFileChecks())
+`), SkipFileChecks(), testRules())
 	var errs *Errors
 	if !errors.As(err, &errs) {
 		t.Fatalf("want *Errors, got %v", err)

@@ -11,12 +11,24 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/errors")
 
+// testRules are the rules the built-in serial drivers give of themselves
+// (drivers/all hands them to the loader from drivers.Info; this package
+// cannot import the drivers).
+func testRules() Option {
+	return DriverRules(map[string]DriverRule{
+		"modbus":  {Bus: true, UnitMin: 1, UnitMax: 247, Profile: true},
+		"sunspec": {Bus: true, UnitMin: 1, UnitMax: 247},
+		"osdp":    {Bus: true, UnitMin: 0, UnitMax: 126, CardReader: true},
+	})
+}
+
 // catalog is what the golden tests know about drivers and profiles.
 func catalog() []Option {
 	return []Option{
 		KnownDrivers("modbus", "sunspec", "osdp"),
 		KnownProfiles("ultrasonic-bay", "geomagnetic-bay"),
 		SkipFileChecks(),
+		testRules(),
 	}
 }
 

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -10,10 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/luling-edge/luling/internal/yamlx"
 	"gopkg.in/yaml.v3"
 )
 
@@ -38,7 +39,6 @@ var (
 	nameRe     = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
 	deviceIDRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
 	fieldRe    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 )
 
 var (
@@ -68,83 +68,32 @@ func Load(path string, opts ...Option) (*Config, error) {
 // Parse checks a config held in memory; name is the file name errors
 // carry. When data has mistakes the error is an *Errors listing all of them.
 func Parse(name string, data []byte, opts ...Option) (cfg *Config, err error) {
-	o := &options{rules: BuiltinDriverRules()}
+	o := &options{rules: map[string]DriverRule{}}
 	for _, opt := range opts {
 		opt(o)
 	}
 	if !o.baseDirSet {
 		o.baseDir = filepath.Dir(name)
 	}
-	d := &decoder{file: name, opts: o}
-	var doc yaml.Node
-	if perr := unmarshal(data, &doc); perr != nil {
-		d.syntaxError(perr, data)
-		return nil, &Errors{List: d.errs}
-	}
-	var root *yaml.Node
-	if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
-		root = doc.Content[0]
+	d := &decoder{Decoder: &yamlx.Decoder{File: name}, opts: o}
+	root, ok := d.Parse(data)
+	if !ok {
+		return nil, d.Err()
 	}
 	c := d.config(root)
-	if len(d.errs) > 0 {
-		return nil, &Errors{List: sortAndDedupe(d.errs)}
+	if err := d.Err(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
 
-// unmarshal parses YAML, turning a panic of the parser into an error.
-func unmarshal(data []byte, n *yaml.Node) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("yaml: %v", r)
-		}
-	}()
-	return yaml.Unmarshal(data, n)
-}
-
-// parserErrors are the messages of yaml.v3's parser (not its scanner).
-// For them yaml.v3 reports a 0-based line; the scanner's lines are 1-based.
-var parserErrors = []string{
-	"did not find expected <document start>", "did not find expected node content",
-	"did not find expected '-' indicator", "did not find expected key",
-	"did not find expected ',' or ']'", "did not find expected ',' or '}'",
-	"found duplicate %YAML directive", "found incompatible YAML document",
-	"found duplicate %TAG directive", "found undefined tag handle",
-}
-
-var unknownAnchorRe = regexp.MustCompile(`^yaml: unknown anchor '(.*)' referenced$`)
-
-func (d *decoder) syntaxError(err error, data []byte) {
-	msg := err.Error()
-	line, col := 1, 0
-	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
-		if v, e := strconv.Atoi(m[1]); e == nil && v > 0 {
-			line = v
-		}
-		msg = m[2]
-		if contains(parserErrors, msg) {
-			line++
-		}
-	} else if m := unknownAnchorRe.FindStringSubmatch(msg); m != nil {
-		msg = strings.TrimPrefix(msg, "yaml: ")
-		if i := bytes.Index(data, []byte("*"+m[1])); i >= 0 {
-			line = bytes.Count(data[:i], []byte("\n")) + 1
-			col = i - bytes.LastIndexByte(data[:i], '\n')
-		}
-	} else {
-		msg = strings.TrimPrefix(msg, "yaml: ")
-	}
-	d.errs = append(d.errs, Error{File: d.file, Line: line, Col: col, Msg: "yaml syntax: " + msg,
-		Hint: "check indentation, colons, brackets and quotes near this line"})
-}
-
 func (d *decoder) config(root *yaml.Node) *Config {
-	c := &Config{File: d.file}
-	if r := resolve(root); r != nil && !isNull(r) && r.Kind != yaml.MappingNode {
-		d.errorf(r, "", "", "expected a mapping of keys at the top of the file, got %s", describe(r))
+	c := &Config{File: d.File}
+	if r := yamlx.Resolve(root); r != nil && !yamlx.IsNull(r) && r.Kind != yaml.MappingNode {
+		d.Errorf(r, "", "", "expected a mapping of keys at the top of the file, got %s", yamlx.Describe(r))
 		return nil
 	}
-	m := d.mapping(root, "", topKeys)
+	m := d.Map(root, "", topKeys)
 	if m == nil {
 		return nil
 	}
@@ -155,8 +104,8 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	c.Outbox = d.outbox(m)
 	c.Status = d.status(m)
 	c.Pipeline = d.pipeline(m)
-	if n := m.get("profiles_dir"); n != nil {
-		if s, ok := d.str(n, "profiles_dir"); ok && s != "" {
+	if n := m.Get("profiles_dir"); n != nil {
+		if s, ok := d.Str(n, "profiles_dir"); ok && s != "" {
 			c.ProfilesDir = d.abs(s)
 			d.checkDir(n, "profiles_dir", s, c.ProfilesDir)
 		}
@@ -169,97 +118,97 @@ func (d *decoder) config(root *yaml.Node) *Config {
 }
 
 // name reads a required site or gateway name.
-func (d *decoder) name(m *mapping, key, hint string) string {
-	n := m.get(key)
+func (d *decoder) name(m *yamlx.Map, key, hint string) string {
+	n := m.Get(key)
 	if n == nil {
-		d.missing(m, key, hint)
+		d.Missing(m, key, hint)
 		return ""
 	}
-	s, ok := d.str(n, key)
+	s, ok := d.Str(n, key)
 	if !ok {
 		return ""
 	}
 	if !nameRe.MatchString(s) {
-		d.errorf(n, key, "1 to 64 of a-z, 0-9 and -", "%q is not a valid %s name", s, key)
+		d.Errorf(n, key, "1 to 64 of a-z, 0-9 and -", "%q is not a valid %s name", s, key)
 	}
 	return s
 }
 
-func (d *decoder) missing(m *mapping, key, hint string) {
+func (d *decoder) missing(m *yamlx.Map, key, hint string) {
 	var at *yaml.Node
 	path := ""
 	if m != nil {
-		at, path = m.node, m.path
+		at, path = m.Node, m.Path
 	}
-	d.errorf(at, join(path, key), hint, "required key is missing")
+	d.Errorf(at, yamlx.Join(path, key), hint, "required key is missing")
 }
 
-func (d *decoder) logSection(root *mapping) Log {
+func (d *decoder) logSection(root *yamlx.Map) Log {
 	l := Log{Level: DefaultLogLevel, Format: DefaultLogFormat}
-	m := d.mapping(root.get("log"), "log", logKeys)
-	if n := m.get("level"); n != nil {
-		if v, ok := d.oneOf(n, "log.level", []string{"debug", "info", "warn", "error"}); ok {
+	m := d.Map(root.Get("log"), "log", logKeys)
+	if n := m.Get("level"); n != nil {
+		if v, ok := d.OneOf(n, "log.level", []string{"debug", "info", "warn", "error"}); ok {
 			l.Level = v
 		}
 	}
-	if n := m.get("format"); n != nil {
-		if v, ok := d.oneOf(n, "log.format", []string{"text", "json"}); ok {
+	if n := m.Get("format"); n != nil {
+		if v, ok := d.OneOf(n, "log.format", []string{"text", "json"}); ok {
 			l.Format = v
 		}
 	}
 	return l
 }
 
-func (d *decoder) uplink(root *mapping, site, gateway string) Uplink {
+func (d *decoder) uplink(root *yamlx.Map, site, gateway string) Uplink {
 	u := Uplink{QoS: DefaultQoS, Keepalive: DefaultKeepalive, ConnectTimeout: DefaultConnectTimeout,
 		MaxInflight: DefaultMaxInflight, ReconnectMax: DefaultReconnectMax, ClientID: site + "-" + gateway}
-	un := root.get("uplink")
+	un := root.Get("uplink")
 	if un == nil {
-		d.errorf(root.node, "uplink", "add uplink: {brokers: [tcp://broker.example:1883]}", "required section is missing")
+		d.Errorf(root.Node, "uplink", "add uplink: {brokers: [tcp://broker.example:1883]}", "required section is missing")
 		return u
 	}
-	m := d.mapping(un, "uplink", uplinkKeys)
+	m := d.Map(un, "uplink", uplinkKeys)
 	if m == nil {
 		return u
 	}
 	const brokerHint = "e.g. brokers: [tcp://broker.example:1883]"
-	if bn := m.get("brokers"); bn == nil {
-		d.missing(m, "brokers", brokerHint)
-	} else if items, ok := d.sequence(bn, "uplink.brokers", brokerHint); ok {
+	if bn := m.Get("brokers"); bn == nil {
+		d.Missing(m, "brokers", brokerHint)
+	} else if items, ok := d.Seq(bn, "uplink.brokers", brokerHint); ok {
 		if len(items) == 0 {
-			d.errorf(bn, "uplink.brokers", brokerHint, "at least one broker is required")
+			d.Errorf(bn, "uplink.brokers", brokerHint, "at least one broker is required")
 		}
 		for i, it := range items {
 			p := fmt.Sprintf("uplink.brokers[%d]", i)
-			if s, ok := d.str(it, p); ok && d.broker(it, p, s) {
+			if s, ok := d.Str(it, p); ok && d.broker(it, p, s) {
 				u.Brokers = append(u.Brokers, s)
 			}
 		}
 	}
-	if n := m.get("client_id"); n != nil {
-		if s, ok := d.str(n, "uplink.client_id"); ok && s != "" {
+	if n := m.Get("client_id"); n != nil {
+		if s, ok := d.Str(n, "uplink.client_id"); ok && s != "" {
 			u.ClientID = s
 		}
 	}
-	if n := m.get("username"); n != nil {
-		if v, ok := d.str(n, "uplink.username"); ok {
+	if n := m.Get("username"); n != nil {
+		if v, ok := d.Str(n, "uplink.username"); ok {
 			u.Username = v
 		}
 	}
-	pw, pwf := m.get("password"), m.get("password_file")
+	pw, pwf := m.Get("password"), m.Get("password_file")
 	if pw != nil {
-		s, _ := d.str(pw, "uplink.password")
+		s, _ := d.Str(pw, "uplink.password")
 		u.Password = Secret(s)
 	}
 	if pwf != nil {
-		if s, ok := d.str(pwf, "uplink.password_file"); ok && s != "" {
+		if s, ok := d.Str(pwf, "uplink.password_file"); ok && s != "" {
 			u.PasswordFile = d.abs(s)
 			if pw != nil {
-				d.errorf(pwf, "uplink.password_file", "keep one of them", "password and password_file are both set")
+				d.Errorf(pwf, "uplink.password_file", "keep one of them", "password and password_file are both set")
 			} else if !d.opts.skipFiles {
 				data, err := os.ReadFile(u.PasswordFile)
 				if err != nil {
-					d.errorf(pwf, "uplink.password_file", d.fileHint(s), "cannot read %s: %v", u.PasswordFile, unwrapPath(err))
+					d.Errorf(pwf, "uplink.password_file", d.fileHint(s), "cannot read %s: %v", u.PasswordFile, unwrapPath(err))
 				} else {
 					u.Password = Secret(strings.TrimRight(string(data), "\r\n"))
 				}
@@ -271,43 +220,43 @@ func (d *decoder) uplink(root *mapping, site, gateway string) Uplink {
 		if at == nil {
 			at = pwf
 		}
-		d.errorf(at, "uplink.username", "MQTT 3.1.1 sends a password only with a user name", "a password is set but username is empty")
+		d.Errorf(at, "uplink.username", "MQTT 3.1.1 sends a password only with a user name", "a password is set but username is empty")
 	}
 	u.TLS = d.tls(m)
-	if tn := m.get("qos"); tn != nil {
-		if v, ok := d.integer(tn, "uplink.qos", math.MinInt64, math.MaxInt64); ok && v != 1 {
-			d.errorf(tn, "uplink.qos", "the MQTT contract uses QoS 1 everywhere: readings are deleted from the outbox only after the broker's PUBACK", "qos %d is not allowed; only 1 is", v)
+	if tn := m.Get("qos"); tn != nil {
+		if v, ok := d.Int(tn, "uplink.qos", math.MinInt64, math.MaxInt64); ok && v != 1 {
+			d.Errorf(tn, "uplink.qos", "the MQTT contract uses QoS 1 everywhere: readings are deleted from the outbox only after the broker's PUBACK", "qos %d is not allowed; only 1 is", v)
 		}
 	}
-	if n := m.get("keepalive"); n != nil {
-		if v, ok := d.duration(n, "uplink.keepalive", time.Second, 18*time.Hour); ok {
+	if n := m.Get("keepalive"); n != nil {
+		if v, ok := d.Duration(n, "uplink.keepalive", time.Second, 18*time.Hour); ok {
 			u.Keepalive = v
 		}
 	}
-	if n := m.get("connect_timeout"); n != nil {
-		if v, ok := d.duration(n, "uplink.connect_timeout", 100*time.Millisecond, 5*time.Minute); ok {
+	if n := m.Get("connect_timeout"); n != nil {
+		if v, ok := d.Duration(n, "uplink.connect_timeout", 100*time.Millisecond, 5*time.Minute); ok {
 			u.ConnectTimeout = v
 		}
 	}
-	if n := m.get("max_inflight"); n != nil {
-		if v, ok := d.integer(n, "uplink.max_inflight", 1, 1000); ok {
+	if n := m.Get("max_inflight"); n != nil {
+		if v, ok := d.Int(n, "uplink.max_inflight", 1, 1000); ok {
 			u.MaxInflight = int(v)
 		}
 	}
-	if n := m.get("reconnect_max"); n != nil {
-		if v, ok := d.duration(n, "uplink.reconnect_max", time.Second, 24*time.Hour); ok {
+	if n := m.Get("reconnect_max"); n != nil {
+		if v, ok := d.Duration(n, "uplink.reconnect_max", time.Second, 24*time.Hour); ok {
 			u.ReconnectMax = v
 		}
 	}
 	if u.TLS.Set() && len(u.Brokers) > 0 {
 		secure := false
 		for _, b := range u.Brokers {
-			if x, err := url.Parse(b); err == nil && contains(tlsSchemes, strings.ToLower(x.Scheme)) {
+			if x, err := url.Parse(b); err == nil && slices.Contains(tlsSchemes, strings.ToLower(x.Scheme)) {
 				secure = true
 			}
 		}
 		if !secure {
-			d.errorf(m.get("tls"), "uplink.tls", "use ssl://, tls://, mqtts:// or wss:// brokers, or remove tls", "tls is set but no broker uses TLS")
+			d.Errorf(m.Get("tls"), "uplink.tls", "use ssl://, tls://, mqtts:// or wss:// brokers, or remove tls", "tls is set but no broker uses TLS")
 		}
 	}
 	return u
@@ -326,40 +275,40 @@ func (d *decoder) broker(n *yaml.Node, path, s string) bool {
 	const hint = "e.g. tcp://broker.example:1883 or ssl://broker.example:8883"
 	x, err := url.Parse(s)
 	if err != nil || x.Scheme == "" || x.Host == "" {
-		d.errorf(n, path, hint, "%q is not a broker URL", s)
+		d.Errorf(n, path, hint, "%q is not a broker URL", s)
 		return false
 	}
-	if !contains(brokerSchemes, strings.ToLower(x.Scheme)) {
-		d.errorf(n, path, "one of "+strings.Join(brokerSchemes, ", "), "unknown scheme %q", x.Scheme)
+	if !slices.Contains(brokerSchemes, strings.ToLower(x.Scheme)) {
+		d.Errorf(n, path, "one of "+strings.Join(brokerSchemes, ", "), "unknown scheme %q", x.Scheme)
 		return false
 	}
 	port := x.Port()
 	if port == "" && !strings.HasPrefix(strings.ToLower(x.Scheme), "ws") {
-		d.errorf(n, path, hint, "%q has no port", s)
+		d.Errorf(n, path, hint, "%q has no port", s)
 		return false
 	}
 	if port != "" {
 		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-			d.errorf(n, path, hint, "bad port %q", port)
+			d.Errorf(n, path, hint, "bad port %q", port)
 			return false
 		}
 	}
 	return true
 }
 
-func (d *decoder) tls(up *mapping) TLS {
+func (d *decoder) tls(up *yamlx.Map) TLS {
 	var t TLS
-	tn := up.get("tls")
-	m := d.mapping(tn, "uplink.tls", tlsKeys)
+	tn := up.Get("tls")
+	m := d.Map(tn, "uplink.tls", tlsKeys)
 	if m == nil {
 		return t
 	}
 	file := func(key string) string {
-		n := m.get(key)
+		n := m.Get(key)
 		if n == nil {
 			return ""
 		}
-		s, ok := d.str(n, "uplink.tls."+key)
+		s, ok := d.Str(n, "uplink.tls."+key)
 		if !ok || s == "" {
 			return ""
 		}
@@ -368,70 +317,70 @@ func (d *decoder) tls(up *mapping) TLS {
 		return p
 	}
 	t.CA, t.Cert, t.Key = file("ca"), file("cert"), file("key")
-	if n := m.get("server_name"); n != nil {
-		if v, ok := d.str(n, "uplink.tls.server_name"); ok {
+	if n := m.Get("server_name"); n != nil {
+		if v, ok := d.Str(n, "uplink.tls.server_name"); ok {
 			t.ServerName = v
 		}
 	}
-	if n := m.get("insecure_skip_verify"); n != nil {
-		if v, ok := d.boolean(n, "uplink.tls.insecure_skip_verify"); ok {
+	if n := m.Get("insecure_skip_verify"); n != nil {
+		if v, ok := d.Bool(n, "uplink.tls.insecure_skip_verify"); ok {
 			t.InsecureSkipVerify = v
 		}
 	}
-	if m.get("cert") != nil && m.get("key") == nil || m.get("key") != nil && m.get("cert") == nil {
+	if m.Get("cert") != nil && m.Get("key") == nil || m.Get("key") != nil && m.Get("cert") == nil {
 		missing, set := "key", "cert"
-		if m.get("cert") == nil {
+		if m.Get("cert") == nil {
 			missing, set = "cert", "key"
 		}
-		d.errorf(m.node, "uplink.tls."+missing, "a client certificate needs its private key: set cert and key together",
+		d.Errorf(m.Node, "uplink.tls."+missing, "a client certificate needs its private key: set cert and key together",
 			"required when %s is set", set)
 	}
 	return t
 }
 
-func (d *decoder) outbox(root *mapping) Outbox {
+func (d *decoder) outbox(root *yamlx.Map) Outbox {
 	o := Outbox{MaxBytes: DefaultOutboxMaxBytes, CommitInterval: DefaultCommitInterval, BatchMaxRecords: DefaultBatchMaxRecords}
-	on := root.get("outbox")
+	on := root.Get("outbox")
 	if on == nil {
-		d.errorf(root.node, "outbox", "add outbox: {path: /var/lib/luling/outbox}", "required section is missing")
+		d.Errorf(root.Node, "outbox", "add outbox: {path: /var/lib/luling/outbox}", "required section is missing")
 		return o
 	}
-	m := d.mapping(on, "outbox", outboxKeys)
+	m := d.Map(on, "outbox", outboxKeys)
 	if m == nil {
 		return o
 	}
-	if n := m.get("path"); n == nil {
-		d.missing(m, "path", "e.g. path: /var/lib/luling/outbox")
-	} else if s, ok := d.str(n, "outbox.path"); ok {
+	if n := m.Get("path"); n == nil {
+		d.Missing(m, "path", "e.g. path: /var/lib/luling/outbox")
+	} else if s, ok := d.Str(n, "outbox.path"); ok {
 		if s == "" {
-			d.errorf(n, "outbox.path", "e.g. path: /var/lib/luling/outbox", "must not be empty")
+			d.Errorf(n, "outbox.path", "e.g. path: /var/lib/luling/outbox", "must not be empty")
 		} else {
 			o.Path = d.abs(s)
 		}
 	}
-	if n := m.get("max_bytes"); n != nil {
+	if n := m.Get("max_bytes"); n != nil {
 		if v, ok := d.size(n, "outbox.max_bytes", 1<<20, 1<<50); ok {
 			o.MaxBytes = v
 		}
 	}
-	if n := m.get("commit_interval"); n != nil {
-		if v, ok := d.duration(n, "outbox.commit_interval", 0, 10*time.Second); ok {
+	if n := m.Get("commit_interval"); n != nil {
+		if v, ok := d.Duration(n, "outbox.commit_interval", 0, 10*time.Second); ok {
 			o.CommitInterval = v
 		}
 	}
-	if n := m.get("batch_max_records"); n != nil {
-		if v, ok := d.integer(n, "outbox.batch_max_records", 1, 10000); ok {
+	if n := m.Get("batch_max_records"); n != nil {
+		if v, ok := d.Int(n, "outbox.batch_max_records", 1, 10000); ok {
 			o.BatchMaxRecords = int(v)
 		}
 	}
 	return o
 }
 
-func (d *decoder) status(root *mapping) Status {
+func (d *decoder) status(root *yamlx.Map) Status {
 	s := Status{Listen: DefaultStatusListen}
-	m := d.mapping(root.get("status"), "status", statusKeys)
-	if n := m.get("listen"); n != nil {
-		v, ok := d.str(n, "status.listen")
+	m := d.Map(root.Get("status"), "status", statusKeys)
+	if n := m.Get("listen"); n != nil {
+		v, ok := d.Str(n, "status.listen")
 		if !ok {
 			return s
 		}
@@ -442,117 +391,117 @@ func (d *decoder) status(root *mapping) Status {
 		const hint = `host:port such as 127.0.0.1:9100, or "" to disable`
 		_, port, err := net.SplitHostPort(v)
 		if err != nil {
-			d.errorf(n, "status.listen", hint, "%q is not host:port", v)
+			d.Errorf(n, "status.listen", hint, "%q is not host:port", v)
 			return s
 		}
 		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-			d.errorf(n, "status.listen", hint, "bad port %q", port)
+			d.Errorf(n, "status.listen", hint, "bad port %q", port)
 		}
 	}
 	return s
 }
 
-func (d *decoder) pipeline(root *mapping) Pipeline {
+func (d *decoder) pipeline(root *yamlx.Map) Pipeline {
 	p := Pipeline{HealthInterval: DefaultHealthInterval, MaxSilence: DefaultMaxSilence}
-	m := d.mapping(root.get("pipeline"), "pipeline", pipelineKeys)
-	if n := m.get("health_interval"); n != nil {
-		if v, ok := d.duration(n, "pipeline.health_interval", time.Second, 24*time.Hour); ok {
+	m := d.Map(root.Get("pipeline"), "pipeline", pipelineKeys)
+	if n := m.Get("health_interval"); n != nil {
+		if v, ok := d.Duration(n, "pipeline.health_interval", time.Second, 24*time.Hour); ok {
 			p.HealthInterval = v
 		}
 	}
-	if n := m.get("max_silence"); n != nil {
-		if v, ok := d.duration(n, "pipeline.max_silence", time.Second, 7*24*time.Hour); ok {
+	if n := m.Get("max_silence"); n != nil {
+		if v, ok := d.Duration(n, "pipeline.max_silence", time.Second, 7*24*time.Hour); ok {
 			p.MaxSilence = v
 		}
 	}
 	return p
 }
 
-func (d *decoder) buses(root *mapping) []Bus {
-	items, _ := d.sequence(root.get("buses"), "buses", "each bus is an entry starting with - name: ...")
+func (d *decoder) buses(root *yamlx.Map) []Bus {
+	items, _ := d.Seq(root.Get("buses"), "buses", "each bus is an entry starting with - name: ...")
 	var out []Bus
 	names := map[string]int{}
 	ports := map[string]int{}
 	for i, it := range items {
 		p := fmt.Sprintf("buses[%d]", i)
-		if isNull(resolve(it)) {
-			d.errorf(it, p, "remove the lone -, or write the bus's keys under it", "empty entry")
+		if yamlx.IsNull(yamlx.Resolve(it)) {
+			d.Errorf(it, p, "remove the lone -, or write the bus's keys under it", "empty entry")
 			continue
 		}
-		m := d.mapping(it, p, busKeys)
+		m := d.Map(it, p, busKeys)
 		if m == nil {
 			continue
 		}
 		b := Bus{Baud: DefaultBaud, DataBits: DefaultDataBits, Parity: DefaultParity, StopBits: DefaultStopBits,
-			Timeout: DefaultBusTimeout, BackoffMax: DefaultBackoffMax, Line: resolve(it).Line}
-		if n := m.get("name"); n == nil {
-			d.missing(m, "name", "e.g. name: rs485-1")
-		} else if s, ok := d.str(n, p+".name"); ok {
+			Timeout: DefaultBusTimeout, BackoffMax: DefaultBackoffMax, Line: yamlx.Resolve(it).Line}
+		if n := m.Get("name"); n == nil {
+			d.Missing(m, "name", "e.g. name: rs485-1")
+		} else if s, ok := d.Str(n, p+".name"); ok {
 			if !nameRe.MatchString(s) {
-				d.errorf(n, p+".name", "1 to 64 of a-z, 0-9 and -", "%q is not a valid bus name", s)
+				d.Errorf(n, p+".name", "1 to 64 of a-z, 0-9 and -", "%q is not a valid bus name", s)
 			} else if first, dup := names[s]; dup {
-				d.errorf(n, p+".name", "", "duplicate bus name %q; first defined at line %d", s, first)
+				d.Errorf(n, p+".name", "", "duplicate bus name %q; first defined at line %d", s, first)
 			} else {
 				names[s] = n.Line
 				b.Name = s
 			}
 		}
-		if n := m.get("port"); n == nil {
-			d.missing(m, "port", "e.g. port: /dev/ttyUSB0")
-		} else if s, ok := d.str(n, p+".port"); ok {
+		if n := m.Get("port"); n == nil {
+			d.Missing(m, "port", "e.g. port: /dev/ttyUSB0")
+		} else if s, ok := d.Str(n, p+".port"); ok {
 			if s == "" {
-				d.errorf(n, p+".port", "e.g. port: /dev/ttyUSB0", "must not be empty")
+				d.Errorf(n, p+".port", "e.g. port: /dev/ttyUSB0", "must not be empty")
 			} else {
 				key := d.portKey(s)
 				if first, dup := ports[key]; dup {
-					d.errorf(n, p+".port", "one port carries one bus; put all its devices on one bus entry", "port %s is already used by the bus at line %d", s, first)
+					d.Errorf(n, p+".port", "one port carries one bus; put all its devices on one bus entry", "port %s is already used by the bus at line %d", s, first)
 				} else {
 					ports[key] = n.Line
 				}
 				b.Port = s
 			}
 		}
-		if n := m.get("baud"); n != nil {
-			if v, ok := d.integer(n, p+".baud", 0, 1<<31); ok {
-				if !contains(bauds, strconv.FormatInt(v, 10)) {
-					d.errorf(n, p+".baud", "one of "+strings.Join(bauds, " "), "baud %d is not supported", v)
+		if n := m.Get("baud"); n != nil {
+			if v, ok := d.Int(n, p+".baud", 0, 1<<31); ok {
+				if !slices.Contains(bauds, strconv.FormatInt(v, 10)) {
+					d.Errorf(n, p+".baud", "one of "+strings.Join(bauds, " "), "baud %d is not supported", v)
 				} else {
 					b.Baud = int(v)
 				}
 			}
 		}
-		if n := m.get("data_bits"); n != nil {
-			if v, ok := d.integer(n, p+".data_bits", 5, 8); ok {
+		if n := m.Get("data_bits"); n != nil {
+			if v, ok := d.Int(n, p+".data_bits", 5, 8); ok {
 				b.DataBits = int(v)
 			}
 		}
-		if n := m.get("parity"); n != nil {
-			if v, ok := d.oneOf(n, p+".parity", []string{"none", "even", "odd"}); ok {
+		if n := m.Get("parity"); n != nil {
+			if v, ok := d.OneOf(n, p+".parity", []string{"none", "even", "odd"}); ok {
 				b.Parity = v
 			}
 		}
-		if n := m.get("stop_bits"); n != nil {
-			if v, ok := d.integer(n, p+".stop_bits", 1, 2); ok {
+		if n := m.Get("stop_bits"); n != nil {
+			if v, ok := d.Int(n, p+".stop_bits", 1, 2); ok {
 				b.StopBits = int(v)
 			}
 		}
 		timeoutOK := true
-		if n := m.get("timeout"); n != nil {
+		if n := m.Get("timeout"); n != nil {
 			var v time.Duration
-			if v, timeoutOK = d.duration(n, p+".timeout", 50*time.Millisecond, 10*time.Second); timeoutOK {
+			if v, timeoutOK = d.Duration(n, p+".timeout", 50*time.Millisecond, 10*time.Second); timeoutOK {
 				b.Timeout = v
 			}
 		}
-		if n := m.get("backoff_max"); n != nil {
-			if v, ok := d.duration(n, p+".backoff_max", 50*time.Millisecond, time.Hour); ok {
+		if n := m.Get("backoff_max"); n != nil {
+			if v, ok := d.Duration(n, p+".backoff_max", 50*time.Millisecond, time.Hour); ok {
 				b.BackoffMax = v
 				if timeoutOK && v < b.Timeout {
-					d.errorf(n, p+".backoff_max", "", "backoff_max %s is shorter than the bus timeout %s", fmtDur(v), fmtDur(b.Timeout))
+					d.Errorf(n, p+".backoff_max", "", "backoff_max %s is shorter than the bus timeout %s", yamlx.FmtDur(v), yamlx.FmtDur(b.Timeout))
 				}
 			}
 		}
-		if n := m.get("turnaround"); n != nil {
-			if v, ok := d.duration(n, p+".turnaround", MinTurnaround, MaxTurnaround); ok {
+		if n := m.Get("turnaround"); n != nil {
+			if v, ok := d.Duration(n, p+".turnaround", MinTurnaround, MaxTurnaround); ok {
 				b.Turnaround = v
 			}
 		}
@@ -588,9 +537,9 @@ func (d *decoder) checkFile(n *yaml.Node, path, written, p string) {
 	fi, err := os.Stat(p)
 	switch {
 	case err != nil:
-		d.errorf(n, path, d.fileHint(written), "cannot use %s: %v", p, unwrapPath(err))
+		d.Errorf(n, path, d.fileHint(written), "cannot use %s: %v", p, unwrapPath(err))
 	case fi.IsDir():
-		d.errorf(n, path, "name a file", "%s is a folder", p)
+		d.Errorf(n, path, "name a file", "%s is a folder", p)
 	}
 }
 
@@ -601,9 +550,9 @@ func (d *decoder) checkDir(n *yaml.Node, path, written, p string) {
 	fi, err := os.Stat(p)
 	switch {
 	case err != nil:
-		d.errorf(n, path, d.fileHint(written), "cannot use %s: %v", p, unwrapPath(err))
+		d.Errorf(n, path, d.fileHint(written), "cannot use %s: %v", p, unwrapPath(err))
 	case !fi.IsDir():
-		d.errorf(n, path, "name a folder", "%s is not a folder", p)
+		d.Errorf(n, path, "name a folder", "%s is not a folder", p)
 	}
 }
 

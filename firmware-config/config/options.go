@@ -1,6 +1,10 @@
 package config
 
-import "sort"
+import (
+	"sort"
+
+	"github.com/luling-edge/luling/internal/schema"
+)
 
 // Option changes what Parse and Load accept.
 type Option func(*options)
@@ -15,23 +19,20 @@ type options struct {
 	profilesIn func(dir string) ([]string, error)
 }
 
-// DriverRule is what the loader checks for the devices of one driver.
+// DriverRule is what the loader checks for the devices of one driver: what
+// the driver says of itself (drivers.Info), handed to the loader by the
+// build that links the drivers (drivers/all).
 type DriverRule struct {
 	Bus     bool // a device must name a bus, and a unit on it
 	UnitMin int  // accepted unit range for devices on a bus
 	UnitMax int
 	Profile bool // a device must name a profile
-}
-
-// BuiltinDriverRules returns the rules of the built-in serial drivers:
-// modbus (units 1..247, a register-map profile), sunspec (units 1..247)
-// and osdp (addresses 0..126). DriverRules adds to or replaces them.
-func BuiltinDriverRules() map[string]DriverRule {
-	return map[string]DriverRule{
-		"modbus":  {Bus: true, UnitMin: 1, UnitMax: 247, Profile: true},
-		"sunspec": {Bus: true, UnitMin: 1, UnitMax: 247},
-		"osdp":    {Bus: true, UnitMin: 0, UnitMax: 126},
-	}
+	// CardReader says the driver's devices read cards, so that a door
+	// may list them under readers:.
+	CardReader bool
+	// Options are the keys of a device's options:, checked with their
+	// places and "did you mean"; nil leaves the options unchecked.
+	Options schema.Schema
 }
 
 // Catalog is what KnownDrivers and KnownProfiles take: names (which also
@@ -103,7 +104,9 @@ func ProfilesInDir(list func(dir string) ([]string, error)) Option {
 	return func(o *options) { o.profilesIn = list }
 }
 
-// DriverRules adds rules for drivers, replacing built-in rules of the same name.
+// DriverRules adds rules for drivers, replacing earlier rules of the same
+// name. Without rules for a driver, its devices get only the checks every
+// device gets.
 func DriverRules(rules map[string]DriverRule) Option {
 	return func(o *options) {
 		for k, v := range rules {

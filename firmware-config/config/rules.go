@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 
+	"github.com/luling-edge/luling/internal/yamlx"
 	"gopkg.in/yaml.v3"
 )
 
@@ -24,40 +25,40 @@ var ruleNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
 // maxRules bounds the rules of one file.
 const maxRules = 2000
 
-func (d *decoder) rules(root *mapping) []Rule {
+func (d *decoder) rules(root *yamlx.Map) []Rule {
 	const hint = "each rule is an entry starting with - name: ...; see docs/rules.md"
-	items, _ := d.sequence(root.get("rules"), "rules", hint)
+	items, _ := d.Seq(root.Get("rules"), "rules", hint)
 	if len(items) > maxRules {
-		d.errorf(root.get("rules"), "rules", "", "%d rules, more than the %d one gateway may hold", len(items), maxRules)
+		d.Errorf(root.Get("rules"), "rules", "", "%d rules, more than the %d one gateway may hold", len(items), maxRules)
 		return nil
 	}
 	var out []Rule
 	names := map[string]int{}
 	for i, it := range items {
 		p := fmt.Sprintf("rules[%d]", i)
-		n := resolve(it)
+		n := yamlx.Resolve(it)
 		if n == nil || n.Kind != yaml.MappingNode {
-			d.errorf(it, p, hint, "expected a mapping, got %s", describe(n))
+			d.Errorf(it, p, hint, "expected a mapping, got %s", yamlx.Describe(n))
 			continue
 		}
 		// Keys are checked by package rules; only the name is read here.
-		m := d.mapping(n, p, nil)
+		m := d.Map(n, p, nil)
 		r := Rule{Line: n.Line, Col: n.Column, Node: n}
-		nn := m.get("name")
+		nn := m.Get("name")
 		if nn == nil {
-			d.missing(m, "name", "e.g. name: bay-led")
+			d.Missing(m, "name", "e.g. name: bay-led")
 			continue
 		}
-		s, ok := d.str(nn, p+".name")
+		s, ok := d.Str(nn, p+".name")
 		if !ok {
 			continue
 		}
 		if !ruleNameRe.MatchString(s) {
-			d.errorf(nn, p+".name", "1 to 64 of a-z, 0-9, _, . and -, starting with a letter or digit", "%q is not a valid rule name", s)
+			d.Errorf(nn, p+".name", "1 to 64 of a-z, 0-9, _, . and -, starting with a letter or digit", "%q is not a valid rule name", s)
 			continue
 		}
 		if first, dup := names[s]; dup {
-			d.errorf(nn, p+".name", "", "duplicate rule name %q; first defined at line %d", s, first)
+			d.Errorf(nn, p+".name", "", "duplicate rule name %q; first defined at line %d", s, first)
 			continue
 		}
 		names[s] = n.Line

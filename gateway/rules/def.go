@@ -4,14 +4,14 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/luling-edge/luling/internal/yamlx"
 	"gopkg.in/yaml.v3"
-
-	"github.com/luling-edge/luling/firmware-config/config"
 )
 
 // Def is one rule as declared in YAML, decoded but not yet compiled.
@@ -204,14 +204,16 @@ func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
 // ParseFile decodes a rules file: YAML whose top level holds a rules: list
 // (the same list a gateway config holds). name is the file name errors carry.
 func ParseFile(name string, data []byte) ([]Def, error) {
-	var doc yaml.Node
-	if err := safeUnmarshal(data, &doc); err != nil {
-		return nil, &Errors{List: []Error{{File: name, Line: 1, Msg: "yaml: " + strings.TrimPrefix(err.Error(), "yaml: ")}}}
-	}
 	d := &decoder{file: name}
+	yx := &yamlx.Decoder{File: name}
+	top, ok := yx.Parse(data)
+	if !ok {
+		d.take(yx) // a syntax error, with the line yaml.v3 gives it
+		return nil, &Errors{List: d.errs}
+	}
 	var list *yaml.Node
-	if len(doc.Content) > 0 {
-		root := resolve(doc.Content[0])
+	if top != nil {
+		root := resolve(top)
 		if root == nil || root.Kind != yaml.MappingNode {
 			d.errorf(root, "", "expected a mapping with a rules: list, got %s", describe(root))
 			return nil, &Errors{List: d.errs}
@@ -248,15 +250,6 @@ func DecodeNodes(file string, nodes []*yaml.Node) ([]Def, error) {
 	return defs, nil
 }
 
-func safeUnmarshal(data []byte, n *yaml.Node) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("yaml: %v", r)
-		}
-	}()
-	return yaml.Unmarshal(data, n)
-}
-
 func (d *decoder) list(n *yaml.Node) []Def {
 	n = resolve(n)
 	if isNull(n) {
@@ -289,32 +282,32 @@ func (d *decoder) list(n *yaml.Node) []Def {
 	return defs
 }
 
-// fields returns the pairs of a mapping node, checking keys against known.
+// fields returns the pairs of a mapping node, checking keys against known
+// (with "did you mean") and following merge keys, through internal/yamlx.
 func (d *decoder) fields(n *yaml.Node, path string, known []string) map[string]*yaml.Node {
 	n = resolve(n)
 	if n == nil || n.Kind != yaml.MappingNode {
 		d.errorf(n, path, "expected a mapping, got %s", describe(n))
 		return nil
 	}
-	out := map[string]*yaml.Node{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if k.Kind != yaml.ScalarNode {
-			d.errorf(k, path, "expected a key name, got %s", describe(k))
-			continue
-		}
-		p := join(path, k.Value)
-		if known != nil && !contains(known, k.Value) {
-			d.errorf(k, p, "unknown key %q (known keys: %s)", k.Value, strings.Join(known, ", "))
-			continue
-		}
-		if _, dup := out[k.Value]; dup {
-			d.errorf(k, p, "key %q is set twice", k.Value)
-			continue
-		}
-		out[k.Value] = v
+	yx := &yamlx.Decoder{File: d.file}
+	m := yx.Map(n, path, known)
+	d.take(yx)
+	if m == nil {
+		return nil
 	}
-	return out
+	return m.Vals
+}
+
+// take adds the errors a yamlx decoder found, in the rule's terms.
+func (d *decoder) take(yx *yamlx.Decoder) {
+	for _, e := range yx.Errs {
+		msg := e.Msg
+		if e.Hint != "" {
+			msg += " (" + e.Hint + ")"
+		}
+		d.errs = append(d.errs, Error{File: d.file, Line: e.Line, Col: e.Col, Rule: d.ruleName, RuleLine: d.line, Path: e.Path, Msg: msg})
+	}
 }
 
 func (d *decoder) rule(i int, n *yaml.Node) (Def, bool) {
@@ -673,12 +666,14 @@ func (d *decoder) scalar(n *yaml.Node, p string) any {
 }
 
 func (d *decoder) str(n *yaml.Node, p string) (string, bool) {
-	n = resolve(n)
-	if n == nil || n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
-		d.errorf(n, p, "expected a string, got %s", describe(n))
+	if n == nil {
+		d.errorf(n, p, "expected a string, got nothing")
 		return "", false
 	}
-	return n.Value, true
+	yx := &yamlx.Decoder{File: d.file}
+	v, ok := yx.Str(n, p)
+	d.take(yx)
+	return v, ok
 }
 
 func (d *decoder) strList(n *yaml.Node, p string) []string {
@@ -703,51 +698,27 @@ func (d *decoder) strList(n *yaml.Node, p string) []string {
 	return out
 }
 
+// boolean reads true or false; a mistake is reported and reads as true
+// (the default of enabled).
 func (d *decoder) boolean(n *yaml.Node, p string) bool {
-	r := resolve(n)
-	if r == nil || r.Kind != yaml.ScalarNode || r.Tag != "!!bool" {
-		d.errorf(n, p, "expected true or false, got %s", describe(r))
-		return true
-	}
-	var b bool
-	if err := r.Decode(&b); err != nil {
-		d.errorf(n, p, "expected true or false, got %s", describe(r))
-		return true
-	}
-	return b
+	yx := &yamlx.Decoder{File: d.file}
+	v, ok := yx.Bool(n, p)
+	d.take(yx)
+	return v || !ok
 }
 
 func (d *decoder) duration(n *yaml.Node, p string, lo, hi time.Duration) time.Duration {
-	r := resolve(n)
-	if r == nil || r.Kind != yaml.ScalarNode || r.Tag != "!!str" {
-		d.errorf(n, p, "expected a duration such as 30s, 5m or 2h, got %s", describe(r))
-		return 0
-	}
-	v, err := time.ParseDuration(strings.TrimSpace(r.Value))
-	if err != nil {
-		d.errorf(n, p, "bad duration %q (a Go duration such as 30s, 5m or 2h)", r.Value)
-		return 0
-	}
-	if v < lo || v > hi {
-		d.errorf(n, p, "%s is out of range %s..%s", v, lo, hi)
-		return 0
-	}
+	yx := &yamlx.Decoder{File: d.file}
+	v, _ := yx.Duration(n, p, lo, hi)
+	d.take(yx)
 	return v
 }
 
-func resolve(n *yaml.Node) *yaml.Node { return config.ResolveNode(n) }
+var (
+	resolve  = yamlx.Resolve
+	isNull   = yamlx.IsNull
+	describe = yamlx.Describe
+	join     = yamlx.Join
+)
 
-func isNull(n *yaml.Node) bool { return config.IsNullNode(n) }
-
-func describe(n *yaml.Node) string { return config.DescribeNode(n) }
-
-func join(p, k string) string { return config.JoinPath(p, k) }
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
+func contains(list []string, s string) bool { return slices.Contains(list, s) }

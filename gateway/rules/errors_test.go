@@ -121,13 +121,13 @@ func TestDecodeErrors(t *testing.T) {
 	}
 	want := strings.Join([]string{
 		`rules.yaml:3:14: rule "a" (line 2): trigger: choose one kind of trigger: measurement/device, event, virtual or every`,
-		`rules.yaml:4:15: rule "a" (line 2): cooldown: bad duration "5 mins" (a Go duration such as 30s, 5m or 2h)`,
+		`rules.yaml:4:15: rule "a" (line 2): cooldown: bad duration "5 mins" (a Go duration such as 200ms, 30s, 5m or 1h30m)`,
 		`rules.yaml:5:11: rule "a" (line 2): fire: "sometimes" is not allowed (want edge or level)`,
 		`rules.yaml:7:39: rule "a" (line 2): actions[0].alert.severity: "loud" is not allowed (want info, warning or critical)`,
 		`rules.yaml:8:9: rule "a" (line 2): actions[1]: an action is one of alert, emit, write, pulse, command, set; this entry has 2`,
 		`rules.yaml:9:16: rule "a" (line 2): actions[2].pulse.for: required key is missing (how long the output stays on, e.g. for: 3s)`,
 		`rules.yaml:11:14: rule "b" (line 10): trigger: say what triggers the rule: measurement/device, event, virtual or every`,
-		`rules.yaml:11:15: rule "b" (line 10): trigger.measurment: unknown key "measurment" (known keys: measurement, tags, device, event, virtual, every, changed)`,
+		`rules.yaml:11:15: rule "b" (line 10): trigger.measurment: unknown key "measurment" (did you mean measurement?)`,
 		`rules.yaml:13:5: rule "a" (line 13): name: rule name "a" is used twice; first at line 2`,
 		`rules.yaml:18:22: rule "c" (line 16): actions[0].emit.fields: required key is missing: a record needs at least one field`,
 		`rules.yaml:19:5: rule "#5" (line 19): name: required key is missing (e.g. name: overstay-zone-a)`,

@@ -29,6 +29,27 @@ func deps(t *testing.T, pkgs ...string) []string {
 	return own
 }
 
+// driverPackages lists the packages under drivers/ except drivers/all.
+func driverPackages(t *testing.T) []string {
+	t.Helper()
+	cmd := exec.Command("go", "list", "./drivers/...")
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list ./drivers/...: %v", err)
+	}
+	var pkgs []string
+	for _, p := range strings.Fields(string(out)) {
+		if p != module+"drivers/all" {
+			pkgs = append(pkgs, p)
+		}
+	}
+	if len(pkgs) < 5 {
+		t.Fatalf("go list ./drivers/... found only %v", pkgs)
+	}
+	return pkgs
+}
+
 func TestDependencyDirections(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs go list")
@@ -40,6 +61,17 @@ func TestDependencyDirections(t *testing.T) {
 		{[]string{"./cmd/cloudd", "./cloud/..."}, []string{"gateway", "drivers", "plugins", "firmware-config"}},
 		{[]string{"./plugins/sdk"}, []string{"gateway", "firmware-config", "cloud"}},
 		{[]string{"./payload"}, []string{"gateway", "drivers", "plugins", "cloud", "firmware-config", "internal", "cmd"}},
+		// Drivers describe themselves; the runtime and the config loader
+		// consume that, never the other way round. drivers/all, which links
+		// them into a binary and hands the loader their rules, is the
+		// exception. Profiles as data (firmware-config/profiles) are fine.
+		{driverPackages(t), []string{"gateway", "cloud", "firmware-config/config", "cmd"}},
+		// The plugin SDK takes on no YAML parser (internal/schema and
+		// internal/suggest are what the drivers package needs of it).
+		{[]string{"./plugins/sdk"}, []string{"internal/yamlx"}},
+		// The one YAML layer is a leaf.
+		{[]string{"./internal/yamlx"}, []string{"gateway", "drivers", "plugins", "cloud", "firmware-config", "payload", "cmd"}},
+		{[]string{"./internal/schema", "./internal/suggest"}, []string{"gateway", "drivers", "plugins", "cloud", "firmware-config", "payload", "cmd", "internal/yamlx"}},
 	}
 	for _, c := range cases {
 		for _, d := range deps(t, c.pkgs...) {

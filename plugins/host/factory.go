@@ -1,15 +1,41 @@
 package host
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/luling-edge/luling/drivers"
+	"github.com/luling-edge/luling/internal/schema"
 )
 
 // DriverName is the `driver` value of plugin devices in the gateway config.
 const DriverName = "plugin"
+
+// DriverOptions are the keys of a plugin device's options.
+var DriverOptions = schema.Schema{
+	{Key: "path", Kind: schema.String, Required: true, Doc: "the plugin program"},
+	{Key: "sha256", Kind: schema.String, Required: true, Doc: "the program's SHA-256, 64 hex digits (sha256sum prints it)",
+		Valid: func(s string) error {
+			if b, err := hex.DecodeString(s); err != nil || len(b) != sha256.Size {
+				return fmt.Errorf("%q is not 64 hex digits", s)
+			}
+			return nil
+		}},
+	{Key: "config", Kind: schema.Mapping, Doc: "the plugin's own settings, handed to it as JSON"},
+	{Key: "call_timeout", Kind: schema.Duration, Default: "5s", Doc: "how long one call into the plugin may take"},
+}
+
+// Example is a plugin device entry, for docs and tests.
+const Example = `- id: meter-1
+  driver: plugin
+  bus: rs485-1
+  options:
+    path: /opt/luling/plugins/acme-meter
+    sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+    call_timeout: 5s
+    config: {scale: 0.1}`
 
 // Factory is a drivers.Factory for plugin devices. It reads the device's
 // options:
@@ -36,16 +62,8 @@ func Factory(spec drivers.Spec, env drivers.Env) (drivers.Device, error) {
 // device attribute already, as the gateway's per-device loggers do.
 func OptionsFromSpec(spec drivers.Spec, env drivers.Env) (Options, error) {
 	o := Options{Name: spec.ID, Spec: spec, Bus: env.Bus, Logger: env.Logger, Now: env.Now, loggerNamesDevice: env.Logger != nil}
-	known := map[string]bool{"path": true, "sha256": true, "config": true, "call_timeout": true}
-	var unknown []string
-	for k := range spec.Options {
-		if !known[k] {
-			unknown = append(unknown, k)
-		}
-	}
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		return o, fmt.Errorf("plugin %s: unknown option %q (want path, sha256, config, call_timeout)", spec.ID, unknown[0])
+	if err := drivers.CheckOptions(DriverName, spec, DriverOptions); err != nil {
+		return o, err
 	}
 	str := func(key string) (string, error) {
 		v, ok := spec.Options[key]

@@ -30,7 +30,7 @@ func TestFactory(t *testing.T) {
 	}{
 		{map[string]any{"sha256": testPlugin.sum}, `option "path" is missing`},
 		{map[string]any{"path": 3, "sha256": testPlugin.sum}, `option "path" is a int, want a string`},
-		{map[string]any{"path": "/x", "sha256": testPlugin.sum, "confg": 1}, `unknown option "confg"`},
+		{map[string]any{"path": "/x", "sha256": testPlugin.sum, "confg": 1}, `unknown option "confg" (did you mean config?)`},
 		{map[string]any{"path": "/x", "sha256": testPlugin.sum, "config": []any{1}}, `"config" is a []interface {}, want a map`},
 		{map[string]any{"path": "/x", "sha256": testPlugin.sum, "call_timeout": "soon"}, `"call_timeout" is soon`},
 		{map[string]any{"path": "/x", "sha256": "12"}, `sha256 "12" is not 64 hex digits`},

@@ -6,7 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"strconv"
 	"strings"
+
+	"github.com/luling-edge/luling/internal/suggest"
 )
 
 // DecodeConfig decodes a plugin's config (Env.Config) into v, a pointer to a
@@ -48,6 +52,11 @@ func DecodeConfig(raw []byte, v any) error {
 		return fmt.Errorf("config: not valid JSON: it ends early: %w", ErrInvalid)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		key := strings.TrimPrefix(err.Error(), "json: unknown field ")
+		if name, uerr := strconv.Unquote(key); uerr == nil {
+			if hint := suggest.Closest(name, jsonKeys(reflect.TypeOf(v), nil, 0)); hint != "" {
+				return fmt.Errorf("config: unknown key %s (did you mean %s?): %w", key, hint, ErrInvalid)
+			}
+		}
 		return fmt.Errorf("config: unknown key %s: %w", key, ErrInvalid)
 	}
 	return fmt.Errorf("config: %v: %w", err, ErrInvalid)
@@ -119,4 +128,35 @@ func pathAt(raw []byte, off int64) string {
 			return here
 		}
 	}
+}
+
+// jsonKeys lists the JSON keys of the struct t (through pointers, slices
+// and maps), nested structs included, for "did you mean" on an unknown key:
+// encoding/json names the key but not the struct it was found in.
+func jsonKeys(t reflect.Type, out []string, depth int) []string {
+	for t != nil && (t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array || t.Kind() == reflect.Map) {
+		t = t.Elem()
+	}
+	if t == nil || t.Kind() != reflect.Struct || depth > 8 {
+		return out
+	}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case name == "-":
+			continue
+		case name == "" && f.Anonymous:
+			out = jsonKeys(f.Type, out, depth+1)
+			continue
+		case name == "":
+			name = f.Name
+		}
+		out = append(out, name)
+		out = jsonKeys(f.Type, out, depth+1)
+	}
+	return out
 }

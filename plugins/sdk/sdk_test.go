@@ -31,7 +31,9 @@ func TestDecodeConfig(t *testing.T) {
 		t.Fatalf("empty config: %v", err)
 	}
 	for _, tc := range []struct{ in, want string }{
-		{`{"adress":3}`, `config: unknown key "adress"`},
+		{`{"adress":3}`, `config: unknown key "adress" (did you mean address?)`},
+		{`{"line":{"baudd":9600}}`, `config: unknown key "baudd" (did you mean baud?)`},
+		{`{"colour":1}`, `config: unknown key "colour": `},
 		{`{"address":"3"}`, `config: key "address": got a JSON string, want int`},
 		{`{"line":{"baud":"fast"}}`, `config: key "line.baud": got a JSON string, want int`},
 		{`{"ratio":true}`, `key "ratio": got a JSON bool, want float64`},
@@ -148,4 +150,29 @@ func TestDecodeConfigPaths(t *testing.T) {
 			t.Errorf("DecodeConfig(%s) = %v, want %q", in, err, want)
 		}
 	}
+}
+
+// FuzzDecodeConfig: any bytes decode or fail with ErrInvalid, never panic,
+// also for unknown keys in nested structs (the did-you-mean walk).
+func FuzzDecodeConfig(f *testing.F) {
+	for _, s := range []string{`{"address":3}`, `{"adress":3}`, `{"line":{"baudd":1}}`, `{"line":[1]}`, `[`, ``, `{"a":{"b":{"c":1}}}`} {
+		f.Add([]byte(s))
+	}
+	type inner struct {
+		Baud  int            `json:"baud"`
+		Extra map[string]int `json:"extra,omitempty"`
+	}
+	type cfg struct {
+		Address int     `json:"address"`
+		Lines   []inner `json:"lines"`
+		Line    *inner  `json:"line"`
+		Skip    int     `json:"-"`
+		inner
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var c cfg
+		if err := sdk.DecodeConfig(raw, &c); err != nil && !errors.Is(err, sdk.ErrInvalid) {
+			t.Fatalf("error %v does not wrap ErrInvalid", err)
+		}
+	})
 }
