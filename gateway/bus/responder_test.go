@@ -16,7 +16,7 @@ import (
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/gateway/bus"
-	"github.com/luling-edge/luling/internal/fakeclock"
+	"github.com/luling-edge/luling/internal/clock"
 	"github.com/luling-edge/luling/internal/ptypair"
 
 	"github.com/luling-edge/luling/internal/testenv"
@@ -271,9 +271,9 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 }
 
 // fakeClock is a manual clock for back-off.
-type fakeClock = fakeclock.Clock
+type fakeClock = clock.Fake
 
-func newFakeClock() *fakeClock { return fakeclock.New(time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC)) }
+func newFakeClock() *fakeClock { return clock.NewFake(time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC)) }
 
 func isBackoff(err error) bool {
 	return errors.Is(err, bus.ErrBackoff) && errors.Is(err, drivers.ErrTimeout)

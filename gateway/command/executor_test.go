@@ -216,7 +216,7 @@ func TestRelayPulse(t *testing.T) {
 	if w := <-r.writers.wrote; w.value != payload.Bool(true) {
 		t.Fatalf("first write %v", w)
 	}
-	<-r.clock.Added // the pulse waits on the clock
+	r.clock.BlockUntil(1) // the pulse waits on the clock
 	select {
 	case w := <-r.writers.wrote:
 		t.Fatalf("off written before the pulse ended: %v", w)
