@@ -53,9 +53,7 @@ func BenchmarkBusEfficiency(b *testing.B) {
 			wg.Add(1)
 			go func() { defer wg.Done(); bs.Run(ctx) }()
 			defer func() { cancel(); pair.Close(); wg.Wait() }()
-			for bs.Stats().State != bus.StateOpen {
-				time.Sleep(time.Millisecond)
-			}
+			<-bs.Ready()
 			c := modbus.NewClient(bs.Device("unit-1"), 1, "unit-1")
 			if _, err := c.ReadHoldingRegisters(ctx, 0, 10); err != nil { // warm up, opens the port
 				b.Fatal(err)

@@ -32,7 +32,6 @@ import (
 	"github.com/luling-edge/luling/drivers/gpio"
 	"github.com/luling-edge/luling/firmware-config/config"
 	"github.com/luling-edge/luling/gateway/access"
-	"github.com/luling-edge/luling/gateway/bus"
 	"github.com/luling-edge/luling/gateway/command"
 	"github.com/luling-edge/luling/gateway/pipeline"
 	"github.com/luling-edge/luling/gateway/rules"
@@ -246,15 +245,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 	// Give the ports a moment to open, so that the first polls do not
 	// report devices offline on a bus that is only starting.
-	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		open := true
-		for _, b := range g.buses {
-			open = open && b.b.Stats().State == bus.StateOpen
-		}
-		if open {
-			break
-		}
-	}
+	g.waitBuses(ctx, time.Second)
 
 	commitDone := make(chan struct{})
 	go func() { defer close(commitDone); g.commit() }()

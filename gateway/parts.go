@@ -113,6 +113,22 @@ func (be *busEntry) run(ctx context.Context, log *slog.Logger) {
 	be.b.Close()
 }
 
+// waitBuses waits until every bus's port is open, for at most limit of
+// real time: a port that does not open is the bus's to report.
+func (g *Gateway) waitBuses(ctx context.Context, limit time.Duration) {
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	for _, be := range g.buses {
+		select {
+		case <-be.b.Ready():
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 func (be *busEntry) snapshot() status.Bus {
 	s := be.b.Stats()
 	st := "up"

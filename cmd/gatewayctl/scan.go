@@ -64,14 +64,11 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	go func() { defer wg.Done(); b.Run(ctx) }()
 	defer func() { cancel(); wg.Wait() }()
 	// Wait for the port to open, or report why it does not.
-	deadline := time.Now().Add(3 * time.Second)
-	for b.Stats().State != bus.StateOpen {
-		if time.Now().After(deadline) {
-			st := b.Stats()
-			fmt.Fprintf(stderr, "%s scan: cannot open %s: %s\n", programName, *port, st.State)
-			return exitFailed
-		}
-		time.Sleep(20 * time.Millisecond)
+	select {
+	case <-b.Ready():
+	case <-time.After(3 * time.Second):
+		fmt.Fprintf(stderr, "%s scan: cannot open %s: %s\n", programName, *port, b.Stats().State)
+		return exitFailed
 	}
 	fmt.Fprintf(stdout, "scanning %s (%s), units %s, %v per unit\n", *port, pc, *units, *timeout)
 	found := 0

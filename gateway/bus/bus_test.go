@@ -525,12 +525,17 @@ func TestOpensPortThatAppearsLater(t *testing.T) {
 	if !errors.Is(err, drivers.ErrBusDown) {
 		t.Fatalf("before the node exists: %v, want ErrBusDown", err)
 	}
+	select {
+	case <-b.Ready():
+		t.Fatal("Ready was closed before the port opened")
+	default:
+	}
 	pair, err := ptypair.Open(link)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp := newResponder(t, pair)
-	waitFor(t, "the bus to open", func() bool { return b.Stats().State == bus.StateOpen })
+	waitReady(t, b)
 	if _, err := b.Device("d").Transact(context.Background(), request(1, 2), frameLen(1)); err != nil {
 		t.Fatal(err)
 	}

@@ -260,8 +260,18 @@ func startBus(t testing.TB, cfg bus.Config, opts bus.Options) *bus.Bus {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	waitFor(t, "the port to open", func() bool { return b.Stats().State == bus.StateOpen })
+	waitReady(t, b)
 	return b
+}
+
+// waitReady waits for b's port to open; the limit only stops a hung test.
+func waitReady(t testing.TB, b *bus.Bus) {
+	t.Helper()
+	select {
+	case <-b.Ready():
+	case <-time.After(20 * time.Second):
+		t.Fatalf("bus %s: the port did not open", b.Name())
+	}
 }
 
 // waitFor polls cond; the limit is generous and only stops a hung test.
