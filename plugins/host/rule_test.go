@@ -116,7 +116,7 @@ func TestRulePluginResumesAfterCrash(t *testing.T) {
 		if acts, err = r.Evaluate(ctx, rules.PluginInput{Records: []payload.Record{bayRec("b1", 9)}, Now: time.Now()}); !errors.Is(err, host.ErrBackoff) {
 			break
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // waits out the 10 ms back-off; judges nothing
 	}
 	if err != nil {
 		t.Fatal(err)
