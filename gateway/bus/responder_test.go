@@ -184,7 +184,7 @@ func (r *responder) run() {
 			if _, err := m.Write(rep[:1]); err != nil {
 				return
 			}
-			time.Sleep(split)
+			time.Sleep(split) // plays a device that sends its reply in two pieces
 			rep = rep[1:]
 		}
 		if _, err := m.Write(rep); err != nil {
