@@ -212,7 +212,8 @@ func TestNewRefusesBadOptions(t *testing.T) {
 
 func TestKilledPluginRestarts(t *testing.T) {
 	var hl healthLog
-	p := newPlugin(t, "nobus", func(o *host.Options) { o.OnHealth = hl.add })
+	clk := clock.NewFake(time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC))
+	p := newPlugin(t, "nobus", func(o *host.Options) { o.OnHealth, o.Clock = hl.add, clk })
 	recs := pollUntilOK(t, p)
 	pid := p.Stats().PID
 	if recs[0].Fields["pid"].Int() != int64(pid) {
@@ -229,7 +230,19 @@ func TestKilledPluginRestarts(t *testing.T) {
 	if len(ev) != 1 || ev[0].Tags["code"] != "plugin_crashed" || ev[0].Fields["state"].Str() != "active" {
 		t.Fatalf("events after the crash: %+v", ev)
 	}
-	recs = pollUntilOK(t, p)
+	// The restart waits for BackoffMin (10 ms here) on the clock.
+	if _, err := p.Poll(context.Background()); !errors.Is(err, host.ErrBackoff) {
+		t.Fatalf("Poll right after the crash = %v, want ErrBackoff", err)
+	}
+	clk.Advance(10*time.Millisecond - time.Nanosecond)
+	if _, err := p.Poll(context.Background()); !errors.Is(err, host.ErrBackoff) {
+		t.Fatalf("Poll just before the back-off ends = %v, want ErrBackoff", err)
+	}
+	clk.Advance(time.Nanosecond)
+	recs, err = p.Poll(context.Background())
+	if err != nil {
+		t.Fatalf("Poll once the back-off ended = %v, want the restarted plugin's records", err)
+	}
 	st := p.Stats()
 	if st.PID == pid || recs[0].Fields["pid"].Int() != int64(st.PID) {
 		t.Fatalf("not restarted: pid %d before, %d now, record from %d", pid, st.PID, recs[0].Fields["pid"].Int())
