@@ -272,16 +272,19 @@ func TestBirthRetainedAndLastWillWhenSocketDies(t *testing.T) {
 }
 
 // A connection that stops delivering PUBACKs (the broker's bytes vanish) is
-// dropped after AckTimeout and everything is replayed on a new one; no wait
-// hangs.
+// dropped once AckTimeout has passed on the uplink's clock, not before, and
+// everything is replayed on a new one; no wait hangs.
 func TestStalledConnectionIsDroppedAndReplayed(t *testing.T) {
 	b := testenv.Mosquitto(t)
 	px := newProxy(t, fmt.Sprintf("127.0.0.1:%d", b.Port))
 	src := newMemSource()
+	clk := clock.NewFake(time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC))
 	o := baseOptions(t, px.URL())
 	o.KeepAlive = 60 * time.Second // keep Paho's own ping check out of the way
 	o.AckTimeout = time.Second
+	o.CloseTimeout = 300 * time.Millisecond
 	o.Window = 4
+	o.Clock = clk
 	u := newUplink(t, src, o)
 	stop := start(t, u)
 	waitFor(t, 20*time.Second, "connect", u.Connected)
@@ -290,6 +293,16 @@ func TestStalledConnectionIsDroppedAndReplayed(t *testing.T) {
 	for i := uint64(1); i <= n; i++ {
 		src.add(message(t, i, payload.Telemetry, 1))
 	}
+	waitFor(t, 20*time.Second, "a window of publishes in flight", func() bool { return u.Stats().InFlight == o.Window })
+	clk.BlockUntil(1) // the oldest publish's AckTimeout
+	clk.Advance(o.AckTimeout - time.Nanosecond)
+	if st := u.Stats(); st.ConnectionLosses != 0 || !st.Connected {
+		t.Fatalf("connection dropped before AckTimeout: %+v", st)
+	}
+	clk.Advance(time.Nanosecond)
+	waitFor(t, 20*time.Second, "the stalled connection to be dropped", func() bool { return u.Stats().ConnectionLosses >= 1 })
+	clk.BlockUntil(1) // the reconnect back-off
+	clk.Advance(o.ReconnectMax)
 	waitFor(t, 30*time.Second, "every message acknowledged over a new connection", func() bool { return src.ackedCount() == n })
 	st := u.Stats()
 	if st.ConnectionLosses < 1 || st.Replays < uint64(o.Window) || !strings.Contains(st.LastError, "no PUBACK") {
