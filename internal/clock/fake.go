@@ -139,7 +139,10 @@ func (f *Fake) BlockUntilContext(ctx context.Context, n int) error {
 func (f *Fake) add(w *fakeWaiter, d time.Duration) {
 	w.at = f.now.Add(d)
 	if d <= 0 && w.period == 0 {
-		w.ch <- w.at
+		select {
+		case w.ch <- w.at:
+		default: // not reached: remove drained the channel
+		}
 		return
 	}
 	f.waiters = append(f.waiters, w)
