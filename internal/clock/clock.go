@@ -75,6 +75,8 @@ func IsReal(c Clock) bool {
 
 type realClock struct{}
 
+var _ Clock = realClock{}
+
 func (realClock) Now() time.Time                         { return time.Now() }
 func (realClock) Since(t time.Time) time.Duration        { return time.Since(t) }
 func (realClock) Until(t time.Time) time.Duration        { return time.Until(t) }
