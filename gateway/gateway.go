@@ -32,11 +32,11 @@ import (
 	"github.com/luling-edge/luling/drivers/gpio"
 	"github.com/luling-edge/luling/firmware-config/config"
 	"github.com/luling-edge/luling/gateway/access"
-	"github.com/luling-edge/luling/gateway/bus"
 	"github.com/luling-edge/luling/gateway/command"
 	"github.com/luling-edge/luling/gateway/pipeline"
 	"github.com/luling-edge/luling/gateway/rules"
 	"github.com/luling-edge/luling/gateway/status"
+	"github.com/luling-edge/luling/internal/clock"
 	"github.com/luling-edge/luling/payload"
 )
 
@@ -47,8 +47,10 @@ const queueLen = 4096
 type Options struct {
 	Version string
 	Logger  *slog.Logger
-	// Now is the clock for observation times (time.Now when nil).
-	Now func() time.Time
+	// Clock is the clock of the poll schedule, observation times, device
+	// and plugin back-off, rules, commands and the uplink (the real clock
+	// when nil). Serial lines keep real time: see gateway/bus.
+	Clock clock.Clock
 	// OpenPin opens a GPIO line by name for doors (gpio.Open when nil).
 	OpenPin func(name string) (periphgpio.PinIO, error)
 	// Reload serves the config.reload command: it validates the config on
@@ -62,7 +64,8 @@ type Gateway struct {
 	cfg     *config.Config
 	log     *slog.Logger
 	version string
-	now     func() time.Time
+	clock   clock.Clock
+	now     func() time.Time // clock.Now
 	started time.Time
 
 	ob       *outboxAdapter
@@ -111,15 +114,13 @@ type device struct {
 // not open serial ports or connect (Run does).
 func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g := &Gateway{
-		cfg: cfg, log: opts.Logger, version: opts.Version, now: opts.Now,
+		cfg: cfg, log: opts.Logger, version: opts.Version, clock: clock.OrReal(opts.Clock),
 		filter: pipeline.New(), queue: make(chan item, queueLen),
 	}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
-	if g.now == nil {
-		g.now = time.Now
-	}
+	g.now = g.clock.Now
 	if g.version == "" {
 		g.version = "dev"
 	}
@@ -147,7 +148,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}
 	byName := map[string]*busEntry{}
 	for _, bc := range cfg.Buses {
-		be, err := newBus(bc, onBus[bc.Name], g.log)
+		be, err := newBus(bc, onBus[bc.Name], g.log, g.clock)
 		if err != nil {
 			return fail(err)
 		}
@@ -240,15 +241,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 	// Give the ports a moment to open, so that the first polls do not
 	// report devices offline on a bus that is only starting.
-	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		open := true
-		for _, b := range g.buses {
-			open = open && b.b.Stats().State == bus.StateOpen
-		}
-		if open {
-			break
-		}
-	}
+	g.waitBuses(ctx, time.Second)
 
 	commitDone := make(chan struct{})
 	go func() { defer close(commitDone); g.commit() }()
@@ -379,14 +372,14 @@ func (g *Gateway) Emit(ctx context.Context, kind payload.Kind, recs []payload.Re
 
 func (g *Gateway) pollLoop(ctx context.Context, d *device, phase time.Duration) {
 	log := g.log.With("device", d.spec.ID)
-	timer := time.NewTimer(phase)
+	timer := g.clock.NewTimer(phase)
 	defer timer.Stop()
 	next := g.now().Add(phase)
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-timer.C:
+		case <-timer.C():
 		}
 		g.pollOnce(ctx, d, log)
 		// Fixed rate without catch-up bursts: a late poll moves the schedule.
@@ -394,11 +387,12 @@ func (g *Gateway) pollLoop(ctx context.Context, d *device, phase time.Duration) 
 		if now := g.now(); next.Before(now) {
 			next = now.Add(d.poll / 10)
 		}
-		timer.Reset(time.Until(next))
+		timer.Reset(g.clock.Until(next))
 	}
 }
 
 func (g *Gateway) pollOnce(ctx context.Context, d *device, log *slog.Logger) {
+	// A real-time bound: the poll's transactions run on the real line.
 	pctx, cancel := context.WithTimeout(ctx, d.poll+5*time.Second)
 	recs, err := d.drv.Poll(pctx)
 	cancel()
@@ -506,13 +500,13 @@ func (g *Gateway) healthLoop(ctx context.Context) {
 	if iv <= 0 {
 		return
 	}
-	t := time.NewTicker(iv)
+	t := g.clock.NewTicker(iv)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 			g.Emit(ctx, payload.Telemetry, []payload.Record{g.healthRecord()})
 		}
 	}

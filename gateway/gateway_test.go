@@ -14,6 +14,7 @@ import (
 	"github.com/luling-edge/luling/drivers/all"
 	"github.com/luling-edge/luling/drivers/modbus/modbussim"
 	"github.com/luling-edge/luling/firmware-config/config"
+	"github.com/luling-edge/luling/internal/clock"
 	"github.com/luling-edge/luling/internal/testenv"
 )
 
@@ -65,7 +66,15 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 func startGateway(t *testing.T, cfg *config.Config) (*Gateway, func()) {
 	t.Helper()
-	gw, err := New(cfg, Options{Version: "test", Logger: quietLogger()})
+	return startGatewayWith(t, cfg, Options{})
+}
+
+// startGatewayWith runs a gateway with opts (its version and logger set
+// here) until the returned stop is called.
+func startGatewayWith(t *testing.T, cfg *config.Config, opts Options) (*Gateway, func()) {
+	t.Helper()
+	opts.Version, opts.Logger = "test", quietLogger()
+	gw, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,72 +97,120 @@ func unitRequests(lot *modbussim.Lot) map[int]uint64 {
 	return out
 }
 
-// One of 8 devices on a bus stops answering: the other 7 keep their poll
-// rate, and the dead one recovers when it answers again.
+// devicePolls returns each device's poll and skip counts by id.
+func devicePolls(gw *Gateway) (polls, skipped map[string]uint64) {
+	polls, skipped = map[string]uint64{}, map[string]uint64{}
+	for _, d := range gw.Snapshot().Devices {
+		polls[d.ID], skipped[d.ID] = d.Polls, d.Skipped
+	}
+	return polls, skipped
+}
+
+// One of four devices on a bus stops answering: the others keep every poll
+// of their schedule and the dead one is asked only when its back-off (1 s,
+// doubling to 4 s) lets a probe through, so it takes four of the line's
+// turns in 8 s instead of 16; it recovers when it answers again. The
+// schedule runs on the gateway's fake clock, so that the test judges it
+// exactly whatever the machine's load; the serial line and its timeouts
+// stay real.
 func TestDeadDeviceDoesNotStallOthers(t *testing.T) {
-	broker := testenv.Mosquitto(t)
-	lot, err := modbussim.NewLot(modbussim.LotConfig{Bays: 8, Buses: 1, Ultrasonic: 1, Seed: 7, Dir: t.TempDir()})
+	lot, err := modbussim.NewLot(modbussim.LotConfig{Bays: 4, Buses: 1, Ultrasonic: 1, Seed: 7, Dir: t.TempDir(),
+		Line: modbussim.Line{Baud: 115200}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer lot.Close()
-	const poll = 250 * time.Millisecond
-	// Without per-device back-off every poll cycle would spend 300 ms
-	// waiting for the dead device and the others would fall to about half
-	// their rate.
-	cfg := lotConfig(t, lot, broker.URL(), "    timeout: 300ms\n    backoff_max: 4s\n", "", poll)
-	gw, stop := startGateway(t, cfg)
+	lot.Pause()
+	const poll = 500 * time.Millisecond
+	// No broker: the uplink keeps retrying, which the test does not need.
+	noBroker := fmt.Sprintf("tcp://127.0.0.1:%d", testenv.FreePort(t))
+	cfg := lotConfig(t, lot, noBroker, "    timeout: 50ms\n    backoff_max: 4s\n", "", poll)
+	for i := range cfg.Buses {
+		cfg.Buses[i].Baud = 115200
+	}
+	clk := clock.NewFake(time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC))
+	gw, stop := startGatewayWith(t, cfg, Options{Clock: clk})
 	defer stop()
 
-	time.Sleep(1500 * time.Millisecond) // warm up
-	// Over the window the dead device is probed at 0, 1, 3 and 7 s (back-off
-	// 1 s doubling to 4 s): four stalls of one timeout each, against one
-	// stall per poll cycle without back-off.
+	// Idle, the gateway waits on the clock in one timer per device, the
+	// health ticker, the rules engine's tick and the uplink's reconnect
+	// back-off. First polls are spread over the interval, so each step of
+	// poll/4 makes one device due; the next step waits until it is done.
+	const bays = 4
+	idle := bays + 3
+	step := poll / bays
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // only stops a hung test
+	defer cancel()
+	advance := func(d time.Duration) {
+		t.Helper()
+		for range d / step {
+			if err := clk.BlockUntilContext(ctx, idle); err != nil {
+				t.Fatalf("the gateway did not come back to wait on the clock: %d of %d waiters", clk.Waiters(), idle)
+			}
+			clk.Advance(step)
+		}
+		if err := clk.BlockUntilContext(ctx, idle); err != nil {
+			t.Fatalf("the gateway did not come back to wait on the clock: %d of %d waiters", clk.Waiters(), idle)
+		}
+	}
+	advance(time.Second) // warm up
+
 	const window = 8 * time.Second
-	before := unitRequests(lot)
-	time.Sleep(window)
-	mid := unitRequests(lot)
+	const perWindow = uint64(window / poll)
+	polls0, _ := devicePolls(gw)
+	req0 := unitRequests(lot)
+	advance(window)
+	polls1, skip1 := devicePolls(gw)
+	req1 := unitRequests(lot)
 
 	dead := lot.Server(0).Unit(3)
+	deadLine0 := gw.buses[0].b.Device("bay-003").Stats()
 	dead.SetOffline(true)
-	time.Sleep(window)
-	after := unitRequests(lot)
+	advance(window)
+	deadLine := gw.buses[0].b.Device("bay-003").Stats()
+	polls2, skip2 := devicePolls(gw)
+	req2 := unitRequests(lot)
 	dead.SetOffline(false)
 
-	for bay := 1; bay <= 8; bay++ {
+	for bay := 1; bay <= bays; bay++ {
+		id := fmt.Sprintf("bay-%03d", bay)
+		if n := polls1[id] - polls0[id]; n != perWindow {
+			t.Errorf("%s: %d polls in %v with every device answering, want %d", id, n, window, perWindow)
+		}
+		if n := polls2[id] - polls1[id]; n != perWindow {
+			t.Errorf("%s: %d polls in %v while bay 3 was dead, want %d", id, n, window, perWindow)
+		}
 		if bay == 3 {
 			continue
 		}
-		healthy := mid[bay] - before[bay]
-		during := after[bay] - mid[bay]
-		if nominal := uint64(window / poll); healthy < nominal*6/10 {
-			t.Skipf("bay %d: only %d of %d polls in %v before the fault: the machine is too loaded to judge poll rates", bay, healthy, nominal, window)
-		}
-		if float64(during) < 0.7*float64(healthy) {
-			t.Errorf("bay %d: %d polls in %v while bay 3 was dead, %d before: the dead device stalled it", bay, during, window, healthy)
+		if healthy, during := req1[bay]-req0[bay], req2[bay]-req1[bay]; during != healthy || healthy == 0 {
+			t.Errorf("bay %d: %d requests on the line while bay 3 was dead, %d before: want the same", bay, during, healthy)
 		}
 	}
-	deadPolls := after[3] - mid[3]
-	if max := uint64(5); deadPolls > max {
-		t.Errorf("dead bay 3 was asked %d times in %v: want at most %d with back-off", deadPolls, window, max)
+	// Probes at 0, 1, 3 and 7 s into the window, each a timeout on the
+	// line; the other 12 polls are skipped without touching it.
+	if n := deadLine.Timeouts - deadLine0.Timeouts; n != 4 {
+		t.Errorf("dead bay 3 missed %d replies on the line in %v, want 4: four probes with back-off", n, window)
+	}
+	if n := skip2["bay-003"] - skip1["bay-003"]; n != perWindow-4 {
+		t.Errorf("bay 3: %d polls skipped while backing off, want %d", n, perWindow-4)
 	}
 
-	// Recovery: the device is polled again and its state returns to ok.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var state string
+	// Recovery: the next probe (11 s after the first miss) finds the
+	// device answering, and its state returns to ok.
+	state := func() string {
 		for _, d := range gw.Snapshot().Devices {
 			if d.ID == "bay-003" {
-				state = d.State
+				return d.State
 			}
 		}
-		if state == "ok" {
-			break
+		return ""
+	}
+	for waited := time.Duration(0); state() != "ok"; waited += poll {
+		if waited > 5*time.Second {
+			t.Fatalf("bay-003 did not recover after it answered again: state %q", state())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bay-003 did not recover after it answered again: state %q", state)
-		}
-		time.Sleep(100 * time.Millisecond)
+		advance(poll)
 	}
 }
 
@@ -190,20 +247,10 @@ func TestLEDFollowsOccupancyWithUplinkDown(t *testing.T) {
 
 	waitLED := func(bay int, want uint16) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		testenv.WaitFor(t, 10*time.Second, fmt.Sprintf("bay %d's LED register to read %d", bay, want), func() bool {
 			led, err := lot.LED(bay)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if led == want {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("bay %d: LED register is %d, want %d", bay, led, want)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return err == nil && led == want
+		})
 	}
 	for bay := 1; bay <= 4; bay++ {
 		waitLED(bay, modbussim.LEDGreen)

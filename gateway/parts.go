@@ -18,6 +18,7 @@ import (
 	"github.com/luling-edge/luling/gateway/serialport"
 	"github.com/luling-edge/luling/gateway/status"
 	"github.com/luling-edge/luling/gateway/uplink"
+	"github.com/luling-edge/luling/internal/clock"
 	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/plugins/host"
 )
@@ -69,14 +70,14 @@ type busEntry struct {
 
 // newBus makes the bus c for devices whose drivers are drvs (the drivers
 // of the devices configured on it, one entry per device).
-func newBus(c config.Bus, drvs []string, log *slog.Logger) (*busEntry, error) {
+func newBus(c config.Bus, drvs []string, log *slog.Logger, clk clock.Clock) (*busEntry, error) {
 	port := serialport.Config{Name: c.Port, Baud: c.Baud, DataBits: c.DataBits,
 		Parity: serialport.Parity(c.Parity), StopBits: c.StopBits}
 	b, err := bus.New(bus.Config{
 		Name: c.Name, Port: port,
 		Timeout: c.Timeout, BackoffMax: c.BackoffMax,
 		Turnaround: turnaround(c, port, drvs),
-	}, bus.Options{Logger: log.With("bus", c.Name, "port", c.Port)})
+	}, bus.Options{Logger: log.With("bus", c.Name, "port", c.Port), Clock: clk})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: bus %s: %w", c.Name, err)
 	}
@@ -113,6 +114,22 @@ func (be *busEntry) run(ctx context.Context, log *slog.Logger) {
 	be.b.Close()
 }
 
+// waitBuses waits until every bus's port is open, for at most limit of
+// real time: a port that does not open is the bus's to report.
+func (g *Gateway) waitBuses(ctx context.Context, limit time.Duration) {
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	for _, be := range g.buses {
+		select {
+		case <-be.b.Ready():
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 func (be *busEntry) snapshot() status.Bus {
 	s := be.b.Stats()
 	st := "up"
@@ -142,7 +159,7 @@ func newUplink(cfg *config.Config, g *Gateway) (*uplinkAdapter, error) {
 		Brokers: uc.Brokers, ClientID: uc.ClientID, Username: uc.Username, Password: uc.Password.Reveal(),
 		Site: cfg.Site, Gateway: cfg.Gateway, KeepAlive: uc.Keepalive, ConnectTimeout: uc.ConnectTimeout,
 		ReconnectMax: uc.ReconnectMax, Window: uc.MaxInflight, Birth: g.Birth, Logger: g.log.With("part", "uplink"),
-		OnCommand: g.exec.Handle,
+		OnCommand: g.exec.Handle, Clock: g.clock,
 	}
 	if uc.TLS.Set() {
 		tc, err := uplink.TLSConfig(uc.TLS.CA, uc.TLS.Cert, uc.TLS.Key, uc.TLS.ServerName, uc.TLS.InsecureSkipVerify)
@@ -180,7 +197,7 @@ func (g *Gateway) newRules() (*rules.Engine, error) {
 		devs[d.spec.ID] = d.drv
 	}
 	log := g.log.With("part", "rules")
-	return compileRules(g.cfg, g.shared, rules.Options{Logger: log, Writer: devs, Emitter: g, Commander: g, Plugins: host.RuleFactory(log)})
+	return compileRules(g.cfg, g.shared, rules.Options{Clock: g.clock, Logger: log, Writer: devs, Emitter: g, Commander: g, Plugins: host.RuleFactory(log)})
 }
 
 // CheckRules compiles the config's rules the way the gateway will, so that
@@ -245,6 +262,7 @@ func (g *Gateway) newExecutor(reload func(context.Context) error) (*command.Exec
 		},
 		Handlers: g.accessHandlers(),
 		Logger:   g.log.With("part", "command"),
+		Clock:    g.clock,
 	})
 }
 

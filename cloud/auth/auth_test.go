@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/cloud/auth"
-	"github.com/luling-edge/luling/internal/fakeclock"
+	"github.com/luling-edge/luling/internal/clock"
 )
 
 // api is a small API behind the guard: GET /read needs a viewer, POST
@@ -170,7 +170,7 @@ func TestCreateRevokeErrors(t *testing.T) {
 // TestReloadWithoutRestart: tokens created and revoked after the
 // authenticator started take effect once the check interval passed.
 func TestReloadWithoutRestart(t *testing.T) {
-	clk := fakeclock.New(time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC))
+	clk := clock.NewFake(time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC))
 	f := newFile(t)
 	a := auth.NewTokenAuthenticator(f.Path, auth.TokenOptions{Now: clk.Now})
 	h := api(a)
@@ -217,7 +217,7 @@ func TestNoTokenFileRefusesAll(t *testing.T) {
 	}
 	f := newFile(t)
 	tok := create(t, f, "ops", auth.Operator)
-	clk := fakeclock.New(time.Now())
+	clk := clock.NewFake(time.Now())
 	a := auth.NewTokenAuthenticator(f.Path, auth.TokenOptions{Now: clk.Now})
 	if code, _, _ := do(t, api(a), "GET", "/read", "Bearer "+tok); code != 200 {
 		t.Fatalf("valid file: HTTP %d", code)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,20 +12,24 @@ import (
 	"time"
 )
 
+// lotRow is one zone's last parking_lot point.
+type lotRow struct {
+	site, gateway, lot, zone string
+	capacity, occupied, free int64
+}
+
+// lotQuery asks one InfluxDB for the lots' last points.
+type lotQuery struct{ url, db, token, site string }
+
 // runLots prints parking occupancy per lot and zone from InfluxDB, once or
 // continuously: what a property manager's dashboard shows, for a terminal.
 func runLots(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("lots", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := flagSet("lots", "[-influx URL] [-db NAME] [-site SITE] [-watch 2s]", stderr)
 	influx := fs.String("influx", "http://127.0.0.1:8086", "InfluxDB URL")
 	db := fs.String("db", "community", "database (InfluxDB 2.x: bucket mapped to a database)")
 	token := fs.String("token", "", `InfluxDB token ("user:password" for 1.x with auth)`)
 	site := fs.String("site", "", "only this site")
 	watch := fs.Duration("watch", 0, "refresh every interval on one line (0: print once)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: %s lots [-influx URL] [-db NAME] [-site SITE] [-watch 2s]\n\n", programName)
-		fs.PrintDefaults()
-	}
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -74,13 +77,6 @@ func runLots(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 }
-
-type lotRow struct {
-	site, gateway, lot, zone string
-	capacity, occupied, free int64
-}
-
-type lotQuery struct{ url, db, token, site string }
 
 func (q lotQuery) fetch(ctx context.Context) ([]lotRow, error) {
 	where := "time > now() - 1d"

@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -70,6 +71,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "%s: unknown command %q\n", programName, args[0])
 	usage(stderr)
 	return exitUsage
+}
+
+// flagSet makes a subcommand's flag set: errors go to stderr, and -h
+// prints "usage: gatewayctl NAME ARGS" and the flags.
+func flagSet(name, args string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(programName+" "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: %s %s %s\n\n", programName, name, args)
+		fs.PrintDefaults()
+	}
+	return fs
 }
 
 func usage(w io.Writer) {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,8 +21,7 @@ import (
 // runScan probes unit addresses on a Modbus RTU bus and reports which
 // answer, and for SunSpec devices which models they expose.
 func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("scan", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := flagSet("scan", "-port PATH [-baud N] [-parity even] [-units 1-247] [-sunspec]", stderr)
 	port := fs.String("port", "", "serial port, e.g. /dev/ttyUSB0 (required)")
 	baud := fs.Int("baud", 19200, "line speed")
 	parity := fs.String("parity", "even", "none, even or odd")
@@ -31,10 +29,6 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	units := fs.String("units", "1-247", "unit addresses to probe: 1-247, or a list such as 1,2,10-20")
 	timeout := fs.Duration("timeout", 200*time.Millisecond, "reply timeout per unit")
 	doSunSpec := fs.Bool("sunspec", false, "run SunSpec discovery on every unit that answers")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: %s scan -port PATH [-baud N] [-parity even] [-units 1-247] [-sunspec]\n\n", programName)
-		fs.PrintDefaults()
-	}
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -64,14 +58,11 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	go func() { defer wg.Done(); b.Run(ctx) }()
 	defer func() { cancel(); wg.Wait() }()
 	// Wait for the port to open, or report why it does not.
-	deadline := time.Now().Add(3 * time.Second)
-	for b.Stats().State != bus.StateOpen {
-		if time.Now().After(deadline) {
-			st := b.Stats()
-			fmt.Fprintf(stderr, "%s scan: cannot open %s: %s\n", programName, *port, st.State)
-			return exitFailed
-		}
-		time.Sleep(20 * time.Millisecond)
+	select {
+	case <-b.Ready():
+	case <-time.After(3 * time.Second):
+		fmt.Fprintf(stderr, "%s scan: cannot open %s: %s\n", programName, *port, b.Stats().State)
+		return exitFailed
 	}
 	fmt.Fprintf(stdout, "scanning %s (%s), units %s, %v per unit\n", *port, pc, *units, *timeout)
 	found := 0

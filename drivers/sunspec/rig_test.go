@@ -66,12 +66,10 @@ func newRig(tb testing.TB, baud int) *rig {
 		wg.Wait()
 		pair.Close()
 	})
-	limit := time.Now().Add(20 * time.Second)
-	for b.Stats().State != bus.StateOpen {
-		if time.Now().After(limit) {
-			tb.Fatal("the bus's port did not open")
-		}
-		time.Sleep(2 * time.Millisecond)
+	select {
+	case <-b.Ready():
+	case <-time.After(20 * time.Second):
+		tb.Fatal("the bus's port did not open")
 	}
 	return &rig{srv: srv, bus: b}
 }

@@ -39,12 +39,17 @@
 // clears the back-off. A timeout caused by the caller's own shorter ctx
 // deadline is counted but starts no back-off.
 //
-// Time: the line's own timing (silence, reply deadlines) runs on the real
-// monotonic clock, because the line is real, and the silence is waited out
-// with internal/pace, whose sleeps are precise to about 0.1 ms where the
-// runtime's timers round up to whole milliseconds. Device back-off,
-// last-success times and the reopen waits run on the Clock in Options, which
-// tests replace.
+// Ready: the channel Ready returns is closed once Run has opened the port
+// for the first time, so callers wait for it instead of polling Stats.
+//
+// Time: device back-off, last-success times and the reopen waits run on the
+// clock.Clock in Options, which tests replace with a clock.Fake. The line's
+// own timing (silence, reply deadlines) stays on the real clock whatever
+// Options say, because the bytes on the line take real time: a fake clock
+// cannot make a reply arrive sooner. On the real clock the silence is waited
+// out with internal/pace, whose sleeps are precise to about 0.1 ms where the
+// runtime's timers round up to whole milliseconds; this package's tests run
+// the line on a fake clock too, and then the silence is a wait on it.
 //
 // Counters are atomics and cheap; Stats returns a snapshot for the status page
 // and health readings.
@@ -62,6 +67,7 @@ import (
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/gateway/serialport"
+	"github.com/luling-edge/luling/internal/clock"
 	"github.com/luling-edge/luling/internal/pace"
 )
 
@@ -112,21 +118,10 @@ type Config struct {
 	Turnaround time.Duration
 }
 
-// Clock is the time source for back-off and reopen waits.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
 // Options are a bus's collaborators; all are optional.
 type Options struct {
 	Logger *slog.Logger      // default slog.Default()
-	Clock  Clock             // default the real clock
+	Clock  clock.Clock       // back-off and reopen waits; default the real clock
 	Open   serialport.Opener // default serialport.Open
 }
 
@@ -146,14 +141,13 @@ func Silence(baud, bitsPerChar int) time.Duration {
 type Bus struct {
 	cfg      Config
 	log      *slog.Logger
-	clock    Clock
+	clock    clock.Clock
 	open     serialport.Opener
 	charTime time.Duration
 	silence  time.Duration
-	// now and pause are the line's clock: the monotonic clock and
-	// pace.Until. Only this package's tests replace them.
-	now   func() time.Time
-	pause func(ctx context.Context, until time.Time) error
+	// lineClock times the line: the real clock, which only this package's
+	// tests replace (see the package doc).
+	lineClock clock.Clock
 
 	// line is the turn on the wire; whoever holds it owns lineState.
 	line lineLock
@@ -168,6 +162,7 @@ type Bus struct {
 	closed  atomic.Bool
 	running atomic.Bool
 	done    chan struct{}
+	ready   chan struct{} // closed when the port opened the first time
 	once    sync.Once
 
 	stats busCounters
@@ -235,26 +230,23 @@ func New(cfg Config, opts Options) (*Bus, error) {
 		silence = Silence(cfg.Port.Baud, bits)
 	}
 	b := &Bus{
-		cfg:      cfg,
-		log:      opts.Logger,
-		clock:    opts.Clock,
-		open:     opts.Open,
-		charTime: time.Duration(bits) * time.Second / time.Duration(cfg.Port.Baud),
-		silence:  silence,
-		now:      time.Now,
-		pause:    pace.Until,
-		state:    StateDown,
-		devices:  map[string]*Handle{},
-		down:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
+		cfg:       cfg,
+		log:       opts.Logger,
+		clock:     clock.OrReal(opts.Clock),
+		open:      opts.Open,
+		charTime:  time.Duration(bits) * time.Second / time.Duration(cfg.Port.Baud),
+		silence:   silence,
+		lineClock: clock.Real(),
+		state:     StateDown,
+		devices:   map[string]*Handle{},
+		down:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		ready:     make(chan struct{}),
 	}
 	if b.log == nil {
 		b.log = slog.Default()
 	}
 	b.log = b.log.With("bus", cfg.Name, "port", cfg.Port.Name)
-	if b.clock == nil {
-		b.clock = realClock{}
-	}
 	if b.open == nil {
 		b.open = serialport.Open
 	}
@@ -271,6 +263,12 @@ func (b *Bus) Silence() time.Duration { return b.silence }
 
 // WireTime is how long n characters take on the bus's line.
 func (b *Bus) WireTime(n int) time.Duration { return time.Duration(n) * b.charTime }
+
+// Ready returns a channel that is closed once Run has opened the port for
+// the first time. It stays closed when the port goes down later (Stats and
+// ErrBusDown tell that), and is never closed when the port never opens:
+// wait on it together with a ctx or a time limit.
+func (b *Bus) Ready() <-chan struct{} { return b.ready }
 
 // Run opens the port and keeps it open, reopening it when it vanishes, until
 // ctx ends or Close is called. It then closes the bus and returns nil.
@@ -326,6 +324,7 @@ func (b *Bus) Run(ctx context.Context) error {
 			b.log.Info("bus port reopened", "down_for", b.clock.Now().Sub(downSince).Round(time.Millisecond))
 		} else {
 			b.log.Info("bus port open", "line", b.cfg.Port.String(), "turnaround", b.silence)
+			close(b.ready)
 		}
 		opened, logged, wait = true, false, 0
 		select {
@@ -461,7 +460,7 @@ func (b *Bus) transact(ctx context.Context, p serialport.Port, req []byte, frame
 	if err := p.Flush(); err != nil {
 		return nil, errIO{err}
 	}
-	start := b.now()
+	start := b.lineClock.Now()
 	n, err := p.Write(req)
 	b.stats.bytesSent.Add(uint64(n))
 	if err == nil && n < len(req) {
@@ -469,7 +468,7 @@ func (b *Bus) transact(ctx context.Context, p serialport.Port, req []byte, frame
 	}
 	wire := b.WireTime(len(req))
 	if err != nil {
-		end := b.now()
+		end := b.lineClock.Now()
 		b.quietFrom = end.Add(b.silence)
 		b.stats.busyNanos.Add(int64(end.Sub(start)))
 		return nil, errIO{err}
@@ -483,7 +482,7 @@ func (b *Bus) transact(ctx context.Context, p serialport.Port, req []byte, frame
 		return nil, nil
 	}
 	reply, err := b.readReply(ctx, p, start.Add(wire+b.cfg.Timeout), frameLen)
-	end := b.now()
+	end := b.lineClock.Now()
 	b.quietFrom = end.Add(b.silence)
 	b.stats.busyNanos.Add(int64(end.Sub(start)))
 	return reply, err
@@ -491,10 +490,17 @@ func (b *Bus) transact(ctx context.Context, p serialport.Port, req []byte, frame
 
 // waitQuiet waits until the line has been silent for the bus's silence.
 func (b *Bus) waitQuiet(ctx context.Context) error {
-	if !b.now().Before(b.quietFrom) {
+	wait := b.lineClock.Until(b.quietFrom)
+	if wait <= 0 {
 		return nil
 	}
-	if err := b.pause(ctx, b.quietFrom); err != nil {
+	var err error
+	if clock.IsReal(b.lineClock) {
+		err = pace.Until(ctx, b.quietFrom)
+	} else {
+		err = clock.Sleep(ctx, b.lineClock, wait)
+	}
+	if err != nil {
 		return ctxErr(ctx, 0)
 	}
 	return nil
@@ -553,7 +559,7 @@ func (b *Bus) readReply(ctx context.Context, p serialport.Port, deadline time.Ti
 					want = total
 					// The rest of a frame that has begun gets its
 					// time on the wire even past the bus timeout.
-					if end := b.now().Add(b.WireTime(want-len(buf)) + b.silence); end.After(deadline) {
+					if end := b.lineClock.Now().Add(b.WireTime(want-len(buf)) + b.silence); end.After(deadline) {
 						deadline = end
 					}
 				}
@@ -575,7 +581,7 @@ func (b *Bus) readReply(ctx context.Context, p serialport.Port, deadline time.Ti
 			b.buf = buf[:0]
 			return nil, fmt.Errorf("%w: %w", ErrClosed, drivers.ErrBusDown)
 		}
-		if !b.now().Before(deadline) {
+		if !b.lineClock.Now().Before(deadline) {
 			b.buf = buf[:0]
 			return nil, errTimedOut{kind: byBus, got: len(buf)}
 		}

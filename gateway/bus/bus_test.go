@@ -510,11 +510,13 @@ func TestUnplugAndReplug(t *testing.T) {
 	}
 }
 
-// A bus whose port is missing at start keeps trying and opens it once the
-// node appears.
+// A bus whose port is missing at start keeps trying, with its reopen
+// back-off on the clock, and opens it once the node appears.
 func TestOpensPortThatAppearsLater(t *testing.T) {
 	link := t.TempDir() + "/ttyLATE"
-	b, err := bus.New(bus.Config{Name: "rs485-2", Port: serialport.Config{Name: link, Baud: 9600}, ReopenMax: 100 * time.Millisecond}, bus.Options{Logger: slog.New(slog.DiscardHandler)})
+	clk := newFakeClock()
+	b, err := bus.New(bus.Config{Name: "rs485-2", Port: serialport.Config{Name: link, Baud: 9600}, ReopenMax: 400 * time.Millisecond},
+		bus.Options{Logger: slog.New(slog.DiscardHandler), Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -525,12 +527,34 @@ func TestOpensPortThatAppearsLater(t *testing.T) {
 	if !errors.Is(err, drivers.ErrBusDown) {
 		t.Fatalf("before the node exists: %v, want ErrBusDown", err)
 	}
+	select {
+	case <-b.Ready():
+		t.Fatal("Ready was closed before the port opened")
+	default:
+	}
+	// Attempts after 100 ms, then 200 ms, then every 400 ms (ReopenMax).
+	for _, wait := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 400 * time.Millisecond} {
+		clk.BlockUntil(1)
+		clk.Advance(wait - time.Nanosecond)
+		if clk.Waiters() != 1 {
+			t.Fatalf("a reopen attempt before its %v wait ended", wait)
+		}
+		clk.Advance(time.Nanosecond)
+	}
+	clk.BlockUntil(1)
 	pair, err := ptypair.Open(link)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp := newResponder(t, pair)
-	waitFor(t, "the bus to open", func() bool { return b.Stats().State == bus.StateOpen })
+	// The node is there, but the bus tries again only after its wait.
+	select {
+	case <-b.Ready():
+		t.Fatal("the port opened before the reopen wait ended")
+	default:
+	}
+	clk.Advance(400 * time.Millisecond)
+	waitReady(t, b)
 	if _, err := b.Device("d").Transact(context.Background(), request(1, 2), frameLen(1)); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"testing"
-	"time"
 
 	"github.com/luling-edge/luling/gateway/serialport"
 )
@@ -46,9 +45,7 @@ func BenchmarkArbiterOverhead(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go bus.Run(ctx)
-	for bus.Stats().State != StateOpen {
-		time.Sleep(time.Millisecond)
-	}
+	<-bus.Ready()
 	h := bus.Device("bay-1")
 	req := []byte{0x01, 0x03, 0x00, 0x00, 0x00, 0x02, 0xc4, 0x0b}
 	fl := func(p []byte) (int, error) {

@@ -16,7 +16,7 @@ import (
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/gateway/bus"
-	"github.com/luling-edge/luling/internal/fakeclock"
+	"github.com/luling-edge/luling/internal/clock"
 	"github.com/luling-edge/luling/internal/ptypair"
 
 	"github.com/luling-edge/luling/internal/testenv"
@@ -184,7 +184,7 @@ func (r *responder) run() {
 			if _, err := m.Write(rep[:1]); err != nil {
 				return
 			}
-			time.Sleep(split)
+			time.Sleep(split) // plays a device that sends its reply in two pieces
 			rep = rep[1:]
 		}
 		if _, err := m.Write(rep); err != nil {
@@ -260,8 +260,18 @@ func startBus(t testing.TB, cfg bus.Config, opts bus.Options) *bus.Bus {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	waitFor(t, "the port to open", func() bool { return b.Stats().State == bus.StateOpen })
+	waitReady(t, b)
 	return b
+}
+
+// waitReady waits for b's port to open; the limit only stops a hung test.
+func waitReady(t testing.TB, b *bus.Bus) {
+	t.Helper()
+	select {
+	case <-b.Ready():
+	case <-time.After(20 * time.Second):
+		t.Fatalf("bus %s: the port did not open", b.Name())
+	}
 }
 
 // waitFor polls cond; the limit is generous and only stops a hung test.
@@ -271,9 +281,9 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 }
 
 // fakeClock is a manual clock for back-off.
-type fakeClock = fakeclock.Clock
+type fakeClock = clock.Fake
 
-func newFakeClock() *fakeClock { return fakeclock.New(time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC)) }
+func newFakeClock() *fakeClock { return clock.NewFake(time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC)) }
 
 func isBackoff(err error) bool {
 	return errors.Is(err, bus.ErrBackoff) && errors.Is(err, drivers.ErrTimeout)

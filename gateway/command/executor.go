@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/drivers"
+	"github.com/luling-edge/luling/internal/clock"
 	"github.com/luling-edge/luling/payload"
 )
 
@@ -24,18 +25,6 @@ const (
 
 // Measurement is the measurement of the event recorded for every command.
 const Measurement = "command"
-
-// Clock is the executor's time source; tests hand in a fake one.
-type Clock interface {
-	Now() time.Time
-	// After returns a channel that receives once d has passed.
-	After(d time.Duration) <-chan time.Time
-}
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time                         { return time.Now() }
-func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // RuleSwitch turns local rules on and off (the rules engine's Enable).
 type RuleSwitch interface {
@@ -83,7 +72,7 @@ type Options struct {
 	// Handlers adds commands, or replaces built-in ones, by name.
 	Handlers map[string]Handler
 
-	Clock  Clock // system clock when nil
+	Clock  clock.Clock // the real clock when nil; tests hand in a clock.Fake
 	Logger *slog.Logger
 	// Timeout bounds each command's run (default 10 s).
 	Timeout time.Duration
@@ -126,7 +115,7 @@ type outbound struct {
 // time by Run's worker, and local callers' through Execute and Command.
 type Executor struct {
 	opts     Options
-	clock    Clock
+	clock    clock.Clock
 	log      *slog.Logger
 	store    *store
 	handlers map[string]Handler
@@ -139,9 +128,7 @@ type Executor struct {
 // New checks opts, opens the id log in StateDir and registers the built-in
 // commands whose hooks are set.
 func New(opts Options) (*Executor, error) {
-	if opts.Clock == nil {
-		opts.Clock = systemClock{}
-	}
+	opts.Clock = clock.OrReal(opts.Clock)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -288,10 +275,7 @@ func (e *Executor) publish(ctx context.Context, out outbound) {
 			return
 		}
 		e.log.Debug("command reply not published; retrying", "id", out.id, "err", err)
-		select {
-		case <-ctx.Done():
-		case <-e.clock.After(wait):
-		}
+		clock.Sleep(ctx, e.clock, wait) //nolint:errcheck // ctx is checked above
 		wait = min(2*wait, 5*time.Second)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/gateway/command"
+	"github.com/luling-edge/luling/internal/testenv"
 	"github.com/luling-edge/luling/payload"
 )
 
@@ -216,7 +217,7 @@ func TestRelayPulse(t *testing.T) {
 	if w := <-r.writers.wrote; w.value != payload.Bool(true) {
 		t.Fatalf("first write %v", w)
 	}
-	<-r.clock.Added // the pulse waits on the clock
+	r.clock.BlockUntil(1) // the pulse waits on the clock
 	select {
 	case w := <-r.writers.wrote:
 		t.Fatalf("off written before the pulse ended: %v", w)
@@ -296,5 +297,35 @@ func TestIDLogBounded(t *testing.T) {
 	r.exec.Handle(topic("e"), body("e", "ping", nil, 2*time.Hour))
 	if rep := r.reply("e"); rep.Status != payload.ReplyOK {
 		t.Fatalf("after expiry: %+v", rep)
+	}
+}
+
+// A reply that cannot be published is retried after 250 ms, 500 ms, 1 s …
+// on the clock, and given up once the next retry would end past
+// ReplyRetry.
+func TestReplyRetriedWithBackoffOnTheClock(t *testing.T) {
+	tried := make(chan struct{}, 16)
+	r := newRig(t, t.TempDir(), func(o *command.Options) {
+		o.ReplyRetry = 2 * time.Second
+		o.Reply = func(context.Context, string, []byte) error {
+			tried <- struct{}{}
+			return errors.New("uplink: not connected")
+		}
+	})
+	r.exec.Handle(topic("r1"), body("r1", "ping", nil, time.Minute))
+	<-tried
+	for _, wait := range []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second} {
+		r.clock.BlockUntil(1)
+		r.clock.Advance(wait - time.Nanosecond)
+		if n := r.clock.Waiters(); n != 1 || len(tried) != 0 {
+			t.Fatalf("retried before its %v wait ended", wait)
+		}
+		r.clock.Advance(time.Nanosecond)
+		<-tried
+	}
+	// 1.75 s in: a 2 s wait would end past the 2 s ReplyRetry.
+	testenv.WaitFor(t, 20*time.Second, "the reply to be given up", func() bool { return r.exec.Stats().ReplyErrors == 1 })
+	if len(tried) != 0 || r.clock.Waiters() != 0 {
+		t.Errorf("%d more attempts, %d waiters after giving up", len(tried), r.clock.Waiters())
 	}
 }

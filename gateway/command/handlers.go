@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/drivers"
+	"github.com/luling-edge/luling/internal/clock"
 )
 
 // Limits of relay.pulse.
@@ -89,10 +90,8 @@ func (e *Executor) relayPulse(a *Args) (Action, error) {
 		result := map[string]any{"device": dev, "point": point, "on": on.Interface(), "off": off.Interface(), "duration_ms": d.Milliseconds()}
 		onErr := w.Write(ctx, point, on)
 		if onErr == nil {
-			select {
-			case <-e.clock.After(d):
-			case <-ctx.Done():
-				onErr = fmt.Errorf("pulse cut short: %w", ctx.Err())
+			if err := clock.Sleep(ctx, e.clock, d); err != nil {
+				onErr = fmt.Errorf("pulse cut short: %w", err)
 			}
 		}
 		octx := ctx

@@ -12,16 +12,16 @@ import (
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/gateway/command"
-	"github.com/luling-edge/luling/internal/fakeclock"
+	"github.com/luling-edge/luling/internal/clock"
 	"github.com/luling-edge/luling/payload"
 )
 
 var t0 = time.Date(2026, 11, 25, 19, 0, 0, 0, time.UTC)
 
 // fakeClock is a manual clock: After fires once Advance passed its time.
-type fakeClock = fakeclock.Clock
+type fakeClock = clock.Fake
 
-func newClock() *fakeClock { return fakeclock.New(t0) }
+func newClock() *fakeClock { return clock.NewFake(t0) }
 
 // write is one call to a fakeWriter.
 type write struct {

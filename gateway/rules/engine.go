@@ -16,6 +16,7 @@ import (
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/types"
 
+	"github.com/luling-edge/luling/internal/clock"
 	"github.com/luling-edge/luling/payload"
 )
 
@@ -36,18 +37,6 @@ type Commander interface {
 	Command(ctx context.Context, name string, args map[string]string) error
 }
 
-// Clock is the engine's time source; tests hand in a fake one.
-type Clock interface {
-	Now() time.Time
-	// After returns a channel that receives once d has passed.
-	After(d time.Duration) <-chan time.Time
-}
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time                         { return time.Now() }
-func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
 // ErrUnknownRule is returned by Enable for a name no rule has.
 var ErrUnknownRule = errors.New("no such rule")
 
@@ -62,7 +51,7 @@ const (
 
 // Options are what the gateway hands the engine.
 type Options struct {
-	Clock     Clock // system clock when nil
+	Clock     clock.Clock // the real clock when nil; tests hand in a clock.Fake
 	Logger    *slog.Logger
 	Writer    Writer    // device writes and pulses; nil refuses them (counted as action errors)
 	Emitter   Emitter   // alerts, emitted records, virtual values; nil drops them
@@ -88,7 +77,7 @@ type Options struct {
 // any goroutine; Run runs the action workers and the tick.
 type Engine struct {
 	opts  Options
-	clock Clock
+	clock clock.Clock
 	log   *slog.Logger
 
 	mu        sync.Mutex // guards rule state and virtual values
@@ -127,9 +116,7 @@ type job struct {
 
 // New compiles defs. Every mistake is reported at once, as an *Errors.
 func New(defs []Def, opts Options) (*Engine, error) {
-	if opts.Clock == nil {
-		opts.Clock = systemClock{}
-	}
+	opts.Clock = clock.OrReal(opts.Clock)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -590,10 +577,7 @@ func (e *Engine) do(ctx context.Context, j job) {
 // switches it back at once, so no relay stays on.
 func (e *Engine) pulseOff(ctx context.Context, j job) {
 	defer e.pulses.Done()
-	select {
-	case <-e.clock.After(j.dur):
-	case <-ctx.Done():
-	}
+	clock.Sleep(ctx, e.clock, j.dur) //nolint:errcheck // at shutdown: switch back at once
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := e.opts.Writer.Write(wctx, j.device, j.point, j.off); err != nil {

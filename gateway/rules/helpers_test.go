@@ -11,16 +11,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/luling-edge/luling/internal/fakeclock"
+	"github.com/luling-edge/luling/internal/clock"
 	"github.com/luling-edge/luling/payload"
 )
 
 // fakeClock is a manual clock: time moves only by Advance.
-type fakeClock = fakeclock.Clock
+type fakeClock = clock.Fake
 
 var t0 = time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
 
-func newFakeClock() *fakeClock { return fakeclock.New(t0) }
+func newFakeClock() *fakeClock { return clock.NewFake(t0) }
 
 // write is one device write a fakeWriter saw.
 type write struct {

@@ -10,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/luling-edge/luling/internal/clock"
 	"github.com/luling-edge/luling/payload"
 )
 
@@ -216,19 +217,31 @@ func (r *rule) tickPlugin() {
 func (r *rule) runPlugin(ctx context.Context) {
 	ps := r.plug
 	defer ps.p.Close()
-	var retry <-chan time.Time
+	var retry clock.Timer // armed while the plugin is down
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
 	wait := pluginRetryMin
 	for {
+		var retryC <-chan time.Time
+		if retry != nil {
+			retryC = retry.C()
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-ps.signal:
-		case <-retry:
+		case <-retryC:
 			ps.mu.Lock()
 			ps.tick = true // an empty call: the plugin host hands a restarted plugin its state
 			ps.mu.Unlock()
 		}
-		retry = nil
+		if retry != nil {
+			retry.Stop()
+			retry = nil
+		}
 		ps.mu.Lock()
 		recs, tick := ps.pending, ps.tick
 		ps.pending, ps.tick = nil, false
@@ -237,14 +250,14 @@ func (r *rule) runPlugin(ctx context.Context) {
 			continue
 		}
 		now := r.e.clock.Now()
-		start := time.Now()
+		start := time.Now() // the call's real cost, for the latency histogram
 		acts, err := ps.p.Evaluate(ctx, PluginInput{Records: recs, Now: now, Tick: len(recs) == 0})
 		if ctx.Err() != nil {
 			return
 		}
 		took := time.Since(start)
 		if errors.Is(err, ErrPluginDown) {
-			retry = r.e.clock.After(wait)
+			retry = r.e.clock.NewTimer(wait)
 			wait = min(2*wait, pluginRetryMax)
 		} else {
 			wait = pluginRetryMin

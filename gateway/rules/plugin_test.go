@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -197,11 +198,16 @@ func TestPluginRuleNeverBlocksObserve(t *testing.T) {
 	if err := e.Enable("guidance", false); err != nil {
 		t.Fatal(err)
 	}
-	before := len(sr.seen())
 	e.Observe([]payload.Record{bay("b9", "north", "09", true, t0)})
-	time.Sleep(50 * time.Millisecond)
-	if n := len(sr.seen()); n != before {
-		t.Errorf("a disabled plugin rule got %d records", n-before)
+	// Records reach the plugin in order: once a record sent after
+	// enabling the rule again has arrived, b9 would have too.
+	if err := e.Enable("guidance", true); err != nil {
+		t.Fatal(err)
+	}
+	e.Observe([]payload.Record{bay("b8", "north", "08", true, t0)})
+	waitFor(t, func() bool { return slices.Contains(sr.seen(), "b8=true") })
+	if slices.Contains(sr.seen(), "b9=true") {
+		t.Error("a disabled plugin rule got a record")
 	}
 }
 
@@ -310,35 +316,33 @@ func TestPluginRuleRetriesWhenDown(t *testing.T) {
 		}
 		return nil, nil
 	}
-	e := pluginEngine(t, guidanceRule, sr, Options{Clock: clk})
+	// The engine's tick never comes due here, so the clock's waiters are
+	// the tick and, while the plugin is down, the retry's timer.
+	e := pluginEngine(t, guidanceRule, sr, Options{Clock: clk, Tick: time.Hour})
 	run(t, e)
 	calls := func() int { sr.mu.Lock(); defer sr.mu.Unlock(); return len(sr.calls) }
+	evals := func() uint64 { st, _ := e.Stats().Rule("guidance"); return st.Evaluations }
 	e.Observe([]payload.Record{bay("b1", "north", "01", true, t0)})
-	// The retry's timer and the engine's tick are both waiting.
-	retrying := func() bool { return clk.Waiters() >= 2 }
 	waitFor(t, func() bool { return calls() == 1 })
-	waitFor(t, retrying)
+	clk.BlockUntil(2)
 	clk.Advance(time.Second) // first retry after 1 s
 	waitFor(t, func() bool { return calls() == 2 })
-	waitFor(t, retrying)
+	clk.BlockUntil(2)
 	clk.Advance(time.Second) // the second waits 2 s
-	time.Sleep(20 * time.Millisecond)
-	if n := calls(); n != 2 {
-		t.Fatalf("%d calls 1 s into a 2 s wait", n)
+	if n := clk.Waiters(); n != 2 {
+		t.Fatalf("the retry fired 1 s into a 2 s wait (%d waiters)", n)
 	}
 	clk.Advance(time.Second)
 	waitFor(t, func() bool { return calls() == 3 })
-	clk.Advance(time.Minute)
-	time.Sleep(20 * time.Millisecond)
-	if n := calls(); n != 3 {
-		t.Errorf("%d calls after the plugin answered again, want no more retries", n)
+	// The retry is armed before the evaluation is counted.
+	waitFor(t, func() bool { return evals() == 3 })
+	if n := clk.Waiters(); n != 1 {
+		t.Errorf("a retry is armed after the plugin answered again (%d waiters)", n)
 	}
 	e.Observe([]payload.Record{bay("own-error", "north", "02", true, t0)})
-	waitFor(t, func() bool { return calls() == 4 })
-	clk.Advance(time.Minute)
-	time.Sleep(20 * time.Millisecond)
-	if n := calls(); n != 4 {
-		t.Errorf("the plugin's own error was retried: %d calls", n)
+	waitFor(t, func() bool { return evals() == 4 })
+	if n := clk.Waiters(); n != 1 {
+		t.Errorf("the plugin's own error is retried (%d waiters)", n)
 	}
 	if st, _ := e.Stats().Rule("guidance"); st.Errors != 3 {
 		t.Errorf("errors %d, want 3", st.Errors)

@@ -257,7 +257,7 @@ func (r *rule) fill(ks *keyState, now time.Time) bool {
 
 // evaluate runs the condition and fires when the fire semantics say so.
 func (r *rule) evaluate(ks *keyState, now time.Time, recheck bool) {
-	start := time.Now()
+	start := time.Now() // real time: the evaluation's cost, for the latency histogram
 	defer func() {
 		r.hist.add(time.Since(start))
 		r.cur = nil
@@ -298,7 +298,7 @@ func (r *rule) evaluate(ks *keyState, now time.Time, recheck bool) {
 	ks.fired = now
 	r.fires++
 	for _, a := range r.actions {
-		if err := r.prepare(a, ks, now); err != nil {
+		if err := r.prepare(a, now); err != nil {
 			r.errs++
 			r.setErr(fmt.Sprintf("%s action: %v", a.def.Kind, err))
 		}
@@ -313,122 +313,156 @@ func (r *rule) setErr(msg string) {
 }
 
 // prepare renders an action's templates and queues it.
-func (r *rule) prepare(a *action, ks *keyState, now time.Time) error {
-	env := r.env
-	str := func(t *template) (string, error) {
-		if t == nil {
-			return "", nil
-		}
-		return t.renderString(env)
-	}
-	val := func(c any, t *template) (payload.Value, error) {
-		if t != nil {
-			v, err := t.render(env)
-			if err != nil {
-				return payload.Value{}, err
-			}
-			return toValue(v)
-		}
-		return toValue(c)
-	}
+func (r *rule) prepare(a *action, now time.Time) error {
+	env := renderEnv(r.env)
 	switch a.def.Kind {
 	case ActAlert:
-		msg, err := str(a.message)
-		if err != nil {
-			return err
-		}
-		dev := env["device"].(string)
-		if a.device != nil {
-			if dev, err = str(a.device); err != nil {
-				return err
-			}
-		}
-		tags := map[string]string{"rule": r.def.Name, "severity": a.alertSeverity}
-		if dev != "" {
-			tags["device"] = dev
-		}
-		rec := payload.Record{Measurement: "alert", Tags: tags, Time: now,
-			Fields: map[string]payload.Value{"message": payload.String(msg)}}
-		r.e.enqueue(job{r: r, kind: ActAlert, recs: []payload.Record{rec}, event: true, device: dev})
+		return r.prepareAlert(a, env, now)
 	case ActEmit:
-		rec := payload.Record{Measurement: a.measurement, Time: now, Tags: map[string]string{"rule": r.def.Name},
-			Fields: make(map[string]payload.Value, len(a.fieldConst)+len(a.fieldT))}
-		for k, t := range a.tags {
-			s, err := str(t)
-			if err != nil {
-				return err
-			}
-			rec.Tags[k] = s
-		}
-		for k, c := range a.fieldConst {
-			v, err := toValue(c)
-			if err != nil {
-				return fmt.Errorf("field %s: %w", k, err)
-			}
-			rec.Fields[k] = v
-		}
-		for k, t := range a.fieldT {
-			v, err := val(nil, t)
-			if err != nil {
-				return fmt.Errorf("field %s: %w", k, err)
-			}
-			rec.Fields[k] = v
-		}
-		if err := payload.CheckSchema(&rec); err != nil {
-			return err
-		}
-		r.e.enqueue(job{r: r, kind: ActEmit, recs: []payload.Record{rec}, event: a.eventKind == "event"})
+		return r.prepareEmit(a, env, now)
 	case ActWrite, ActPulse:
-		dev, err := str(a.device)
-		if err != nil {
-			return err
-		}
-		point, err := str(a.point)
-		if err != nil {
-			return err
-		}
-		if dev == "" || point == "" {
-			return fmt.Errorf("device %q, point %q: both must be set", dev, point)
-		}
-		j := job{r: r, kind: a.def.Kind, device: dev, point: point, dur: a.def.For}
-		if a.def.Kind == ActWrite {
-			j.value, err = val(a.value, a.valueT)
-		} else {
-			if j.value, err = val(a.on, a.onT); err == nil {
-				j.off, err = val(a.off, a.offT)
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("%s %s: %w", dev, point, err)
-		}
-		r.e.enqueue(j)
+		return r.prepareWrite(a, env)
 	case ActCommand:
-		name, err := str(a.name)
+		return r.prepareCommand(a, env)
+	case ActSet:
+		return r.prepareSet(a, env, now)
+	}
+	return nil
+}
+
+// renderEnv renders an action's templates against one evaluation.
+type renderEnv map[string]any
+
+// str renders t as a string; "" for no template.
+func (env renderEnv) str(t *template) (string, error) {
+	if t == nil {
+		return "", nil
+	}
+	return t.renderString(env)
+}
+
+// val renders t as a value, or takes the constant c when there is no
+// template.
+func (env renderEnv) val(c any, t *template) (payload.Value, error) {
+	if t != nil {
+		v, err := t.render(env)
+		if err != nil {
+			return payload.Value{}, err
+		}
+		return toValue(v)
+	}
+	return toValue(c)
+}
+
+func (r *rule) prepareAlert(a *action, env renderEnv, now time.Time) error {
+	msg, err := env.str(a.message)
+	if err != nil {
+		return err
+	}
+	dev := env["device"].(string)
+	if a.device != nil {
+		if dev, err = env.str(a.device); err != nil {
+			return err
+		}
+	}
+	tags := map[string]string{"rule": r.def.Name, "severity": a.alertSeverity}
+	if dev != "" {
+		tags["device"] = dev
+	}
+	rec := payload.Record{Measurement: "alert", Tags: tags, Time: now,
+		Fields: map[string]payload.Value{"message": payload.String(msg)}}
+	r.e.enqueue(job{r: r, kind: ActAlert, recs: []payload.Record{rec}, event: true, device: dev})
+	return nil
+}
+
+func (r *rule) prepareEmit(a *action, env renderEnv, now time.Time) error {
+	rec := payload.Record{Measurement: a.measurement, Time: now, Tags: map[string]string{"rule": r.def.Name},
+		Fields: make(map[string]payload.Value, len(a.fieldConst)+len(a.fieldT))}
+	for k, t := range a.tags {
+		s, err := env.str(t)
 		if err != nil {
 			return err
 		}
-		args := make(map[string]string, len(a.args))
-		for k, t := range a.args {
-			if args[k], err = str(t); err != nil {
-				return err
-			}
-		}
-		r.e.enqueue(job{r: r, kind: ActCommand, name: name, args: args})
-	case ActSet:
-		v, err := val(a.value, a.valueT)
-		if err != nil {
-			return fmt.Errorf("%s: %w", a.setName, err)
-		}
-		old, had := r.e.virtual[a.setName]
-		if had && old.Equal(v) {
-			return nil
-		}
-		r.e.virtual[a.setName] = v
-		rec := payload.Record{Measurement: "virtual", Tags: map[string]string{"name": a.setName}, Time: now,
-			Fields: map[string]payload.Value{"value": v}}
-		r.e.pending = append(r.e.pending, rec)
-		r.e.enqueue(job{r: r, kind: ActSet, recs: []payload.Record{rec}})
+		rec.Tags[k] = s
 	}
+	for k, c := range a.fieldConst {
+		v, err := toValue(c)
+		if err != nil {
+			return fmt.Errorf("field %s: %w", k, err)
+		}
+		rec.Fields[k] = v
+	}
+	for k, t := range a.fieldT {
+		v, err := env.val(nil, t)
+		if err != nil {
+			return fmt.Errorf("field %s: %w", k, err)
+		}
+		rec.Fields[k] = v
+	}
+	if err := payload.CheckSchema(&rec); err != nil {
+		return err
+	}
+	r.e.enqueue(job{r: r, kind: ActEmit, recs: []payload.Record{rec}, event: a.eventKind == "event"})
+	return nil
+}
+
+// prepareWrite queues a write or a pulse.
+func (r *rule) prepareWrite(a *action, env renderEnv) error {
+	dev, err := env.str(a.device)
+	if err != nil {
+		return err
+	}
+	point, err := env.str(a.point)
+	if err != nil {
+		return err
+	}
+	if dev == "" || point == "" {
+		return fmt.Errorf("device %q, point %q: both must be set", dev, point)
+	}
+	j := job{r: r, kind: a.def.Kind, device: dev, point: point, dur: a.def.For}
+	if a.def.Kind == ActWrite {
+		j.value, err = env.val(a.value, a.valueT)
+	} else {
+		if j.value, err = env.val(a.on, a.onT); err == nil {
+			j.off, err = env.val(a.off, a.offT)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", dev, point, err)
+	}
+	r.e.enqueue(j)
+	return nil
+}
+
+func (r *rule) prepareCommand(a *action, env renderEnv) error {
+	name, err := env.str(a.name)
+	if err != nil {
+		return err
+	}
+	args := make(map[string]string, len(a.args))
+	for k, t := range a.args {
+		if args[k], err = env.str(t); err != nil {
+			return err
+		}
+	}
+	r.e.enqueue(job{r: r, kind: ActCommand, name: name, args: args})
+	return nil
+}
+
+// prepareSet sets a virtual value; an unchanged value triggers nothing.
+func (r *rule) prepareSet(a *action, env renderEnv, now time.Time) error {
+	v, err := env.val(a.value, a.valueT)
+	if err != nil {
+		return fmt.Errorf("%s: %w", a.setName, err)
+	}
+	if old, had := r.e.virtual[a.setName]; had && old.Equal(v) {
+		return nil
+	}
+	r.e.virtual[a.setName] = v
+	rec := payload.Record{Measurement: "virtual", Tags: map[string]string{"name": a.setName}, Time: now,
+		Fields: map[string]payload.Value{"value": v}}
+	r.e.pending = append(r.e.pending, rec)
+	r.e.enqueue(job{r: r, kind: ActSet, recs: []payload.Record{rec}})
 	return nil
 }
 

@@ -386,7 +386,7 @@ func (p *proxy) relayBack(pr *pair) {
 		go func() {
 			defer close(lineDone)
 			for c := range line {
-				time.Sleep(time.Until(c.due))
+				time.Sleep(time.Until(c.due)) // plays the network's latency; judges nothing
 				if _, err := pr.client.Write(c.b); err != nil {
 					pr.close()
 				}

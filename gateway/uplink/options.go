@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/luling-edge/luling/internal/clock"
 	"github.com/luling-edge/luling/payload"
 )
 
@@ -71,6 +72,11 @@ type Options struct {
 	OnCommand func(topic string, body []byte)
 
 	Logger *slog.Logger
+	// Clock times the reconnect back-off, the PUBACK bounds and the status
+	// and counter times (the real clock when nil). MQTT's own timers, the
+	// keep-alive and the connect timeout, run inside paho on the real
+	// clock, and so do the bounds that only keep a shutdown short.
+	Clock clock.Clock
 }
 
 var schemes = map[string]bool{
@@ -129,6 +135,7 @@ func (o Options) withDefaults() (Options, error) {
 	def(&o.ReconnectMax, DefaultReconnectMax)
 	def(&o.AckTimeout, DefaultAckTimeout)
 	def(&o.CloseTimeout, DefaultCloseTimeout)
+	o.Clock = clock.OrReal(o.Clock)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -14,6 +14,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/luling-edge/luling/internal/clock"
 	"github.com/luling-edge/luling/payload"
 )
 
@@ -103,16 +104,16 @@ func (u *Uplink) Run(ctx context.Context) error {
 			failed = err
 		} else {
 			failed = nil
-			start := time.Now()
+			start := u.opts.Clock.Now()
 			s.run(ctx)
-			if time.Since(start) >= u.opts.ReconnectMax {
+			if u.opts.Clock.Since(start) >= u.opts.ReconnectMax {
 				attempt = 0 // a session that lasted earns a quick reconnect
 			}
 		}
 		if ctx.Err() != nil {
 			break
 		}
-		if !sleep(ctx, backoff(attempt, u.opts.ReconnectMax)) {
+		if clock.Sleep(ctx, u.opts.Clock, backoff(attempt, u.opts.ReconnectMax)) != nil {
 			break
 		}
 		attempt++
@@ -135,17 +136,6 @@ func backoff(n int, max time.Duration) time.Duration {
 	}
 	half := d / 2
 	return half + rand.N(d-half+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // command is one message received on the command topics.
@@ -182,13 +172,13 @@ func (u *Uplink) PublishReply(ctx context.Context, id string, body []byte) error
 	}
 	topic := payload.Base(u.opts.Site, u.opts.Gateway) + "/" + payload.SuffixCmdReply + "/" + id
 	tok := c.Publish(topic, 1, false, body)
-	t := time.NewTimer(u.opts.AckTimeout)
+	t := u.opts.Clock.NewTimer(u.opts.AckTimeout)
 	defer t.Stop()
 	select {
 	case <-tok.Done():
 	case <-ctx.Done():
 		return fmt.Errorf("uplink %s: reply %s: %w", topic, id, ctx.Err())
-	case <-t.C:
+	case <-t.C():
 		return fmt.Errorf("uplink %s: no PUBACK within %v", topic, u.opts.AckTimeout)
 	}
 	if err := tok.Error(); err != nil {
@@ -218,7 +208,7 @@ func (u *Uplink) newSession(ctx context.Context, cmds chan<- command) *session {
 	o := &u.opts
 
 	statusTopic := payload.StatusTopic(o.Site, o.Gateway)
-	will := payload.EncodeStatus(&payload.Status{Site: o.Site, Gateway: o.Gateway, Online: false, Time: time.Now().UTC()})
+	will := payload.EncodeStatus(&payload.Status{Site: o.Site, Gateway: o.Gateway, Online: false, Time: o.Clock.Now().UTC()})
 
 	co := mqtt.NewClientOptions()
 	for _, b := range o.Brokers {
@@ -268,7 +258,7 @@ func (s *session) connect(ctx context.Context) error {
 	o := &s.u.opts
 	tok := s.client.Connect()
 	// Paho bounds each broker's attempt by ConnectTimeout; this timer only
-	// guards against that bound failing.
+	// guards against that bound failing, on the same real clock.
 	t := time.NewTimer(time.Duration(len(o.Brokers)+1) * 2 * o.ConnectTimeout)
 	defer t.Stop()
 	select {
@@ -363,7 +353,7 @@ func (s *session) start() error {
 	}
 	st.Site, st.Gateway, st.Online = o.Site, o.Gateway, true
 	if st.Time.IsZero() {
-		st.Time = time.Now().UTC()
+		st.Time = o.Clock.Now().UTC()
 	}
 	topic := payload.StatusTopic(o.Site, o.Gateway)
 	if err := s.wait(s.client.Publish(topic, 1, true, payload.EncodeStatus(&st)), o.AckTimeout); err != nil {
@@ -374,14 +364,14 @@ func (s *session) start() error {
 
 // wait waits for a token, the end of the session, or d.
 func (s *session) wait(tok mqtt.Token, d time.Duration) error {
-	t := time.NewTimer(d)
+	t := s.u.opts.Clock.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-tok.Done():
 		return tok.Error()
 	case <-s.ctx.Done():
 		return context.Cause(s.ctx)
-	case <-t.C:
+	case <-t.C():
 		return fmt.Errorf("no acknowledgement within %v", d)
 	}
 }
@@ -446,9 +436,7 @@ loop:
 			}
 			u.setErr(fmt.Errorf("uplink: outbox pending after seq %d: %w", after, err))
 			u.log.Warn("uplink: outbox read failed", "after", after, "err", err)
-			select {
-			case <-time.After(errDelay):
-			case <-s.ctx.Done():
+			if clock.Sleep(s.ctx, o.Clock, errDelay) != nil {
 				break loop
 			}
 			errDelay = min(2*errDelay, 5*time.Second)
@@ -457,7 +445,8 @@ loop:
 		errDelay = 100 * time.Millisecond
 		if len(msgs) == 0 {
 			// Pending should block instead; do not spin on a Source that
-			// returns empty handed.
+			// returns empty handed (real time: a guard against a busy
+			// loop, not a schedule).
 			select {
 			case <-time.After(10 * time.Millisecond):
 			case <-s.ctx.Done():
@@ -471,7 +460,7 @@ loop:
 				topic = payload.TopicFor(o.Site, o.Gateway, m.Kind)
 			}
 			tok := s.client.Publish(topic, 1, false, m.Body)
-			flights <- flight{seq: m.Seq, tok: tok, at: time.Now()}
+			flights <- flight{seq: m.Seq, tok: tok, at: o.Clock.Now()}
 			after = m.Seq
 			u.mu.Lock()
 			u.st.Published++
@@ -559,7 +548,7 @@ func (s *session) collect(flights <-chan flight, slots <-chan struct{}) {
 			continue
 		}
 		u.mu.Lock()
-		u.st.LastPuback = time.Now()
+		u.st.LastPuback = u.opts.Clock.Now()
 		u.mu.Unlock()
 		if err := u.src.Ack(seqs...); err != nil {
 			u.setErr(fmt.Errorf("uplink: outbox ack of %d messages (seq %d..%d): %w", len(seqs), seqs[0], seqs[len(seqs)-1], err))
@@ -583,19 +572,19 @@ func (s *session) await(f flight, drain **time.Timer) bool {
 		return true
 	}
 	if *drain == nil {
-		t := time.NewTimer(time.Until(f.at.Add(o.AckTimeout)))
+		t := o.Clock.NewTimer(o.Clock.Until(f.at.Add(o.AckTimeout)))
 		select {
 		case <-f.tok.Done():
 			t.Stop()
 			return true
-		case <-t.C:
+		case <-t.C():
 			s.u.log.Warn("uplink dropping a connection that stopped acknowledging", "seq", f.seq, "timeout", o.AckTimeout)
 			s.cancel(fmt.Errorf("no PUBACK for seq %d within %v", f.seq, o.AckTimeout))
 			s.client.Disconnect(0)
 		case <-s.ctx.Done():
 			t.Stop()
 		}
-		*drain = time.NewTimer(o.CloseTimeout)
+		*drain = time.NewTimer(o.CloseTimeout) // real time: keeps a shutdown short
 	}
 	select {
 	case <-f.tok.Done():
@@ -620,7 +609,7 @@ func isDone(t mqtt.Token) bool {
 func (s *session) shutdown(log *slog.Logger) {
 	u := s.u
 	o := &u.opts
-	st := payload.Status{Site: o.Site, Gateway: o.Gateway, Online: false, Time: time.Now().UTC()}
+	st := payload.Status{Site: o.Site, Gateway: o.Gateway, Online: false, Time: o.Clock.Now().UTC()}
 	topic := payload.StatusTopic(o.Site, o.Gateway)
 	tok := s.client.Publish(topic, 1, true, payload.EncodeStatus(&st))
 	if !tok.WaitTimeout(o.CloseTimeout) {
@@ -635,6 +624,6 @@ func (s *session) shutdown(log *slog.Logger) {
 func (u *Uplink) setErr(err error) {
 	u.mu.Lock()
 	u.st.LastError = err.Error()
-	u.st.LastErrorAt = time.Now()
+	u.st.LastErrorAt = u.opts.Clock.Now()
 	u.mu.Unlock()
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/luling-edge/luling/internal/clock"
 	"github.com/luling-edge/luling/internal/testenv"
 	"github.com/luling-edge/luling/payload"
 )
@@ -204,7 +205,7 @@ func TestBrokerRestartMidStreamLosesNothing(t *testing.T) {
 			}
 			src.add(message(t, i, kind, 2))
 			if i%50 == 0 {
-				time.Sleep(5 * time.Millisecond)
+				time.Sleep(5 * time.Millisecond) // paces the producer so the broker restart falls mid-stream; judges nothing
 			}
 		}
 	}()
@@ -271,16 +272,19 @@ func TestBirthRetainedAndLastWillWhenSocketDies(t *testing.T) {
 }
 
 // A connection that stops delivering PUBACKs (the broker's bytes vanish) is
-// dropped after AckTimeout and everything is replayed on a new one; no wait
-// hangs.
+// dropped once AckTimeout has passed on the uplink's clock, not before, and
+// everything is replayed on a new one; no wait hangs.
 func TestStalledConnectionIsDroppedAndReplayed(t *testing.T) {
 	b := testenv.Mosquitto(t)
 	px := newProxy(t, fmt.Sprintf("127.0.0.1:%d", b.Port))
 	src := newMemSource()
+	clk := clock.NewFake(time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC))
 	o := baseOptions(t, px.URL())
 	o.KeepAlive = 60 * time.Second // keep Paho's own ping check out of the way
 	o.AckTimeout = time.Second
+	o.CloseTimeout = 300 * time.Millisecond
 	o.Window = 4
+	o.Clock = clk
 	u := newUplink(t, src, o)
 	stop := start(t, u)
 	waitFor(t, 20*time.Second, "connect", u.Connected)
@@ -289,6 +293,16 @@ func TestStalledConnectionIsDroppedAndReplayed(t *testing.T) {
 	for i := uint64(1); i <= n; i++ {
 		src.add(message(t, i, payload.Telemetry, 1))
 	}
+	waitFor(t, 20*time.Second, "a window of publishes in flight", func() bool { return u.Stats().InFlight == o.Window })
+	clk.BlockUntil(1) // the oldest publish's AckTimeout
+	clk.Advance(o.AckTimeout - time.Nanosecond)
+	if st := u.Stats(); st.ConnectionLosses != 0 || !st.Connected {
+		t.Fatalf("connection dropped before AckTimeout: %+v", st)
+	}
+	clk.Advance(time.Nanosecond)
+	waitFor(t, 20*time.Second, "the stalled connection to be dropped", func() bool { return u.Stats().ConnectionLosses >= 1 })
+	clk.BlockUntil(1) // the reconnect back-off
+	clk.Advance(o.ReconnectMax)
 	waitFor(t, 30*time.Second, "every message acknowledged over a new connection", func() bool { return src.ackedCount() == n })
 	st := u.Stats()
 	if st.ConnectionLosses < 1 || st.Replays < uint64(o.Window) || !strings.Contains(st.LastError, "no PUBACK") {
@@ -654,11 +668,37 @@ func benchPuback(b *testing.B, rtt time.Duration, window int) {
 	b.ResetTimer()
 	src.add(msgs...)
 	for src.ackedCount() < b.N {
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) // yields while the benchmark's publishes settle
 	}
 	b.StopTimer()
 	stop()
 	secs := b.Elapsed().Seconds()
 	b.ReportMetric(float64(b.N)/secs, "msgs/s")
 	b.ReportMetric(float64(b.N*records)/secs, "records/s")
+}
+
+// The reconnect back-off runs on the uplink's clock: after a failed
+// connect, the next attempt waits until the clock has moved on by the
+// back-off (250 ms at most for the first), however long that takes in real
+// time.
+func TestReconnectBackoffRunsOnTheClock(t *testing.T) {
+	t0 := time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC)
+	clk := clock.NewFake(t0)
+	dead := fmt.Sprintf("tcp://127.0.0.1:%d", testenv.FreePort(t))
+	o := baseOptions(t, dead)
+	o.Clock = clk
+	u := newUplink(t, newMemSource(), o)
+	start(t, u)
+	waitFor(t, 20*time.Second, "the first connect to fail", func() bool { return u.Stats().LastError != "" })
+	if at := u.Stats().LastErrorAt; !at.Equal(t0) {
+		t.Fatalf("first failure at %v, want the clock's %v", at, t0)
+	}
+	clk.BlockUntil(1) // the back-off before the second attempt
+	clk.Advance(124 * time.Millisecond)
+	if n := clk.Waiters(); n != 1 {
+		t.Fatalf("the back-off ended after %v, want at least 125 ms (half of the first step)", 124*time.Millisecond)
+	}
+	clk.Advance(126 * time.Millisecond)
+	second := t0.Add(250 * time.Millisecond)
+	waitFor(t, 20*time.Second, "the second connect to fail", func() bool { return u.Stats().LastErrorAt.Equal(second) })
 }

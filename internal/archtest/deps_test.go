@@ -83,3 +83,18 @@ func TestDependencyDirections(t *testing.T) {
 		}
 	}
 }
+
+// Leaves import nothing else of the project: the contract, the clock and
+// the precise sleep sit under everything and must not pull anything in.
+func TestLeaves(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	for _, leaf := range []string{"payload", "internal/clock", "internal/pace"} {
+		for _, d := range deps(t, "./"+leaf) {
+			if d != leaf {
+				t.Errorf("%s depends on %s: it is a leaf (see docs/design.md)", leaf, d)
+			}
+		}
+	}
+}

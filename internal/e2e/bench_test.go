@@ -44,7 +44,7 @@ func BenchmarkGatewaydRSS500(b *testing.B) {
 	}
 	gw := startBenchProc(b, filepath.Join(binDir, "gatewayd"), "-config", path)
 	b.ResetTimer()
-	time.Sleep(20 * time.Second)
+	time.Sleep(20 * time.Second) // the span over which gatewayd's memory is measured
 	b.StopTimer()
 	rss, hwm := procMem(b, gw.Process.Pid)
 	gw.Process.Kill()

@@ -29,7 +29,7 @@ func TestParkingEndToEnd(t *testing.T) {
 	var changes []change
 	for i := 0; i < 40; i++ {
 		changes = append(changes, w.toggle((i*5)%16+1))
-		time.Sleep(120 * time.Millisecond)
+		time.Sleep(120 * time.Millisecond) // paces the traffic (a change every 120 ms); judges nothing
 	}
 	pts := w.settle(30 * time.Second)
 	w.checkChanges(pts, initial, changes, 500*time.Millisecond)
@@ -48,6 +48,8 @@ func TestBrokerRestartLosesNothing(t *testing.T) {
 	initial := w.initialState()
 	stop := make(chan struct{})
 	log := w.stream(100*time.Millisecond, stop)
+	// The scenario's phases, while the stream changes bays; the checks
+	// below judge what arrived, not when.
 	time.Sleep(time.Second)
 	w.broker.Stop()
 	time.Sleep(2 * time.Second) // readings pile up in the outbox
@@ -75,12 +77,16 @@ func TestGatewayKill9LosesNothing(t *testing.T) {
 
 	stop := make(chan struct{})
 	log := w.stream(100*time.Millisecond, stop)
+	// The scenario's phases, while the stream changes bays; the checks
+	// below judge what arrived, not when.
 	time.Sleep(time.Second)
 	w.broker.Stop()
 	time.Sleep(1500 * time.Millisecond)
 	close(stop)
 	changes = append(changes, <-log...)
 	// Let the last change be polled and committed, then pull the plug.
+	// (Three polls' time: /status has no "committed through" to wait on,
+	// and the broker is down, so the cloud cannot tell either.)
 	time.Sleep(3 * w.poll)
 	before := w.cloudStats().Seq.LastSeq
 	w.gw.signal(syscall.SIGKILL)
@@ -89,7 +95,7 @@ func TestGatewayKill9LosesNothing(t *testing.T) {
 
 	stop = make(chan struct{})
 	log = w.stream(100*time.Millisecond, stop)
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // a second of traffic after the restart
 	close(stop)
 	changes = append(changes, <-log...)
 
@@ -122,7 +128,9 @@ func TestRuleAlertReachesInfluxDB(t *testing.T) {
 			w.toggle(bay)
 		}
 	}
-	time.Sleep(3 * w.poll)
+	for bay := 1; bay <= 4; bay++ { // the gateway has seen the empty lot
+		w.waitBay(fmt.Sprintf("bay-%03d", bay), false)
+	}
 	at := time.Now()
 	if err := w.lot.SetOccupied(3, true); err != nil {
 		t.Fatal(err)

@@ -31,6 +31,8 @@ func TestSoak(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var changes []change
 	end := time.Now().Add(total)
+	// The sleeps below are the soak's random script (traffic, outages,
+	// kills); the checks afterwards judge what arrived, not when.
 	for round := 0; time.Now().Before(end); round++ {
 		stop := make(chan struct{})
 		log := w.stream(100*time.Millisecond, stop)

@@ -167,7 +167,7 @@ func TestDirectCutRedials(t *testing.T) {
 // TestDirectCancel: cancelling the caller's context ends a poll at once,
 // long before its deadline; close fails later polls.
 func TestDirectCancel(t *testing.T) {
-	d := fakePlugin(t, func(fc *wire.FrameConn) { readPoll(t, fc); time.Sleep(time.Minute) })
+	d := fakePlugin(t, func(fc *wire.FrameConn) { readPoll(t, fc); time.Sleep(time.Minute) }) // plays a plugin that never answers
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
 	start := time.Now()

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/drivers"
+	"github.com/luling-edge/luling/internal/clock"
 	"github.com/luling-edge/luling/internal/schema"
 )
 
@@ -61,7 +62,7 @@ func Factory(spec drivers.Spec, env drivers.Env) (drivers.Device, error) {
 // device and the option. env.Logger, when set, is taken to carry the
 // device attribute already, as the gateway's per-device loggers do.
 func OptionsFromSpec(spec drivers.Spec, env drivers.Env) (Options, error) {
-	o := Options{Name: spec.ID, Spec: spec, Bus: env.Bus, Logger: env.Logger, Now: env.Now, loggerNamesDevice: env.Logger != nil}
+	o := Options{Name: spec.ID, Spec: spec, Bus: env.Bus, Logger: env.Logger, Clock: envClock(env.Now), loggerNamesDevice: env.Logger != nil}
 	if err := drivers.CheckOptions(DriverName, spec, DriverOptions); err != nil {
 		return o, err
 	}
@@ -100,3 +101,21 @@ func OptionsFromSpec(spec drivers.Spec, env drivers.Env) (Options, error) {
 	}
 	return o, nil
 }
+
+// envClock is a driver Env's Now as the host's clock: the host reads the
+// time through it (back-off, event times) and sets no timers on it.
+func envClock(now func() time.Time) clock.Clock {
+	if now == nil {
+		return clock.Real()
+	}
+	return nowClock{Clock: clock.Real(), now: now}
+}
+
+type nowClock struct {
+	clock.Clock // timers: the real clock
+	now         func() time.Time
+}
+
+func (c nowClock) Now() time.Time                  { return c.now() }
+func (c nowClock) Since(t time.Time) time.Duration { return c.now().Sub(t) }
+func (c nowClock) Until(t time.Time) time.Duration { return t.Sub(c.now()) }

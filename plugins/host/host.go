@@ -50,6 +50,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/luling-edge/luling/drivers"
+	"github.com/luling-edge/luling/internal/clock"
 	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/plugins/internal/wire"
 	pb "github.com/luling-edge/luling/plugins/proto"
@@ -112,8 +113,9 @@ type Options struct {
 	// OnHealth, when set, is called on every change of the plugin's
 	// state. It must not block.
 	OnHealth func(Health)
-	// Now is the clock for back-off and event times. Default time.Now.
-	Now func() time.Time
+	// Clock is the clock for back-off and event times (the real clock
+	// when nil). A call's deadline is gRPC's, on the real clock.
+	Clock clock.Clock
 	// NoDirect keeps every call on gRPC: the direct channel (see
 	// device.proto) is not offered. For comparisons and tests.
 	NoDirect bool
@@ -289,9 +291,7 @@ func newPlugin(opts Options, rule bool) (*Plugin, error) {
 	if p.opts.MaxCutCalls <= 0 {
 		p.opts.MaxCutCalls = DefaultMaxCutCalls
 	}
-	if p.opts.Now == nil {
-		p.opts.Now = time.Now
-	}
+	p.opts.Clock = clock.OrReal(p.opts.Clock)
 	if p.opts.Spec.ID == "" {
 		p.opts.Spec.ID = opts.Name
 	}
@@ -562,7 +562,7 @@ func (p *Plugin) current() (*session, error) {
 	if p.sess != nil {
 		return p.sess, nil
 	}
-	if now := p.opts.Now(); now.Before(p.health.Retry) {
+	if now := p.opts.Clock.Now(); now.Before(p.health.Retry) {
 		return nil, fmt.Errorf("plugin %s: restart in %v: %w: %w", p.opts.Name, p.health.Retry.Sub(now).Round(time.Millisecond), ErrBackoff, p.health.Err)
 	}
 	return nil, nil
@@ -582,7 +582,7 @@ func (p *Plugin) fault(code, state, msg string) payload.Record {
 		Measurement: "fault",
 		Tags:        map[string]string{p.subject(): p.opts.Name, "code": code},
 		Fields:      map[string]payload.Value{"state": payload.String(state), "message": payload.String(msg)},
-		Time:        p.opts.Now(),
+		Time:        p.opts.Clock.Now(),
 	}
 }
 
@@ -608,7 +608,7 @@ func (p *Plugin) failed(s *session, code string, err error) {
 		p.health.State = Failed
 	}
 	p.health.Err = err
-	p.health.Retry = p.opts.Now().Add(wait)
+	p.health.Retry = p.opts.Clock.Now().Add(wait)
 	if s != nil {
 		p.health.Restarts++
 	}
@@ -640,7 +640,7 @@ func (p *Plugin) call(ctx context.Context, op string, f func(ctx context.Context
 		return err
 	}
 	p.stats.calls.Add(1)
-	deadline := time.Now().Add(p.opts.CallTimeout)
+	deadline := time.Now().Add(p.opts.CallTimeout) // real time: it becomes the gRPC call's deadline
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/luling-edge/luling/plugins/host"
 	"github.com/luling-edge/luling/plugins/sdk/plugintest"
 
+	"github.com/luling-edge/luling/internal/clock"
 	"github.com/luling-edge/luling/internal/testenv"
 )
 
@@ -115,7 +116,7 @@ func pollUntilOK(t *testing.T, p *host.Plugin) []payload.Record {
 		if recs, err = p.Poll(context.Background()); err == nil {
 			return recs
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond) // waits out the 10 ms back-off; judges nothing
 	}
 	t.Fatalf("plugin never answered: %v", err)
 	return nil
@@ -155,7 +156,9 @@ func TestBinaryPollThroughBus(t *testing.T) {
 func TestChecksumMismatchRefused(t *testing.T) {
 	wrong := strings.Repeat("ab", 32)
 	var hl healthLog
-	p := newPlugin(t, "echo", func(o *host.Options) { o.SHA256, o.OnHealth = wrong, hl.add })
+	t0 := time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC)
+	clk := clock.NewFake(t0)
+	p := newPlugin(t, "echo", func(o *host.Options) { o.SHA256, o.OnHealth, o.Clock = wrong, hl.add, clk })
 	_, err := p.Poll(context.Background())
 	if !errors.Is(err, host.ErrChecksum) {
 		t.Fatalf("Poll = %v, want ErrChecksum", err)
@@ -170,15 +173,24 @@ func TestChecksumMismatchRefused(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 	ev := p.TakeEvents()
-	if len(ev) != 1 || ev[0].Measurement != "fault" || ev[0].Tags["code"] != "plugin_checksum" || ev[0].Tags["device"] != "dev-1" || ev[0].Fields["state"].Str() != "active" {
+	if len(ev) != 1 || ev[0].Measurement != "fault" || ev[0].Tags["code"] != "plugin_checksum" || ev[0].Tags["device"] != "dev-1" || ev[0].Fields["state"].Str() != "active" || !ev[0].Time.Equal(t0) {
 		t.Errorf("events %+v", ev)
 	}
 	if s := hl.states(); len(s) != 1 || s[0] != host.Disabled {
 		t.Errorf("health reports %v", s)
 	}
-	// A refused plugin is not retried at every poll.
+	// A refused plugin is not retried at every poll, only once BackoffMax
+	// (50 ms here) has passed on the clock.
 	if _, err := p.Poll(context.Background()); !errors.Is(err, host.ErrBackoff) || !errors.Is(err, host.ErrChecksum) {
 		t.Errorf("second Poll = %v, want ErrBackoff wrapping ErrChecksum", err)
+	}
+	clk.Advance(50*time.Millisecond - time.Nanosecond)
+	if _, err := p.Poll(context.Background()); !errors.Is(err, host.ErrBackoff) {
+		t.Errorf("Poll just before the back-off ends = %v, want ErrBackoff", err)
+	}
+	clk.Advance(time.Nanosecond)
+	if _, err := p.Poll(context.Background()); errors.Is(err, host.ErrBackoff) || !errors.Is(err, host.ErrChecksum) {
+		t.Errorf("Poll once the back-off ended = %v, want a new attempt refused with ErrChecksum", err)
 	}
 }
 
@@ -200,7 +212,8 @@ func TestNewRefusesBadOptions(t *testing.T) {
 
 func TestKilledPluginRestarts(t *testing.T) {
 	var hl healthLog
-	p := newPlugin(t, "nobus", func(o *host.Options) { o.OnHealth = hl.add })
+	clk := clock.NewFake(time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC))
+	p := newPlugin(t, "nobus", func(o *host.Options) { o.OnHealth, o.Clock = hl.add, clk })
 	recs := pollUntilOK(t, p)
 	pid := p.Stats().PID
 	if recs[0].Fields["pid"].Int() != int64(pid) {
@@ -217,7 +230,19 @@ func TestKilledPluginRestarts(t *testing.T) {
 	if len(ev) != 1 || ev[0].Tags["code"] != "plugin_crashed" || ev[0].Fields["state"].Str() != "active" {
 		t.Fatalf("events after the crash: %+v", ev)
 	}
-	recs = pollUntilOK(t, p)
+	// The restart waits for BackoffMin (10 ms here) on the clock.
+	if _, err := p.Poll(context.Background()); !errors.Is(err, host.ErrBackoff) {
+		t.Fatalf("Poll right after the crash = %v, want ErrBackoff", err)
+	}
+	clk.Advance(10*time.Millisecond - time.Nanosecond)
+	if _, err := p.Poll(context.Background()); !errors.Is(err, host.ErrBackoff) {
+		t.Fatalf("Poll just before the back-off ends = %v, want ErrBackoff", err)
+	}
+	clk.Advance(time.Nanosecond)
+	recs, err = p.Poll(context.Background())
+	if err != nil {
+		t.Fatalf("Poll once the back-off ended = %v, want the restarted plugin's records", err)
+	}
 	st := p.Stats()
 	if st.PID == pid || recs[0].Fields["pid"].Int() != int64(st.PID) {
 		t.Fatalf("not restarted: pid %d before, %d now, record from %d", pid, st.PID, recs[0].Fields["pid"].Int())

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/gateway/rules"
+	"github.com/luling-edge/luling/internal/clock"
 	"github.com/luling-edge/luling/payload"
 	"github.com/luling-edge/luling/plugins/host"
 	"github.com/luling-edge/luling/plugins/sdk/plugintest"
@@ -96,7 +97,8 @@ func TestRulePluginEvaluates(t *testing.T) {
 // host restarts it and the first call of the new process carries the last
 // record of every series, so the plugin's state comes back.
 func TestRulePluginResumesAfterCrash(t *testing.T) {
-	r := newRule(t, "crash", nil)
+	clk := clock.NewFake(time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC))
+	r := newRule(t, "crash", func(o *host.Options) { o.Clock = clk })
 	ctx := context.Background()
 	for i, dev := range []string{"b1", "b2"} {
 		if _, err := r.Evaluate(ctx, rules.PluginInput{Records: []payload.Record{bayRec(dev, int64(i))}, Now: time.Now()}); err != nil {
@@ -111,13 +113,14 @@ func TestRulePluginResumesAfterCrash(t *testing.T) {
 	if ev := r.TakeEvents(); len(ev) != 1 || ev[0].Tags["rule"] != "guidance" || ev[0].Tags["code"] != "plugin_crashed" {
 		t.Errorf("fault events %+v", ev)
 	}
-	var acts []rules.PluginAction
-	for range 200 {
-		if acts, err = r.Evaluate(ctx, rules.PluginInput{Records: []payload.Record{bayRec("b1", 9)}, Now: time.Now()}); !errors.Is(err, host.ErrBackoff) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
+	// Within the 10 ms back-off (on the clock) the call is refused, but
+	// its record is kept for the restarted process.
+	in := rules.PluginInput{Records: []payload.Record{bayRec("b1", 9)}, Now: time.Now()}
+	if _, err := r.Evaluate(ctx, in); !errors.Is(err, host.ErrBackoff) {
+		t.Fatalf("call during the back-off = %v, want ErrBackoff", err)
 	}
+	clk.Advance(10 * time.Millisecond)
+	acts, err := r.Evaluate(ctx, rules.PluginInput{Now: time.Now(), Tick: true})
 	if err != nil {
 		t.Fatal(err)
 	}

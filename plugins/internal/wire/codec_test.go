@@ -14,9 +14,11 @@ import (
 	"time"
 	"unsafe"
 
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hashicorp/go-plugin"
 	"github.com/luling-edge/luling/payload"
 	pb "github.com/luling-edge/luling/plugins/proto"
 )
@@ -313,12 +315,33 @@ func TestReadBy(t *testing.T) {
 		t.Fatalf("deadline: %v, want a timeout", err)
 	}
 	go func() {
-		time.Sleep(2 * ctxCheck)
+		time.Sleep(2 * ctxCheck) // the frame arrives after the reader has waited through two ctx checks; judges nothing
 		w.Write(sampleFrames()["reply"])
 	}()
 	ctx, cancel = context.WithCancel(context.Background())
 	defer cancel()
 	if err := r.ReadBy(ctx, time.Now().Add(time.Minute), &f); err != nil || !framesEqual(&f, sampleFrames()["reply"]) {
 		t.Fatalf("frame after waits: %+v, %v", f, err)
+	}
+}
+
+// The plugin side of both services refuses to serve without an
+// implementation, naming the kind of plugin.
+func TestPluginWithoutImpl(t *testing.T) {
+	for _, c := range []struct {
+		p interface {
+			GRPCServer(*plugin.GRPCBroker, *grpc.Server) error
+		}
+		want string
+	}{{&DevicePlugin{}, "device plugin: no server implementation"}, {&RulePlugin{}, "rule plugin: no server implementation"}} {
+		if err := c.p.GRPCServer(nil, grpc.NewServer()); err == nil || err.Error() != c.want {
+			t.Errorf("GRPCServer without Impl = %v, want %q", err, c.want)
+		}
+	}
+	if sets := RulePluginSets(&RulePlugin{}); len(sets) != 1 || sets[ProtocolV2][RulePluginName] == nil {
+		t.Errorf("rule plugin sets %v", sets)
+	}
+	if sets := PluginSets(&DevicePlugin{}); len(sets) != len(Versions) || sets[ProtocolV1][PluginName] == nil {
+		t.Errorf("device plugin sets %v", sets)
 	}
 }

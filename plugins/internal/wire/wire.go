@@ -41,12 +41,50 @@ var Handshake = plugin.HandshakeConfig{
 	MagicCookieValue: "5b0c6a1e-device-plugin",
 }
 
-// DevicePlugin binds the Device service to go-plugin. The plugin side sets
-// Impl; the host side leaves it nil and gets a *Client from Dispense.
-type DevicePlugin struct {
+// grpcPlugin binds one gRPC service of a plugin to go-plugin: S is the
+// service's server, C the host's view of it, B what tells the services
+// apart. The plugin side sets Impl; the host side leaves it nil and gets a
+// C from Dispense.
+type grpcPlugin[S, C any, B binding[S, C]] struct {
 	plugin.NetRPCUnsupportedPlugin
-	Impl func(broker *plugin.GRPCBroker) pb.DeviceServer
+	Impl func(broker *plugin.GRPCBroker) S
 }
+
+// binding is what differs between the plugin services.
+type binding[S, C any] interface {
+	kind() string // "device", "rule"
+	register(s grpc.ServiceRegistrar, impl S)
+	client(c *grpc.ClientConn, broker *plugin.GRPCBroker) C
+}
+
+// GRPCServer registers the plugin's service.
+func (p *grpcPlugin[S, C, B]) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error {
+	var b B
+	if p.Impl == nil {
+		return fmt.Errorf("%s plugin: no server implementation", b.kind())
+	}
+	b.register(s, p.Impl(broker))
+	return nil
+}
+
+// GRPCClient returns the host's view of the plugin's service.
+func (p *grpcPlugin[S, C, B]) GRPCClient(_ context.Context, broker *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	var b B
+	return b.client(c, broker), nil
+}
+
+// pluginSets maps each of versions to a plugin set that serves p as name.
+func pluginSets(versions []int, name string, p plugin.Plugin) map[int]plugin.PluginSet {
+	m := make(map[int]plugin.PluginSet, len(versions))
+	for _, v := range versions {
+		m[v] = plugin.PluginSet{name: p}
+	}
+	return m
+}
+
+// DevicePlugin binds the Device service to go-plugin; the host gets a
+// *Client from Dispense.
+type DevicePlugin = grpcPlugin[pb.DeviceServer, *Client, deviceBinding]
 
 // Client is the host's view of a running plugin.
 type Client struct {
@@ -54,27 +92,19 @@ type Client struct {
 	Broker *plugin.GRPCBroker
 }
 
-// GRPCServer registers the plugin's Device service.
-func (p *DevicePlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error {
-	if p.Impl == nil {
-		return errors.New("device plugin: no server implementation")
-	}
-	pb.RegisterDeviceServer(s, p.Impl(broker))
-	return nil
-}
+type deviceBinding struct{}
 
-// GRPCClient returns a *Client for the host.
-func (p *DevicePlugin) GRPCClient(_ context.Context, broker *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return &Client{Device: pb.NewDeviceClient(c), Broker: broker}, nil
+func (deviceBinding) kind() string { return "device" }
+func (deviceBinding) register(s grpc.ServiceRegistrar, impl pb.DeviceServer) {
+	pb.RegisterDeviceServer(s, impl)
+}
+func (deviceBinding) client(c *grpc.ClientConn, broker *plugin.GRPCBroker) *Client {
+	return &Client{Device: pb.NewDeviceClient(c), Broker: broker}
 }
 
 // PluginSets maps every supported protocol version to the plugin set p.
 func PluginSets(p *DevicePlugin) map[int]plugin.PluginSet {
-	m := make(map[int]plugin.PluginSet, len(Versions))
-	for _, v := range Versions {
-		m[v] = plugin.PluginSet{PluginName: p}
-	}
-	return m
+	return pluginSets(Versions, PluginName, p)
 }
 
 // ValueToProto converts a value.

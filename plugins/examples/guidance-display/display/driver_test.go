@@ -200,11 +200,10 @@ func TestBinaryOverPTY(t *testing.T) {
 		pair.Close()
 		<-served
 	})
-	for i := 0; b.Stats().State != bus.StateOpen; i++ {
-		if i > 500 {
-			t.Fatal("bus did not open")
-		}
-		time.Sleep(10 * time.Millisecond)
+	select {
+	case <-b.Ready():
+	case <-time.After(20 * time.Second):
+		t.Fatal("bus did not open")
 	}
 	p := plugintest.StartBinary(t, path, sum, plugintest.Options{
 		Name: "sign-2", Bus: b.Device("sign-2"), Config: map[string]any{"address": 2},
