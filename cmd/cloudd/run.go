@@ -92,7 +92,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, &usageError{msg: err.Error()}
 	}
 	if fs.NArg() > 0 {
-		return nil, &usageError{msg: fmt.Sprintf("unexpected argument %q (subcommands: hash-password, token)", fs.Arg(0))}
+		return nil, &usageError{msg: fmt.Sprintf("unexpected argument %q (subcommands: hash-password, token, user)", fs.Arg(0))}
 	}
 	n, err := strconv.Atoi(batch)
 	if err != nil || n < 1 || n > 1_000_000 {
@@ -170,6 +170,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if len(args) > 0 && args[0] == "token" {
 		return tokenCmd(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "user" {
+		return userCmd(args[1:], stdin, stdout, stderr)
 	}
 	c, err := parseFlags(args, stderr)
 	if err != nil {
