@@ -153,3 +153,33 @@ func (s *Server) commandStep(w http.ResponseWriter, r *http.Request, p auth.Prin
 	// Without JavaScript: the step as a page of its own.
 	s.render(w, http.StatusOK, "command", "", pg)
 }
+
+func (s *Server) accessPage(w http.ResponseWriter, r *http.Request, p auth.Principal) {
+	q := r.URL.Query()
+	result := q.Get("result")
+	switch result {
+	case "", "granted", "denied", "alarm":
+	default:
+		result = ""
+	}
+	v, err := s.access(r.Context(), q.Get("q"), result)
+	if err != nil {
+		s.errorPage(w, r, p, http.StatusBadGateway, "reading InfluxDB: "+err.Error())
+		return
+	}
+	pg := page{Title: "Access", User: p, Now: s.now(), Nav: "access", Data: v}
+	if r.Header.Get("HX-Request") != "" { // the search as you type
+		s.render(w, http.StatusOK, "access", "access-log", pg)
+		return
+	}
+	s.render(w, http.StatusOK, "access", "", pg)
+}
+
+func (s *Server) solarPage(w http.ResponseWriter, r *http.Request, p auth.Principal) {
+	v, err := s.solar(r.Context())
+	if err != nil {
+		s.errorPage(w, r, p, http.StatusBadGateway, "reading InfluxDB: "+err.Error())
+		return
+	}
+	s.render(w, http.StatusOK, "solar", "", page{Title: "Solar", User: p, Now: s.now(), Nav: "solar", Data: v})
+}

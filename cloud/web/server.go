@@ -3,6 +3,8 @@
 //
 //	/                       area view: every site and lot, gateways, alerts, solar, access
 //	/lots/{site}/{lot}      lot view: zones and bays as a grid, occupancy plot
+//	/access                 doors, readers and the access event log (searchable)
+//	/solar                  inverters, MPPT strings, energy and the yield plot
 //	/gateways               every gateway, online or not
 //	/gateways/{site}/{gw}   gateway view: health, devices, commands (operators)
 //	/live/…                 the live parts of those pages as server-sent events
@@ -102,6 +104,7 @@ var funcs = template.FuncMap{
 		return part * 100 / whole
 	},
 	"sub":  func(a, b int) int { return a - b },
+	"f1":   func(f float64) string { return fmt.Sprintf("%.1f", f) },
 	"kw":   func(w float64) string { return fmt.Sprintf("%.1f kW", w/1000) },
 	"kwh":  func(wh float64) string { return fmt.Sprintf("%.1f kWh", wh/1000) },
 	"mib":  func(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) },
@@ -158,6 +161,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /live/area", s.require(auth.Viewer, s.areaLive))
 	mux.Handle("GET /lots/{site}/{lot}", s.require(auth.Viewer, s.lotPage))
 	mux.Handle("GET /live/lots/{site}/{lot}", s.require(auth.Viewer, s.lotLive))
+	mux.Handle("GET /access", s.require(auth.Viewer, s.accessPage))
+	mux.Handle("GET /solar", s.require(auth.Viewer, s.solarPage))
 	mux.Handle("GET /gateways", s.require(auth.Viewer, s.gatewaysPage))
 	mux.Handle("GET /gateways/{site}/{gw}", s.require(auth.Viewer, s.gatewayPage))
 	mux.Handle("POST /gateways/{site}/{gw}/command", s.require(auth.Operator, s.commandConfirm))

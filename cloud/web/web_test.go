@@ -441,3 +441,53 @@ func TestCommandForm(t *testing.T) {
 		}
 	}
 }
+
+func TestAccessAndSolar(t *testing.T) {
+	p := newPlatform(t)
+	now := time.Now()
+	ms := now.UnixMilli()
+	y, mo, d := now.Date()
+	midnight := time.Date(y, mo, d, 0, 0, 0, 0, now.Location()).UnixMilli()
+	p.write(
+		fmt.Sprintf("access,site=north,gateway=gw-1,door=front,reader=rd-1,result=granted credential=\"card-1001\",reason=\"ok\",latency_ms=12.5 %d", ms-3000),
+		fmt.Sprintf("access,site=north,gateway=gw-1,door=front,reader=rd-1,result=denied credential=\"card-6666\",reason=\"unknown credential\",latency_ms=9 %d", ms-2000),
+		fmt.Sprintf("door,site=north,gateway=gw-1,door=front state=\"forced\",open=true %d", ms-1000),
+		fmt.Sprintf("pv,site=north,gateway=gw-1,device=inv-1,model=103 ac_power_w=1500,ac_energy_wh=5000,temp_c=41.5,state=\"MPPT\" %d", midnight+1000),
+		fmt.Sprintf("pv,site=north,gateway=gw-1,device=inv-1,model=103 ac_power_w=2000,ac_energy_wh=7500,temp_c=42,state=\"MPPT\" %d", ms-1000),
+		fmt.Sprintf("pv_mppt,site=north,gateway=gw-1,device=inv-1,module=1 dc_voltage_v=380.5,dc_current_a=2.5,dc_power_w=951.25 %d", ms-1000),
+		fmt.Sprintf("fault,site=north,gateway=gw-1,device=rd-2,driver=osdp state=\"offline\",message=\"no reply\" %d", ms-1000),
+	)
+	p.online("north", "gw-1",
+		payload.DeviceInfo{ID: "rd-1", Driver: "osdp", Measurement: "access"},
+		payload.DeviceInfo{ID: "rd-2", Driver: "osdp", Measurement: "access"})
+	c := p.client("view")
+	code, body, _ := p.get(c, "/access")
+	if code != 200 {
+		t.Fatalf("access: HTTP %d\n%s", code, body)
+	}
+	for _, s := range []string{"card-1001", "card-6666", "unknown credential", `<span class="door forced bad">forced</span>`} {
+		if !strings.Contains(body, s) {
+			t.Errorf("access view lacks %q", s)
+		}
+	}
+	if !regexp.MustCompile(`rd-1</td><td>osdp</td>\s*<td><span class="ok">online`).MatchString(body) || !regexp.MustCompile(`rd-2</td><td>osdp</td>\s*<td><span class="bad" title="no reply">offline`).MatchString(body) {
+		t.Errorf("readers: want rd-1 online and rd-2 offline\n%s", body)
+	}
+	_, body, _ = p.get(c, "/access?q=6666")
+	if !strings.Contains(body, "card-6666") || strings.Contains(body, "card-1001") {
+		t.Error("search for 6666 does not find only card-6666")
+	}
+	_, body, _ = p.get(c, "/access?result=granted")
+	if !strings.Contains(body, "card-1001") || strings.Contains(body, "card-6666") {
+		t.Error("filter granted shows more or less than granted")
+	}
+	code, body, _ = p.get(c, "/solar")
+	if code != 200 {
+		t.Fatalf("solar: HTTP %d\n%s", code, body)
+	}
+	for _, s := range []string{`id="pv-power">2.0 kW`, "2.5 kWh today", "380.5", "MPPT", "42.0 °C"} {
+		if !strings.Contains(body, s) {
+			t.Errorf("solar view lacks %q", s)
+		}
+	}
+}
