@@ -61,7 +61,9 @@ func areaQueries(midnight time.Time) []string {
 		`SELECT last("free") AS "free", last("capacity") AS "capacity" FROM "parking_lot" WHERE time > now() - 30d GROUP BY "site", "gateway", "lot", "zone"`,
 		`SELECT count("message") AS "n" FROM "alert" WHERE time > now() - 24h GROUP BY "site", "severity"`,
 		`SELECT last("ac_power_w") AS "power" FROM "pv" WHERE time > now() - 15m GROUP BY "site", "gateway", "device"`,
-		fmt.Sprintf(`SELECT spread("ac_energy_wh") AS "energy" FROM "pv" WHERE time >= '%s' GROUP BY "site", "gateway", "device"`, midnight.UTC().Format(time.RFC3339)),
+		// The meter's reading now less its first reading today: last and
+		// first seek, where spread would read every point of the day.
+		fmt.Sprintf(`SELECT last("ac_energy_wh") - first("ac_energy_wh") AS "energy" FROM "pv" WHERE time >= '%s' GROUP BY "site", "gateway", "device"`, midnight.UTC().Format(time.RFC3339)),
 		`SELECT count("reason") AS "n" FROM "access" WHERE time > now() - 1h GROUP BY "site", "result"`,
 		`SELECT count("state") AS "n" FROM "door" WHERE time > now() - 1h AND ("state" = 'forced' OR "state" = 'held') GROUP BY "site"`,
 	}
@@ -71,7 +73,7 @@ func areaQueries(midnight time.Time) []string {
 func (s *Server) area(ctx context.Context) (*Area, error) {
 	now := s.now()
 	y, m, d := now.Date()
-	res, err := s.influx.Query(ctx, areaQueries(time.Date(y, m, d, 0, 0, 0, 0, now.Location()))...)
+	res, err := s.influx.QueryParallel(ctx, areaQueries(time.Date(y, m, d, 0, 0, 0, 0, now.Location()))...)
 	if err != nil {
 		return nil, err
 	}

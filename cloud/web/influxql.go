@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -92,6 +93,32 @@ func (in *Influx) Query(ctx context.Context, statements ...string) ([]Result, er
 		if r.Error != "" {
 			return nil, fmt.Errorf("influxdb query %q: %s", statements[i], r.Error)
 		}
+	}
+	return res, nil
+}
+
+// QueryParallel runs each statement in a request of its own, all at once,
+// and returns their results in order: InfluxDB runs the statements of one
+// request one after the other, and a view's sections do not depend on each
+// other.
+func (in *Influx) QueryParallel(ctx context.Context, statements ...string) ([]Result, error) {
+	res := make([]Result, len(statements))
+	errs := make([]error, len(statements))
+	var wg sync.WaitGroup
+	for i, st := range statements {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := in.Query(ctx, st)
+			if err == nil {
+				res[i] = r[0]
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return res, nil
 }

@@ -36,8 +36,8 @@ func solarQueries(midnight, month time.Time) []string {
 	return []string{
 		`SELECT last("ac_power_w") AS "power", last("temp_c") AS "temp", last("state") AS "state" FROM "pv" WHERE time > now() - 1d GROUP BY "site", "gateway", "device", "model"`,
 		`SELECT last("ac_power_w") AS "t" FROM "pv" WHERE time > now() - 1d GROUP BY "site", "gateway", "device"`,
-		fmt.Sprintf(`SELECT spread("ac_energy_wh") AS "e" FROM "pv" WHERE time >= '%s' GROUP BY "site", "gateway", "device"`, midnight.UTC().Format(time.RFC3339)),
-		fmt.Sprintf(`SELECT spread("ac_energy_wh") AS "e" FROM "pv" WHERE time >= '%s' GROUP BY "site", "gateway", "device"`, month.UTC().Format(time.RFC3339)),
+		fmt.Sprintf(`SELECT last("ac_energy_wh") - first("ac_energy_wh") AS "e" FROM "pv" WHERE time >= '%s' GROUP BY "site", "gateway", "device"`, midnight.UTC().Format(time.RFC3339)),
+		fmt.Sprintf(`SELECT last("ac_energy_wh") - first("ac_energy_wh") AS "e" FROM "pv" WHERE time >= '%s' GROUP BY "site", "gateway", "device"`, month.UTC().Format(time.RFC3339)),
 		`SELECT last("dc_voltage_v") AS "v", last("dc_current_a") AS "a", last("dc_power_w") AS "p" FROM "pv_mppt" WHERE time > now() - 1d GROUP BY "site", "gateway", "device", "module"`,
 		`SELECT sum("p") / 1000 AS "kw" FROM (SELECT mean("ac_power_w") AS "p" FROM "pv" WHERE time > now() - 24h GROUP BY time(10m), "site", "gateway", "device") WHERE time > now() - 24h GROUP BY time(10m)`,
 	}
@@ -46,7 +46,7 @@ func solarQueries(midnight, month time.Time) []string {
 func (s *Server) solar(ctx context.Context) (*SolarView, error) {
 	now := s.now()
 	y, m, d := now.Date()
-	res, err := s.influx.Query(ctx, solarQueries(time.Date(y, m, d, 0, 0, 0, 0, now.Location()), time.Date(y, m, 1, 0, 0, 0, 0, now.Location()))...)
+	res, err := s.influx.QueryParallel(ctx, solarQueries(time.Date(y, m, d, 0, 0, 0, 0, now.Location()), time.Date(y, m, 1, 0, 0, 0, 0, now.Location()))...)
 	if err != nil {
 		return nil, err
 	}
