@@ -198,8 +198,8 @@ func lotPoints(now time.Time) []string {
 		fmt.Sprintf("parking_lot,site=south,gateway=gw-9,lot=s1,zone=a capacity=20i,occupied=2i,free=18i %d", ms-1000),
 		fmt.Sprintf("alert,site=north,gateway=gw-1,rule=r,severity=critical,device=d message=\"door forced\" %d", ms-1000),
 		fmt.Sprintf("alert,site=north,gateway=gw-1,rule=r,severity=warning,device=d message=\"x\" %d", ms-2000),
-		fmt.Sprintf("access,site=north,gateway=gw-1,door=front,reader=r1,result=granted credential=\"1\",reason=\"ok\" %d", ms-1000),
-		fmt.Sprintf("access,site=north,gateway=gw-1,door=front,reader=r1,result=denied credential=\"2\",reason=\"unknown card\" %d", ms-2000),
+		fmt.Sprintf("access,site=north,gateway=gw-1,door=front,reader=r1,result=granted credential=\"1\",reason=\"ok\",latency_ms=20 %d", ms-1000),
+		fmt.Sprintf("access,site=north,gateway=gw-1,door=front,reader=r1,result=denied credential=\"2\",reason=\"unknown card\",latency_ms=15 %d", ms-2000),
 		fmt.Sprintf("pv,site=south,gateway=gw-9,device=inv-1,model=103 ac_power_w=2500,ac_energy_wh=1000 %d", ms-1000),
 	}
 }
