@@ -83,9 +83,13 @@ CRED
 # The HTTP API wants a bearer token: an operator token for the demo (it may
 # send commands), created before cloudd starts.
 API_TOKEN=$("$BIN/cloudd" token create -tokens "$DEMO/tokens.json" -name demo -role operator)
+# The web platform's login: an operator account with a fresh password.
+WEB_USER=manager
+WEB_PASSWORD=$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')
+printf '%s\n' "$WEB_PASSWORD" | "$BIN/cloudd" user add -users "$DEMO/users.json" -name "$WEB_USER" -role operator 2>/dev/null
 setsid "$BIN/cloudd" -broker-listen "127.0.0.1:$MQTT_PORT" -credentials "$DEMO/credentials.yaml" \
   -influx-url "http://127.0.0.1:$INFLUX_PORT" -influx-bucket community \
-  -http "127.0.0.1:$API_PORT" -tokens "$DEMO/tokens.json" -client-id cloudd-demo > "$DEMO/cloudd.log" 2>&1 &
+  -http "127.0.0.1:$API_PORT" -tokens "$DEMO/tokens.json" -users "$DEMO/users.json" -client-id cloudd-demo > "$DEMO/cloudd.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$API_PORT/healthz" cloudd
 
@@ -114,9 +118,10 @@ cat <<INFO
 
 Luling demo is running: $BAYS simulated bays on 2 RS-485 buses (time runs ${SPEED}x).
 
+  web platform     http://127.0.0.1:$API_PORT/   log in as $WEB_USER, password $WEB_PASSWORD (operator)
   gateway status   http://127.0.0.1:$STATUS_PORT/status   (Prometheus: /metrics)
   cloudd API       http://127.0.0.1:$API_PORT/api/v1/gateways   (token below; /metrics too)
-  InfluxDB         http://127.0.0.1:$INFLUX_PORT   database "community"
+  InfluxDB         http://127.0.0.1:$INFLUX_PORT/query   database "community" (InfluxQL over HTTP, no web page; Grafana dashboards in cloud/web/grafana/)
   MQTT broker      tcp://127.0.0.1:$MQTT_PORT   (embedded in cloudd; gateway user demo/gw-01)
   logs             $DEMO/*.log
 
@@ -125,9 +130,8 @@ The cloudd API's operator token (kept hashed in $DEMO/tokens.json; more with
   export LULING_TOKEN=$API_TOKEN
   curl -s -H "Authorization: Bearer \$LULING_TOKEN" http://127.0.0.1:$API_PORT/api/v1/gateways/demo/gw-01
 
-A ready query (free bays per zone):
-  curl -sG http://127.0.0.1:$INFLUX_PORT/query --data-urlencode db=community \\
-    --data-urlencode 'q=SELECT last("free"), last("capacity") FROM "parking_lot" GROUP BY "lot","zone"'
+More accounts: "$BIN/cloudd user add -users $DEMO/users.json -name NAME -role viewer" (password on stdin).
+The same numbers as JSON: curl -s -H "Authorization: Bearer \$LULING_TOKEN" http://127.0.0.1:$API_PORT/api/v1/sites
 
 Ctrl-C stops everything. Live lot occupancy:
 INFO
