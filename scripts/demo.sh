@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make demo: the whole system on one machine, on simulated devices.
-#   InfluxDB 1.8 → cloudd (with its embedded MQTT broker) ← gatewayd ← devsim (64 bays, 2 RS-485 buses)
+#   InfluxDB 1.8 → cloudd (with its embedded MQTT broker, the web platform) ← gatewayd
+#   ← devsim (64 bays on 2 RS-485 buses, 2 SunSpec inverters on a third)
 # Everything lives in .demo/ and stops on Ctrl-C. The parts run in their own
 # sessions so that Ctrl-C reaches only this script, which stops them in order.
 set -euo pipefail
@@ -94,7 +95,7 @@ PIDS+=($!)
 wait_http "http://127.0.0.1:$API_PORT/healthz" cloudd
 
 # 3. devsim: the lot on two pseudo-terminal buses; it writes the gateway config.
-setsid "$BIN/devsim" parking --bays "$BAYS" --buses 2 --baud 19200 --speed "$SPEED" --dir "$DEMO/dev" \
+setsid "$BIN/devsim" parking --bays "$BAYS" --buses 2 --inverters 2 --baud 19200 --speed "$SPEED" --dir "$DEMO/dev" \
   --write-config "$DEMO/gateway.yaml" --site demo --gateway gw-01 \
   --broker "tcp://127.0.0.1:$MQTT_PORT" --outbox "$DEMO/outbox" \
   --status-listen "127.0.0.1:$STATUS_PORT" > "$DEMO/devsim.log" 2>&1 &
@@ -116,7 +117,8 @@ wait_http "http://127.0.0.1:$STATUS_PORT/healthz" gatewayd
 
 cat <<INFO
 
-Luling demo is running: $BAYS simulated bays on 2 RS-485 buses (time runs ${SPEED}x).
+Luling demo is running: $BAYS simulated bays on 2 RS-485 buses (time runs ${SPEED}x),
+and 2 SunSpec inverters on a third (following today's sun).
 
   web platform     http://127.0.0.1:$API_PORT/   log in as $WEB_USER, password $WEB_PASSWORD (operator)
   gateway status   http://127.0.0.1:$STATUS_PORT/status   (Prometheus: /metrics)

@@ -39,6 +39,7 @@ func TestUsageErrors(t *testing.T) {
 		{"parking", "--site", "Demo Site"},
 		{"parking", "--gateway", ""},
 		{"parking", "extra"},
+		{"parking", "--inverters", "-1"},
 	} {
 		var out, errOut bytes.Buffer
 		err := run(context.Background(), args, &out, &errOut)
@@ -155,5 +156,46 @@ func TestParkingRunsAndWritesConfig(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(dir, "ttyBUS0")); err == nil {
 		t.Error("the port link survived the shutdown")
+	}
+}
+
+// With --inverters, SunSpec inverters answer on a bus of their own, and the
+// written config has it and them.
+func TestParkingWithInverters(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "gateway.yaml")
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"parking", "--bays", "2", "--buses", "1", "--inverters", "2", "--baud", "115200", "--dir", dir, "--write-config", cfgPath}, &out, &errOut)
+	}()
+	defer func() { cancel(); <-done }()
+	testenv.WaitFor(t, 20*time.Second, "the config", func() bool { return strings.Contains(out.String(), "wrote gateway config") })
+	if _, err := config.Load(cfgPath, config.KnownDrivers("modbus", "sunspec"), config.KnownProfiles("ultrasonic-bay", "geomagnetic-bay"), config.SkipFileChecks()); err != nil {
+		t.Fatalf("the gateway rejects the written config: %v", err)
+	}
+	data, _ := os.ReadFile(cfgPath)
+	for _, want := range []string{"name: rs485-pv", filepath.Join(dir, "ttyPV"), "id: inv-2\n    driver: sunspec\n    bus: rs485-pv\n    unit: 2"} {
+		if !bytes.Contains(data, []byte(want)) {
+			t.Errorf("config lacks %q:\n%s", want, data)
+		}
+	}
+	// Inverter 2 answers with the SunSpec marker at 40000.
+	f, err := os.OpenFile(filepath.Join(dir, "ttyPV"), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(modbus.AppendCRC([]byte{2, 0x03, 0x9C, 0x40, 0, 2})); err != nil {
+		t.Fatal(err)
+	}
+	reply := make([]byte, 9)
+	f.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(f, reply); err != nil {
+		t.Fatalf("inverter 2 did not answer: %v", err)
+	}
+	if want := modbus.AppendCRC([]byte{2, 0x03, 4, 'S', 'u', 'n', 'S'}); !bytes.Equal(reply, want) {
+		t.Errorf("inverter 2 reply % X, want % X", reply, want)
 	}
 }
