@@ -192,24 +192,7 @@ func userIndex(users []UserInfo, name string) int {
 // change applies fn to the accounts under the file's lock and writes the
 // result.
 func (f *UserFile) change(fn func([]UserInfo) ([]UserInfo, error)) error {
-	unlock, err := lockFile(f.Path + ".lock")
-	if err != nil {
-		return fmt.Errorf("user file %s: lock: %w", f.Path, err)
-	}
-	defer unlock()
-	users, err := f.List()
-	if err != nil {
-		return err
-	}
-	if users, err = fn(users); err != nil {
-		return err
-	}
-	b, err := json.MarshalIndent(userFile{Version: 1, Users: append([]UserInfo{}, users...)}, "", "  ")
-	if err == nil {
-		err = replaceFile(f.Path, append(b, '\n'))
-	}
-	if err != nil {
-		return fmt.Errorf("user file %s: write: %w", f.Path, err)
-	}
-	return nil
+	return rewrite(f.Path, "user file", f.List, fn, func(users []UserInfo) any {
+		return userFile{Version: 1, Users: append([]UserInfo{}, users...)}
+	})
 }

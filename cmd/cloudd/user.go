@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -53,18 +52,9 @@ func userCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		fs.StringVar(&name, "name", "", "login name")
 		fs.StringVar(&role, "role", "", "viewer (read-only) or operator (may send commands)")
 	}
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return &usageError{msg: userUsage}
-			}
-			return &usageError{msg: err.Error()}
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
+	pos, err := parseMixed(fs, args, userUsage)
+	if err != nil {
+		return err
 	}
 	if path == "" {
 		return &usageError{msg: "user " + sub + ": -users FILE (or LULING_CLOUD_USERS) is required"}
