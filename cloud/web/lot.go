@@ -21,6 +21,7 @@ type LotView struct {
 	Free       int
 	Capacity   int
 	Zones      []ZoneView
+	Signs      []SignView
 	Range      string   // "24h" or "7d"
 	Plot       PlotData // occupied bays over Range
 }
@@ -38,6 +39,16 @@ type BayView struct {
 	Bay, Device, Gateway string
 	State                string
 	Since                time.Time // time of the last reading; zero when none
+}
+
+// SignView is a guidance sign of the lot (the guidance_display
+// measurement of the guidance-display plugin) and what it shows.
+type SignView struct {
+	Device, Gateway, Zone string
+	Shown                 int  // the count it shows
+	Blank                 bool // it shows nothing
+	Faults                int  // fault bits it reports
+	Since                 time.Time
 }
 
 // PlotData is a time series for uPlot: seconds since the epoch, and values
@@ -58,6 +69,8 @@ func lotQueries(site, lot string) []string {
 		`SELECT last("occupied") AS "occupied" FROM "parking_bay" WHERE ` + where + ` AND time > now() - 30d GROUP BY "gateway", "zone", "bay", "device"`,
 		`SELECT last("sensor_fault") AS "fault" FROM "parking_bay" WHERE ` + where + ` AND time > now() - 30d GROUP BY "device"`,
 		`SELECT last("free") AS "free", last("capacity") AS "capacity" FROM "parking_lot" WHERE ` + where + ` AND time > now() - 30d GROUP BY "gateway", "zone"`,
+		`SELECT last("shown") AS "shown", last("blank") AS "blank", last("faults") AS "faults" FROM "guidance_display" WHERE ` + where + ` AND time > now() - 1d GROUP BY "gateway", "device", "zone"`,
+		`SELECT last("blank") AS "t" FROM "guidance_display" WHERE ` + where + ` AND time > now() - 1d GROUP BY "gateway", "device"`,
 	}
 }
 
@@ -135,6 +148,18 @@ func (s *Server) lot(ctx context.Context, site, lot string) (*LotView, error) {
 		v.Free += int(free)
 		v.Capacity += int(capacity)
 	}
+	since := map[string]time.Time{}
+	for _, ser := range res[4].Series {
+		since[ser.Tags["gateway"]+"/"+ser.Tags["device"]] = ser.Time(0)
+	}
+	for _, ser := range res[3].Series {
+		shown, _ := ser.Float(0, "shown")
+		blank, _ := ser.Bool(0, "blank")
+		faults, _ := ser.Float(0, "faults")
+		v.Signs = append(v.Signs, SignView{Device: ser.Tags["device"], Gateway: ser.Tags["gateway"], Zone: ser.Tags["zone"],
+			Shown: int(shown), Blank: blank, Faults: int(faults), Since: since[ser.Tags["gateway"]+"/"+ser.Tags["device"]]})
+	}
+	sort.Slice(v.Signs, func(i, j int) bool { return v.Signs[i].Device < v.Signs[j].Device })
 	for _, z := range zones {
 		sort.Slice(z.Bays, func(i, j int) bool {
 			if z.Bays[i].Bay != z.Bays[j].Bay {

@@ -336,6 +336,8 @@ func TestLotGrid(t *testing.T) {
 		fmt.Sprintf("parking_bay,site=north,gateway=gw-1,device=bay-004,lot=l1,zone=z1,bay=004 occupied=false %d", ms-int64(3*time.Hour/time.Millisecond)),
 		fmt.Sprintf("parking_lot,site=north,gateway=gw-1,lot=l1,zone=z1 capacity=5i,occupied=1i,free=2i %d", ms-1000),
 		fmt.Sprintf("parking_lot,site=north,gateway=gw-1,lot=l1,zone=z1 capacity=5i,occupied=3i,free=0i %d", ms-int64(2*time.Hour/time.Millisecond)),
+		fmt.Sprintf("guidance_display,site=north,gateway=gw-1,device=sign-1,lot=l1,zone=z1 shown=7i,blank=false,faults=0i,brightness=9i %d", ms-1000),
+		fmt.Sprintf("guidance_display,site=north,gateway=gw-1,device=sign-2,lot=l1,zone=z1 blank=true,faults=2i,brightness=9i %d", ms-1000),
 	)
 	p.online("north", "gw-1", payload.DeviceInfo{ID: "bay-005", Driver: "modbus", Measurement: "parking_bay", Tags: map[string]string{"lot": "l1", "zone": "z1", "bay": "005"}})
 	code, body, _ := p.get(p.client("view"), "/lots/north/l1")
@@ -347,6 +349,12 @@ func TestLotGrid(t *testing.T) {
 		if m == nil || m[1] != want {
 			t.Errorf("%s: %v, want %s", dev, m, want)
 		}
+	}
+	if got := textOf(t, body, "sign-gw-1-sign-1"); got != "7" {
+		t.Errorf("sign 1 shows %q, want 7", got)
+	}
+	if got := textOf(t, body, "sign-gw-1-sign-2"); got != "blank" || !strings.Contains(body, "faults 2") {
+		t.Errorf("sign 2 shows %q, want blank with faults 2", got)
 	}
 	if got := textOf(t, body, "lot-free"); got != "2" {
 		t.Errorf("lot free %s, want 2", got)
