@@ -200,9 +200,17 @@ func cacheFor(d time.Duration, h http.Handler) http.Handler {
 }
 
 // securityHeaders: scripts and styles only from the platform itself, no
-// framing, no sniffing.
+// framing, no sniffing. A state-changing request whose Origin names another
+// site is refused before anything else (the login form included, which has
+// no session and so no CSRF token yet).
 func securityHeaders(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if o := r.Header.Get("Origin"); o != "" && r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if u, err := url.Parse(o); err != nil || u.Host != r.Host {
+				http.Error(w, "cross-site request refused: Origin "+o+" is not this site", http.StatusForbidden)
+				return
+			}
+		}
 		hd := w.Header()
 		hd.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 		hd.Set("X-Frame-Options", "DENY")

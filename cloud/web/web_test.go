@@ -175,6 +175,17 @@ func TestAnonymousGetsLogin(t *testing.T) {
 			t.Errorf("GET %s: HTTP %d", path, code)
 		}
 	}
+	// Another site's page cannot post the login form (login CSRF).
+	req, _ := http.NewRequest("POST", p.http.URL+"/login", strings.NewReader(url.Values{"name": {"op"}, "password": {"password-1"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "https://evil.example")
+	if resp, err = c.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || len(resp.Cookies()) != 0 {
+		t.Errorf("cross-site login: HTTP %d, cookies %v; want 403 and none", resp.StatusCode, resp.Cookies())
+	}
 	// A next= that leaves the site is ignored.
 	resp, err = p.client("").PostForm(p.http.URL+"/login", url.Values{"name": {"op"}, "password": {"password-1"}, "next": {"//evil.example/"}})
 	if err != nil {
