@@ -69,8 +69,14 @@ func areaQueries(midnight time.Time) []string {
 	}
 }
 
-// area reads the area from InfluxDB (one request) and the fleet.
+// area reads the area from InfluxDB and the fleet; callers at the same
+// time share one read.
 func (s *Server) area(ctx context.Context) (*Area, error) {
+	return s.areas.do(ctx, "area", s.readArea)
+}
+
+// readArea reads the area: one statement per section, run at once.
+func (s *Server) readArea(ctx context.Context) (*Area, error) {
 	now := s.now()
 	y, m, d := now.Date()
 	res, err := s.influx.QueryParallel(ctx, areaQueries(time.Date(y, m, d, 0, 0, 0, 0, now.Location()))...)

@@ -146,3 +146,49 @@ func (l *live) watching() int {
 	defer l.mu.Unlock()
 	return len(l.feeds)
 }
+
+// shared runs one call of fn at a time per key and hands its result to
+// every caller that asked while it ran: a burst of page loads (a site
+// office's tablets after a restart) costs InfluxDB one query.
+type shared[T any] struct {
+	mu    sync.Mutex
+	calls map[string]*call[T]
+}
+
+type call[T any] struct {
+	done    chan struct{}
+	waiting int // callers sharing the call (for tests)
+	v       T
+	err     error
+}
+
+func (s *shared[T]) do(ctx context.Context, key string, fn func(context.Context) (T, error)) (T, error) {
+	s.mu.Lock()
+	if s.calls == nil {
+		s.calls = map[string]*call[T]{}
+	}
+	c, running := s.calls[key]
+	if running {
+		c.waiting++
+	} else {
+		c = &call[T]{done: make(chan struct{})}
+		s.calls[key] = c
+	}
+	s.mu.Unlock()
+	if !running {
+		// The call outlives a caller that leaves: others may wait for it.
+		c.v, c.err = fn(context.WithoutCancel(ctx))
+		s.mu.Lock()
+		delete(s.calls, key)
+		s.mu.Unlock()
+		close(c.done)
+		return c.v, c.err
+	}
+	select {
+	case <-c.done:
+		return c.v, c.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
+}

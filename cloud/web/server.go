@@ -67,6 +67,7 @@ type Server struct {
 	now      func() time.Time
 	log      *slog.Logger
 	live     *live
+	areas    shared[*Area]
 	pages    map[string]*template.Template
 }
 

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -508,5 +509,42 @@ func TestAccessAndSolar(t *testing.T) {
 		if !strings.Contains(body, s) {
 			t.Errorf("solar view lacks %q", s)
 		}
+	}
+}
+
+func TestSharedCall(t *testing.T) {
+	var s shared[int]
+	release := make(chan struct{})
+	var calls atomic.Int32
+	fn := func(context.Context) (int, error) { calls.Add(1); <-release; return 42, nil }
+	results := make(chan int, 3)
+	go func() { v, _ := s.do(context.Background(), "k", fn); results <- v }()
+	testenv.WaitFor(t, 10*time.Second, "the first call to run", func() bool { return calls.Load() == 1 })
+	for i := 0; i < 2; i++ {
+		go func() { v, _ := s.do(context.Background(), "k", fn); results <- v }()
+	}
+	testenv.WaitFor(t, 10*time.Second, "the callers to wait", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.calls["k"].waiting == 2
+	})
+	// A caller that gives up gets its context's error; the others wait on.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.do(ctx, "k", fn); err != context.Canceled {
+		t.Errorf("cancelled caller: %v", err)
+	}
+	close(release)
+	for i := 0; i < 3; i++ {
+		if v := <-results; v != 42 {
+			t.Errorf("result %d", v)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("fn ran %d times for three callers at once, want 1", n)
+	}
+	// After it ended, a new call runs fn again.
+	if v, _ := s.do(context.Background(), "k", func(context.Context) (int, error) { return 7, nil }); v != 7 {
+		t.Errorf("later call: %d", v)
 	}
 }
