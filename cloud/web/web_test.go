@@ -464,22 +464,7 @@ func TestCommandForm(t *testing.T) {
 
 func TestAccessAndSolar(t *testing.T) {
 	p := newPlatform(t)
-	now := time.Now()
-	ms := now.UnixMilli()
-	y, mo, d := now.Date()
-	midnight := time.Date(y, mo, d, 0, 0, 0, 0, now.Location()).UnixMilli()
-	p.write(
-		fmt.Sprintf("access,site=north,gateway=gw-1,door=front,reader=rd-1,result=granted credential=\"card-1001\",reason=\"ok\",latency_ms=12.5 %d", ms-3000),
-		fmt.Sprintf("access,site=north,gateway=gw-1,door=front,reader=rd-1,result=denied credential=\"card-6666\",reason=\"unknown credential\",latency_ms=9 %d", ms-2000),
-		fmt.Sprintf("door,site=north,gateway=gw-1,door=front state=\"forced\",open=true %d", ms-1000),
-		fmt.Sprintf("pv,site=north,gateway=gw-1,device=inv-1,model=103 ac_power_w=1500,ac_energy_wh=5000,temp_c=41.5,state=\"MPPT\" %d", midnight+1000),
-		fmt.Sprintf("pv,site=north,gateway=gw-1,device=inv-1,model=103 ac_power_w=2000,ac_energy_wh=7500,temp_c=42,state=\"MPPT\" %d", ms-1000),
-		fmt.Sprintf("pv_mppt,site=north,gateway=gw-1,device=inv-1,module=1 dc_voltage_v=380.5,dc_current_a=2.5,dc_power_w=951.25 %d", ms-1000),
-		fmt.Sprintf("fault,site=north,gateway=gw-1,device=rd-2,driver=osdp state=\"offline\",message=\"no reply\" %d", ms-1000),
-	)
-	p.online("north", "gw-1",
-		payload.DeviceInfo{ID: "rd-1", Driver: "osdp", Measurement: "access"},
-		payload.DeviceInfo{ID: "rd-2", Driver: "osdp", Measurement: "access"})
+	accessSolarData(p)
 	c := p.client("view")
 	code, body, _ := p.get(c, "/access")
 	if code != 200 {
@@ -547,4 +532,25 @@ func TestSharedCall(t *testing.T) {
 	if v, _ := s.do(context.Background(), "k", func(context.Context) (int, error) { return 7, nil }); v != 7 {
 		t.Errorf("later call: %d", v)
 	}
+}
+
+// accessSolarData writes access, door, solar and reader data, and a gateway
+// with two OSDP readers.
+func accessSolarData(p *platform) {
+	now := time.Now()
+	ms := now.UnixMilli()
+	y, mo, d := now.Date()
+	midnight := time.Date(y, mo, d, 0, 0, 0, 0, now.Location()).UnixMilli()
+	p.write(
+		fmt.Sprintf("access,site=north,gateway=gw-1,door=front,reader=rd-1,result=granted credential=\"card-1001\",reason=\"ok\",latency_ms=12.5 %d", ms-3000),
+		fmt.Sprintf("access,site=north,gateway=gw-1,door=front,reader=rd-1,result=denied credential=\"card-6666\",reason=\"unknown credential\",latency_ms=9 %d", ms-2000),
+		fmt.Sprintf("door,site=north,gateway=gw-1,door=front state=\"forced\",open=true %d", ms-1000),
+		fmt.Sprintf("pv,site=north,gateway=gw-1,device=inv-1,model=103 ac_power_w=1500,ac_energy_wh=5000,temp_c=41.5,state=\"MPPT\" %d", midnight+1000),
+		fmt.Sprintf("pv,site=north,gateway=gw-1,device=inv-1,model=103 ac_power_w=2000,ac_energy_wh=7500,temp_c=42,state=\"MPPT\" %d", ms-1000),
+		fmt.Sprintf("pv_mppt,site=north,gateway=gw-1,device=inv-1,module=1 dc_voltage_v=380.5,dc_current_a=2.5,dc_power_w=951.25 %d", ms-1000),
+		fmt.Sprintf("fault,site=north,gateway=gw-1,device=rd-2,driver=osdp state=\"offline\",message=\"no reply\" %d", ms-1000),
+	)
+	p.online("north", "gw-1",
+		payload.DeviceInfo{ID: "rd-1", Driver: "osdp", Measurement: "access"},
+		payload.DeviceInfo{ID: "rd-2", Driver: "osdp", Measurement: "access"})
 }
