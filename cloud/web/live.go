@@ -78,6 +78,7 @@ func (l *live) unsubscribe(key string, f *feed, ch chan []byte) {
 func (l *live) poll(ctx context.Context, key string, f *feed, render func(context.Context) ([]byte, error)) {
 	defer close(f.done)
 	var last []byte
+	var lastErr string
 	got := map[chan []byte]bool{}
 	t := time.NewTicker(l.every)
 	defer t.Stop()
@@ -89,8 +90,15 @@ func (l *live) poll(ctx context.Context, key string, f *feed, render func(contex
 			return
 		}
 		if err != nil {
-			l.log.Warn("live view not updated", "view", key, "err", err)
+			if err.Error() != lastErr { // once per kind of failure, not every second
+				l.log.Warn("live view not updated", "view", key, "err", err)
+			}
+			lastErr = err.Error()
 		} else {
+			if lastErr != "" {
+				l.log.Info("live view updated again", "view", key)
+			}
+			lastErr = ""
 			changed := !bytes.Equal(b, last)
 			last = b
 			l.mu.Lock()
