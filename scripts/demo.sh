@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: the whole system on one machine, on simulated devices.
 #   InfluxDB 1.8 → cloudd (with its embedded MQTT broker, the web platform) ← gatewayd
-#   ← devsim (64 bays on 2 RS-485 buses, 2 SunSpec inverters on a third)
+#   ← devsim (64 bays on 2 RS-485 buses, 2 SunSpec inverters on a third, a guidance
+#     sign per zone on a fourth, driven by the zone-guidance rule plugin)
 # Everything lives in .demo/ and stops on Ctrl-C. The parts run in their own
 # sessions so that Ctrl-C reaches only this script, which stops them in order.
 set -euo pipefail
@@ -94,8 +95,13 @@ setsid "$BIN/cloudd" -broker-listen "127.0.0.1:$MQTT_PORT" -credentials "$DEMO/c
 PIDS+=($!)
 wait_http "http://127.0.0.1:$API_PORT/healthz" cloudd
 
-# 3. devsim: the lot on two pseudo-terminal buses; it writes the gateway config.
+# 3. devsim: the lot on two pseudo-terminal buses, two inverters on a third
+# and a guidance sign per zone on a fourth; it writes the gateway config,
+# with the plugins that drive the signs.
+mkdir -p "$BIN/plugins"
+CGO_ENABLED=0 go build -o "$BIN/plugins/" ./plugins/examples/guidance-display ./plugins/examples/zone-guidance
 setsid "$BIN/devsim" parking --bays "$BAYS" --buses 2 --inverters 2 --baud 19200 --speed "$SPEED" --dir "$DEMO/dev" \
+  --sign-plugin "$BIN/plugins/guidance-display" --guidance-plugin "$BIN/plugins/zone-guidance" \
   --write-config "$DEMO/gateway.yaml" --site demo --gateway gw-01 \
   --broker "tcp://127.0.0.1:$MQTT_PORT" --outbox "$DEMO/outbox" \
   --status-listen "127.0.0.1:$STATUS_PORT" > "$DEMO/devsim.log" 2>&1 &
@@ -118,7 +124,8 @@ wait_http "http://127.0.0.1:$STATUS_PORT/healthz" gatewayd
 cat <<INFO
 
 Luling demo is running: $BAYS simulated bays on 2 RS-485 buses (time runs ${SPEED}x),
-and 2 SunSpec inverters on a third (following today's sun).
+2 SunSpec inverters on a third (following today's sun) and a guidance sign per
+zone on a fourth, which the gateway's zone-guidance rule keeps at the zone's free bays.
 
   web platform     http://127.0.0.1:$API_PORT/   log in as $WEB_USER, password $WEB_PASSWORD (operator)
   gateway status   http://127.0.0.1:$STATUS_PORT/status   (Prometheus: /metrics)
