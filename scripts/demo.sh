@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # make demo: the whole system on one machine, on simulated devices.
-#   InfluxDB 1.8 → cloudd (with its embedded MQTT broker) ← gatewayd ← devsim (64 bays, 2 RS-485 buses)
+#   InfluxDB 1.8 → cloudd (with its embedded MQTT broker, the web platform) ← gatewayd
+#   ← devsim (64 bays on 2 RS-485 buses, 2 SunSpec inverters on a third, a guidance
+#     sign per zone on a fourth, driven by the zone-guidance rule plugin)
 # Everything lives in .demo/ and stops on Ctrl-C. The parts run in their own
 # sessions so that Ctrl-C reaches only this script, which stops them in order.
 set -euo pipefail
@@ -83,14 +85,23 @@ CRED
 # The HTTP API wants a bearer token: an operator token for the demo (it may
 # send commands), created before cloudd starts.
 API_TOKEN=$("$BIN/cloudd" token create -tokens "$DEMO/tokens.json" -name demo -role operator)
+# The web platform's login: an operator account with a fresh password.
+WEB_USER=manager
+WEB_PASSWORD=$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')
+printf '%s\n' "$WEB_PASSWORD" | "$BIN/cloudd" user add -users "$DEMO/users.json" -name "$WEB_USER" -role operator 2>/dev/null
 setsid "$BIN/cloudd" -broker-listen "127.0.0.1:$MQTT_PORT" -credentials "$DEMO/credentials.yaml" \
   -influx-url "http://127.0.0.1:$INFLUX_PORT" -influx-bucket community \
-  -http "127.0.0.1:$API_PORT" -tokens "$DEMO/tokens.json" -client-id cloudd-demo > "$DEMO/cloudd.log" 2>&1 &
+  -http "127.0.0.1:$API_PORT" -tokens "$DEMO/tokens.json" -users "$DEMO/users.json" -client-id cloudd-demo > "$DEMO/cloudd.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$API_PORT/healthz" cloudd
 
-# 3. devsim: the lot on two pseudo-terminal buses; it writes the gateway config.
-setsid "$BIN/devsim" parking --bays "$BAYS" --buses 2 --baud 19200 --speed "$SPEED" --dir "$DEMO/dev" \
+# 3. devsim: the lot on two pseudo-terminal buses, two inverters on a third
+# and a guidance sign per zone on a fourth; it writes the gateway config,
+# with the plugins that drive the signs.
+mkdir -p "$BIN/plugins"
+CGO_ENABLED=0 go build -o "$BIN/plugins/" ./plugins/examples/guidance-display ./plugins/examples/zone-guidance
+setsid "$BIN/devsim" parking --bays "$BAYS" --buses 2 --inverters 2 --baud 19200 --speed "$SPEED" --dir "$DEMO/dev" \
+  --sign-plugin "$BIN/plugins/guidance-display" --guidance-plugin "$BIN/plugins/zone-guidance" \
   --write-config "$DEMO/gateway.yaml" --site demo --gateway gw-01 \
   --broker "tcp://127.0.0.1:$MQTT_PORT" --outbox "$DEMO/outbox" \
   --status-listen "127.0.0.1:$STATUS_PORT" > "$DEMO/devsim.log" 2>&1 &
@@ -112,11 +123,14 @@ wait_http "http://127.0.0.1:$STATUS_PORT/healthz" gatewayd
 
 cat <<INFO
 
-Luling demo is running: $BAYS simulated bays on 2 RS-485 buses (time runs ${SPEED}x).
+Luling demo is running: $BAYS simulated bays on 2 RS-485 buses (time runs ${SPEED}x),
+2 SunSpec inverters on a third (following today's sun) and a guidance sign per
+zone on a fourth, which the gateway's zone-guidance rule keeps at the zone's free bays.
 
+  web platform     http://127.0.0.1:$API_PORT/   log in as $WEB_USER, password $WEB_PASSWORD (operator)
   gateway status   http://127.0.0.1:$STATUS_PORT/status   (Prometheus: /metrics)
   cloudd API       http://127.0.0.1:$API_PORT/api/v1/gateways   (token below; /metrics too)
-  InfluxDB         http://127.0.0.1:$INFLUX_PORT   database "community"
+  InfluxDB         http://127.0.0.1:$INFLUX_PORT/query   database "community" (InfluxQL over HTTP, no web page; Grafana dashboards in cloud/web/grafana/)
   MQTT broker      tcp://127.0.0.1:$MQTT_PORT   (embedded in cloudd; gateway user demo/gw-01)
   logs             $DEMO/*.log
 
@@ -125,9 +139,8 @@ The cloudd API's operator token (kept hashed in $DEMO/tokens.json; more with
   export LULING_TOKEN=$API_TOKEN
   curl -s -H "Authorization: Bearer \$LULING_TOKEN" http://127.0.0.1:$API_PORT/api/v1/gateways/demo/gw-01
 
-A ready query (free bays per zone):
-  curl -sG http://127.0.0.1:$INFLUX_PORT/query --data-urlencode db=community \\
-    --data-urlencode 'q=SELECT last("free"), last("capacity") FROM "parking_lot" GROUP BY "lot","zone"'
+More accounts: "$BIN/cloudd user add -users $DEMO/users.json -name NAME -role viewer" (password on stdin).
+The same numbers as JSON: curl -s -H "Authorization: Bearer \$LULING_TOKEN" http://127.0.0.1:$API_PORT/api/v1/sites
 
 Ctrl-C stops everything. Live lot occupancy:
 INFO

@@ -6,8 +6,9 @@
 // a Viewer reads (fleet state, command replies, metrics), an Operator also
 // acts (sends commands to gateways). The API's bearer tokens are one
 // Authenticator (TokenAuthenticator, backed by a TokenFile); the web
-// platform's user accounts will be another, on the same roles and the same
-// Guard.
+// platform's user accounts are another (Sessions, backed by a UserFile of
+// bcrypt hashes: a login opens a session with a CSRF token), on the same
+// roles and the same Guard; Either combines them.
 //
 // Failures answer in the manner of RFC 6750: 401 with
 // "WWW-Authenticate: Bearer" when the credentials are missing or wrong,
@@ -62,8 +63,11 @@ func (r Role) Allows(need Role) bool { return need > RoleNone && r >= need }
 
 // Principal is an authenticated caller.
 type Principal struct {
-	Name string // the token's name, later a user's login
+	Name string // the token's name or the user's login
 	Role Role
+	// CSRF is a session's CSRF token, which its state-changing requests
+	// carry; empty for tokens.
+	CSRF string
 }
 
 // Authenticator turns a request's credentials into a principal. It returns

@@ -183,27 +183,34 @@ func (f *TokenFile) Revoke(name string) error {
 // update applies change to the file's tokens under the lock and writes the
 // result.
 func (f *TokenFile) update(change func([]TokenInfo) ([]TokenInfo, error)) error {
-	unlock, err := lockFile(f.Path + ".lock")
+	return rewrite(f.Path, "token file", f.List, change, func(tokens []TokenInfo) any {
+		return tokenFile{Version: 1, Tokens: append([]TokenInfo{}, tokens...)}
+	})
+}
+
+// rewrite is the read-modify-write of a token or user file: under the
+// file's lock (PATH.lock), list its entries, change them and write the
+// file that wrap makes of the result, atomically. what names the file in
+// errors.
+func rewrite[T any](path, what string, list func() ([]T, error), change func([]T) ([]T, error), wrap func([]T) any) error {
+	unlock, err := lockFile(path + ".lock")
 	if err != nil {
-		return fmt.Errorf("token file %s: lock: %w", f.Path, err)
+		return fmt.Errorf("%s %s: lock: %w", what, path, err)
 	}
 	defer unlock()
-	tokens, err := f.List()
+	entries, err := list()
 	if err != nil {
 		return err
 	}
-	if tokens, err = change(tokens); err != nil {
+	if entries, err = change(entries); err != nil {
 		return err
 	}
-	if tokens == nil {
-		tokens = []TokenInfo{}
+	b, err := json.MarshalIndent(wrap(entries), "", "  ")
+	if err == nil {
+		err = replaceFile(path, append(b, '\n'))
 	}
-	b, err := json.MarshalIndent(tokenFile{Version: 1, Tokens: tokens}, "", "  ")
 	if err != nil {
-		return err
-	}
-	if err := replaceFile(f.Path, append(b, '\n')); err != nil {
-		return fmt.Errorf("token file %s: write: %w", f.Path, err)
+		return fmt.Errorf("%s %s: write: %w", what, path, err)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@
 //	cloudd [flags]            run
 //	cloudd hash-password      read a password on stdin, print its bcrypt hash
 //	cloudd token create|list|revoke   manage the HTTP API's tokens
+//	cloudd user add|passwd|list|remove   manage the web platform's accounts
 package main
 
 import (

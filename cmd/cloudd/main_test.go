@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -104,13 +106,17 @@ func TestRunEmbedded(t *testing.T) {
 	os.WriteFile(creds, []byte("gateways:\n  - {site: s1, gateway: gw-1, password: '"+string(h)+"'}\n"), 0o600)
 	tokens := filepath.Join(t.TempDir(), "tokens.json")
 	view := newToken(t, tokens, "test", "viewer")
+	users := filepath.Join(t.TempDir(), "users.json")
+	if err := run(context.Background(), []string{"user", "add", "-users", users, "-name", "pm", "-role", "viewer"}, strings.NewReader("password-1\n"), io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
 	mqttPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var logs syncBuf
 	go func() {
 		done <- run(ctx, []string{"-broker-listen", "127.0.0.1:" + itoa(mqttPort), "-credentials", creds,
-			"-influx-url", influx.URL, "-influx-bucket", db, "-http", "127.0.0.1:" + itoa(httpPort), "-client-id", "cloudd-test", "-tokens", tokens},
+			"-influx-url", influx.URL, "-influx-bucket", db, "-http", "127.0.0.1:" + itoa(httpPort), "-client-id", "cloudd-test", "-tokens", tokens, "-users", users},
 			nil, io.Discard, &logs)
 	}()
 	defer func() {
@@ -140,4 +146,59 @@ func TestRunEmbedded(t *testing.T) {
 		code, b := call(t, "GET", api+"/api/v1/gateways/s1/gw-1", view, "")
 		return code == 200 && strings.Contains(b, `"points_written": 1`)
 	})
+	checkPlatform(t, api, view)
+}
+
+// checkPlatform: the web platform answers beside the API; the API takes a
+// token or a session; an open live feed does not hold up the shutdown.
+func checkPlatform(t *testing.T, api, token string) {
+	t.Helper()
+	noFollow := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := (&http.Client{CheckRedirect: noFollow}).Get(api + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeBody(resp)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
+		t.Errorf("anonymous GET /: HTTP %d to %q, want the login page", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	code, b := call(t, "GET", api+"/api/v1/sites", token, "")
+	if code != 200 || !strings.Contains(b, `"name": "s1"`) || !strings.Contains(b, `"pv_power_w": 12.5`) {
+		t.Errorf("GET /api/v1/sites with a token: HTTP %d %s", code, b)
+	}
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, CheckRedirect: noFollow}
+	resp, err = c.PostForm(api+"/login", url.Values{"name": {"pm"}, "password": {"password-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeBody(resp)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login: HTTP %d", resp.StatusCode)
+	}
+	resp, err = c.Get(api + "/api/v1/sites")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeBody(resp)
+	if resp.StatusCode != 200 {
+		t.Errorf("GET /api/v1/sites with a session: HTTP %d", resp.StatusCode)
+	}
+	// A viewer's session may not send commands through the API either.
+	req, _ := http.NewRequest("POST", api+"/api/v1/gateways/s1/gw-1/commands", strings.NewReader(`{"name":"ping"}`))
+	if resp, err = c.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	closeBody(resp)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("POST command with a session and no CSRF token: HTTP %d, want 401", resp.StatusCode)
+	}
+	live, err := c.Get(api + "/live/area")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if live.StatusCode != 200 {
+		t.Fatalf("live: HTTP %d", live.StatusCode)
+	}
+	t.Cleanup(func() { live.Body.Close() })
 }

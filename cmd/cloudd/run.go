@@ -29,25 +29,27 @@ import (
 // config is cloudd's configuration: flags with LULING_CLOUD_* environment
 // fallbacks.
 type config struct {
-	brokerURL    string
-	embedded     embeddedConfig // without -broker-url: brokerflags.go
-	clientID     string
-	username     string
-	password     string
-	tlsCA        string
-	tlsCert      string
-	tlsKey       string
-	group        string
-	influxURL    string
-	influxToken  string
-	influxOrg    string
-	influxBucket string
-	httpAddr     string
-	tokens       string
-	logLevel     string
-	batchPoints  int
-	seqGrace     time.Duration
-	trust        *ingestTrust
+	brokerURL     string
+	embedded      embeddedConfig // without -broker-url: brokerflags.go
+	clientID      string
+	username      string
+	password      string
+	tlsCA         string
+	tlsCert       string
+	tlsKey        string
+	group         string
+	influxURL     string
+	influxToken   string
+	influxOrg     string
+	influxBucket  string
+	httpAddr      string
+	tokens        string
+	users         string
+	secureCookies bool
+	logLevel      string
+	batchPoints   int
+	seqGrace      time.Duration
+	trust         *ingestTrust
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -79,6 +81,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.influxBucket, "influx-bucket", env("INFLUX_BUCKET", "community"), "InfluxDB bucket (1.8: database) [LULING_CLOUD_INFLUX_BUCKET]")
 	fs.StringVar(&c.httpAddr, "http", env("HTTP", "127.0.0.1:8080"), "listen address of the HTTP API; empty disables it [LULING_CLOUD_HTTP]")
 	tokensFlag(fs, &c.tokens)
+	usersFlag(fs, &c.users)
+	fs.BoolVar(&c.secureCookies, "secure-cookies", env("SECURE_COOKIES", "") == "true", "mark the web platform's session cookie Secure (when users reach cloudd over HTTPS, e.g. behind a proxy) [LULING_CLOUD_SECURE_COOKIES]")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error [LULING_CLOUD_LOG_LEVEL]")
 	batch := env("BATCH_POINTS", "5000")
 	grace := env("SEQ_GRACE", "60s")
@@ -92,7 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, &usageError{msg: err.Error()}
 	}
 	if fs.NArg() > 0 {
-		return nil, &usageError{msg: fmt.Sprintf("unexpected argument %q (subcommands: hash-password, token)", fs.Arg(0))}
+		return nil, &usageError{msg: fmt.Sprintf("unexpected argument %q (subcommands: hash-password, token, user)", fs.Arg(0))}
 	}
 	n, err := strconv.Atoi(batch)
 	if err != nil || n < 1 || n > 1_000_000 {
@@ -175,6 +179,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if len(args) > 0 && args[0] == "token" {
 		return tokenCmd(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "user" {
+		return userCmd(args[1:], stdin, stdout, stderr)
+	}
 	c, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
@@ -250,10 +257,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 				"hint", "create a token with: cloudd token create -tokens FILE -name NAME -role operator; then start cloudd with -tokens FILE (or LULING_CLOUD_TOKENS=FILE)")
 		}
 		tokens := auth.NewTokenAuthenticator(c.tokens, auth.TokenOptions{Logger: log.With("component", "auth")})
-		srv := &http.Server{
-			Handler:           protect(api, auth.NewGuard(tokens, "cloudd", log.With("component", "api"))),
-			ReadHeaderTimeout: 10 * time.Second,
+		handler, closeWeb, err := withPlatform(c, api, tokens, f, cmds, log)
+		if err != nil {
+			ln.Close()
+			return err
 		}
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+		srv.RegisterOnShutdown(closeWeb)
 		log.Info("http api listening", "addr", ln.Addr().String())
 		wg.Add(1)
 		go func() {

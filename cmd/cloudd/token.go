@@ -38,18 +38,9 @@ func tokenCmd(args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&role, "role", "", "viewer (read-only) or operator (may send commands)")
 	}
 	// Flags may come before or after revoke's NAME.
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return &usageError{msg: tokenUsage}
-			}
-			return &usageError{msg: err.Error()}
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
+	pos, err := parseMixed(fs, args, tokenUsage)
+	if err != nil {
+		return err
 	}
 	if path == "" {
 		return &usageError{msg: "token " + sub + ": -tokens FILE (or LULING_CLOUD_TOKENS) is required"}
@@ -99,4 +90,23 @@ func tokenCmd(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	return &usageError{msg: fmt.Sprintf("token %s: want create, list or revoke\n%s", sub, tokenUsage)}
+}
+
+// parseMixed parses fs from args, where flags and positional arguments may
+// come in any order, and returns the positional ones. Help and bad flags
+// are usage errors (help shows usage).
+func parseMixed(fs *flag.FlagSet, args []string, usage string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, &usageError{msg: usage}
+			}
+			return nil, &usageError{msg: err.Error()}
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
+	}
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"os"
@@ -39,6 +41,7 @@ func TestUsageErrors(t *testing.T) {
 		{"parking", "--site", "Demo Site"},
 		{"parking", "--gateway", ""},
 		{"parking", "extra"},
+		{"parking", "--inverters", "-1"},
 	} {
 		var out, errOut bytes.Buffer
 		err := run(context.Background(), args, &out, &errOut)
@@ -155,5 +158,90 @@ func TestParkingRunsAndWritesConfig(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(dir, "ttyBUS0")); err == nil {
 		t.Error("the port link survived the shutdown")
+	}
+}
+
+// With --inverters, SunSpec inverters answer on a bus of their own, and the
+// written config has it and them.
+func TestParkingWithInverters(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "gateway.yaml")
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"parking", "--bays", "2", "--buses", "1", "--inverters", "2", "--baud", "115200", "--dir", dir, "--write-config", cfgPath}, &out, &errOut)
+	}()
+	defer func() { cancel(); <-done }()
+	testenv.WaitFor(t, 20*time.Second, "the config", func() bool { return strings.Contains(out.String(), "wrote gateway config") })
+	if _, err := config.Load(cfgPath, config.KnownDrivers("modbus", "sunspec"), config.KnownProfiles("ultrasonic-bay", "geomagnetic-bay"), config.SkipFileChecks()); err != nil {
+		t.Fatalf("the gateway rejects the written config: %v", err)
+	}
+	data, _ := os.ReadFile(cfgPath)
+	for _, want := range []string{"name: rs485-pv", filepath.Join(dir, "ttyPV"), "id: inv-2\n    driver: sunspec\n    bus: rs485-pv\n    unit: 2"} {
+		if !bytes.Contains(data, []byte(want)) {
+			t.Errorf("config lacks %q:\n%s", want, data)
+		}
+	}
+	// Inverter 2 answers with the SunSpec marker at 40000.
+	f, err := os.OpenFile(filepath.Join(dir, "ttyPV"), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(modbus.AppendCRC([]byte{2, 0x03, 0x9C, 0x40, 0, 2})); err != nil {
+		t.Fatal(err)
+	}
+	reply := make([]byte, 9)
+	f.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(f, reply); err != nil {
+		t.Fatalf("inverter 2 did not answer: %v", err)
+	}
+	if want := modbus.AppendCRC([]byte{2, 0x03, 4, 'S', 'u', 'n', 'S'}); !bytes.Equal(reply, want) {
+		t.Errorf("inverter 2 reply % X, want % X", reply, want)
+	}
+}
+
+// With --sign-plugin and --guidance-plugin, a guidance sign per zone
+// answers on a bus of its own, and the written config pins both plugins by
+// their SHA-256 and has the zone-guidance rule write each zone's free bays
+// to its sign.
+func TestParkingWithSigns(t *testing.T) {
+	dir := t.TempDir()
+	sign, rule := filepath.Join(dir, "guidance-display"), filepath.Join(dir, "zone-guidance")
+	os.WriteFile(sign, []byte("sign plugin"), 0o755)
+	os.WriteFile(rule, []byte("rule plugin"), 0o755)
+	var errOut bytes.Buffer
+	if err := run(context.Background(), []string{"parking", "--bays", "4", "--buses", "2", "--dir", dir, "--sign-plugin", sign}, io.Discard, &errOut); !errors.Is(err, errUsage) {
+		t.Errorf("--sign-plugin alone: %v, want a usage error", err)
+	}
+	cfgPath := filepath.Join(dir, "gateway.yaml")
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut2 syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"parking", "--bays", "5", "--buses", "2", "--dir", dir, "--write-config", cfgPath,
+			"--sign-plugin", sign, "--guidance-plugin", rule}, &out, &errOut2)
+	}()
+	defer func() { cancel(); <-done }()
+	testenv.WaitFor(t, 20*time.Second, "the config", func() bool { return strings.Contains(out.String(), "wrote gateway config") })
+	if _, err := config.Load(cfgPath, config.KnownDrivers("modbus", "plugin"), config.KnownProfiles("ultrasonic-bay", "geomagnetic-bay"), config.SkipFileChecks()); err != nil {
+		t.Fatalf("the gateway rejects the written config: %v", err)
+	}
+	data, _ := os.ReadFile(cfgPath)
+	sum := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
+	for _, want := range []string{
+		"name: rs485-signs", filepath.Join(dir, "ttySIGN"),
+		"id: sign-b\n    driver: plugin\n    bus: rs485-signs\n    unit: 2",
+		`sha256: "` + sum("sign plugin") + `", config: {address: 2, max_count: 999}`,
+		"trigger: {measurement: parking_bay}", `sha256: "` + sum("rule plugin") + `"`,
+		`a: {sign: sign-a, capacity: 3, lot: "demo-lot"}`, `b: {sign: sign-b, capacity: 2, lot: "demo-lot"}`,
+	} {
+		if !bytes.Contains(data, []byte(want)) {
+			t.Errorf("config lacks %q:\n%s", want, data)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "ttySIGN")); err != nil {
+		t.Errorf("no sign bus: %v", err)
 	}
 }

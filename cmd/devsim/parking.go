@@ -53,9 +53,15 @@ type parkingOptions struct {
 	ultrasonic        float64
 	lot               string
 	poll, timeout     time.Duration
+	inverters         int
+
+	signPlugin, guidancePlugin string
 
 	writeConfig, site, gateway, broker, outbox, statusListen string
 	verbose                                                  bool
+
+	solar *solarBus // the inverters, when there are any
+	signs *signBus  // the guidance signs, when there are any
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
@@ -100,6 +106,9 @@ func parseParking(args []string, stderr io.Writer) (*parkingOptions, error) {
 	fs.StringVar(&o.broker, "broker", "tcp://127.0.0.1:1883", "MQTT broker URL of the written config")
 	fs.StringVar(&o.outbox, "outbox", "/var/lib/luling/outbox", "outbox path of the written config")
 	fs.StringVar(&o.statusListen, "status-listen", "127.0.0.1:9100", "local status listen address of the written config")
+	fs.IntVar(&o.inverters, "inverters", 0, "SunSpec inverters on a bus of their own (DIR/ttyPV), following the day curve of the wall clock")
+	fs.StringVar(&o.signPlugin, "sign-plugin", "", "guidance-display plugin binary: puts a guidance sign per zone on a bus of their own (DIR/ttySIGN); with --guidance-plugin")
+	fs.StringVar(&o.guidancePlugin, "guidance-plugin", "", "zone-guidance rule plugin binary, which writes each zone's free bays to its sign; with --sign-plugin")
 	fs.BoolVar(&o.verbose, "v", false, "log each bus's diagnostics too")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -140,6 +149,8 @@ func parseParking(args []string, stderr io.Writer) (*parkingOptions, error) {
 		return nil, bad("--lot: want a name")
 	case o.dir == "":
 		return nil, bad("--dir: want a folder")
+	case o.inverters < 0 || o.inverters > 247:
+		return nil, bad("--inverters %d: want 0..247", o.inverters)
 	}
 	if _, ok := formats[strings.ToUpper(o.format)]; !ok {
 		return nil, bad("--format %q: want 8N2, 8E1, 8O1 or 8N1", o.format)
@@ -203,8 +214,20 @@ func runParking(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("parking: %w", err)
 	}
 	defer lot.Close()
+	solar, err := startSolar(o, o.inverters, logger)
+	if err != nil {
+		return err
+	}
+	defer solar.close()
+	o.solar = solar
 
 	buses, bays := lot.Buses(), lot.Bays()
+	signs, err := startSigns(o, buses, logger)
+	if err != nil {
+		return err
+	}
+	defer signs.close()
+	o.signs = signs
 	fmt.Fprintf(stdout, "devsim parking: %d bays on %d buses, %d baud %s, seed %d, speed %gx\n",
 		o.bays, o.buses, o.baud, o.format, o.seed, o.speed)
 	for _, b := range buses {
@@ -240,7 +263,14 @@ func configSections(o *parkingOptions, buses []modbussim.BusInfo, bays []modbuss
 		fmt.Fprintf(&b, "  - name: %s\n    port: %s\n    baud: %d\n    data_bits: 8\n    parity: %s\n    stop_bits: %d\n    timeout: %s\n",
 			bus.Name, strconv.Quote(bus.Path), o.baud, f.parity, f.stopBits, o.timeout)
 	}
+	pvBus, pvDevices := o.solar.config(o)
+	signBus, signDevices, rules := o.signs.config(o)
+	b.WriteString(pvBus)
+	b.WriteString(signBus)
+	b.WriteString(rules)
 	b.WriteString("devices:\n")
+	b.WriteString(pvDevices)
+	b.WriteString(signDevices)
 	for _, bay := range bays {
 		fmt.Fprintf(&b, "  - id: bay-%03d\n    driver: modbus\n    bus: %s\n    unit: %d\n    profile: %s\n    poll: %s\n    tags: {lot: %s, zone: %s, bay: \"%03d\"}\n",
 			bay.Bay, buses[bay.Bus].Name, bay.Unit, bay.Model.Profile(), o.poll, strconv.Quote(o.lot), zone(bay.Bus), bay.Bay)

@@ -160,6 +160,8 @@ type worldOptions struct {
 	extra       string // more gateway config, such as rules:
 	moreBuses   string // more entries under buses:
 	moreDevices string // more entries under devices:
+
+	cloudArgs []string // more cloudd flags
 }
 
 func newWorld(t *testing.T, o worldOptions) *world {
@@ -176,9 +178,9 @@ func newWorld(t *testing.T, o worldOptions) *world {
 		t.Fatalf("cloudd token create: %v", err)
 	}
 	w.apiToken = strings.TrimSpace(string(out))
-	w.cloud = startProc(t, filepath.Join(binDir, "cloudd"),
-		"-broker-url", w.broker.URL(), "-client-id", "cloudd-"+w.db, "-influx-url", w.influx.URL,
-		"-influx-bucket", w.db, "-http", fmt.Sprintf("127.0.0.1:%d", httpPort), "-tokens", tokens, "-log-level", "warn")
+	w.cloud = startProc(t, filepath.Join(binDir, "cloudd"), append([]string{
+		"-broker-url", w.broker.URL(), "-client-id", "cloudd-" + w.db, "-influx-url", w.influx.URL,
+		"-influx-bucket", w.db, "-http", fmt.Sprintf("127.0.0.1:%d", httpPort), "-tokens", tokens, "-log-level", "warn"}, o.cloudArgs...)...)
 	w.waitHTTP(w.cloudAPI + "/healthz")
 
 	lot, err := modbussim.NewLot(modbussim.LotConfig{Bays: o.bays, Buses: o.buses, Ultrasonic: 0.5, Seed: 1, Dir: t.TempDir()})

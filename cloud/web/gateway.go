@@ -1,0 +1,174 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/luling-edge/luling/cloud/command"
+	"github.com/luling-edge/luling/cloud/fleet"
+)
+
+// GatewayView is one gateway's health and devices.
+type GatewayView struct {
+	fleet.Gateway
+	Health       map[string]float64 // last gateway_health fields (booleans as 0/1)
+	HealthTime   time.Time
+	DeviceStates map[string]DeviceState // by device id, from the fault events
+}
+
+// DeviceState is a device's last fault event.
+type DeviceState struct {
+	State, Message string
+	Since          time.Time
+}
+
+// healthFields are the gateway_health fields the view shows.
+var healthFields = []string{"uplink_connected", "outbox_bytes", "outbox_unacked", "outbox_dropped", "bus_errors", "devices_ok", "devices_failed", "rss_bytes"}
+
+func gatewayQueries(site, gw string) []string {
+	where := fmt.Sprintf(`"site" = %s AND "gateway" = %s`, quote(site), quote(gw))
+	var sel []string
+	for _, f := range healthFields {
+		sel = append(sel, fmt.Sprintf(`last(%q) AS %q`, f, f))
+	}
+	return []string{
+		`SELECT ` + strings.Join(sel, ", ") + ` FROM "gateway_health" WHERE ` + where + ` AND time > now() - 1d`,
+		`SELECT last("uplink_connected") AS "t" FROM "gateway_health" WHERE ` + where + ` AND time > now() - 1d`,
+		`SELECT last("state") AS "state", last("message") AS "message" FROM "fault" WHERE ` + where + ` AND time > now() - 30d GROUP BY "device"`,
+		`SELECT last("state") AS "t" FROM "fault" WHERE ` + where + ` AND time > now() - 30d GROUP BY "device"`,
+	}
+}
+
+// errNoGateway is a gateway the fleet does not know.
+var errNoGateway = errors.New("gateway not known")
+
+func (s *Server) gateway(ctx context.Context, site, gw string) (*GatewayView, error) {
+	g, ok := s.fleet.Gateway(site, gw)
+	if !ok {
+		return nil, fmt.Errorf("gateway %s/%s: %w", site, gw, errNoGateway)
+	}
+	res, err := s.influx.Query(ctx, gatewayQueries(site, gw)...)
+	if err != nil {
+		return nil, err
+	}
+	v := &GatewayView{Gateway: g, Health: map[string]float64{}, DeviceStates: map[string]DeviceState{}}
+	for _, ser := range res[0].Series {
+		for _, f := range healthFields {
+			if x, ok := ser.Float(0, f); ok {
+				v.Health[f] = x
+			}
+		}
+	}
+	for _, ser := range res[1].Series {
+		v.HealthTime = ser.Time(0)
+	}
+	times := map[string]time.Time{}
+	for _, ser := range res[3].Series {
+		times[ser.Tags["device"]] = ser.Time(0)
+	}
+	for _, ser := range res[2].Series {
+		d := ser.Tags["device"]
+		v.DeviceStates[d] = DeviceState{State: ser.String(0, "state"), Message: ser.String(0, "message"), Since: times[d]}
+	}
+	sort.Slice(v.Devices, func(i, j int) bool { return v.Devices[i].ID < v.Devices[j].ID })
+	return v, nil
+}
+
+// Commander sends commands to gateways (cloud/command.Service).
+type Commander interface {
+	Send(ctx context.Context, site, gw string, req command.Request) (command.Outcome, error)
+}
+
+// commandForm is what the gateway view's command form posts.
+type commandForm struct {
+	Name                 string
+	Device, Point, Value string // device.write
+	Version, Credentials string // credentials.sync
+}
+
+// commands the form offers, with what each does.
+var formCommands = []struct{ Name, Help string }{
+	{"ping", "answer with the gateway's clock"},
+	{"config.reload", "validate the configuration on disk and apply it if valid"},
+	{"device.write", "write a device's output or LED (device, point, value)"},
+	{"credentials.sync", "replace the door controllers' credential set (version, credentials JSON)"},
+}
+
+// request turns the form into a command request; the error names the
+// field that is wrong.
+func (f commandForm) request() (command.Request, error) {
+	req := command.Request{Name: f.Name, Timeout: command.Duration(15 * time.Second)}
+	switch f.Name {
+	case "ping", "config.reload":
+	case "device.write":
+		if f.Device == "" || f.Point == "" || f.Value == "" {
+			return req, errors.New("device.write needs a device, a point and a value")
+		}
+		req.Args = map[string]any{"device": f.Device, "point": f.Point, "value": formValue(f.Value)}
+	case "credentials.sync":
+		v, err := strconv.ParseInt(f.Version, 10, 64)
+		if err != nil || v < 0 {
+			return req, fmt.Errorf("credentials.sync: version %q: want a whole number", f.Version)
+		}
+		if !json.Valid([]byte(f.Credentials)) {
+			return req, errors.New("credentials.sync: credentials: want a JSON array of credentials")
+		}
+		req.Args = map[string]any{"version": json.Number(strconv.FormatInt(v, 10)), "credentials": f.Credentials}
+	default:
+		return req, fmt.Errorf("command %q: want one of ping, config.reload, device.write, credentials.sync", f.Name)
+	}
+	return req, nil
+}
+
+// formValue reads a form's value as the JSON API would: true, false and
+// numbers as such, anything else as a string.
+func formValue(s string) any {
+	switch s {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	if _, err := strconv.ParseFloat(s, 64); err == nil {
+		return json.Number(s)
+	}
+	return s
+}
+
+// CommandResult is what the view shows after a command: the reply, or why
+// there is none.
+type CommandResult struct {
+	ID, Name string
+	Status   string // the reply's status, or "failed" when there is no reply
+	Message  string
+	Reply    string // the reply, indented JSON
+}
+
+func (s *Server) sendCommand(ctx context.Context, site, gw string, req command.Request) CommandResult {
+	out, err := s.cmds.Send(ctx, site, gw, req)
+	r := CommandResult{ID: out.ID, Name: req.Name}
+	if err != nil {
+		r.Status, r.Message = "failed", err.Error()
+		return r
+	}
+	var reply struct {
+		Status  string `json:"status"`
+		Message string `json:"message"`
+	}
+	json.Unmarshal(out.Reply, &reply)
+	r.Status, r.Message = reply.Status, reply.Message
+	var pretty map[string]any
+	if json.Unmarshal(out.Reply, &pretty) == nil {
+		b, _ := json.MarshalIndent(pretty, "", "  ")
+		r.Reply = string(b)
+	} else {
+		r.Reply = string(out.Reply)
+	}
+	return r
+}

@@ -1,0 +1,133 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// grafanaDashboard is the part of a dashboard's JSON the check reads.
+type grafanaDashboard struct {
+	UID        string `json:"uid"`
+	Title      string `json:"title"`
+	Templating struct {
+		List []struct {
+			Name  string `json:"name"`
+			Query string `json:"query"`
+		} `json:"list"`
+	} `json:"templating"`
+	Panels []struct {
+		Title      string `json:"title"`
+		Datasource struct {
+			Type string `json:"type"`
+		} `json:"datasource"`
+		Targets []struct {
+			RawQuery bool   `json:"rawQuery"`
+			Query    string `json:"query"`
+		} `json:"targets"`
+	} `json:"panels"`
+}
+
+// grafanaQuery replaces Grafana's macros and variables the way Grafana
+// does for a 24 h range and "All" selected.
+func grafanaQuery(q string) string {
+	return strings.NewReplacer("$timeFilter", "time > now() - 24h", "$__interval", "10m", "$site", ".*", "$lot", ".*", "$gateway", ".*").Replace(q)
+}
+
+// TestGrafanaDashboards runs every query of every shipped dashboard (and of
+// its variables) against a live InfluxDB that holds a little of each
+// measurement, and wants each to answer with data: a misspelt measurement,
+// field or tag, or a query InfluxDB refuses, fails here instead of showing
+// an empty panel to a property manager.
+func TestGrafanaDashboards(t *testing.T) {
+	p := newPlatform(t)
+	now := time.Now()
+	ms := now.UnixMilli()
+	p.write(lotPoints(now)...)
+	p.write(
+		fmt.Sprintf("parking_bay,site=north,gateway=gw-1,device=bay-001,lot=l1,zone=z1,bay=001 occupied=true,sensor_fault=false %d", ms-1000),
+		fmt.Sprintf("door,site=north,gateway=gw-1,door=front state=\"held\",open=true %d", ms-1000),
+		fmt.Sprintf("pv,site=north,gateway=gw-1,device=inv-1,model=103 ac_power_w=1000,ac_energy_wh=1000,temp_c=40,state=\"MPPT\" %d", ms-3_600_000),
+		fmt.Sprintf("pv,site=north,gateway=gw-1,device=inv-1,model=103 ac_power_w=1500,ac_energy_wh=2500,temp_c=41,state=\"MPPT\" %d", ms-1000),
+		fmt.Sprintf("pv_mppt,site=north,gateway=gw-1,device=inv-1,module=1 dc_voltage_v=380,dc_current_a=2,dc_power_w=760 %d", ms-1000),
+		fmt.Sprintf("gateway_health,site=north,gateway=gw-1 uplink_connected=true,outbox_bytes=10i,outbox_unacked=2i,outbox_dropped=0i,bus_errors=1i,devices_ok=3i,devices_failed=1i %d", ms-1000),
+		fmt.Sprintf("fault,site=north,gateway=gw-1,device=bay-002,driver=modbus state=\"offline\",message=\"timeout\" %d", ms-1000),
+		fmt.Sprintf("guidance_display,site=north,gateway=gw-1,device=sign-1,lot=l1,zone=z1 shown=7i,blank=false,faults=0i %d", ms-1000),
+	)
+	files, err := filepath.Glob("grafana/*.json")
+	if err != nil || len(files) < 5 {
+		t.Fatalf("dashboards: %v %v", files, err)
+	}
+	uids := map[string]bool{}
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d grafanaDashboard
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Errorf("%s: %v", file, err)
+			continue
+		}
+		if d.UID == "" || d.Title == "" || len(d.Panels) == 0 || uids[d.UID] {
+			t.Errorf("%s: want a unique uid, a title and panels", file)
+		}
+		uids[d.UID] = true
+		var queries []string
+		for _, v := range d.Templating.List {
+			queries = append(queries, v.Query)
+		}
+		for _, pn := range d.Panels {
+			if pn.Datasource.Type != "influxdb" || len(pn.Targets) == 0 {
+				t.Errorf("%s: panel %q: want an influxdb data source and a query", file, pn.Title)
+			}
+			for _, tg := range pn.Targets {
+				if !tg.RawQuery {
+					t.Errorf("%s: panel %q: want a raw InfluxQL query", file, pn.Title)
+				}
+				queries = append(queries, tg.Query)
+			}
+		}
+		for _, q := range queries {
+			res, err := p.srv.influx.Query(context.Background(), grafanaQuery(q))
+			if err != nil {
+				t.Errorf("%s: %v", file, err)
+				continue
+			}
+			if !hasValue(res[0]) {
+				t.Errorf("%s: no data from %s", file, grafanaQuery(q))
+			}
+		}
+	}
+}
+
+// hasValue reports whether every column of a result but time holds a
+// value somewhere: a misspelt field in a query of several shows as a
+// column of nulls.
+func hasValue(r Result) bool {
+	filled := map[string]bool{}
+	for _, s := range r.Series {
+		for _, c := range s.Columns {
+			filled[c] = filled[c] || false
+		}
+		for _, row := range s.Values {
+			for i, v := range row {
+				if v != nil {
+					filled[s.Columns[i]] = true
+				}
+			}
+		}
+	}
+	delete(filled, "time")
+	for _, ok := range filled {
+		if !ok {
+			return false
+		}
+	}
+	return len(filled) > 0
+}
