@@ -138,6 +138,9 @@ func (o *Outbox) commit(group []*request) {
 			break
 		}
 	}
+	if err == nil {
+		err = o.reserve(next - 1)
+	}
 	fsyncs := 0
 	if err == nil {
 		fsyncs, err = o.flush(writes, dirDirty)
@@ -145,7 +148,13 @@ func (o *Outbox) commit(group []*request) {
 	if err != nil {
 		o.undo(writes, actives)
 		o.mu.Lock()
-		o.nextSeq = next // never reuse a number that may have reached the disk
+		if first := o.nextSeq; next > first {
+			// Never reuse a number that may have reached the disk; declare
+			// the skipped ones so the cloud does not wait for them.
+			o.addLossLocked(payload.SeqRange{First: first, Last: next - 1}, payload.LossUnused)
+			o.st.Skipped += int64(next - first)
+		}
+		o.nextSeq = next
 		o.st.Fsyncs += int64(fsyncs)
 		o.mu.Unlock()
 		o.log.Error("outbox: commit failed; appends of this group are not stored", "records", countRecords(accepted), "err", err)
@@ -187,6 +196,26 @@ func (o *Outbox) commit(group []*request) {
 	for _, r := range accepted {
 		r.done <- nil
 	}
+}
+
+// reserve makes sure the state file allows numbers up to last before a
+// segment holding them is written, reserving a block at a time.
+func (o *Outbox) reserve(last uint64) error {
+	o.mu.Lock()
+	if last <= o.reserved {
+		o.mu.Unlock()
+		return nil
+	}
+	prev := o.reserved
+	o.reserved = last + reserveBlock - 1
+	o.mu.Unlock()
+	if err := o.saveState(); err != nil {
+		o.mu.Lock()
+		o.reserved = prev
+		o.mu.Unlock()
+		return err
+	}
+	return nil
 }
 
 func countRecords(reqs []*request) int {
@@ -274,6 +303,7 @@ func (o *Outbox) dropOldestLocked(excess int64) []*segment {
 		o.bytes -= s.size
 		o.st.DroppedOldest.Messages += int64(s.unacked)
 		o.st.DroppedOldest.Records += s.unRecs
+		o.declareUnackedLocked(s, payload.LossFull)
 		first, last := s.entries[0].seq, s.entries[len(s.entries)-1].seq
 		o.log.Warn("outbox: over the bound; dropped oldest telemetry segment",
 			"file", s.path, "seq_first", first, "seq_last", last,
@@ -526,8 +556,9 @@ func (o *Outbox) removeFiles(segs []*segment) {
 // saveState writes the state file from the index.
 func (o *Outbox) saveState() error {
 	o.mu.Lock()
-	st := state{lastSeq: o.nextSeq - 1, ackedThrough: o.ackedThroughLocked()}
+	st := state{lastSeq: o.nextSeq - 1, reserved: max(o.reserved, o.nextSeq-1), ackedThrough: o.ackedThroughLocked()}
 	st.ranges = o.ackedRangesLocked(st.ackedThrough)
+	st.losses = slices.Clone(o.losses)
 	o.ackDirty = false
 	o.mu.Unlock()
 	n, err := writeState(o.opts.Dir, o.dir, &st)
@@ -547,13 +578,18 @@ func (o *Outbox) saveState() error {
 
 // ackedRangesLocked describes the acknowledged messages above w as ranges:
 // runs of acknowledged entries, in seq order across both kinds, not broken
-// by an unacknowledged one. Beyond maxStateRanges the rest is left out; those
-// messages are sent again after a crash.
+// by an unacknowledged one. A run starts right after the unacknowledged
+// entry before it and the last run ends at the last committed number, so
+// numbers no longer stored (acknowledged and deleted, or declared lost) are
+// covered too: recovery must not mistake them for lost ones. Beyond
+// maxStateRanges the rest is left out; those messages are sent again after
+// a crash.
 func (o *Outbox) ackedRangesLocked(w uint64) []seqRange {
 	type pos struct{ si, ei int }
 	var p [2]pos
 	var rs []seqRange
 	run := false
+	from := w + 1 // where the next run starts
 	for {
 		var best *entry
 		bk := -1
@@ -571,6 +607,9 @@ func (o *Outbox) ackedRangesLocked(w uint64) []seqRange {
 			}
 		}
 		if best == nil {
+			if run {
+				rs[len(rs)-1].hi = max(rs[len(rs)-1].hi, o.committed)
+			}
 			return rs
 		}
 		p[bk].ei++
@@ -580,13 +619,14 @@ func (o *Outbox) ackedRangesLocked(w uint64) []seqRange {
 		switch {
 		case !best.acked:
 			run = false
+			from = best.seq + 1
 		case run:
 			rs[len(rs)-1].hi = best.seq
 		default:
 			if len(rs) == maxStateRanges {
 				return rs
 			}
-			rs = append(rs, seqRange{best.seq, best.seq})
+			rs = append(rs, seqRange{from, best.seq})
 			run = true
 		}
 	}

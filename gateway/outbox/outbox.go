@@ -98,8 +98,21 @@ type Stats struct {
 	// RefusedEvents counts event records refused (ErrFull) past the hard
 	// ceiling.
 	RefusedEvents int64
-	// TruncatedBytes is what recovery cut off torn or corrupt segment tails.
+	// DroppedMissing are messages recovery did not find on disk although
+	// they had been committed (a damaged, truncated or deleted segment);
+	// their records are unknown and counted as one each (a lower bound).
+	DroppedMissing Counts
+	// Skipped counts sequence numbers given up without a message: reserved
+	// before an unclean stop and not used, or lost to a failed write. They
+	// are declared (LossUnused) so the cloud does not wait for them.
+	Skipped int64
+	// Losses is the number of declared loss ranges not yet forgotten
+	// (ForgetLosses).
+	Losses int
+	// TruncatedBytes is what recovery cut off torn segment tails, and
+	// SkippedBytes what it stepped over inside segments (damaged entries).
 	TruncatedBytes int64
+	SkippedBytes   int64
 
 	AppendedRecords  int64
 	AppendedMessages int64
@@ -114,8 +127,9 @@ type Stats struct {
 // records never got a sequence number and count as records only.
 func (s Stats) Dropped() Counts {
 	return Counts{
-		Messages: s.DroppedOldest.Messages + s.DroppedCorrupt.Messages,
-		Records:  s.DroppedOldest.Records + s.DroppedCorrupt.Records + s.RefusedTelemetry + s.RefusedEvents,
+		Messages: s.DroppedOldest.Messages + s.DroppedCorrupt.Messages + s.DroppedMissing.Messages,
+		Records: s.DroppedOldest.Records + s.DroppedCorrupt.Records + s.DroppedMissing.Records +
+			s.RefusedTelemetry + s.RefusedEvents,
 	}
 }
 
@@ -178,6 +192,8 @@ type Outbox struct {
 	logs      [2]kindLog
 	nextSeq   uint64 // next seq to assign; all below are assigned
 	committed uint64 // highest seq that is durable
+	reserved  uint64 // highest seq the state file allows to assign
+	losses    []payload.Loss
 	bytes     int64
 	lastAcked uint64
 	ackDirty  bool
@@ -318,7 +334,7 @@ func (o *Outbox) recover() error {
 	if err != nil {
 		return fmt.Errorf("outbox: list %s: %w", dir, err)
 	}
-	maxSeq := st.lastSeq
+	var maxStored uint64
 	var buf []byte
 	dirDirty := false
 	for _, de := range names {
@@ -327,11 +343,12 @@ func (o *Outbox) recover() error {
 			continue
 		}
 		path := filepath.Join(dir, de.Name())
-		s, cut, err := o.openSegment(path, kind, first, &buf)
+		s, cut, skipped, err := o.openSegment(path, kind, first, &buf)
 		if err != nil {
 			return err
 		}
 		o.st.TruncatedBytes += cut
+		o.st.SkippedBytes += skipped
 		if s == nil {
 			if err := os.Remove(path); err != nil {
 				return fmt.Errorf("outbox: remove empty segment %s: %w", path, err)
@@ -348,7 +365,7 @@ func (o *Outbox) recover() error {
 				s.unRecs += int64(e.recs)
 			}
 		}
-		maxSeq = max(maxSeq, s.entries[len(s.entries)-1].seq)
+		maxStored = max(maxStored, s.entries[len(s.entries)-1].seq)
 		o.bytes += s.size
 		lg := o.kindLog(kind)
 		lg.segs = append(lg.segs, s)
@@ -356,10 +373,17 @@ func (o *Outbox) recover() error {
 	for i := range o.logs {
 		slices.SortFunc(o.logs[i].segs, func(a, b *segment) int { return cmpU64(a.first, b.first) })
 	}
-	o.nextSeq = maxSeq + 1
-	o.committed = maxSeq
-	if !found && maxSeq > 0 {
+	// The counter resumes above every number ever assigned or reserved,
+	// whatever happened to the segments.
+	o.reserved = max(st.reserved, maxStored)
+	o.nextSeq = o.reserved + 1
+	o.committed = o.reserved
+	o.losses = st.losses
+	switch {
+	case !found && maxStored > 0:
 		o.log.Warn("outbox: no state file; every stored message counts as unacknowledged", "dir", dir)
+	case found && err == nil:
+		o.declareRecovered(&st, maxStored)
 	}
 	if dirDirty {
 		if err := o.dir.Sync(); err != nil {
@@ -377,28 +401,37 @@ func (o *Outbox) recover() error {
 		return err
 	}
 	o.log.Info("outbox: opened", "bytes", o.bytes, "next_seq", o.nextSeq,
-		"unacked", o.statsLocked().Unacked.Messages, "truncated_bytes", o.st.TruncatedBytes)
+		"unacked", o.statsLocked().Unacked.Messages, "truncated_bytes", o.st.TruncatedBytes,
+		"skipped_bytes", o.st.SkippedBytes, "declared_losses", len(o.losses))
 	return nil
 }
 
 // openSegment scans one segment file, truncates a bad tail and returns the
 // segment with its file open for reading and writing, or nil when nothing
-// in it survived (the caller removes it).
-func (o *Outbox) openSegment(path string, kind payload.Kind, first uint64, buf *[]byte) (*segment, int64, error) {
+// in it survived (the caller removes it). Damaged entries inside the file
+// are stepped over (logged, their bytes returned as skipped) and left in
+// place; the messages they held are declared by recovery.
+func (o *Outbox) openSegment(path string, kind payload.Kind, first uint64, buf *[]byte) (*segment, int64, int64, error) {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
-		return nil, 0, fmt.Errorf("outbox: open segment %s: %w", path, err)
+		return nil, 0, 0, fmt.Errorf("outbox: open segment %s: %w", path, err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, 0, fmt.Errorf("outbox: stat segment %s: %w", path, err)
+		return nil, 0, 0, fmt.Errorf("outbox: stat segment %s: %w", path, err)
 	}
-	entries, end, serr := scanSegment(readerOf(f), kind, buf)
+	entries, end, damage, serr := scanSegment(readerOf(f), kind, buf)
 	var se *scanError
 	if serr != nil && !errors.As(serr, &se) {
 		f.Close()
-		return nil, 0, fmt.Errorf("outbox: read segment %s: %w", path, serr)
+		return nil, 0, 0, fmt.Errorf("outbox: read segment %s: %w", path, serr)
+	}
+	var skipped int64
+	for _, d := range damage {
+		skipped += d.n
+		o.log.Warn("outbox: segment has a damaged entry; skipping it and keeping the entries after it",
+			"file", path, "offset", d.off, "reason", d.err.Error(), "skipped_bytes", d.n)
 	}
 	if len(entries) > 0 && entries[0].seq != first {
 		// The name is decided by the first entry; a mismatch means the file
@@ -415,19 +448,19 @@ func (o *Outbox) openSegment(path string, kind payload.Kind, first uint64, buf *
 		if fi.Size() > 0 && serr != nil {
 			o.log.Warn("outbox: removing segment with no intact entry", "file", path, "bytes", fi.Size())
 		}
-		return nil, fi.Size(), nil
+		return nil, fi.Size() - skipped, skipped, nil
 	}
 	if cut > 0 {
 		if err := f.Truncate(end); err != nil {
 			f.Close()
-			return nil, 0, fmt.Errorf("outbox: truncate segment %s to %d bytes: %w", path, end, err)
+			return nil, 0, 0, fmt.Errorf("outbox: truncate segment %s to %d bytes: %w", path, end, err)
 		}
 		if err := f.Sync(); err != nil {
 			f.Close()
-			return nil, 0, fmt.Errorf("outbox: sync segment %s: %w", path, err)
+			return nil, 0, 0, fmt.Errorf("outbox: sync segment %s: %w", path, err)
 		}
 	}
-	return &segment{kind: kind, first: entries[0].seq, path: path, f: f, size: end, entries: entries}, cut, nil
+	return &segment{kind: kind, first: entries[0].seq, path: path, f: f, size: end, entries: entries}, cut, skipped, nil
 }
 
 // readerOf buffers sequential reads of f from its start.
@@ -760,7 +793,7 @@ func (o *Outbox) read(refs []ref) ([]payload.Message, error) {
 			s.unRecs -= int64(s.entries[i].recs)
 			o.st.DroppedCorrupt.Messages++
 			o.st.DroppedCorrupt.Records += int64(s.entries[i].recs)
-			o.ackDirty = true
+			o.addLossLocked(payload.SeqRange{First: r.e.seq, Last: r.e.seq}, payload.LossCorrupt)
 			freed = freed || s.unacked == 0
 		}
 		o.mu.Unlock()
@@ -786,6 +819,7 @@ func (o *Outbox) statsLocked() Stats {
 	s.Bytes = o.bytes
 	s.NextSeq = o.nextSeq
 	s.LastAcked = o.lastAcked
+	s.Losses = len(o.losses)
 	s.AckedThrough = o.ackedThroughLocked()
 	for k := range o.logs {
 		for _, seg := range o.logs[k].segs {
@@ -823,6 +857,14 @@ func (o *Outbox) Close() error {
 	o.mu.Unlock()
 	close(o.quit)
 	<-o.done
+	// A clean stop records the exact high-water mark, so the next start
+	// skips no reserved number.
+	o.mu.Lock()
+	if o.reserved != o.nextSeq-1 {
+		o.reserved = o.nextSeq - 1
+		o.ackDirty = true
+	}
+	o.mu.Unlock()
 	err := o.housekeep(true)
 	o.filesMu.Lock()
 	for k := range o.logs {
