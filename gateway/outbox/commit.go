@@ -52,6 +52,9 @@ func (o *Outbox) run() {
 			return
 		}
 		due := time.Since(stateAt) >= o.opts.AckPersistInterval
+		if due {
+			o.expireHolds()
+		}
 		if err := o.housekeep(due); err != nil {
 			o.log.Error("outbox: housekeeping failed; will retry", "err", err)
 		} else if due {

@@ -67,8 +67,13 @@ type Options struct {
 	// crash; the cloud removes those duplicates by sequence number.
 	AckPersistInterval time.Duration
 
+	// HoldFor bounds how long a message the broker acknowledged (Sent)
+	// waits for the cloud's confirmation (Confirm) before it is let go
+	// anyway (default 1 h). See delivery.go.
+	HoldFor time.Duration
+
 	Logger *slog.Logger
-	Now    func() time.Time // seal time of batches (default time.Now)
+	Now    func() time.Time // seal time of batches, hold times (default time.Now)
 }
 
 // Counts is a number of messages and the records they held.
@@ -109,6 +114,11 @@ type Stats struct {
 	// Losses is the number of declared loss ranges not yet forgotten
 	// (ForgetLosses).
 	Losses int
+	// SentThrough: every message up to it was sent (PUBACK) or confirmed.
+	SentThrough uint64
+	// HoldExpired counts messages sent and let go after HoldFor without
+	// the cloud's confirmation.
+	HoldExpired int64
 	// TruncatedBytes is what recovery cut off torn segment tails, and
 	// SkippedBytes what it stepped over inside segments (damaged entries).
 	TruncatedBytes int64
@@ -184,22 +194,24 @@ type Outbox struct {
 	// reads under RLock, the committer closes and deletes under Lock.
 	filesMu sync.RWMutex
 
-	mu        sync.Mutex
-	queue     []*request
-	changed   chan struct{} // closed when messages become pending or on Close
-	closed    bool
-	failed    error // set when a failed write could not be undone
-	logs      [2]kindLog
-	nextSeq   uint64 // next seq to assign; all below are assigned
-	committed uint64 // highest seq that is durable
-	reserved  uint64 // highest seq the state file allows to assign
-	losses    []payload.Loss
-	bytes     int64
-	lastAcked uint64
-	ackDirty  bool
-	orphans   []*segment // dropped from the index, files not yet deleted
-	refusing  [2]bool    // a refusal was logged and nothing accepted since
-	st        Stats
+	mu         sync.Mutex
+	queue      []*request
+	changed    chan struct{} // closed when messages become pending or on Close
+	closed     bool
+	failed     error // set when a failed write could not be undone
+	logs       [2]kindLog
+	nextSeq    uint64 // next seq to assign; all below are assigned
+	committed  uint64 // highest seq that is durable
+	reserved   uint64 // highest seq the state file allows to assign
+	losses     []payload.Loss
+	holds      []holdPoint // ascending; see expireHolds
+	holdWarned bool
+	bytes      int64
+	lastAcked  uint64
+	ackDirty   bool
+	orphans    []*segment // dropped from the index, files not yet deleted
+	refusing   [2]bool    // a refusal was logged and nothing accepted since
+	st         Stats
 }
 
 func (o *Outbox) kindLog(k payload.Kind) *kindLog { return &o.logs[k-1] }
@@ -280,6 +292,9 @@ func normalize(o *Options) error {
 	if o.AckPersistInterval == 0 {
 		o.AckPersistInterval = DefaultAckPersistInterval
 	}
+	if o.HoldFor == 0 {
+		o.HoldFor = DefaultHoldFor
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -295,8 +310,8 @@ func normalize(o *Options) error {
 		return fmt.Errorf("outbox: %s: MaxBatchRecords %d: want 1 to %d", o.Dir, o.MaxBatchRecords, payload.MaxRecords)
 	case o.MaxBatchBytes < 512 || o.MaxBatchBytes > payload.MaxBodyBytes/2:
 		return fmt.Errorf("outbox: %s: MaxBatchBytes %d: want 512 to %d", o.Dir, o.MaxBatchBytes, payload.MaxBodyBytes/2)
-	case o.CommitInterval < 0 || o.AckPersistInterval < 0:
-		return fmt.Errorf("outbox: %s: negative CommitInterval or AckPersistInterval", o.Dir)
+	case o.CommitInterval < 0 || o.AckPersistInterval < 0 || o.HoldFor < 0:
+		return fmt.Errorf("outbox: %s: negative CommitInterval, AckPersistInterval or HoldFor", o.Dir)
 	}
 	return nil
 }
@@ -820,6 +835,7 @@ func (o *Outbox) statsLocked() Stats {
 	s.NextSeq = o.nextSeq
 	s.LastAcked = o.lastAcked
 	s.Losses = len(o.losses)
+	s.SentThrough = o.sentThroughLocked()
 	s.AckedThrough = o.ackedThroughLocked()
 	for k := range o.logs {
 		for _, seg := range o.logs[k].segs {

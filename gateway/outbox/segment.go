@@ -54,6 +54,7 @@ type entry struct {
 	size  uint32 // body length
 	recs  uint32
 	acked bool
+	sent  bool // the broker acknowledged it; kept until acked (Confirm)
 }
 
 func (e *entry) frameLen() int64 { return int64(e.size) + frameOverhead }
