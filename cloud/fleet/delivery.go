@@ -39,11 +39,13 @@ func (s *Seq) Gaps(cutoff time.Time, max int) []payload.SeqRange {
 // counted as declared (DeclaredLost, or Skipped when unused) and no longer
 // awaited; numbers already seen are left alone. A range ending more than
 // MaxJump ahead of the expected number is ignored (it returns false), like
-// a message that far ahead; before tracking started it does nothing and
-// returns false too.
+// a message that far ahead. Before tracking started it does nothing.
 func (s *Seq) Declare(r payload.SeqRange, unused bool, now time.Time) bool {
-	if !s.started || r.First == 0 || r.Last < r.First || r.Last > MaxSeq {
-		return s.started
+	if !s.started || r.First == 0 || r.Last < r.First {
+		return true // nothing awaited yet, or nothing declared
+	}
+	if r.Last > MaxSeq {
+		return false
 	}
 	maxJump := min(s.MaxJump, MaxJumpLimit)
 	if maxJump == 0 {
@@ -130,6 +132,9 @@ type AckPolicy struct {
 	// ResendAfter is how long a gap stays open before the gateway is asked
 	// to send it again, and how long before that request is repeated.
 	ResendAfter time.Duration
+	// Repeat, when set, sends an online gateway its last ack again after
+	// this long without one, so a lost ack is made good.
+	Repeat time.Duration
 }
 
 // Acks returns the acknowledgements due: for each gateway with traffic or
@@ -152,6 +157,7 @@ func (f *Fleet) Acks(p AckPolicy) []payload.Ack {
 			resend = g.seq.Gaps(now.Add(-p.ResendAfter), payload.MaxResendRanges)
 		}
 		due := (g.ack.dirty || through != g.ack.sent) && now.Sub(g.ack.at) >= p.Every
+		due = due || (p.Repeat > 0 && g.view.Online && now.Sub(g.ack.at) >= p.Repeat)
 		if !due && len(resend) == 0 {
 			continue
 		}

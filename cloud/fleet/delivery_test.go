@@ -13,7 +13,7 @@ func rng(a, b uint64) payload.SeqRange { return payload.SeqRange{First: a, Last:
 func TestSeqDeclareAndThrough(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	var s Seq
-	if s.Declare(rng(1, 3), false, t0) || s.Through() != 0 || s.Stats() != (SeqStats{}) {
+	if !s.Declare(rng(1, 3), false, t0) || s.Through() != 0 || s.Stats() != (SeqStats{}) {
 		t.Fatal("a declaration before tracking started did something")
 	}
 	for _, n := range []uint64{1, 2, 3, 7, 8, 12} {

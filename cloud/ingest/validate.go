@@ -50,23 +50,57 @@ func Validate(topic string, body []byte) (*payload.Batch, error) {
 	return b, nil
 }
 
+// topicFor parses topic and checks that it has the given suffix.
+func topicFor(topic, suffix string) (payload.Topic, error) {
+	t, err := payload.ParseTopic(topic)
+	if err != nil {
+		return t, &Rejection{Reason: fleet.ReasonTopic, Err: err}
+	}
+	if t.Suffix != suffix {
+		return t, &Rejection{Reason: fleet.ReasonTopic, Site: t.Site, Gateway: t.Gateway, Err: fmt.Errorf("topic %q: want a %s topic", topic, suffix)}
+	}
+	return t, nil
+}
+
+// checkSender checks that a body names the gateway of its topic.
+func checkSender(topic string, t payload.Topic, site, gateway string) error {
+	if site != t.Site || gateway != t.Gateway {
+		return &Rejection{Reason: fleet.ReasonIdentity, Site: t.Site, Gateway: t.Gateway,
+			Err: fmt.Errorf("topic %q: identity mismatch: payload says %s/%s", topic, site, gateway)}
+	}
+	return nil
+}
+
 // ValidateStatus checks a status message and that its body names the
 // gateway of its topic.
 func ValidateStatus(topic string, body []byte) (*payload.Status, error) {
-	t, err := payload.ParseTopic(topic)
+	t, err := topicFor(topic, payload.SuffixStatus)
 	if err != nil {
-		return nil, &Rejection{Reason: fleet.ReasonTopic, Err: err}
-	}
-	if t.Suffix != payload.SuffixStatus {
-		return nil, &Rejection{Reason: fleet.ReasonTopic, Site: t.Site, Gateway: t.Gateway, Err: fmt.Errorf("topic %q: want a status topic", topic)}
+		return nil, err
 	}
 	s, err := payload.DecodeStatus(body)
 	if err != nil {
 		return nil, &Rejection{Reason: fleet.ReasonStatus, Site: t.Site, Gateway: t.Gateway, Err: fmt.Errorf("topic %q: %w", topic, err)}
 	}
-	if s.Site != t.Site || s.Gateway != t.Gateway {
-		return nil, &Rejection{Reason: fleet.ReasonIdentity, Site: t.Site, Gateway: t.Gateway,
-			Err: fmt.Errorf("topic %q: identity mismatch: payload says %s/%s", topic, s.Site, s.Gateway)}
+	if err := checkSender(topic, t, s.Site, s.Gateway); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// ValidateDropped checks a dropped announcement and that its body names
+// the gateway of its topic.
+func ValidateDropped(topic string, body []byte) (*payload.Dropped, error) {
+	t, err := topicFor(topic, payload.SuffixDropped)
+	if err != nil {
+		return nil, err
+	}
+	d, err := payload.DecodeDropped(body)
+	if err != nil {
+		return nil, &Rejection{Reason: fleet.ReasonSchema, Site: t.Site, Gateway: t.Gateway, Err: fmt.Errorf("topic %q: %w", topic, err)}
+	}
+	if err := checkSender(topic, t, d.Site, d.Gateway); err != nil {
+		return nil, err
+	}
+	return d, nil
 }
