@@ -40,8 +40,10 @@
 // # Segment logs
 //
 // Each kind has its own append-only log (telemetry can then be dropped
-// without touching events), made of segment files of about SegmentBytes,
-// named <kind>-<first seq>.seg. Every entry is framed as
+// without touching events), made of segment files of about SegmentBytes
+// (by default MaxBytes/16 within 4 KiB to 4 MiB, so any bound the config
+// accepts works and a drop by the bound loses one small segment, not half
+// the outbox), named <kind>-<first seq>.seg. Every entry is framed as
 //
 //	length u32 | crc32c u32 | seq u64 | kind u8 | records u32 | body
 //

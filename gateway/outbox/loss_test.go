@@ -236,3 +236,24 @@ func TestAddLossMergesAndSkipsCovered(t *testing.T) {
 		t.Fatalf("losses %v, want %v", o.losses, want)
 	}
 }
+
+// Any MaxBytes the config accepts (from 1 MiB) opens with the default
+// segment size, and a drop by the bound frees one small segment, not half
+// the outbox.
+func TestSmallMaxBytesDropsOneSegmentAtATime(t *testing.T) {
+	opts := testOptions(t.TempDir(), &logBuf{})
+	opts.MaxBytes = 1 << 20
+	o := mustOpen(t, opts)
+	defer o.Close()
+	seg := opts.MaxBytes / 16
+	for i := 0; o.Stats().DroppedOldest.Messages == 0; i++ {
+		if i > 100000 {
+			t.Fatal("no drop after 100000 appends")
+		}
+		appendOne(t, o, payload.Telemetry, bay("bay-8", i))
+	}
+	st := o.Stats()
+	if st.Bytes < opts.MaxBytes-2*seg {
+		t.Fatalf("after the first drop %d bytes are left of %d: more than one %d-byte segment went", st.Bytes, opts.MaxBytes, seg)
+	}
+}

@@ -31,6 +31,9 @@ const (
 	DefaultCommitInterval = 2 * time.Millisecond
 )
 
+// minDefaultSegment is the smallest segment size the default picks.
+const minDefaultSegment = 4 << 10
+
 // maxPendingBytes caps the bodies one Pending call returns (it always
 // returns at least one message), so a replay of a large backlog does not
 // balloon memory.
@@ -52,7 +55,7 @@ type Options struct {
 	Gateway string // gateway id written into every batch
 
 	MaxBytes     int64 // bound on disk for both logs together (default 64 MiB)
-	SegmentBytes int64 // segment file size (default 4 MiB)
+	SegmentBytes int64 // segment file size (default MaxBytes/16, 4 KiB to 4 MiB)
 
 	// CommitInterval is how long a group waits to collect more records
 	// after the first one arrived. 0 commits as soon as the previous commit
@@ -281,7 +284,9 @@ func normalize(o *Options) error {
 		o.MaxBytes = DefaultMaxBytes
 	}
 	if o.SegmentBytes == 0 {
-		o.SegmentBytes = DefaultSegmentBytes
+		// A drop by the bound deletes the oldest segment: at most 1/16
+		// of the outbox at a time, and any MaxBytes from 4 KiB works.
+		o.SegmentBytes = min(DefaultSegmentBytes, max(o.MaxBytes/16, minDefaultSegment))
 	}
 	if o.MaxBatchRecords == 0 {
 		o.MaxBatchRecords = DefaultMaxBatchRecords
