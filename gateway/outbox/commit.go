@@ -54,6 +54,7 @@ func (o *Outbox) run() {
 		due := time.Since(stateAt) >= o.opts.AckPersistInterval
 		if due {
 			o.expireHolds()
+			o.ensureSpare()
 		}
 		if err := o.housekeep(due); err != nil {
 			o.log.Error("outbox: housekeeping failed; will retry", "err", err)
@@ -107,9 +108,12 @@ func (o *Outbox) commit(group []*request) {
 	accepted, dropped := o.admit(group)
 	dirDirty := false
 	if len(dropped) > 0 {
-		// lastSeq must be on record before segments go, or a restart with
-		// nothing left on disk would reuse sequence numbers.
-		if err := o.saveState(); err != nil {
+		// The losses should be on record before segments go. The counter
+		// is safe either way (the reservation is on record before any
+		// number is written), so on a full disk the files go first: a crash
+		// before the state is written declares them missing instead.
+		err := o.saveState()
+		if err != nil && !isNoSpace(err) {
 			o.log.Error("outbox: cannot record state before dropping segments; keeping their files until the next try", "err", err)
 			o.mu.Lock()
 			for _, s := range dropped {
@@ -120,6 +124,13 @@ func (o *Outbox) commit(group []*request) {
 		} else {
 			o.removeFiles(dropped)
 			dirDirty = true
+			if err != nil {
+				o.syncDir()
+				dirDirty = false
+				if err := o.saveState(); err != nil {
+					o.log.Warn("outbox: disk full; dropped segments before recording the state", "err", err)
+				}
+			}
 		}
 	}
 	if len(accepted) == 0 {
@@ -160,7 +171,7 @@ func (o *Outbox) commit(group []*request) {
 		o.nextSeq = next
 		o.st.Fsyncs += int64(fsyncs)
 		o.mu.Unlock()
-		o.log.Error("outbox: commit failed; appends of this group are not stored", "records", countRecords(accepted), "err", err)
+		o.noteCommitFailure(err, countRecords(accepted))
 		for _, r := range accepted {
 			r.done <- err
 		}
@@ -196,6 +207,7 @@ func (o *Outbox) commit(group []*request) {
 		o.changed = make(chan struct{})
 	}
 	o.mu.Unlock()
+	o.noteCommitSuccess()
 	for _, r := range accepted {
 		r.done <- nil
 	}
@@ -248,10 +260,14 @@ func (o *Outbox) admit(group []*request) (accepted []*request, dropped []*segmen
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var pending int64
+	bound := o.opts.MaxBytes
+	if o.diskFullLocked(time.Now()) {
+		bound = min(bound, o.diskBound)
+	}
 	for _, r := range group {
-		limit := o.opts.MaxBytes
+		limit := bound
 		if r.kind == payload.Event {
-			limit = o.ceiling
+			limit = max(o.ceiling, bound)
 		}
 		var tbytes int64
 		for _, s := range o.logs[0].segs {
@@ -276,8 +292,8 @@ func (o *Outbox) admit(group []*request) (accepted []*request, dropped []*segmen
 				o.opts.Dir, n, r.kind, o.bytes, limit, ErrFull)
 			continue
 		}
-		if need > o.opts.MaxBytes {
-			dropped = append(dropped, o.dropOldestLocked(need-o.opts.MaxBytes)...)
+		if need > bound {
+			dropped = append(dropped, o.dropOldestLocked(need-bound)...)
 		}
 		if o.refusing[r.kind-1] {
 			o.refusing[r.kind-1] = false
@@ -506,10 +522,13 @@ func (o *Outbox) syncDir() {
 func (o *Outbox) housekeep(force bool) error {
 	o.mu.Lock()
 	del := o.orphans
+	full := o.diskFullLocked(time.Now())
 	for k := range o.logs {
 		lg := &o.logs[k]
 		for _, s := range lg.segs {
-			if s != lg.active && s.unacked == 0 {
+			// The active segment is kept (the next append would make a new
+			// file), except when the disk is full: then its space counts.
+			if (s != lg.active || full) && s.unacked == 0 {
 				del = append(del, s)
 			}
 		}
@@ -519,17 +538,24 @@ func (o *Outbox) housekeep(force bool) error {
 	if !need {
 		return nil
 	}
-	if err := o.saveState(); err != nil {
+	err := o.saveState()
+	if err != nil && (!isNoSpace(err) || len(del) == 0) {
 		return err
 	}
 	if len(del) == 0 {
 		return nil
 	}
+	// With the state written, or on a full disk (acknowledgements not yet
+	// on record make a crash declare these numbers missing; the counter is
+	// safe, see commit), the segments go.
 	o.mu.Lock()
 	for _, s := range del {
 		lg := o.kindLog(s.kind)
 		if i := slices.Index(lg.segs, s); i >= 0 {
 			lg.segs = slices.Delete(lg.segs, i, i+1)
+		}
+		if lg.active == s {
+			lg.active = nil
 		}
 		o.bytes -= s.size
 	}
@@ -537,6 +563,10 @@ func (o *Outbox) housekeep(force bool) error {
 	o.mu.Unlock()
 	o.removeFiles(del)
 	o.syncDir()
+	if err != nil {
+		o.log.Warn("outbox: disk full; deleted acknowledged segments before recording the state", "segments", len(del))
+		return o.saveState()
+	}
 	return nil
 }
 
@@ -564,7 +594,7 @@ func (o *Outbox) saveState() error {
 	st.losses = slices.Clone(o.losses)
 	o.ackDirty = false
 	o.mu.Unlock()
-	n, err := writeState(o.opts.Dir, o.dir, &st)
+	n, err := o.writeStateRoom(&st)
 	o.mu.Lock()
 	o.st.Fsyncs += int64(n)
 	if err != nil {

@@ -118,6 +118,20 @@
 // estimate of each append's size, so the logs stay below it by up to one
 // batch header per append.
 //
+// # A full disk
+//
+// A bound larger than the file system is met by the disk first: the
+// default segment size also follows the file system's size, and a commit
+// that fails with ENOSPC makes the bytes on disk the bound for 30 s, so the
+// next appends drop the oldest telemetry segments (declared, counted) as
+// the bound does, and a fully acknowledged active segment is deleted too. A
+// spare file (256 KiB) is released when the state file cannot be written
+// for lack of space; failing that, acknowledged segments are deleted before
+// the state is recorded (safe for the counter, whose reservation is always
+// on record first; a crash in between declares them missing). Open on a
+// full disk logs it and starts. Failed commits are logged once and then at
+// most every 10 s with the number suppressed.
+//
 // # Failure
 //
 // If a write or fsync fails, the group's appends get the error, the bytes

@@ -209,12 +209,19 @@ type Outbox struct {
 	losses     []payload.Loss
 	holds      []holdPoint // ascending; see expireHolds
 	holdWarned bool
-	bytes      int64
-	lastAcked  uint64
-	ackDirty   bool
-	orphans    []*segment // dropped from the index, files not yet deleted
-	refusing   [2]bool    // a refusal was logged and nothing accepted since
-	st         Stats
+
+	// Disk full (diskfull.go).
+	diskFullUntil   time.Time // a commit failed with ENOSPC; bound by diskBound until then
+	diskBound       int64
+	fails           int // failed commits in a row
+	failsSuppressed int
+	failLogged      time.Time
+	bytes           int64
+	lastAcked       uint64
+	ackDirty        bool
+	orphans         []*segment // dropped from the index, files not yet deleted
+	refusing        [2]bool    // a refusal was logged and nothing accepted since
+	st              Stats
 }
 
 func (o *Outbox) kindLog(k payload.Kind) *kindLog { return &o.logs[k-1] }
@@ -224,11 +231,18 @@ func (o *Outbox) kindLog(k payload.Kind) *kindLog { return &o.logs[k-1] }
 // acknowledged segments are deleted, and the sequence counter resumes above
 // every number ever assigned.
 func Open(opts Options) (*Outbox, error) {
+	segDefault := opts.SegmentBytes == 0
 	if err := normalize(&opts); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("outbox: create %s: %w", opts.Dir, err)
+	}
+	if fs := fsSize(opts.Dir); segDefault && fs > 0 && fs < opts.MaxBytes {
+		// A bound larger than the disk is met by the disk first (see
+		// diskfull.go); segments small enough for the disk keep a drop to
+		// 1/16 of what fits.
+		opts.SegmentBytes = min(opts.SegmentBytes, max(fs/16, minDefaultSegment))
 	}
 	lock, err := lockDir(opts.Dir)
 	if err != nil {
@@ -418,8 +432,16 @@ func (o *Outbox) recover() error {
 	// deleted, then drop the segments that are fully acknowledged.
 	o.ackDirty = true
 	if err := o.housekeep(true); err != nil {
-		return err
+		if !isNoSpace(err) {
+			return err
+		}
+		// Start anyway: acknowledged segments go once the state can be
+		// written; appends drop the oldest telemetry to make room.
+		o.log.Error("outbox: disk full; starting without recording the state", "dir", dir, "err", err)
+		o.diskFullUntil = time.Now().Add(diskRetry)
+		o.diskBound = o.bytes
 	}
+	o.ensureSpare()
 	o.log.Info("outbox: opened", "bytes", o.bytes, "next_seq", o.nextSeq,
 		"unacked", o.statsLocked().Unacked.Messages, "truncated_bytes", o.st.TruncatedBytes,
 		"skipped_bytes", o.st.SkippedBytes, "declared_losses", len(o.losses))
