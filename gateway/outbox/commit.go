@@ -38,6 +38,9 @@ func (o *Outbox) run() {
 			}
 			t.Stop()
 		}
+		if !quitting {
+			quitting = o.telemetryWindow()
+		}
 		for {
 			group := o.take()
 			if len(group) == 0 {
@@ -79,6 +82,43 @@ func (o *Outbox) queued() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return len(o.queue) > 0
+}
+
+// telemetryWindow holds a queue of telemetry alone until its oldest append
+// waited TelemetryWindow, so a steady trickle of readings costs one commit
+// per window instead of one per reading. An event ends the wait at once
+// (the telemetry rides along). It reports whether Close came meanwhile.
+func (o *Outbox) telemetryWindow() (quitting bool) {
+	if o.opts.TelemetryWindow <= 0 {
+		return false
+	}
+	for {
+		o.mu.Lock()
+		var oldest time.Time
+		events := false
+		for _, r := range o.queue {
+			if r.kind == payload.Event {
+				events = true
+			}
+			if oldest.IsZero() || r.at.Before(oldest) {
+				oldest = r.at
+			}
+		}
+		o.mu.Unlock()
+		wait := o.opts.TelemetryWindow - time.Since(oldest)
+		if events || oldest.IsZero() || wait <= 0 {
+			return false
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-o.wake: // a new append (maybe an event): look again
+		case <-o.quit:
+			t.Stop()
+			return true
+		}
+		t.Stop()
+	}
 }
 
 func (o *Outbox) take() []*request {

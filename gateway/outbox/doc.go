@@ -37,6 +37,17 @@
 // matters for the wear of SD cards and eMMC; it costs up to one window of
 // latency per Append.
 //
+// TelemetryWindow bounds fsyncs whatever the device count: a queue holding
+// only telemetry waits until its oldest append is that old, then commits
+// in one group; an event append ends the wait at once and takes the
+// waiting telemetry along, so events are never held back by it. Measured
+// (BenchmarkTelemetryLoad: 500 bays, 50 readings/s, one Append each): 43
+// fsyncs/s and 292 bytes written per reading with a 10 ms commit interval,
+// 2 fsyncs/s and 174 bytes per reading with a 1 s window. What a power cut
+// can lose is exactly what no Append had returned for: readings still in
+// the window (at most TelemetryWindow of them) and the group being written;
+// every Append that returned nil survives (TestKill9, TestCrashChild).
+//
 // # Segment logs
 //
 // Each kind has its own append-only log (telemetry can then be dropped

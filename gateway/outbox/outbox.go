@@ -61,6 +61,12 @@ type Options struct {
 	// after the first one arrived. 0 commits as soon as the previous commit
 	// finished; see DefaultCommitInterval.
 	CommitInterval time.Duration
+	// TelemetryWindow, when positive, is how long appends of telemetry
+	// alone may wait to share one commit (one fsync): a bounded window
+	// that bounds fsyncs per second whatever the number of devices. An
+	// event append commits at once (after CommitInterval), taking the
+	// waiting telemetry along. 0 commits telemetry like events.
+	TelemetryWindow time.Duration
 
 	MaxBatchRecords int // records per message (default 500, at most payload.MaxRecords)
 	MaxBatchBytes   int // body bytes per message (default 256 KiB)
@@ -169,10 +175,11 @@ type kindLog struct {
 // request is one Append waiting for its group commit.
 type request struct {
 	kind  payload.Kind
-	enc   []byte // encoded records, back to back
-	offs  []int  // record i is enc[offs[i]:offs[i+1]]
-	est   int64  // upper bound of the bytes it adds on disk
-	taken bool   // the committer has it; it can no longer be withdrawn
+	enc   []byte    // encoded records, back to back
+	offs  []int     // record i is enc[offs[i]:offs[i+1]]
+	est   int64     // upper bound of the bytes it adds on disk
+	at    time.Time // when it was queued
+	taken bool      // the committer has it; it can no longer be withdrawn
 	done  chan error
 }
 
@@ -329,8 +336,8 @@ func normalize(o *Options) error {
 		return fmt.Errorf("outbox: %s: MaxBatchRecords %d: want 1 to %d", o.Dir, o.MaxBatchRecords, payload.MaxRecords)
 	case o.MaxBatchBytes < 512 || o.MaxBatchBytes > payload.MaxBodyBytes/2:
 		return fmt.Errorf("outbox: %s: MaxBatchBytes %d: want 512 to %d", o.Dir, o.MaxBatchBytes, payload.MaxBodyBytes/2)
-	case o.CommitInterval < 0 || o.AckPersistInterval < 0 || o.HoldFor < 0:
-		return fmt.Errorf("outbox: %s: negative CommitInterval, AckPersistInterval or HoldFor", o.Dir)
+	case o.CommitInterval < 0 || o.AckPersistInterval < 0 || o.HoldFor < 0 || o.TelemetryWindow < 0:
+		return fmt.Errorf("outbox: %s: negative CommitInterval, TelemetryWindow, AckPersistInterval or HoldFor", o.Dir)
 	}
 	return nil
 }
@@ -565,6 +572,7 @@ func (o *Outbox) Append(ctx context.Context, kind payload.Kind, recs []payload.R
 		o.mu.Unlock()
 		return err
 	}
+	req.at = time.Now()
 	o.queue = append(o.queue, req)
 	o.mu.Unlock()
 	select {
