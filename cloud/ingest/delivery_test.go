@@ -80,6 +80,9 @@ func TestAcksResendRequestsAndDeclaredLosses(t *testing.T) {
 	if st.Seq.DeclaredLost != 3 || st.Seq.Lost != 0 || st.Seq.Reordered != 1 || st.Seq.GapsOpen != 0 || st.Rejected["identity"] != 1 {
 		t.Fatalf("gateway state %+v (rejected %v): want 3 declared, 7 reordered, 1 identity rejection", st.Seq, st.Rejected)
 	}
+	if n := r.in.Stats().AcksSent; n < 3 {
+		t.Fatalf("AcksSent %d, want at least the 3 acks seen", n)
+	}
 	if n := count(t, influx, db, "pv", "ac_power_w"); n != 5 {
 		t.Fatalf("%d points, want 5 (1, 2, 6, 7, 8)", n)
 	}

@@ -644,7 +644,8 @@ type Stats struct {
 	Skipped     uint64 // acknowledged without writing: duplicates, sequence conflicts
 	Dropped     uint64 // records of measurements not allowed, left out of written messages
 	Acked       uint64
-	Queued      int64 // received, not yet acknowledged
+	AcksSent    uint64 // acknowledgements published to gateways (…/ack)
+	Queued      int64  // received, not yet acknowledged
 	Requests    uint64
 	WriteErrors uint64
 }
@@ -655,7 +656,7 @@ func (in *Ingest) Stats() Stats {
 		Connected: in.connected.Load(), InfluxUp: in.influxUp.Load(),
 		Received: in.received.Load(), Written: in.written.Load(), Points: in.points.Load(),
 		Rejected: in.rejected.Load(), Skipped: in.skipped.Load(), Dropped: in.dropped.Load(),
-		Acked: in.acked.Load(), Queued: in.queued.Load(),
+		Acked: in.acked.Load(), AcksSent: in.acks.Load(), Queued: in.queued.Load(),
 		Requests: in.requests.Load(), WriteErrors: in.writeErrors.Load(),
 	}
 }
@@ -690,6 +691,7 @@ func (in *Ingest) WriteMetrics(w io.Writer) {
 		{"luling_cloud_ingest_skipped_total", "counter", "Messages acknowledged without writing: duplicates and sequence conflicts.", s.Skipped},
 		{"luling_cloud_ingest_records_dropped_total", "counter", "Records of measurements not allowed, left out of written messages.", s.Dropped},
 		{"luling_cloud_ingest_acked_total", "counter", "Messages acknowledged to the broker.", s.Acked},
+		{"luling_cloud_ingest_gateway_acks_total", "counter", "Acknowledgements published to gateways on their ack topics.", s.AcksSent},
 		{"luling_cloud_ingest_queued", "gauge", "Messages received and not yet acknowledged.", s.Queued},
 		{"luling_cloud_influx_requests_total", "counter", "InfluxDB write requests, retries included.", s.Requests},
 		{"luling_cloud_influx_errors_total", "counter", "InfluxDB write requests that failed and were retried.", s.WriteErrors},
