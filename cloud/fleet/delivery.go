@@ -39,13 +39,23 @@ func (s *Seq) Gaps(cutoff time.Time, max int) []payload.SeqRange {
 // counted as declared (DeclaredLost, or Skipped when unused) and no longer
 // awaited; numbers already seen are left alone. A range ending more than
 // MaxJump ahead of the expected number is ignored (it returns false), like
-// a message that far ahead. Before tracking started it does nothing.
+// a message that far ahead. Before tracking started, a declaration starts
+// it at the range's first number: a gateway announces its losses before it
+// replays what follows them, and keeps announcing a loss only while the
+// cloud has not confirmed past it, so what comes after is still to come.
 func (s *Seq) Declare(r payload.SeqRange, unused bool, now time.Time) bool {
-	if !s.started || r.First == 0 || r.Last < r.First {
-		return true // nothing awaited yet, or nothing declared
+	if r.First == 0 || r.Last < r.First {
+		return true // nothing declared
 	}
 	if r.Last > MaxSeq {
 		return false
+	}
+	if !s.started {
+		if s.win == nil {
+			s.win = make([]uint64, Window)
+		}
+		s.started, s.candOK, s.next = true, false, r.First
+		s.gaps = s.gaps[:0]
 	}
 	maxJump := min(s.MaxJump, MaxJumpLimit)
 	if maxJump == 0 {

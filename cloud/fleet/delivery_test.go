@@ -12,10 +12,15 @@ func rng(a, b uint64) payload.SeqRange { return payload.SeqRange{First: a, Last:
 
 func TestSeqDeclareAndThrough(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	var s Seq
-	if !s.Declare(rng(1, 3), false, t0) || s.Through() != 0 || s.Stats() != (SeqStats{}) {
-		t.Fatal("a declaration before tracking started did something")
+	// A declaration before any message starts tracking.
+	var first Seq
+	if !first.Declare(rng(1, 1), false, t0) || first.Through() != 1 || first.Stats().DeclaredLost != 1 {
+		t.Fatalf("declaration of 1 on a fresh tracker: through %d, %+v", first.Through(), first.Stats())
 	}
+	if r := first.Observe(2, 1002, t0); r != SeqInOrder {
+		t.Fatalf("2 after a declared 1: %v, want in-order", r)
+	}
+	var s Seq
 	for _, n := range []uint64{1, 2, 3, 7, 8, 12} {
 		s.Observe(n, 1000+n, t0)
 	}
