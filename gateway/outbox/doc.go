@@ -1,7 +1,9 @@
 // Package outbox is the gateway's durable store between the pipeline and the
 // MQTT uplink. A record the outbox accepted survives kill -9 and power loss,
-// is deleted only after the broker acknowledged it (QoS 1 PUBACK), and
-// reaches the cloud in sequence order.
+// is deleted only after the cloud confirmed it (Confirm; with an uplink
+// without end-to-end delivery, after the broker's QoS 1 PUBACK: Ack), and
+// reaches the cloud in sequence order; what it cannot deliver any more it
+// declares (Losses).
 //
 // # Records, messages, sequence numbers
 //
@@ -92,8 +94,10 @@
 //
 // # Acknowledgement and the state file
 //
-// Ack marks messages acknowledged, in any order. A segment whose messages
-// are all acknowledged is deleted (never the one being written). The small
+// Ack marks messages acknowledged, in any order; Confirm acknowledges every
+// message up to a number; Sent only records a PUBACK (delivery.go). A
+// segment whose messages are all acknowledged is deleted (not the one being
+// written, unless the disk is full). The small
 // state file (replaced atomically: temp file, fsync, rename, folder fsync)
 // records the high-water mark, the declared losses and the acknowledged
 // set, as "everything up to W" plus ranges above W (a range also covers the
