@@ -158,7 +158,11 @@ func (f *Fleet) Acks(p AckPolicy) []payload.Ack {
 	now := f.now()
 	var out []payload.Ack
 	for _, g := range f.gws {
-		if !g.seq.started {
+		if !g.seq.started || g.seq.candOK {
+			// candOK: the last number was out of range (a forged one, or
+			// the first of a re-flashed gateway counting from 1 again):
+			// until the next one says which, the tracked through may not
+			// be the gateway's.
 			continue
 		}
 		through := g.seq.Through()

@@ -118,4 +118,15 @@ func TestFleetAcksPolicy(t *testing.T) {
 	if g.Seq.DeclaredLost != 2 || g.Seq.Lost != 0 {
 		t.Fatalf("seq stats %+v", g.Seq)
 	}
+	// A re-flashed gateway counting from 1 again: no ack with the old
+	// through until tracking restarted on its numbers.
+	f.Admit(b(1<<30), 1)
+	now = now.Add(time.Minute)
+	if acks := f.Acks(p); len(acks) != 0 {
+		t.Fatalf("ack %+v after an out-of-range number", acks)
+	}
+	f.Admit(b(1<<30+1), 2)
+	if acks := f.Acks(p); len(acks) != 1 || acks[0].Through != 1<<30+1 {
+		t.Fatalf("acks %+v after the reset, want through %d", acks, 1<<30+1)
+	}
 }

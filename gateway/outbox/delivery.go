@@ -45,6 +45,10 @@ func (o *Outbox) Confirm(through uint64) error {
 		o.mu.Unlock()
 		return ErrClosed
 	}
+	// A number never assigned cannot have been written: an ack beyond the
+	// counter is someone else's (or forged), and confirms no more than
+	// what exists.
+	through = min(through, o.nextSeq-1)
 	freed := o.ackThroughLocked(through)
 	o.mu.Unlock()
 	o.ForgetLosses(through)

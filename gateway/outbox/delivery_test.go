@@ -22,7 +22,7 @@ func TestSentIsKeptUntilConfirmed(t *testing.T) {
 		appendOne(t, o, payload.Telemetry, bay("bay-1", i))
 	}
 	o.mu.Lock()
-	o.addLossLocked(payload.SeqRange{First: 100, Last: 100}, payload.LossCorrupt) // as if declared earlier
+	o.addLossLocked(payload.SeqRange{First: 6, Last: 6}, payload.LossCorrupt) // as if declared earlier
 	o.mu.Unlock()
 	if err := o.Sent(1, 2, 3, 5); err != nil {
 		t.Fatal(err)
@@ -41,12 +41,18 @@ func TestSentIsKeptUntilConfirmed(t *testing.T) {
 		t.Fatalf("after Confirm(4) pending %v, want [5 6]", got)
 	}
 	if len(o.Losses()) != 1 {
-		t.Fatalf("Confirm(4) forgot a loss at 100: %v", o.Losses())
+		t.Fatalf("Confirm(4) forgot a loss at 6: %v", o.Losses())
 	}
+	// An ack beyond the counter confirms what exists, no more.
 	o.Confirm(100)
 	if len(o.Losses()) != 0 || o.Stats().Unacked.Messages != 0 {
 		t.Fatalf("after Confirm(100): losses %v, unacked %d", o.Losses(), o.Stats().Unacked.Messages)
 	}
+	appendOne(t, o, payload.Telemetry, bay("bay-1", 7))
+	if n := o.Stats().Unacked.Messages; n != 1 {
+		t.Fatalf("a message appended after Confirm(100) counts as confirmed (%d unacked)", n)
+	}
+	o.Confirm(7)
 	// The state file has the confirmation: a restart replays nothing.
 	o.Close()
 	o = mustOpen(t, opts)
