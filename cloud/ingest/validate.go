@@ -62,45 +62,35 @@ func topicFor(topic, suffix string) (payload.Topic, error) {
 	return t, nil
 }
 
-// checkSender checks that a body names the gateway of its topic.
-func checkSender(topic string, t payload.Topic, site, gateway string) error {
-	if site != t.Site || gateway != t.Gateway {
-		return &Rejection{Reason: fleet.ReasonIdentity, Site: t.Site, Gateway: t.Gateway,
-			Err: fmt.Errorf("topic %q: identity mismatch: payload says %s/%s", topic, site, gateway)}
-	}
-	return nil
-}
-
 // ValidateStatus checks a status message and that its body names the
 // gateway of its topic.
 func ValidateStatus(topic string, body []byte) (*payload.Status, error) {
-	t, err := topicFor(topic, payload.SuffixStatus)
-	if err != nil {
-		return nil, err
-	}
-	s, err := payload.DecodeStatus(body)
-	if err != nil {
-		return nil, &Rejection{Reason: fleet.ReasonStatus, Site: t.Site, Gateway: t.Gateway, Err: fmt.Errorf("topic %q: %w", topic, err)}
-	}
-	if err := checkSender(topic, t, s.Site, s.Gateway); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return validateFrom(topic, payload.SuffixStatus, fleet.ReasonStatus, body, payload.DecodeStatus,
+		func(s *payload.Status) (string, string) { return s.Site, s.Gateway })
 }
 
 // ValidateDropped checks a dropped announcement and that its body names
 // the gateway of its topic.
 func ValidateDropped(topic string, body []byte) (*payload.Dropped, error) {
-	t, err := topicFor(topic, payload.SuffixDropped)
+	return validateFrom(topic, payload.SuffixDropped, fleet.ReasonSchema, body, payload.DecodeDropped,
+		func(d *payload.Dropped) (string, string) { return d.Site, d.Gateway })
+}
+
+// validateFrom checks a message of one gateway on a topic with the given
+// suffix: decode checks the body (a failure is counted under reason), and
+// the body must name the topic's gateway.
+func validateFrom[T any](topic, suffix, reason string, body []byte, decode func([]byte) (*T, error), sender func(*T) (string, string)) (*T, error) {
+	t, err := topicFor(topic, suffix)
 	if err != nil {
 		return nil, err
 	}
-	d, err := payload.DecodeDropped(body)
+	v, err := decode(body)
 	if err != nil {
-		return nil, &Rejection{Reason: fleet.ReasonSchema, Site: t.Site, Gateway: t.Gateway, Err: fmt.Errorf("topic %q: %w", topic, err)}
+		return nil, &Rejection{Reason: reason, Site: t.Site, Gateway: t.Gateway, Err: fmt.Errorf("topic %q: %w", topic, err)}
 	}
-	if err := checkSender(topic, t, d.Site, d.Gateway); err != nil {
-		return nil, err
+	if site, gw := sender(v); site != t.Site || gw != t.Gateway {
+		return nil, &Rejection{Reason: fleet.ReasonIdentity, Site: t.Site, Gateway: t.Gateway,
+			Err: fmt.Errorf("topic %q: identity mismatch: payload says %s/%s", topic, site, gw)}
 	}
-	return d, nil
+	return v, nil
 }

@@ -108,19 +108,8 @@ func (o *Outbox) ensureSpare() {
 }
 
 func writeSpare(path string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(make([]byte, spareBytes)); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	_, err := writeSynced(path, make([]byte, spareBytes))
+	return err
 }
 
 // writeStateRoom writes the state file, releasing the spare file once if

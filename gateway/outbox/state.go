@@ -211,11 +211,24 @@ func readState(dir string) (state, bool, error) {
 // fsyncs done.
 func writeState(dir string, d *os.File, s *state) (int, error) {
 	tmp := filepath.Join(dir, stateTemp)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	n, err := writeSynced(tmp, s.encode())
+	if err != nil {
+		return n, err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, stateName)); err != nil {
+		return n, err
+	}
+	return n + 1, d.Sync()
+}
+
+// writeSynced writes b to a new or truncated file at path and fsyncs it.
+// It returns the number of fsyncs done.
+func writeSynced(path string, b []byte) (int, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return 0, err
 	}
-	if _, err := f.Write(s.encode()); err != nil {
+	if _, err := f.Write(b); err != nil {
 		f.Close()
 		return 0, err
 	}
@@ -223,11 +236,5 @@ func writeState(dir string, d *os.File, s *state) (int, error) {
 		f.Close()
 		return 1, err
 	}
-	if err := f.Close(); err != nil {
-		return 1, err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, stateName)); err != nil {
-		return 1, err
-	}
-	return 2, d.Sync()
+	return 1, f.Close()
 }
