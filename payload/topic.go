@@ -18,6 +18,7 @@ const (
 )
 
 // Topic is a parsed gateway topic: gw/v1/{site}/{gateway}/{suffix}[/{id}].
+// The delivery suffixes (SuffixAck, SuffixDropped) are in ack.go.
 type Topic struct {
 	Site    string
 	Gateway string
@@ -44,7 +45,7 @@ func StatusTopic(site, gateway string) string { return Base(site, gateway) + "/"
 func ParseTopic(topic string) (Topic, error) {
 	parts := strings.Split(topic, "/")
 	if len(parts) < 5 || parts[0] != "gw" || parts[1] != "v1" {
-		return Topic{}, fmt.Errorf("topic %q: want gw/v1/{site}/{gateway}/{telemetry|events|status|cmd/ID|cmd-reply/ID}", topic)
+		return Topic{}, fmt.Errorf("topic %q: want gw/v1/{site}/{gateway}/{telemetry|events|status|ack|dropped|cmd/ID|cmd-reply/ID}", topic)
 	}
 	t := Topic{Site: parts[2], Gateway: parts[3], Suffix: parts[4]}
 	if !ValidID(t.Site) {
@@ -54,7 +55,7 @@ func ParseTopic(topic string) (Topic, error) {
 		return Topic{}, fmt.Errorf("topic %q: gateway %q: want [a-z0-9-]{1,64}", topic, t.Gateway)
 	}
 	switch t.Suffix {
-	case SuffixTelemetry, SuffixEvents, SuffixStatus:
+	case SuffixTelemetry, SuffixEvents, SuffixStatus, SuffixAck, SuffixDropped:
 		if len(parts) != 5 {
 			return Topic{}, fmt.Errorf("topic %q: nothing may follow %q", topic, t.Suffix)
 		}

@@ -435,11 +435,14 @@ func Allowed(user, topic string, write bool) bool {
 			return false
 		}
 		switch rest {
-		case payload.SuffixTelemetry, payload.SuffixEvents, payload.SuffixStatus:
+		case payload.SuffixTelemetry, payload.SuffixEvents, payload.SuffixStatus, payload.SuffixDropped:
 			return true
 		}
 		id, ok := strings.CutPrefix(rest, payload.SuffixCmdReply+"/")
 		return ok && id != "" && !strings.Contains(id, "/")
+	}
+	if rest == payload.SuffixAck {
+		return true
 	}
 	id, ok := strings.CutPrefix(rest, payload.SuffixCmd+"/")
 	return ok && id != ""

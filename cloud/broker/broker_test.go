@@ -32,6 +32,14 @@ func TestAllowed(t *testing.T) {
 		{"s1/gw-a", "gw/v1/s1/gw-b/cmd/#", false, false},
 		{"s1/gw-a", "$share/g/gw/v1/s1/gw-a/cmd/#", false, false},
 		{"s1/gw-a", "gw/v1/s1/gw-a/telemetry", false, false},
+		{"s1/gw-a", "gw/v1/s1/gw-a/ack", false, true},
+		{"s1/gw-a", "gw/v1/s1/gw-a/ack", true, false},
+		{"s1/gw-a", "gw/v1/s1/gw-b/ack", false, false},
+		{"s1/gw-a", "gw/v1/s1/+/ack", false, false},
+		{"s1/gw-a", "gw/v1/s1/gw-a/ack/#", false, false},
+		{"s1/gw-a", "gw/v1/s1/gw-a/dropped", true, true},
+		{"s1/gw-a", "gw/v1/s1/gw-b/dropped", true, false},
+		{"s1/gw-a", "gw/v1/s1/gw-a/dropped", false, false},
 		{"gw-a", "gw/v1/s1/gw-a/telemetry", true, false},
 		{"s1/GW", "gw/v1/s1/GW/telemetry", true, false},
 		{"", "gw/v1/s1/gw-a/telemetry", true, false},
@@ -113,7 +121,8 @@ func FuzzACL(f *testing.F) {
 				t.Fatalf("%q may publish %q: parsed %+v, %v", user, topic, p, err)
 			}
 		}
-		if Allowed(user, topic, false) && !strings.HasPrefix(topic, payload.Base(site, gw)+"/"+payload.SuffixCmd+"/") {
+		if Allowed(user, topic, false) && !strings.HasPrefix(topic, payload.Base(site, gw)+"/"+payload.SuffixCmd+"/") &&
+			topic != payload.AckTopic(site, gw) {
 			t.Fatalf("%q may subscribe to %q", user, topic)
 		}
 		if RetainAllowed(user, topic) && (topic != payload.StatusTopic(site, gw) || !Allowed(user, topic, true)) {

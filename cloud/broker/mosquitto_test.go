@@ -198,6 +198,30 @@ func TestMosquittoDocumentedACL(t *testing.T) {
 		}
 	})
 
+	t.Run("delivery topics", func(t *testing.T) {
+		// A gateway reads only its own acknowledgements and announces
+		// drops only under its own root; cloudd publishes acks and reads
+		// the announcements.
+		a := mustDial(t, plainURL, userA, passA, "gw-a-ack")
+		got := &recorder{}
+		subscribe(t, a, baseB+"/ack", got) // Mosquitto may grant it; nothing may arrive
+		if q := subscribe(t, a, baseA+"/ack", got); q != 1 {
+			t.Fatalf("A subscribing to its own ack topic: granted %#x", q)
+		}
+		publish(t, cloudC, baseB+"/ack", "ack for B", false)
+		publish(t, cloudC, baseA+"/ack", "ack for A", false)
+		waitFor(t, "A's ack at A", func() bool { return got.has(baseA+"/ack", "ack for A") })
+		publish(t, a, baseB+"/dropped", "forged", false)
+		publish(t, a, baseA+"/dropped", "A dropped", false)
+		waitFor(t, "A's announcement at cloudd", func() bool { return cloud.has(baseA+"/dropped", "A dropped") })
+		if m := got.under(baseB); len(m) > 0 {
+			t.Errorf("A received B's acks: %+v", m)
+		}
+		if m := cloud.under(baseB + "/dropped"); len(m) > 0 {
+			t.Errorf("A announced drops for B: %+v", m)
+		}
+	})
+
 	t.Run("client id", func(t *testing.T) {
 		// Gateways connect over TLS, where the client id is the username:
 		// A using B's or cloudd's client id pushes neither off.

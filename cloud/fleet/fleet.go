@@ -61,6 +61,7 @@ type gwState struct {
 	view    Gateway
 	seq     Seq
 	parking Parking
+	ack     ackState
 }
 
 // Fleet holds the state of all gateways. It is safe for concurrent use.
@@ -180,6 +181,7 @@ func (f *Fleet) Admit(b *payload.Batch, hash uint64) (res SeqResult, expected ui
 	defer f.mu.Unlock()
 	g := f.get(b.Site, b.Gateway)
 	expected = g.seq.next
+	g.ack.dirty = true
 	return g.seq.Observe(b.Seq, hash, f.now()), expected
 }
 

@@ -188,6 +188,7 @@ func FuzzSeq(f *testing.F) {
 	f.Add([]byte{1, 2, 3, 0xff, 4, 0xfe, 5})
 	f.Add([]byte{0x10, 0xff, 0xff, 0x11, 0xfd, 0xfd, 0x12, 0x80})
 	f.Add([]byte{0x01, 0xfc, 0x02, 0xfc, 0x03, 0xfb, 0xfb})
+	f.Add([]byte{0xf9, 0x05, 0x30, 0xf8, 0xf9, 0x20, 0xf8})
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		s := Seq{MaxJump: 1000}
 		t0 := time.Unix(0, 0)
@@ -209,6 +210,16 @@ func FuzzSeq(f *testing.F) {
 			case 0xfa:
 				s.Expire(t0.Add(time.Duration(i)*time.Second), 3*time.Second)
 				continue
+			case 0xf9, 0xf8: // a declared range ahead of, or around, the last number
+				lo := last + 1
+				if op == 0xf8 && last > 12 {
+					lo = last - 12
+				}
+				s.Declare(payload.SeqRange{First: lo, Last: lo + uint64(i%9)}, i%2 == 0, t0.Add(time.Duration(i)*time.Second))
+				if th := s.Through(); s.started && th >= s.next {
+					t.Fatalf("op %d: through %d at or past next %d", i, th, s.next)
+				}
+				continue
 			default:
 				n = last + uint64(op&0x3f) - 20 // near the last number, either side
 				if op&0x40 != 0 {
@@ -224,7 +235,8 @@ func FuzzSeq(f *testing.F) {
 			}
 			st := s.Stats()
 			for _, c := range [][2]uint64{{prev.Lost, st.Lost}, {prev.Reordered, st.Reordered}, {prev.Late, st.Late},
-				{prev.Duplicates, st.Duplicates}, {prev.Conflicts, st.Conflicts}, {prev.FarBelow, st.FarBelow}, {prev.Resets, st.Resets}} {
+				{prev.Duplicates, st.Duplicates}, {prev.Conflicts, st.Conflicts}, {prev.FarBelow, st.FarBelow}, {prev.Resets, st.Resets},
+				{prev.DeclaredLost, st.DeclaredLost}, {prev.Skipped, st.Skipped}} {
 				if c[1] < c[0] {
 					t.Fatalf("op %d (seq %d, %v): a counter went down: %+v -> %+v", i, n, r, prev, st)
 				}

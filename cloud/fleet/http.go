@@ -88,6 +88,8 @@ func (f *Fleet) WriteMetrics(w io.Writer) {
 		{"luling_cloud_seq_duplicates_total", "Messages received again with the same content (redelivery), or older than the window; not written again.", "counter", func(g *Gateway) uint64 { return g.Seq.Duplicates }},
 		{"luling_cloud_seq_conflicts_total", "Sequence numbers received again with different content; the first write is kept.", "counter", func(g *Gateway) uint64 { return g.Seq.Conflicts }},
 		{"luling_cloud_seq_far_below_total", "Sequence numbers far below the expected one (a second consecutive one restarts tracking).", "counter", func(g *Gateway) uint64 { return g.Seq.FarBelow }},
+		{"luling_cloud_seq_declared_lost_total", "Missing messages the gateway declared dropped (outbox full, corrupt, missing on its disk).", "counter", func(g *Gateway) uint64 { return g.Seq.DeclaredLost }},
+		{"luling_cloud_seq_skipped_total", "Sequence numbers the gateway declared unused.", "counter", func(g *Gateway) uint64 { return g.Seq.Skipped }},
 		{"luling_cloud_seq_resets_total", "Restarts of the sequence tracking (re-flashed gateway, or a confirmed jump).", "counter", func(g *Gateway) uint64 { return g.Seq.Resets }},
 	}
 	for _, m := range ms {

@@ -86,6 +86,12 @@ type SeqStats struct {
 	Conflicts  uint64 `json:"conflicts"`  // numbers seen again with different content
 	FarBelow   uint64 `json:"far_below"`  // numbers far below the expected one (a reset starts at the second consecutive one)
 	Resets     uint64 `json:"resets"`     // tracking restarts
+	// DeclaredLost counts missing messages the gateway declared dropped
+	// (outbox full, corrupt, missing from its disk); Skipped counts
+	// numbers it declared unused (no message carried them). Neither is
+	// in Lost: a declared loss is not a silent one.
+	DeclaredLost uint64 `json:"declared_lost"`
+	Skipped      uint64 `json:"skipped"`
 }
 
 // Seq tracks one gateway's sequence numbers: the expected next number, the

@@ -95,6 +95,17 @@ type Config struct {
 	RetryMax      time.Duration // longest retry delay; default 5s
 	KeepAlive     time.Duration // MQTT keepalive; default 30s
 
+	// AckEvery is the shortest time between two acknowledgements to one
+	// gateway (default 1s); ResendAfter is how long a gap stays open
+	// before cloudd asks the gateway to send it again, and how often it
+	// asks again (default 5s). See Acknowledgements in the package doc.
+	AckEvery    time.Duration
+	ResendAfter time.Duration
+	// AckRepeat is how often an online gateway hears its last ack again
+	// without new traffic (default 30s), so that a lost ack does not keep
+	// messages in its outbox and a gateway can tell a stalled confirmation.
+	AckRepeat time.Duration
+
 	// AllowMeasurements names measurements written besides payload.Schema
 	// and payload.GatewayMeasurements; "*" allows every measurement.
 	// Records of other measurements are dropped and counted.
@@ -137,6 +148,15 @@ func (c *Config) defaults() error {
 	if c.KeepAlive <= 0 {
 		c.KeepAlive = 30 * time.Second
 	}
+	if c.AckEvery <= 0 {
+		c.AckEvery = time.Second
+	}
+	if c.ResendAfter <= 0 {
+		c.ResendAfter = 5 * time.Second
+	}
+	if c.AckRepeat <= 0 {
+		c.AckRepeat = 30 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -152,6 +172,7 @@ func Subscriptions(group string) []string {
 	return []string{
 		prefix + payload.TopicRoot + "/+/+/" + payload.SuffixTelemetry,
 		prefix + payload.TopicRoot + "/+/+/" + payload.SuffixEvents,
+		prefix + payload.TopicRoot + "/+/+/" + payload.SuffixDropped,
 		payload.TopicRoot + "/+/+/" + payload.SuffixStatus,
 	}
 }
@@ -160,7 +181,10 @@ func Subscriptions(group string) []string {
 type item struct {
 	msg   mqtt.Message
 	batch *payload.Batch // nil: rejected or status, acknowledge only
-	size  int64
+	// dropped is a gateway's announcement of numbers it will never send,
+	// applied by the writer in queue order.
+	dropped *payload.Dropped
+	size    int64
 	// Set by the writer when it admits the batch (fleet.Admit).
 	hash  uint64
 	write bool // the batch's points are in the pending lines
@@ -194,6 +218,8 @@ type Ingest struct {
 	acked       atomic.Uint64
 
 	runCtx context.Context // set by Run before connecting; read-only after
+	client mqtt.Client     // set by Run before the writer starts; publishes acks
+	acks   atomic.Uint64   // acknowledgements published
 }
 
 // New checks the configuration and returns an Ingest; it makes no network
@@ -260,6 +286,7 @@ func (in *Ingest) Run(ctx context.Context) error {
 		opts.SetTLSConfig(in.cfg.TLS)
 	}
 	client := mqtt.NewClient(opts)
+	in.client = client
 
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -328,6 +355,13 @@ func (in *Ingest) handle(_ mqtt.Client, m mqtt.Message) {
 			}
 		}
 		it.size = 0
+	} else if err == nil && t.Suffix == payload.SuffixDropped {
+		d, err := ValidateDropped(topic, m.Payload())
+		if err != nil {
+			in.reject(err)
+		} else {
+			it.dropped = d
+		}
 	} else {
 		b, err := Validate(topic, m.Payload())
 		if err != nil {
@@ -370,6 +404,8 @@ func (in *Ingest) writeLoop(ctx context.Context) {
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	ackTick := time.NewTicker(in.cfg.AckEvery)
+	defer ackTick.Stop()
 	var (
 		pending []item
 		lines   []byte
@@ -383,6 +419,9 @@ func (in *Ingest) writeLoop(ctx context.Context) {
 	h.SetSeed(in.seed)
 	add := func(it item) {
 		n := 0
+		if d := it.dropped; d != nil {
+			in.declare(d)
+		}
 		if b := it.batch; b != nil {
 			start := len(lines)
 			dropped := in.filter(b)
@@ -440,6 +479,9 @@ func (in *Ingest) writeLoop(ctx context.Context) {
 		case <-tick.C:
 			in.expire()
 			continue
+		case <-ackTick.C:
+			in.publishAcks()
+			continue
 		case it := <-in.queue:
 			add(it)
 		}
@@ -464,6 +506,7 @@ func (in *Ingest) writeLoop(ctx context.Context) {
 			pending[i] = item{}
 		}
 		pending, lines, offsets, counts, npoints = pending[:0], lines[:0], offsets[:0], counts[:0], 0
+		in.publishAcks() // everything admitted so far is written
 		if cap(lines) > 4*in.cfg.BatchPoints*256 {
 			lines = nil // one huge batch must not pin its buffer
 		}
@@ -601,7 +644,8 @@ type Stats struct {
 	Skipped     uint64 // acknowledged without writing: duplicates, sequence conflicts
 	Dropped     uint64 // records of measurements not allowed, left out of written messages
 	Acked       uint64
-	Queued      int64 // received, not yet acknowledged
+	AcksSent    uint64 // acknowledgements published to gateways (…/ack)
+	Queued      int64  // received, not yet acknowledged
 	Requests    uint64
 	WriteErrors uint64
 }
@@ -612,7 +656,7 @@ func (in *Ingest) Stats() Stats {
 		Connected: in.connected.Load(), InfluxUp: in.influxUp.Load(),
 		Received: in.received.Load(), Written: in.written.Load(), Points: in.points.Load(),
 		Rejected: in.rejected.Load(), Skipped: in.skipped.Load(), Dropped: in.dropped.Load(),
-		Acked: in.acked.Load(), Queued: in.queued.Load(),
+		Acked: in.acked.Load(), AcksSent: in.acks.Load(), Queued: in.queued.Load(),
 		Requests: in.requests.Load(), WriteErrors: in.writeErrors.Load(),
 	}
 }
@@ -647,6 +691,7 @@ func (in *Ingest) WriteMetrics(w io.Writer) {
 		{"luling_cloud_ingest_skipped_total", "counter", "Messages acknowledged without writing: duplicates and sequence conflicts.", s.Skipped},
 		{"luling_cloud_ingest_records_dropped_total", "counter", "Records of measurements not allowed, left out of written messages.", s.Dropped},
 		{"luling_cloud_ingest_acked_total", "counter", "Messages acknowledged to the broker.", s.Acked},
+		{"luling_cloud_ingest_gateway_acks_total", "counter", "Acknowledgements published to gateways on their ack topics.", s.AcksSent},
 		{"luling_cloud_ingest_queued", "gauge", "Messages received and not yet acknowledged.", s.Queued},
 		{"luling_cloud_influx_requests_total", "counter", "InfluxDB write requests, retries included.", s.Requests},
 		{"luling_cloud_influx_errors_total", "counter", "InfluxDB write requests that failed and were retried.", s.WriteErrors},

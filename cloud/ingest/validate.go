@@ -50,23 +50,47 @@ func Validate(topic string, body []byte) (*payload.Batch, error) {
 	return b, nil
 }
 
+// topicFor parses topic and checks that it has the given suffix.
+func topicFor(topic, suffix string) (payload.Topic, error) {
+	t, err := payload.ParseTopic(topic)
+	if err != nil {
+		return t, &Rejection{Reason: fleet.ReasonTopic, Err: err}
+	}
+	if t.Suffix != suffix {
+		return t, &Rejection{Reason: fleet.ReasonTopic, Site: t.Site, Gateway: t.Gateway, Err: fmt.Errorf("topic %q: want a %s topic", topic, suffix)}
+	}
+	return t, nil
+}
+
 // ValidateStatus checks a status message and that its body names the
 // gateway of its topic.
 func ValidateStatus(topic string, body []byte) (*payload.Status, error) {
-	t, err := payload.ParseTopic(topic)
+	return validateFrom(topic, payload.SuffixStatus, fleet.ReasonStatus, body, payload.DecodeStatus,
+		func(s *payload.Status) (string, string) { return s.Site, s.Gateway })
+}
+
+// ValidateDropped checks a dropped announcement and that its body names
+// the gateway of its topic.
+func ValidateDropped(topic string, body []byte) (*payload.Dropped, error) {
+	return validateFrom(topic, payload.SuffixDropped, fleet.ReasonSchema, body, payload.DecodeDropped,
+		func(d *payload.Dropped) (string, string) { return d.Site, d.Gateway })
+}
+
+// validateFrom checks a message of one gateway on a topic with the given
+// suffix: decode checks the body (a failure is counted under reason), and
+// the body must name the topic's gateway.
+func validateFrom[T any](topic, suffix, reason string, body []byte, decode func([]byte) (*T, error), sender func(*T) (string, string)) (*T, error) {
+	t, err := topicFor(topic, suffix)
 	if err != nil {
-		return nil, &Rejection{Reason: fleet.ReasonTopic, Err: err}
+		return nil, err
 	}
-	if t.Suffix != payload.SuffixStatus {
-		return nil, &Rejection{Reason: fleet.ReasonTopic, Site: t.Site, Gateway: t.Gateway, Err: fmt.Errorf("topic %q: want a status topic", topic)}
-	}
-	s, err := payload.DecodeStatus(body)
+	v, err := decode(body)
 	if err != nil {
-		return nil, &Rejection{Reason: fleet.ReasonStatus, Site: t.Site, Gateway: t.Gateway, Err: fmt.Errorf("topic %q: %w", topic, err)}
+		return nil, &Rejection{Reason: reason, Site: t.Site, Gateway: t.Gateway, Err: fmt.Errorf("topic %q: %w", topic, err)}
 	}
-	if s.Site != t.Site || s.Gateway != t.Gateway {
+	if site, gw := sender(v); site != t.Site || gw != t.Gateway {
 		return nil, &Rejection{Reason: fleet.ReasonIdentity, Site: t.Site, Gateway: t.Gateway,
-			Err: fmt.Errorf("topic %q: identity mismatch: payload says %s/%s", topic, s.Site, s.Gateway)}
+			Err: fmt.Errorf("topic %q: identity mismatch: payload says %s/%s", topic, site, gw)}
 	}
-	return s, nil
+	return v, nil
 }

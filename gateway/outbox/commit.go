@@ -38,6 +38,9 @@ func (o *Outbox) run() {
 			}
 			t.Stop()
 		}
+		if !quitting {
+			quitting = o.telemetryWindow()
+		}
 		for {
 			group := o.take()
 			if len(group) == 0 {
@@ -52,6 +55,10 @@ func (o *Outbox) run() {
 			return
 		}
 		due := time.Since(stateAt) >= o.opts.AckPersistInterval
+		if due {
+			o.expireHolds()
+			o.ensureSpare()
+		}
 		if err := o.housekeep(due); err != nil {
 			o.log.Error("outbox: housekeeping failed; will retry", "err", err)
 		} else if due {
@@ -75,6 +82,43 @@ func (o *Outbox) queued() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return len(o.queue) > 0
+}
+
+// telemetryWindow holds a queue of telemetry alone until its oldest append
+// waited TelemetryWindow, so a steady trickle of readings costs one commit
+// per window instead of one per reading. An event ends the wait at once
+// (the telemetry rides along). It reports whether Close came meanwhile.
+func (o *Outbox) telemetryWindow() (quitting bool) {
+	if o.opts.TelemetryWindow <= 0 {
+		return false
+	}
+	for {
+		o.mu.Lock()
+		var oldest time.Time
+		events := false
+		for _, r := range o.queue {
+			if r.kind == payload.Event {
+				events = true
+			}
+			if oldest.IsZero() || r.at.Before(oldest) {
+				oldest = r.at
+			}
+		}
+		o.mu.Unlock()
+		wait := o.opts.TelemetryWindow - time.Since(oldest)
+		if events || oldest.IsZero() || wait <= 0 {
+			return false
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-o.wake: // a new append (maybe an event): look again
+		case <-o.quit:
+			t.Stop()
+			return true
+		}
+		t.Stop()
+	}
 }
 
 func (o *Outbox) take() []*request {
@@ -104,9 +148,12 @@ func (o *Outbox) commit(group []*request) {
 	accepted, dropped := o.admit(group)
 	dirDirty := false
 	if len(dropped) > 0 {
-		// lastSeq must be on record before segments go, or a restart with
-		// nothing left on disk would reuse sequence numbers.
-		if err := o.saveState(); err != nil {
+		// The losses should be on record before segments go. The counter
+		// is safe either way (the reservation is on record before any
+		// number is written), so on a full disk the files go first: a crash
+		// before the state is written declares them missing instead.
+		err := o.saveState()
+		if err != nil && !isNoSpace(err) {
 			o.log.Error("outbox: cannot record state before dropping segments; keeping their files until the next try", "err", err)
 			o.mu.Lock()
 			for _, s := range dropped {
@@ -117,6 +164,13 @@ func (o *Outbox) commit(group []*request) {
 		} else {
 			o.removeFiles(dropped)
 			dirDirty = true
+			if err != nil {
+				o.syncDir()
+				dirDirty = false
+				if err := o.saveState(); err != nil {
+					o.log.Warn("outbox: disk full; dropped segments before recording the state", "err", err)
+				}
+			}
 		}
 	}
 	if len(accepted) == 0 {
@@ -138,6 +192,9 @@ func (o *Outbox) commit(group []*request) {
 			break
 		}
 	}
+	if err == nil {
+		err = o.reserve(next - 1)
+	}
 	fsyncs := 0
 	if err == nil {
 		fsyncs, err = o.flush(writes, dirDirty)
@@ -145,10 +202,16 @@ func (o *Outbox) commit(group []*request) {
 	if err != nil {
 		o.undo(writes, actives)
 		o.mu.Lock()
-		o.nextSeq = next // never reuse a number that may have reached the disk
+		if first := o.nextSeq; next > first {
+			// Never reuse a number that may have reached the disk; declare
+			// the skipped ones so the cloud does not wait for them.
+			o.addLossLocked(payload.SeqRange{First: first, Last: next - 1}, payload.LossUnused)
+			o.st.Skipped += int64(next - first)
+		}
+		o.nextSeq = next
 		o.st.Fsyncs += int64(fsyncs)
 		o.mu.Unlock()
-		o.log.Error("outbox: commit failed; appends of this group are not stored", "records", countRecords(accepted), "err", err)
+		o.noteCommitFailure(err, countRecords(accepted))
 		for _, r := range accepted {
 			r.done <- err
 		}
@@ -184,9 +247,30 @@ func (o *Outbox) commit(group []*request) {
 		o.changed = make(chan struct{})
 	}
 	o.mu.Unlock()
+	o.noteCommitSuccess()
 	for _, r := range accepted {
 		r.done <- nil
 	}
+}
+
+// reserve makes sure the state file allows numbers up to last before a
+// segment holding them is written, reserving a block at a time.
+func (o *Outbox) reserve(last uint64) error {
+	o.mu.Lock()
+	if last <= o.reserved {
+		o.mu.Unlock()
+		return nil
+	}
+	prev := o.reserved
+	o.reserved = last + reserveBlock - 1
+	o.mu.Unlock()
+	if err := o.saveState(); err != nil {
+		o.mu.Lock()
+		o.reserved = prev
+		o.mu.Unlock()
+		return err
+	}
+	return nil
 }
 
 func countRecords(reqs []*request) int {
@@ -216,10 +300,14 @@ func (o *Outbox) admit(group []*request) (accepted []*request, dropped []*segmen
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var pending int64
+	bound := o.opts.MaxBytes
+	if o.diskFullLocked(time.Now()) {
+		bound = min(bound, o.diskBound)
+	}
 	for _, r := range group {
-		limit := o.opts.MaxBytes
+		limit := bound
 		if r.kind == payload.Event {
-			limit = o.ceiling
+			limit = max(o.ceiling, bound)
 		}
 		var tbytes int64
 		for _, s := range o.logs[0].segs {
@@ -244,8 +332,8 @@ func (o *Outbox) admit(group []*request) (accepted []*request, dropped []*segmen
 				o.opts.Dir, n, r.kind, o.bytes, limit, ErrFull)
 			continue
 		}
-		if need > o.opts.MaxBytes {
-			dropped = append(dropped, o.dropOldestLocked(need-o.opts.MaxBytes)...)
+		if need > bound {
+			dropped = append(dropped, o.dropOldestLocked(need-bound)...)
 		}
 		if o.refusing[r.kind-1] {
 			o.refusing[r.kind-1] = false
@@ -274,6 +362,7 @@ func (o *Outbox) dropOldestLocked(excess int64) []*segment {
 		o.bytes -= s.size
 		o.st.DroppedOldest.Messages += int64(s.unacked)
 		o.st.DroppedOldest.Records += s.unRecs
+		o.declareUnackedLocked(s, payload.LossFull)
 		first, last := s.entries[0].seq, s.entries[len(s.entries)-1].seq
 		o.log.Warn("outbox: over the bound; dropped oldest telemetry segment",
 			"file", s.path, "seq_first", first, "seq_last", last,
@@ -473,10 +562,13 @@ func (o *Outbox) syncDir() {
 func (o *Outbox) housekeep(force bool) error {
 	o.mu.Lock()
 	del := o.orphans
+	full := o.diskFullLocked(time.Now())
 	for k := range o.logs {
 		lg := &o.logs[k]
 		for _, s := range lg.segs {
-			if s != lg.active && s.unacked == 0 {
+			// The active segment is kept (the next append would make a new
+			// file), except when the disk is full: then its space counts.
+			if (s != lg.active || full) && s.unacked == 0 {
 				del = append(del, s)
 			}
 		}
@@ -486,17 +578,24 @@ func (o *Outbox) housekeep(force bool) error {
 	if !need {
 		return nil
 	}
-	if err := o.saveState(); err != nil {
+	err := o.saveState()
+	if err != nil && (!isNoSpace(err) || len(del) == 0) {
 		return err
 	}
 	if len(del) == 0 {
 		return nil
 	}
+	// With the state written, or on a full disk (acknowledgements not yet
+	// on record make a crash declare these numbers missing; the counter is
+	// safe, see commit), the segments go.
 	o.mu.Lock()
 	for _, s := range del {
 		lg := o.kindLog(s.kind)
 		if i := slices.Index(lg.segs, s); i >= 0 {
 			lg.segs = slices.Delete(lg.segs, i, i+1)
+		}
+		if lg.active == s {
+			lg.active = nil
 		}
 		o.bytes -= s.size
 	}
@@ -504,6 +603,10 @@ func (o *Outbox) housekeep(force bool) error {
 	o.mu.Unlock()
 	o.removeFiles(del)
 	o.syncDir()
+	if err != nil {
+		o.log.Warn("outbox: disk full; deleted acknowledged segments before recording the state", "segments", len(del))
+		return o.saveState()
+	}
 	return nil
 }
 
@@ -526,11 +629,12 @@ func (o *Outbox) removeFiles(segs []*segment) {
 // saveState writes the state file from the index.
 func (o *Outbox) saveState() error {
 	o.mu.Lock()
-	st := state{lastSeq: o.nextSeq - 1, ackedThrough: o.ackedThroughLocked()}
+	st := state{lastSeq: o.nextSeq - 1, reserved: max(o.reserved, o.nextSeq-1), ackedThrough: o.ackedThroughLocked()}
 	st.ranges = o.ackedRangesLocked(st.ackedThrough)
+	st.losses = slices.Clone(o.losses)
 	o.ackDirty = false
 	o.mu.Unlock()
-	n, err := writeState(o.opts.Dir, o.dir, &st)
+	n, err := o.writeStateRoom(&st)
 	o.mu.Lock()
 	o.st.Fsyncs += int64(n)
 	if err != nil {
@@ -547,13 +651,18 @@ func (o *Outbox) saveState() error {
 
 // ackedRangesLocked describes the acknowledged messages above w as ranges:
 // runs of acknowledged entries, in seq order across both kinds, not broken
-// by an unacknowledged one. Beyond maxStateRanges the rest is left out; those
-// messages are sent again after a crash.
+// by an unacknowledged one. A run starts right after the unacknowledged
+// entry before it and the last run ends at the last committed number, so
+// numbers no longer stored (acknowledged and deleted, or declared lost) are
+// covered too: recovery must not mistake them for lost ones. Beyond
+// maxStateRanges the rest is left out; those messages are sent again after
+// a crash.
 func (o *Outbox) ackedRangesLocked(w uint64) []seqRange {
 	type pos struct{ si, ei int }
 	var p [2]pos
 	var rs []seqRange
 	run := false
+	from := w + 1 // where the next run starts
 	for {
 		var best *entry
 		bk := -1
@@ -571,6 +680,9 @@ func (o *Outbox) ackedRangesLocked(w uint64) []seqRange {
 			}
 		}
 		if best == nil {
+			if run {
+				rs[len(rs)-1].hi = max(rs[len(rs)-1].hi, o.committed)
+			}
 			return rs
 		}
 		p[bk].ei++
@@ -580,13 +692,14 @@ func (o *Outbox) ackedRangesLocked(w uint64) []seqRange {
 		switch {
 		case !best.acked:
 			run = false
+			from = best.seq + 1
 		case run:
 			rs[len(rs)-1].hi = best.seq
 		default:
 			if len(rs) == maxStateRanges {
 				return rs
 			}
-			rs = append(rs, seqRange{best.seq, best.seq})
+			rs = append(rs, seqRange{from, best.seq})
 			run = true
 		}
 	}

@@ -190,8 +190,24 @@ func TestKill9(t *testing.T) {
 	if len(msgs) == 0 || msgs[0].Seq != half+1 {
 		t.Fatalf("after the second kill, replay starts at %v, want %d (first unacked)", seqsOf(msgs[:1]), half+1)
 	}
-	if got := seqsOf(msgs); !slices.Equal(got, seqRangeList(half+1, msgs[len(msgs)-1].Seq)) {
-		t.Fatalf("seqs after the second kill are not contiguous: %v", got)
+	// Each kill leaves the numbers of its run contiguous; the next run
+	// resumes above the reservation of the killed one, and the reserved
+	// numbers it had not used are declared unused, not lost.
+	i := slices.IndexFunc(msgs, func(m payload.Message) bool { return m.Seq > last })
+	if i < 0 {
+		t.Fatalf("no message of run 1 after seq %d", last)
+	}
+	first1, end1 := msgs[i].Seq, msgs[len(msgs)-1].Seq
+	if got := seqsOf(msgs); !slices.Equal(got, append(seqRangeList(half+1, last), seqRangeList(first1, end1)...)) {
+		t.Fatalf("seqs after the second kill are not %d..%d, %d..%d: %v", half+1, last, first1, end1, got)
+	}
+	for _, l := range o.Losses() {
+		if l.Reason != payload.LossUnused || (l.First != last+1 && l.First != end1+1) {
+			t.Fatalf("loss %v: want only the unused rest of a reservation (after %d or %d)", l, last, end1)
+		}
+	}
+	if first1 > last+1 && (len(o.Losses()) == 0 || o.Losses()[0].SeqRange != (payload.SeqRange{First: last + 1, Last: first1 - 1})) {
+		t.Fatalf("numbers %d..%d skipped between the runs are not declared: %v", last+1, first1-1, o.Losses())
 	}
 	// The second run continued the counter where the first stopped.
 	for _, m := range msgs {

@@ -31,6 +31,9 @@ const (
 	DefaultCommitInterval = 2 * time.Millisecond
 )
 
+// minDefaultSegment is the smallest segment size the default picks.
+const minDefaultSegment = 4 << 10
+
 // maxPendingBytes caps the bodies one Pending call returns (it always
 // returns at least one message), so a replay of a large backlog does not
 // balloon memory.
@@ -52,12 +55,18 @@ type Options struct {
 	Gateway string // gateway id written into every batch
 
 	MaxBytes     int64 // bound on disk for both logs together (default 64 MiB)
-	SegmentBytes int64 // segment file size (default 4 MiB)
+	SegmentBytes int64 // segment file size (default MaxBytes/16, 4 KiB to 4 MiB)
 
 	// CommitInterval is how long a group waits to collect more records
 	// after the first one arrived. 0 commits as soon as the previous commit
 	// finished; see DefaultCommitInterval.
 	CommitInterval time.Duration
+	// TelemetryWindow, when positive, is how long appends of telemetry
+	// alone may wait to share one commit (one fsync): a bounded window
+	// that bounds fsyncs per second whatever the number of devices. An
+	// event append commits at once (after CommitInterval), taking the
+	// waiting telemetry along. 0 commits telemetry like events.
+	TelemetryWindow time.Duration
 
 	MaxBatchRecords int // records per message (default 500, at most payload.MaxRecords)
 	MaxBatchBytes   int // body bytes per message (default 256 KiB)
@@ -67,8 +76,13 @@ type Options struct {
 	// crash; the cloud removes those duplicates by sequence number.
 	AckPersistInterval time.Duration
 
+	// HoldFor bounds how long a message the broker acknowledged (Sent)
+	// waits for the cloud's confirmation (Confirm) before it is let go
+	// anyway (default 1 h). See delivery.go.
+	HoldFor time.Duration
+
 	Logger *slog.Logger
-	Now    func() time.Time // seal time of batches (default time.Now)
+	Now    func() time.Time // seal time of batches, hold times (default time.Now)
 }
 
 // Counts is a number of messages and the records they held.
@@ -98,8 +112,26 @@ type Stats struct {
 	// RefusedEvents counts event records refused (ErrFull) past the hard
 	// ceiling.
 	RefusedEvents int64
-	// TruncatedBytes is what recovery cut off torn or corrupt segment tails.
+	// DroppedMissing are messages recovery did not find on disk although
+	// they had been committed (a damaged, truncated or deleted segment);
+	// their records are unknown and counted as one each (a lower bound).
+	DroppedMissing Counts
+	// Skipped counts sequence numbers given up without a message: reserved
+	// before an unclean stop and not used, or lost to a failed write. They
+	// are declared (LossUnused) so the cloud does not wait for them.
+	Skipped int64
+	// Losses is the number of declared loss ranges not yet forgotten
+	// (ForgetLosses).
+	Losses int
+	// SentThrough: every message up to it was sent (PUBACK) or confirmed.
+	SentThrough uint64
+	// HoldExpired counts messages sent and let go after HoldFor without
+	// the cloud's confirmation.
+	HoldExpired int64
+	// TruncatedBytes is what recovery cut off torn segment tails, and
+	// SkippedBytes what it stepped over inside segments (damaged entries).
 	TruncatedBytes int64
+	SkippedBytes   int64
 
 	AppendedRecords  int64
 	AppendedMessages int64
@@ -114,8 +146,9 @@ type Stats struct {
 // records never got a sequence number and count as records only.
 func (s Stats) Dropped() Counts {
 	return Counts{
-		Messages: s.DroppedOldest.Messages + s.DroppedCorrupt.Messages,
-		Records:  s.DroppedOldest.Records + s.DroppedCorrupt.Records + s.RefusedTelemetry + s.RefusedEvents,
+		Messages: s.DroppedOldest.Messages + s.DroppedCorrupt.Messages + s.DroppedMissing.Messages,
+		Records: s.DroppedOldest.Records + s.DroppedCorrupt.Records + s.DroppedMissing.Records +
+			s.RefusedTelemetry + s.RefusedEvents,
 	}
 }
 
@@ -142,10 +175,11 @@ type kindLog struct {
 // request is one Append waiting for its group commit.
 type request struct {
 	kind  payload.Kind
-	enc   []byte // encoded records, back to back
-	offs  []int  // record i is enc[offs[i]:offs[i+1]]
-	est   int64  // upper bound of the bytes it adds on disk
-	taken bool   // the committer has it; it can no longer be withdrawn
+	enc   []byte    // encoded records, back to back
+	offs  []int     // record i is enc[offs[i]:offs[i+1]]
+	est   int64     // upper bound of the bytes it adds on disk
+	at    time.Time // when it was queued
+	taken bool      // the committer has it; it can no longer be withdrawn
 	done  chan error
 }
 
@@ -170,20 +204,31 @@ type Outbox struct {
 	// reads under RLock, the committer closes and deletes under Lock.
 	filesMu sync.RWMutex
 
-	mu        sync.Mutex
-	queue     []*request
-	changed   chan struct{} // closed when messages become pending or on Close
-	closed    bool
-	failed    error // set when a failed write could not be undone
-	logs      [2]kindLog
-	nextSeq   uint64 // next seq to assign; all below are assigned
-	committed uint64 // highest seq that is durable
-	bytes     int64
-	lastAcked uint64
-	ackDirty  bool
-	orphans   []*segment // dropped from the index, files not yet deleted
-	refusing  [2]bool    // a refusal was logged and nothing accepted since
-	st        Stats
+	mu         sync.Mutex
+	queue      []*request
+	changed    chan struct{} // closed when messages become pending or on Close
+	closed     bool
+	failed     error // set when a failed write could not be undone
+	logs       [2]kindLog
+	nextSeq    uint64 // next seq to assign; all below are assigned
+	committed  uint64 // highest seq that is durable
+	reserved   uint64 // highest seq the state file allows to assign
+	losses     []payload.Loss
+	holds      []holdPoint // ascending; see expireHolds
+	holdWarned bool
+
+	// Disk full (diskfull.go).
+	diskFullUntil   time.Time // a commit failed with ENOSPC; bound by diskBound until then
+	diskBound       int64
+	fails           int // failed commits in a row
+	failsSuppressed int
+	failLogged      time.Time
+	bytes           int64
+	lastAcked       uint64
+	ackDirty        bool
+	orphans         []*segment // dropped from the index, files not yet deleted
+	refusing        [2]bool    // a refusal was logged and nothing accepted since
+	st              Stats
 }
 
 func (o *Outbox) kindLog(k payload.Kind) *kindLog { return &o.logs[k-1] }
@@ -193,11 +238,18 @@ func (o *Outbox) kindLog(k payload.Kind) *kindLog { return &o.logs[k-1] }
 // acknowledged segments are deleted, and the sequence counter resumes above
 // every number ever assigned.
 func Open(opts Options) (*Outbox, error) {
+	segDefault := opts.SegmentBytes == 0
 	if err := normalize(&opts); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("outbox: create %s: %w", opts.Dir, err)
+	}
+	if fs := fsSize(opts.Dir); segDefault && fs > 0 && fs < opts.MaxBytes {
+		// A bound larger than the disk is met by the disk first (see
+		// diskfull.go); segments small enough for the disk keep a drop to
+		// 1/16 of what fits.
+		opts.SegmentBytes = min(opts.SegmentBytes, max(fs/16, minDefaultSegment))
 	}
 	lock, err := lockDir(opts.Dir)
 	if err != nil {
@@ -253,7 +305,9 @@ func normalize(o *Options) error {
 		o.MaxBytes = DefaultMaxBytes
 	}
 	if o.SegmentBytes == 0 {
-		o.SegmentBytes = DefaultSegmentBytes
+		// A drop by the bound deletes the oldest segment: at most 1/16
+		// of the outbox at a time, and any MaxBytes from 4 KiB works.
+		o.SegmentBytes = min(DefaultSegmentBytes, max(o.MaxBytes/16, minDefaultSegment))
 	}
 	if o.MaxBatchRecords == 0 {
 		o.MaxBatchRecords = DefaultMaxBatchRecords
@@ -263,6 +317,9 @@ func normalize(o *Options) error {
 	}
 	if o.AckPersistInterval == 0 {
 		o.AckPersistInterval = DefaultAckPersistInterval
+	}
+	if o.HoldFor == 0 {
+		o.HoldFor = DefaultHoldFor
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -279,8 +336,8 @@ func normalize(o *Options) error {
 		return fmt.Errorf("outbox: %s: MaxBatchRecords %d: want 1 to %d", o.Dir, o.MaxBatchRecords, payload.MaxRecords)
 	case o.MaxBatchBytes < 512 || o.MaxBatchBytes > payload.MaxBodyBytes/2:
 		return fmt.Errorf("outbox: %s: MaxBatchBytes %d: want 512 to %d", o.Dir, o.MaxBatchBytes, payload.MaxBodyBytes/2)
-	case o.CommitInterval < 0 || o.AckPersistInterval < 0:
-		return fmt.Errorf("outbox: %s: negative CommitInterval or AckPersistInterval", o.Dir)
+	case o.CommitInterval < 0 || o.AckPersistInterval < 0 || o.HoldFor < 0 || o.TelemetryWindow < 0:
+		return fmt.Errorf("outbox: %s: negative CommitInterval, TelemetryWindow, AckPersistInterval or HoldFor", o.Dir)
 	}
 	return nil
 }
@@ -318,7 +375,7 @@ func (o *Outbox) recover() error {
 	if err != nil {
 		return fmt.Errorf("outbox: list %s: %w", dir, err)
 	}
-	maxSeq := st.lastSeq
+	var maxStored uint64
 	var buf []byte
 	dirDirty := false
 	for _, de := range names {
@@ -327,11 +384,12 @@ func (o *Outbox) recover() error {
 			continue
 		}
 		path := filepath.Join(dir, de.Name())
-		s, cut, err := o.openSegment(path, kind, first, &buf)
+		s, cut, skipped, err := o.openSegment(path, kind, first, &buf)
 		if err != nil {
 			return err
 		}
 		o.st.TruncatedBytes += cut
+		o.st.SkippedBytes += skipped
 		if s == nil {
 			if err := os.Remove(path); err != nil {
 				return fmt.Errorf("outbox: remove empty segment %s: %w", path, err)
@@ -348,7 +406,7 @@ func (o *Outbox) recover() error {
 				s.unRecs += int64(e.recs)
 			}
 		}
-		maxSeq = max(maxSeq, s.entries[len(s.entries)-1].seq)
+		maxStored = max(maxStored, s.entries[len(s.entries)-1].seq)
 		o.bytes += s.size
 		lg := o.kindLog(kind)
 		lg.segs = append(lg.segs, s)
@@ -356,10 +414,17 @@ func (o *Outbox) recover() error {
 	for i := range o.logs {
 		slices.SortFunc(o.logs[i].segs, func(a, b *segment) int { return cmpU64(a.first, b.first) })
 	}
-	o.nextSeq = maxSeq + 1
-	o.committed = maxSeq
-	if !found && maxSeq > 0 {
+	// The counter resumes above every number ever assigned or reserved,
+	// whatever happened to the segments.
+	o.reserved = max(st.reserved, maxStored)
+	o.nextSeq = o.reserved + 1
+	o.committed = o.reserved
+	o.losses = st.losses
+	switch {
+	case !found && maxStored > 0:
 		o.log.Warn("outbox: no state file; every stored message counts as unacknowledged", "dir", dir)
+	case found && err == nil:
+		o.declareRecovered(&st, maxStored)
 	}
 	if dirDirty {
 		if err := o.dir.Sync(); err != nil {
@@ -374,31 +439,48 @@ func (o *Outbox) recover() error {
 	// deleted, then drop the segments that are fully acknowledged.
 	o.ackDirty = true
 	if err := o.housekeep(true); err != nil {
-		return err
+		if !isNoSpace(err) {
+			return err
+		}
+		// Start anyway: acknowledged segments go once the state can be
+		// written; appends drop the oldest telemetry to make room.
+		o.log.Error("outbox: disk full; starting without recording the state", "dir", dir, "err", err)
+		o.diskFullUntil = time.Now().Add(diskRetry)
+		o.diskBound = o.bytes
 	}
+	o.ensureSpare()
 	o.log.Info("outbox: opened", "bytes", o.bytes, "next_seq", o.nextSeq,
-		"unacked", o.statsLocked().Unacked.Messages, "truncated_bytes", o.st.TruncatedBytes)
+		"unacked", o.statsLocked().Unacked.Messages, "truncated_bytes", o.st.TruncatedBytes,
+		"skipped_bytes", o.st.SkippedBytes, "declared_losses", len(o.losses))
 	return nil
 }
 
 // openSegment scans one segment file, truncates a bad tail and returns the
 // segment with its file open for reading and writing, or nil when nothing
-// in it survived (the caller removes it).
-func (o *Outbox) openSegment(path string, kind payload.Kind, first uint64, buf *[]byte) (*segment, int64, error) {
+// in it survived (the caller removes it). Damaged entries inside the file
+// are stepped over (logged, their bytes returned as skipped) and left in
+// place; the messages they held are declared by recovery.
+func (o *Outbox) openSegment(path string, kind payload.Kind, first uint64, buf *[]byte) (*segment, int64, int64, error) {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
-		return nil, 0, fmt.Errorf("outbox: open segment %s: %w", path, err)
+		return nil, 0, 0, fmt.Errorf("outbox: open segment %s: %w", path, err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, 0, fmt.Errorf("outbox: stat segment %s: %w", path, err)
+		return nil, 0, 0, fmt.Errorf("outbox: stat segment %s: %w", path, err)
 	}
-	entries, end, serr := scanSegment(readerOf(f), kind, buf)
+	entries, end, damage, serr := scanSegment(readerOf(f), kind, buf)
 	var se *scanError
 	if serr != nil && !errors.As(serr, &se) {
 		f.Close()
-		return nil, 0, fmt.Errorf("outbox: read segment %s: %w", path, serr)
+		return nil, 0, 0, fmt.Errorf("outbox: read segment %s: %w", path, serr)
+	}
+	var skipped int64
+	for _, d := range damage {
+		skipped += d.n
+		o.log.Warn("outbox: segment has a damaged entry; skipping it and keeping the entries after it",
+			"file", path, "offset", d.off, "reason", d.err.Error(), "skipped_bytes", d.n)
 	}
 	if len(entries) > 0 && entries[0].seq != first {
 		// The name is decided by the first entry; a mismatch means the file
@@ -415,19 +497,19 @@ func (o *Outbox) openSegment(path string, kind payload.Kind, first uint64, buf *
 		if fi.Size() > 0 && serr != nil {
 			o.log.Warn("outbox: removing segment with no intact entry", "file", path, "bytes", fi.Size())
 		}
-		return nil, fi.Size(), nil
+		return nil, fi.Size() - skipped, skipped, nil
 	}
 	if cut > 0 {
 		if err := f.Truncate(end); err != nil {
 			f.Close()
-			return nil, 0, fmt.Errorf("outbox: truncate segment %s to %d bytes: %w", path, end, err)
+			return nil, 0, 0, fmt.Errorf("outbox: truncate segment %s to %d bytes: %w", path, end, err)
 		}
 		if err := f.Sync(); err != nil {
 			f.Close()
-			return nil, 0, fmt.Errorf("outbox: sync segment %s: %w", path, err)
+			return nil, 0, 0, fmt.Errorf("outbox: sync segment %s: %w", path, err)
 		}
 	}
-	return &segment{kind: kind, first: entries[0].seq, path: path, f: f, size: end, entries: entries}, cut, nil
+	return &segment{kind: kind, first: entries[0].seq, path: path, f: f, size: end, entries: entries}, cut, skipped, nil
 }
 
 // readerOf buffers sequential reads of f from its start.
@@ -490,6 +572,7 @@ func (o *Outbox) Append(ctx context.Context, kind payload.Kind, recs []payload.R
 		o.mu.Unlock()
 		return err
 	}
+	req.at = time.Now()
 	o.queue = append(o.queue, req)
 	o.mu.Unlock()
 	select {
@@ -760,7 +843,7 @@ func (o *Outbox) read(refs []ref) ([]payload.Message, error) {
 			s.unRecs -= int64(s.entries[i].recs)
 			o.st.DroppedCorrupt.Messages++
 			o.st.DroppedCorrupt.Records += int64(s.entries[i].recs)
-			o.ackDirty = true
+			o.addLossLocked(payload.SeqRange{First: r.e.seq, Last: r.e.seq}, payload.LossCorrupt)
 			freed = freed || s.unacked == 0
 		}
 		o.mu.Unlock()
@@ -786,6 +869,8 @@ func (o *Outbox) statsLocked() Stats {
 	s.Bytes = o.bytes
 	s.NextSeq = o.nextSeq
 	s.LastAcked = o.lastAcked
+	s.Losses = len(o.losses)
+	s.SentThrough = o.sentThroughLocked()
 	s.AckedThrough = o.ackedThroughLocked()
 	for k := range o.logs {
 		for _, seg := range o.logs[k].segs {
@@ -823,6 +908,14 @@ func (o *Outbox) Close() error {
 	o.mu.Unlock()
 	close(o.quit)
 	<-o.done
+	// A clean stop records the exact high-water mark, so the next start
+	// skips no reserved number.
+	o.mu.Lock()
+	if o.reserved != o.nextSeq-1 {
+		o.reserved = o.nextSeq - 1
+		o.ackDirty = true
+	}
+	o.mu.Unlock()
 	err := o.housekeep(true)
 	o.filesMu.Lock()
 	for k := range o.logs {

@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -53,6 +54,7 @@ type entry struct {
 	size  uint32 // body length
 	recs  uint32
 	acked bool
+	sent  bool // the broker acknowledged it; kept until acked (Confirm)
 }
 
 func (e *entry) frameLen() int64 { return int64(e.size) + frameOverhead }
@@ -149,78 +151,95 @@ type scanError struct {
 func (e *scanError) Error() string { return fmt.Sprintf("at offset %d: %v", e.off, e.err) }
 func (e *scanError) Unwrap() error { return e.err }
 
+// damage is a region inside a segment that holds no intact entry but is
+// followed by one: a damaged entry (media failure) that the scan stepped
+// over.
+type damage struct {
+	off, n int64
+	err    error
+}
+
 // scanSegment reads a segment of the given kind from r and indexes every
-// complete, intact entry. It returns the entries, the offset just past the
-// last good one (where recovery truncates) and, when it stopped before a
-// clean end of file, a *scanError saying why. buf is scratch space reused
-// between calls; bodies are not kept.
-func scanSegment(r io.Reader, kind payload.Kind, buf *[]byte) ([]entry, int64, error) {
-	var hdr [segHeaderSize]byte
-	if n, err := io.ReadFull(r, hdr[:]); err != nil {
-		if err == io.EOF {
-			return nil, 0, &scanError{0, fmt.Errorf("%w: empty file", errBadHeader)}
-		}
-		if err == io.ErrUnexpectedEOF {
-			return nil, 0, &scanError{0, fmt.Errorf("%w: %d bytes, want %d", errBadHeader, n, segHeaderSize)}
-		}
-		return nil, 0, err
+// complete, intact entry. A damaged entry followed by intact ones is
+// stepped over: the scan looks for the next offset where an entry of this
+// kind with a higher sequence number passes its checksum (the CRC covers
+// the length, so a false match is a 1 in 2^32 event on top of the length,
+// kind and order checks) and reports the region as damage. It returns the
+// entries, the offset just past the last good one (where recovery
+// truncates a torn tail), the damage, and, when the file ends in bytes
+// that hold no intact entry, a *scanError saying why. The whole file is
+// read into buf (scratch space reused between calls); bodies are not kept.
+func scanSegment(r io.Reader, kind payload.Kind, buf *[]byte) ([]entry, int64, []damage, error) {
+	b := bytes.NewBuffer((*buf)[:0])
+	if _, err := b.ReadFrom(r); err != nil {
+		return nil, 0, nil, err
 	}
-	if err := checkSegHeader(hdr[:], kind); err != nil {
-		return nil, 0, &scanError{0, err}
+	data := b.Bytes()
+	*buf = data
+	if len(data) < segHeaderSize {
+		if len(data) == 0 {
+			return nil, 0, nil, &scanError{0, fmt.Errorf("%w: empty file", errBadHeader)}
+		}
+		return nil, 0, nil, &scanError{0, fmt.Errorf("%w: %d bytes, want %d", errBadHeader, len(data), segHeaderSize)}
+	}
+	if err := checkSegHeader(data[:segHeaderSize], kind); err != nil {
+		return nil, 0, nil, &scanError{0, err}
 	}
 	var entries []entry
-	off := int64(segHeaderSize)
+	var dmg []damage
 	var last uint64
-	for {
-		b := (*buf)[:0]
-		if cap(b) < frameHeader {
-			b = make([]byte, 0, 64<<10)
+	p := segHeaderSize
+	for p < len(data) {
+		fr, n, err := nextFrame(data[p:], kind, last)
+		if err == nil && int64(p+n) > 1<<32-1 {
+			err = fmt.Errorf("%w: segment larger than 4 GiB", errBadLength)
+			return entries, int64(p), dmg, &scanError{int64(p), err}
 		}
-		b = b[:frameHeader]
-		if _, err := io.ReadFull(r, b); err != nil {
-			if err == io.EOF {
-				return entries, off, nil
-			}
-			if err == io.ErrUnexpectedEOF {
-				return entries, off, &scanError{off, errTorn}
-			}
-			return entries, off, err
-		}
-		n := binary.LittleEndian.Uint32(b[0:4])
-		if n < entryMeta || n > maxEntryLen {
-			return entries, off, &scanError{off, fmt.Errorf("%w: %d (want %d to %d)", errBadLength, n, entryMeta, maxEntryLen)}
-		}
-		total := frameHeader + int(n)
-		if cap(b) < total {
-			nb := make([]byte, total)
-			copy(nb, b)
-			b = nb
-		}
-		b = b[:total]
-		*buf = b
-		if _, err := io.ReadFull(r, b[frameHeader:]); err != nil {
-			if err == io.EOF || err == io.ErrUnexpectedEOF {
-				return entries, off, &scanError{off, errTorn}
-			}
-			return entries, off, err
-		}
-		fr, _, err := decodeFrame(b)
 		if err != nil {
-			return entries, off, &scanError{off, err}
-		}
-		if fr.kind != kind {
-			return entries, off, &scanError{off, fmt.Errorf("%w: %s entry in a %s segment", errBadEntry, fr.kind, kind)}
-		}
-		if fr.seq <= last {
-			return entries, off, &scanError{off, fmt.Errorf("%w: %d after %d", errOutOfOrder, fr.seq, last)}
-		}
-		if off+int64(total) > 1<<32-1 {
-			return entries, off, &scanError{off, fmt.Errorf("%w: segment larger than 4 GiB", errBadLength)}
+			q := resync(data, p+1, kind, last)
+			if q < 0 {
+				return entries, int64(p), dmg, &scanError{int64(p), err}
+			}
+			dmg = append(dmg, damage{off: int64(p), n: int64(q - p), err: err})
+			p = q
+			continue
 		}
 		last = fr.seq
-		entries = append(entries, entry{seq: fr.seq, off: uint32(off), size: uint32(len(fr.body)), recs: fr.recs})
-		off += int64(total)
+		entries = append(entries, entry{seq: fr.seq, off: uint32(p), size: uint32(len(fr.body)), recs: fr.recs})
+		p += n
 	}
+	return entries, int64(p), dmg, nil
+}
+
+// nextFrame decodes the entry at the start of b and checks that it belongs
+// to a segment of kind after seq last.
+func nextFrame(b []byte, kind payload.Kind, last uint64) (frame, int, error) {
+	fr, n, err := decodeFrame(b)
+	switch {
+	case err != nil:
+		return frame{}, 0, err
+	case fr.kind != kind:
+		return frame{}, 0, fmt.Errorf("%w: %s entry in a %s segment", errBadEntry, fr.kind, kind)
+	case fr.seq <= last:
+		return frame{}, 0, fmt.Errorf("%w: %d after %d", errOutOfOrder, fr.seq, last)
+	}
+	return fr, n, nil
+}
+
+// resync returns the first offset at or after from where an intact entry
+// of kind with a seq above last starts, or -1.
+func resync(data []byte, from int, kind payload.Kind, last uint64) int {
+	for q := from; q+frameOverhead <= len(data); q++ {
+		n := binary.LittleEndian.Uint32(data[q:])
+		if n < entryMeta || n > maxEntryLen || q+frameHeader+int(n) > len(data) ||
+			payload.Kind(data[q+16]) != kind || binary.LittleEndian.Uint64(data[q+8:]) <= last {
+			continue
+		}
+		if _, _, err := nextFrame(data[q:], kind, last); err == nil {
+			return q
+		}
+	}
+	return -1
 }
 
 // segmentName is "<kind>-<first seq, 20 digits>.seg", so names sort by

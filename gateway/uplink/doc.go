@@ -8,6 +8,10 @@
 // messages in sequence order, Ack records the ones the broker acknowledged.
 // The uplink never deletes anything itself; a message counts as delivered
 // only when its QoS 1 PUBACK arrived, and only then is it passed to Ack.
+// A Source that also implements Delivery (the outbox) keeps PUBACKed
+// messages until the cloud confirms them on the ack topic; the uplink then
+// publishes requested ranges again and announces declared losses (see
+// delivery.go and docs/design.md).
 //
 // A session is one MQTT connection. Each session starts with a fresh Paho
 // client (clean session, no Paho auto-reconnect, no Paho resend store): the

@@ -20,6 +20,7 @@ const (
 	DefaultReconnectMax   = 60 * time.Second
 	DefaultAckTimeout     = 60 * time.Second
 	DefaultCloseTimeout   = 2 * time.Second
+	DefaultConfirmWait    = 15 * time.Second
 
 	// MaxWindow bounds Window: MQTT packet identifiers are 16 bits and the
 	// broker's own receive limits are far below this.
@@ -61,6 +62,11 @@ type Options struct {
 	// offline status) and the wait for Paho to settle a lost connection's
 	// publishes (default 2 s).
 	CloseTimeout time.Duration
+	// ConfirmWait: when the cloud's acknowledgements have not moved for
+	// this long while messages the broker acknowledged wait above them
+	// (the broker dropped the tail of a burst, so the cloud sees no gap),
+	// those messages are published again (default 15 s; see delivery.go).
+	ConfirmWait time.Duration
 
 	// Birth returns the birth message, called at each connect. The uplink
 	// fills in Site, Gateway, Online=true and, when zero, Time. Nil means
@@ -108,7 +114,7 @@ func (o Options) withDefaults() (Options, error) {
 		name string
 		v    time.Duration
 	}{{"keep_alive", o.KeepAlive}, {"connect_timeout", o.ConnectTimeout}, {"reconnect_max", o.ReconnectMax},
-		{"ack_timeout", o.AckTimeout}, {"close_timeout", o.CloseTimeout}} {
+		{"ack_timeout", o.AckTimeout}, {"close_timeout", o.CloseTimeout}, {"confirm_wait", o.ConfirmWait}} {
 		if d.v < 0 {
 			bad("%s %v: want a positive duration (0 for the default)", d.name, d.v)
 		}
@@ -135,6 +141,7 @@ func (o Options) withDefaults() (Options, error) {
 	def(&o.ReconnectMax, DefaultReconnectMax)
 	def(&o.AckTimeout, DefaultAckTimeout)
 	def(&o.CloseTimeout, DefaultCloseTimeout)
+	def(&o.ConfirmWait, DefaultConfirmWait)
 	o.Clock = clock.OrReal(o.Clock)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

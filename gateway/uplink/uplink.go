@@ -46,6 +46,8 @@ type Uplink struct {
 	st      Stats
 	maxSeq  uint64      // highest sequence number ever published, to count replays
 	current mqtt.Client // the session's client once its birth is out, else nil
+
+	dl delivery // end-to-end delivery state (delivery.go)
 }
 
 // New checks opts, fills in defaults and returns an Uplink reading from src.
@@ -345,6 +347,9 @@ func (s *session) start() error {
 			return fmt.Errorf("subscribe %s: %w", filter, err)
 		}
 	}
+	if err := s.startDelivery(); err != nil {
+		return err
+	}
 	var st payload.Status
 	if o.Birth != nil {
 		if b := o.Birth(); b != nil {
@@ -423,7 +428,7 @@ loop:
 		if s.rewind.Swap(false) {
 			after = 0
 		}
-		msgs, err := u.src.Pending(s.ctx, after, n)
+		msgs, err := s.read(after, n)
 		if len(msgs) > n {
 			msgs = msgs[:n] // a Source that ignores max must not overrun the window
 		}
@@ -461,7 +466,7 @@ loop:
 			}
 			tok := s.client.Publish(topic, 1, false, m.Body)
 			flights <- flight{seq: m.Seq, tok: tok, at: o.Clock.Now()}
-			after = m.Seq
+			after = max(after, m.Seq) // a resent message does not move after back
 			u.mu.Lock()
 			u.st.Published++
 			u.st.InFlight++
@@ -550,7 +555,7 @@ func (s *session) collect(flights <-chan flight, slots <-chan struct{}) {
 		u.mu.Lock()
 		u.st.LastPuback = u.opts.Clock.Now()
 		u.mu.Unlock()
-		if err := u.src.Ack(seqs...); err != nil {
+		if err := u.settle(seqs); err != nil {
 			u.setErr(fmt.Errorf("uplink: outbox ack of %d messages (seq %d..%d): %w", len(seqs), seqs[0], seqs[len(seqs)-1], err))
 			u.log.Warn("uplink: outbox ack failed; the messages will be published again", "first", seqs[0], "last", seqs[len(seqs)-1], "err", err)
 			s.rewind.Store(true)

@@ -1,0 +1,67 @@
+package outbox
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/luling-edge/luling/internal/testenv"
+	"github.com/luling-edge/luling/payload"
+)
+
+func queueLen(o *Outbox) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.queue)
+}
+
+// Telemetry waits for its window to share one commit; an event ends the
+// window at once and takes the waiting telemetry along. (An hour-long
+// window makes the test independent of timing: nothing but the event or
+// Close can end it.)
+func TestTelemetryWindowWaitsForEventOrClose(t *testing.T) {
+	opts := testOptions(t.TempDir(), &logBuf{})
+	opts.TelemetryWindow = time.Hour
+	o := mustOpen(t, opts)
+	before := o.Stats()
+	done := make(chan error, 10)
+	for i := range 10 {
+		go func() { done <- o.Append(context.Background(), payload.Telemetry, []payload.Record{bay("bay-w", i)}) }()
+	}
+	testenv.WaitFor(t, 10*time.Second, "10 telemetry appends queued", func() bool { return queueLen(o) == 10 })
+	if err := o.Append(context.Background(), payload.Event, []payload.Record{door("door-1", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := o.Stats()
+	if g := st.Groups - before.Groups; g != 1 {
+		t.Fatalf("%d commits for 10 readings and an event, want 1", g)
+	}
+	// Telemetry alone waits until Close, which commits it.
+	for i := range 5 {
+		go func() {
+			done <- o.Append(context.Background(), payload.Telemetry, []payload.Record{bay("bay-w", 100+i)})
+		}()
+	}
+	testenv.WaitFor(t, 10*time.Second, "5 telemetry appends queued", func() bool { return queueLen(o) == 5 })
+	if g := o.Stats().Groups - st.Groups; g != 0 {
+		t.Fatalf("telemetry committed within its window (%d commits)", g)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if err := <-done; err != nil {
+			t.Fatalf("append waiting in the window at Close: %v", err)
+		}
+	}
+	o = mustOpen(t, opts)
+	defer o.Close()
+	if n := o.Stats().Unacked.Records; n != 16 {
+		t.Fatalf("%d records after reopen, want 16", n)
+	}
+}
