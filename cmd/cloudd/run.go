@@ -92,7 +92,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, &usageError{msg: err.Error()}
 	}
 	if fs.NArg() > 0 {
-		return nil, &usageError{msg: fmt.Sprintf("unexpected argument %q (subcommands: hash-password, token)", fs.Arg(0))}
+		return nil, &usageError{msg: fmt.Sprintf("unexpected argument %q (subcommands: hash-password, token, gateway, ca)", fs.Arg(0))}
 	}
 	n, err := strconv.Atoi(batch)
 	if err != nil || n < 1 || n > 1_000_000 {
@@ -175,6 +175,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if len(args) > 0 && args[0] == "token" {
 		return tokenCmd(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && (args[0] == "gateway" || args[0] == "ca") {
+		return identityCmd(args[0], args[1:], stdin, stdout, stderr)
+	}
 	c, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
@@ -192,7 +195,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		AllowMeasurements: c.trust.measurements, Logger: log.With("component", "ingest"),
 	}
 	if c.brokerURL == "" {
-		b, err := c.embedded.start(log)
+		b, err := c.embedded.start(ctx, log)
 		if err != nil {
 			return err
 		}
@@ -244,6 +247,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}()
 		api := http.NewServeMux()
 		cmds.Register(api)
+		c.embedded.ident.registerAPI(api) // a no-op without the embedded broker's registry
 		api.Handle("/", f.Handler(fleet.HTTPOptions{Health: in.Health, Metrics: in.WriteMetrics}))
 		if c.tokens == "" {
 			log.Error("HTTP API without a token file: every request except /healthz is refused with 401",
