@@ -67,18 +67,25 @@ func (l *Live) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			fi, err := os.Stat(l.path)
-			if err != nil {
-				fi = nil
-			}
-			l.mu.Lock()
-			same := safefile.Same(fi, l.stat)
-			l.mu.Unlock()
-			if !same {
-				l.Reload()
-			}
+			l.reloadIfChanged()
 		}
 	}
+}
+
+// reloadIfChanged reloads the file if it changed since it was last read,
+// and reports whether it did.
+func (l *Live) reloadIfChanged() bool {
+	fi, err := os.Stat(l.path)
+	if err != nil {
+		fi = nil
+	}
+	l.mu.Lock()
+	same := safefile.Same(fi, l.stat)
+	l.mu.Unlock()
+	if !same {
+		l.Reload()
+	}
+	return !same
 }
 
 // Reload re-reads the file now and runs the OnChange functions.
@@ -121,18 +128,30 @@ func (l *Live) Len() int {
 }
 
 // PasswordHash returns the bcrypt hash of an enabled gateway that has a
-// password.
+// password. Like CertAllowed, it looks at the file again before saying
+// no, so a gateway added by the CLI a moment ago is not refused while Run
+// has yet to notice (a stat per refusal; a change that takes a gateway
+// away is still seen within CheckEvery by Run).
 func (l *Live) PasswordHash(user string) ([]byte, bool) {
-	g, ok := l.Lookup(user)
-	if !ok || !g.Enabled || g.PasswordHash == "" {
-		return nil, false
+	hash := func() ([]byte, bool) {
+		g, ok := l.Lookup(user)
+		if !ok || !g.Enabled || g.PasswordHash == "" {
+			return nil, false
+		}
+		return []byte(g.PasswordHash), true
 	}
-	return []byte(g.PasswordHash), true
+	if h, ok := hash(); ok || !l.reloadIfChanged() {
+		return h, ok
+	}
+	return hash()
 }
 
 // CertAllowed reports whether user is an enabled gateway and serial one
 // of its certificates, not revoked.
 func (l *Live) CertAllowed(user, serial string) bool {
-	g, ok := l.Lookup(user)
-	return ok && g.Enabled && g.ValidCert(serial)
+	allowed := func() bool {
+		g, ok := l.Lookup(user)
+		return ok && g.Enabled && g.ValidCert(serial)
+	}
+	return allowed() || l.reloadIfChanged() && allowed()
 }

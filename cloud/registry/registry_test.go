@@ -176,3 +176,29 @@ func TestLiveFollowsTheFile(t *testing.T) {
 	}
 	testenv.WaitFor(t, 5*time.Second, "broken file fails closed", func() bool { return l.Len() == 0 })
 }
+
+// TestLiveLooksBeforeRefusing: a gateway added to the file a moment ago
+// is admitted at once, without Run or Reload.
+func TestLiveLooksBeforeRefusing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gateways.json")
+	f := &File{Path: path}
+	l := NewLive(path, LiveOptions{CheckEvery: time.Hour})
+	if _, err := f.Add("s", "gw"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.AddCert("s", "gw", Cert{Serial: "abc"}); err != nil {
+		t.Fatal(err)
+	}
+	if !l.CertAllowed("s/gw", "abc") {
+		t.Error("certificate recorded a moment ago refused")
+	}
+	if err := f.SetPassword("s", "gw", hash(t, "pw")); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := l.PasswordHash("s/gw"); !ok {
+		t.Error("password set a moment ago refused")
+	}
+	if l.CertAllowed("s/gw", "abd") {
+		t.Error("unknown serial allowed")
+	}
+}
