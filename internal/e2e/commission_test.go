@@ -119,8 +119,8 @@ func TestCommissionWithMTLS(t *testing.T) {
 	second := filepath.Join(dir, "gw-2.tar.gz")
 	cloudCLI(t, env, "gateway", "provision", "e2e", "gw-2", "-broker", "ssl://localhost:"+strings.Split(tlsAddr, ":")[1], "-out", second)
 	b2 := readBundle(t, second)
-	intruder := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("ssl://"+tlsAddr).SetClientID("e2e-gw-2").
-		SetTLSConfig(bundleTLS(t, b2)).SetAutoReconnect(false).SetConnectTimeout(10*time.Second))
+	intruder := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("ssl://" + tlsAddr).SetClientID("e2e-gw-2").
+		SetTLSConfig(bundleTLS(t, b2)).SetAutoReconnect(false).SetConnectTimeout(10 * time.Second))
 	if tok := intruder.Connect(); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
 		t.Fatalf("second gateway with its own certificate: %v", tok.Error())
 	}
