@@ -83,6 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	sup := &supervisor{path: *cfgPath, stderr: stderr, reload: make(chan struct{}, 1)}
+	sup.started = startSystemd(ctx, stderr).track // sdnotify.go
 	return sup.run(ctx, cfg)
 }
 
