@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -155,6 +156,11 @@ func identityCmd(group string, args []string, stdin io.Reader, stdout, stderr io
 			return fmt.Errorf("%s: -template: %w", name, err)
 		}
 		req.Template = b
+	}
+	// Before a certificate is issued and recorded: one whose bundle
+	// cannot be written would be valid with nobody holding its key.
+	if fi, err := os.Stat(filepath.Dir(*out)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%s: -out %s: folder %s does not exist", name, *out, filepath.Dir(*out))
 	}
 	ca, err := pki.Open(*caDir, "luling")
 	if err != nil {
