@@ -7,6 +7,9 @@
 //	cloudd [flags]            run
 //	cloudd hash-password      read a password on stdin, print its bcrypt hash
 //	cloudd token create|list|revoke   manage the HTTP API's tokens
+//	cloudd gateway add|list|enable|disable|remove|passwd|provision|revoke
+//	                          manage the gateway registry (embedded broker)
+//	cloudd ca server-cert     issue the embedded broker's certificate from the site CA
 package main
 
 import (
