@@ -107,6 +107,9 @@ func validate(path string) (*config.Config, error) {
 	if err := gateway.CheckRules(cfg); err != nil {
 		return nil, err
 	}
+	if err := placeholders(path, cfg); err != nil { // placeholders.go
+		return nil, err
+	}
 	return cfg, nil
 }
 
