@@ -6,7 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 
 	"github.com/luling-edge/luling/cloud/broker"
 	"github.com/luling-edge/luling/cloud/pki"
@@ -25,6 +28,7 @@ type identity struct {
 	file *registry.File
 	live *registry.Live
 	ca   *pki.CA // nil without -ca-dir
+	log  *slog.Logger
 }
 
 // Client-certificate modes of -broker-tls-client-auth.
@@ -70,6 +74,7 @@ func (i *identity) open(cfg *broker.Config, log *slog.Logger) error {
 	if i.registry == "" {
 		return nil
 	}
+	i.log = log
 	i.file = &registry.File{Path: i.registry}
 	i.live = registry.NewLive(i.registry, registry.LiveOptions{Logger: log.With("component", "registry")})
 	cfg.Gateways = i.live
@@ -102,4 +107,19 @@ func (i *identity) follow(ctx context.Context, b *broker.Broker) {
 	}
 	i.live.OnChange(func() { b.Revalidate() })
 	go i.live.Run(ctx)
+	// SIGHUP re-reads the registry at once (the same as its next poll).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				i.live.Reload()
+				i.log.Info("SIGHUP: gateway registry reloaded", "file", i.registry)
+			}
+		}
+	}()
 }

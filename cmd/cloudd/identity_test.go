@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -185,6 +186,11 @@ func TestRegistryAPIWithMTLS(t *testing.T) {
 	})
 
 	// The CLI is another process: it changes the file, cloudd notices.
+	// SIGHUP reloads the registry; it does not stop cloudd (or this test).
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, "SIGHUP reload logged", func() bool { return strings.Contains(logs.String(), "SIGHUP: gateway registry reloaded") })
 	if _, _, err := cli(t, "", "gateway", "disable", "-registry", reg, "lot-7", "gw-1"); err != nil {
 		t.Fatal(err)
 	}

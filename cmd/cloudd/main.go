@@ -23,6 +23,10 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP must not stop cloudd (systemctl reload, a habit from other
+	// daemons): the embedded broker's registry reloads on it, everything
+	// else cloudd follows without a signal.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	if err == nil {
