@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -19,7 +18,6 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/cloud/auth"
-	"github.com/luling-edge/luling/cloud/broker"
 	cloudcmd "github.com/luling-edge/luling/cloud/command"
 	"github.com/luling-edge/luling/cloud/fleet"
 	"github.com/luling-edge/luling/cloud/influxw"
@@ -294,15 +292,7 @@ func hashPassword(args []string, stdin io.Reader, stdout io.Writer) error {
 	if len(args) > 0 {
 		return &usageError{msg: "hash-password takes no arguments: it reads the password from stdin"}
 	}
-	line, err := bufio.NewReader(stdin).ReadString('\n')
-	if err != nil && err != io.EOF {
-		return fmt.Errorf("hash-password: read stdin: %w", err)
-	}
-	line = strings.TrimRight(line, "\r\n")
-	if line == "" {
-		return &usageError{msg: "hash-password: empty password on stdin"}
-	}
-	h, err := broker.HashPassword([]byte(line))
+	h, err := hashFromStdin("hash-password", stdin) // gatewaycmd.go
 	if err != nil {
 		return err
 	}
