@@ -66,14 +66,10 @@ func (i *identity) registerAPI(mux *http.ServeMux) {
 		if !decode(w, r, &req) {
 			return
 		}
-		hash := ""
-		if req.Password != "" {
-			h, err := broker.HashPassword([]byte(req.Password))
-			if err != nil {
-				apiError(w, err)
-				return
-			}
-			hash = h
+		hash, err := hashOrEmpty(req.Password)
+		if err != nil {
+			apiError(w, err)
+			return
 		}
 		if _, err := i.file.Add(req.Site, req.ID); err != nil {
 			apiError(w, err)
@@ -115,14 +111,10 @@ func (i *identity) registerAPI(mux *http.ServeMux) {
 		if !decode(w, r, &req) {
 			return
 		}
-		hash := ""
-		if req.Password != "" {
-			h, err := broker.HashPassword([]byte(req.Password))
-			if err != nil {
-				apiError(w, err)
-				return
-			}
-			hash = h
+		hash, err := hashOrEmpty(req.Password)
+		if err != nil {
+			apiError(w, err)
+			return
 		}
 		if err := i.file.SetPassword(r.PathValue("site"), r.PathValue("id"), hash); err != nil {
 			apiError(w, err)
@@ -181,6 +173,14 @@ func (i *identity) bundle(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="luling-bundle-%s-%s.tar.gz"`, b.Site, b.Gateway))
 	w.Header().Set("X-Luling-Certificate-Serial", b.Serial)
 	w.Write(buf.Bytes())
+}
+
+// hashOrEmpty returns the bcrypt hash of a password, or "" for none.
+func hashOrEmpty(password string) (string, error) {
+	if password == "" {
+		return "", nil
+	}
+	return broker.HashPassword([]byte(password))
 }
 
 // respond reloads the registry (so the broker acts on the change) and
