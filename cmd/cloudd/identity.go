@@ -61,7 +61,7 @@ func (i *identity) check(tlsListen string) error {
 	case i.clientAuth != authNone && i.caDir == "":
 		return fmt.Errorf("-broker-tls-client-auth %s needs -ca-dir (the site CA that signs gateway certificates)", i.clientAuth)
 	case i.clientAuth != authNone && tlsListen == "":
-		return fmt.Errorf("-broker-tls-client-auth %s needs -broker-tls-listen: client certificates come over TLS", i.clientAuth)
+		return fmt.Errorf("-ca-dir (client certificates, -broker-tls-client-auth %s) needs -broker-tls-listen: client certificates come over TLS", i.clientAuth)
 	case i.caDir != "" && i.registry == "":
 		return fmt.Errorf("-ca-dir needs -registry: the registry records each certificate and its revocation")
 	}

@@ -110,6 +110,24 @@ func TestGatewayCommand(t *testing.T) {
 	}
 }
 
+func TestIdentityFlagErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-broker-tls-client-auth", "maybe"}, `-broker-tls-client-auth "maybe": want none, verify-if-given or require`},
+		{[]string{"-broker-tls-client-auth", "require"}, "-broker-tls-client-auth require needs -ca-dir"},
+		{[]string{"-ca-dir", "ca", "-registry", "r.json"}, "-ca-dir (client certificates, -broker-tls-client-auth verify-if-given) needs -broker-tls-listen"},
+		{[]string{"-ca-dir", "ca", "-broker-tls-listen", ":8883", "-broker-tls-cert", "c", "-broker-tls-key", "k"}, "-ca-dir needs -registry"},
+	} {
+		err := run(context.Background(), c.args, nil, io.Discard, io.Discard)
+		var ue *usageError
+		if !errors.As(err, &ue) || !strings.Contains(ue.msg, c.want) {
+			t.Errorf("%v: %v, want a usage error containing %q", c.args, err, c.want)
+		}
+	}
+}
+
 // TestRegistryAPIWithMTLS: with -registry, -ca-dir and a TLS listener that
 // requires client certificates, a gateway cloudd has never seen is
 // provisioned through the API, logs in with the bundle's certificate alone
