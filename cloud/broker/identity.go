@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -136,7 +137,8 @@ func (h *aclHook) stillAdmitted(cl *mqtt.Client) bool {
 	}
 	if c := peerCert(cl); c != nil {
 		id, err := CertIdentity(c)
-		return err == nil && id == user && h.gws != nil && h.gws.CertAllowed(user, c.SerialNumber.Text(16))
+		return err == nil && id == user && time.Now().Before(c.NotAfter) &&
+			h.gws != nil && h.gws.CertAllowed(user, c.SerialNumber.Text(16))
 	}
 	_, ok := h.passwordHash(user)
 	return ok
@@ -144,8 +146,9 @@ func (h *aclHook) stillAdmitted(cl *mqtt.Client) bool {
 
 // Revalidate disconnects every connected gateway that the registry no
 // longer admits: removed, disabled, its password removed, or the
-// certificate it connected with revoked. cloudd runs it after every
-// registry change. It returns how many clients it disconnected.
+// certificate it connected with revoked or expired since. cloudd runs it
+// after every registry change and every minute (for expiry). It returns
+// how many clients it disconnected.
 func (b *Broker) Revalidate() int {
 	n := 0
 	for _, cl := range b.srv.Clients.GetAll() {

@@ -245,3 +245,43 @@ func TestStartClientAuthErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestExpiredCertificateSession: a session on a certificate that expired
+// since its handshake is ended by Revalidate, a fresh certificate's is not.
+func TestExpiredCertificateSession(t *testing.T) {
+	ca, err := pki.Open(filepath.Join(t.TempDir(), "ca"), "s1")
+	must(t, err)
+	srv, err := ca.IssueServer([]string{"127.0.0.1"}, time.Hour)
+	must(t, err)
+	pair, err := tls.X509KeyPair(srv.CertPEM, srv.KeyPEM)
+	must(t, err)
+	b, f, live := startWithRegistry(t, Config{TLSListen: "127.0.0.1:0", TLS: &tls.Config{
+		Certificates: []tls.Certificate{pair}, ClientCAs: ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert,
+	}})
+	for _, gw := range []string{"gw-a", "gw-b"} {
+		_, err := f.Add("s1", gw)
+		must(t, err)
+	}
+	short, err := ca.IssueClient("s1", "gw-a", 6*time.Second)
+	must(t, err)
+	must(t, f.AddCert("s1", "gw-a", registry.Cert{Serial: short.Serial, NotAfter: short.NotAfter}))
+	long := issue(t, ca, f, "s1", "gw-b")
+	live.Reload()
+	url := "ssl://" + b.TLSAddr()
+	a, err := dial(t, clientOpts(url, "", "", "gw-a").SetTLSConfig(certClient(t, ca, short)))
+	if err != nil {
+		t.Fatalf("short-lived certificate before expiry: %v", err)
+	}
+	other, err := dial(t, clientOpts(url, "", "", "gw-b").SetTLSConfig(certClient(t, ca, long)))
+	must(t, err)
+	if n := b.Revalidate(); n != 0 || !a.IsConnectionOpen() {
+		t.Fatalf("Revalidate before expiry disconnected %d", n)
+	}
+	testenv.WaitFor(t, 20*time.Second, "expired session ended", func() bool {
+		b.Revalidate()
+		return !a.IsConnectionOpen()
+	})
+	if !other.IsConnectionOpen() {
+		t.Error("a valid certificate's session was ended")
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/luling-edge/luling/cloud/broker"
 	"github.com/luling-edge/luling/cloud/pki"
@@ -107,15 +108,20 @@ func (i *identity) follow(ctx context.Context, b *broker.Broker) {
 	}
 	i.live.OnChange(func() { b.Revalidate() })
 	go i.live.Run(ctx)
-	// SIGHUP re-reads the registry at once (the same as its next poll).
+	// SIGHUP re-reads the registry at once (the same as its next poll);
+	// once a minute, sessions whose certificate expired are ended.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
 		defer signal.Stop(hup)
+		expiry := time.NewTicker(time.Minute) // sessions on certificates that expired since
+		defer expiry.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
+			case <-expiry.C:
+				b.Revalidate()
 			case <-hup:
 				i.live.Reload()
 				i.log.Info("SIGHUP: gateway registry reloaded", "file", i.registry)
