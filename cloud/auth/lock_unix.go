@@ -1,27 +1,9 @@
-//go:build unix
-
 package auth
 
-import (
-	"os"
-	"syscall"
-)
+import "github.com/luling-edge/luling/internal/safefile"
 
 // lockFile takes an exclusive advisory lock on path (created if missing)
 // and returns its release. Two `cloudd token` commands at once then
 // apply their changes one after the other instead of one losing the
 // other's.
-func lockFile(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() {
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
-}
+func lockFile(path string) (func(), error) { return safefile.Lock(path) }

@@ -14,11 +14,12 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/luling-edge/luling/internal/safefile"
 )
 
 // TokenPrefix starts every API token, so that secret scanners and people
@@ -215,40 +216,8 @@ func rewrite[T any](path, what string, list func() ([]T, error), change func([]T
 	return nil
 }
 
-// replaceFile writes path atomically with mode 0600: a new temporary file
-// in the same directory, fsync, rename over path, fsync of the directory.
-func replaceFile(path string, body []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(body); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+// replaceFile writes path atomically with mode 0600.
+func replaceFile(path string, body []byte) error { return safefile.Replace(path, body, 0o600) }
 
 // TokenAuthenticator authenticates "Authorization: Bearer TOKEN" against
 // a token file. It re-reads the file when the file changed (another inode,

@@ -10,6 +10,17 @@
 //	    gateway: gw-01
 //	    password: $2a$10$...   # from `cloudd hash-password`
 //
+// Gateways may also come from the gateway registry (Config.Gateways,
+// cloud/registry's live view), asked first at every login: a password
+// hash, or client certificates from the site CA (cloud/pki) on the TLS
+// listener when Config.TLS has ClientCAs. A verified certificate whose
+// subject CN is "{site}/{gateway}" and whose serial the registry lists,
+// unrevoked, for that enabled gateway authenticates it; the username may
+// be empty (the broker then uses the certificate's) or must be the same.
+// The registry is also asked during the TLS handshake, so a revoked
+// certificate is refused before any MQTT is read, and Revalidate
+// disconnects connected gateways the registry no longer admits.
+//
 // An ACL hook confines each gateway to its own topics, for everything a
 // client can make the broker publish:
 //
@@ -135,10 +146,15 @@ type Config struct {
 	// opens none. It needs TLS.
 	TLSListen string
 	// TLS configures the TLS listener: at least a server certificate. The
-	// broker raises MinVersion to TLS 1.2. (Client certificates would be
-	// configured here too: ClientCAs and ClientAuth.)
+	// broker raises MinVersion to TLS 1.2. With ClientCAs set, a client
+	// certificate from those CAs authenticates its gateway (see
+	// CertIdentity) when Gateways admits its serial; ClientAuth
+	// tls.RequireAndVerifyClientCert makes one mandatory,
+	// tls.VerifyClientCertIfGiven lets password logins in as well.
 	TLS         *tls.Config
 	Credentials map[string][]byte // bcrypt hash by "{site}/{gateway}"
+	// Gateways is the gateway registry, asked before Credentials.
+	Gateways Gateways
 	// ConnectTimeout is how long a new connection may take to finish the
 	// TLS handshake and send CONNECT before it is closed; 0 means 10 s.
 	ConnectTimeout time.Duration
@@ -186,6 +202,12 @@ func Start(cfg Config) (*Broker, error) {
 	case cfg.TLS != nil:
 		tlsCfg = cfg.TLS.Clone()
 		tlsCfg.MinVersion = max(tlsCfg.MinVersion, tls.VersionTLS12)
+		switch {
+		case tlsCfg.ClientAuth == tls.RequestClientCert || tlsCfg.ClientAuth == tls.RequireAnyClientCert:
+			return nil, errors.New("broker: TLS client certificates must be verified: use tls.VerifyClientCertIfGiven or tls.RequireAndVerifyClientCert with ClientCAs")
+		case tlsCfg.ClientAuth != tls.NoClientCert && tlsCfg.ClientCAs == nil:
+			return nil, errors.New("broker: TLS client certificates required but no client CA configured")
+		}
 	}
 	secret := make([]byte, 24)
 	if _, err := rand.Read(secret); err != nil {
@@ -205,9 +227,12 @@ func Start(cfg Config) (*Broker, error) {
 	// allocate 256 MiB per connection.
 	caps.MaximumPacketSize = MaxPacketBytes
 	srv := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: cfg.Logger, InlineClient: false})
-	h := &aclHook{srv: srv, creds: cfg.Credentials, user: b.user, password: b.password, log: cfg.Logger,
+	h := &aclHook{srv: srv, creds: cfg.Credentials, gws: cfg.Gateways, user: b.user, password: b.password, log: cfg.Logger,
 		verify: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)), verifyWait: 5 * time.Second}
 	b.hook = h
+	if tlsCfg != nil && tlsCfg.ClientCAs != nil {
+		tlsCfg.VerifyConnection = h.verifyConnection
+	}
 	if err := srv.AddHook(h, nil); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
@@ -277,6 +302,7 @@ type aclHook struct {
 	mqtt.HookBase
 	srv      *mqtt.Server
 	creds    map[string][]byte
+	gws      Gateways // nil: none
 	user     string
 	password string
 	log      *slog.Logger
@@ -301,6 +327,7 @@ func (h *aclHook) Provides(b byte) bool {
 // (mochi publishes wills without OnACLCheck). It runs before
 // OnConnectAuthenticate, which checks the password.
 func (h *aclHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	adoptCertIdentity(cl)
 	if h.willAllowed(cl) {
 		return nil
 	}
@@ -327,12 +354,19 @@ func (h *aclHook) willAllowed(cl *mqtt.Client) bool {
 }
 
 func (h *aclHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
-	user := string(pk.Connect.Username)
+	user := string(cl.Properties.Username) // the certificate's gateway when it gave none
 	if user == h.user {
 		return cl.Net.Listener == listenerInternal && subtle.ConstantTimeCompare(pk.Connect.Password, []byte(h.password)) == 1
 	}
-	hash, ok := h.creds[user]
-	if ok {
+	ok, byCert := h.certLogin(cl)
+	if byCert && !ok {
+		return false
+	}
+	var hash []byte
+	if !byCert {
+		hash, ok = h.passwordHash(user)
+	}
+	if ok && !byCert {
 		t := time.NewTimer(h.verifyWait)
 		select {
 		case h.verify <- struct{}{}:

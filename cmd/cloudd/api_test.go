@@ -34,6 +34,14 @@ func newToken(t *testing.T, file, name, role string) string {
 // base URL once /healthz answers, and cloudd's log.
 func startCloudd(t *testing.T, args ...string) (string, *syncBuf) {
 	t.Helper()
+	api, logs, _, _ := startCloudDB(t, args...)
+	return api, logs
+}
+
+// startCloudDB is startCloudd that also returns cloudd's InfluxDB and
+// database.
+func startCloudDB(t *testing.T, args ...string) (string, *syncBuf, *testenv.Influx, string) {
+	t.Helper()
 	influx, db := testenv.NewDatabase(t)
 	mqttPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -55,7 +63,7 @@ func startCloudd(t *testing.T, args ...string) (string, *syncBuf) {
 		closeBody(resp)
 		return ok
 	})
-	return api, logs
+	return api, logs, influx, db
 }
 
 // call sends an API request with token (none when empty) and returns the

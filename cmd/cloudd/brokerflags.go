@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"flag"
 	"fmt"
@@ -20,6 +21,7 @@ type embeddedConfig struct {
 	tlsCert     string
 	tlsKey      string
 	credentials string
+	ident       *identity // registry, site CA, client certificates: identity.go
 }
 
 func (e *embeddedConfig) register(fs *flag.FlagSet, env func(name, def string) string) {
@@ -28,6 +30,8 @@ func (e *embeddedConfig) register(fs *flag.FlagSet, env func(name, def string) s
 	fs.StringVar(&e.tlsCert, "broker-tls-cert", env("BROKER_TLS_CERT", ""), "PEM server certificate (chain) of the embedded broker's TLS listener [LULING_CLOUD_BROKER_TLS_CERT]")
 	fs.StringVar(&e.tlsKey, "broker-tls-key", env("BROKER_TLS_KEY", ""), "PEM private key of -broker-tls-cert [LULING_CLOUD_BROKER_TLS_KEY]")
 	fs.StringVar(&e.credentials, "credentials", env("CREDENTIALS", ""), "YAML file of gateway credentials for the embedded broker [LULING_CLOUD_CREDENTIALS]")
+	e.ident = &identity{}
+	e.ident.register(fs, env)
 }
 
 // check validates the embedded broker's flags (only called without
@@ -49,20 +53,20 @@ func (e *embeddedConfig) check() error {
 	case e.tlsListen == "" && (e.tlsCert != "" || e.tlsKey != ""):
 		return fmt.Errorf("-broker-tls-cert and -broker-tls-key need -broker-tls-listen")
 	}
-	return nil
+	return e.ident.check(e.tlsListen)
 }
 
 // start loads the credentials and the server certificate and starts the
 // embedded broker.
-func (e *embeddedConfig) start(log *slog.Logger) (*broker.Broker, error) {
+func (e *embeddedConfig) start(ctx context.Context, log *slog.Logger) (*broker.Broker, error) {
 	creds := map[string][]byte{}
 	if e.credentials != "" {
 		var err error
 		if creds, err = broker.LoadCredentials(e.credentials); err != nil {
 			return nil, err
 		}
-	} else {
-		log.Warn("embedded broker without -credentials: no gateway can log in")
+	} else if e.ident.registry == "" {
+		log.Warn("embedded broker without -registry or -credentials: no gateway can log in")
 	}
 	cfg := broker.Config{Listen: e.listen, TLSListen: e.tlsListen, Credentials: creds, Logger: log.With("component", "broker")}
 	if e.tlsListen != "" {
@@ -72,10 +76,14 @@ func (e *embeddedConfig) start(log *slog.Logger) (*broker.Broker, error) {
 		}
 		cfg.TLS = &tls.Config{GetCertificate: cf.get}
 	}
+	if err := e.ident.open(&cfg, log); err != nil {
+		return nil, err
+	}
 	b, err := broker.Start(cfg)
 	if err != nil {
 		return nil, err
 	}
+	e.ident.follow(ctx, b)
 	if host, _, _ := net.SplitHostPort(b.Addr()); host != "" && !isLoopback(host) {
 		log.Warn("embedded broker: plain MQTT on a non-loopback address: gateway passwords cross the network in clear text; prefer -broker-tls-listen", "addr", b.Addr())
 	}

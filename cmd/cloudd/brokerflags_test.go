@@ -39,7 +39,7 @@ func TestBrokerFlagDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := embeddedConfig{listen: "", tlsListen: ":8883", tlsCert: "server.pem", tlsKey: "server.key"}
+	want := embeddedConfig{listen: "", tlsListen: ":8883", tlsCert: "server.pem", tlsKey: "server.key", ident: c.embedded.ident}
 	if c.embedded != want {
 		t.Errorf("from the environment: %+v, want %+v", c.embedded, want)
 	}

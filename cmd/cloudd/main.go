@@ -8,6 +8,9 @@
 //	cloudd hash-password      read a password on stdin, print its bcrypt hash
 //	cloudd token create|list|revoke   manage the HTTP API's tokens
 //	cloudd user add|passwd|list|remove   manage the web platform's accounts
+//	cloudd gateway add|list|enable|disable|remove|passwd|provision|revoke
+//	                          manage the gateway registry (embedded broker)
+//	cloudd ca server-cert     issue the embedded broker's certificate from the site CA
 package main
 
 import (
@@ -21,6 +24,10 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP must not stop cloudd (systemctl reload, a habit from other
+	// daemons): the embedded broker's registry reloads on it, everything
+	// else cloudd follows without a signal.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	if err == nil {

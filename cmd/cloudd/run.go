@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -19,7 +18,6 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/cloud/auth"
-	"github.com/luling-edge/luling/cloud/broker"
 	cloudcmd "github.com/luling-edge/luling/cloud/command"
 	"github.com/luling-edge/luling/cloud/fleet"
 	"github.com/luling-edge/luling/cloud/influxw"
@@ -96,7 +94,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, &usageError{msg: err.Error()}
 	}
 	if fs.NArg() > 0 {
-		return nil, &usageError{msg: fmt.Sprintf("unexpected argument %q (subcommands: hash-password, token, user)", fs.Arg(0))}
+		return nil, &usageError{msg: fmt.Sprintf("unexpected argument %q (subcommands: hash-password, token, user, gateway, ca)", fs.Arg(0))}
 	}
 	n, err := strconv.Atoi(batch)
 	if err != nil || n < 1 || n > 1_000_000 {
@@ -182,6 +180,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if len(args) > 0 && args[0] == "user" {
 		return userCmd(args[1:], stdin, stdout, stderr)
 	}
+	if len(args) > 0 && (args[0] == "gateway" || args[0] == "ca") {
+		return identityCmd(args[0], args[1:], stdin, stdout, stderr)
+	}
 	c, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
@@ -199,7 +200,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		AllowMeasurements: c.trust.measurements, Logger: log.With("component", "ingest"),
 	}
 	if c.brokerURL == "" {
-		b, err := c.embedded.start(log)
+		b, err := c.embedded.start(ctx, log)
 		if err != nil {
 			return err
 		}
@@ -251,6 +252,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}()
 		api := http.NewServeMux()
 		cmds.Register(api)
+		c.embedded.ident.registerAPI(api) // a no-op without the embedded broker's registry
 		api.Handle("/", f.Handler(fleet.HTTPOptions{Health: in.Health, Metrics: in.WriteMetrics}))
 		if c.tokens == "" {
 			log.Error("HTTP API without a token file: every request except /healthz is refused with 401",
@@ -300,15 +302,7 @@ func hashPassword(args []string, stdin io.Reader, stdout io.Writer) error {
 	if len(args) > 0 {
 		return &usageError{msg: "hash-password takes no arguments: it reads the password from stdin"}
 	}
-	line, err := bufio.NewReader(stdin).ReadString('\n')
-	if err != nil && err != io.EOF {
-		return fmt.Errorf("hash-password: read stdin: %w", err)
-	}
-	line = strings.TrimRight(line, "\r\n")
-	if line == "" {
-		return &usageError{msg: "hash-password: empty password on stdin"}
-	}
-	h, err := broker.HashPassword([]byte(line))
+	h, err := hashFromStdin("hash-password", stdin) // gatewaycmd.go
 	if err != nil {
 		return err
 	}

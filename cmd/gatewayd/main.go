@@ -83,6 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	sup := &supervisor{path: *cfgPath, stderr: stderr, reload: make(chan struct{}, 1)}
+	sup.started = startSystemd(ctx, stderr).track // sdnotify.go
 	return sup.run(ctx, cfg)
 }
 
@@ -104,6 +105,9 @@ func validate(path string) (*config.Config, error) {
 		return nil, err
 	}
 	if err := gateway.CheckRules(cfg); err != nil {
+		return nil, err
+	}
+	if err := placeholders(path, cfg); err != nil { // placeholders.go
 		return nil, err
 	}
 	return cfg, nil
