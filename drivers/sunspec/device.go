@@ -361,7 +361,7 @@ func (d *Device) stateEvents(now time.Time, p *Point, st uint64) {
 			msg += fmt.Sprintf(" (was %s)", strings.ToUpper(stateName(p, was)))
 		}
 		d.event(now, d.fault(CodeState, "", "active", msg))
-		d.event(now, d.alert(msg))
+		d.event(now, d.alert(CodeState, "", msg))
 	case had && was == faultState && st != faultState:
 		d.event(now, d.fault(CodeState, "", "cleared", fmt.Sprintf("inverter %s left FAULT, now %s", d.id, strings.ToUpper(stateName(p, st)))))
 	}
@@ -401,7 +401,7 @@ func (d *Device) bitEvents(now time.Time, source, module string, p *Point, evt u
 		if on&mask != 0 {
 			msg := fmt.Sprintf("%s reports %s (%s bit %d)", who, sym, p.Name, bit)
 			d.event(now, d.fault(code, module, "active", msg))
-			d.event(now, d.alert(msg))
+			d.event(now, d.alert(strings.ToLower(source)+"."+code, module, msg))
 		} else {
 			d.event(now, d.fault(code, module, "cleared", fmt.Sprintf("%s: %s cleared (%s bit %d)", who, sym, p.Name, bit)))
 		}
@@ -431,10 +431,17 @@ func (d *Device) fault(code, module, state, msg string) payload.Record {
 	}
 }
 
-func (d *Device) alert(msg string) payload.Record {
+// alert makes an alert. Alerts of one poll share their time, so the tags
+// code (the bitfield and bit, "evt1.ground_fault", or "operating_state")
+// and module (an MPPT input's DCEvt) keep each its own InfluxDB point.
+func (d *Device) alert(code, module, msg string) payload.Record {
+	tags := map[string]string{"rule": AlertRule, "severity": "major", "device": d.id, "code": code}
+	if module != "" {
+		tags["module"] = module
+	}
 	return payload.Record{
 		Measurement: MeasurementAlert,
-		Tags:        map[string]string{"rule": AlertRule, "severity": "major", "device": d.id},
+		Tags:        tags,
 		Fields:      map[string]payload.Value{"message": payload.String(msg)},
 	}
 }
