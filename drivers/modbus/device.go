@@ -338,11 +338,12 @@ func (e *absentError) Unwrap() []error {
 }
 
 // Report is the device's state for the gateway's status page: state "ok"
-// or "absent" (with the cause and the next try).
+// or "absent" (with the cause and the next try), and noise_bytes, the line
+// noise skipped before replies.
 func (d *Device) Report() map[string]any {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	r := map[string]any{"state": "ok"}
+	r := map[string]any{"state": "ok", "noise_bytes": d.client.NoiseBytes()}
 	if a := d.absent; a.backoff > 0 {
 		r["state"], r["cause"], r["next_try"] = "absent", a.cause, a.until.Format(time.RFC3339)
 	}
