@@ -57,6 +57,7 @@ var (
 	_ drivers.EventSource = (*Device)(nil)
 	_ drivers.Writer      = (*Device)(nil)
 	_ drivers.CardSource  = (*Device)(nil)
+	_ drivers.Reporter    = (*Device)(nil)
 )
 
 // Options are the keys of an osdp device's options.
@@ -258,6 +259,21 @@ func (d *Device) Poll(ctx context.Context) ([]payload.Record, error) {
 		"power_fail": payload.Bool(st.Local.Power),
 	}
 	return []payload.Record{{Measurement: Measurement, Tags: d.tags(nil), Fields: fields}}, nil
+}
+
+// Report gives the reader's link on the status page: state (init,
+// online, offline, refused), secure, and for an offline or refused reader
+// the cause and the next attempt.
+func (d *Device) Report() map[string]any {
+	st := d.pd.Status()
+	r := map[string]any{"state": st.State.String(), "secure": st.Secure}
+	if st.Cause != "" {
+		r["cause"] = st.Cause
+	}
+	if !st.RetryAt.IsZero() {
+		r["next_try"] = st.RetryAt.Format(time.RFC3339)
+	}
+	return r
 }
 
 func (d *Device) tags(extra map[string]string) map[string]string {

@@ -27,8 +27,13 @@ type ReaderConfig struct {
 	InstallMode bool
 	// ChecksumOnly answers CRC-16 frames with NAK 1.
 	ChecksumOnly bool
-	Inputs       int // number of inputs (default 2)
-	Outputs      int // number of outputs (default 1)
+	// RequireSecure answers every command but ID, CAP, CHLNG and SCRYPT
+	// with NAK 6 while no secure channel is up, as a reader set to demand
+	// it does (libosdp's OSDP_FLAG_ENFORCE_SECURE).
+	RequireSecure bool
+
+	Inputs  int // number of inputs (default 2)
+	Outputs int // number of outputs (default 1)
 	// Rand gives RND.B; default crypto/rand.
 	Rand io.Reader
 }
@@ -390,6 +395,10 @@ func (r *Reader) process(f osdp.Frame, raw []byte, at time.Time) []byte {
 		r.sc = nil
 		return nak(osdp.NakSCCond)
 	case f.SCBType != 0:
+		return nak(osdp.NakSCCond)
+	}
+	if r.cfg.RequireSecure && r.sc == nil && f.Code != osdp.CmdID && f.Code != osdp.CmdCap &&
+		f.Code != osdp.CmdChlng && f.Code != osdp.CmdSCrypt {
 		return nak(osdp.NakSCCond)
 	}
 	var code byte

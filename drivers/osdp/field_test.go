@@ -1,0 +1,123 @@
+package osdp_test
+
+import (
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/luling-edge/luling/drivers"
+	"github.com/luling-edge/luling/drivers/osdp"
+	"github.com/luling-edge/luling/drivers/osdp/osdpsim"
+)
+
+// A reader that refuses the link (it demands the secure channel the
+// gateway is not configured for) is not put through ID, CAP, LSTAT at
+// every poll: the CP backs off 1 s, 2 s, 4 s ... up to 60 s, sends nothing
+// in between, and says why.
+func TestRefusingReaderBacksOff(t *testing.T) {
+	r := newRig(t, 115200)
+	waitBus(t, r)
+	key := [16]byte{1, 2, 3}
+	rd := r.reader(t, osdpsim.ReaderConfig{Addr: 30, Secure: true, SCBK: &key, RequireSecure: true})
+	clk := &clock{t: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}
+	p := r.pd(t, "door-30", osdp.Config{Addr: 30, Now: clk.Now})
+	err := p.Poll(ctx)
+	const cause = "NAK 0x06: secure channel required (the gateway is configured without a key)"
+	if !errors.Is(err, osdp.ErrRefused) || !strings.Contains(err.Error(), cause) {
+		t.Fatalf("poll: %v, want ErrRefused saying %q", err, cause)
+	}
+	st := p.Status()
+	if st.State != osdp.StateRefused || st.Cause != cause {
+		t.Fatalf("status %v %q, want refused with the cause", st.State, st.Cause)
+	}
+	want := time.Second
+	for i := range 9 {
+		sent := rd.Counts().Commands
+		if err := p.Poll(ctx); !errors.Is(err, osdp.ErrRefused) {
+			t.Fatalf("attempt %d during back-off: %v", i, err)
+		}
+		if rd.Counts().Commands != sent {
+			t.Fatalf("attempt %d: commands sent during the back-off", i)
+		}
+		if got := p.Status().RetryAt.Sub(clk.Now()); got != want {
+			t.Fatalf("attempt %d: back-off %s, want %s", i, got, want)
+		}
+		clk.Add(want)
+		if err := p.Poll(ctx); !errors.Is(err, osdp.ErrRefused) {
+			t.Fatalf("attempt %d after the back-off: %v", i, err)
+		}
+		if rd.Counts().Commands == sent {
+			t.Fatalf("attempt %d: nothing sent after the back-off", i)
+		}
+		want = min(2*want, 60*time.Second)
+	}
+	if evs := p.TakeEvents(); len(evs) != 0 {
+		t.Errorf("events %+v from a reader that never came online", evs)
+	}
+}
+
+// The status page shows the refusal through the driver's Report.
+func TestReportShowsRefusal(t *testing.T) {
+	r := newRig(t, 115200)
+	waitBus(t, r)
+	key := [16]byte{1, 2, 3}
+	r.reader(t, osdpsim.ReaderConfig{Addr: 31, Secure: true, SCBK: &key, RequireSecure: true})
+	info, _ := drivers.Lookup("osdp")
+	dev, err := info.New(drivers.Spec{ID: "door-31", Driver: "osdp", Bus: "rs485-osdp", Unit: 31},
+		drivers.Env{Bus: r.bus.Device("door-31"), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := dev.(*osdp.Device)
+	d.Poll(ctx)
+	rep := d.Report()
+	if rep["state"] != "refused" || rep["cause"] != "NAK 0x06: secure channel required (the gateway is configured without a key)" || rep["next_try"] == nil {
+		t.Errorf("report %v, want state refused, the cause and the next try", rep)
+	}
+}
+
+// A reader whose PDCAP says it has no secure channel (function 9,
+// compliance 0) gets no CHLNG from a CP configured for one: a clear
+// refusal instead.
+func TestNoChallengeToReaderWithoutSecureChannel(t *testing.T) {
+	r := newRig(t, 115200)
+	waitBus(t, r)
+	rd := r.reader(t, osdpsim.ReaderConfig{Addr: 32})
+	key := [16]byte{1, 2, 3}
+	clk := &clock{t: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}
+	p := r.pd(t, "door-32", osdp.Config{Addr: 32, Secure: true, SCBK: &key, Now: clk.Now})
+	err := p.Poll(ctx)
+	if !errors.Is(err, osdp.ErrRefused) || !strings.Contains(err.Error(), "no secure channel (PDCAP function 9, compliance 0)") {
+		t.Fatalf("poll: %v, want a refusal naming PDCAP function 9", err)
+	}
+	if n := rd.Counts().ByCode[osdp.CmdChlng]; n != 0 {
+		t.Errorf("%d CHLNG sent to a reader without a secure channel", n)
+	}
+}
+
+// A wrong key is a refusal too, named as such.
+func TestWrongKeyIsRefusal(t *testing.T) {
+	r := newRig(t, 115200)
+	waitBus(t, r)
+	key, wrong := [16]byte{1, 2, 3}, [16]byte{9, 9, 9}
+	r.reader(t, osdpsim.ReaderConfig{Addr: 33, Secure: true, SCBK: &key})
+	clk := &clock{t: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}
+	p := r.pd(t, "door-33", osdp.Config{Addr: 33, Secure: true, SCBK: &wrong, Now: clk.Now})
+	if err := p.Poll(ctx); !errors.Is(err, osdp.ErrRefused) || !strings.Contains(p.Status().Cause, "wrong scbk") {
+		t.Fatalf("poll: %v (cause %q), want a refusal naming the key", err, p.Status().Cause)
+	}
+}
+
+// waitBus waits until the rig's bus has opened its port.
+func waitBus(t *testing.T, r *rig) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for r.bus.Stats().State != "open" {
+		if time.Now().After(deadline) {
+			t.Fatal("bus port not open")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
