@@ -181,6 +181,7 @@ type PD struct {
 	backoff    time.Duration
 	retryAt    time.Time
 	cause      string // why the reader is offline or refused
+	announced  bool   // the last link event was online: events stay paired
 	id         PDID
 	caps       Caps
 	local      LocalStatus
@@ -257,6 +258,7 @@ func (p *PD) emit(e Event) {
 func (p *PD) Poll(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.restartIdle()
 	if err := p.ensureOnline(ctx); err != nil {
 		return err
 	}
@@ -280,11 +282,31 @@ func (p *PD) after(err error) error {
 	return err
 }
 
-func (p *PD) goOffline(reason string) {
-	if p.state == StateOnline {
-		p.emit(Event{Kind: EventOffline, Reason: reason})
-		p.log.Warn("osdp reader offline", "reason", reason)
+// idleRestart is how long a link may stay unpolled before the CP starts it
+// over: 3/4 of OfflineAfter, the spec's 8 s after which a reader drops its
+// secure channel and takes the CP for gone.
+func (p *PD) idleRestart() time.Duration { return p.cfg.OfflineAfter * 3 / 4 }
+
+// restartIdle starts an online link over, quietly, when it has not been
+// used for idleRestart: polled slower than the spec's timeout, the reader
+// has dropped its secure channel (and may expect sequence 0), so the next
+// command would be refused. The link stays announced online: a
+// successful restart raises no second online event.
+func (p *PD) restartIdle() {
+	if p.state != StateOnline {
+		return
 	}
+	now := p.cfg.Now()
+	if idle := now.Sub(p.lastReply); idle >= p.idleRestart() {
+		p.log.Debug("osdp link idle longer than the reader keeps it; starting it over", "idle", idle)
+		// Offline still counts from the last reply.
+		p.state, p.since = StateInit, p.lastReply
+		p.reset()
+	}
+}
+
+func (p *PD) goOffline(reason string) {
+	p.announce(false, reason)
 	p.state, p.cause = StateOffline, reason
 	p.reset()
 	p.backoff = min(max(2*p.backoff, p.cfg.BackoffMin), p.cfg.BackoffMax)
@@ -293,6 +315,7 @@ func (p *PD) goOffline(reason string) {
 
 // refuse backs off from a reader that refuses the link, for cause.
 func (p *PD) refuse(cause string) {
+	p.announce(false, cause)
 	if p.state != StateRefused || p.cause != cause {
 		p.log.Warn("osdp reader refuses the link; backing off", "cause", cause)
 	}
@@ -300,6 +323,23 @@ func (p *PD) refuse(cause string) {
 	p.reset()
 	p.backoff = min(max(2*p.backoff, p.cfg.BackoffMin), p.cfg.BackoffMax, RefusedBackoffMax)
 	p.retryAt = p.cfg.Now().Add(p.backoff)
+}
+
+// announce raises the online or offline event when the link's announced
+// state changes, so that the two always alternate.
+func (p *PD) announce(up bool, reason string) {
+	if up == p.announced {
+		return
+	}
+	p.announced = up
+	if up {
+		p.emit(Event{Kind: EventOnline})
+		p.log.Info("osdp reader online", "secure", p.sc != nil, "crc", p.crc,
+			"vendor", fmt.Sprintf("%06x", p.id.Vendor()), "model", p.id.Model, "serial", p.id.Serial, "firmware", p.id.FirmwareString())
+		return
+	}
+	p.emit(Event{Kind: EventOffline, Reason: reason})
+	p.log.Warn("osdp reader offline", "reason", reason)
 }
 
 // refusedError is a reader's refusal: it wraps ErrRefused and what the
@@ -375,9 +415,7 @@ func (p *PD) ensureOnline(ctx context.Context) error {
 		return err
 	}
 	p.state, p.backoff, p.cause = StateOnline, 0, ""
-	p.emit(Event{Kind: EventOnline})
-	p.log.Info("osdp reader online", "secure", p.sc != nil, "crc", p.crc,
-		"vendor", fmt.Sprintf("%06x", p.id.Vendor()), "model", p.id.Model, "serial", p.id.Serial, "firmware", p.id.FirmwareString())
+	p.announce(true, "")
 	return nil
 }
 
@@ -762,6 +800,13 @@ func (p *PD) absorb(r Frame) {
 func (p *PD) command(ctx context.Context, code byte, data []byte, want byte) (Frame, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.restartIdle(); p.state == StateInit && p.announced {
+		// An idle link, or one the reader dropped: bring it up again
+		// rather than refuse a grant.
+		if err := p.ensureOnline(ctx); err != nil {
+			return Frame{}, err
+		}
+	}
 	if p.state != StateOnline {
 		return Frame{}, p.errf("command %#02x: %w (state %s)", code, ErrOffline, p.state)
 	}

@@ -110,6 +110,53 @@ func TestWrongKeyIsRefusal(t *testing.T) {
 	}
 }
 
+// With the gateway polling every 10 s, longer than the 8 s after which the
+// reader drops its secure channel, every poll still succeeds (the CP
+// starts the link over when it has been idle that long) and the online
+// and offline events stay paired: never two online in a row.
+func TestSlowPollsKeepSecureLink(t *testing.T) {
+	r := newRig(t, 115200)
+	waitBus(t, r)
+	key := [16]byte{0xC0, 0xFF, 0xEE}
+	clk := &clock{t: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}
+	rd := r.reader(t, osdpsim.ReaderConfig{Addr: 34, Secure: true, SCBK: &key, SessionTimeout: 8 * time.Second, Now: clk.Now})
+	p := r.pd(t, "door-34", osdp.Config{Addr: 34, Secure: true, SCBK: &key, Now: clk.Now})
+	evs := online(t, p)
+	for i := range 6 {
+		clk.Add(10 * time.Second)
+		if err := p.Poll(ctx); err != nil {
+			t.Fatalf("poll %d after 10 s: %v", i, err)
+		}
+		if !p.Status().Secure {
+			t.Fatalf("poll %d: secure channel down", i)
+		}
+		evs = append(evs, p.TakeEvents()...)
+	}
+	if rd.Counts().SCExpired == 0 {
+		t.Fatal("the reader never dropped its secure channel: the test proves nothing")
+	}
+	checkPaired(t, evs)
+	if k := kinds(evs); len(k) != 1 || k[0] != osdp.EventOnline {
+		t.Errorf("events %v, want one online", k)
+	}
+}
+
+// checkPaired fails when two online (or two offline) events follow each
+// other.
+func checkPaired(t *testing.T, evs []osdp.Event) {
+	t.Helper()
+	last := ""
+	for _, e := range evs {
+		if e.Kind != osdp.EventOnline && e.Kind != osdp.EventOffline {
+			continue
+		}
+		if e.Kind == last {
+			t.Fatalf("two %s events in a row: %v", last, kinds(evs))
+		}
+		last = e.Kind
+	}
+}
+
 // waitBus waits until the rig's bus has opened its port.
 func waitBus(t *testing.T, r *rig) {
 	t.Helper()
