@@ -396,20 +396,21 @@ func (p *PD) ensureOnline(ctx context.Context) error {
 		}
 		return p.errf("%w: %s; next attempt in %s", sentinel, p.cause, p.retryAt.Sub(now).Round(time.Millisecond))
 	}
-	if p.state == StateOffline || p.state == StateRefused {
-		p.state = StateInit
-		p.since = now
-	}
+	// An offline or refused reader stays so through its attempt: one
+	// attempt per back-off.
 	if err := p.bringUp(ctx); err != nil {
 		if cause := p.refusal(err); cause != "" {
 			p.refuse(cause)
 			return &refusedError{msg: fmt.Sprintf("osdp: %s (addr %d): %v: %s", p.cfg.Name, p.cfg.Addr, ErrRefused, cause), err: err}
 		}
-		// A reader that never came up is retried after a back-off too,
-		// once it has had OfflineAfter to answer.
-		if p.state == StateInit && p.cfg.Now().Sub(p.since) >= p.cfg.OfflineAfter {
+		switch {
+		case p.state != StateInit:
 			p.goOffline(err.Error())
-		} else if p.state == StateInit {
+		case p.cfg.Now().Sub(p.since) >= p.cfg.OfflineAfter:
+			// A reader that never came up is retried after a back-off
+			// too, once it has had OfflineAfter to answer.
+			p.goOffline(err.Error())
+		default:
 			p.reset()
 		}
 		return err

@@ -246,12 +246,17 @@ func (d *Device) PD() *PD { return d.pd }
 func (d *Device) PollInterval() time.Duration { return d.pollInterval }
 
 // Poll brings the reader up when needed and polls it once. It returns one
-// status record: online, secure, tamper, power_fail.
+// status record: online, secure, tamper, power_fail. Once the reader is
+// offline or refuses the link (the offline event raised), that is the
+// reading: the record says online=false and the poll does not fail, so
+// that the last values and the events follow the reader. A poll that
+// fails while the link is still up (a missed reply, noise) is an error.
 func (d *Device) Poll(ctx context.Context) ([]payload.Record, error) {
-	if err := d.pd.Poll(ctx); err != nil {
+	err := d.pd.Poll(ctx)
+	st := d.pd.Status()
+	if err != nil && st.State != StateOffline && st.State != StateRefused {
 		return nil, err
 	}
-	st := d.pd.Status()
 	fields := map[string]payload.Value{
 		"online":     payload.Bool(st.State == StateOnline),
 		"secure":     payload.Bool(st.Secure),

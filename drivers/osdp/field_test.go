@@ -157,6 +157,82 @@ func checkPaired(t *testing.T, evs []osdp.Event) {
 	}
 }
 
+// A reader that comes and goes (silent, refused, back) gives paired
+// events, and the driver's record says online=false as soon as the reader
+// is offline.
+func TestOnlineFieldFollowsTheLink(t *testing.T) {
+	r := newRig(t, 115200)
+	waitBus(t, r)
+	rd := r.reader(t, osdpsim.ReaderConfig{Addr: 35})
+	clk := &clock{t: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}
+	info, _ := drivers.Lookup("osdp")
+	dev, err := info.New(drivers.Spec{ID: "door-35", Driver: "osdp", Bus: "rs485-osdp", Unit: 35},
+		drivers.Env{Bus: r.bus.Device("door-35"), Logger: slog.New(slog.DiscardHandler), Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := dev.(*osdp.Device)
+	var evs []osdp.Event
+	for i := 0; ; i++ {
+		recs, err := d.Poll(ctx)
+		evs = append(evs, onlineEvents(d)...)
+		if err == nil && recs[0].Fields["online"].Bool() {
+			break
+		}
+		if i == 100 {
+			t.Fatalf("reader not online: %v", err)
+		}
+	}
+	rd.SetSilent(true)
+	var last bool
+	for range 10 {
+		clk.Add(time.Second)
+		recs, err := d.Poll(ctx)
+		evs = append(evs, onlineEvents(d)...)
+		if err == nil {
+			last = recs[0].Fields["online"].Bool()
+		}
+	}
+	if st := d.PD().Status().State; st != osdp.StateOffline {
+		t.Fatalf("state %v after 10 s of silence", st)
+	}
+	if last {
+		t.Fatal("no record says online=false while the reader is offline")
+	}
+	if rep := d.Report(); rep["state"] != "offline" {
+		t.Errorf("report %v, want state offline", rep)
+	}
+	rd.SetSilent(false)
+	for range 70 {
+		clk.Add(time.Second)
+		recs, err := d.Poll(ctx)
+		evs = append(evs, onlineEvents(d)...)
+		if err == nil && recs[0].Fields["online"].Bool() {
+			last = true
+			break
+		}
+	}
+	if !last {
+		t.Fatal("the reader never came back online")
+	}
+	checkPaired(t, evs)
+	if k := kinds(evs); len(k) != 3 {
+		t.Errorf("link events %v, want online, offline, online", k)
+	}
+}
+
+// onlineEvents takes the device's events and keeps the online and offline
+// ones, as osdp events.
+func onlineEvents(d *osdp.Device) []osdp.Event {
+	var out []osdp.Event
+	for _, r := range d.TakeEvents() {
+		if k := r.Fields["kind"].Str(); k == osdp.EventOnline || k == osdp.EventOffline {
+			out = append(out, osdp.Event{Kind: k, Time: r.Time})
+		}
+	}
+	return out
+}
+
 // waitBus waits until the rig's bus has opened its port.
 func waitBus(t *testing.T, r *rig) {
 	t.Helper()
