@@ -188,6 +188,7 @@ type PD struct {
 	haveLocal  bool
 	inputs     []byte
 	events     []Event
+	lastEvent  time.Time // time of the last event, which the next one follows
 	dropped    int
 }
 
@@ -246,6 +247,13 @@ func (p *PD) emit(e Event) {
 	if e.Time.IsZero() {
 		e.Time = p.cfg.Now()
 	}
+	// Events keep their order in time, each at its own instant: a coarse
+	// clock would give the events of one reply one time, and InfluxDB keeps
+	// one point per measurement, tags and time.
+	if !e.Time.After(p.lastEvent) && !p.lastEvent.IsZero() {
+		e.Time = p.lastEvent.Add(time.Nanosecond)
+	}
+	p.lastEvent = e.Time
 	if len(p.events) >= maxQueuedEvents {
 		p.events = p.events[1:]
 		p.dropped++

@@ -294,7 +294,8 @@ func (d *Device) tags(extra map[string]string) map[string]string {
 }
 
 // TakeEvents returns the reader's events as `reader` records with tags
-// device and reader, and field kind (card, keypad, tamper, power, input,
+// device, reader and code (the kind, "input.N" for input N, so that the
+// events of one poll stay distinct points), and field kind (card, keypad, tamper, power, input,
 // online, offline) plus: card_hex, bit_count, format for cards; keys for
 // keypads; active for tamper, power (a failure) and inputs; input for
 // inputs; reason for offline.
@@ -360,7 +361,11 @@ func (d *Device) EventRecord(e Event) payload.Record {
 	case EventOffline:
 		f["reason"] = payload.String(e.Reason)
 	}
-	return payload.Record{Measurement: Measurement, Tags: d.tags(map[string]string{"reader": strconv.Itoa(int(e.Reader))}),
+	code := e.Kind
+	if e.Kind == EventInput {
+		code += "." + strconv.Itoa(e.Input)
+	}
+	return payload.Record{Measurement: Measurement, Tags: d.tags(map[string]string{"reader": strconv.Itoa(int(e.Reader)), "code": code}),
 		Fields: f, Time: e.Time}
 }
 

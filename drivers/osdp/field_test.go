@@ -3,6 +3,7 @@ package osdp_test
 import (
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -242,5 +243,52 @@ func waitBus(t *testing.T, r *rig) {
 			t.Fatal("bus port not open")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// The events of one poll share their time; each must still be its own
+// InfluxDB point (measurement, tags and time), or all but one are lost.
+func TestEventsOfOnePollAreDistinctPoints(t *testing.T) {
+	r := newRig(t, 115200)
+	waitBus(t, r)
+	rd := r.reader(t, osdpsim.ReaderConfig{Addr: 36, Inputs: 3})
+	rd.SetTamper(true)
+	rd.SetPower(true)
+	for _, in := range []int{0, 2} {
+		if err := rd.SetInput(in, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk := &clock{t: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)}
+	info, _ := drivers.Lookup("osdp")
+	dev, err := info.New(drivers.Spec{ID: "door-36", Driver: "osdp", Bus: "rs485-osdp", Unit: 36},
+		drivers.Env{Bus: r.bus.Device("door-36"), Logger: slog.New(slog.DiscardHandler), Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := dev.(*osdp.Device)
+	if _, err := d.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	evs := d.TakeEvents()
+	kinds := map[string]int{}
+	for _, e := range evs {
+		kinds[e.Fields["kind"].Str()]++
+	}
+	if kinds["online"] != 1 || kinds["tamper"] != 1 || kinds["power"] < 1 || kinds["input"] != 2 {
+		t.Fatalf("events %v, want online, tamper, power and two inputs: %+v", kinds, evs)
+	}
+	seen := map[string]string{}
+	for _, e := range evs {
+		keys := make([]string, 0, len(e.Tags))
+		for k, v := range e.Tags {
+			keys = append(keys, k+"="+v)
+		}
+		slices.Sort(keys)
+		k := e.Measurement + "," + strings.Join(keys, ",") + " " + e.Time.Format(time.RFC3339Nano)
+		if prev, dup := seen[k]; dup {
+			t.Errorf("events %s and %s share the point %s", prev, e.Fields["kind"].Str(), k)
+		}
+		seen[k] = e.Fields["kind"].Str()
 	}
 }
