@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/firmware-config/profiles"
@@ -147,25 +146,9 @@ type Device struct {
 	maxRead  int // largest block, for the read buffer
 	readOnly bool
 
-	now func() time.Time
-
 	mu     sync.Mutex
 	issues map[string]uint64 // last reported raw value per field with an issue
-	absent absence
-}
-
-// Back-off of a unit that a Modbus gateway reports absent (exception 0x0A
-// or 0x0B), as the bus backs off a unit that misses its replies.
-const (
-	absentBackoffMin = time.Second
-	absentBackoffMax = 30 * time.Second
-)
-
-// absence is the back-off of a unit reported absent; zero when present.
-type absence struct {
-	backoff time.Duration
-	until   time.Time
-	cause   string // "unit 17 is absent behind the gateway (exception 0x0B: ...)"
+	absent *Absence
 }
 
 var (
@@ -230,11 +213,8 @@ func NewWithProfile(spec drivers.Spec, env drivers.Env, p *Profile) (*Device, er
 		log:      log.With("device", spec.ID, "unit", spec.Unit, "profile", p.Name),
 		issues:   map[string]uint64{},
 		readOnly: readOnly,
-		now:      env.Now,
 	}
-	if d.now == nil {
-		d.now = time.Now
-	}
+	d.absent = NewAbsence("modbus: "+spec.ID, byte(spec.Unit), env.Now, d.log)
 	for _, b := range p.Blocks {
 		d.maxRead = max(d.maxRead, int(b.Count))
 	}
@@ -276,77 +256,18 @@ func (d *Device) ReadAll(ctx context.Context) (map[string]payload.Value, error) 
 }
 
 func (d *Device) read(ctx context.Context, fields map[string]payload.Value, all bool) error {
-	if err := d.skipAbsent(); err != nil {
+	if err := d.absent.Skip(); err != nil {
 		return err
 	}
-	err := d.readBlocks(ctx, fields, all)
-	return d.settle(err)
-}
-
-// skipAbsent refuses a poll while a unit reported absent backs off.
-func (d *Device) skipAbsent() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	now := d.now()
-	if a := d.absent; a.backoff > 0 && now.Before(a.until) {
-		return &absentError{msg: fmt.Sprintf("modbus: %s: %s; skipped, next try in %s", d.id, a.cause, a.until.Sub(now).Round(time.Millisecond))}
-	}
-	return nil
-}
-
-// settle moves the absence back-off after a poll: exception 0x0A or 0x0B
-// (a Modbus gateway's "path unavailable", "target device failed to
-// respond") starts or doubles it, any answer of the unit clears it.
-func (d *Device) settle(err error) error {
-	var ex *ExceptionError
-	gone := errors.As(err, &ex) && (ex.Code == 0x0A || ex.Code == 0x0B)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	a := &d.absent
-	switch {
-	case gone:
-		a.backoff = min(max(2*a.backoff, absentBackoffMin), absentBackoffMax)
-		a.until = d.now().Add(a.backoff)
-		a.cause = fmt.Sprintf("unit %d is absent behind the gateway (exception 0x%02X: %v)", d.client.Unit(), ex.Code, exceptionSentinel(ex.Code))
-		if a.backoff == absentBackoffMin {
-			d.log.Warn("modbus unit absent behind its gateway; backing off", "cause", a.cause)
-		}
-		return &absentError{msg: fmt.Sprintf("modbus: %s: %s; next try in %s", d.id, a.cause, a.backoff), err: err}
-	case err == nil || errors.As(err, &ex):
-		if a.backoff > 0 {
-			d.log.Info("modbus unit answers again", "was", a.cause)
-		}
-		*a = absence{}
-	}
-	return err
-}
-
-// absentError is a poll of a unit reported absent. It wraps
-// drivers.ErrAbsent and drivers.ErrTimeout (the unit missed its reply,
-// only behind a gateway), and the exception when there was one.
-type absentError struct {
-	msg string
-	err error // the *ExceptionError, nil for a skipped poll
-}
-
-func (e *absentError) Error() string { return e.msg }
-func (e *absentError) Unwrap() []error {
-	if e.err == nil {
-		return []error{drivers.ErrAbsent, drivers.ErrTimeout}
-	}
-	return []error{drivers.ErrAbsent, drivers.ErrTimeout, e.err}
+	return d.absent.Settle(d.readBlocks(ctx, fields, all))
 }
 
 // Report is the device's state for the gateway's status page: state "ok"
 // or "absent" (with the cause and the next try), and noise_bytes, the line
 // noise skipped before replies.
 func (d *Device) Report() map[string]any {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	r := map[string]any{"state": "ok", "noise_bytes": d.client.NoiseBytes()}
-	if a := d.absent; a.backoff > 0 {
-		r["state"], r["cause"], r["next_try"] = "absent", a.cause, a.until.Format(time.RFC3339)
-	}
+	r := map[string]any{"noise_bytes": d.client.NoiseBytes()}
+	d.absent.Report(r)
 	return r
 }
 
