@@ -55,6 +55,11 @@ var (
 	ErrTimeout = errors.New("no reply before the deadline")
 	// ErrBusDown means the bus's port is not open (unplugged adapter, missing device node).
 	ErrBusDown = errors.New("bus port is not open")
+	// ErrAbsent means the device is known not to be there now: a Modbus
+	// gateway answered that the unit behind it did not respond. Errors that
+	// wrap it also wrap ErrTimeout, and the driver backs off as the bus does
+	// after missed replies.
+	ErrAbsent = errors.New("device is absent")
 	// ErrCRC means a reply's CRC or checksum does not match its bytes (line
 	// noise, a wrong baud rate, two devices answering at once). Drivers wrap
 	// it, so that the gateway counts CRC errors without knowing the protocol.

@@ -3,18 +3,21 @@ package modbus
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/luling-edge/luling/drivers"
 )
 
 // Client is the master side for one unit on a bus. It builds requests,
 // runs them as transactions on the bus's Transactor and validates the
-// replies. A Client holds no state besides its address, so one may be used
-// from several goroutines; the Transactor serializes the bus.
+// replies. A Client holds no state besides its address and a counter, so
+// one may be used from several goroutines; the Transactor serializes the
+// bus. Line noise before a reply is skipped (SyncReplyLen) and counted.
 type Client struct {
-	bus  drivers.Transactor
-	unit byte
-	name string
+	bus   drivers.Transactor
+	unit  byte
+	name  string
+	noise atomic.Uint64
 }
 
 // NewClient returns a client for unit (1..247, or 0 to broadcast writes) on
@@ -22,6 +25,9 @@ type Client struct {
 func NewClient(bus drivers.Transactor, unit byte, name string) *Client {
 	return &Client{bus: bus, unit: unit, name: name}
 }
+
+// NoiseBytes is the number of bytes of line noise skipped before replies.
+func (c *Client) NoiseBytes() uint64 { return c.noise.Load() }
 
 // Unit returns the client's unit address.
 func (c *Client) Unit() byte { return c.unit }
@@ -45,9 +51,13 @@ func (c *Client) transact(ctx context.Context, req []byte) ([]byte, error) {
 		_, err := c.bus.Transact(ctx, req, nil)
 		return nil, err
 	}
-	reply, err := c.bus.Transact(ctx, req, ReplyLen(fc))
+	reply, err := c.bus.Transact(ctx, req, SyncReplyLen(c.unit, fc))
 	if err != nil {
 		return nil, err
+	}
+	if start, _, err := FindReply(c.unit, fc, reply); err == nil && start > 0 {
+		c.noise.Add(uint64(start))
+		reply = reply[start:]
 	}
 	return CheckReply(req, reply)
 }

@@ -148,9 +148,13 @@ type Device struct {
 
 	mu     sync.Mutex
 	issues map[string]uint64 // last reported raw value per field with an issue
+	absent *Absence
 }
 
-var _ drivers.Device = (*Device)(nil)
+var (
+	_ drivers.Device   = (*Device)(nil)
+	_ drivers.Reporter = (*Device)(nil)
+)
 
 // New builds a device from its spec: Unit 1..247, Profile a profile name
 // (built in, or in env.ProfilesDir). It makes no I/O on the bus.
@@ -210,6 +214,7 @@ func NewWithProfile(spec drivers.Spec, env drivers.Env, p *Profile) (*Device, er
 		issues:   map[string]uint64{},
 		readOnly: readOnly,
 	}
+	d.absent = NewAbsence("modbus: "+spec.ID, byte(spec.Unit), env.Now, d.log)
 	for _, b := range p.Blocks {
 		d.maxRead = max(d.maxRead, int(b.Count))
 	}
@@ -251,6 +256,22 @@ func (d *Device) ReadAll(ctx context.Context) (map[string]payload.Value, error) 
 }
 
 func (d *Device) read(ctx context.Context, fields map[string]payload.Value, all bool) error {
+	if err := d.absent.Skip(); err != nil {
+		return err
+	}
+	return d.absent.Settle(d.readBlocks(ctx, fields, all))
+}
+
+// Report is the device's state for the gateway's status page: state "ok"
+// or "absent" (with the cause and the next try), and noise_bytes, the line
+// noise skipped before replies.
+func (d *Device) Report() map[string]any {
+	r := map[string]any{"noise_bytes": d.client.NoiseBytes()}
+	d.absent.Report(r)
+	return r
+}
+
+func (d *Device) readBlocks(ctx context.Context, fields map[string]payload.Value, all bool) error {
 	words := make([]uint16, 0, d.maxRead)
 	var bits []bool
 	var issues []Issue

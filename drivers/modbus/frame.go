@@ -179,6 +179,70 @@ func replyLen(fc byte, p []byte) (int, error) {
 	return 3 + n + 2, nil
 }
 
+// maxNoise is the most line noise skipped before a reply: more than that
+// without the start of a reply is not noise before a reply but a line that
+// carries nothing readable (a wrong baud rate or parity).
+const maxNoise = 64
+
+// SyncReplyLen is ReplyLen for a line with noise: the reply to unit's
+// request with function code fc may come after garbage (a glitch as the
+// slave's transmitter turns on, the tail of an earlier frame). It skips
+// bytes up to the first place where the unit address, fc or fc|0x80 and,
+// for a read, a byte count that could answer fc follow each other, and
+// returns the length of the garbage and the frame together. FindReply
+// gives where the frame starts. More than maxNoise bytes without a
+// plausible start is an error wrapping ErrCRC: the line carries nothing
+// readable. A frame that starts plausibly but was garbled further on is
+// taken as it is; CheckReply then finds its CRC wrong.
+func SyncReplyLen(unit, fc byte) drivers.FrameLenFunc {
+	return func(p []byte) (int, error) {
+		start, n, err := FindReply(unit, fc, p)
+		if err != nil || n == 0 {
+			return 0, err
+		}
+		return start + n, nil
+	}
+}
+
+// FindReply finds the reply to unit's request with function code fc in p
+// after leading noise, as SyncReplyLen does: its start and length, or n = 0
+// while more bytes are needed.
+func FindReply(unit, fc byte, p []byte) (start, n int, err error) {
+	for start = 0; start < len(p); start++ {
+		q := p[start:]
+		if q[0] == unit {
+			if n, err := replyLen(fc, q); err == nil {
+				return start, n, nil // n = 0: a plausible start, too short to tell
+			}
+		}
+		if err := foreignFrame(unit, fc, q); err != nil {
+			return 0, 0, err
+		}
+	}
+	if len(p) > maxNoise {
+		return 0, 0, fmt.Errorf("%d bytes of line noise without a reply from unit %d (% X ...): %w", len(p), unit, p[:8], ErrCRC)
+	}
+	return 0, 0, nil
+}
+
+// foreignFrame returns an error wrapping ErrBadReply when q starts with a
+// whole frame with a valid CRC that does not answer the request: another
+// unit answering (two devices on one address, a wrong unit in the config)
+// or another function code. That is a reply, not noise, and worth naming.
+func foreignFrame(unit, fc byte, q []byte) error {
+	if len(q) < 2 {
+		return nil
+	}
+	n, err := replyLen(q[1]&^0x80, q)
+	if err != nil || n == 0 || n > len(q) || !CheckCRC(q[:n]) {
+		return nil
+	}
+	if q[0] != unit {
+		return fmt.Errorf("reply comes from unit %d, want unit %d: %w", q[0], unit, ErrBadReply)
+	}
+	return fmt.Errorf("reply has function code 0x%02X, want 0x%02X or exception 0x%02X: %w", q[1], fc, fc|0x80, ErrBadReply)
+}
+
 // CheckReply validates reply as the answer to req (a frame built by this
 // package) and returns the reply's data: for reads the N data bytes
 // (registers big-endian, or bits packed LSB first), for writes nil. It

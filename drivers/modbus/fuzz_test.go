@@ -1,6 +1,7 @@
 package modbus
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 
@@ -165,6 +166,47 @@ func FuzzLoadProfile(f *testing.F) {
 					t.Fatalf("field %s encoded %v into %d registers", fld.Name, v, len(regs))
 				}
 			}
+		}
+	})
+}
+
+// FuzzSyncReply feeds arbitrary bytes, as they arrive, to SyncReplyLen and
+// FindReply: neither may panic; once SyncReplyLen gives a length, FindReply
+// on that many bytes finds the same frame, of the unit, which ReplyLen
+// agrees with.
+func FuzzSyncReply(f *testing.F) {
+	f.Add(byte(0x11), byte(3), hx(f, "00 11 03 06 AE 41 56 52 43 40 49 AD"))
+	f.Add(byte(0x11), byte(3), hx(f, "FF 01 11 11 83 02 C1 34"))
+	f.Add(byte(0x11), byte(1), hx(f, "11 01 05 CD 6B B2 0E 1B 45 E6"))
+	f.Add(byte(0x11), byte(3), hx(f, "12 03 02 00 01 00 00"))
+	f.Add(byte(1), byte(4), bytes.Repeat([]byte{0x55}, 70))
+	f.Fuzz(func(t *testing.T, unit, fc byte, p []byte) {
+		fl := SyncReplyLen(unit, fc)
+		for i := 0; i <= len(p); i++ {
+			total, err := fl(p[:i])
+			if err != nil {
+				if !errors.Is(err, ErrCRC) && !errors.Is(err, ErrBadReply) {
+					t.Fatalf("SyncReplyLen(% X) error %v wraps neither ErrCRC nor ErrBadReply", p[:i], err)
+				}
+				return
+			}
+			if total == 0 {
+				continue
+			}
+			if total < exceptionLen || total > i+3+maxReplyDataLen+2 {
+				t.Fatalf("SyncReplyLen(% X) = %d", p[:i], total)
+			}
+			if total > len(p) {
+				return
+			}
+			start, n, err := FindReply(unit, fc, p[:total])
+			if err != nil || start+n != total || p[start] != unit {
+				t.Fatalf("FindReply(% X) = %d, %d, %v; want a frame of unit %d ending at %d", p[:total], start, n, err, unit, total)
+			}
+			if m, err := ReplyLen(fc)(p[start:total]); err != nil || m != n {
+				t.Fatalf("ReplyLen(% X) = %d, %v; FindReply says %d", p[start:total], m, err, n)
+			}
+			return
 		}
 	})
 }

@@ -8,7 +8,8 @@
 //     04 read input registers, 05 write single coil, 06 write single
 //     register, 15 write multiple coils, 16 write multiple registers) as full
 //     RTU frames: unit, function code, data, CRC-16/MODBUS low byte first.
-//     ReplyLen tells the bus arbiter how long a reply is from its first bytes,
+//     ReplyLen tells the bus arbiter how long a reply is from its first bytes
+//     (SyncReplyLen the same after skipping line noise before the reply),
 //     and CheckReply validates a reply against the request that caused it
 //     (CRC, unit, function code, byte count, echo of writes). Device
 //     exceptions come back as *ExceptionError, which errors.Is matches

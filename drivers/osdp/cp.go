@@ -28,6 +28,20 @@ const (
 // to bring it up again.
 var ErrOffline = errors.New("reader is offline")
 
+// ErrRefused means the reader answers but refuses the link the CP is
+// configured for (it demands the secure channel, the key is wrong, it has
+// no secure channel): the CP backs off, up to RefusedBackoffMax, and
+// Status().Cause says why.
+var ErrRefused = errors.New("reader refuses the link")
+
+// ErrNoSecureChannel means the reader's PDCAP says it has no secure
+// channel (function 9, compliance 0) while the CP is configured for one.
+var ErrNoSecureChannel = errors.New("the reader has no secure channel (PDCAP function 9, compliance 0) but the device is configured with secure_channel: true")
+
+// RefusedBackoffMax caps the back-off of a reader that refuses the link
+// (BackoffMax caps it further when lower).
+const RefusedBackoffMax = 60 * time.Second
+
 // Config is the CP's setting for one reader.
 type Config struct {
 	Name string // the device's name in errors and logs
@@ -127,10 +141,11 @@ const (
 	StateInit    State = iota // not yet up (or resynchronising)
 	StateOnline               // answering, handshake done
 	StateOffline              // no valid reply for OfflineAfter; backing off
+	StateRefused              // the reader answers but refuses the link; backing off
 )
 
 func (s State) String() string {
-	return [...]string{"init", "online", "offline"}[s]
+	return [...]string{"init", "online", "offline", "refused"}[s]
 }
 
 // Status is a snapshot of a reader.
@@ -143,6 +158,8 @@ type Status struct {
 	Inputs   []byte
 	CRC      bool // frames use CRC-16 (false: checksum)
 	LastSeen time.Time
+	Cause    string    // StateOffline, StateRefused: why
+	RetryAt  time.Time // StateOffline, StateRefused: the next attempt
 }
 
 // PD is the CP's side of one reader on a shared line. Its methods may be
@@ -163,12 +180,15 @@ type PD struct {
 	since      time.Time // when the current attempt to come up began
 	backoff    time.Duration
 	retryAt    time.Time
+	cause      string // why the reader is offline or refused
+	announced  bool   // the last link event was online: events stay paired
 	id         PDID
 	caps       Caps
 	local      LocalStatus
 	haveLocal  bool
 	inputs     []byte
 	events     []Event
+	lastEvent  time.Time // time of the last event, which the next one follows
 	dropped    int
 }
 
@@ -202,8 +222,12 @@ func (p *PD) errf(format string, a ...any) error {
 func (p *PD) Status() Status {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return Status{State: p.state, Secure: p.sc != nil, ID: p.id, Caps: p.caps, Local: p.local,
+	st := Status{State: p.state, Secure: p.sc != nil, ID: p.id, Caps: p.caps, Local: p.local,
 		Inputs: append([]byte(nil), p.inputs...), CRC: p.crc, LastSeen: p.lastReply}
+	if p.state == StateOffline || p.state == StateRefused {
+		st.Cause, st.RetryAt = p.cause, p.retryAt
+	}
+	return st
 }
 
 // TakeEvents returns and forgets the events since the last call.
@@ -223,6 +247,13 @@ func (p *PD) emit(e Event) {
 	if e.Time.IsZero() {
 		e.Time = p.cfg.Now()
 	}
+	// Events keep their order in time, each at its own instant: a coarse
+	// clock would give the events of one reply one time, and InfluxDB keeps
+	// one point per measurement, tags and time.
+	if !e.Time.After(p.lastEvent) && !p.lastEvent.IsZero() {
+		e.Time = p.lastEvent.Add(time.Nanosecond)
+	}
+	p.lastEvent = e.Time
 	if len(p.events) >= maxQueuedEvents {
 		p.events = p.events[1:]
 		p.dropped++
@@ -235,6 +266,7 @@ func (p *PD) emit(e Event) {
 func (p *PD) Poll(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.restartIdle()
 	if err := p.ensureOnline(ctx); err != nil {
 		return err
 	}
@@ -258,19 +290,99 @@ func (p *PD) after(err error) error {
 	return err
 }
 
+// idleRestart is how long a link may stay unpolled before the CP starts it
+// over: 3/4 of OfflineAfter, the spec's 8 s after which a reader drops its
+// secure channel and takes the CP for gone.
+func (p *PD) idleRestart() time.Duration { return p.cfg.OfflineAfter * 3 / 4 }
+
+// restartIdle starts an online link over, quietly, when it has not been
+// used for idleRestart: polled slower than the spec's timeout, the reader
+// has dropped its secure channel (and may expect sequence 0), so the next
+// command would be refused. The link stays announced online: a
+// successful restart raises no second online event.
+func (p *PD) restartIdle() {
+	if p.state != StateOnline {
+		return
+	}
+	now := p.cfg.Now()
+	if idle := now.Sub(p.lastReply); idle >= p.idleRestart() {
+		p.log.Debug("osdp link idle longer than the reader keeps it; starting it over", "idle", idle)
+		// Offline still counts from the last reply.
+		p.state, p.since = StateInit, p.lastReply
+		p.reset()
+	}
+}
+
 func (p *PD) goOffline(reason string) {
-	if p.state == StateOnline {
-		p.emit(Event{Kind: EventOffline, Reason: reason})
-		p.log.Warn("osdp reader offline", "reason", reason)
-	}
-	p.state = StateOffline
+	p.announce(false, reason)
+	p.state, p.cause = StateOffline, reason
 	p.reset()
-	if p.backoff == 0 {
-		p.backoff = p.cfg.BackoffMin
-	} else {
-		p.backoff = min(2*p.backoff, p.cfg.BackoffMax)
-	}
+	p.backoff = min(max(2*p.backoff, p.cfg.BackoffMin), p.cfg.BackoffMax)
 	p.retryAt = p.cfg.Now().Add(p.backoff)
+}
+
+// refuse backs off from a reader that refuses the link, for cause.
+func (p *PD) refuse(cause string) {
+	p.announce(false, cause)
+	if p.state != StateRefused || p.cause != cause {
+		p.log.Warn("osdp reader refuses the link; backing off", "cause", cause)
+	}
+	p.state, p.cause = StateRefused, cause
+	p.reset()
+	p.backoff = min(max(2*p.backoff, p.cfg.BackoffMin), p.cfg.BackoffMax, RefusedBackoffMax)
+	p.retryAt = p.cfg.Now().Add(p.backoff)
+}
+
+// announce raises the online or offline event when the link's announced
+// state changes, so that the two always alternate.
+func (p *PD) announce(up bool, reason string) {
+	if up == p.announced {
+		return
+	}
+	p.announced = up
+	if up {
+		p.emit(Event{Kind: EventOnline})
+		p.log.Info("osdp reader online", "secure", p.sc != nil, "crc", p.crc,
+			"vendor", fmt.Sprintf("%06x", p.id.Vendor()), "model", p.id.Model, "serial", p.id.Serial, "firmware", p.id.FirmwareString())
+		return
+	}
+	p.emit(Event{Kind: EventOffline, Reason: reason})
+	p.log.Warn("osdp reader offline", "reason", reason)
+}
+
+// refusedError is a reader's refusal: it wraps ErrRefused and what the
+// reader answered (a *NAKError, ErrCryptogram, ErrNoSecureChannel).
+type refusedError struct {
+	msg string
+	err error
+}
+
+func (e *refusedError) Error() string   { return e.msg }
+func (e *refusedError) Unwrap() []error { return []error{ErrRefused, e.err} }
+
+// refusal names why a reader refused to come up, "" when err is no
+// refusal (a missed reply, line noise).
+func (p *PD) refusal(err error) string {
+	var nak *NAKError
+	switch {
+	case errors.Is(err, ErrNoSecureChannel):
+		return ErrNoSecureChannel.Error()
+	case errors.Is(err, ErrCryptogram):
+		return "the reader's cryptogram does not match: wrong scbk (or the reader expects install mode)"
+	case !errors.As(err, &nak):
+		return ""
+	}
+	switch {
+	case nak.Code == NakSCCond && !p.cfg.Secure:
+		return "NAK 0x06: secure channel required (the gateway is configured without a key)"
+	case nak.Code == NakSCCond:
+		return "NAK 0x06: the reader refused the secure channel (wrong scbk, or the reader expects install mode)"
+	case nak.Code == NakSCUnsupp:
+		return "NAK 0x05: the reader does not support the secure channel (the device is configured with secure_channel: true)"
+	case nak.Code == NakCheck || nak.Code == NakSequence:
+		return "" // line noise, a lost frame: the next attempt may go through
+	}
+	return fmt.Sprintf("NAK 0x%02X: %s (to command %#02x)", nak.Code, NakText(nak.Code), nak.Command)
 }
 
 // reset forgets the link: the next command goes out with sequence 0.
@@ -285,28 +397,34 @@ func (p *PD) ensureOnline(ctx context.Context) error {
 		return nil
 	}
 	now := p.cfg.Now()
-	if p.state == StateOffline && now.Before(p.retryAt) {
-		return p.errf("%w: next attempt in %s", ErrOffline, p.retryAt.Sub(now).Round(time.Millisecond))
+	if (p.state == StateOffline || p.state == StateRefused) && now.Before(p.retryAt) {
+		sentinel := ErrOffline
+		if p.state == StateRefused {
+			sentinel = ErrRefused
+		}
+		return p.errf("%w: %s; next attempt in %s", sentinel, p.cause, p.retryAt.Sub(now).Round(time.Millisecond))
 	}
-	if p.state == StateOffline {
-		p.state = StateInit
-		p.since = now
-	}
+	// An offline or refused reader stays so through its attempt: one
+	// attempt per back-off.
 	if err := p.bringUp(ctx); err != nil {
-		// A reader that never came up is retried after a back-off too,
-		// once it has had OfflineAfter to answer.
-		if p.state == StateInit && p.cfg.Now().Sub(p.since) >= p.cfg.OfflineAfter {
+		if cause := p.refusal(err); cause != "" {
+			p.refuse(cause)
+			return &refusedError{msg: fmt.Sprintf("osdp: %s (addr %d): %v: %s", p.cfg.Name, p.cfg.Addr, ErrRefused, cause), err: err}
+		}
+		switch {
+		case p.state != StateInit:
 			p.goOffline(err.Error())
-		} else if p.state == StateInit {
+		case p.cfg.Now().Sub(p.since) >= p.cfg.OfflineAfter:
+			// A reader that never came up is retried after a back-off
+			// too, once it has had OfflineAfter to answer.
+			p.goOffline(err.Error())
+		default:
 			p.reset()
 		}
 		return err
 	}
-	p.state = StateOnline
-	p.backoff = 0
-	p.emit(Event{Kind: EventOnline})
-	p.log.Info("osdp reader online", "secure", p.sc != nil, "crc", p.crc,
-		"vendor", fmt.Sprintf("%06x", p.id.Vendor()), "model", p.id.Model, "serial", p.id.Serial, "firmware", p.id.FirmwareString())
+	p.state, p.backoff, p.cause = StateOnline, 0, ""
+	p.announce(true, "")
 	return nil
 }
 
@@ -330,6 +448,9 @@ func (p *PD) bringUp(ctx context.Context) error {
 	}
 	if p.caps, err = ParsePDCAP(r.Data); err != nil {
 		return p.errf("cap: %w", err)
+	}
+	if sec, listed := p.caps[CapSecurity]; p.cfg.Secure && listed && sec.Compliance&1 == 0 {
+		return p.errf("cap: %w; chlng not sent", ErrNoSecureChannel)
 	}
 	if !p.crc && !p.cfg.Checksum && p.caps.CRC() {
 		// A NAK 1 made us fall back, but the reader says it checks CRC-16:
@@ -688,6 +809,13 @@ func (p *PD) absorb(r Frame) {
 func (p *PD) command(ctx context.Context, code byte, data []byte, want byte) (Frame, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.restartIdle(); p.state == StateInit && p.announced {
+		// An idle link, or one the reader dropped: bring it up again
+		// rather than refuse a grant.
+		if err := p.ensureOnline(ctx); err != nil {
+			return Frame{}, err
+		}
+	}
 	if p.state != StateOnline {
 		return Frame{}, p.errf("command %#02x: %w (state %s)", code, ErrOffline, p.state)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -217,9 +218,13 @@ func TestSecureChannelInstallModeAndKeySet(t *testing.T) {
 	}
 }
 
+// A reader without a secure channel that does not say so in its PDCAP
+// (no function 9) answers CHLNG with NAK 5: a refusal. (One that says so
+// gets no CHLNG: TestNoChallengeToReaderWithoutSecureChannel.)
 func TestSecureChannelRequiresKeyOnReader(t *testing.T) {
 	r := newRig(t, 115200)
-	r.reader(t, osdpsim.ReaderConfig{Addr: 4, Secure: false})
+	r.reader(t, osdpsim.ReaderConfig{Addr: 4, Secure: false, Caps: []osdp.Capability{
+		{Function: osdp.CapCRC, Compliance: 1}, {Function: osdp.CapReaders, Count: 1}}})
 	key := [16]byte{1}
 	p := r.pd(t, "plain", osdp.Config{Addr: 4, Secure: true, SCBK: &key})
 	var err error
@@ -230,8 +235,11 @@ func TestSecureChannelRequiresKeyOnReader(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	var nak *osdp.NAKError
-	if !errors.As(err, &nak) || nak.Code != osdp.NakSCUnsupp || nak.Command != osdp.CmdChlng {
-		t.Fatalf("err %v, want nak 5 to chlng", err)
+	if !errors.As(err, &nak) || nak.Code != osdp.NakSCUnsupp || nak.Command != osdp.CmdChlng || !errors.Is(err, osdp.ErrRefused) {
+		t.Fatalf("err %v, want a refusal: nak 5 to chlng", err)
+	}
+	if c := p.Status().Cause; !strings.Contains(c, "NAK 0x05: the reader does not support the secure channel") {
+		t.Errorf("cause %q", c)
 	}
 }
 

@@ -57,6 +57,7 @@ var (
 	_ drivers.EventSource = (*Device)(nil)
 	_ drivers.Writer      = (*Device)(nil)
 	_ drivers.CardSource  = (*Device)(nil)
+	_ drivers.Reporter    = (*Device)(nil)
 )
 
 // Options are the keys of an osdp device's options.
@@ -245,12 +246,17 @@ func (d *Device) PD() *PD { return d.pd }
 func (d *Device) PollInterval() time.Duration { return d.pollInterval }
 
 // Poll brings the reader up when needed and polls it once. It returns one
-// status record: online, secure, tamper, power_fail.
+// status record: online, secure, tamper, power_fail. Once the reader is
+// offline or refuses the link (the offline event raised), that is the
+// reading: the record says online=false and the poll does not fail, so
+// that the last values and the events follow the reader. A poll that
+// fails while the link is still up (a missed reply, noise) is an error.
 func (d *Device) Poll(ctx context.Context) ([]payload.Record, error) {
-	if err := d.pd.Poll(ctx); err != nil {
+	err := d.pd.Poll(ctx)
+	st := d.pd.Status()
+	if err != nil && st.State != StateOffline && st.State != StateRefused {
 		return nil, err
 	}
-	st := d.pd.Status()
 	fields := map[string]payload.Value{
 		"online":     payload.Bool(st.State == StateOnline),
 		"secure":     payload.Bool(st.Secure),
@@ -258,6 +264,21 @@ func (d *Device) Poll(ctx context.Context) ([]payload.Record, error) {
 		"power_fail": payload.Bool(st.Local.Power),
 	}
 	return []payload.Record{{Measurement: Measurement, Tags: d.tags(nil), Fields: fields}}, nil
+}
+
+// Report gives the reader's link on the status page: state (init,
+// online, offline, refused), secure, and for an offline or refused reader
+// the cause and the next attempt.
+func (d *Device) Report() map[string]any {
+	st := d.pd.Status()
+	r := map[string]any{"state": st.State.String(), "secure": st.Secure}
+	if st.Cause != "" {
+		r["cause"] = st.Cause
+	}
+	if !st.RetryAt.IsZero() {
+		r["next_try"] = st.RetryAt.Format(time.RFC3339)
+	}
+	return r
 }
 
 func (d *Device) tags(extra map[string]string) map[string]string {
@@ -273,7 +294,8 @@ func (d *Device) tags(extra map[string]string) map[string]string {
 }
 
 // TakeEvents returns the reader's events as `reader` records with tags
-// device and reader, and field kind (card, keypad, tamper, power, input,
+// device, reader and code (the kind, "input.N" for input N, so that the
+// events of one poll stay distinct points), and field kind (card, keypad, tamper, power, input,
 // online, offline) plus: card_hex, bit_count, format for cards; keys for
 // keypads; active for tamper, power (a failure) and inputs; input for
 // inputs; reason for offline.
@@ -339,7 +361,11 @@ func (d *Device) EventRecord(e Event) payload.Record {
 	case EventOffline:
 		f["reason"] = payload.String(e.Reason)
 	}
-	return payload.Record{Measurement: Measurement, Tags: d.tags(map[string]string{"reader": strconv.Itoa(int(e.Reader))}),
+	code := e.Kind
+	if e.Kind == EventInput {
+		code += "." + strconv.Itoa(e.Input)
+	}
+	return payload.Record{Measurement: Measurement, Tags: d.tags(map[string]string{"reader": strconv.Itoa(int(e.Reader)), "code": code}),
 		Fields: f, Time: e.Time}
 }
 

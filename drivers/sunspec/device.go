@@ -83,6 +83,7 @@ var staticIDs = map[uint16]bool{1: true, 120: true, 121: true}
 type Device struct {
 	id     string
 	client *modbus.Client
+	absent *modbus.Absence // a Modbus gateway in front says the unit is not there
 	bases  []uint16
 	tags   map[string]string
 	log    *slog.Logger
@@ -107,6 +108,7 @@ var (
 	_ drivers.Device      = (*Device)(nil)
 	_ drivers.EventSource = (*Device)(nil)
 	_ drivers.Writer      = (*Device)(nil)
+	_ drivers.Reporter    = (*Device)(nil)
 )
 
 // New builds a device from its spec: Unit 1..247 on Env.Bus, optional
@@ -148,12 +150,14 @@ func New(spec drivers.Spec, env drivers.Env) (*Device, error) {
 	if spec.Bus != "" {
 		name += " on " + spec.Bus
 	}
+	log := logger.With("device", spec.ID, "unit", spec.Unit)
 	return &Device{
 		id:        spec.ID,
 		client:    modbus.NewClient(env.Bus, byte(spec.Unit), name),
+		absent:    modbus.NewAbsence("sunspec: "+spec.ID, byte(spec.Unit), now, log),
 		bases:     bases,
 		tags:      tags,
-		log:       logger.With("device", spec.ID, "unit", spec.Unit),
+		log:       log,
 		now:       now,
 		maxEvents: 256,
 	}, nil
@@ -237,10 +241,29 @@ func isInverter(id uint16) bool {
 }
 
 // Poll reads the live models and returns one pv record and one pv_mppt
-// record per module. A failed poll makes the next one discover again.
+// record per module. A failed poll makes the next one discover again. An
+// inverter that the Modbus gateway in front of it reports absent
+// (exception 0x0A or 0x0B) is skipped for a back-off (modbus.Absence).
 func (d *Device) Poll(ctx context.Context) ([]payload.Record, error) {
+	if err := d.absent.Skip(); err != nil {
+		return nil, err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	recs, err := d.poll(ctx)
+	return recs, d.absent.Settle(err)
+}
+
+// Report is the device's state for the gateway's status page: state "ok"
+// or "absent" (with the cause and the next try), and noise_bytes, the line
+// noise skipped before replies.
+func (d *Device) Report() map[string]any {
+	r := map[string]any{"noise_bytes": d.client.NoiseBytes()}
+	d.absent.Report(r)
+	return r
+}
+
+func (d *Device) poll(ctx context.Context) ([]payload.Record, error) {
 	if err := d.ensure(ctx); err != nil {
 		return nil, err
 	}
@@ -361,7 +384,7 @@ func (d *Device) stateEvents(now time.Time, p *Point, st uint64) {
 			msg += fmt.Sprintf(" (was %s)", strings.ToUpper(stateName(p, was)))
 		}
 		d.event(now, d.fault(CodeState, "", "active", msg))
-		d.event(now, d.alert(msg))
+		d.event(now, d.alert(CodeState, "", msg))
 	case had && was == faultState && st != faultState:
 		d.event(now, d.fault(CodeState, "", "cleared", fmt.Sprintf("inverter %s left FAULT, now %s", d.id, strings.ToUpper(stateName(p, st)))))
 	}
@@ -401,7 +424,7 @@ func (d *Device) bitEvents(now time.Time, source, module string, p *Point, evt u
 		if on&mask != 0 {
 			msg := fmt.Sprintf("%s reports %s (%s bit %d)", who, sym, p.Name, bit)
 			d.event(now, d.fault(code, module, "active", msg))
-			d.event(now, d.alert(msg))
+			d.event(now, d.alert(strings.ToLower(source)+"."+code, module, msg))
 		} else {
 			d.event(now, d.fault(code, module, "cleared", fmt.Sprintf("%s: %s cleared (%s bit %d)", who, sym, p.Name, bit)))
 		}
@@ -431,10 +454,17 @@ func (d *Device) fault(code, module, state, msg string) payload.Record {
 	}
 }
 
-func (d *Device) alert(msg string) payload.Record {
+// alert makes an alert. Alerts of one poll share their time, so the tags
+// code (the bitfield and bit, "evt1.ground_fault", or "operating_state")
+// and module (an MPPT input's DCEvt) keep each its own InfluxDB point.
+func (d *Device) alert(code, module, msg string) payload.Record {
+	tags := map[string]string{"rule": AlertRule, "severity": "major", "device": d.id, "code": code}
+	if module != "" {
+		tags["module"] = module
+	}
 	return payload.Record{
 		Measurement: MeasurementAlert,
-		Tags:        map[string]string{"rule": AlertRule, "severity": "major", "device": d.id},
+		Tags:        tags,
 		Fields:      map[string]payload.Value{"message": payload.String(msg)},
 	}
 }

@@ -131,6 +131,11 @@ func discover(ctx context.Context, c *modbus.Client, bases []uint16) (*DeviceInf
 		regs, err := c.ReadHoldingRegisters(ctx, base, 4)
 		if err != nil {
 			var exc *modbus.ExceptionError
+			if modbus.IsGatewayAbsent(err) {
+				// A Modbus gateway that cannot reach the unit answers
+				// so at every base: the unit is absent, not another map.
+				return nil, fmt.Errorf("sunspec: discovery at %d: %w", base, err)
+			}
 			if errors.As(err, &exc) {
 				tried = append(tried, fmt.Sprintf("%d: %v", base, exc))
 				continue

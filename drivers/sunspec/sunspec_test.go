@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -690,5 +691,64 @@ func TestModuleFaultRaisesEventForThatModule(t *testing.T) {
 	ev = d.TakeEvents()
 	if len(ev) != 1 || ev[0].Tags["code"] != "blown_fuse" || ev[0].Fields["state"].Str() != "cleared" {
 		t.Errorf("events %+v, want the fuse fault cleared", ev)
+	}
+}
+
+// pointKey is what InfluxDB keys a point on: measurement, tags and time.
+// Two events with the same key overwrite each other.
+func pointKey(r payload.Record) string {
+	keys := make([]string, 0, len(r.Tags))
+	for k, v := range r.Tags {
+		keys = append(keys, k+"="+v)
+	}
+	sort.Strings(keys)
+	return r.Measurement + "," + strings.Join(keys, ",") + " " + r.Time.Format(time.RFC3339Nano)
+}
+
+// One poll that raises several alerts at once (operating state FAULT, two
+// Evt1 bits, the same DCEvt bit on two modules) must give each of them,
+// and each fault event, its own InfluxDB point.
+func TestAlertsOfOnePollAreDistinctPoints(t *testing.T) {
+	r := newRig(t, fastBaud)
+	inv := r.inverter(t, sunspecsim.Config{Unit: 14, Base: 40000, Chain: []sunspecsim.Model{{ID: 1}, {ID: 103}, {ID: 160, Repeats: 2}}})
+	d := r.device(t, "inv-14", 14, nil)
+	poll(t, d)
+	d.TakeEvents()
+	inv.InjectFault(1<<0 | 1<<7) // ground fault, over temperature
+	for m := range 2 {
+		if err := inv.InjectModuleFault(m, 1<<0); err != nil { // DCEvt GROUND_FAULT on both inputs
+			t.Fatal(err)
+		}
+	}
+	poll(t, d)
+	ev := d.TakeEvents()
+	seen := map[string]payload.Record{}
+	alerts := 0
+	for _, e := range ev {
+		if e.Measurement == "alert" {
+			alerts++
+			if err := payload.CheckSchema(&e); err != nil {
+				t.Error(err)
+			}
+		}
+		k := pointKey(e)
+		if prev, dup := seen[k]; dup {
+			t.Errorf("two events share the point %s:\n  %v\n  %v", k, prev.Fields["message"], e.Fields["message"])
+		}
+		seen[k] = e
+	}
+	if alerts != 5 {
+		t.Fatalf("%d alerts, want 5 (FAULT, 2 Evt1 bits, 2 DCEvt bits); events %+v", alerts, ev)
+	}
+	codes := map[string]bool{}
+	for _, e := range ev {
+		if e.Measurement == "alert" {
+			codes[e.Tags["code"]+"/"+e.Tags["module"]] = true
+		}
+	}
+	for _, want := range []string{"operating_state/", "evt1.ground_fault/", "evt1.over_temp/", "dcevt.ground_fault/1", "dcevt.ground_fault/2"} {
+		if !codes[want] {
+			t.Errorf("no alert with code/module %s; have %v", want, codes)
+		}
 	}
 }

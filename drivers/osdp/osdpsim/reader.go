@@ -27,8 +27,19 @@ type ReaderConfig struct {
 	InstallMode bool
 	// ChecksumOnly answers CRC-16 frames with NAK 1.
 	ChecksumOnly bool
-	Inputs       int // number of inputs (default 2)
-	Outputs      int // number of outputs (default 1)
+	// RequireSecure answers every command but ID, CAP, CHLNG and SCRYPT
+	// with NAK 6 while no secure channel is up, as a reader set to demand
+	// it does (libosdp's OSDP_FLAG_ENFORCE_SECURE).
+	RequireSecure bool
+	// SessionTimeout drops the secure channel after this long without a
+	// command, as the spec's reader does after 8 s; 0 keeps it.
+	SessionTimeout time.Duration
+	// Now is the reader's clock for SessionTimeout; nil: the time a
+	// command arrived.
+	Now func() time.Time
+
+	Inputs  int // number of inputs (default 2)
+	Outputs int // number of outputs (default 1)
 	// Rand gives RND.B; default crypto/rand.
 	Rand io.Reader
 }
@@ -67,6 +78,7 @@ type Reader struct {
 	drop      int
 	corrupt   int
 	silent    bool
+	lastCmd   time.Time // when the last command arrived, for SessionTimeout
 	counts    Counts
 }
 
@@ -79,6 +91,7 @@ type Counts struct {
 	Dropped   int          // replies lost on purpose
 	Busy      int          // BUSY replies sent
 	SCUp      int          // secure channels established
+	SCExpired int          // secure channels dropped after SessionTimeout
 	MACErrors int          // commands with a bad MAC
 }
 
@@ -310,6 +323,15 @@ func (r *Reader) handle(raw []byte, at time.Time) []byte {
 	}
 	r.counts.Commands++
 	r.counts.ByCode[f.Code]++
+	now := at
+	if r.cfg.Now != nil {
+		now = r.cfg.Now()
+	}
+	if r.cfg.SessionTimeout > 0 && r.sc != nil && now.Sub(r.lastCmd) >= r.cfg.SessionTimeout {
+		r.sc, r.pending = nil, nil
+		r.counts.SCExpired++
+	}
+	r.lastCmd = now
 	if r.cfg.ChecksumOnly && f.CRC {
 		return r.nakPlain(f, osdp.NakCheck)
 	}
@@ -390,6 +412,10 @@ func (r *Reader) process(f osdp.Frame, raw []byte, at time.Time) []byte {
 		r.sc = nil
 		return nak(osdp.NakSCCond)
 	case f.SCBType != 0:
+		return nak(osdp.NakSCCond)
+	}
+	if r.cfg.RequireSecure && r.sc == nil && f.Code != osdp.CmdID && f.Code != osdp.CmdCap &&
+		f.Code != osdp.CmdChlng && f.Code != osdp.CmdSCrypt {
 		return nak(osdp.NakSCCond)
 	}
 	var code byte

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/bits"
 	"testing"
+	"time"
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/drivers/osdp"
@@ -152,17 +153,26 @@ func TestBroadcastAndSilence(t *testing.T) {
 }
 
 // FuzzReader: no command bytes make a reader panic, and every reply is a
-// well-formed frame from the reader's address.
+// well-formed frame from the reader's address, also from a reader that
+// demands the secure channel and lets it expire.
 func FuzzReader(f *testing.F) {
-	f.Add(cmd(f, osdp.Frame{Addr: 1, CRC: true, Code: osdp.CmdID, Data: []byte{0}}))
-	f.Add(cmd(f, osdp.Frame{Addr: 1, Seq: 1, CRC: true, Code: osdp.CmdOut, Data: []byte{0, 5, 10, 0}}))
-	f.Add(cmd(f, osdp.Frame{Addr: 1, Seq: 1, CRC: true, Code: osdp.CmdLED, Data: make([]byte, 14)}))
-	f.Add(cmd(f, osdp.Frame{Addr: 1, Seq: 1, CRC: true, Code: osdp.CmdText, Data: []byte{0, 1, 0, 0, 0, 1, 'x'}}))
-	f.Add(cmd(f, osdp.Frame{Addr: 1, Seq: 1, CRC: true, SCBType: osdp.SCS11, SCBData: []byte{0}, Code: osdp.CmdChlng, Data: make([]byte, 8)}))
-	f.Add(cmd(f, osdp.Frame{Addr: 1, Seq: 2, CRC: false, SCBType: osdp.SCS13, SCBData: []byte{0}, Code: osdp.CmdSCrypt, Data: make([]byte, 16)}))
-	f.Add(cmd(f, osdp.Frame{Addr: 1, Seq: 1, CRC: true, Code: osdp.CmdComSet, Data: []byte{1, 0x80, 0x25, 0, 0}}))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		l, _ := newLine(t, ReaderConfig{Addr: 1, Secure: true, InstallMode: true, Outputs: 2})
+	f.Add(cmd(f, osdp.Frame{Addr: 1, CRC: true, Code: osdp.CmdID, Data: []byte{0}}), false)
+	f.Add(cmd(f, osdp.Frame{Addr: 1, Seq: 1, CRC: true, Code: osdp.CmdOut, Data: []byte{0, 5, 10, 0}}), false)
+	f.Add(cmd(f, osdp.Frame{Addr: 1, Seq: 1, CRC: true, Code: osdp.CmdLED, Data: make([]byte, 14)}), false)
+	f.Add(cmd(f, osdp.Frame{Addr: 1, Seq: 1, CRC: true, Code: osdp.CmdText, Data: []byte{0, 1, 0, 0, 0, 1, 'x'}}), false)
+	f.Add(cmd(f, osdp.Frame{Addr: 1, Seq: 1, CRC: true, SCBType: osdp.SCS11, SCBData: []byte{0}, Code: osdp.CmdChlng, Data: make([]byte, 8)}), false)
+	f.Add(cmd(f, osdp.Frame{Addr: 1, Seq: 2, CRC: false, SCBType: osdp.SCS13, SCBData: []byte{0}, Code: osdp.CmdSCrypt, Data: make([]byte, 16)}), false)
+	f.Add(cmd(f, osdp.Frame{Addr: 1, Seq: 1, CRC: true, Code: osdp.CmdComSet, Data: []byte{1, 0x80, 0x25, 0, 0}}), false)
+	f.Add(cmd(f, osdp.Frame{Addr: 1, CRC: true, Code: osdp.CmdLStat}), true)
+	f.Add(cmd(f, osdp.Frame{Addr: 1, CRC: true, Code: osdp.CmdCap, Data: []byte{0}}), true)
+	f.Fuzz(func(t *testing.T, b []byte, strict bool) {
+		// strict: a reader that demands the secure channel and drops it
+		// between commands (SessionTimeout shorter than any gap).
+		cfg := ReaderConfig{Addr: 1, Secure: true, InstallMode: true, Outputs: 2, RequireSecure: strict}
+		if strict {
+			cfg.SessionTimeout = time.Nanosecond
+		}
+		l, _ := newLine(t, cfg)
 		if n, err := osdp.FrameLen(b); err != nil || n != len(b) || n == 0 {
 			return
 		}
