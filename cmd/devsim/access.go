@@ -138,14 +138,22 @@ func (a *accessSim) run(ctx context.Context) {
 			return
 		case <-time.After(wait):
 		}
-		a.visit(ctx, &a.doors[i%len(a.doors)], rng)
+		p := rng.IntN(100)
+		if i < len(firstVisits) { // every kind of visit early on, then at random
+			p = firstVisits[i]
+		}
+		a.visit(ctx, &a.doors[i%len(a.doors)], rng, p)
 	}
 }
 
-// visit plays one visitor at door d.
-func (a *accessSim) visit(ctx context.Context, d *simDoor, rng *rand.Rand) {
+// firstVisits are the first visitors (as visit's p): a card, an unknown
+// card, the exit button, a card and a forced door.
+var firstVisits = []int{0, 60, 80, 0, 90}
+
+// visit plays one visitor at door d: p in 0..99 picks the kind.
+func (a *accessSim) visit(ctx context.Context, d *simDoor, rng *rand.Rand, p int) {
 	log := a.log.With("door", d.name)
-	switch p := rng.IntN(100); {
+	switch {
 	case p < 55: // a resident with a valid card walks through
 		c := accessCards[rng.IntN(len(accessCards))]
 		log.Info("card presented", "credential", c.id)
