@@ -9,17 +9,28 @@
 //     inputs (a door contact opening, an exit button, Wiegand D0/D1 pulses)
 //     and records what the gateway writes to the outputs (strike relays,
 //     LEDs), with times.
+//
 //   - The gateway side (Client) hands out Pins that implement periph's
 //     gpio.PinIO, so doors, the Wiegand reader and the gpio driver take the
 //     same code path as with a gpioioctl line. A Pin is a virtual pin
 //     (drivers/gpio/vpin) kept in step with the simulator: level changes
 //     arrive with the simulator's time of the change, which the pin reports
 //     through LastEdge, so Wiegand bit timing survives the socket.
+//
 //   - The link is one JSON object per line (Message). On connect the
 //     simulator sends hello with every line it serves and its level; then
 //     level messages for every change. The gateway sends out messages for
 //     what it writes. A line the simulator does not serve cannot be opened:
 //     the error names it and lists the lines that are served.
+//     A simulator in another language only needs to speak these lines:
+//
+//     {"op":"hello","v":1,"lines":[{"line":"gpiochip0:17","level":"low"},{"line":"gpiochip0:22","level":"high"}]}
+//     {"op":"level","line":"gpiochip0:22","level":"low","t":1764866400123456789}
+//     {"op":"out","line":"gpiochip0:17","level":"high","t":1764866400223456789}
+//
+//     (t is the Unix time of the change in nanoseconds). A message that
+//     does not decode ends the connection; the gateway reconnects.
+//
 //   - The Client reconnects when the simulator restarts: it takes the new
 //     levels (a change while it was away becomes an edge) and writes its
 //     outputs' levels again, so a strike is never left energized by a
