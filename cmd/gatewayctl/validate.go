@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"strings"
 
-	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/drivers/all" // registers every built-in driver
 	"github.com/luling-edge/luling/firmware-config/config"
 	"github.com/luling-edge/luling/gateway"
@@ -81,7 +80,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 // boardNote says which GPIO lines the check could not see: they exist only
 // on the board (or come from the GPIO simulator of gpio.simulator).
 func boardNote(cfg *config.Config) string {
-	lines := gpioLines(cfg)
+	lines := cfg.GPIOLines
 	if len(lines) == 0 {
 		return ""
 	}
@@ -90,43 +89,6 @@ func boardNote(cfg *config.Config) string {
 		return fmt.Sprintf("GPIO lines %s come from the GPIO simulator at %s (bench test: no real line is used; remove gpio.simulator on the board)", list, cfg.GPIO.Simulator)
 	}
 	return fmt.Sprintf("GPIO lines %s are checked only on the board: run gatewayd there, or set gpio.simulator for a bench test", list)
-}
-
-// gpioLines lists the GPIO lines of the doors and of device options that
-// name one (a driver's option schema says which), in file order.
-func gpioLines(cfg *config.Config) []string {
-	var out []string
-	seen := map[string]bool{}
-	add := func(name string) {
-		if name != "" && !seen[name] {
-			seen[name] = true
-			out = append(out, name)
-		}
-	}
-	for _, dc := range cfg.Devices {
-		info, ok := drivers.Lookup(dc.Driver)
-		if !ok {
-			continue
-		}
-		for _, f := range info.Options {
-			if s, isStr := dc.Options[f.Key].(string); f.GPIO && isStr {
-				add(s)
-			}
-		}
-	}
-	for _, d := range cfg.Doors {
-		if d.Wiegand != nil {
-			add(d.Wiegand.D0)
-			add(d.Wiegand.D1)
-		}
-		add(d.Strike.Name)
-		for _, p := range []*config.Pin{d.Contact, d.Exit} {
-			if p != nil {
-				add(p.Name)
-			}
-		}
-	}
-	return out
 }
 
 // unwrapPathError turns "config: open gw.yaml: no such file or directory"

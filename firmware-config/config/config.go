@@ -53,6 +53,9 @@ type Config struct {
 	Rules       []Rule   // the rules: list, decoded by package gateway/rules
 	Doors       []Door   // access-controlled doors
 	GPIO        GPIO     // where GPIO lines come from
+	// GPIOLines are the GPIO lines the doors and devices use, in file
+	// order: only the board (or the simulator) can tell whether they exist.
+	GPIOLines []string
 }
 
 // GPIO selects where the gateway's GPIO lines come from: the board's

@@ -116,7 +116,42 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	c.Rules = d.rules(m)
 	c.Doors = d.doors(m, c.Devices)
 	c.GPIO = d.gpio(m)
+	c.GPIOLines = gpioLines(c, d.opts.rules)
 	return c
+}
+
+// gpioLines lists the GPIO lines the config uses, in file order: device
+// options that name one (the driver's option schema says which), then the
+// doors' lines.
+func gpioLines(c *Config, rules map[string]DriverRule) []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(name string) {
+		if name != "" && !seen[name] {
+			seen[name] = true
+			out = append(out, name)
+		}
+	}
+	for _, dev := range c.Devices {
+		for _, f := range rules[dev.Driver].Options {
+			if s, isStr := dev.Options[f.Key].(string); f.GPIO && isStr {
+				add(s)
+			}
+		}
+	}
+	for _, door := range c.Doors {
+		if door.Wiegand != nil {
+			add(door.Wiegand.D0)
+			add(door.Wiegand.D1)
+		}
+		add(door.Strike.Name)
+		for _, p := range []*Pin{door.Contact, door.Exit} {
+			if p != nil {
+				add(p.Name)
+			}
+		}
+	}
+	return out
 }
 
 // gpio reads where the GPIO lines come from. The simulator's socket is not
