@@ -17,9 +17,12 @@ import (
 )
 
 const usageText = `usage: devsim parking [flags]
+       devsim gpio -config FILE [-gpio-socket PATH]
 
-Simulates a car park: Modbus RTU bay sensors on pseudo-terminal RS-485 buses.
-Run "devsim parking -h" for the flags.
+parking simulates a car park: Modbus RTU bay sensors on pseudo-terminal RS-485
+buses (and, with flags, inverters, guidance signs and doors).
+gpio serves the GPIO lines of a gateway config as simulated lines (gpio.simulator).
+Run "devsim parking -h" or "devsim gpio -h" for the flags.
 `
 
 // run is devsim: it parses args, runs the chosen simulator until ctx ends
@@ -27,17 +30,19 @@ Run "devsim parking -h" for the flags.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usageText)
-		return fmt.Errorf("%w: no simulator named (want: parking)", errUsage)
+		return fmt.Errorf("%w: no simulator named (want: parking or gpio)", errUsage)
 	}
 	switch args[0] {
 	case "parking":
 		return runParking(ctx, args[1:], stdout, stderr)
+	case "gpio":
+		return runGPIO(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usageText)
 		return nil
 	}
 	fmt.Fprint(stderr, usageText)
-	return fmt.Errorf("%w: unknown simulator %q (want: parking)", errUsage, args[0])
+	return fmt.Errorf("%w: unknown simulator %q (want: parking or gpio)", errUsage, args[0])
 }
 
 // parkingOptions are the parking simulator's flags.

@@ -62,7 +62,7 @@ type Config struct {
 // (gpiochip, by name), or a simulator process for bench tests.
 type GPIO struct {
 	// Simulator is the unix socket of a GPIO simulator (package
-	// drivers/gpio/simgpio, run by devsim access); "" uses the board's lines.
+	// drivers/gpio/simgpio, run by devsim gpio or devsim parking --doors); "" uses the board's lines.
 	Simulator string
 }
 

@@ -160,7 +160,7 @@ func (d *decoder) gpio(root *yamlx.Map) GPIO {
 	var g GPIO
 	m := d.Map(root.Get("gpio"), "gpio", gpioKeys)
 	if n := m.Get("simulator"); n != nil {
-		const hint = "the unix socket of a GPIO simulator such as devsim access --gpio-socket, e.g. /run/luling/gpio.sock; remove gpio: to use the board's lines"
+		const hint = "the unix socket of a GPIO simulator such as devsim gpio serves, e.g. /run/luling/gpio.sock; remove gpio: to use the board's lines"
 		if s, ok := d.Str(n, "gpio.simulator"); ok {
 			if s == "" {
 				d.Errorf(n, "gpio.simulator", hint, "must not be empty")

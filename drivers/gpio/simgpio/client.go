@@ -89,7 +89,7 @@ func (c *Client) Open(name string) (gpio.PinIO, error) {
 		c.mu.Lock()
 		err := c.lastErr
 		c.mu.Unlock()
-		return nil, fmt.Errorf("simgpio: line %q: no GPIO simulator at %s after %v: %v (start the simulator, e.g. devsim access, or remove gpio.simulator on a board)", name, c.path, c.wait, err)
+		return nil, fmt.Errorf("simgpio: line %q: no GPIO simulator at %s after %v: %v (start the simulator, e.g. devsim gpio -config FILE, or remove gpio.simulator on a board)", name, c.path, c.wait, err)
 	case <-c.done:
 		return nil, fmt.Errorf("simgpio: line %q: client closed", name)
 	}
