@@ -6,6 +6,7 @@
 //	    [--inverters N] [--sign-plugin BIN --guidance-plugin BIN]
 //	    [--doors N [--gpio-socket PATH] [--access-every 10s]]
 //	    [--write-config FILE --site S --gateway G --broker URL]
+//	devsim gpio -config FILE [-gpio-socket PATH]
 //
 // The parking simulator creates one pty per RS-485 bus, each published
 // under a stable link (DIR/ttyBUS0, DIR/ttyBUS1, ...), and puts Modbus RTU
@@ -22,6 +23,11 @@
 // credentials.sync command that grants the simulated cards. It logs every
 // arrival and departure, and exits cleanly on SIGINT
 // or SIGTERM. Bad flags print a message and exit with status 2.
+//
+// devsim gpio serves the GPIO lines of a gateway config at its
+// gpio.simulator socket, logs what the gateway writes and drives inputs on
+// commands read from standard input (LINE high|low, LINE pulse DURATION,
+// levels).
 package main
 
 import (
