@@ -10,6 +10,7 @@ import (
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/drivers/gpio"
+	"github.com/luling-edge/luling/drivers/gpio/simgpio"
 	"github.com/luling-edge/luling/drivers/wiegand"
 	"github.com/luling-edge/luling/firmware-config/config"
 	"github.com/luling-edge/luling/gateway/access"
@@ -107,6 +108,22 @@ func (g *Gateway) newDoors(openPin func(string) (periphgpio.PinIO, error)) (*acc
 		}
 	}
 	return store, doors, byReader, nil
+}
+
+// pinOpener chooses where GPIO lines come from: the caller's opener, the
+// simulator of gpio.simulator (a bench test, said loudly), or the board.
+func (g *Gateway) pinOpener(open func(string) (periphgpio.PinIO, error)) func(string) (periphgpio.PinIO, error) {
+	switch {
+	case open != nil:
+		return open
+	case g.cfg.GPIO.Simulator != "":
+		g.log.Warn("GPIO IS SIMULATED: every GPIO line comes from the simulator at gpio.simulator, none from the board; for bench tests only",
+			"gpio_simulator", g.cfg.GPIO.Simulator)
+		sim := simgpio.Dial(g.cfg.GPIO.Simulator, simgpio.ClientOptions{Logger: g.log.With("part", "gpio")})
+		g.gpioSim = sim
+		return sim.Open
+	}
+	return gpio.Open
 }
 
 // run watches the door's contact, exit button and Wiegand reader until ctx ends.

@@ -29,7 +29,6 @@ import (
 	periphgpio "periph.io/x/conn/v3/gpio"
 
 	"github.com/luling-edge/luling/drivers"
-	"github.com/luling-edge/luling/drivers/gpio"
 	"github.com/luling-edge/luling/firmware-config/config"
 	"github.com/luling-edge/luling/gateway/access"
 	"github.com/luling-edge/luling/gateway/command"
@@ -51,7 +50,9 @@ type Options struct {
 	// and plugin back-off, rules, commands and the uplink (the real clock
 	// when nil). Serial lines keep real time: see gateway/bus.
 	Clock clock.Clock
-	// OpenPin opens a GPIO line by name for doors (gpio.Open when nil).
+	// OpenPin opens a GPIO line by name for doors and devices: when nil,
+	// the simulator's lines when the config sets gpio.simulator, else the
+	// board's (gpio.Open).
 	OpenPin func(name string) (periphgpio.PinIO, error)
 	// Reload serves the config.reload command: it validates the config on
 	// disk and, only when it is valid, arranges for the gateway to restart
@@ -78,7 +79,8 @@ type Gateway struct {
 	store    *access.Store
 	doors    []*doorEntry
 	byReader map[string]*doorEntry
-	shared   *drivers.Shared // what the devices share (profiles read once), and rules with them
+	gpioSim  interface{ Close() error } // the GPIO simulator link, or nil
+	shared   *drivers.Shared            // what the devices share (profiles read once), and rules with them
 	queue    chan item
 
 	readings, reported, events, refused atomic.Uint64
@@ -137,6 +139,9 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		for _, de := range g.doors {
 			de.close()
 		}
+		if g.gpioSim != nil {
+			g.gpioSim.Close()
+		}
 		g.ob.Close()
 		return nil, err
 	}
@@ -155,10 +160,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		g.buses = append(g.buses, be)
 		byName[bc.Name] = be
 	}
-	openPin := opts.OpenPin
-	if openPin == nil {
-		openPin = gpio.Open
-	}
+	openPin := g.pinOpener(opts.OpenPin)
 	g.shared = &drivers.Shared{}
 	for _, dc := range cfg.Devices {
 		info, ok := drivers.Lookup(dc.Driver)
@@ -294,6 +296,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		if c, ok := d.drv.(drivers.Closer); ok {
 			c.Close()
 		}
+	}
+	if g.gpioSim != nil {
+		g.gpioSim.Close()
 	}
 	err := g.ob.Close()
 	g.log.Info("gateway stopped")

@@ -2,7 +2,9 @@
 # make demo: the whole system on one machine, on simulated devices.
 #   InfluxDB 1.8 → cloudd (with its embedded MQTT broker, the web platform) ← gatewayd
 #   ← devsim (64 bays on 2 RS-485 buses, 2 SunSpec inverters on a third, a guidance
-#     sign per zone on a fourth, driven by the zone-guidance rule plugin)
+#     sign per zone on a fourth, driven by the zone-guidance rule plugin, and two
+#     doors: OSDP readers on a fifth, strikes, contacts and exit buttons on
+#     simulated GPIO lines that gatewayd takes from devsim's socket)
 # Everything lives in .demo/ and stops on Ctrl-C. The parts run in their own
 # sessions so that Ctrl-C reaches only this script, which stops them in order.
 set -euo pipefail
@@ -12,6 +14,7 @@ DEMO=$ROOT/.demo
 BIN=$ROOT/bin
 BAYS=${BAYS:-64}
 SPEED=${SPEED:-60}
+DOORS=${DOORS:-2}
 
 rm -rf "$DEMO"
 mkdir -p "$DEMO"
@@ -95,12 +98,16 @@ setsid "$BIN/cloudd" -broker-listen "127.0.0.1:$MQTT_PORT" -credentials "$DEMO/c
 PIDS+=($!)
 wait_http "http://127.0.0.1:$API_PORT/healthz" cloudd
 
-# 3. devsim: the lot on two pseudo-terminal buses, two inverters on a third
-# and a guidance sign per zone on a fourth; it writes the gateway config,
-# with the plugins that drive the signs.
+# 3. devsim: the lot on two pseudo-terminal buses, two inverters on a third,
+# a guidance sign per zone on a fourth and the doors' OSDP readers on a
+# fifth, with the doors' strikes, contacts and exit buttons on simulated GPIO
+# (gpio.simulator in the config); it writes the gateway config, with the
+# plugins that drive the signs, and the credentials.sync command for its cards.
 mkdir -p "$BIN/plugins"
 CGO_ENABLED=0 go build -o "$BIN/plugins/" ./plugins/examples/guidance-display ./plugins/examples/zone-guidance
-setsid "$BIN/devsim" parking --bays "$BAYS" --buses 2 --inverters 2 --baud 19200 --speed "$SPEED" --dir "$DEMO/dev" \
+DEVSIM_ARGS=(parking --bays "$BAYS" --buses 2 --inverters 2 --doors "$DOORS" --baud 19200 --speed "$SPEED" --dir "$DEMO/dev")
+echo "demo: devsim ${DEVSIM_ARGS[*]} ..."
+setsid "$BIN/devsim" "${DEVSIM_ARGS[@]}" \
   --sign-plugin "$BIN/plugins/guidance-display" --guidance-plugin "$BIN/plugins/zone-guidance" \
   --write-config "$DEMO/gateway.yaml" --site demo --gateway gw-01 \
   --broker "tcp://127.0.0.1:$MQTT_PORT" --outbox "$DEMO/outbox" \
@@ -121,11 +128,30 @@ setsid "$BIN/gatewayd" -config "$DEMO/gateway.yaml" > "$DEMO/gatewayd.log" 2>&1 
 PIDS+=($!)
 wait_http "http://127.0.0.1:$STATUS_PORT/healthz" gatewayd
 
+# 5. The doors' credentials: the cloud sends credentials.sync (the command
+# devsim wrote) through cloudd's API once the gateway is online.
+if [ "$DOORS" -gt 0 ]; then
+  echo "demo: POST /api/v1/gateways/demo/gw-01/commands < $DEMO/dev/credentials-sync.json (grants devsim's cards)"
+  synced=
+  for _ in $(seq 1 30); do
+    if curl -fsS -H "Authorization: Bearer $API_TOKEN" -H "Content-Type: application/json" \
+        --data-binary "@$DEMO/dev/credentials-sync.json" \
+        "http://127.0.0.1:$API_PORT/api/v1/gateways/demo/gw-01/commands" 2>/dev/null | grep -q '"status": *"ok"'; then
+      synced=1
+      break
+    fi
+    sleep 1
+  done
+  [ -n "$synced" ] || echo "demo: credentials.sync did not go through; every card will be denied (see $DEMO/cloudd.log)" >&2
+fi
+
 cat <<INFO
 
 Luling demo is running: $BAYS simulated bays on 2 RS-485 buses (time runs ${SPEED}x),
-2 SunSpec inverters on a third (following today's sun) and a guidance sign per
-zone on a fourth, which the gateway's zone-guidance rule keeps at the zone's free bays.
+2 SunSpec inverters on a third (following today's sun), a guidance sign per
+zone on a fourth, which the gateway's zone-guidance rule keeps at the zone's free bays,
+and $DOORS doors with OSDP readers on a fifth and their strikes, contacts and exit
+buttons on simulated GPIO (gpio.simulator): visitors come by every few seconds.
 
   web platform     http://127.0.0.1:$API_PORT/   log in as $WEB_USER, password $WEB_PASSWORD (operator)
   gateway status   http://127.0.0.1:$STATUS_PORT/status   (Prometheus: /metrics)

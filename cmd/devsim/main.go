@@ -3,7 +3,10 @@
 //
 //	devsim parking --bays 64 --buses 2 --baud 19200 --seed 1 [--dir DIR]
 //	    [--rate 1.5] [--stay 40m] [--speed 60] [--mix ultrasonic=0.5]
+//	    [--inverters N] [--sign-plugin BIN --guidance-plugin BIN]
+//	    [--doors N [--gpio-socket PATH] [--access-every 10s]]
 //	    [--write-config FILE --site S --gateway G --broker URL]
+//	devsim gpio -config FILE [-gpio-socket PATH]
 //
 // The parking simulator creates one pty per RS-485 bus, each published
 // under a stable link (DIR/ttyBUS0, DIR/ttyBUS1, ...), and puts Modbus RTU
@@ -12,8 +15,19 @@
 // from the seed; simulated time runs --speed times faster than the clock.
 // devsim prints the ports, the unit ranges per bus and the buses and
 // devices sections of a gateway config, and can write a whole gateway
-// config. It logs every arrival and departure, and exits cleanly on SIGINT
+// config. With --doors, each door gets an OSDP reader on a bus of their own
+// (DIR/ttyDOOR) and its strike, contact and exit button on simulated GPIO
+// lines served at a unix socket (gpio.simulator of the written config);
+// visitors present granted and unknown cards, use the exit button, and now
+// and then force or hold a door; DIR/credentials-sync.json is the
+// credentials.sync command that grants the simulated cards. It logs every
+// arrival and departure, and exits cleanly on SIGINT
 // or SIGTERM. Bad flags print a message and exit with status 2.
+//
+// devsim gpio serves the GPIO lines of a gateway config at its
+// gpio.simulator socket, logs what the gateway writes and drives inputs on
+// commands read from standard input (LINE high|low, LINE pulse DURATION,
+// levels).
 package main
 
 import (

@@ -17,9 +17,12 @@ import (
 )
 
 const usageText = `usage: devsim parking [flags]
+       devsim gpio -config FILE [-gpio-socket PATH]
 
-Simulates a car park: Modbus RTU bay sensors on pseudo-terminal RS-485 buses.
-Run "devsim parking -h" for the flags.
+parking simulates a car park: Modbus RTU bay sensors on pseudo-terminal RS-485
+buses (and, with flags, inverters, guidance signs and doors).
+gpio serves the GPIO lines of a gateway config as simulated lines (gpio.simulator).
+Run "devsim parking -h" or "devsim gpio -h" for the flags.
 `
 
 // run is devsim: it parses args, runs the chosen simulator until ctx ends
@@ -27,17 +30,19 @@ Run "devsim parking -h" for the flags.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usageText)
-		return fmt.Errorf("%w: no simulator named (want: parking)", errUsage)
+		return fmt.Errorf("%w: no simulator named (want: parking or gpio)", errUsage)
 	}
 	switch args[0] {
 	case "parking":
 		return runParking(ctx, args[1:], stdout, stderr)
+	case "gpio":
+		return runGPIO(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usageText)
 		return nil
 	}
 	fmt.Fprint(stderr, usageText)
-	return fmt.Errorf("%w: unknown simulator %q (want: parking)", errUsage, args[0])
+	return fmt.Errorf("%w: unknown simulator %q (want: parking or gpio)", errUsage, args[0])
 }
 
 // parkingOptions are the parking simulator's flags.
@@ -54,14 +59,18 @@ type parkingOptions struct {
 	lot               string
 	poll, timeout     time.Duration
 	inverters         int
+	doors             int
+	gpioSocket        string
+	accessEvery       time.Duration
 
 	signPlugin, guidancePlugin string
 
 	writeConfig, site, gateway, broker, outbox, statusListen string
 	verbose                                                  bool
 
-	solar *solarBus // the inverters, when there are any
-	signs *signBus  // the guidance signs, when there are any
+	solar   *solarBus  // the inverters, when there are any
+	signs   *signBus   // the guidance signs, when there are any
+	doorSim *accessSim // the doors, when there are any
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
@@ -109,6 +118,9 @@ func parseParking(args []string, stderr io.Writer) (*parkingOptions, error) {
 	fs.IntVar(&o.inverters, "inverters", 0, "SunSpec inverters on a bus of their own (DIR/ttyPV), following the day curve of the wall clock")
 	fs.StringVar(&o.signPlugin, "sign-plugin", "", "guidance-display plugin binary: puts a guidance sign per zone on a bus of their own (DIR/ttySIGN); with --guidance-plugin")
 	fs.StringVar(&o.guidancePlugin, "guidance-plugin", "", "zone-guidance rule plugin binary, which writes each zone's free bays to its sign; with --sign-plugin")
+	fs.IntVar(&o.doors, "doors", 0, "access-controlled doors: an OSDP reader each on a bus of their own (DIR/ttyDOOR), strike, contact and exit button on simulated GPIO (1..8)")
+	fs.StringVar(&o.gpioSocket, "gpio-socket", "", "unix socket of the doors' simulated GPIO lines, gpio.simulator in the config (default DIR/gpio.sock)")
+	fs.DurationVar(&o.accessEvery, "access-every", 10*time.Second, "mean wall-clock time between two visitors at the doors")
 	fs.BoolVar(&o.verbose, "v", false, "log each bus's diagnostics too")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -151,6 +163,10 @@ func parseParking(args []string, stderr io.Writer) (*parkingOptions, error) {
 		return nil, bad("--dir: want a folder")
 	case o.inverters < 0 || o.inverters > 247:
 		return nil, bad("--inverters %d: want 0..247", o.inverters)
+	case o.doors < 0 || o.doors > 8:
+		return nil, bad("--doors %d: want 0..8", o.doors)
+	case o.accessEvery < 100*time.Millisecond:
+		return nil, bad("--access-every %v: want at least 100ms", o.accessEvery)
 	}
 	if _, ok := formats[strings.ToUpper(o.format)]; !ok {
 		return nil, bad("--format %q: want 8N2, 8E1, 8O1 or 8N1", o.format)
@@ -228,6 +244,12 @@ func runParking(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	defer signs.close()
 	o.signs = signs
+	doorSim, err := startAccess(o, o.doors, logger)
+	if err != nil {
+		return err
+	}
+	defer doorSim.close()
+	o.doorSim = doorSim
 	fmt.Fprintf(stdout, "devsim parking: %d bays on %d buses, %d baud %s, seed %d, speed %gx\n",
 		o.bays, o.buses, o.baud, o.format, o.seed, o.speed)
 	for _, b := range buses {
@@ -240,6 +262,22 @@ func runParking(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return err
 		}
 		fmt.Fprintf(stdout, "\nwrote gateway config %s\n", o.writeConfig)
+	}
+	if doorSim != nil {
+		cmd, err := doorSim.syncCommand()
+		if err != nil {
+			return err
+		}
+		path := filepath.Join(o.dir, "credentials-sync.json")
+		if err := os.WriteFile(path, cmd, 0o644); err != nil {
+			return fmt.Errorf("access: %w", err)
+		}
+		fmt.Fprintf(stdout, "\n%d doors on simulated GPIO at %s; the credentials.sync command that grants the simulated cards: %s\n",
+			o.doors, doorSim.socket, path)
+		actx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); doorSim.run(actx) }()
+		defer func() { stop(); <-done }()
 	}
 	err = lot.Run(ctx)
 	logger.Info("stopping", "changes", len(lot.Changes()))
@@ -265,12 +303,16 @@ func configSections(o *parkingOptions, buses []modbussim.BusInfo, bays []modbuss
 	}
 	pvBus, pvDevices := o.solar.config(o)
 	signBus, signDevices, rules := o.signs.config(o)
+	doorBus, doorDevices, doors := o.doorSim.config(o)
 	b.WriteString(pvBus)
 	b.WriteString(signBus)
+	b.WriteString(doorBus)
+	b.WriteString(doors)
 	b.WriteString(rules)
 	b.WriteString("devices:\n")
 	b.WriteString(pvDevices)
 	b.WriteString(signDevices)
+	b.WriteString(doorDevices)
 	for _, bay := range bays {
 		fmt.Fprintf(&b, "  - id: bay-%03d\n    driver: modbus\n    bus: %s\n    unit: %d\n    profile: %s\n    poll: %s\n    tags: {lot: %s, zone: %s, bay: \"%03d\"}\n",
 			bay.Bay, buses[bay.Bus].Name, bay.Unit, bay.Model.Profile(), o.poll, strconv.Quote(o.lot), zone(bay.Bus), bay.Bay)

@@ -128,3 +128,38 @@ func TestPackagedConfigValidates(t *testing.T) {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
 }
+
+// A config with GPIO lines validates, with a note that names the lines only
+// the board (or gpio.simulator) can check.
+func TestValidateNotesGPIOLines(t *testing.T) {
+	dir := t.TempDir()
+	cfg := `site: lot-a
+gateway: gw-01
+uplink: {brokers: [tcp://broker.example:1883]}
+outbox: {path: /var/lib/luling/outbox}
+buses: [{name: rs485-1, port: /dev/ttyUSB1, baud: 9600}]
+devices:
+  - {id: reader-1, driver: osdp, bus: rs485-1, unit: 1}
+  - {id: loop-1, driver: gpio, options: {pin: GPIO23, direction: in}}
+doors:
+  - {name: lobby, readers: [reader-1], strike: "gpiochip0:17", contact: {pin: "gpiochip0:22", active_low: true}}
+`
+	gw := filepath.Join(dir, "gw.yaml")
+	if err := os.WriteFile(gw, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runCmd(t, "validate", gw)
+	want := gw + ": ok: site lot-a, gateway gw-01, 1 bus, 2 devices, 1 door\n" +
+		gw + ": note: GPIO lines GPIO23, gpiochip0:17, gpiochip0:22 are checked only on the board: run gatewayd there, or set gpio.simulator for a bench test\n"
+	if code != exitOK || out != want {
+		t.Errorf("exit %d\n got %q\nwant %q", code, out, want)
+	}
+	if err := os.WriteFile(gw, []byte(cfg+"gpio: {simulator: /run/luling/gpio.sock}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = runCmd(t, "validate", gw)
+	if code != exitOK || !strings.Contains(out, "GPIO simulated at /run/luling/gpio.sock\n") ||
+		!strings.Contains(out, "note: GPIO lines GPIO23, gpiochip0:17, gpiochip0:22 come from the GPIO simulator at /run/luling/gpio.sock") {
+		t.Errorf("with gpio.simulator: exit %d: %q", code, out)
+	}
+}

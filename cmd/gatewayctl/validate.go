@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"strings"
 
 	"github.com/luling-edge/luling/drivers/all" // registers every built-in driver
 	"github.com/luling-edge/luling/firmware-config/config"
@@ -68,9 +69,26 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 				continue
 			}
 			fmt.Fprintf(stdout, "%s: ok: %s\n", file, cfg.Summary())
+			if note := boardNote(cfg); note != "" {
+				fmt.Fprintf(stdout, "%s: note: %s\n", file, note)
+			}
 		}
 	}
 	return code
+}
+
+// boardNote says which GPIO lines the check could not see: they exist only
+// on the board (or come from the GPIO simulator of gpio.simulator).
+func boardNote(cfg *config.Config) string {
+	lines := cfg.GPIOLines
+	if len(lines) == 0 {
+		return ""
+	}
+	list := strings.Join(lines, ", ")
+	if cfg.GPIO.Simulator != "" {
+		return fmt.Sprintf("GPIO lines %s come from the GPIO simulator at %s (bench test: no real line is used; remove gpio.simulator on the board)", list, cfg.GPIO.Simulator)
+	}
+	return fmt.Sprintf("GPIO lines %s are checked only on the board: run gatewayd there, or set gpio.simulator for a bench test", list)
 }
 
 // unwrapPathError turns "config: open gw.yaml: no such file or directory"

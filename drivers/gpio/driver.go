@@ -30,7 +30,7 @@ func init() {
 
 // Options are the keys of a gpio device's options.
 var Options = schema.Schema{
-	{Key: "pin", Kind: schema.String, Required: true, Doc: "the line: chip:line such as gpiochip0:17, or a line name such as GPIO17"},
+	{Key: "pin", Kind: schema.String, Required: true, GPIO: true, Doc: "the line: chip:line such as gpiochip0:17, or a line name such as GPIO17"},
 	{Key: "direction", Kind: schema.String, Required: true, OneOf: []string{"in", "out"}, Doc: "in (a contact, button or loop detector) or out (a relay)"},
 	{Key: "active_low", Kind: schema.Bool, Default: "false", Doc: "the line is active when low"},
 }

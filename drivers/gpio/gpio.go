@@ -7,7 +7,9 @@
 //   - Pins are periph.io pins. Open finds one by "chip:line"
 //     ("gpiochip0:17", the GPIO character device through gpioioctl) or by
 //     name ("GPIO17", periph's gpioreg). On a machine without that GPIO it
-//     fails with an error naming the pin; tests use virtual pins (vpin).
+//     fails with an error naming the pin; tests use virtual pins (vpin),
+//     and bench tests lines of a simulator process (simgpio, selected by
+//     the config's gpio.simulator).
 //   - Active level: wiring decides whether "on" is a high or a low level
 //     (an NC contact to ground, a relay board that switches on low).
 //     ActiveLow inverts a pin, and Input and Output speak of active and

@@ -52,6 +52,18 @@ type Config struct {
 	ProfilesDir string   // "" when not set; relative paths are resolved against the file's folder
 	Rules       []Rule   // the rules: list, decoded by package gateway/rules
 	Doors       []Door   // access-controlled doors
+	GPIO        GPIO     // where GPIO lines come from
+	// GPIOLines are the GPIO lines the doors and devices use, in file
+	// order: only the board (or the simulator) can tell whether they exist.
+	GPIOLines []string
+}
+
+// GPIO selects where the gateway's GPIO lines come from: the board's
+// (gpiochip, by name), or a simulator process for bench tests.
+type GPIO struct {
+	// Simulator is the unix socket of a GPIO simulator (package
+	// drivers/gpio/simgpio, run by devsim gpio or devsim parking --doors); "" uses the board's lines.
+	Simulator string
 }
 
 // Log selects the gateway's log output.
@@ -195,8 +207,15 @@ func (c *Config) Redacted() *Config {
 
 // Summary is the one-line description gatewayctl validate prints.
 func (c *Config) Summary() string {
-	return fmt.Sprintf("site %s, gateway %s, %s, %s", c.Site, c.Gateway,
+	s := fmt.Sprintf("site %s, gateway %s, %s, %s", c.Site, c.Gateway,
 		plural(len(c.Buses), "bus", "buses"), plural(len(c.Devices), "device", "devices"))
+	if len(c.Doors) > 0 {
+		s += ", " + plural(len(c.Doors), "door", "doors")
+	}
+	if c.GPIO.Simulator != "" {
+		s += ", GPIO simulated at " + c.GPIO.Simulator
+	}
+	return s
 }
 
 func plural(n int, one, many string) string {
@@ -218,6 +237,9 @@ func (c *Config) String() string {
 	fmt.Fprintf(&b, "outbox: path=%s max_bytes=%d commit_interval=%s batch_max_records=%d\n",
 		c.Outbox.Path, c.Outbox.MaxBytes, c.Outbox.CommitInterval, c.Outbox.BatchMaxRecords)
 	fmt.Fprintf(&b, "status: listen=%q\n", c.Status.Listen)
+	if c.GPIO.Simulator != "" {
+		fmt.Fprintf(&b, "gpio: simulator=%s\n", c.GPIO.Simulator)
+	}
 	fmt.Fprintf(&b, "pipeline: health_interval=%s max_silence=%s\n", c.Pipeline.HealthInterval, c.Pipeline.MaxSilence)
 	for _, x := range c.Buses {
 		turnaround := "auto"

@@ -20,13 +20,14 @@ import (
 
 // Keys of each section, in the order docs/config.md lists them.
 var (
-	rootKeys     = []string{"site", "gateway", "log", "uplink", "outbox", "status", "pipeline", "buses", "devices", "doors", "profiles_dir"}
+	rootKeys     = []string{"site", "gateway", "log", "uplink", "outbox", "status", "pipeline", "buses", "devices", "doors", "gpio", "profiles_dir"}
 	logKeys      = []string{"level", "format"}
 	uplinkKeys   = []string{"brokers", "client_id", "username", "password", "password_file", "tls", "qos", "keepalive", "connect_timeout", "max_inflight", "reconnect_max"}
 	tlsKeys      = []string{"ca", "cert", "key", "server_name", "insecure_skip_verify"}
 	outboxKeys   = []string{"path", "max_bytes", "commit_interval", "batch_max_records"}
 	statusKeys   = []string{"listen"}
 	pipelineKeys = []string{"health_interval", "max_silence"}
+	gpioKeys     = []string{"simulator"}
 	busKeys      = []string{"name", "port", "baud", "data_bits", "parity", "stop_bits", "timeout", "backoff_max", "turnaround"}
 	deviceKeys   = []string{"id", "repeat", "driver", "bus", "unit", "profile", "poll", "max_silence", "deadband", "tags", "options"}
 	repeatKeys   = []string{"from", "to"}
@@ -114,7 +115,61 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	c.Devices = d.devices(m, c)
 	c.Rules = d.rules(m)
 	c.Doors = d.doors(m, c.Devices)
+	c.GPIO = d.gpio(m)
+	c.GPIOLines = gpioLines(c, d.opts.rules)
 	return c
+}
+
+// gpioLines lists the GPIO lines the config uses, in file order: device
+// options that name one (the driver's option schema says which), then the
+// doors' lines.
+func gpioLines(c *Config, rules map[string]DriverRule) []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(name string) {
+		if name != "" && !seen[name] {
+			seen[name] = true
+			out = append(out, name)
+		}
+	}
+	for _, dev := range c.Devices {
+		for _, f := range rules[dev.Driver].Options {
+			if s, isStr := dev.Options[f.Key].(string); f.GPIO && isStr {
+				add(s)
+			}
+		}
+	}
+	for _, door := range c.Doors {
+		if door.Wiegand != nil {
+			add(door.Wiegand.D0)
+			add(door.Wiegand.D1)
+		}
+		add(door.Strike.Name)
+		for _, p := range []*Pin{door.Contact, door.Exit} {
+			if p != nil {
+				add(p.Name)
+			}
+		}
+	}
+	return out
+}
+
+// gpio reads where the GPIO lines come from. The simulator's socket is not
+// checked for existence: the simulator may start after the check.
+func (d *decoder) gpio(root *yamlx.Map) GPIO {
+	var g GPIO
+	m := d.Map(root.Get("gpio"), "gpio", gpioKeys)
+	if n := m.Get("simulator"); n != nil {
+		const hint = "the unix socket of a GPIO simulator such as devsim gpio serves, e.g. /run/luling/gpio.sock; remove gpio: to use the board's lines"
+		if s, ok := d.Str(n, "gpio.simulator"); ok {
+			if s == "" {
+				d.Errorf(n, "gpio.simulator", hint, "must not be empty")
+			} else {
+				g.Simulator = d.abs(s)
+			}
+		}
+	}
+	return g
 }
 
 // name reads a required site or gateway name.

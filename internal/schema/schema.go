@@ -40,6 +40,9 @@ type Field struct {
 	// Strings: a check of the text beyond its type (a key's hex digits),
 	// whose error is the message.
 	Valid func(string) error
+	// Strings: the value names a GPIO line (chip:line or a line name),
+	// which only the board (or a GPIO simulator) can check.
+	GPIO bool
 }
 
 // Schema is the keys of a mapping.

@@ -51,6 +51,7 @@ type Pin struct {
 	input   bool
 	last    time.Time
 	history []Change
+	keep    int // most changes History keeps; 0 keeps all
 	now     func() time.Time
 }
 
@@ -173,12 +174,19 @@ func (p *Pin) DefaultPull() gpio.Pull { return gpio.PullUp }
 // Drive sets the line's level from outside, as the wiring would, and
 // queues an edge when the change matches the configured edge mode. It
 // blocks while 16 edges wait to be read.
-func (p *Pin) Drive(l gpio.Level) {
+func (p *Pin) Drive(l gpio.Level) { p.DriveAt(l, time.Time{}) }
+
+// DriveAt is Drive with the time the change happened (the pin's clock when
+// zero): a link that mirrors a line of another process keeps that
+// process's edge times.
+func (p *Pin) DriveAt(l gpio.Level, t time.Time) {
 	p.mu.Lock()
 	prev := p.level
 	p.level = l
 	edge := p.edge
-	t := p.now()
+	if t.IsZero() {
+		t = p.now()
+	}
 	p.mu.Unlock()
 	if prev == l {
 		return
@@ -195,7 +203,19 @@ func (p *Pin) Out(l gpio.Level) error {
 	p.input = false
 	p.level = l
 	p.history = append(p.history, Change{Level: l, Time: p.now()})
+	if p.keep > 0 && len(p.history) > 2*p.keep {
+		p.history = append(p.history[:0], p.history[len(p.history)-p.keep:]...)
+	}
 	return nil
+}
+
+// KeepHistory bounds History to about the last n changes (at least n), so
+// that a pin of a long-running process does not grow without end; n 0
+// keeps every change.
+func (p *Pin) KeepHistory(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.keep = max(n, 0)
 }
 
 // PWM implements gpio.PinOut; virtual pins have no PWM.
