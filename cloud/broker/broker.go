@@ -250,6 +250,7 @@ func Start(cfg Config) (*Broker, error) {
 	}
 	b.srv = srv
 	for _, l := range ls {
+		l.srv = srv
 		if err := srv.AddListener(l); err != nil {
 			b.Close()
 			return nil, fmt.Errorf("broker: listen on %s: %w", l.Address(), err)

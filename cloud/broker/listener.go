@@ -7,7 +7,9 @@ import (
 	"sync"
 	"time"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // listener is a mochi listener (plain TCP, TLS or unix socket) that gives
@@ -21,6 +23,11 @@ type listener struct {
 	addr    string
 	tls     *tls.Config // nil: plain
 	limit   time.Duration
+	// srv disconnects the listener's clients on Close. mochi's own
+	// close function (Clients.GetByListener) takes the clients' read lock
+	// twice, which deadlocks when a client is being detached at the same
+	// moment (a writer waits between the two read locks).
+	srv *mqtt.Server
 
 	mu     sync.Mutex
 	ln     net.Listener
@@ -94,7 +101,15 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 	l.closed = true
 	ln := l.ln
 	l.mu.Unlock()
-	closeClients(l.id)
+	if l.srv == nil {
+		closeClients(l.id)
+	} else {
+		for _, cl := range l.srv.Clients.GetAll() {
+			if cl.Net.Listener == l.id && !cl.Closed() {
+				_ = l.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			}
+		}
+	}
 	if ln != nil {
 		ln.Close()
 	}
