@@ -18,12 +18,16 @@ type bayState struct {
 	device   string
 	occupied bool
 	failing  bool      // its device's last fault event said offline
+	faulty   bool      // its last record had sensor_fault true
 	t        time.Time // time of its last record
 	faultT   time.Time // time of the last fault event applied to it
 }
 
-// lotCount counts a lot's bays seen; occupied and failing partition the
-// seen bays that are known occupied and those that are unknown.
+// unknown reports whether the bay's state is unknown.
+func (b *bayState) unknown() bool { return b.failing || b.faulty }
+
+// lotCount counts a lot's bays seen; occupied and failing count the seen
+// bays that are known occupied and those that are unknown.
 type lotCount struct{ seen, occupied, failing int }
 
 // Parking derives parking_lot occupancy from one gateway's parking_bay
@@ -33,8 +37,8 @@ type lotCount struct{ seen, occupied, failing int }
 // gateway's birth message when it lists parking_bay devices for the lot and
 // zone, and falls back to the number of bays seen.
 //
-// A bay is unknown, counted neither free nor occupied, while its device's
-// last fault event says offline (the gateway raises one when a device stops
+// A bay is unknown, counted neither free nor occupied, while its last record
+// has sensor_fault true, while its device's last fault event says offline (the gateway raises one when a device stops
 // answering, and an online one when it answers again; a bay record newer
 // than the offline event also shows it answers), and when the birth lists
 // more bays than have reported. free = capacity - occupied - unknown, never
@@ -88,6 +92,8 @@ func (p *Parking) applyBay(dst []payload.Record, r *payload.Record) []payload.Re
 	if lk.lot == "" {
 		return dst
 	}
+	sf := r.Fields["sensor_fault"]
+	faulty := sf.Type() == payload.TypeBool && sf.Bool()
 	if p.bays == nil {
 		p.bays = make(map[string]*bayState)
 		p.byDevice = make(map[string][]*bayState)
@@ -102,7 +108,7 @@ func (p *Parking) applyBay(dst []payload.Record, r *payload.Record) []payload.Re
 	if b != nil && (!r.Time.After(b.t) || (b.failing && !r.Time.After(b.faultT))) {
 		return dst
 	}
-	if b != nil && b.lot == lk && b.occupied == occ.Bool() && !b.failing {
+	if b != nil && b.lot == lk && b.occupied == occ.Bool() && !b.failing && b.faulty == faulty {
 		b.t = r.Time
 		return dst
 	}
@@ -116,7 +122,7 @@ func (p *Parking) applyBay(dst []payload.Record, r *payload.Record) []payload.Re
 		p.bays[key] = b
 		p.byDevice[dev] = append(p.byDevice[dev], b)
 	}
-	b.lot, b.occupied, b.failing, b.t = lk, occ.Bool(), false, r.Time
+	b.lot, b.occupied, b.failing, b.faulty, b.t = lk, occ.Bool(), false, faulty, r.Time
 	p.count(b, +1)
 	return append(dst, p.point(lk, r.Time))
 }
@@ -144,10 +150,13 @@ func (p *Parking) applyFault(dst []payload.Record, r *payload.Record) []payload.
 		if b.failing == failing {
 			continue
 		}
+		was := b.unknown()
 		p.count(b, -1)
 		b.failing = failing
 		p.count(b, +1)
-		dst = append(dst, p.point(b.lot, r.Time))
+		if b.unknown() != was {
+			dst = append(dst, p.point(b.lot, r.Time))
+		}
 	}
 	return dst
 }
@@ -161,7 +170,7 @@ func (p *Parking) count(b *bayState, d int) {
 	}
 	c.seen += d
 	switch {
-	case b.failing:
+	case b.unknown():
 		c.failing += d
 	case b.occupied:
 		c.occupied += d

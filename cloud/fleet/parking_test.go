@@ -61,3 +61,31 @@ func TestParkingUnknownBays(t *testing.T) {
 		t.Errorf("Lot = %d/%d/%d/%d, want 3/1/2/0", c, o, u, f)
 	}
 }
+
+// A bay whose sensor reports its own fault (sensor_fault true) is unknown
+// until it reports without the fault.
+func TestParkingSensorFaultIsUnknown(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	bay := func(dev string, occ, fault bool, s int) payload.Record {
+		return payload.Record{Measurement: "parking_bay", Tags: map[string]string{"device": dev, "bay": dev, "lot": "L"},
+			Fields: map[string]payload.Value{"occupied": payload.Bool(occ), "sensor_fault": payload.Bool(fault)},
+			Time:   t0.Add(time.Duration(s) * time.Second)}
+	}
+	var p Parking
+	p.Apply(nil, []payload.Record{bay("a", false, false, 1), bay("b", false, false, 1), bay("c", true, false, 1)})
+	check := func(step string, c, o, u, f int) {
+		t.Helper()
+		if gc, gO, gu, gf := p.Lot("L", ""); gc != c || gO != o || gu != u || gf != f {
+			t.Errorf("%s: Lot = %d/%d/%d/%d, want %d/%d/%d/%d", step, gc, gO, gu, gf, c, o, u, f)
+		}
+	}
+	check("all report", 3, 1, 0, 2)
+	if got := p.Apply(nil, []payload.Record{bay("b", false, true, 2)}); len(got) != 1 || got[0].Fields["unknown"].Int() != 1 {
+		t.Errorf("sensor fault: %v", got)
+	}
+	check("b reports a fault", 3, 1, 1, 1)
+	p.Apply(nil, []payload.Record{bay("b", false, true, 3)}) // still faulty: no change
+	check("b still faulty", 3, 1, 1, 1)
+	p.Apply(nil, []payload.Record{bay("b", true, false, 4)})
+	check("b well again", 3, 2, 0, 1)
+}
