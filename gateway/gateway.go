@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"runtime"
 	"sort"
@@ -108,7 +109,7 @@ type device struct {
 	lastPoll  time.Time
 	lastOK    time.Time
 	lastErr   string
-	lastValue map[string]any
+	lastValue []status.Record // the last poll's records, each on its own
 }
 
 // New builds a gateway from a validated config. It opens the outbox (which
@@ -439,15 +440,7 @@ func (g *Gateway) deviceOK(ctx context.Context, d *device, t time.Time, recs []p
 	prev := d.state
 	d.state, d.lastPoll, d.lastOK, d.lastErr = "ok", t, t, ""
 	if len(recs) > 0 {
-		if d.lastValue == nil {
-			d.lastValue = map[string]any{}
-		}
-		clear(d.lastValue)
-		for _, r := range recs {
-			for k, v := range r.Fields {
-				d.lastValue[k] = v.Interface()
-			}
-		}
+		d.lastValue = statusRecords(recs, t)
 	}
 	d.mu.Unlock()
 	if prev == "failing" || prev == "backoff" {
@@ -555,6 +548,25 @@ func (g *Gateway) Birth() *payload.Status {
 	return s
 }
 
+// statusRecords copies a poll's records for the status page, one entry per
+// record (an inverter's pv and each module's pv_mppt apart). The entries are
+// never changed afterwards, so snapshots may share them. A record without a
+// time of its own was observed at t.
+func statusRecords(recs []payload.Record, t time.Time) []status.Record {
+	out := make([]status.Record, len(recs))
+	for i, r := range recs {
+		f := make(map[string]any, len(r.Fields))
+		for k, v := range r.Fields {
+			f[k] = v.Interface()
+		}
+		out[i] = status.Record{Measurement: r.Measurement, Tags: maps.Clone(r.Tags), Fields: f, Time: r.Time}
+		if r.Time.IsZero() {
+			out[i].Time = t
+		}
+	}
+	return out
+}
+
 // Snapshot returns the gateway's state for the status page and health.
 func (g *Gateway) Snapshot() *status.Snapshot {
 	s := &status.Snapshot{Site: g.cfg.Site, Gateway: g.cfg.Gateway, Version: g.version, Started: g.started,
@@ -571,12 +583,7 @@ func (g *Gateway) Snapshot() *status.Snapshot {
 		ds := status.Device{ID: d.spec.ID, Driver: d.spec.Driver, Bus: d.spec.Bus, Unit: d.spec.Unit, State: d.state,
 			Polls: d.polls.Load(), Errors: d.errs.Load(), Timeouts: d.timeouts.Load(), CRCErrors: d.crcErrors.Load(),
 			Skipped: d.skipped.Load(), LastPoll: d.lastPoll, LastOK: d.lastOK, LastError: d.lastErr, Tags: d.spec.Tags}
-		if len(d.lastValue) > 0 {
-			ds.LastValues = make(map[string]any, len(d.lastValue))
-			for k, v := range d.lastValue {
-				ds.LastValues[k] = v
-			}
-		}
+		ds.LastValues = d.lastValue
 		if !d.lastOK.IsZero() {
 			ds.AgeSeconds = s.Now.Sub(d.lastOK).Seconds()
 		}

@@ -263,7 +263,7 @@ func TestLEDFollowsOccupancyWithUplinkDown(t *testing.T) {
 		t.Fatal("the uplink was connected: the test proves nothing about acting locally")
 	}
 	for _, r := range gw.Snapshot().Rules {
-		if r.Name == "bay-led-occupied" && r.Fires == 0 {
+		if r.Name == "bay-led" && r.Fires == 0 {
 			t.Errorf("rule %s never fired", r.Name)
 		}
 	}

@@ -223,8 +223,9 @@ func (f *Fleet) Expire() map[string]uint64 {
 	return out
 }
 
-// Lot returns the current counts of a lot/zone of a gateway.
-func (f *Fleet) Lot(site, gw, lot, zone string) (capacity, occupied, free int) {
+// Lot returns the current counts of a lot/zone of a gateway (see
+// Parking.Lot).
+func (f *Fleet) Lot(site, gw, lot, zone string) (capacity, occupied, unknown, free int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.get(site, gw).parking.Lot(lot, zone)

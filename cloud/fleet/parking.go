@@ -15,22 +15,41 @@ type lotKey struct{ lot, zone string }
 
 type bayState struct {
 	lot      lotKey
+	device   string
 	occupied bool
-	t        time.Time
+	failing  bool      // its device's last fault event said offline
+	faulty   bool      // its last record had sensor_fault true
+	t        time.Time // time of its last record
+	faultT   time.Time // time of the last fault event applied to it
 }
 
-type lotCount struct{ seen, occupied int }
+// unknown reports whether the bay's state is unknown.
+func (b *bayState) unknown() bool { return b.failing || b.faulty }
+
+// lotCount counts a lot's bays seen; occupied and failing count the seen
+// bays that are known occupied and those that are unknown.
+type lotCount struct{ seen, occupied, failing int }
 
 // Parking derives parking_lot occupancy from one gateway's parking_bay
-// records. It keeps the last known state and time of each bay (keyed by the
-// device and bay tags) and, per lot and zone, the number of bays seen and
-// occupied. Capacity comes from the gateway's birth message when it lists
-// parking_bay devices for the lot and zone, and falls back to the number of
-// bays seen. A record whose time is not after its bay's last known time
-// (a redelivery or an older reading) changes nothing. The zero value is
-// ready.
+// records and its fault events. It keeps the last known state and time of
+// each bay (keyed by the device and bay tags) and, per lot and zone, the
+// number of bays seen, occupied and failing. Capacity comes from the
+// gateway's birth message when it lists parking_bay devices for the lot and
+// zone, and falls back to the number of bays seen.
+//
+// A bay is unknown, counted neither free nor occupied, while its last record
+// has sensor_fault true, while its device's last fault event says offline (the gateway raises one when a device stops
+// answering, and an online one when it answers again; a bay record newer
+// than the offline event also shows it answers), and when the birth lists
+// more bays than have reported. free = capacity - occupied - unknown, never
+// below 0.
+//
+// A record whose time is not after its bay's last known time (a redelivery
+// or an older reading) changes nothing, nor does a fault event that is not
+// after the bay's last record or fault event. The zero value is ready.
 type Parking struct {
 	bays     map[string]*bayState
+	byDevice map[string][]*bayState
 	lots     map[lotKey]*lotCount
 	capacity map[lotKey]int
 }
@@ -47,69 +66,120 @@ func (p *Parking) SetCapacity(devices []payload.DeviceInfo) {
 	}
 }
 
-// Apply feeds the bay records of a batch and appends one parking_lot record
-// for every record that changed a bay's occupancy (a bay seen for the first
-// time counts as a change), stamped with that record's time.
+// Apply feeds the bay records and fault events of a batch and appends one
+// parking_lot record for every record that changed a bay's occupancy or
+// whether it is known (a bay seen for the first time counts as a change),
+// stamped with that record's time.
 func (p *Parking) Apply(dst []payload.Record, recs []payload.Record) []payload.Record {
 	for i := range recs {
 		r := &recs[i]
-		if r.Measurement != "parking_bay" {
-			continue
+		switch r.Measurement {
+		case "parking_bay":
+			dst = p.applyBay(dst, r)
+		case "fault":
+			dst = p.applyFault(dst, r)
 		}
-		occ, ok := r.Fields["occupied"]
-		if !ok || occ.Type() != payload.TypeBool {
-			continue
-		}
-		lk := lotKey{r.Tags["lot"], r.Tags["zone"]}
-		if lk.lot == "" {
-			continue
-		}
-		if p.bays == nil {
-			p.bays = make(map[string]*bayState)
-			p.lots = make(map[lotKey]*lotCount)
-		}
-		key := r.Tags["device"] + "\x00" + r.Tags["bay"]
-		b := p.bays[key]
-		if b == nil && len(p.bays) >= MaxBays {
-			continue
-		}
-		if b != nil && !r.Time.After(b.t) {
-			continue
-		}
-		if b != nil && b.lot == lk && b.occupied == occ.Bool() {
-			b.t = r.Time
-			continue
-		}
-		if b != nil {
-			old := p.lots[b.lot]
-			old.seen--
-			if b.occupied {
-				old.occupied--
-			}
-			if b.lot != lk {
-				dst = append(dst, p.point(b.lot, r.Time))
-			}
-		} else {
-			b = &bayState{}
-			p.bays[key] = b
-		}
-		b.lot, b.occupied, b.t = lk, occ.Bool(), r.Time
-		c := p.lots[lk]
-		if c == nil {
-			c = &lotCount{}
-			p.lots[lk] = c
-		}
-		c.seen++
-		if b.occupied {
-			c.occupied++
-		}
-		dst = append(dst, p.point(lk, r.Time))
 	}
 	return dst
 }
 
-// Lot returns the current capacity, occupied and free counts of a lot/zone.
-func (p *Parking) Lot(lot, zone string) (capacity, occupied, free int) {
+func (p *Parking) applyBay(dst []payload.Record, r *payload.Record) []payload.Record {
+	occ, ok := r.Fields["occupied"]
+	if !ok || occ.Type() != payload.TypeBool {
+		return dst
+	}
+	lk := lotKey{r.Tags["lot"], r.Tags["zone"]}
+	if lk.lot == "" {
+		return dst
+	}
+	sf := r.Fields["sensor_fault"]
+	faulty := sf.Type() == payload.TypeBool && sf.Bool()
+	if p.bays == nil {
+		p.bays = make(map[string]*bayState)
+		p.byDevice = make(map[string][]*bayState)
+		p.lots = make(map[lotKey]*lotCount)
+	}
+	dev := r.Tags["device"]
+	key := dev + "\x00" + r.Tags["bay"]
+	b := p.bays[key]
+	if b == nil && len(p.bays) >= MaxBays {
+		return dst
+	}
+	if b != nil && (!r.Time.After(b.t) || (b.failing && !r.Time.After(b.faultT))) {
+		return dst
+	}
+	if b != nil && b.lot == lk && b.occupied == occ.Bool() && !b.failing && b.faulty == faulty {
+		b.t = r.Time
+		return dst
+	}
+	if b != nil {
+		p.count(b, -1)
+		if b.lot != lk {
+			dst = append(dst, p.point(b.lot, r.Time))
+		}
+	} else {
+		b = &bayState{device: dev}
+		p.bays[key] = b
+		p.byDevice[dev] = append(p.byDevice[dev], b)
+	}
+	b.lot, b.occupied, b.failing, b.faulty, b.t = lk, occ.Bool(), false, faulty, r.Time
+	p.count(b, +1)
+	return append(dst, p.point(lk, r.Time))
+}
+
+// applyFault marks the bays of a fault event's device unknown (offline)
+// or known again (online).
+func (p *Parking) applyFault(dst []payload.Record, r *payload.Record) []payload.Record {
+	st, ok := r.Fields["state"]
+	if !ok || st.Type() != payload.TypeString {
+		return dst
+	}
+	var failing bool
+	switch st.String() {
+	case "offline":
+		failing = true
+	case "online":
+	default:
+		return dst
+	}
+	for _, b := range p.byDevice[r.Tags["device"]] {
+		if !r.Time.After(b.t) || !r.Time.After(b.faultT) {
+			continue
+		}
+		b.faultT = r.Time
+		if b.failing == failing {
+			continue
+		}
+		was := b.unknown()
+		p.count(b, -1)
+		b.failing = failing
+		p.count(b, +1)
+		if b.unknown() != was {
+			dst = append(dst, p.point(b.lot, r.Time))
+		}
+	}
+	return dst
+}
+
+// count adds (d = +1) or removes (d = -1) a bay from its lot's counts.
+func (p *Parking) count(b *bayState, d int) {
+	c := p.lots[b.lot]
+	if c == nil {
+		c = &lotCount{}
+		p.lots[b.lot] = c
+	}
+	c.seen += d
+	switch {
+	case b.unknown():
+		c.failing += d
+	case b.occupied:
+		c.occupied += d
+	}
+}
+
+// Lot returns the current capacity, occupied, unknown and free counts of a
+// lot/zone.
+func (p *Parking) Lot(lot, zone string) (capacity, occupied, unknown, free int) {
 	lk := lotKey{lot, zone}
 	c := p.lots[lk]
 	if c == nil {
@@ -119,15 +189,19 @@ func (p *Parking) Lot(lot, zone string) (capacity, occupied, free int) {
 	if capacity == 0 {
 		capacity = c.seen
 	}
-	free = capacity - c.occupied
+	unknown = c.failing
+	if capacity > c.seen {
+		unknown += capacity - c.seen // listed in the birth, never reported
+	}
+	free = capacity - c.occupied - unknown
 	if free < 0 {
 		free = 0
 	}
-	return capacity, c.occupied, free
+	return capacity, c.occupied, unknown, free
 }
 
 func (p *Parking) point(lk lotKey, t time.Time) payload.Record {
-	capacity, occupied, free := p.Lot(lk.lot, lk.zone)
+	capacity, occupied, unknown, free := p.Lot(lk.lot, lk.zone)
 	tags := map[string]string{"lot": lk.lot}
 	if lk.zone != "" {
 		tags["zone"] = lk.zone
@@ -138,6 +212,7 @@ func (p *Parking) point(lk lotKey, t time.Time) payload.Record {
 		Fields: map[string]payload.Value{
 			"capacity": payload.Int(int64(capacity)),
 			"occupied": payload.Int(int64(occupied)),
+			"unknown":  payload.Int(int64(unknown)),
 			"free":     payload.Int(int64(free)),
 		},
 		Time: t,

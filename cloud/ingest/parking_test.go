@@ -32,33 +32,39 @@ func TestParkingLotFromBaysWithBirthCapacity(t *testing.T) {
 	g.send(4, bay("b1", "north", "a", true, at(2)))                             // older than b1's last: ignored
 	g.mustPublish(payload.TopicFor("harbor", "gw-1", payload.Telemetry), first) // redelivery of seq 1
 	g.send(5, bay("s1", "south", "", true, at(5)))                              // no birth capacity: bays seen
+	// b2's sensor stops answering: the gateway's fault event makes it unknown.
+	offline := payload.Record{Measurement: "fault", Time: at(6), Tags: map[string]string{"device": "b2", "driver": "modbus"},
+		Fields: map[string]payload.Value{"state": payload.String("offline"), "message": payload.String("timeout")}}
+	g.mustPublish(payload.TopicFor("harbor", "gw-1", payload.Event), g.batch(6, payload.Event, offline))
 	// The redelivery is not written again.
-	waitFor(t, 30*time.Second, "5 messages written, 1 skipped", func() bool { s := r.in.Stats(); return s.Written == 5 && s.Skipped == 1 })
+	waitFor(t, 30*time.Second, "6 messages written, 1 skipped", func() bool { s := r.in.Stats(); return s.Written == 6 && s.Skipped == 1 })
 
-	type lot struct{ t, capacity, occupied, free int64 }
+	// b3 is listed in the birth but never reports: unknown, not free.
+	type lot struct{ t, capacity, occupied, unknown, free int64 }
 	got := func(where string) []lot {
 		var out []lot
-		for _, row := range query(t, influx, db, `SELECT "capacity","occupied","free" FROM parking_lot WHERE `+where) {
+		for _, row := range query(t, influx, db, `SELECT "capacity","occupied","unknown","free" FROM parking_lot WHERE `+where) {
 			var l lot
 			tn, _ := row["time"].(json.Number).Int64()
 			l.t = (tn - t0.UnixNano()) / int64(time.Second)
 			l.capacity, _ = row["capacity"].(json.Number).Int64()
 			l.occupied, _ = row["occupied"].(json.Number).Int64()
+			l.unknown, _ = row["unknown"].(json.Number).Int64()
 			l.free, _ = row["free"].(json.Number).Int64()
 			out = append(out, l)
 		}
 		return out
 	}
-	if north, want := got(`"lot"='north' AND "zone"='a' AND "site"='harbor' AND "gateway"='gw-1'`), []lot{{1, 3, 1, 2}, {2, 3, 2, 1}, {4, 3, 1, 2}}; fmt.Sprint(north) != fmt.Sprint(want) {
+	if north, want := got(`"lot"='north' AND "zone"='a' AND "site"='harbor' AND "gateway"='gw-1'`), []lot{{1, 3, 1, 2, 0}, {2, 3, 2, 1, 0}, {4, 3, 1, 1, 1}, {6, 3, 0, 2, 1}}; fmt.Sprint(north) != fmt.Sprint(want) {
 		t.Errorf("north/a parking_lot = %v, want %v", north, want)
 	}
-	if south, want := got(`"lot"='south'`), []lot{{5, 1, 1, 0}}; fmt.Sprint(south) != fmt.Sprint(want) {
+	if south, want := got(`"lot"='south'`), []lot{{5, 1, 1, 0, 0}}; fmt.Sprint(south) != fmt.Sprint(want) {
 		t.Errorf("south parking_lot = %v, want %v", south, want)
 	}
-	if c, o, f := r.fleet.Lot("harbor", "gw-1", "north", "a"); c != 3 || o != 1 || f != 2 {
-		t.Errorf("north/a now = %d/%d/%d, want 3/1/2", c, o, f)
+	if c, o, u, f := r.fleet.Lot("harbor", "gw-1", "north", "a"); c != 3 || o != 0 || u != 2 || f != 1 {
+		t.Errorf("north/a now = %d/%d/%d/%d, want 3/0/2/1", c, o, u, f)
 	}
-	if n := count(t, influx, db, "parking_lot", "capacity"); n != 4 {
+	if n := count(t, influx, db, "parking_lot", "capacity"); n != 5 {
 		t.Errorf("parking_lot points = %d, want 4", n)
 	}
 	if st, _ := r.fleet.Gateway("harbor", "gw-1"); st.Seq.Duplicates != 1 || st.Version != "1.2.3" || len(st.Devices) != 4 {

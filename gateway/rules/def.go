@@ -73,9 +73,13 @@ const (
 	ActPulse   = "pulse"
 	ActCommand = "command"
 	ActSet     = "set"
+	// ActHold keeps a device's output equal to its value: it writes when the
+	// value differs from the one it last wrote, and again when the device
+	// answers after failing (a sensor that rebooted resets its outputs).
+	ActHold = "hold"
 )
 
-var actionKinds = []string{ActAlert, ActEmit, ActWrite, ActPulse, ActCommand, ActSet}
+var actionKinds = []string{ActAlert, ActEmit, ActWrite, ActHold, ActPulse, ActCommand, ActSet}
 
 // ActionDef is one action of a rule. String values may hold templates:
 // text with {{ expression }} parts rendered when the rule fires. Value, On
@@ -86,9 +90,9 @@ type ActionDef struct {
 
 	Severity string            // alert: info, warning or critical
 	Message  string            // alert
-	Device   string            // alert (default: the record's device), write, pulse
-	Point    string            // write, pulse
-	Value    any               // write, set
+	Device   string            // alert (default: the record's device), write, hold, pulse
+	Point    string            // write, hold, pulse
+	Value    any               // write, hold, set
 	On, Off  any               // pulse (default true and false)
 	For      time.Duration     // pulse
 	Name     string            // command, set
@@ -407,6 +411,13 @@ func (d *decoder) rule(i int, n *yaml.Node) (Def, bool) {
 	} else {
 		def.Actions = d.actions(a)
 	}
+	if slices.ContainsFunc(def.Actions, func(a ActionDef) bool { return a.Kind == ActHold }) {
+		for _, k := range []string{"when", "fire", "cooldown"} {
+			if kn := m[k]; kn != nil {
+				d.errorf(kn, k, "a rule with a hold action keeps the output equal to its value on every record: remove %s and put the choice into the value (e.g. value: \"{{ occupied ? 'red' : 'green' }}\")", k)
+			}
+		}
+	}
 	return def, len(d.errs) == before
 }
 
@@ -521,7 +532,7 @@ func (d *decoder) actions(n *yaml.Node) []ActionDef {
 }
 
 func (d *decoder) action(a *ActionDef, n *yaml.Node, p string) {
-	known := map[string][]string{ActAlert: alertKeys, ActEmit: emitKeys, ActWrite: writeKeys, ActPulse: pulseKeys, ActCommand: cmdKeys, ActSet: setKeys}[a.Kind]
+	known := map[string][]string{ActAlert: alertKeys, ActEmit: emitKeys, ActWrite: writeKeys, ActHold: writeKeys, ActPulse: pulseKeys, ActCommand: cmdKeys, ActSet: setKeys}[a.Kind]
 	if a.Kind == ActCommand {
 		if s := resolve(n); s != nil && s.Kind == yaml.ScalarNode {
 			a.Name, _ = d.str(s, p)
@@ -584,7 +595,7 @@ func (d *decoder) action(a *ActionDef, n *yaml.Node, p string) {
 				d.errorf(v, p+".fields", "a record needs at least one field")
 			}
 		}
-	case ActWrite:
+	case ActWrite, ActHold:
 		a.Device = str("device", true)
 		a.Point = str("point", true)
 		if v := m["value"]; v == nil {

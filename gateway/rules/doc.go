@@ -29,7 +29,7 @@
 // re-evaluated on the engine's tick, so time passing alone can make them
 // true.
 //
-// Actions (alert, emit, write, pulse, command, set) are prepared while the
+// Actions (alert, emit, write, hold, pulse, command, set) are prepared while the
 // rule is evaluated (templates such as "bay {{ tags.bay }}" are rendered
 // then) and carried out by workers that Run starts, through the Writer,
 // Emitter and Commander the gateway hands in. Evaluation never waits for an

@@ -90,13 +90,59 @@ type Engine struct {
 	byVirtual map[string][]*rule
 	timed     []*rule // schedules and time-dependent conditions
 	virtual   map[string]payload.Value
-	pending   []payload.Record // virtual changes waiting to be observed
+	pending   []payload.Record   // virtual changes waiting to be observed
+	held      map[string]heldOut // hold actions' last values, by device and point
 
 	recQ, devQ chan job
 	dropped    atomic.Uint64
 	done       atomic.Uint64
 	failed     atomic.Uint64
 	pulses     sync.WaitGroup
+}
+
+// heldOut is the value a hold action keeps on a device's output.
+type heldOut struct {
+	r             *rule
+	device, point string
+	value         payload.Value
+}
+
+// hold records a hold action's value and reports whether to write it: when
+// it differs from the value last held on that output. Call with e.mu held.
+func (e *Engine) hold(j job) bool {
+	k := j.device + "\x00" + j.point
+	if h, ok := e.held[k]; ok && h.value == j.value {
+		return false
+	}
+	if e.held == nil {
+		e.held = make(map[string]heldOut)
+	}
+	if len(e.held) < e.opts.MaxKeys {
+		e.held[k] = heldOut{r: j.r, device: j.device, point: j.point, value: j.value}
+	}
+	return true
+}
+
+// reassert writes again every value held on a device's outputs: the
+// device answers again after failing, and may have reset them. Call with
+// e.mu held.
+func (e *Engine) reassert(device string) {
+	for _, h := range e.held {
+		if h.device == device && h.r.enabled {
+			e.enqueue(job{r: h.r, kind: ActHold, device: h.device, point: h.point, value: h.value})
+		}
+	}
+}
+
+// unhold forgets a held value whose write failed, so that the next
+// evaluation writes it again.
+func (e *Engine) unhold(j job) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	k := j.device + "\x00" + j.point
+	if h, ok := e.held[k]; ok && h.value == j.value {
+		delete(e.held, k)
+	}
 }
 
 // job is one prepared action.
@@ -290,7 +336,7 @@ func (c *compiler) action(a *ActionDef, p string, u *uses) *action {
 				x.fieldConst[k] = cv
 			}
 		}
-	case ActWrite, ActPulse:
+	case ActWrite, ActHold, ActPulse:
 		x.device = tmpl(a.Device, "device")
 		x.point = tmpl(a.Point, "point")
 		x.value, x.valueT = c.valueOf(a.Value, a.Pos, p+".value", u)
@@ -349,6 +395,9 @@ func (e *Engine) observe(recs []payload.Record, events bool) {
 	now := e.clock.Now()
 	for i := range recs {
 		rec := &recs[i]
+		if events && rec.Measurement == "fault" && rec.Fields["state"] == payload.String("online") {
+			e.reassert(rec.Tags["device"])
+		}
 		t := rec.Time
 		if t.IsZero() {
 			t = now
@@ -507,6 +556,10 @@ func (e *Engine) enqueue(j job) {
 	select {
 	case q <- j:
 	default:
+		if j.kind == ActHold {
+			// Not written: the next evaluation writes it again.
+			delete(e.held, j.device+"\x00"+j.point)
+		}
 		e.dropped.Add(1)
 		n := j.r.dropped.Add(1)
 		if n == 1 || n%100 == 0 {
@@ -540,12 +593,15 @@ func (e *Engine) do(ctx context.Context, j job) {
 			kind = payload.Event
 		}
 		e.opts.Emitter.Emit(ctx, kind, j.recs)
-	case ActWrite:
+	case ActWrite, ActHold:
 		if e.opts.Writer == nil {
 			err = errors.New("no device writer")
 			break
 		}
 		err = e.opts.Writer.Write(ctx, j.device, j.point, j.value)
+		if err != nil && j.kind == ActHold {
+			e.unhold(j)
+		}
 	case ActPulse:
 		if e.opts.Writer == nil {
 			err = errors.New("no device writer")

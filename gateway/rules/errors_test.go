@@ -114,6 +114,11 @@ func TestDecodeErrors(t *testing.T) {
     actions: [{emit: {measurement: rule_note}}]
   - trigger: {every: 1m}
     actions: []
+  - name: led
+    trigger: {measurement: parking_bay}
+    when: occupied
+    actions:
+      - hold: {device: "{{ device }}", point: led}
 `
 	_, err := ParseFile("rules.yaml", []byte(src))
 	if err == nil {
@@ -124,7 +129,7 @@ func TestDecodeErrors(t *testing.T) {
 		`rules.yaml:4:15: rule "a" (line 2): cooldown: bad duration "5 mins" (a Go duration such as 200ms, 30s, 5m or 1h30m)`,
 		`rules.yaml:5:11: rule "a" (line 2): fire: "sometimes" is not allowed (want edge or level)`,
 		`rules.yaml:7:39: rule "a" (line 2): actions[0].alert.severity: "loud" is not allowed (want info, warning or critical)`,
-		`rules.yaml:8:9: rule "a" (line 2): actions[1]: an action is one of alert, emit, write, pulse, command, set; this entry has 2`,
+		`rules.yaml:8:9: rule "a" (line 2): actions[1]: an action is one of alert, emit, write, hold, pulse, command, set; this entry has 2`,
 		`rules.yaml:9:16: rule "a" (line 2): actions[2].pulse.for: required key is missing (how long the output stays on, e.g. for: 3s)`,
 		`rules.yaml:11:14: rule "b" (line 10): trigger: say what triggers the rule: measurement/device, event, virtual or every`,
 		`rules.yaml:11:15: rule "b" (line 10): trigger.measurment: unknown key "measurment" (did you mean measurement?)`,
@@ -132,6 +137,8 @@ func TestDecodeErrors(t *testing.T) {
 		`rules.yaml:18:22: rule "c" (line 16): actions[0].emit.fields: required key is missing: a record needs at least one field`,
 		`rules.yaml:19:5: rule "#5" (line 19): name: required key is missing (e.g. name: overstay-zone-a)`,
 		`rules.yaml:20:14: rule "#5" (line 19): actions: a rule needs at least one action`,
+		`rules.yaml:23:11: rule "led" (line 21): when: a rule with a hold action keeps the output equal to its value on every record: remove when and put the choice into the value (e.g. value: "{{ occupied ? 'red' : 'green' }}")`,
+		`rules.yaml:25:15: rule "led" (line 21): actions[0].hold.value: required key is missing`,
 	}, "\n")
 	if got := err.Error(); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)

@@ -27,6 +27,8 @@ func FuzzRules(f *testing.F) {
 		"rules:\n  - name: x\n    trigger: {every: 1s}\n    when: count_within(\"1s\") > 0 && virtual(\"v\") == nil\n    actions: [{set: {name: v, value: '{{ count_within(\"1s\") }}'}}]\n",
 		"rules:\n  - name: x\n    trigger: {virtual: v}\n    actions: [{set: {name: v, value: '{{ value + 1 }}'}}]\n  - name: y\n    trigger: {measurement: parking_bay}\n    actions: [{set: {name: v, value: 1}}]\n",
 		"rules:\n  - name: x\n    trigger: {device: '[', tags: {a: '*'}}\n    actions: [{write: {device: '{{', point: p, value: 1}}]\n",
+		"rules:\n  - name: x\n    trigger: {measurement: parking_bay}\n    when: occupied\n    fire: level\n    actions: [{hold: {device: '{{ device }}', point: led, value: \"{{ occupied ? 'red' : 1 }}\"}}]\n",
+		"rules:\n  - name: x\n    trigger: {event: fault}\n    actions: [{hold: {device: '{{ tags.device }}', point: '{{ state }}', value: '{{ 1/0 }}'}}]\n",
 		"rules:\n  - name: x\n    trigger: {measurement: parking_bay}\n    when: 'fields.occupied ?? 1 / 0 > 0'\n    actions: [{emit: {measurement: alert, fields: {message: '{{ 1/0 }}'}}}]\n",
 	} {
 		f.Add(s)

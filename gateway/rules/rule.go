@@ -320,7 +320,7 @@ func (r *rule) prepare(a *action, now time.Time) error {
 		return r.prepareAlert(a, env, now)
 	case ActEmit:
 		return r.prepareEmit(a, env, now)
-	case ActWrite, ActPulse:
+	case ActWrite, ActHold, ActPulse:
 		return r.prepareWrite(a, env)
 	case ActCommand:
 		return r.prepareCommand(a, env)
@@ -420,7 +420,7 @@ func (r *rule) prepareWrite(a *action, env renderEnv) error {
 		return fmt.Errorf("device %q, point %q: both must be set", dev, point)
 	}
 	j := job{r: r, kind: a.def.Kind, device: dev, point: point, dur: a.def.For}
-	if a.def.Kind == ActWrite {
+	if a.def.Kind != ActPulse {
 		j.value, err = env.val(a.value, a.valueT)
 	} else {
 		if j.value, err = env.val(a.on, a.onT); err == nil {
@@ -429,6 +429,9 @@ func (r *rule) prepareWrite(a *action, env renderEnv) error {
 	}
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", dev, point, err)
+	}
+	if a.def.Kind == ActHold && !r.e.hold(j) {
+		return nil
 	}
 	r.e.enqueue(j)
 	return nil

@@ -123,11 +123,21 @@ type Device struct {
 	LastOK     time.Time         `json:"last_ok,omitempty"`
 	AgeSeconds float64           `json:"age_s"`
 	LastError  string            `json:"last_error,omitempty"`
-	LastValues map[string]any    `json:"last_values,omitempty"`
+	LastValues []Record          `json:"last_values,omitempty"`
 	Tags       map[string]string `json:"tags,omitempty"`
 	// Details is the driver's own state (drivers.Reporter), such as a
 	// plugin's process, protocol and restarts.
 	Details map[string]any `json:"details,omitempty"`
+}
+
+// Record is one record of a device's last successful poll. A device that
+// yields several records per poll (an inverter's pv and one pv_mppt per
+// module) shows each apart, keyed by measurement and tags.
+type Record struct {
+	Measurement string            `json:"measurement"`
+	Tags        map[string]string `json:"tags,omitempty"`
+	Fields      map[string]any    `json:"fields"`
+	Time        time.Time         `json:"time"`
 }
 
 // Server is the status HTTP server.

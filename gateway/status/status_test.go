@@ -15,7 +15,7 @@ func TestServer(t *testing.T) {
 	snap := &Snapshot{Site: "lot-a", Gateway: "gw-01", Version: "test", Started: time.Now().Add(-time.Minute), Now: time.Now(),
 		Uplink:  Uplink{Connected: true, Published: 7},
 		Buses:   []Bus{{Name: "rs485-1", Port: "/dev/ttyUSB0", State: "up", Transactions: 10, Timeouts: 2}},
-		Devices: []Device{{ID: "bay-001", Driver: "modbus", State: "ok", Polls: 5, LastValues: map[string]any{"occupied": true}}}}
+		Devices: []Device{{ID: "bay-001", Driver: "modbus", State: "ok", Polls: 5, LastValues: []Record{{Measurement: "parking_bay", Fields: map[string]any{"occupied": true}}}}}}
 	s, err := Listen("127.0.0.1:0", func() *Snapshot { return snap }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +34,7 @@ func TestServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if got.Gateway != "gw-01" || !got.Uplink.Connected || len(got.Devices) != 1 || got.Devices[0].LastValues["occupied"] != true {
+	if got.Gateway != "gw-01" || !got.Uplink.Connected || len(got.Devices) != 1 || len(got.Devices[0].LastValues) != 1 || got.Devices[0].LastValues[0].Fields["occupied"] != true {
 		t.Fatalf("status: %+v", got)
 	}
 
