@@ -202,3 +202,12 @@ func checkPlatform(t *testing.T, api, token string) {
 	}
 	t.Cleanup(func() { live.Body.Close() })
 }
+
+func TestVersion(t *testing.T) {
+	for _, arg := range []string{"-version", "--version"} {
+		var out, errb bytes.Buffer
+		if err := run(context.Background(), []string{arg}, strings.NewReader(""), &out, &errb); err != nil || out.String() != "cloudd "+version+"\n" {
+			t.Errorf("%s: stdout %q, stderr %q, %v", arg, out.String(), errb.String(), err)
+		}
+	}
+}

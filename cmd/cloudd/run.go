@@ -45,6 +45,7 @@ type config struct {
 	users         string
 	secureCookies bool
 	logLevel      string
+	showVersion   bool
 	batchPoints   int
 	seqGrace      time.Duration
 	trust         *ingestTrust
@@ -82,6 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	usersFlag(fs, &c.users)
 	fs.BoolVar(&c.secureCookies, "secure-cookies", env("SECURE_COOKIES", "") == "true", "mark the web platform's session cookie Secure (when users reach cloudd over HTTPS, e.g. behind a proxy) [LULING_CLOUD_SECURE_COOKIES]")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error [LULING_CLOUD_LOG_LEVEL]")
+	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit (also --version)")
 	batch := env("BATCH_POINTS", "5000")
 	grace := env("SEQ_GRACE", "60s")
 	fs.Func("batch-points", "points per InfluxDB write at most (default 5000) [LULING_CLOUD_BATCH_POINTS]", func(s string) error { batch = s; return nil })
@@ -92,6 +94,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 			return nil, &usageError{}
 		}
 		return nil, &usageError{msg: err.Error()}
+	}
+	if c.showVersion {
+		return c, nil
 	}
 	if fs.NArg() > 0 {
 		return nil, &usageError{msg: fmt.Sprintf("unexpected argument %q (subcommands: hash-password, token, user, gateway, ca)", fs.Arg(0))}
@@ -186,6 +191,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	c, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
+	}
+	if c.showVersion {
+		fmt.Fprintln(stdout, "cloudd", version)
+		return nil
 	}
 	level, _ := parseLevel(c.logLevel)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
