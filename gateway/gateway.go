@@ -45,7 +45,10 @@ const queueLen = 4096
 // Options are what the caller adds to the config.
 type Options struct {
 	Version string
-	Logger  *slog.Logger
+	// Logger is the gateway's logger. The caller attaches the site and
+	// gateway attributes (gatewayd does); each part attaches its own once
+	// (a bus its name and port, a driver its device id).
+	Logger *slog.Logger
 	// Clock is the clock of the poll schedule, observation times, device
 	// and plugin back-off, rules, commands and the uplink (the real clock
 	// when nil). Serial lines keep real time: see gateway/bus.
@@ -168,7 +171,8 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			return fail(fmt.Errorf("gateway: device %s: unknown driver %q (known: %s)", dc.ID, dc.Driver, strings.Join(drivers.Names(), ", ")))
 		}
 		spec := specOf(dc)
-		env := drivers.Env{Logger: g.log.With("device", dc.ID), Now: g.now, ProfilesDir: cfg.ProfilesDir, Shared: g.shared, OpenPin: openPin}
+		// The drivers attach the device's attributes to the logger.
+		env := drivers.Env{Logger: g.log, Now: g.now, ProfilesDir: cfg.ProfilesDir, Shared: g.shared, OpenPin: openPin}
 		if dc.Bus != "" {
 			be := byName[dc.Bus]
 			if be == nil {
@@ -209,7 +213,7 @@ func (g *Gateway) StatusAddr() string { return g.statusAddr.Load().(string) }
 // Run runs the gateway until ctx ends, then stops polling, commits what is
 // queued, and disconnects cleanly. It returns the first fatal error.
 func (g *Gateway) Run(ctx context.Context) error {
-	g.log.Info("gateway starting", "site", g.cfg.Site, "gateway", g.cfg.Gateway, "version", g.version,
+	g.log.Info("gateway starting", "version", g.version,
 		"buses", len(g.buses), "devices", len(g.devices))
 
 	var srv *status.Server

@@ -77,7 +77,7 @@ func newBus(c config.Bus, drvs []string, log *slog.Logger, clk clock.Clock) (*bu
 		Name: c.Name, Port: port,
 		Timeout: c.Timeout, BackoffMax: c.BackoffMax,
 		Turnaround: turnaround(c, port, drvs),
-	}, bus.Options{Logger: log.With("bus", c.Name, "port", c.Port), Clock: clk})
+	}, bus.Options{Logger: log, Clock: clk}) // the bus attaches bus and port
 	if err != nil {
 		return nil, fmt.Errorf("gateway: bus %s: %w", c.Name, err)
 	}

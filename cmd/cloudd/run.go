@@ -45,6 +45,7 @@ type config struct {
 	users         string
 	secureCookies bool
 	logLevel      string
+	logFormat     string
 	showVersion   bool
 	batchPoints   int
 	seqGrace      time.Duration
@@ -83,6 +84,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	usersFlag(fs, &c.users)
 	fs.BoolVar(&c.secureCookies, "secure-cookies", env("SECURE_COOKIES", "") == "true", "mark the web platform's session cookie Secure (when users reach cloudd over HTTPS, e.g. behind a proxy) [LULING_CLOUD_SECURE_COOKIES]")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error [LULING_CLOUD_LOG_LEVEL]")
+	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "text"), "text or json (one JSON object a line) [LULING_CLOUD_LOG_FORMAT]")
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit (also --version)")
 	batch := env("BATCH_POINTS", "5000")
 	grace := env("SEQ_GRACE", "60s")
@@ -116,6 +118,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if _, err := parseLevel(c.logLevel); err != nil {
 		return nil, &usageError{msg: err.Error()}
 	}
+	if c.logFormat != "text" && c.logFormat != "json" {
+		return nil, &usageError{msg: fmt.Sprintf("-log-format %q: want text or json", c.logFormat)}
+	}
 	if c.brokerURL != "" {
 		if !strings.Contains(c.brokerURL, "://") {
 			return nil, &usageError{msg: fmt.Sprintf("-broker-url %q: want scheme://host:port (tcp, ssl, ws, wss)", c.brokerURL)}
@@ -147,6 +152,16 @@ func parseLevel(s string) (slog.Level, error) {
 		return 0, fmt.Errorf("-log-level %q: want debug, info, warn or error", s)
 	}
 	return l, nil
+}
+
+// logger is cloudd's logger at -log-level in -log-format, writing to w.
+func (c *config) logger(w io.Writer) *slog.Logger {
+	level, _ := parseLevel(c.logLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 func (c *config) tlsConfig() (*tls.Config, error) {
@@ -196,8 +211,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stdout, "cloudd", version)
 		return nil
 	}
-	level, _ := parseLevel(c.logLevel)
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := c.logger(stderr)
 
 	tlsCfg, err := c.tlsConfig()
 	if err != nil {

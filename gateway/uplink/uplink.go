@@ -60,7 +60,7 @@ func New(src Source, opts Options) (*Uplink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("uplink %s/%s: %w", opts.Site, opts.Gateway, err)
 	}
-	return &Uplink{src: src, opts: o, log: o.Logger.With("site", o.Site, "gateway", o.Gateway)}, nil
+	return &Uplink{src: src, opts: o, log: o.Logger}, nil
 }
 
 // Connected reports whether a session is up (connected, birth published).
