@@ -57,6 +57,10 @@ type Options struct {
 	// the simulator's lines when the config sets gpio.simulator, else the
 	// board's (gpio.Open).
 	OpenPin func(name string) (periphgpio.PinIO, error)
+	// Started is when the process started; uptime and the birth's
+	// started count from it, so that a config reload (a new Gateway in the
+	// same process) does not reset them. Zero: when New runs.
+	Started time.Time
 	// Reload serves the config.reload command: it validates the config on
 	// disk and, only when it is valid, arranges for the gateway to restart
 	// with it. Nil leaves config.reload out.
@@ -130,7 +134,10 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		g.version = "dev"
 	}
 	g.statusAddr.Store("")
-	g.started = g.now()
+	g.started = opts.Started
+	if g.started.IsZero() {
+		g.started = g.now()
+	}
 	var err error
 	if g.ob, err = openOutbox(cfg, g.log); err != nil {
 		return nil, err
@@ -524,8 +531,10 @@ func (g *Gateway) healthLoop(ctx context.Context) {
 func (g *Gateway) healthRecord() payload.Record {
 	s := g.Snapshot()
 	var busErrors int64
+	var busUtil float64
 	for _, b := range s.Buses {
 		busErrors += int64(b.Timeouts + b.Errors)
+		busUtil = max(busUtil, b.Utilization)
 	}
 	ok, failed := 0, 0
 	for _, d := range s.Devices {
@@ -545,6 +554,7 @@ func (g *Gateway) healthRecord() payload.Record {
 		"devices_ok":       payload.Int(int64(ok)),
 		"devices_failed":   payload.Int(int64(failed)),
 		"goroutines":       payload.Int(int64(s.GoRoutine)),
+		"bus_utilization":  payload.Float(busUtil),
 	}}
 }
 
@@ -562,7 +572,7 @@ func (g *Gateway) Birth() *payload.Status {
 // Snapshot returns the gateway's state for the status page and health.
 func (g *Gateway) Snapshot() *status.Snapshot {
 	s := &status.Snapshot{Site: g.cfg.Site, Gateway: g.cfg.Gateway, Version: g.version, Started: g.started,
-		Now: g.now(), RSSBytes: RSS(), GoRoutine: runtime.NumGoroutine()}
+		Now: g.now(), RSSBytes: RSS(), GoRoutine: runtime.NumGoroutine(), HeapInuseBytes: heapInuse(), CPUSeconds: cpuSeconds()}
 	s.Uplink = g.up.snapshot()
 	s.Outbox = g.ob.snapshot()
 	s.Pipeline = status.Pipeline{Readings: g.readings.Load(), Reported: g.reported.Load(), Events: g.events.Load(),

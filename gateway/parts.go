@@ -66,6 +66,7 @@ func (o *outboxAdapter) snapshot() status.Outbox {
 type busEntry struct {
 	b    *bus.Bus
 	port string
+	util utilMeter
 }
 
 // newBus makes the bus c for devices whose drivers are drvs (the drivers
@@ -138,7 +139,9 @@ func (be *busEntry) snapshot() status.Bus {
 	}
 	out := status.Bus{Name: s.Name, Port: be.port, State: st, Transactions: s.Transactions, Timeouts: s.Timeouts,
 		Errors: s.Errors, Reopens: s.Reopens, BytesOut: s.BytesSent, BytesIn: s.BytesReceived,
-		TurnaroundUS: float64(be.b.Silence().Nanoseconds()) / 1e3}
+		TurnaroundUS: float64(be.b.Silence().Nanoseconds()) / 1e3,
+		// The line's busy time is wall time (the bus's line clock).
+		Utilization: be.util.observe(time.Now(), s.Busy)}
 	for _, d := range s.Devices {
 		if d.LastError != "" {
 			out.LastError = d.LastError
@@ -184,7 +187,8 @@ func (a *uplinkAdapter) run(ctx context.Context) {
 func (a *uplinkAdapter) snapshot() status.Uplink {
 	s := a.u.Stats()
 	return status.Uplink{Connected: s.Connected, Broker: s.Broker, Connects: s.Connects, Losses: s.ConnectionLosses,
-		Published: s.Published, Acked: s.Acked, InFlight: s.InFlight, LastError: s.LastError, LastPubAck: s.LastPuback}
+		Published: s.Published, Acked: s.Acked, InFlight: s.InFlight, LastError: s.LastError, LastPubAck: s.LastPuback,
+		LastConnect: s.LastConnect}
 }
 
 var _ uplink.Source = (*outboxAdapter)(nil)

@@ -52,7 +52,7 @@ var Schema = map[string]*Measurement{
 		Name: "gateway_health",
 		Fields: map[string]ValueType{
 			"uplink_connected": TypeBool, "outbox_bytes": TypeInt, "outbox_dropped": TypeInt,
-			"bus_errors": TypeInt, "rss_bytes": TypeInt,
+			"bus_errors": TypeInt, "rss_bytes": TypeInt, "bus_utilization": TypeFloat,
 		},
 	},
 	"alert": {

@@ -119,6 +119,9 @@ type supervisor struct {
 	path   string
 	stderr io.Writer
 	reload chan struct{}
+	// processStart is when gatewayd started: every gateway it runs counts
+	// its uptime from it.
+	processStart time.Time
 	// started is told each running gateway (for tests).
 	started func(*gateway.Gateway)
 }
@@ -141,9 +144,12 @@ func (s *supervisor) run(ctx context.Context, cfg *config.Config) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	if s.processStart.IsZero() {
+		s.processStart = time.Now()
+	}
 	for {
 		log := newLogger(s.stderr, cfg)
-		gw, err := gateway.New(cfg, gateway.Options{Version: version, Logger: log, Reload: s.requestReload})
+		gw, err := gateway.New(cfg, gateway.Options{Version: version, Logger: log, Reload: s.requestReload, Started: s.processStart})
 		if err != nil {
 			return err
 		}

@@ -302,6 +302,7 @@ func (s *session) run(ctx context.Context) {
 		u.mu.Lock()
 		u.current = s.client
 		u.st.Connected = true
+		u.st.LastConnect = u.opts.Clock.Now()
 		u.mu.Unlock()
 		u.connected.Store(true)
 		log.Info("uplink connected")
