@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"path/filepath"
+	"reflect"
 	"time"
 
 	"github.com/luling-edge/luling/drivers"
@@ -181,6 +182,18 @@ func newUplink(cfg *config.Config, g *Gateway) (*uplinkAdapter, error) {
 func (a *uplinkAdapter) run(ctx context.Context) {
 	if err := a.u.Run(ctx); err != nil && ctx.Err() == nil {
 		a.log.Error("uplink stopped", "err", err)
+	}
+}
+
+// PrepareReload tells the gateway that Run's end is a config reload to
+// next: when the uplink settings stay the same, the uplink disconnects
+// without the offline status, and the next gateway's birth follows this
+// one's on the status topic (see uplink.Handover). With other settings
+// (another broker, site or identity) the offline status goes out as at any
+// stop, so that no broker keeps a stale online status.
+func (g *Gateway) PrepareReload(next *config.Config) {
+	if next.Site == g.cfg.Site && next.Gateway == g.cfg.Gateway && reflect.DeepEqual(next.Uplink, g.cfg.Uplink) {
+		g.up.u.Handover()
 	}
 }
 
