@@ -46,7 +46,10 @@ const queueLen = 4096
 // Options are what the caller adds to the config.
 type Options struct {
 	Version string
-	Logger  *slog.Logger
+	// Logger is the gateway's logger. The caller attaches the site and
+	// gateway attributes (gatewayd does); each part attaches its own once
+	// (a bus its name and port, a driver its device id).
+	Logger *slog.Logger
 	// Clock is the clock of the poll schedule, observation times, device
 	// and plugin back-off, rules, commands and the uplink (the real clock
 	// when nil). Serial lines keep real time: see gateway/bus.
@@ -55,6 +58,10 @@ type Options struct {
 	// the simulator's lines when the config sets gpio.simulator, else the
 	// board's (gpio.Open).
 	OpenPin func(name string) (periphgpio.PinIO, error)
+	// Started is when the process started; uptime and the birth's
+	// started count from it, so that a config reload (a new Gateway in the
+	// same process) does not reset them. Zero: when New runs.
+	Started time.Time
 	// Reload serves the config.reload command: it validates the config on
 	// disk and, only when it is valid, arranges for the gateway to restart
 	// with it. Nil leaves config.reload out.
@@ -128,7 +135,10 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		g.version = "dev"
 	}
 	g.statusAddr.Store("")
-	g.started = g.now()
+	g.started = opts.Started
+	if g.started.IsZero() {
+		g.started = g.now()
+	}
 	var err error
 	if g.ob, err = openOutbox(cfg, g.log); err != nil {
 		return nil, err
@@ -169,7 +179,8 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 			return fail(fmt.Errorf("gateway: device %s: unknown driver %q (known: %s)", dc.ID, dc.Driver, strings.Join(drivers.Names(), ", ")))
 		}
 		spec := specOf(dc)
-		env := drivers.Env{Logger: g.log.With("device", dc.ID), Now: g.now, ProfilesDir: cfg.ProfilesDir, Shared: g.shared, OpenPin: openPin}
+		// The drivers attach the device's attributes to the logger.
+		env := drivers.Env{Logger: g.log, Now: g.now, ProfilesDir: cfg.ProfilesDir, Shared: g.shared, OpenPin: openPin}
 		if dc.Bus != "" {
 			be := byName[dc.Bus]
 			if be == nil {
@@ -210,7 +221,7 @@ func (g *Gateway) StatusAddr() string { return g.statusAddr.Load().(string) }
 // Run runs the gateway until ctx ends, then stops polling, commits what is
 // queued, and disconnects cleanly. It returns the first fatal error.
 func (g *Gateway) Run(ctx context.Context) error {
-	g.log.Info("gateway starting", "site", g.cfg.Site, "gateway", g.cfg.Gateway, "version", g.version,
+	g.log.Info("gateway starting", "version", g.version,
 		"buses", len(g.buses), "devices", len(g.devices))
 
 	var srv *status.Server
@@ -513,8 +524,10 @@ func (g *Gateway) healthLoop(ctx context.Context) {
 func (g *Gateway) healthRecord() payload.Record {
 	s := g.Snapshot()
 	var busErrors int64
+	var busUtil float64
 	for _, b := range s.Buses {
 		busErrors += int64(b.Timeouts + b.Errors)
+		busUtil = max(busUtil, b.Utilization)
 	}
 	ok, failed := 0, 0
 	for _, d := range s.Devices {
@@ -534,6 +547,7 @@ func (g *Gateway) healthRecord() payload.Record {
 		"devices_ok":       payload.Int(int64(ok)),
 		"devices_failed":   payload.Int(int64(failed)),
 		"goroutines":       payload.Int(int64(s.GoRoutine)),
+		"bus_utilization":  payload.Float(busUtil),
 	}}
 }
 
@@ -570,7 +584,7 @@ func statusRecords(recs []payload.Record, t time.Time) []status.Record {
 // Snapshot returns the gateway's state for the status page and health.
 func (g *Gateway) Snapshot() *status.Snapshot {
 	s := &status.Snapshot{Site: g.cfg.Site, Gateway: g.cfg.Gateway, Version: g.version, Started: g.started,
-		Now: g.now(), RSSBytes: RSS(), GoRoutine: runtime.NumGoroutine()}
+		Now: g.now(), RSSBytes: RSS(), GoRoutine: runtime.NumGoroutine(), HeapInuseBytes: heapInuse(), CPUSeconds: cpuSeconds()}
 	s.Uplink = g.up.snapshot()
 	s.Outbox = g.ob.snapshot()
 	s.Pipeline = status.Pipeline{Readings: g.readings.Load(), Reported: g.reported.Load(), Events: g.events.Load(),

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"path/filepath"
+	"reflect"
 	"time"
 
 	"github.com/luling-edge/luling/drivers"
@@ -66,6 +67,7 @@ func (o *outboxAdapter) snapshot() status.Outbox {
 type busEntry struct {
 	b    *bus.Bus
 	port string
+	util utilMeter
 }
 
 // newBus makes the bus c for devices whose drivers are drvs (the drivers
@@ -77,7 +79,7 @@ func newBus(c config.Bus, drvs []string, log *slog.Logger, clk clock.Clock) (*bu
 		Name: c.Name, Port: port,
 		Timeout: c.Timeout, BackoffMax: c.BackoffMax,
 		Turnaround: turnaround(c, port, drvs),
-	}, bus.Options{Logger: log.With("bus", c.Name, "port", c.Port), Clock: clk})
+	}, bus.Options{Logger: log, Clock: clk}) // the bus attaches bus and port
 	if err != nil {
 		return nil, fmt.Errorf("gateway: bus %s: %w", c.Name, err)
 	}
@@ -138,7 +140,9 @@ func (be *busEntry) snapshot() status.Bus {
 	}
 	out := status.Bus{Name: s.Name, Port: be.port, State: st, Transactions: s.Transactions, Timeouts: s.Timeouts,
 		Errors: s.Errors, Reopens: s.Reopens, BytesOut: s.BytesSent, BytesIn: s.BytesReceived,
-		TurnaroundUS: float64(be.b.Silence().Nanoseconds()) / 1e3}
+		TurnaroundUS: float64(be.b.Silence().Nanoseconds()) / 1e3,
+		// The line's busy time is wall time (the bus's line clock).
+		Utilization: be.util.observe(time.Now(), s.Busy)}
 	for _, d := range s.Devices {
 		if d.LastError != "" {
 			out.LastError = d.LastError
@@ -181,10 +185,23 @@ func (a *uplinkAdapter) run(ctx context.Context) {
 	}
 }
 
+// PrepareReload tells the gateway that Run's end is a config reload to
+// next: when the uplink settings stay the same, the uplink disconnects
+// without the offline status, and the next gateway's birth follows this
+// one's on the status topic (see uplink.Handover). With other settings
+// (another broker, site or identity) the offline status goes out as at any
+// stop, so that no broker keeps a stale online status.
+func (g *Gateway) PrepareReload(next *config.Config) {
+	if next.Site == g.cfg.Site && next.Gateway == g.cfg.Gateway && reflect.DeepEqual(next.Uplink, g.cfg.Uplink) {
+		g.up.u.Handover()
+	}
+}
+
 func (a *uplinkAdapter) snapshot() status.Uplink {
 	s := a.u.Stats()
 	return status.Uplink{Connected: s.Connected, Broker: s.Broker, Connects: s.Connects, Losses: s.ConnectionLosses,
-		Published: s.Published, Acked: s.Acked, InFlight: s.InFlight, LastError: s.LastError, LastPubAck: s.LastPuback}
+		Published: s.Published, Acked: s.Acked, InFlight: s.InFlight, LastError: s.LastError, LastPubAck: s.LastPuback,
+		LastConnect: s.LastConnect}
 }
 
 var _ uplink.Source = (*outboxAdapter)(nil)

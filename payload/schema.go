@@ -42,6 +42,9 @@ var Schema = map[string]*Measurement{
 		Fields: map[string]ValueType{
 			"ac_power_w": TypeFloat, "ac_energy_wh": TypeFloat, "dc_voltage_v": TypeFloat,
 			"dc_current_a": TypeFloat, "dc_power_w": TypeFloat, "temp_c": TypeFloat, "state": TypeString,
+			// Additions (drivers/sunspec), when the inverter has the point.
+			"ac_frequency_hz": TypeFloat, "rated_power_w": TypeFloat, "max_power_w": TypeFloat,
+			"power_limit_pct": TypeFloat, "power_limit_enabled": TypeBool,
 		},
 	},
 	"pv_mppt": {
@@ -52,7 +55,7 @@ var Schema = map[string]*Measurement{
 		Name: "gateway_health",
 		Fields: map[string]ValueType{
 			"uplink_connected": TypeBool, "outbox_bytes": TypeInt, "outbox_dropped": TypeInt,
-			"bus_errors": TypeInt, "rss_bytes": TypeInt,
+			"bus_errors": TypeInt, "rss_bytes": TypeInt, "bus_utilization": TypeFloat,
 		},
 	},
 	"alert": {

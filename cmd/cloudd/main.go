@@ -44,6 +44,9 @@ func main() {
 	os.Exit(1)
 }
 
+// version is set at build time (-X main.version=…, see the Makefile).
+var version = "dev"
+
 // usageError is a bad command line: exit status 2.
 type usageError struct{ msg string }
 

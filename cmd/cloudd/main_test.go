@@ -202,3 +202,46 @@ func checkPlatform(t *testing.T, api, token string) {
 	}
 	t.Cleanup(func() { live.Body.Close() })
 }
+
+func TestVersion(t *testing.T) {
+	for _, arg := range []string{"-version", "--version"} {
+		var out, errb bytes.Buffer
+		if err := run(context.Background(), []string{arg}, strings.NewReader(""), &out, &errb); err != nil || out.String() != "cloudd "+version+"\n" {
+			t.Errorf("%s: stdout %q, stderr %q, %v", arg, out.String(), errb.String(), err)
+		}
+	}
+}
+
+// TestLogFormat: -log-format json (or LULING_CLOUD_LOG_FORMAT) makes every
+// line a JSON object; text stays the default.
+func TestLogFormat(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		env    string
+		prefix string
+	}{
+		{nil, "", "time="},
+		{[]string{"-log-format", "json"}, "", `{"time":`},
+		{nil, "json", `{"time":`},
+		{[]string{"-log-format", "text"}, "json", "time="},
+	} {
+		if tc.env != "" {
+			t.Setenv("LULING_CLOUD_LOG_FORMAT", tc.env)
+		}
+		c, err := parseFlags(tc.args, io.Discard)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		var out bytes.Buffer
+		c.logger(&out).Info("hello", "k", "v")
+		if !strings.HasPrefix(out.String(), tc.prefix) {
+			t.Errorf("%v (env %q): %q, want it to start %q", tc.args, tc.env, out.String(), tc.prefix)
+		}
+	}
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"-log-format", "xml"}, strings.NewReader(""), io.Discard, &stderr)
+	var ue *usageError
+	if !errors.As(err, &ue) || !strings.Contains(ue.msg, "-log-format") {
+		t.Errorf("-log-format xml: %v, want a usage error naming the flag", err)
+	}
+}

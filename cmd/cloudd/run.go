@@ -45,6 +45,8 @@ type config struct {
 	users         string
 	secureCookies bool
 	logLevel      string
+	logFormat     string
+	showVersion   bool
 	batchPoints   int
 	seqGrace      time.Duration
 	trust         *ingestTrust
@@ -82,6 +84,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	usersFlag(fs, &c.users)
 	fs.BoolVar(&c.secureCookies, "secure-cookies", env("SECURE_COOKIES", "") == "true", "mark the web platform's session cookie Secure (when users reach cloudd over HTTPS, e.g. behind a proxy) [LULING_CLOUD_SECURE_COOKIES]")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error [LULING_CLOUD_LOG_LEVEL]")
+	fs.StringVar(&c.logFormat, "log-format", env("LOG_FORMAT", "text"), "text or json (one JSON object a line) [LULING_CLOUD_LOG_FORMAT]")
+	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit (also --version)")
 	batch := env("BATCH_POINTS", "5000")
 	grace := env("SEQ_GRACE", "60s")
 	fs.Func("batch-points", "points per InfluxDB write at most (default 5000) [LULING_CLOUD_BATCH_POINTS]", func(s string) error { batch = s; return nil })
@@ -92,6 +96,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 			return nil, &usageError{}
 		}
 		return nil, &usageError{msg: err.Error()}
+	}
+	if c.showVersion {
+		return c, nil
 	}
 	if fs.NArg() > 0 {
 		return nil, &usageError{msg: fmt.Sprintf("unexpected argument %q (subcommands: hash-password, token, user, gateway, ca)", fs.Arg(0))}
@@ -110,6 +117,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	c.trust = trust
 	if _, err := parseLevel(c.logLevel); err != nil {
 		return nil, &usageError{msg: err.Error()}
+	}
+	if c.logFormat != "text" && c.logFormat != "json" {
+		return nil, &usageError{msg: fmt.Sprintf("-log-format %q: want text or json", c.logFormat)}
 	}
 	if c.brokerURL != "" {
 		if !strings.Contains(c.brokerURL, "://") {
@@ -142,6 +152,16 @@ func parseLevel(s string) (slog.Level, error) {
 		return 0, fmt.Errorf("-log-level %q: want debug, info, warn or error", s)
 	}
 	return l, nil
+}
+
+// logger is cloudd's logger at -log-level in -log-format, writing to w.
+func (c *config) logger(w io.Writer) *slog.Logger {
+	level, _ := parseLevel(c.logLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 func (c *config) tlsConfig() (*tls.Config, error) {
@@ -187,8 +207,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	level, _ := parseLevel(c.logLevel)
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if c.showVersion {
+		fmt.Fprintln(stdout, "cloudd", version)
+		return nil
+	}
+	log := c.logger(stderr)
 
 	tlsCfg, err := c.tlsConfig()
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/cloud/auth"
+	"github.com/luling-edge/luling/internal/cliflag"
 )
 
 const tokenUsage = `usage:
@@ -96,17 +97,12 @@ func tokenCmd(args []string, stdout, stderr io.Writer) error {
 // come in any order, and returns the positional ones. Help and bad flags
 // are usage errors (help shows usage).
 func parseMixed(fs *flag.FlagSet, args []string, usage string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, &usageError{msg: usage}
-			}
-			return nil, &usageError{msg: err.Error()}
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
+	pos, err := cliflag.ParseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil, &usageError{msg: usage}
 	}
+	if err != nil {
+		return nil, &usageError{msg: err.Error()}
+	}
+	return pos, nil
 }

@@ -49,6 +49,9 @@ func main() {
 	os.Exit(exitCode(err))
 }
 
+// version is set at build time (-X main.version=…, see the Makefile).
+var version = "dev"
+
 // errUsage marks a bad command line.
 var errUsage = errors.New("usage")
 

@@ -245,3 +245,12 @@ func TestParkingWithSigns(t *testing.T) {
 		t.Errorf("no sign bus: %v", err)
 	}
 }
+
+func TestVersion(t *testing.T) {
+	for _, arg := range []string{"-version", "--version"} {
+		var out, errb bytes.Buffer
+		if err := run(context.Background(), []string{arg}, &out, &errb); err != nil || out.String() != "devsim "+version+"\n" {
+			t.Errorf("%s: stdout %q, stderr %q, %v", arg, out.String(), errb.String(), err)
+		}
+	}
+}

@@ -22,7 +22,8 @@ const usageText = `usage: devsim parking [flags]
 parking simulates a car park: Modbus RTU bay sensors on pseudo-terminal RS-485
 buses (and, with flags, inverters, guidance signs and doors).
 gpio serves the GPIO lines of a gateway config as simulated lines (gpio.simulator).
-Run "devsim parking -h" or "devsim gpio -h" for the flags.
+Run "devsim parking -h" or "devsim gpio -h" for the flags; "devsim -version"
+prints the version.
 `
 
 // run is devsim: it parses args, runs the chosen simulator until ctx ends
@@ -39,6 +40,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runGPIO(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usageText)
+		return nil
+	case "-version", "--version":
+		fmt.Fprintln(stdout, "devsim", version)
 		return nil
 	}
 	fmt.Fprint(stderr, usageText)

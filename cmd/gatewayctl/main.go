@@ -28,6 +28,9 @@ const (
 	programName = "gatewayctl"
 )
 
+// version is set at build time (-X main.version=…, see the Makefile).
+var version = "dev"
+
 // command is one subcommand.
 type command struct {
 	name    string
@@ -62,6 +65,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
 		return exitOK
+	case "-version", "--version", "version":
+		fmt.Fprintln(stdout, programName, version)
+		return exitOK
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
@@ -90,5 +96,6 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
+	fmt.Fprintf(w, "  %-10s %s\n", "version", "print the version (also -version, --version)")
 	fmt.Fprintf(w, "\nRun %s COMMAND -h for a command's flags.\n", programName)
 }

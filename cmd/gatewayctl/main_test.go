@@ -163,3 +163,23 @@ doors:
 		t.Errorf("with gpio.simulator: exit %d: %q", code, out)
 	}
 }
+
+// TestValidateFlagAfterFile: flags may follow the files (field report: -skip-files
+// after the file was taken for a second file name).
+func TestValidateFlagAfterFile(t *testing.T) {
+	small := "../../firmware-config/examples/small-lot.yaml"
+	code, out, errOut := runCmd(t, "validate", small, "-skip-files")
+	want := small + ": ok: site greenfield-lot, gateway gw-01, 1 bus, 8 devices\n"
+	if code != exitOK || out != want || errOut != "" {
+		t.Errorf("exit %d\nstdout:\n%s\nwant:\n%s\nstderr:\n%s", code, out, want, errOut)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, arg := range []string{"-version", "--version", "version"} {
+		code, out, errOut := runCmd(t, arg)
+		if code != exitOK || out != "gatewayctl "+version+"\n" || errOut != "" {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q", arg, code, out, errOut)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -46,8 +47,21 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s scan: %v\n", programName, err)
 		return exitUsage
 	}
+	// The bus reopens a port that fails; the first open error is the
+	// OS's reason (no such file, permission denied, busy).
+	openErr := make(chan error, 1)
+	open := func(c serialport.Config) (serialport.Port, error) {
+		p, err := serialport.Open(c)
+		if err != nil {
+			select {
+			case openErr <- err:
+			default:
+			}
+		}
+		return p, err
+	}
 	b, err := bus.New(bus.Config{Name: "scan", Port: pc, Timeout: *timeout, BackoffMin: time.Millisecond, BackoffMax: time.Millisecond},
-		bus.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		bus.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Open: open})
 	if err != nil {
 		fmt.Fprintf(stderr, "%s scan: %v\n", programName, err)
 		return exitUsage
@@ -60,45 +74,125 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// Wait for the port to open, or report why it does not.
 	select {
 	case <-b.Ready():
+	case err := <-openErr:
+		fmt.Fprintf(stderr, "%s scan: %v\n", programName, unwrapOpenError(err))
+		return exitFailed
 	case <-time.After(3 * time.Second):
 		fmt.Fprintf(stderr, "%s scan: cannot open %s: %s\n", programName, *port, b.Stats().State)
 		return exitFailed
 	}
 	fmt.Fprintf(stdout, "scanning %s (%s), units %s, %v per unit\n", *port, pc, *units, *timeout)
-	found := 0
+	sc := &scanner{b: b, stdout: stdout, sunspec: *doSunSpec}
+	prog := newProgress(stderr, len(list))
 	for _, u := range list {
 		if ctx.Err() != nil {
 			break
 		}
-		h := b.Device(fmt.Sprintf("unit-%d", u))
-		c := modbus.NewClient(h, byte(u), fmt.Sprintf("unit-%d", u))
-		_, err := c.ReadHoldingRegisters(ctx, 0, 1)
-		var ex *modbus.ExceptionError
-		switch {
-		case err == nil:
-			fmt.Fprintf(stdout, "unit %3d: answers (holding register 0 readable)\n", u)
-		case errors.As(err, &ex):
-			fmt.Fprintf(stdout, "unit %3d: answers (exception %d to FC03 at 0)\n", u, ex.Code)
-		case errors.Is(err, drivers.ErrTimeout):
-			continue
-		default:
-			fmt.Fprintf(stdout, "unit %3d: garbled reply: %v\n", u, err)
-			continue
-		}
-		found++
-		if *doSunSpec {
-			info, err := sunspec.Scan(ctx, h, byte(u))
-			if err != nil {
-				fmt.Fprintf(stdout, "          sunspec: %v\n", err)
-			} else {
-				for _, line := range strings.Split(strings.TrimRight(info.String(), "\n"), "\n") {
-					fmt.Fprintf(stdout, "          %s\n", line)
-				}
-			}
-		}
+		sc.probe(ctx, u)
+		prog.done(sc.found)
 	}
-	fmt.Fprintf(stdout, "%d of %d units answered\n", found, len(list))
-	return exitOK
+	fmt.Fprintf(stdout, "%d of %d units answered\n", sc.found, len(list))
+	if sc.found > 0 {
+		return exitOK
+	}
+	switch {
+	case sc.garbled > 0 && sc.absent == 0:
+		fmt.Fprintf(stdout, "every reply was garbled: the line settings are likely wrong; try the other -baud (9600, 19200, 38400, 115200) and -parity (none, even, odd) and -stop-bits the devices use\n")
+	case sc.absent > 0:
+		fmt.Fprintf(stdout, "no unit answered: a Modbus gateway on the line reports the scanned units absent behind it\n")
+	default:
+		fmt.Fprintf(stdout, "no unit answered: check the wiring (A/B), termination, the devices' power, -baud and -parity, and -units\n")
+	}
+	return exitFailed
+}
+
+// scanner probes units and counts what they did.
+type scanner struct {
+	b       *bus.Bus
+	stdout  io.Writer
+	sunspec bool
+	found   int // units that answered (data or an exception of their own)
+	garbled int // replies that did not decode (CRC, framing)
+	absent  int // units a Modbus gateway reported absent (0x0A, 0x0B)
+}
+
+func (sc *scanner) probe(ctx context.Context, u int) {
+	name := fmt.Sprintf("unit-%d", u)
+	h := sc.b.Device(name)
+	_, err := modbus.NewClient(h, byte(u), name).ReadHoldingRegisters(ctx, 0, 1)
+	var ex *modbus.ExceptionError
+	switch {
+	case err == nil:
+		fmt.Fprintf(sc.stdout, "unit %3d: answers (holding register 0 readable)\n", u)
+	case modbus.IsGatewayAbsent(err) || errors.Is(err, drivers.ErrAbsent):
+		// A TCP/RTU converter answers for a unit that is not behind it.
+		sc.absent++
+		if errors.As(err, &ex) {
+			fmt.Fprintf(sc.stdout, "unit %3d: absent behind a Modbus gateway (exception %d)\n", u, ex.Code)
+		}
+		return
+	case errors.As(err, &ex):
+		fmt.Fprintf(sc.stdout, "unit %3d: answers (exception %d to FC03 at 0)\n", u, ex.Code)
+	case errors.Is(err, drivers.ErrTimeout) || ctx.Err() != nil:
+		return
+	default:
+		sc.garbled++
+		fmt.Fprintf(sc.stdout, "unit %3d: garbled reply: %v\n", u, err)
+		return
+	}
+	sc.found++
+	if !sc.sunspec {
+		return
+	}
+	info, err := sunspec.Scan(ctx, h, byte(u))
+	if err != nil {
+		fmt.Fprintf(sc.stdout, "          sunspec: %v\n", err)
+		return
+	}
+	for _, line := range strings.Split(strings.TrimRight(info.String(), "\n"), "\n") {
+		fmt.Fprintf(sc.stdout, "          %s\n", line)
+	}
+}
+
+// progress reports a scan's progress and an estimate of the time left on
+// stderr, every 2 s or every 25 units, whichever comes first: a full
+// 1-247 scan at the default timeout takes most of a minute.
+type progress struct {
+	w           io.Writer
+	total, n    int
+	start, last time.Time
+}
+
+const (
+	progressEvery = 2 * time.Second
+	progressUnits = 25
+)
+
+func newProgress(w io.Writer, total int) *progress {
+	now := time.Now()
+	return &progress{w: w, total: total, start: now, last: now}
+}
+
+// done counts one more unit scanned.
+func (p *progress) done(found int) {
+	p.n++
+	now := time.Now()
+	if p.n == p.total || (now.Sub(p.last) < progressEvery && p.n%progressUnits != 0) {
+		return
+	}
+	p.last = now
+	left := time.Duration(float64(now.Sub(p.start)) / float64(p.n) * float64(p.total-p.n)).Round(time.Second)
+	fmt.Fprintf(p.w, "scanned %d of %d units, %d answered, about %v left\n", p.n, p.total, found, left)
+}
+
+// unwrapOpenError names the OS's reason for a port that does not open:
+// "open /dev/ttyUSB9: no such file or directory".
+func unwrapOpenError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe
+	}
+	return err
 }
 
 // parseUnits reads "1-247" or "1,2,10-20".

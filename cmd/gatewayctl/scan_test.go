@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/luling-edge/luling/drivers/modbus"
 	"github.com/luling-edge/luling/drivers/modbus/modbussim"
 	"github.com/luling-edge/luling/drivers/sunspec/sunspecsim"
 	"github.com/luling-edge/luling/internal/ptypair"
@@ -101,5 +102,122 @@ func TestScanListsSunSpecModels(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// absentGateway answers every 8-byte request on the pty master as a Modbus
+// TCP/RTU gateway without the unit behind it: exception 0x0B (gateway
+// target device failed to respond).
+func absentGateway(t *testing.T) string {
+	t.Helper()
+	pair, err := ptypair.Open(filepath.Join(t.TempDir(), "tty"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req := make([]byte, 0, 64)
+		buf := make([]byte, 64)
+		for {
+			n, err := pair.Master.Read(buf)
+			if err != nil {
+				return
+			}
+			req = append(req, buf[:n]...)
+			for len(req) >= 8 {
+				reply := modbus.AppendCRC([]byte{req[0], req[1] | 0x80, 0x0B})
+				if _, err := pair.Master.Write(reply); err != nil {
+					return
+				}
+				req = req[8:]
+			}
+		}
+	}()
+	t.Cleanup(func() { pair.Close(); <-done })
+	return pair.Path()
+}
+
+// A unit a Modbus gateway reports absent (exception 0x0B) is not a unit
+// that answered; with none answering, scan exits 1.
+func TestScanGatewayAbsentIsNotPresent(t *testing.T) {
+	port := absentGateway(t)
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"scan", "-port", port, "-units", "1-3", "-timeout", "100ms"}, &out, &errb)
+	if code != exitFailed {
+		t.Errorf("exit %d, want %d when no unit answered", code, exitFailed)
+	}
+	for _, want := range []string{"0 of 3 units answered", "unit   1: absent behind a Modbus gateway (exception 11)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// No unit at the scanned addresses: exit 1, not 0.
+func TestScanNothingAnsweredExits1(t *testing.T) {
+	lot, err := modbussim.NewLot(modbussim.LotConfig{Bays: 1, Buses: 1, Ultrasonic: 1, Seed: 1, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lot.Close()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"scan", "-port", lot.Buses()[0].Path, "-units", "5-6", "-timeout", "50ms"}, &out, &errb)
+	if code != exitFailed || !strings.Contains(out.String(), "0 of 2 units answered") {
+		t.Errorf("exit %d, want %d:\n%s%s", code, exitFailed, out.String(), errb.String())
+	}
+	if !strings.Contains(out.String(), "no unit answered") {
+		t.Errorf("no hint for a silent bus:\n%s", out.String())
+	}
+}
+
+// Every reply garbled: the line settings are the likely cause, and scan
+// says so.
+func TestScanGarbledRepliesSuggestLineSettings(t *testing.T) {
+	lot, err := modbussim.NewLot(modbussim.LotConfig{Bays: 2, Buses: 1, Ultrasonic: 1, Seed: 1, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lot.Close()
+	for u := 1; u <= 2; u++ {
+		lot.Server(0).Unit(byte(u)).CorruptNext(100)
+	}
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"scan", "-port", lot.Buses()[0].Path, "-units", "1-2", "-timeout", "100ms"}, &out, &errb)
+	if code != exitFailed {
+		t.Errorf("exit %d, want %d", code, exitFailed)
+	}
+	for _, want := range []string{"unit   1: garbled reply", "every reply was garbled", "-baud", "-parity"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// A missing port is named with the OS's reason.
+func TestScanMissingPortNamesTheOSError(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "ttyUSB9")
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"scan", "-port", missing}, &out, &errb)
+	want := "open " + missing + ": no such file or directory"
+	if code != exitFailed || !strings.Contains(errb.String(), want) {
+		t.Errorf("exit %d, stderr %q: want exit %d and %q", code, errb.String(), exitFailed, want)
+	}
+}
+
+// A long scan shows its progress and an estimate on stderr.
+func TestScanShowsProgress(t *testing.T) {
+	lot, err := modbussim.NewLot(modbussim.LotConfig{Bays: 1, Buses: 1, Ultrasonic: 1, Seed: 1, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lot.Close()
+	var out, errb bytes.Buffer
+	run(context.Background(), []string{"scan", "-port", lot.Buses()[0].Path, "-units", "1-30", "-timeout", "10ms"}, &out, &errb)
+	if !strings.Contains(errb.String(), "scanned 25 of 30 units, 1 answered, about ") || !strings.Contains(errb.String(), " left") {
+		t.Errorf("no progress on stderr:\n%s", errb.String())
+	}
+	if strings.Contains(out.String(), "scanned ") {
+		t.Errorf("progress went to stdout:\n%s", out.String())
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/luling-edge/luling/drivers/all" // registers every built-in driver
 	"github.com/luling-edge/luling/firmware-config/config"
 	"github.com/luling-edge/luling/gateway"
+	"github.com/luling-edge/luling/internal/cliflag"
 )
 
 // runValidate checks each config file, printing every mistake (one per
@@ -26,13 +27,14 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			"or a summary line for a valid file. Exit status 1 when any file has mistakes.\n\nflags:\n", programName)
 		fl.PrintDefaults()
 	}
-	if err := fl.Parse(args); err != nil {
+	files, err := cliflag.ParseInterspersed(fl, args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
 		return exitUsage
 	}
-	if fl.NArg() == 0 {
+	if len(files) == 0 {
 		fmt.Fprintf(stderr, "%s validate: no config file given\n", programName)
 		fl.Usage()
 		return exitUsage
@@ -46,7 +48,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		opts = append(opts, config.SkipFileChecks())
 	}
 	code := exitOK
-	for _, file := range fl.Args() {
+	for _, file := range files {
 		if ctx.Err() != nil {
 			return exitFailed
 		}

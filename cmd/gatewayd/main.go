@@ -119,6 +119,9 @@ type supervisor struct {
 	path   string
 	stderr io.Writer
 	reload chan struct{}
+	// processStart is when gatewayd started: every gateway it runs counts
+	// its uptime from it.
+	processStart time.Time
 	// started is told each running gateway (for tests).
 	started func(*gateway.Gateway)
 }
@@ -141,9 +144,12 @@ func (s *supervisor) run(ctx context.Context, cfg *config.Config) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	if s.processStart.IsZero() {
+		s.processStart = time.Now()
+	}
 	for {
 		log := newLogger(s.stderr, cfg)
-		gw, err := gateway.New(cfg, gateway.Options{Version: version, Logger: log, Reload: s.requestReload})
+		gw, err := gateway.New(cfg, gateway.Options{Version: version, Logger: log, Reload: s.requestReload, Started: s.processStart})
 		if err != nil {
 			return err
 		}
@@ -151,12 +157,13 @@ func (s *supervisor) run(ctx context.Context, cfg *config.Config) error {
 			s.started(gw)
 		}
 		runCtx, cancel := context.WithCancel(ctx)
-		reloading := make(chan bool, 1)
+		// reloading carries the next config, or nil when Run ends otherwise.
+		reloading := make(chan *config.Config, 1)
 		go func() {
 			for {
 				select {
 				case <-runCtx.Done():
-					reloading <- false
+					reloading <- nil
 					return
 				case <-hup:
 					if err := s.requestReload(runCtx); err != nil {
@@ -168,8 +175,17 @@ func (s *supervisor) run(ctx context.Context, cfg *config.Config) error {
 					case <-time.After(time.Second):
 					case <-runCtx.Done():
 					}
+					next, err := validate(s.path)
+					if err != nil {
+						// Changed again after it was validated: keep running.
+						log.Error("config changed after validation; keeping the running one", "config", s.path, "err", err)
+						continue
+					}
 					log.Info("reloading config", "config", s.path)
-					reloading <- true
+					// Same uplink settings: the status topic goes from this
+					// birth to the next without an offline in between.
+					gw.PrepareReload(next)
+					reloading <- next
 					cancel()
 					return
 				}
@@ -177,15 +193,9 @@ func (s *supervisor) run(ctx context.Context, cfg *config.Config) error {
 		}()
 		err = gw.Run(runCtx)
 		cancel()
-		again := <-reloading
-		if err != nil || !again || ctx.Err() != nil {
+		next := <-reloading
+		if err != nil || next == nil || ctx.Err() != nil {
 			return err
-		}
-		next, err := validate(s.path)
-		if err != nil {
-			// Changed again after it was validated: run the previous one.
-			log.Error("config changed after validation; keeping the previous one", "err", err)
-			continue
 		}
 		cfg = next
 	}

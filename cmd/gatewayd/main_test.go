@@ -90,3 +90,10 @@ func TestBadRuleNamesFileAndLine(t *testing.T) {
 		}
 	}
 }
+
+func TestDoubleDashVersion(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"--version"}, &out, new(bytes.Buffer)); err != nil || out.String() != "gatewayd "+version+"\n" {
+		t.Errorf("--version: %q, %v", out.String(), err)
+	}
+}

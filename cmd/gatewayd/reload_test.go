@@ -78,6 +78,10 @@ func TestReloadKeepsRunningConfigWhenNewOneIsBad(t *testing.T) {
 		if n := len(second.Snapshot().Devices); n != 2 {
 			t.Fatalf("reloaded gateway has %d devices, want 2", n)
 		}
+		// Uptime counts from the process's start, not the reload's.
+		if a, b := first.Snapshot().Started, second.Snapshot().Started; !a.Equal(b) {
+			t.Errorf("started moved from %v to %v on reload: uptime_seconds reset", a, b)
+		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the gateway did not restart with the valid config")
 	}

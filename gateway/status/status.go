@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"sort"
@@ -23,20 +24,24 @@ import (
 
 // Snapshot is the gateway's state at one moment.
 type Snapshot struct {
-	Site      string    `json:"site"`
-	Gateway   string    `json:"gateway"`
-	Version   string    `json:"version"`
-	Started   time.Time `json:"started"`
-	Now       time.Time `json:"now"`
-	RSSBytes  int64     `json:"rss_bytes"`
-	Uplink    Uplink    `json:"uplink"`
-	Outbox    Outbox    `json:"outbox"`
-	Pipeline  Pipeline  `json:"pipeline"`
-	Buses     []Bus     `json:"buses"`
-	Devices   []Device  `json:"devices"`
-	Rules     []Rule    `json:"rules,omitempty"`
-	Problems  []string  `json:"problems,omitempty"`
-	GoRoutine int       `json:"goroutines"`
+	Site     string    `json:"site"`
+	Gateway  string    `json:"gateway"`
+	Version  string    `json:"version"`
+	Started  time.Time `json:"started"`
+	Now      time.Time `json:"now"`
+	RSSBytes int64     `json:"rss_bytes"`
+	// HeapInuseBytes is the Go heap in use; CPUSeconds the process's user
+	// and system CPU time.
+	HeapInuseBytes uint64   `json:"heap_inuse_bytes"`
+	CPUSeconds     float64  `json:"cpu_seconds"`
+	Uplink         Uplink   `json:"uplink"`
+	Outbox         Outbox   `json:"outbox"`
+	Pipeline       Pipeline `json:"pipeline"`
+	Buses          []Bus    `json:"buses"`
+	Devices        []Device `json:"devices"`
+	Rules          []Rule   `json:"rules,omitempty"`
+	Problems       []string `json:"problems,omitempty"`
+	GoRoutine      int      `json:"goroutines"`
 }
 
 // Uplink is the MQTT connection's state.
@@ -228,8 +233,24 @@ func (m *metricWriter) add(name, typ, help string, value float64, labels ...stri
 		m.b.WriteByte('}')
 	}
 	m.b.WriteByte(' ')
-	m.b.WriteString(strconv.FormatFloat(value, 'g', -1, 64))
+	m.b.WriteString(formatValue(value))
 	m.b.WriteByte('\n')
+}
+
+// formatValue prints v as a person would write it: whole numbers without
+// exponent or fraction, others with 15 significant digits, which drops
+// the binary noise of a division (0.0036458330000000002 is 0.003645833).
+func formatValue(v float64) string {
+	if v == math.Trunc(v) && math.Abs(v) < 1<<53 {
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	s := strconv.FormatFloat(v, 'g', 15, 64)
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		// Shortest form of the rounded value ('g' with a precision may
+		// keep trailing zeros in the exponent form).
+		return strconv.FormatFloat(f, 'g', -1, 64)
+	}
+	return s
 }
 
 func escapeLabel(s string) string {
@@ -243,6 +264,38 @@ func b2f(b bool) float64 {
 	return 0
 }
 
+// pluginMetrics writes a plugin device's restarts and state, from the
+// details its driver reports (plugins/host: plugin, state, restarts).
+func pluginMetrics(m *metricWriter, d Device) {
+	path, ok := d.Details["plugin"].(string)
+	if !ok {
+		return
+	}
+	l := []string{"device", d.ID, "plugin", path}
+	if n, ok := number(d.Details["restarts"]); ok {
+		m.add("luling_gateway_plugin_restarts_total", "counter", "Times the plugin process was restarted.", n, l...)
+	}
+	if st, ok := d.Details["state"].(string); ok {
+		m.add("luling_gateway_plugin_running", "gauge", "1 when the plugin process runs and answers; the state label says what it does otherwise.",
+			b2f(st == "running"), append(l, "state", st)...)
+	}
+}
+
+// number converts the integer and float kinds a report holds.
+func number(v any) (float64, bool) {
+	switch n := v.(type) {
+	case int:
+		return float64(n), true
+	case int64:
+		return float64(n), true
+	case uint64:
+		return float64(n), true
+	case float64:
+		return n, true
+	}
+	return 0, false
+}
+
 // WriteMetrics writes a snapshot in the Prometheus text format. Metric names
 // start with luling_gateway_.
 func WriteMetrics(w interface{ Write([]byte) (int, error) }, s *Snapshot) {
@@ -250,6 +303,11 @@ func WriteMetrics(w interface{ Write([]byte) (int, error) }, s *Snapshot) {
 	m.add("luling_gateway_info", "gauge", "Gateway identity and version.", 1, "site", s.Site, "gateway", s.Gateway, "version", s.Version)
 	m.add("luling_gateway_uptime_seconds", "gauge", "Seconds since gatewayd started.", s.Now.Sub(s.Started).Seconds())
 	m.add("luling_gateway_rss_bytes", "gauge", "Resident memory of gatewayd.", float64(s.RSSBytes))
+	m.add("go_goroutines", "gauge", "Number of goroutines that currently exist.", float64(s.GoRoutine))
+	m.add("go_memstats_heap_inuse_bytes", "gauge", "Number of heap bytes that are in use.", float64(s.HeapInuseBytes))
+	m.add("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", float64(s.RSSBytes))
+	m.add("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", s.CPUSeconds)
+	m.add("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", float64(s.Started.Unix()))
 	m.add("luling_gateway_uplink_connected", "gauge", "1 when the MQTT uplink is connected.", b2f(s.Uplink.Connected))
 	m.add("luling_gateway_uplink_connects_total", "counter", "MQTT connections made.", float64(s.Uplink.Connects))
 	m.add("luling_gateway_uplink_connection_losses_total", "counter", "MQTT connections lost.", float64(s.Uplink.Losses))
@@ -291,6 +349,7 @@ func WriteMetrics(w interface{ Write([]byte) (int, error) }, s *Snapshot) {
 		m.add("luling_gateway_device_timeouts_total", "counter", "Polls that timed out.", float64(d.Timeouts), l...)
 		m.add("luling_gateway_device_crc_errors_total", "counter", "Replies with a bad checksum.", float64(d.CRCErrors), l...)
 		m.add("luling_gateway_device_age_seconds", "gauge", "Seconds since the last successful poll.", d.AgeSeconds, l...)
+		pluginMetrics(m, d)
 	}
 	w.Write([]byte(m.b.String()))
 }

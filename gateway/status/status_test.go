@@ -65,3 +65,41 @@ func TestListenError(t *testing.T) {
 		t.Fatalf("want a clear listen error, got %v", err)
 	}
 }
+
+// TestMetricsRuntimePluginsAndFloats: the Go runtime and process metrics
+// are there, a plugin device's restarts and state are, and a float prints
+// as a person would write it, not with binary noise in the last digits.
+func TestMetricsRuntimePluginsAndFloats(t *testing.T) {
+	snap := &Snapshot{Site: "lot-a", Gateway: "gw-01", Version: "test", Started: time.Now().Add(-time.Minute), Now: time.Now(),
+		RSSBytes: 12 << 20, GoRoutine: 42, HeapInuseBytes: 3 << 20, CPUSeconds: 1.25,
+		Buses: []Bus{{Name: "rs485-1", Port: "/dev/ttyUSB0", State: "up", Utilization: 0.25,
+			TurnaroundUS: float64(3645833) / 1e3}},
+		Devices: []Device{{ID: "sign-1", Driver: "plugin", State: "ok",
+			Details: map[string]any{"plugin": "/usr/lib/luling/plugins/sign", "state": "running", "restarts": uint64(3)}}}}
+	var b strings.Builder
+	WriteMetrics(&b, snap)
+	body := b.String()
+	for _, want := range []string{
+		"go_goroutines 42\n",
+		"go_memstats_heap_inuse_bytes 3145728\n",
+		"process_resident_memory_bytes 12582912\n",
+		"process_cpu_seconds_total 1.25\n",
+		"# TYPE process_cpu_seconds_total counter\n",
+		`luling_gateway_bus_utilization{bus="rs485-1",port="/dev/ttyUSB0"} 0.25` + "\n",
+		`luling_gateway_bus_turnaround_seconds{bus="rs485-1",port="/dev/ttyUSB0"} 0.003645833` + "\n",
+		`luling_gateway_plugin_restarts_total{device="sign-1",plugin="/usr/lib/luling/plugins/sign"} 3` + "\n",
+		`luling_gateway_plugin_running{device="sign-1",plugin="/usr/lib/luling/plugins/sign",state="running"} 1` + "\n",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
+	for _, v := range []struct {
+		in   float64
+		want string
+	}{{0.0036458330000000002, "0.003645833"}, {1e15, "1000000000000000"}, {12582912, "12582912"}, {0.1 + 0.2, "0.3"}, {-2.5, "-2.5"}} {
+		if got := formatValue(v.in); got != v.want {
+			t.Errorf("formatValue(%v) = %q, want %q", v.in, got, v.want)
+		}
+	}
+}

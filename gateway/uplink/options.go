@@ -77,6 +77,8 @@ type Options struct {
 	// It should return quickly: while it runs, further commands wait.
 	OnCommand func(topic string, body []byte)
 
+	// Logger logs the connection's life. Its lines carry the caller's
+	// attributes only (the gateway's logger has the site and gateway).
 	Logger *slog.Logger
 	// Clock times the reconnect back-off, the PUBACK bounds and the status
 	// and counter times (the real clock when nil). MQTT's own timers, the

@@ -15,6 +15,7 @@ type Stats struct {
 	InFlight         int       // publishes waiting for their PUBACK
 	Replays          uint64    // publishes of a sequence number published before
 	LastPuback       time.Time // when the last PUBACK was processed
+	LastConnect      time.Time // when the last session was established
 }
 
 // Stats returns a snapshot of the uplink's state and counters.

@@ -41,6 +41,7 @@ type Uplink struct {
 
 	running   atomic.Bool
 	connected atomic.Bool
+	handover  atomic.Bool // the next shutdown hands over: no offline status
 
 	mu      sync.Mutex
 	st      Stats
@@ -60,8 +61,16 @@ func New(src Source, opts Options) (*Uplink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("uplink %s/%s: %w", opts.Site, opts.Gateway, err)
 	}
-	return &Uplink{src: src, opts: o, log: o.Logger.With("site", o.Site, "gateway", o.Gateway)}, nil
+	return &Uplink{src: src, opts: o, log: o.Logger}, nil
 }
+
+// Handover makes the shutdown at the end of Run a hand-over to another
+// uplink of the same gateway with the same settings (a config reload): it
+// disconnects cleanly without publishing the offline status. The clean
+// DISCONNECT keeps the broker from publishing the will, so the status topic
+// goes from this birth straight to the next one and the fleet view never
+// sees the gateway offline.
+func (u *Uplink) Handover() { u.handover.Store(true) }
 
 // Connected reports whether a session is up (connected, birth published).
 func (u *Uplink) Connected() bool { return u.connected.Load() }
@@ -302,6 +311,7 @@ func (s *session) run(ctx context.Context) {
 		u.mu.Lock()
 		u.current = s.client
 		u.st.Connected = true
+		u.st.LastConnect = u.opts.Clock.Now()
 		u.mu.Unlock()
 		u.connected.Store(true)
 		log.Info("uplink connected")
@@ -614,6 +624,11 @@ func isDone(t mqtt.Token) bool {
 func (s *session) shutdown(log *slog.Logger) {
 	u := s.u
 	o := &u.opts
+	if u.handover.Load() {
+		s.client.Disconnect(250)
+		log.Info("uplink disconnected for a hand-over (config reload); no offline status")
+		return
+	}
 	st := payload.Status{Site: o.Site, Gateway: o.Gateway, Online: false, Time: o.Clock.Now().UTC()}
 	topic := payload.StatusTopic(o.Site, o.Gateway)
 	tok := s.client.Publish(topic, 1, true, payload.EncodeStatus(&st))
