@@ -62,6 +62,14 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 		}
 		l.mu.Lock()
 		closed := l.closed
+		if !closed && l.srv != nil {
+			// mochi counts the connection in ClientsWg only inside
+			// EstablishConnection; a Server.Close already waiting on it
+			// would race with that Add from zero. Counting it here, before
+			// Close can mark the listener closed, keeps the count above
+			// zero until mochi has counted it itself.
+			l.srv.Listeners.ClientsWg.Add(1)
+		}
 		l.mu.Unlock()
 		if closed {
 			conn.Close()
@@ -70,6 +78,9 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 		// Replaced by mochi after CONNECT (keepalive × 1.5, or none).
 		_ = conn.SetDeadline(time.Now().Add(l.limit))
 		go func() {
+			if l.srv != nil {
+				defer l.srv.Listeners.ClientsWg.Done()
+			}
 			if err := establish(l.id, conn); err != nil {
 				l.log.Debug("broker: connection ended", "listener", l.id, "remote", conn.RemoteAddr().String(), "err", err)
 			}
