@@ -314,24 +314,68 @@ func (g *Gateway) logErr(msg string, err error) {
 
 // commit appends queued records to the outbox, as many at a time as are
 // waiting, so one fsync covers many devices' readings.
+//
+// Events and telemetry take different paths so that events never wait
+// behind telemetry: the outbox may hold an Append of telemetry for up to
+// its TelemetryWindow (outbox.telemetry_window) to share one fsync. This
+// loop appends events itself, at once, and hands telemetry to one
+// appender goroutine; telemetry that arrives while that goroutine waits
+// collects here and goes in its next Append. An event append ends the
+// outbox's window and takes the telemetry waiting there along.
 func (g *Gateway) commit() {
-	const maxGroup = 2000
-	var tele, ev []payload.Record
-	for first := range g.queue {
-		tele, ev = tele[:0], ev[:0]
-		add := func(it item) {
-			if it.kind == payload.Event {
-				ev = append(ev, it.recs...)
-			} else {
-				tele = append(tele, it.recs...)
-			}
+	const (
+		maxGroup = 2000
+		// maxWaiting bounds the telemetry held here while the appender
+		// waits; beyond it the loop stops taking from the queue (polling
+		// slows down) until the appender takes it. With one Append per
+		// window it caps telemetry at maxWaiting records per window.
+		maxWaiting = 10 * maxGroup
+	)
+	handoff := make(chan []payload.Record)
+	teleDone := make(chan struct{})
+	go func() {
+		defer close(teleDone)
+		for recs := range handoff {
+			g.appendRecords(payload.Telemetry, recs)
 		}
-		add(first)
+	}()
+	var tele, ev []payload.Record
+	queue := g.queue
+	add := func(it item) {
+		if it.kind == payload.Event {
+			ev = append(ev, it.recs...)
+		} else {
+			tele = append(tele, it.recs...)
+		}
+	}
+	for queue != nil || len(tele) > 0 {
+		in, out := queue, handoff
+		if len(tele) >= maxWaiting {
+			in = nil
+		}
+		if len(tele) == 0 {
+			out = nil
+		}
+		select {
+		case out <- tele:
+			tele = nil
+			continue
+		case first, ok := <-in:
+			if !ok {
+				queue = nil
+				g.ob.EndTelemetryWindow() // stopping: the last readings need not wait
+				continue
+			}
+			ev = ev[:0]
+			add(first)
+		}
 	more:
-		for len(tele)+len(ev) < maxGroup {
+		for n := 1; n < maxGroup; n++ {
 			select {
-			case it, ok := <-g.queue:
+			case it, ok := <-queue:
 				if !ok {
+					queue = nil
+					g.ob.EndTelemetryWindow()
 					break more
 				}
 				add(it)
@@ -339,20 +383,21 @@ func (g *Gateway) commit() {
 				break more
 			}
 		}
-		// Append blocks until the records are durable; no context may cut
-		// it short, or accepted readings would be lost at shutdown.
-		for _, kr := range []struct {
-			k    payload.Kind
-			recs []payload.Record
-		}{{payload.Event, ev}, {payload.Telemetry, tele}} {
-			if len(kr.recs) == 0 {
-				continue
-			}
-			if err := g.ob.Append(context.Background(), kr.k, kr.recs); err != nil {
-				g.refused.Add(uint64(len(kr.recs)))
-				g.log.Error("outbox refused records", "kind", kr.k, "records", len(kr.recs), "err", err)
-			}
+		if len(ev) > 0 {
+			g.appendRecords(payload.Event, ev)
 		}
+	}
+	close(handoff)
+	<-teleDone
+}
+
+// appendRecords appends recs to the outbox and waits until they are durable.
+// No context may cut it short, or accepted readings would be lost at
+// shutdown.
+func (g *Gateway) appendRecords(k payload.Kind, recs []payload.Record) {
+	if err := g.ob.Append(context.Background(), k, recs); err != nil {
+		g.refused.Add(uint64(len(recs)))
+		g.log.Error("outbox refused records", "kind", k, "records", len(recs), "err", err)
 	}
 }
 

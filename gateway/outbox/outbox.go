@@ -209,6 +209,7 @@ type Outbox struct {
 	changed    chan struct{} // closed when messages become pending or on Close
 	closed     bool
 	failed     error // set when a failed write could not be undone
+	noWindow   bool  // EndTelemetryWindow was called
 	logs       [2]kindLog
 	nextSeq    uint64 // next seq to assign; all below are assigned
 	committed  uint64 // highest seq that is durable

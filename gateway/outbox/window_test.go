@@ -65,3 +65,26 @@ func TestTelemetryWindowWaitsForEventOrClose(t *testing.T) {
 		t.Fatalf("%d records after reopen, want 16", n)
 	}
 }
+
+// EndTelemetryWindow commits the telemetry waiting in the window at once,
+// and later telemetry is not held either: a stopping owner's last appends
+// return without waiting for the window.
+func TestEndTelemetryWindow(t *testing.T) {
+	opts := testOptions(t.TempDir(), &logBuf{})
+	opts.TelemetryWindow = time.Hour
+	o := mustOpen(t, opts)
+	defer o.Close()
+	done := make(chan error, 1)
+	go func() { done <- o.Append(context.Background(), payload.Telemetry, []payload.Record{bay("bay-e", 1)}) }()
+	testenv.WaitFor(t, 10*time.Second, "a telemetry append queued", func() bool { return queueLen(o) == 1 })
+	o.EndTelemetryWindow()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Append(context.Background(), payload.Telemetry, []payload.Record{bay("bay-e", 2)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := o.Stats().Unacked.Records; n != 2 {
+		t.Fatalf("%d records durable, want 2", n)
+	}
+}
