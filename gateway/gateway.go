@@ -315,28 +315,38 @@ func (g *Gateway) logErr(msg string, err error) {
 // commit appends queued records to the outbox, as many at a time as are
 // waiting, so one fsync covers many devices' readings.
 //
-// Events and telemetry take different paths so that events never wait
-// behind telemetry: the outbox may hold an Append of telemetry for up to
-// its TelemetryWindow (outbox.telemetry_window) to share one fsync. This
-// loop appends events itself, at once, and hands telemetry to one
-// appender goroutine; telemetry that arrives while that goroutine waits
-// collects here and goes in its next Append. An event append ends the
-// outbox's window and takes the telemetry waiting there along.
+// Events never wait behind telemetry. The outbox may hold telemetry for up
+// to its TelemetryWindow (outbox.telemetry_window) to share one fsync, so
+// telemetry is queued in the outbox without waiting (AppendAsync, in
+// order) and one waiter goroutine collects the results; events are
+// appended here and waited for, and their commit ends the window and takes
+// the queued telemetry along. Telemetry not yet durable is bounded
+// (maxInFlight records); beyond it the loop holds telemetry back, and
+// beyond twice that it stops taking from the queue (polling slows down).
 func (g *Gateway) commit() {
 	const (
-		maxGroup = 2000
-		// maxWaiting bounds the telemetry held here while the appender
-		// waits; beyond it the loop stops taking from the queue (polling
-		// slows down) until the appender takes it. With one Append per
-		// window it caps telemetry at maxWaiting records per window.
-		maxWaiting = 10 * maxGroup
+		maxGroup    = 2000
+		maxInFlight = 10 * maxGroup
 	)
-	handoff := make(chan []payload.Record)
-	teleDone := make(chan struct{})
+	type flight struct {
+		done <-chan error
+		n    int
+	}
+	var inFlight atomic.Int64
+	waits := make(chan flight, maxInFlight) // one entry holds a record at least
+	freed := make(chan struct{}, 1)
+	waiterDone := make(chan struct{})
 	go func() {
-		defer close(teleDone)
-		for recs := range handoff {
-			g.appendRecords(payload.Telemetry, recs)
+		defer close(waiterDone)
+		for f := range waits {
+			if err := <-f.done; err != nil {
+				g.refuse(payload.Telemetry, f.n, err)
+			}
+			inFlight.Add(-int64(f.n))
+			select {
+			case freed <- struct{}{}:
+			default:
+			}
 		}
 	}()
 	var tele, ev []payload.Record
@@ -348,22 +358,39 @@ func (g *Gateway) commit() {
 			tele = append(tele, it.recs...)
 		}
 	}
+	// submit queues the telemetry held here in the outbox, unless too much
+	// is in flight already.
+	submit := func() bool {
+		if len(tele) == 0 || inFlight.Load() >= maxInFlight {
+			return false
+		}
+		if done, err := g.ob.AppendAsync(payload.Telemetry, tele); err != nil {
+			g.refuse(payload.Telemetry, len(tele), err)
+		} else {
+			inFlight.Add(int64(len(tele)))
+			waits <- flight{done, len(tele)}
+		}
+		tele = nil
+		return true
+	}
+	closed := func() {
+		queue = nil
+		g.ob.EndTelemetryWindow() // stopping: the last readings need not wait
+	}
 	for queue != nil || len(tele) > 0 {
-		in, out := queue, handoff
-		if len(tele) >= maxWaiting {
+		if submit() {
+			continue
+		}
+		in := queue
+		if len(tele) >= maxInFlight {
 			in = nil
 		}
-		if len(tele) == 0 {
-			out = nil
-		}
 		select {
-		case out <- tele:
-			tele = nil
+		case <-freed:
 			continue
 		case first, ok := <-in:
 			if !ok {
-				queue = nil
-				g.ob.EndTelemetryWindow() // stopping: the last readings need not wait
+				closed()
 				continue
 			}
 			ev = ev[:0]
@@ -374,8 +401,7 @@ func (g *Gateway) commit() {
 			select {
 			case it, ok := <-queue:
 				if !ok {
-					queue = nil
-					g.ob.EndTelemetryWindow()
+					closed()
 					break more
 				}
 				add(it)
@@ -383,12 +409,13 @@ func (g *Gateway) commit() {
 				break more
 			}
 		}
+		submit() // first, so that the events' commit takes it along
 		if len(ev) > 0 {
 			g.appendRecords(payload.Event, ev)
 		}
 	}
-	close(handoff)
-	<-teleDone
+	close(waits)
+	<-waiterDone
 }
 
 // appendRecords appends recs to the outbox and waits until they are durable.
@@ -396,9 +423,13 @@ func (g *Gateway) commit() {
 // shutdown.
 func (g *Gateway) appendRecords(k payload.Kind, recs []payload.Record) {
 	if err := g.ob.Append(context.Background(), k, recs); err != nil {
-		g.refused.Add(uint64(len(recs)))
-		g.log.Error("outbox refused records", "kind", k, "records", len(recs), "err", err)
+		g.refuse(k, len(recs), err)
 	}
+}
+
+func (g *Gateway) refuse(k payload.Kind, n int, err error) {
+	g.refused.Add(uint64(n))
+	g.log.Error("outbox refused records", "kind", k, "records", n, "err", err)
 }
 
 // Emit queues records for the outbox. It blocks while the queue is full (the
