@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/luling-edge/luling/firmware-config/config"
 )
 
 // TestSoak runs the whole system for LULING_SOAK_DURATION (default 30m)
@@ -48,7 +50,8 @@ func TestSoak(t *testing.T) {
 		case 1: // kill -9 of the gateway after its last change was committed
 			close(stop)
 			changes = append(changes, <-log...)
-			time.Sleep(3 * w.poll)
+			time.Sleep(3*w.poll + config.DefaultTelemetryWindow) // polled, and out of the window
+
 			w.gw.signal(syscall.SIGKILL)
 			time.Sleep(time.Duration(rng.IntN(3)) * time.Second)
 			w.restartGateway()
