@@ -127,7 +127,7 @@ func FuzzLoadProfile(f *testing.F) {
 	f.Add([]byte("blocks: {a: 1}\nfields: 3\n"), []byte{})
 	f.Add([]byte("name: p\nmeasurement: m\nblocks: [{function: input, address: 0, count: 3}]\nfields:\n"+
 		"  - {name: v, address: 0, type: uint16, scale: 0.01, min: 0, max: 4.2}\n"+
-		"  - {name: r, address: 1, type: int16, output: int, min: -140}\n  - {name: f, address: 2, type: bool, bit: 0, max: 1}\n"),
+		"  - {name: r, address: 1, type: int16, output: int, min: -140}\n  - {name: f, address: 2, type: bool, bit: 0}\n"),
 		[]byte{0xFB, 0xF4, 0x00, 0x05, 0x00, 0x01})
 	f.Fuzz(func(t *testing.T, src, raw []byte) {
 		p, err := LoadProfile("fuzz.yaml", src)
