@@ -326,24 +326,94 @@ func (g *Gateway) logErr(msg string, err error) {
 
 // commit appends queued records to the outbox, as many at a time as are
 // waiting, so one fsync covers many devices' readings.
+//
+// Events never wait behind telemetry. The outbox may hold telemetry for up
+// to its TelemetryWindow (outbox.telemetry_window) to share one fsync, so
+// telemetry is queued in the outbox without waiting (AppendAsync, in
+// order) and one waiter goroutine collects the results; events are
+// appended here and waited for, and their commit ends the window and takes
+// the queued telemetry along. Telemetry not yet durable is bounded
+// (maxInFlight records); beyond it the loop holds telemetry back, and
+// beyond twice that it stops taking from the queue (polling slows down).
 func (g *Gateway) commit() {
-	const maxGroup = 2000
-	var tele, ev []payload.Record
-	for first := range g.queue {
-		tele, ev = tele[:0], ev[:0]
-		add := func(it item) {
-			if it.kind == payload.Event {
-				ev = append(ev, it.recs...)
-			} else {
-				tele = append(tele, it.recs...)
+	const (
+		maxGroup    = 2000
+		maxInFlight = 10 * maxGroup
+	)
+	type flight struct {
+		done <-chan error
+		n    int
+	}
+	var inFlight atomic.Int64
+	waits := make(chan flight, maxInFlight) // one entry holds a record at least
+	freed := make(chan struct{}, 1)
+	waiterDone := make(chan struct{})
+	go func() {
+		defer close(waiterDone)
+		for f := range waits {
+			if err := <-f.done; err != nil {
+				g.refuse(payload.Telemetry, f.n, err)
+			}
+			inFlight.Add(-int64(f.n))
+			select {
+			case freed <- struct{}{}:
+			default:
 			}
 		}
-		add(first)
+	}()
+	var tele, ev []payload.Record
+	queue := g.queue
+	add := func(it item) {
+		if it.kind == payload.Event {
+			ev = append(ev, it.recs...)
+		} else {
+			tele = append(tele, it.recs...)
+		}
+	}
+	// submit queues the telemetry held here in the outbox, unless too much
+	// is in flight already.
+	submit := func() bool {
+		if len(tele) == 0 || inFlight.Load() >= maxInFlight {
+			return false
+		}
+		if done, err := g.ob.AppendAsync(payload.Telemetry, tele); err != nil {
+			g.refuse(payload.Telemetry, len(tele), err)
+		} else {
+			inFlight.Add(int64(len(tele)))
+			waits <- flight{done, len(tele)}
+		}
+		tele = nil
+		return true
+	}
+	closed := func() {
+		queue = nil
+		g.ob.EndTelemetryWindow() // stopping: the last readings need not wait
+	}
+	for queue != nil || len(tele) > 0 {
+		if submit() {
+			continue
+		}
+		in := queue
+		if len(tele) >= maxInFlight {
+			in = nil
+		}
+		select {
+		case <-freed:
+			continue
+		case first, ok := <-in:
+			if !ok {
+				closed()
+				continue
+			}
+			ev = ev[:0]
+			add(first)
+		}
 	more:
-		for len(tele)+len(ev) < maxGroup {
+		for n := 1; n < maxGroup; n++ {
 			select {
-			case it, ok := <-g.queue:
+			case it, ok := <-queue:
 				if !ok {
+					closed()
 					break more
 				}
 				add(it)
@@ -351,21 +421,27 @@ func (g *Gateway) commit() {
 				break more
 			}
 		}
-		// Append blocks until the records are durable; no context may cut
-		// it short, or accepted readings would be lost at shutdown.
-		for _, kr := range []struct {
-			k    payload.Kind
-			recs []payload.Record
-		}{{payload.Event, ev}, {payload.Telemetry, tele}} {
-			if len(kr.recs) == 0 {
-				continue
-			}
-			if err := g.ob.Append(context.Background(), kr.k, kr.recs); err != nil {
-				g.refused.Add(uint64(len(kr.recs)))
-				g.log.Error("outbox refused records", "kind", kr.k, "records", len(kr.recs), "err", err)
-			}
+		submit() // first, so that the events' commit takes it along
+		if len(ev) > 0 {
+			g.appendRecords(payload.Event, ev)
 		}
 	}
+	close(waits)
+	<-waiterDone
+}
+
+// appendRecords appends recs to the outbox and waits until they are durable.
+// No context may cut it short, or accepted readings would be lost at
+// shutdown.
+func (g *Gateway) appendRecords(k payload.Kind, recs []payload.Record) {
+	if err := g.ob.Append(context.Background(), k, recs); err != nil {
+		g.refuse(k, len(recs), err)
+	}
+}
+
+func (g *Gateway) refuse(k payload.Kind, n int, err error) {
+	g.refused.Add(uint64(n))
+	g.log.Error("outbox refused records", "kind", k, "records", n, "err", err)
 }
 
 // Emit queues records for the outbox. It blocks while the queue is full (the

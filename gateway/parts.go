@@ -41,6 +41,7 @@ func openOutbox(cfg *config.Config, log *slog.Logger) (*outboxAdapter, error) {
 	ob, err := outbox.Open(outbox.Options{
 		Dir: cfg.Outbox.Path, Site: cfg.Site, Gateway: cfg.Gateway,
 		MaxBytes: cfg.Outbox.MaxBytes, CommitInterval: cfg.Outbox.CommitInterval,
+		TelemetryWindow: cfg.Outbox.TelemetryWindow,
 		MaxBatchRecords: cfg.Outbox.BatchMaxRecords, Logger: log.With("part", "outbox"),
 	})
 	if err != nil {

@@ -149,11 +149,13 @@ type Device struct {
 	mu     sync.Mutex
 	issues map[string]uint64 // last reported raw value per field with an issue
 	absent *Absence
+	faults plausibility
 }
 
 var (
-	_ drivers.Device   = (*Device)(nil)
-	_ drivers.Reporter = (*Device)(nil)
+	_ drivers.Device      = (*Device)(nil)
+	_ drivers.Reporter    = (*Device)(nil)
+	_ drivers.EventSource = (*Device)(nil)
 )
 
 // New builds a device from its spec: Unit 1..247, Profile a profile name
@@ -215,6 +217,7 @@ func NewWithProfile(spec drivers.Spec, env drivers.Env, p *Profile) (*Device, er
 		readOnly: readOnly,
 	}
 	d.absent = NewAbsence("modbus: "+spec.ID, byte(spec.Unit), env.Now, d.log)
+	d.faults = plausibility{now: d.absent.now, tags: tags, fields: map[string]*implausible{}}
 	for _, b := range p.Blocks {
 		d.maxRead = max(d.maxRead, int(b.Count))
 	}
@@ -263,10 +266,11 @@ func (d *Device) read(ctx context.Context, fields map[string]payload.Value, all 
 }
 
 // Report is the device's state for the gateway's status page: state "ok"
-// or "absent" (with the cause and the next try), and noise_bytes, the line
-// noise skipped before replies.
+// or "absent" (with the cause and the next try), noise_bytes, the line
+// noise skipped before replies, and implausible_readings, the values left
+// out for lying outside their field's min..max.
 func (d *Device) Report() map[string]any {
-	r := map[string]any{"noise_bytes": d.client.NoiseBytes()}
+	r := map[string]any{"noise_bytes": d.client.NoiseBytes(), "implausible_readings": d.faults.count()}
 	d.absent.Report(r)
 	return r
 }
@@ -301,8 +305,16 @@ func (d *Device) readBlocks(ctx context.Context, fields map[string]payload.Value
 		}
 	}
 	d.report(issues)
+	if !all {
+		d.faults.note(d.profile, issues, fields)
+	}
 	return nil
 }
+
+// TakeEvents returns the fault events raised since the last call: a field
+// whose reading lay outside its min..max (code "implausible"), at most one
+// per field every FaultEvery, and "cleared" when it reads plausibly again.
+func (d *Device) TakeEvents() []payload.Record { return d.faults.take() }
 
 // report logs each issue once per field and raw value, and notes when a
 // field decodes again.

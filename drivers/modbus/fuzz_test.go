@@ -125,6 +125,10 @@ func FuzzLoadProfile(f *testing.F) {
 	f.Add([]byte("name: p\nmeasurement: m\nblocks: [{function: holding, address: 65535, count: 1}]\nfields: [{name: x, address: 65535, type: string, length: 1}]\n"), []byte{0, 0xFF})
 	f.Add([]byte("name: p\nmeasurement: m\nblocks: [{function: input, address: 0, count: 4}]\nfields: [{name: x, address: 0, type: int64, values: {-9223372036854775808: a, 0x7FFFFFFFFFFFFFFF: b}}]\n"), []byte{0x80})
 	f.Add([]byte("blocks: {a: 1}\nfields: 3\n"), []byte{})
+	f.Add([]byte("name: p\nmeasurement: m\nblocks: [{function: input, address: 0, count: 3}]\nfields:\n"+
+		"  - {name: v, address: 0, type: uint16, scale: 0.01, min: 0, max: 4.2}\n"+
+		"  - {name: r, address: 1, type: int16, output: int, min: -140}\n  - {name: f, address: 2, type: bool, bit: 0}\n"),
+		[]byte{0xFB, 0xF4, 0x00, 0x05, 0x00, 0x01})
 	f.Fuzz(func(t *testing.T, src, raw []byte) {
 		p, err := LoadProfile("fuzz.yaml", src)
 		if err != nil {
@@ -151,6 +155,11 @@ func FuzzLoadProfile(f *testing.F) {
 			for k, v := range dst {
 				if !v.Valid() {
 					t.Fatalf("field %s decoded to an invalid value %v", k, v)
+				}
+				if fld, _ := p.Field(k); fld != nil {
+					if x, ok := fld.plausible(v); !ok {
+						t.Fatalf("field %s published %v outside its range %v..%v", k, x, fld.Min, fld.Max)
+					}
 				}
 			}
 		}

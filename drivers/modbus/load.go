@@ -674,8 +674,8 @@ func (b *fieldBuild) writing() {
 			continue
 		}
 		switch {
-		case !f.Writable || !numeric || f.Values != nil:
-			l.errorf(l.line(n, lim.key), "%s: %s is only for writable numeric fields", label, lim.key)
+		case !numeric || f.Values != nil:
+			l.errorf(l.line(n, lim.key), "%s: %s is only for numeric fields (not bool, string or enum)", label, lim.key)
 		case math.IsNaN(*lim.v) || math.IsInf(*lim.v, 0):
 			l.errorf(l.line(n, lim.key), "%s: %s %v is invalid, want a finite number", label, lim.key, *lim.v)
 		default:

@@ -122,11 +122,14 @@ type Field struct {
 	// the field is left out.
 	NotImplemented    uint64
 	HasNotImplemented bool
-	Publish           bool              // sent as telemetry
-	Writable          bool              // may be written with Device.Write
-	Min, Max          float64           // write limits in engineering units (NaN = none)
-	Output            payload.ValueType // the type of the decoded value
-	Line              int               // line of the field in its profile file
+	Publish           bool // sent as telemetry
+	Writable          bool // may be written with Device.Write
+	// Min and Max are the field's valid range in engineering units (NaN =
+	// none): a write outside it is refused, and a reading outside it is
+	// implausible (left out and reported as an Issue).
+	Min, Max float64
+	Output   payload.ValueType // the type of the decoded value
+	Line     int               // line of the field in its profile file
 
 	div float64 // 1/Scale when that is a whole number (exact decimal scaling), else 0
 }
@@ -167,7 +170,8 @@ func (p *Profile) Field(name string) (*Field, bool) {
 // is left out of the record.
 type Issue struct {
 	Field  string
-	Raw    uint64 // the register contents as an unsigned integer
+	Raw    uint64  // the register contents as an unsigned integer
+	Value  float64 // the decoded value, for ReasonImplausible
 	Reason string
 }
 
@@ -175,6 +179,8 @@ type Issue struct {
 const (
 	ReasonUnmapped  = "raw value not in the field's values map"
 	ReasonNotFinite = "float32 value is not a finite number"
+	// ReasonImplausible: the value lies outside the field's min..max.
+	ReasonImplausible = "value outside the field's valid range (min..max)"
 )
 
 // DecodeBlock decodes the published fields of block b from words (the
@@ -201,8 +207,14 @@ func (p *Profile) decode(idx []int, words []uint16, dst map[string]payload.Value
 			continue
 		}
 		v, ok, issue := f.decode(words[off : off+f.size()])
+		var x float64
+		if ok {
+			if x, ok = f.plausible(v); !ok {
+				issue = ReasonImplausible
+			}
+		}
 		if issue != "" {
-			issues = append(issues, Issue{Field: f.Name, Raw: f.raw(words[off : off+f.size()]), Reason: issue})
+			issues = append(issues, Issue{Field: f.Name, Raw: f.raw(words[off : off+f.size()]), Value: x, Reason: issue})
 		}
 		if ok {
 			dst[f.Name] = v
@@ -211,6 +223,21 @@ func (p *Profile) decode(idx []int, words []uint16, dst map[string]payload.Value
 		}
 	}
 	return issues
+}
+
+// plausible returns a numeric value as a float and whether it lies within
+// the field's min..max; values of fields without limits are plausible.
+func (f *Field) plausible(v payload.Value) (float64, bool) {
+	var x float64
+	switch v.Type() {
+	case payload.TypeFloat:
+		x = v.Float()
+	case payload.TypeInt:
+		x = float64(v.Int())
+	default:
+		return 0, true
+	}
+	return x, !(x < f.Min) && !(x > f.Max) // false against NaN: no limit
 }
 
 // raw assembles a field's registers into one unsigned integer, honouring

@@ -9,15 +9,18 @@ import (
 
 // Defaults filled in for keys the file leaves out. docs/config.md lists them.
 const (
-	DefaultLogLevel        = "info"
-	DefaultLogFormat       = "text"
-	DefaultQoS             = 1
-	DefaultKeepalive       = 30 * time.Second
-	DefaultConnectTimeout  = 10 * time.Second
-	DefaultMaxInflight     = 32
-	DefaultReconnectMax    = 60 * time.Second
-	DefaultOutboxMaxBytes  = 64 << 20
-	DefaultCommitInterval  = 10 * time.Millisecond
+	DefaultLogLevel       = "info"
+	DefaultLogFormat      = "text"
+	DefaultQoS            = 1
+	DefaultKeepalive      = 30 * time.Second
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultMaxInflight    = 32
+	DefaultReconnectMax   = 60 * time.Second
+	DefaultOutboxMaxBytes = 64 << 20
+	DefaultCommitInterval = 10 * time.Millisecond
+	// DefaultTelemetryWindow is how long telemetry alone waits to share one
+	// commit: about one fsync a second whatever the device count.
+	DefaultTelemetryWindow = time.Second
 	DefaultBatchMaxRecords = 500
 	DefaultStatusListen    = "127.0.0.1:9100"
 	DefaultHealthInterval  = 30 * time.Second
@@ -115,9 +118,13 @@ func (t TLS) Set() bool { return t != TLS{} }
 
 // Outbox is the durable store of readings waiting for the broker.
 type Outbox struct {
-	Path            string // folder; resolved against the config file's folder
-	MaxBytes        int64
-	CommitInterval  time.Duration
+	Path           string // folder; resolved against the config file's folder
+	MaxBytes       int64
+	CommitInterval time.Duration
+	// TelemetryWindow is how long telemetry alone may wait to share one
+	// commit; an event commits at once and takes it along. 0 commits
+	// telemetry like events.
+	TelemetryWindow time.Duration
 	BatchMaxRecords int
 }
 
@@ -234,8 +241,8 @@ func (c *Config) String() string {
 	fmt.Fprintf(&b, "uplink: brokers=%s client_id=%s username=%s password=%s tls=%t qos=%d keepalive=%s connect_timeout=%s max_inflight=%d reconnect_max=%s\n",
 		strings.Join(u.Brokers, ","), u.ClientID, u.Username, u.Password, u.TLS.Set(), u.QoS,
 		u.Keepalive, u.ConnectTimeout, u.MaxInflight, u.ReconnectMax)
-	fmt.Fprintf(&b, "outbox: path=%s max_bytes=%d commit_interval=%s batch_max_records=%d\n",
-		c.Outbox.Path, c.Outbox.MaxBytes, c.Outbox.CommitInterval, c.Outbox.BatchMaxRecords)
+	fmt.Fprintf(&b, "outbox: path=%s max_bytes=%d commit_interval=%s telemetry_window=%s batch_max_records=%d\n",
+		c.Outbox.Path, c.Outbox.MaxBytes, c.Outbox.CommitInterval, c.Outbox.TelemetryWindow, c.Outbox.BatchMaxRecords)
 	fmt.Fprintf(&b, "status: listen=%q\n", c.Status.Listen)
 	if c.GPIO.Simulator != "" {
 		fmt.Fprintf(&b, "gpio: simulator=%s\n", c.GPIO.Simulator)

@@ -63,7 +63,7 @@ func TestDefaults(t *testing.T) {
 		Log: Log{Level: "info", Format: "text"},
 		Uplink: Uplink{Brokers: []string{"tcp://broker.example:1883"}, ClientID: "lot-a-gw-01", QoS: 1,
 			Keepalive: 30 * time.Second, ConnectTimeout: 10 * time.Second, MaxInflight: 32, ReconnectMax: time.Minute},
-		Outbox:   Outbox{Path: "/var/lib/luling/outbox", MaxBytes: 64 << 20, CommitInterval: 10 * time.Millisecond, BatchMaxRecords: 500},
+		Outbox:   Outbox{Path: "/var/lib/luling/outbox", MaxBytes: 64 << 20, CommitInterval: 10 * time.Millisecond, TelemetryWindow: time.Second, BatchMaxRecords: 500},
 		Status:   Status{Listen: "127.0.0.1:9100"},
 		Pipeline: Pipeline{HealthInterval: 30 * time.Second, MaxSilence: 5 * time.Minute},
 		Buses: []Bus{{Name: "rs485-1", Port: "/dev/ttyUSB0", Baud: 19200, DataBits: 8, Parity: "none", StopBits: 1,
@@ -491,5 +491,21 @@ func TestDriverOptionsSchema(t *testing.T) {
 	// No schema (a driver that does not describe itself): taken as written.
 	if c := mustParse(t, minimal+"    options: {anything: 1}\n"); c.Devices[0].Options["anything"] != 1 {
 		t.Errorf("options without a schema = %v", c.Devices[0].Options)
+	}
+}
+
+func TestTelemetryWindow(t *testing.T) {
+	for _, tt := range []struct {
+		set  string
+		want time.Duration
+	}{{"", time.Second}, {", telemetry_window: 0s", 0}, {", telemetry_window: 250ms", 250 * time.Millisecond}} {
+		src := strings.Replace(minimal, "outbox:\n  path: /var/lib/luling/outbox\n",
+			"outbox: {path: /var/lib/luling/outbox"+tt.set+"}\n", 1)
+		if src == minimal {
+			t.Fatal("minimal config changed: update the test")
+		}
+		if got := mustParse(t, src).Outbox.TelemetryWindow; got != tt.want {
+			t.Errorf("%q: telemetry window %v, want %v", tt.set, got, tt.want)
+		}
 	}
 }

@@ -37,6 +37,7 @@ func TestDocsListEveryKey(t *testing.T) {
 		"keepalive": yamlx.FmtDur(DefaultKeepalive), "connect_timeout": yamlx.FmtDur(DefaultConnectTimeout),
 		"max_inflight": strconv.Itoa(DefaultMaxInflight), "reconnect_max": "60s",
 		"max_bytes": FormatSize(DefaultOutboxMaxBytes), "commit_interval": yamlx.FmtDur(DefaultCommitInterval),
+		"telemetry_window":  yamlx.FmtDur(DefaultTelemetryWindow),
 		"batch_max_records": strconv.Itoa(DefaultBatchMaxRecords), "listen": DefaultStatusListen,
 		"health_interval": yamlx.FmtDur(DefaultHealthInterval), "baud": strconv.Itoa(DefaultBaud),
 		"data_bits": strconv.Itoa(DefaultDataBits), "parity": DefaultParity, "stop_bits": strconv.Itoa(DefaultStopBits),

@@ -24,7 +24,7 @@ var (
 	logKeys      = []string{"level", "format"}
 	uplinkKeys   = []string{"brokers", "client_id", "username", "password", "password_file", "tls", "qos", "keepalive", "connect_timeout", "max_inflight", "reconnect_max"}
 	tlsKeys      = []string{"ca", "cert", "key", "server_name", "insecure_skip_verify"}
-	outboxKeys   = []string{"path", "max_bytes", "commit_interval", "batch_max_records"}
+	outboxKeys   = []string{"path", "max_bytes", "commit_interval", "telemetry_window", "batch_max_records"}
 	statusKeys   = []string{"listen"}
 	pipelineKeys = []string{"health_interval", "max_silence"}
 	gpioKeys     = []string{"simulator"}
@@ -394,7 +394,8 @@ func (d *decoder) tls(up *yamlx.Map) TLS {
 }
 
 func (d *decoder) outbox(root *yamlx.Map) Outbox {
-	o := Outbox{MaxBytes: DefaultOutboxMaxBytes, CommitInterval: DefaultCommitInterval, BatchMaxRecords: DefaultBatchMaxRecords}
+	o := Outbox{MaxBytes: DefaultOutboxMaxBytes, CommitInterval: DefaultCommitInterval,
+		TelemetryWindow: DefaultTelemetryWindow, BatchMaxRecords: DefaultBatchMaxRecords}
 	on := root.Get("outbox")
 	if on == nil {
 		d.Errorf(root.Node, "outbox", "add outbox: {path: /var/lib/luling/outbox}", "required section is missing")
@@ -421,6 +422,11 @@ func (d *decoder) outbox(root *yamlx.Map) Outbox {
 	if n := m.Get("commit_interval"); n != nil {
 		if v, ok := d.Duration(n, "outbox.commit_interval", 0, 10*time.Second); ok {
 			o.CommitInterval = v
+		}
+	}
+	if n := m.Get("telemetry_window"); n != nil {
+		if v, ok := d.Duration(n, "outbox.telemetry_window", 0, 10*time.Second); ok {
+			o.TelemetryWindow = v
 		}
 	}
 	if n := m.Get("batch_max_records"); n != nil {

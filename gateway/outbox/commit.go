@@ -95,7 +95,7 @@ func (o *Outbox) telemetryWindow() (quitting bool) {
 	for {
 		o.mu.Lock()
 		var oldest time.Time
-		events := false
+		events := o.noWindow
 		for _, r := range o.queue {
 			if r.kind == payload.Event {
 				events = true
@@ -118,6 +118,19 @@ func (o *Outbox) telemetryWindow() (quitting bool) {
 			return true
 		}
 		t.Stop()
+	}
+}
+
+// EndTelemetryWindow commits the telemetry waiting in the window now and
+// holds none from then on. The owner calls it when it stops, so that its
+// last appends do not wait a window before Close.
+func (o *Outbox) EndTelemetryWindow() {
+	o.mu.Lock()
+	o.noWindow = true
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
 	}
 }
 

@@ -42,7 +42,9 @@
 // TelemetryWindow bounds fsyncs whatever the device count: a queue holding
 // only telemetry waits until its oldest append is that old, then commits
 // in one group; an event append ends the wait at once and takes the
-// waiting telemetry along, so events are never held back by it. Measured
+// waiting telemetry along, so events are never held back by it.
+// AppendAsync queues without waiting, so one goroutine can keep a window's
+// worth of appends queued, in order, and collect the results later. Measured
 // (BenchmarkTelemetryLoad: 500 bays, 50 readings/s, one Append each): 43
 // fsyncs/s and 292 bytes written per reading with a 10 ms commit interval,
 // 2 fsyncs/s and 174 bytes per reading with a 1 s window. What a power cut

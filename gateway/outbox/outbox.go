@@ -209,6 +209,7 @@ type Outbox struct {
 	changed    chan struct{} // closed when messages become pending or on Close
 	closed     bool
 	failed     error // set when a failed write could not be undone
+	noWindow   bool  // EndTelemetryWindow was called
 	logs       [2]kindLog
 	nextSeq    uint64 // next seq to assign; all below are assigned
 	committed  uint64 // highest seq that is durable
@@ -535,51 +536,10 @@ func cmpU64(a, b uint64) int {
 // ctx.Err() and nothing was stored; once handed over it waits for that
 // commit, which takes one write and fsync.
 func (o *Outbox) Append(ctx context.Context, kind payload.Kind, recs []payload.Record) error {
-	if kind != payload.Telemetry && kind != payload.Event {
-		return fmt.Errorf("outbox: %s: append: unknown kind %d", o.opts.Dir, kind)
-	}
-	if len(recs) == 0 {
-		return nil
-	}
-	req := &request{kind: kind, offs: make([]int, 1, len(recs)+1), done: make(chan error, 1)}
-	for i := range recs {
-		if err := checkRecord(&recs[i]); err != nil {
-			return fmt.Errorf("outbox: %s: append %s record %d: %w", o.opts.Dir, kind, i, err)
-		}
-		var err error
-		start := len(req.enc)
-		req.enc, err = payload.AppendRecord(req.enc, &recs[i])
-		if err != nil {
-			return fmt.Errorf("outbox: %s: append %s record %d: %w", o.opts.Dir, kind, i, err)
-		}
-		if n := len(req.enc) - start; n+o.hdrMax+2 > o.opts.MaxBatchBytes {
-			return fmt.Errorf("outbox: %s: append %s record %d (%s): encodes to %d bytes, more than a batch holds (MaxBatchBytes %d)",
-				o.opts.Dir, kind, i, recs[i].Measurement, n, o.opts.MaxBatchBytes)
-		}
-		req.offs = append(req.offs, len(req.enc))
-	}
-	n := int64(len(recs))
-	msgs := 1 + n/int64(o.opts.MaxBatchRecords) + int64(len(req.enc))/int64(o.opts.MaxBatchBytes-o.hdrMax)
-	req.est = int64(len(req.enc)) + n + msgs*int64(o.hdrMax+2+frameOverhead) + segHeaderSize
-
-	o.mu.Lock()
-	if o.closed {
-		o.mu.Unlock()
-		return ErrClosed
-	}
-	if o.failed != nil {
-		err := o.failed
-		o.mu.Unlock()
+	req, err := o.enqueue(kind, recs)
+	if err != nil || req == nil {
 		return err
 	}
-	req.at = time.Now()
-	o.queue = append(o.queue, req)
-	o.mu.Unlock()
-	select {
-	case o.wake <- struct{}{}:
-	default:
-	}
-
 	select {
 	case err := <-req.done:
 		return err
@@ -595,6 +555,74 @@ func (o *Outbox) Append(ctx context.Context, kind payload.Kind, recs []payload.R
 		o.mu.Unlock()
 		return <-req.done
 	}
+}
+
+// AppendAsync is Append without the wait: it validates and encodes recs
+// and queues them for the next commit, in call order, then returns a
+// channel that receives the commit's result (nil: durable) exactly once.
+// A caller that appends in order from one goroutine can so keep several
+// appends in one telemetry window without waiting for each.
+func (o *Outbox) AppendAsync(kind payload.Kind, recs []payload.Record) (<-chan error, error) {
+	req, err := o.enqueue(kind, recs)
+	if err != nil {
+		return nil, err
+	}
+	if req == nil {
+		done := make(chan error, 1)
+		done <- nil
+		return done, nil
+	}
+	return req.done, nil
+}
+
+// enqueue validates and encodes recs and queues them for the committer; a
+// nil request (no records) needs no commit.
+func (o *Outbox) enqueue(kind payload.Kind, recs []payload.Record) (*request, error) {
+	if kind != payload.Telemetry && kind != payload.Event {
+		return nil, fmt.Errorf("outbox: %s: append: unknown kind %d", o.opts.Dir, kind)
+	}
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	req := &request{kind: kind, offs: make([]int, 1, len(recs)+1), done: make(chan error, 1)}
+	for i := range recs {
+		if err := checkRecord(&recs[i]); err != nil {
+			return nil, fmt.Errorf("outbox: %s: append %s record %d: %w", o.opts.Dir, kind, i, err)
+		}
+		var err error
+		start := len(req.enc)
+		req.enc, err = payload.AppendRecord(req.enc, &recs[i])
+		if err != nil {
+			return nil, fmt.Errorf("outbox: %s: append %s record %d: %w", o.opts.Dir, kind, i, err)
+		}
+		if n := len(req.enc) - start; n+o.hdrMax+2 > o.opts.MaxBatchBytes {
+			return nil, fmt.Errorf("outbox: %s: append %s record %d (%s): encodes to %d bytes, more than a batch holds (MaxBatchBytes %d)",
+				o.opts.Dir, kind, i, recs[i].Measurement, n, o.opts.MaxBatchBytes)
+		}
+		req.offs = append(req.offs, len(req.enc))
+	}
+	n := int64(len(recs))
+	msgs := 1 + n/int64(o.opts.MaxBatchRecords) + int64(len(req.enc))/int64(o.opts.MaxBatchBytes-o.hdrMax)
+	req.est = int64(len(req.enc)) + n + msgs*int64(o.hdrMax+2+frameOverhead) + segHeaderSize
+
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if o.failed != nil {
+		err := o.failed
+		o.mu.Unlock()
+		return nil, err
+	}
+	req.at = time.Now()
+	o.queue = append(o.queue, req)
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+	return req, nil
 }
 
 // checkRecord applies the rules of the cloud's decoder (payload.DecodeBatch)

@@ -2,6 +2,8 @@ package outbox
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,5 +65,83 @@ func TestTelemetryWindowWaitsForEventOrClose(t *testing.T) {
 	defer o.Close()
 	if n := o.Stats().Unacked.Records; n != 16 {
 		t.Fatalf("%d records after reopen, want 16", n)
+	}
+}
+
+// EndTelemetryWindow commits the telemetry waiting in the window at once,
+// and later telemetry is not held either: a stopping owner's last appends
+// return without waiting for the window.
+func TestEndTelemetryWindow(t *testing.T) {
+	opts := testOptions(t.TempDir(), &logBuf{})
+	opts.TelemetryWindow = time.Hour
+	o := mustOpen(t, opts)
+	defer o.Close()
+	done := make(chan error, 1)
+	go func() { done <- o.Append(context.Background(), payload.Telemetry, []payload.Record{bay("bay-e", 1)}) }()
+	testenv.WaitFor(t, 10*time.Second, "a telemetry append queued", func() bool { return queueLen(o) == 1 })
+	o.EndTelemetryWindow()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Append(context.Background(), payload.Telemetry, []payload.Record{bay("bay-e", 2)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := o.Stats().Unacked.Records; n != 2 {
+		t.Fatalf("%d records durable, want 2", n)
+	}
+}
+
+// AppendAsync queues without waiting, in call order: appends made one
+// after another from one goroutine share one window, and each channel
+// reports its commit.
+func TestAppendAsyncSharesWindow(t *testing.T) {
+	opts := testOptions(t.TempDir(), &logBuf{})
+	opts.TelemetryWindow = time.Hour
+	o := mustOpen(t, opts)
+	defer o.Close()
+	before := o.Stats()
+	var dones []<-chan error
+	for i := range 20 {
+		done, err := o.AppendAsync(payload.Telemetry, []payload.Record{bay("bay-a", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dones = append(dones, done)
+	}
+	if n := queueLen(o); n != 20 {
+		t.Fatalf("%d appends queued, want 20", n)
+	}
+	if _, err := o.AppendAsync(payload.Telemetry, []payload.Record{{Measurement: "bad measurement"}}); err == nil {
+		t.Fatal("a record the cloud would reject was queued")
+	}
+	if err := o.Append(context.Background(), payload.Event, []payload.Record{door("door-1", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	for i, done := range dones {
+		if err := <-done; err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+	st := o.Stats()
+	if g := st.Groups - before.Groups; g != 1 {
+		t.Fatalf("%d commits for 20 readings and an event, want 1", g)
+	}
+	msgs, err := o.Pending(context.Background(), 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bodies strings.Builder
+	for _, m := range msgs {
+		if m.Kind == payload.Telemetry {
+			bodies.Write(m.Body)
+		}
+	}
+	at := -1
+	for i := range 20 {
+		j := strings.Index(bodies.String(), fmt.Sprintf(`"b-%03d"`, i))
+		if j <= at {
+			t.Fatalf("reading %d stored out of call order (or missing)", i)
+		}
+		at = j
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/drivers/modbus/modbussim"
+	"github.com/luling-edge/luling/firmware-config/config"
 )
 
 // The exact occupancy changes the simulator made appear in parking_bay with
@@ -85,9 +86,10 @@ func TestGatewayKill9LosesNothing(t *testing.T) {
 	close(stop)
 	changes = append(changes, <-log...)
 	// Let the last change be polled and committed, then pull the plug.
-	// (Three polls' time: /status has no "committed through" to wait on,
-	// and the broker is down, so the cloud cannot tell either.)
-	time.Sleep(3 * w.poll)
+	// (Three polls' time and one telemetry window, which telemetry may
+	// wait before its fsync: /status has no "committed through" to wait
+	// on, and the broker is down, so the cloud cannot tell either.)
+	time.Sleep(3*w.poll + config.DefaultTelemetryWindow)
 	before := w.cloudStats().Seq.LastSeq
 	w.gw.signal(syscall.SIGKILL)
 	w.broker.Start()

@@ -162,12 +162,20 @@ type worldOptions struct {
 	moreDevices string // more entries under devices:
 
 	cloudArgs []string // more cloudd flags
+	// brokerConf, when set, is the whole Mosquitto config for a broker on
+	// port whose data folder is dir (testenv.Mosquitto's otherwise).
+	brokerConf func(port int, dir string) string
 }
 
 func newWorld(t *testing.T, o worldOptions) *world {
 	t.Helper()
 	w := &world{t: t, poll: o.poll}
-	w.broker = testenv.Mosquitto(t)
+	if o.brokerConf != nil {
+		port, dir := testenv.FreePort(t), t.TempDir()
+		w.broker = testenv.MosquittoConf(t, dir, o.brokerConf(port, dir), port)
+	} else {
+		w.broker = testenv.Mosquitto(t)
+	}
 	w.influx, w.db = testenv.NewDatabase(t)
 
 	httpPort := testenv.FreePort(t)
