@@ -12,14 +12,16 @@ import (
 
 	"github.com/luling-edge/luling/cloud/command"
 	"github.com/luling-edge/luling/cloud/fleet"
+	"github.com/luling-edge/luling/payload"
 )
 
-// GatewayView is one gateway's health and devices.
+// GatewayView is one gateway's health, devices and plugins.
 type GatewayView struct {
 	fleet.Gateway
-	Health       map[string]float64 // last gateway_health fields (booleans as 0/1)
+	Health       map[string]float64 // the last gateway_health point's fields (booleans as 0/1)
 	HealthTime   time.Time
-	DeviceStates map[string]DeviceState // by device id, from the fault events
+	DeviceStates map[string]DeviceState // by device id, from the gateway's device fault events
+	Plugins      []PluginState          // by subject, from the plugin host's fault events
 }
 
 // DeviceState is a device's last fault event.
@@ -28,20 +30,38 @@ type DeviceState struct {
 	Since          time.Time
 }
 
-// healthFields are the gateway_health fields the view shows.
-var healthFields = []string{"uplink_connected", "outbox_bytes", "outbox_unacked", "outbox_dropped", "bus_errors", "devices_ok", "devices_failed", "rss_bytes"}
+// PluginState is one plugin's (a plugin device's or a rule plugin's)
+// state: the plugin host's codes whose last event is active, or none when
+// it runs.
+type PluginState struct {
+	Subject string // the device or rule name
+	Rule    bool   // a rule plugin
+	Active  []PluginFault
+}
 
+// PluginFault is a plugin host code whose last event is active.
+type PluginFault struct {
+	Code, Message string
+	Since         time.Time
+}
+
+// healthFields are the gateway_health fields the view shows.
+var healthFields = []string{"uplink_connected", "outbox_bytes", "outbox_unacked", "outbox_dropped", "bus_errors", "bus_utilization", "devices_ok", "devices_failed", "rss_bytes", "goroutines"}
+
+// gatewayQueries are the view's three sections, one query each: the last
+// health point (a single selector brings the point's other fields and its
+// time), the last device fault event per device (the gateway's have no
+// code), and the last plugin host event per plugin and code.
 func gatewayQueries(site, gw string) []string {
 	where := fmt.Sprintf(`"site" = %s AND "gateway" = %s`, quote(site), quote(gw))
-	var sel []string
-	for _, f := range healthFields {
-		sel = append(sel, fmt.Sprintf(`last(%q) AS %q`, f, f))
+	sel := []string{`last("uplink_connected") AS "uplink_connected"`}
+	for _, f := range healthFields[1:] {
+		sel = append(sel, fmt.Sprintf(`%q`, f))
 	}
 	return []string{
 		`SELECT ` + strings.Join(sel, ", ") + ` FROM "gateway_health" WHERE ` + where + ` AND time > now() - 1d`,
-		`SELECT last("uplink_connected") AS "t" FROM "gateway_health" WHERE ` + where + ` AND time > now() - 1d`,
-		`SELECT last("state") AS "state", last("message") AS "message" FROM "fault" WHERE ` + where + ` AND time > now() - 30d GROUP BY "device"`,
-		`SELECT last("state") AS "t" FROM "fault" WHERE ` + where + ` AND time > now() - 30d GROUP BY "device"`,
+		`SELECT last("state") AS "state", "message" FROM "fault" WHERE ` + where + ` AND "code" = '' AND time > now() - 30d GROUP BY "device"`,
+		`SELECT last("state") AS "state", "message" FROM "fault" WHERE ` + where + ` AND "code" =~ /^plugin_/ AND time > now() - 30d GROUP BY "device", "rule", "code"`,
 	}
 }
 
@@ -64,20 +84,63 @@ func (s *Server) gateway(ctx context.Context, site, gw string) (*GatewayView, er
 				v.Health[f] = x
 			}
 		}
-	}
-	for _, ser := range res[1].Series {
 		v.HealthTime = ser.Time(0)
 	}
-	times := map[string]time.Time{}
-	for _, ser := range res[3].Series {
-		times[ser.Tags["device"]] = ser.Time(0)
+	for _, ser := range res[1].Series {
+		if d := ser.Tags["device"]; d != "" {
+			v.DeviceStates[d] = DeviceState{State: ser.String(0, "state"), Message: ser.String(0, "message"), Since: ser.Time(0)}
+		}
 	}
-	for _, ser := range res[2].Series {
-		d := ser.Tags["device"]
-		v.DeviceStates[d] = DeviceState{State: ser.String(0, "state"), Message: ser.String(0, "message"), Since: times[d]}
-	}
+	v.Plugins = pluginStates(g.Devices, res[2].Series)
 	sort.Slice(v.Devices, func(i, j int) bool { return v.Devices[i].ID < v.Devices[j].ID })
 	return v, nil
+}
+
+// pluginDriver is the driver name of plugin devices in a birth
+// (plugins/host.DriverName; cloudd does not link the plugin host).
+const pluginDriver = "plugin"
+
+// pluginStates joins the birth's plugin devices (running unless a fault
+// says otherwise) and every plugin the host raised a fault for.
+func pluginStates(devices []payload.DeviceInfo, series []Series) []PluginState {
+	byName := map[string]*PluginState{}
+	get := func(name string, rule bool) *PluginState {
+		k := fmt.Sprint(rule, name)
+		if byName[k] == nil {
+			byName[k] = &PluginState{Subject: name, Rule: rule}
+		}
+		return byName[k]
+	}
+	for _, d := range devices {
+		if d.Driver == pluginDriver {
+			get(d.ID, false)
+		}
+	}
+	for _, ser := range series {
+		name, rule := ser.Tags["device"], false
+		if name == "" {
+			name, rule = ser.Tags["rule"], true
+		}
+		if name == "" {
+			continue
+		}
+		p := get(name, rule)
+		if ser.String(0, "state") == "active" {
+			p.Active = append(p.Active, PluginFault{Code: ser.Tags["code"], Message: ser.String(0, "message"), Since: ser.Time(0)})
+		}
+	}
+	out := make([]PluginState, 0, len(byName))
+	for _, p := range byName {
+		sort.Slice(p.Active, func(i, j int) bool { return p.Active[i].Code < p.Active[j].Code })
+		out = append(out, *p)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Rule != out[j].Rule {
+			return !out[i].Rule
+		}
+		return out[i].Subject < out[j].Subject
+	})
+	return out
 }
 
 // Commander sends commands to gateways (cloud/command.Service).

@@ -115,6 +115,22 @@ func (s *Server) commandConfirm(w http.ResponseWriter, r *http.Request, p auth.P
 	s.commandStep(w, r, p, false)
 }
 
+// gatewayLive streams the gateway view's health, devices and plugins.
+func (s *Server) gatewayLive(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
+	site, gw := r.PathValue("site"), r.PathValue("gw")
+	if _, ok := s.fleet.Gateway(site, gw); !ok {
+		http.Error(w, "gateway "+site+"/"+gw+": "+errNoGateway.Error(), http.StatusNotFound)
+		return
+	}
+	s.stream(w, r, "gateway/"+site+"/"+gw, "gateway", func(ctx context.Context) ([]byte, error) {
+		v, err := s.gateway(ctx, site, gw)
+		if err != nil {
+			return nil, err
+		}
+		return s.fragment("gateway", "gateway-body", page{Now: s.now(), Data: v})
+	})
+}
+
 // commandSend sends the confirmed command and shows the gateway's reply.
 func (s *Server) commandSend(w http.ResponseWriter, r *http.Request, p auth.Principal) {
 	s.commandStep(w, r, p, true)

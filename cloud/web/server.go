@@ -6,7 +6,7 @@
 //	/access                 doors, readers and the access event log (searchable)
 //	/solar                  inverters, MPPT strings, energy and the yield plot
 //	/gateways               every gateway, online or not
-//	/gateways/{site}/{gw}   gateway view: health, devices, commands (operators)
+//	/gateways/{site}/{gw}   gateway view: health, devices, plugins, commands (operators)
 //	/live/…                 the live parts of those pages as server-sent events
 //	/login, /logout         accounts from cloud/auth (Sessions)
 //
@@ -109,6 +109,7 @@ var funcs = template.FuncMap{
 	"kw":   func(w float64) string { return fmt.Sprintf("%.1f kW", w/1000) },
 	"kwh":  func(wh float64) string { return fmt.Sprintf("%.1f kWh", wh/1000) },
 	"mib":  func(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) },
+	"pctf": func(share float64) string { return fmt.Sprintf("%.0f %%", share*100) },
 	"path": url.PathEscape,
 	"ago": func(now, t time.Time) string {
 		if t.IsZero() {
@@ -166,6 +167,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /solar", s.require(auth.Viewer, s.solarPage))
 	mux.Handle("GET /gateways", s.require(auth.Viewer, s.gatewaysPage))
 	mux.Handle("GET /gateways/{site}/{gw}", s.require(auth.Viewer, s.gatewayPage))
+	mux.Handle("GET /live/gateways/{site}/{gw}", s.require(auth.Viewer, s.gatewayLive))
 	mux.Handle("POST /gateways/{site}/{gw}/command", s.require(auth.Operator, s.commandConfirm))
 	mux.Handle("POST /gateways/{site}/{gw}/command/send", s.require(auth.Operator, s.commandSend))
 	mux.Handle("/", s.require(auth.Viewer, func(w http.ResponseWriter, r *http.Request, p auth.Principal) {
