@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +17,8 @@ import (
 // TestAccessSearchInBrowser types into the access view's search in headless
 // Chromium: the log narrows to the matching events as the user types, with
 // no page load. With LULING_SCREENSHOTS=DIR it saves the access and solar
-// views for the docs. (The whole system in a browser is internal/e2e's
+// views for the docs. The gateway view's health then updates in place
+// from its live feed. (The whole system in a browser is internal/e2e's
 // TestPlatformInBrowser.)
 func TestAccessSearchInBrowser(t *testing.T) {
 	bin := ""
@@ -80,4 +82,14 @@ func TestAccessSearchInBrowser(t *testing.T) {
 	}
 	do("solar view", chromedp.Navigate(p.http.URL+"/solar"), chromedp.WaitVisible(chromedp.CSS("#plot canvas")))
 	shot("solar")
+	// The gateway view's health follows a new gateway_health point with no
+	// page load (htmx's SSE extension swaps the fragment in).
+	gatewayData(p)
+	do("gateway view", chromedp.Navigate(p.http.URL+"/gateways/north/gw-1"),
+		chromedp.Poll[chromedp.Void](`document.querySelector("#bus-util")?.textContent === "73 %"`))
+	p.write(fmt.Sprintf("gateway_health,site=north,gateway=gw-1 uplink_connected=true,outbox_bytes=0i,outbox_unacked=0i,outbox_dropped=7i,bus_errors=9i,bus_utilization=0.25,devices_ok=3i,devices_failed=0i,rss_bytes=1i,goroutines=31i %d", time.Now().UnixMilli()))
+	do("live gateway health", chromedp.Poll[chromedp.Void](`document.querySelector("#bus-util")?.textContent === "25 %" && document.querySelector("#uplink")?.textContent === "up"`))
+	if loc, err := chromedp.Run(bctx, chromedp.Location()); err != nil || loc != p.http.URL+"/gateways/north/gw-1" {
+		t.Errorf("the gateway view left for %s (%v): want it updated in place", loc, err)
+	}
 }
