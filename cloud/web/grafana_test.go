@@ -55,9 +55,10 @@ func TestGrafanaDashboards(t *testing.T) {
 		fmt.Sprintf("pv,site=north,gateway=gw-1,device=inv-1,model=103 ac_power_w=1000,ac_energy_wh=1000,temp_c=40,state=\"MPPT\" %d", ms-3_600_000),
 		fmt.Sprintf("pv,site=north,gateway=gw-1,device=inv-1,model=103 ac_power_w=1500,ac_energy_wh=2500,temp_c=41,state=\"MPPT\" %d", ms-1000),
 		fmt.Sprintf("pv_mppt,site=north,gateway=gw-1,device=inv-1,module=1 dc_voltage_v=380,dc_current_a=2,dc_power_w=760 %d", ms-1000),
-		fmt.Sprintf("gateway_health,site=north,gateway=gw-1 uplink_connected=true,outbox_bytes=10i,outbox_unacked=2i,outbox_dropped=0i,bus_errors=1i,devices_ok=3i,devices_failed=1i %d", ms-1000),
+		fmt.Sprintf("gateway_health,site=north,gateway=gw-1 uplink_connected=true,outbox_bytes=10i,outbox_unacked=2i,outbox_dropped=0i,bus_errors=1i,bus_utilization=0.4,devices_ok=3i,devices_failed=1i %d", ms-1000),
 		fmt.Sprintf("fault,site=north,gateway=gw-1,device=bay-002,driver=modbus state=\"offline\",message=\"timeout\" %d", ms-1000),
 		fmt.Sprintf("guidance_display,site=north,gateway=gw-1,device=sign-1,lot=l1,zone=z1 shown=7i,blank=false,faults=0i %d", ms-1000),
+		fmt.Sprintf("fault,site=north,gateway=gw-1,device=sign-1,code=plugin_hung state=\"active\",message=\"3 calls cut\" %d", ms-1000),
 	)
 	files, err := filepath.Glob("grafana/*.json")
 	if err != nil || len(files) < 5 {
