@@ -24,6 +24,13 @@ type GatewayView struct {
 	Plugins      []PluginState          // by subject, from the plugin host's fault events
 }
 
+// Has tells whether the last health point carries field f (a gateway older
+// than the field leaves it out, which is not the same as 0).
+func (v *GatewayView) Has(f string) bool {
+	_, ok := v.Health[f]
+	return ok
+}
+
 // DeviceState is a device's last fault event.
 type DeviceState struct {
 	State, Message string

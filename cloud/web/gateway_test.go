@@ -102,6 +102,19 @@ func TestGatewayViewHealth(t *testing.T) {
 	if !strings.Contains(body, `sse-connect="/live/gateways/north/gw-1"`) {
 		t.Error("the gateway page does not connect to its live feed")
 	}
+	// A gateway older than bus_utilization, and one that never reported
+	// health: no number is made up for them.
+	p.write(fmt.Sprintf("gateway_health,site=north,gateway=gw-3 uplink_connected=true,outbox_bytes=0i,outbox_unacked=0i,outbox_dropped=0i,bus_errors=0i,devices_ok=1i,devices_failed=0i,rss_bytes=1i %d", time.Now().UnixMilli()))
+	p.online("north", "gw-3")
+	p.online("north", "gw-4")
+	_, old, _ := p.get(p.client("view"), "/gateways/north/gw-3")
+	if got, up := textOf(t, old, "bus-util"), textOf(t, old, "uplink"); got != "–" || up != "up" {
+		t.Errorf("gateway without bus_utilization: bus %q, uplink %q; want – and up", got, up)
+	}
+	_, none, _ := p.get(p.client("view"), "/gateways/north/gw-4")
+	if got := textOf(t, none, "uplink"); got != "unknown" {
+		t.Errorf("gateway without health: uplink %q, want unknown", got)
+	}
 	if code, _, _ := p.get(p.client("view"), "/live/gateways/north/gw-9"); code != http.StatusNotFound {
 		t.Errorf("live feed of an unknown gateway: HTTP %d, want 404", code)
 	}
