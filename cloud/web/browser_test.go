@@ -16,8 +16,8 @@ import (
 
 // TestAccessSearchInBrowser types into the access view's search in headless
 // Chromium: the log narrows to the matching events as the user types, with
-// no page load. With LULING_SCREENSHOTS=DIR it saves the access and solar
-// views for the docs. The gateway view's health then updates in place
+// no page load. With LULING_SCREENSHOTS=DIR it saves the access, solar
+// and gateway views for the docs. The gateway view's health then updates in place
 // from its live feed. (The whole system in a browser is internal/e2e's
 // TestPlatformInBrowser.)
 func TestAccessSearchInBrowser(t *testing.T) {
@@ -92,4 +92,5 @@ func TestAccessSearchInBrowser(t *testing.T) {
 	if loc, err := chromedp.Run(bctx, chromedp.Location()); err != nil || loc != p.http.URL+"/gateways/north/gw-1" {
 		t.Errorf("the gateway view left for %s (%v): want it updated in place", loc, err)
 	}
+	shot("gateway-health")
 }
