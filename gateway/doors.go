@@ -101,7 +101,7 @@ func (g *Gateway) newDoors(openPin func(string) (periphgpio.PinIO, error)) (*acc
 			}
 		}
 		de.door, err = access.NewDoor(access.Config{Name: dc.Name, Store: store, Strike: de.strike, Feedback: fb,
-			UnlockTime: dc.UnlockTime, HeldTime: dc.HeldTime, Now: g.now, Logger: g.log.With("door", dc.Name),
+			UnlockTime: dc.UnlockTime, HeldTime: dc.HeldTime, Now: g.now, Logger: g.log, // the door adds its name itself
 			Emit: func(r payload.Record) { g.Emit(context.Background(), payload.Event, []payload.Record{r}) }})
 		if err != nil {
 			return fail(fmt.Errorf("gateway: door %s: %w", dc.Name, err))
