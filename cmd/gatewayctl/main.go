@@ -3,6 +3,7 @@
 //
 //	gatewayctl validate FILE...   check gateway config files
 //	gatewayctl scan -port PATH    probe a Modbus RTU bus for devices
+//	gatewayctl read -port PATH -unit N -profile NAME   read one device once
 //	gatewayctl lots               parking occupancy per lot and zone
 //	gatewayctl plugin new NAME    scaffold a device plugin project (-rule: a rule plugin)
 //
@@ -44,6 +45,7 @@ func commands() []command {
 		{name: "validate", summary: "check gateway config files and print every mistake", run: runValidate},
 		{name: "plugin", summary: "scaffold a device or rule plugin project (plugin new NAME [-rule])", run: runPlugin},
 		{name: "scan", summary: "probe a Modbus RTU bus for devices (and their SunSpec models)", run: runScan},
+		{name: "read", summary: "read one Modbus device once through a profile and print the values", run: runRead},
 		{name: "lots", summary: "show parking occupancy per lot and zone from InfluxDB", run: runLots},
 	}
 }

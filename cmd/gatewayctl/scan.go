@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/luling-edge/luling/drivers"
@@ -47,40 +45,12 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s scan: %v\n", programName, err)
 		return exitUsage
 	}
-	// The bus reopens a port that fails; the first open error is the
-	// OS's reason (no such file, permission denied, busy).
-	openErr := make(chan error, 1)
-	open := func(c serialport.Config) (serialport.Port, error) {
-		p, err := serialport.Open(c)
-		if err != nil {
-			select {
-			case openErr <- err:
-			default:
-			}
-		}
-		return p, err
-	}
-	b, err := bus.New(bus.Config{Name: "scan", Port: pc, Timeout: *timeout, BackoffMin: time.Millisecond, BackoffMax: time.Millisecond},
-		bus.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Open: open})
+	b, closeBus, err := openBus(ctx, pc, *timeout)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s scan: %v\n", programName, err)
-		return exitUsage
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); b.Run(ctx) }()
-	defer func() { cancel(); wg.Wait() }()
-	// Wait for the port to open, or report why it does not.
-	select {
-	case <-b.Ready():
-	case err := <-openErr:
-		fmt.Fprintf(stderr, "%s scan: %v\n", programName, unwrapOpenError(err))
-		return exitFailed
-	case <-time.After(3 * time.Second):
-		fmt.Fprintf(stderr, "%s scan: cannot open %s: %s\n", programName, *port, b.Stats().State)
 		return exitFailed
 	}
+	defer closeBus()
 	fmt.Fprintf(stdout, "scanning %s (%s), units %s, %v per unit\n", *port, pc, *units, *timeout)
 	sc := &scanner{b: b, stdout: stdout, sunspec: *doSunSpec}
 	prog := newProgress(stderr, len(list))
