@@ -20,7 +20,7 @@ import (
 // runScan probes unit addresses on a Modbus RTU bus and reports which
 // answer, and for SunSpec devices which models they expose.
 func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flagSet("scan", "-port PATH [-baud N] [-parity even] [-units 1-247] [-sunspec]", stderr)
+	fs := flagSet("scan", "-port PATH [-auto | -baud N -parity even] [-units 1-247] [-sunspec]", stderr)
 	port := fs.String("port", "", "serial port, e.g. /dev/ttyUSB0 (required)")
 	baud := fs.Int("baud", 19200, "line speed")
 	parity := fs.String("parity", "even", "none, even or odd")
@@ -28,6 +28,7 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	units := fs.String("units", "1-247", "unit addresses to probe: 1-247, or a list such as 1,2,10-20")
 	timeout := fs.Duration("timeout", 200*time.Millisecond, "reply timeout per unit")
 	doSunSpec := fs.Bool("sunspec", false, "run SunSpec discovery on every unit that answers")
+	auto := fs.Bool("auto", false, "find the line settings first: try 19200/9600/38400/115200 baud with even, no and odd parity (the usual ones first) until a unit answers, then scan with them (-baud and -parity are ignored)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -44,6 +45,19 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := pc.Validate(); err != nil {
 		fmt.Fprintf(stderr, "%s scan: %v\n", programName, err)
 		return exitUsage
+	}
+	if *auto {
+		found, ok, err := findLine(ctx, *port, list, *timeout, stdout, stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "%s scan: %v\n", programName, err)
+			return exitFailed
+		}
+		if !ok {
+			fmt.Fprintf(stdout, "no unit answered at any of %d line settings: check the wiring (A/B), termination, the devices' power and -units\n", len(autoLines))
+			return exitFailed
+		}
+		pc = found
+		fmt.Fprintf(stdout, "line settings: %s (use -baud %d -parity %s)\n", pc, pc.Baud, pc.Parity)
 	}
 	b, closeBus, err := openBus(ctx, pc, *timeout)
 	if err != nil {
@@ -129,6 +143,7 @@ func (sc *scanner) probe(ctx context.Context, u int) {
 // 1-247 scan at the default timeout takes most of a minute.
 type progress struct {
 	w           io.Writer
+	what        string // what is counted: "units", "probes"
 	total, n    int
 	start, last time.Time
 }
@@ -140,7 +155,7 @@ const (
 
 func newProgress(w io.Writer, total int) *progress {
 	now := time.Now()
-	return &progress{w: w, total: total, start: now, last: now}
+	return &progress{w: w, what: "units", total: total, start: now, last: now}
 }
 
 // done counts one more unit scanned.
@@ -152,7 +167,7 @@ func (p *progress) done(found int) {
 	}
 	p.last = now
 	left := time.Duration(float64(now.Sub(p.start)) / float64(p.n) * float64(p.total-p.n)).Round(time.Second)
-	fmt.Fprintf(p.w, "scanned %d of %d units, %d answered, about %v left\n", p.n, p.total, found, left)
+	fmt.Fprintf(p.w, "scanned %d of %d %s, %d answered, about %v left\n", p.n, p.total, p.what, found, left)
 }
 
 // unwrapOpenError names the OS's reason for a port that does not open:
