@@ -4,6 +4,7 @@
 //	gatewayctl validate FILE...   check gateway config files
 //	gatewayctl scan -port PATH    probe a Modbus RTU bus for devices
 //	gatewayctl read -port PATH -unit N -profile NAME   read one device once
+//	gatewayctl init -port PATH -o FILE   write a starting config from a scan
 //	gatewayctl lots               parking occupancy per lot and zone
 //	gatewayctl plugin new NAME    scaffold a device plugin project (-rule: a rule plugin)
 //
@@ -46,6 +47,7 @@ func commands() []command {
 		{name: "plugin", summary: "scaffold a device or rule plugin project (plugin new NAME [-rule])", run: runPlugin},
 		{name: "scan", summary: "probe a Modbus RTU bus for devices (and their SunSpec models)", run: runScan},
 		{name: "read", summary: "read one Modbus device once through a profile and print the values", run: runRead},
+		{name: "init", summary: "scan a bus and write a commented starting config from what answered", run: runInit},
 		{name: "lots", summary: "show parking occupancy per lot and zone from InfluxDB", run: runLots},
 	}
 }

@@ -92,12 +92,13 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // scanner probes units and counts what they did.
 type scanner struct {
-	b       *bus.Bus
-	stdout  io.Writer
-	sunspec bool
-	found   int // units that answered (data or an exception of their own)
-	garbled int // replies that did not decode (CRC, framing)
-	absent  int // units a Modbus gateway reported absent (0x0A, 0x0B)
+	b        *bus.Bus
+	stdout   io.Writer
+	sunspec  bool
+	found    int   // units that answered (data or an exception of their own)
+	answered []int // their addresses
+	garbled  int   // replies that did not decode (CRC, framing)
+	absent   int   // units a Modbus gateway reported absent (0x0A, 0x0B)
 }
 
 func (sc *scanner) probe(ctx context.Context, u int) {
@@ -125,6 +126,7 @@ func (sc *scanner) probe(ctx context.Context, u int) {
 		return
 	}
 	sc.found++
+	sc.answered = append(sc.answered, u)
 	if !sc.sunspec {
 		return
 	}
