@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/luling-edge/luling/internal/schema"
 )
@@ -89,7 +90,7 @@ func JSONSchema(opts ...Option) (map[string]any, error) {
 		"site": name, "gateway": name, "profiles_dir": str,
 		"log": obj("log.", logKeys, map[string]any{"level": enumOf("debug", "info", "warn", "error"), "format": enumOf("text", "json")}),
 		"uplink": obj("uplink.", uplinkKeys, map[string]any{
-			"brokers":   map[string]any{"type": "array", "minItems": 1, "items": map[string]any{"type": "string", "pattern": "^(" + joinAlt(brokerSchemes) + ")://"}},
+			"brokers":   map[string]any{"type": "array", "minItems": 1, "items": map[string]any{"type": "string", "pattern": "^(" + strings.Join(brokerSchemes, "|") + ")://"}},
 			"client_id": str, "username": str, "password": str, "password_file": str,
 			"tls": obj("uplink.tls.", tlsKeys, map[string]any{"ca": str, "cert": str, "key": str, "server_name": str, "insecure_skip_verify": boolean}),
 			"qos": map[string]any{"const": 1}, "keepalive": dur, "connect_timeout": dur, "max_inflight": intIn(1, 1000), "reconnect_max": dur,
@@ -186,15 +187,4 @@ func withRequired(m map[string]any, keys ...string) map[string]any {
 	}
 	m["required"] = r
 	return m
-}
-
-func joinAlt(s []string) string {
-	out := ""
-	for i, x := range s {
-		if i > 0 {
-			out += "|"
-		}
-		out += x
-	}
-	return out
 }
