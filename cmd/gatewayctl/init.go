@@ -20,30 +20,14 @@ import (
 // settings that worked, and one device per unit that answered.
 func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flagSet("init", "-port PATH [-auto | -baud N -parity even] [-units 1-247] [-profile NAME] [-o FILE]", stderr)
-	port := fs.String("port", "", "serial port to scan, e.g. /dev/ttyUSB0 (required)")
-	baud := fs.Int("baud", 19200, "line speed")
-	parity := fs.String("parity", "even", "none, even or odd")
-	stop := fs.Int("stop-bits", 1, "1 or 2")
-	auto := fs.Bool("auto", false, "find the line settings first, as scan -auto does")
-	units := fs.String("units", "1-247", "unit addresses to probe: 1-247, or a list such as 1,2,10-20")
-	timeout := fs.Duration("timeout", 200*time.Millisecond, "reply timeout per unit")
+	lf := addLineFlags(fs, 200*time.Millisecond, true)
 	profile := fs.String("profile", "", "the profile of the devices found (a built-in name or a file under profiles_dir); without it the devices are written commented out")
 	out := fs.String("o", "", "write the config to FILE (refuses to overwrite one); default standard output")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	if *port == "" || fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "%s init: -port is required and takes no arguments\n", programName)
-		return exitUsage
-	}
-	list, err := parseUnits(*units)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s init: -units %q: %v\n", programName, *units, err)
-		return exitUsage
-	}
-	pc := serialport.Config{Name: *port, Baud: *baud, Parity: serialport.Parity(*parity), StopBits: *stop}
-	if err := pc.Validate(); err != nil {
-		fmt.Fprintf(stderr, "%s init: %v\n", programName, err)
+	pc, list, ok := lf.line("init", fs, stderr)
+	if !ok {
 		return exitUsage
 	}
 	profName := ""
@@ -55,15 +39,10 @@ func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		profName = p.Name
 	}
-	if *auto {
-		found, ok, err := findLine(ctx, *port, list, *timeout, stderr, stderr)
-		if err != nil || !ok {
-			fmt.Fprintf(stderr, "%s init: no unit answered at any line setting on %s %v\n", programName, *port, errOrEmpty(err))
-			return exitFailed
-		}
-		pc = found
+	if pc, ok = lf.settle(ctx, "init", pc, list, stderr, stderr); !ok {
+		return exitFailed
 	}
-	b, closeBus, err := openBus(ctx, pc, *timeout)
+	b, closeBus, err := openBus(ctx, pc, *lf.timeout)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s init: %v\n", programName, err)
 		return exitFailed
@@ -83,8 +62,8 @@ func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	var text strings.Builder
 	err = initTemplate.Execute(&text, initData{
-		Port: *port, Line: pc, Units: sc.answered, Profile: profName,
-		When: time.Now().UTC().Format("2006-01-02 15:04 UTC"), Scanned: *units,
+		Port: pc.Name, Line: pc, Units: sc.answered, Profile: profName,
+		When: time.Now().UTC().Format("2006-01-02 15:04 UTC"), Scanned: *lf.units,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "%s init: %v\n", programName, err)
@@ -96,20 +75,13 @@ func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s init: %v\n", programName, err)
 		return exitFailed
 	} else {
-		fmt.Fprintf(stdout, "wrote %s: %d devices on %s (%s); fill in the placeholders, then: %s validate %s\n", *out, len(sc.answered), *port, pc, programName, *out)
+		fmt.Fprintf(stdout, "wrote %s: %d devices on %s (%s); fill in the placeholders, then: %s validate %s\n", *out, len(sc.answered), pc.Name, pc, programName, *out)
 	}
 	if len(sc.answered) == 0 {
-		fmt.Fprintf(stderr, "%s init: no unit answered on %s (%s): the config has no devices\n", programName, *port, pc)
+		fmt.Fprintf(stderr, "%s init: no unit answered on %s (%s): the config has no devices\n", programName, pc.Name, pc)
 		return exitFailed
 	}
 	return exitOK
-}
-
-func errOrEmpty(err error) string {
-	if err == nil {
-		return ""
-	}
-	return "(" + err.Error() + ")"
 }
 
 // writeNew writes a file that must not exist yet.

@@ -14,35 +14,29 @@ import (
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/drivers/modbus"
-	"github.com/luling-edge/luling/gateway/serialport"
 )
 
 // runRead reads one Modbus device once through the modbus driver and a
 // profile, and prints every decoded field (published or not).
 func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flagSet("read", "-port PATH -unit N -profile NAME|FILE [-baud N] [-parity even] [-json]", stderr)
-	port := fs.String("port", "", "serial port, e.g. /dev/ttyUSB0 (required)")
-	baud := fs.Int("baud", 19200, "line speed")
-	parity := fs.String("parity", "even", "none, even or odd")
-	stop := fs.Int("stop-bits", 1, "1 or 2")
+	lf := addLineFlags(fs, 500*time.Millisecond, false)
 	unit := fs.Int("unit", 0, "unit address 1..247 (required)")
 	profile := fs.String("profile", "", "a built-in profile name (ultrasonic-bay) or a profile file (required)")
-	timeout := fs.Duration("timeout", 500*time.Millisecond, "reply timeout per transaction")
 	asJSON := fs.Bool("json", false, "print the values as one JSON object")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	if *port == "" || *profile == "" || fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "%s read: -port, -unit and -profile are required; it takes no arguments\n", programName)
+	pc, _, ok := lf.line("read", fs, stderr)
+	if !ok {
+		return exitUsage
+	}
+	if *profile == "" {
+		fmt.Fprintf(stderr, "%s read: -profile is required\n", programName)
 		return exitUsage
 	}
 	if *unit < 1 || *unit > modbus.MaxUnit {
 		fmt.Fprintf(stderr, "%s read: -unit %d: want 1..%d\n", programName, *unit, modbus.MaxUnit)
-		return exitUsage
-	}
-	pc := serialport.Config{Name: *port, Baud: *baud, Parity: serialport.Parity(*parity), StopBits: *stop}
-	if err := pc.Validate(); err != nil {
-		fmt.Fprintf(stderr, "%s read: %v\n", programName, err)
 		return exitUsage
 	}
 	p, err := findProfile(*profile)
@@ -50,7 +44,7 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s read: -profile: %v\n", programName, err)
 		return exitUsage
 	}
-	b, closeBus, err := openBus(ctx, pc, *timeout)
+	b, closeBus, err := openBus(ctx, pc, *lf.timeout)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s read: %v\n", programName, err)
 		return exitFailed
@@ -64,11 +58,11 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	values, err := dev.ReadAll(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "%s read: %s unit %d (%s): %s\n", programName, *port, *unit, pc, readProblem(err))
+		fmt.Fprintf(stderr, "%s read: %s unit %d (%s): %s\n", programName, pc.Name, *unit, pc, readProblem(err))
 		return exitFailed
 	}
 	if *asJSON {
-		out := map[string]any{"port": *port, "unit": *unit, "profile": p.Name, "measurement": p.Measurement, "fields": map[string]any{}}
+		out := map[string]any{"port": pc.Name, "unit": *unit, "profile": p.Name, "measurement": p.Measurement, "fields": map[string]any{}}
 		for name, v := range values {
 			out["fields"].(map[string]any)[name] = v.Interface()
 		}
@@ -80,7 +74,7 @@ func runRead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	}
-	fmt.Fprintf(stdout, "%s unit %d, profile %s (%s)\n", *port, *unit, p.Name, p.Measurement)
+	fmt.Fprintf(stdout, "%s unit %d, profile %s (%s)\n", pc.Name, *unit, p.Name, p.Measurement)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "FIELD\tVALUE\tPUBLISHED\tDESCRIPTION")
 	for _, f := range p.Fields {

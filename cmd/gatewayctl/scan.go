@@ -14,58 +14,31 @@ import (
 	"github.com/luling-edge/luling/drivers/modbus"
 	"github.com/luling-edge/luling/drivers/sunspec"
 	"github.com/luling-edge/luling/gateway/bus"
-	"github.com/luling-edge/luling/gateway/serialport"
 )
 
 // runScan probes unit addresses on a Modbus RTU bus and reports which
 // answer, and for SunSpec devices which models they expose.
 func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flagSet("scan", "-port PATH [-auto | -baud N -parity even] [-units 1-247] [-sunspec]", stderr)
-	port := fs.String("port", "", "serial port, e.g. /dev/ttyUSB0 (required)")
-	baud := fs.Int("baud", 19200, "line speed")
-	parity := fs.String("parity", "even", "none, even or odd")
-	stop := fs.Int("stop-bits", 1, "1 or 2")
-	units := fs.String("units", "1-247", "unit addresses to probe: 1-247, or a list such as 1,2,10-20")
-	timeout := fs.Duration("timeout", 200*time.Millisecond, "reply timeout per unit")
+	lf := addLineFlags(fs, 200*time.Millisecond, true)
 	doSunSpec := fs.Bool("sunspec", false, "run SunSpec discovery on every unit that answers")
-	auto := fs.Bool("auto", false, "find the line settings first: try 19200/9600/38400/115200 baud with even, no and odd parity (the usual ones first) until a unit answers, then scan with them (-baud and -parity are ignored)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	if *port == "" || fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "%s scan: -port is required and takes no arguments\n", programName)
+	pc, list, ok := lf.line("scan", fs, stderr)
+	if !ok {
 		return exitUsage
 	}
-	list, err := parseUnits(*units)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s scan: -units %q: %v\n", programName, *units, err)
-		return exitUsage
+	if pc, ok = lf.settle(ctx, "scan", pc, list, stdout, stderr); !ok {
+		return exitFailed
 	}
-	pc := serialport.Config{Name: *port, Baud: *baud, Parity: serialport.Parity(*parity), StopBits: *stop}
-	if err := pc.Validate(); err != nil {
-		fmt.Fprintf(stderr, "%s scan: %v\n", programName, err)
-		return exitUsage
-	}
-	if *auto {
-		found, ok, err := findLine(ctx, *port, list, *timeout, stdout, stderr)
-		if err != nil {
-			fmt.Fprintf(stderr, "%s scan: %v\n", programName, err)
-			return exitFailed
-		}
-		if !ok {
-			fmt.Fprintf(stdout, "no unit answered at any of %d line settings: check the wiring (A/B), termination, the devices' power and -units\n", len(autoLines))
-			return exitFailed
-		}
-		pc = found
-		fmt.Fprintf(stdout, "line settings: %s (use -baud %d -parity %s)\n", pc, pc.Baud, pc.Parity)
-	}
-	b, closeBus, err := openBus(ctx, pc, *timeout)
+	b, closeBus, err := openBus(ctx, pc, *lf.timeout)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s scan: %v\n", programName, err)
 		return exitFailed
 	}
 	defer closeBus()
-	fmt.Fprintf(stdout, "scanning %s (%s), units %s, %v per unit\n", *port, pc, *units, *timeout)
+	fmt.Fprintf(stdout, "scanning %s (%s), units %s, %v per unit\n", pc.Name, pc, *lf.units, *lf.timeout)
 	sc := &scanner{b: b, stdout: stdout, sunspec: *doSunSpec}
 	prog := newProgress(stderr, len(list))
 	for _, u := range list {
