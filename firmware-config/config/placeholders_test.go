@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 )
@@ -56,4 +57,32 @@ outbox: {path: /var/lib/luling/outbox}
 	if err := Placeholders(cfg, []byte(good)); err == nil {
 		t.Error("empty password_file passed")
 	}
+}
+
+// FuzzPlaceholders: any file the loader accepts is checked without a
+// panic, and every placeholder found sits at a line of the file.
+func FuzzPlaceholders(f *testing.F) {
+	f.Add([]byte("site: change-me\ngateway: gw-01\nuplink: {brokers: [tcp://broker.example.net:1883], username: change-me/gw-01}\noutbox: {path: /x}\n"))
+	f.Add([]byte("base: &b {brokers: [tcp://a.example:1]}\nsite: s\ngateway: g\nuplink:\n  <<: *b\noutbox: {path: /x}\n"))
+	f.Add([]byte("site: s\ngateway: gw-change-me\nuplink: {brokers: ['tcp://[::1]:1', tcp://x.example.org:1]}\noutbox: {path: /x}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse("gw.yaml", data, SkipFileChecks())
+		if err != nil {
+			return
+		}
+		err = Placeholders(cfg, data, SkipFileChecks())
+		if err == nil {
+			return
+		}
+		var errs *Errors
+		if !errors.As(err, &errs) {
+			t.Fatalf("got %T, want *Errors", err)
+		}
+		lines := bytes.Count(data, []byte("\n")) + 1
+		for _, e := range errs.List {
+			if e.Line < 1 || e.Line > lines || e.Path == "" {
+				t.Errorf("error at line %d of %d, path %q: %v", e.Line, lines, e.Path, e)
+			}
+		}
+	})
 }
