@@ -31,7 +31,7 @@ func openBus(ctx context.Context, pc serialport.Config, timeout time.Duration) (
 		}
 		return p, err
 	}
-	b, err = bus.New(bus.Config{Name: pc.Name, Port: pc, Timeout: timeout, BackoffMin: time.Millisecond, BackoffMax: time.Millisecond},
+	b, err = bus.New(bus.Config{Name: programName, Port: pc, Timeout: timeout, BackoffMin: time.Millisecond, BackoffMax: time.Millisecond},
 		bus.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Open: open})
 	if err != nil {
 		return nil, nil, err
