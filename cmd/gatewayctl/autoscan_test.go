@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -117,5 +118,19 @@ func TestScanAutoNothingAnswers(t *testing.T) {
 	}
 	if strings.Count(out, "auto: ") != 12 {
 		t.Errorf("want one line per setting tried:\n%s", out)
+	}
+}
+
+// A long -auto search reports its progress with an estimate, counting the
+// probes of every setting.
+func TestScanAutoReportsProgress(t *testing.T) {
+	port := gatedLot(t, unix.B9600) // second setting: 26 silent probes first
+	code, out, errOut := runCmd(t, "scan", "-auto", "-port", port, "-units", "1-26", "-timeout", "50ms")
+	if code != exitOK || !strings.Contains(out, "auto: 9600 8E1: unit 1 answered") {
+		t.Fatalf("exit %d:\n%s%s", code, out, errOut)
+	}
+	total := len(autoLines) * 26
+	if !strings.Contains(errOut, "scanned 25 of "+strconv.Itoa(total)+" probes, 0 answered, about ") || !strings.Contains(errOut, " left") {
+		t.Errorf("no progress with an estimate on stderr:\n%s", errOut)
 	}
 }
