@@ -3,6 +3,9 @@
 //
 //	gatewayctl validate FILE...   check gateway config files
 //	gatewayctl scan -port PATH    probe a Modbus RTU bus for devices
+//	gatewayctl read -port PATH -unit N -profile NAME   read one device once
+//	gatewayctl init -port PATH -o FILE   write a starting config from a scan
+//	gatewayctl schema             print the config's JSON Schema
 //	gatewayctl lots               parking occupancy per lot and zone
 //	gatewayctl plugin new NAME    scaffold a device plugin project (-rule: a rule plugin)
 //
@@ -44,6 +47,9 @@ func commands() []command {
 		{name: "validate", summary: "check gateway config files and print every mistake", run: runValidate},
 		{name: "plugin", summary: "scaffold a device or rule plugin project (plugin new NAME [-rule])", run: runPlugin},
 		{name: "scan", summary: "probe a Modbus RTU bus for devices (and their SunSpec models)", run: runScan},
+		{name: "read", summary: "read one Modbus device once through a profile and print the values", run: runRead},
+		{name: "init", summary: "scan a bus and write a commented starting config from what answered", run: runInit},
+		{name: "schema", summary: "print the config's JSON Schema, for editors (schema > gateway.schema.json)", run: runSchema},
 		{name: "lots", summary: "show parking occupancy per lot and zone from InfluxDB", run: runLots},
 	}
 }

@@ -6,82 +6,39 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/drivers/modbus"
 	"github.com/luling-edge/luling/drivers/sunspec"
 	"github.com/luling-edge/luling/gateway/bus"
-	"github.com/luling-edge/luling/gateway/serialport"
 )
 
 // runScan probes unit addresses on a Modbus RTU bus and reports which
 // answer, and for SunSpec devices which models they expose.
 func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flagSet("scan", "-port PATH [-baud N] [-parity even] [-units 1-247] [-sunspec]", stderr)
-	port := fs.String("port", "", "serial port, e.g. /dev/ttyUSB0 (required)")
-	baud := fs.Int("baud", 19200, "line speed")
-	parity := fs.String("parity", "even", "none, even or odd")
-	stop := fs.Int("stop-bits", 1, "1 or 2")
-	units := fs.String("units", "1-247", "unit addresses to probe: 1-247, or a list such as 1,2,10-20")
-	timeout := fs.Duration("timeout", 200*time.Millisecond, "reply timeout per unit")
+	fs := flagSet("scan", "-port PATH [-auto | -baud N -parity even] [-units 1-247] [-sunspec]", stderr)
+	lf := addLineFlags(fs, 200*time.Millisecond, true)
 	doSunSpec := fs.Bool("sunspec", false, "run SunSpec discovery on every unit that answers")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	if *port == "" || fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "%s scan: -port is required and takes no arguments\n", programName)
+	pc, list, ok := lf.line("scan", fs, stderr)
+	if !ok {
 		return exitUsage
 	}
-	list, err := parseUnits(*units)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s scan: -units %q: %v\n", programName, *units, err)
-		return exitUsage
-	}
-	pc := serialport.Config{Name: *port, Baud: *baud, Parity: serialport.Parity(*parity), StopBits: *stop}
-	if err := pc.Validate(); err != nil {
-		fmt.Fprintf(stderr, "%s scan: %v\n", programName, err)
-		return exitUsage
-	}
-	// The bus reopens a port that fails; the first open error is the
-	// OS's reason (no such file, permission denied, busy).
-	openErr := make(chan error, 1)
-	open := func(c serialport.Config) (serialport.Port, error) {
-		p, err := serialport.Open(c)
-		if err != nil {
-			select {
-			case openErr <- err:
-			default:
-			}
-		}
-		return p, err
-	}
-	b, err := bus.New(bus.Config{Name: "scan", Port: pc, Timeout: *timeout, BackoffMin: time.Millisecond, BackoffMax: time.Millisecond},
-		bus.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Open: open})
-	if err != nil {
-		fmt.Fprintf(stderr, "%s scan: %v\n", programName, err)
-		return exitUsage
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); b.Run(ctx) }()
-	defer func() { cancel(); wg.Wait() }()
-	// Wait for the port to open, or report why it does not.
-	select {
-	case <-b.Ready():
-	case err := <-openErr:
-		fmt.Fprintf(stderr, "%s scan: %v\n", programName, unwrapOpenError(err))
-		return exitFailed
-	case <-time.After(3 * time.Second):
-		fmt.Fprintf(stderr, "%s scan: cannot open %s: %s\n", programName, *port, b.Stats().State)
+	if pc, ok = lf.settle(ctx, "scan", pc, list, stdout, stderr); !ok {
 		return exitFailed
 	}
-	fmt.Fprintf(stdout, "scanning %s (%s), units %s, %v per unit\n", *port, pc, *units, *timeout)
+	b, closeBus, err := openBus(ctx, pc, *lf.timeout)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s scan: %v\n", programName, err)
+		return exitFailed
+	}
+	defer closeBus()
+	fmt.Fprintf(stdout, "scanning %s (%s), units %s, %v per unit\n", pc.Name, pc, *lf.units, *lf.timeout)
 	sc := &scanner{b: b, stdout: stdout, sunspec: *doSunSpec}
 	prog := newProgress(stderr, len(list))
 	for _, u := range list {
@@ -108,12 +65,13 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // scanner probes units and counts what they did.
 type scanner struct {
-	b       *bus.Bus
-	stdout  io.Writer
-	sunspec bool
-	found   int // units that answered (data or an exception of their own)
-	garbled int // replies that did not decode (CRC, framing)
-	absent  int // units a Modbus gateway reported absent (0x0A, 0x0B)
+	b        *bus.Bus
+	stdout   io.Writer
+	sunspec  bool
+	found    int   // units that answered (data or an exception of their own)
+	answered []int // their addresses
+	garbled  int   // replies that did not decode (CRC, framing)
+	absent   int   // units a Modbus gateway reported absent (0x0A, 0x0B)
 }
 
 func (sc *scanner) probe(ctx context.Context, u int) {
@@ -141,6 +99,7 @@ func (sc *scanner) probe(ctx context.Context, u int) {
 		return
 	}
 	sc.found++
+	sc.answered = append(sc.answered, u)
 	if !sc.sunspec {
 		return
 	}
@@ -159,6 +118,7 @@ func (sc *scanner) probe(ctx context.Context, u int) {
 // 1-247 scan at the default timeout takes most of a minute.
 type progress struct {
 	w           io.Writer
+	what        string // what is counted: "units", "probes"
 	total, n    int
 	start, last time.Time
 }
@@ -170,7 +130,7 @@ const (
 
 func newProgress(w io.Writer, total int) *progress {
 	now := time.Now()
-	return &progress{w: w, total: total, start: now, last: now}
+	return &progress{w: w, what: "units", total: total, start: now, last: now}
 }
 
 // done counts one more unit scanned.
@@ -182,7 +142,7 @@ func (p *progress) done(found int) {
 	}
 	p.last = now
 	left := time.Duration(float64(now.Sub(p.start)) / float64(p.n) * float64(p.total-p.n)).Round(time.Second)
-	fmt.Fprintf(p.w, "scanned %d of %d units, %d answered, about %v left\n", p.n, p.total, found, left)
+	fmt.Fprintf(p.w, "scanned %d of %d %s, %d answered, about %v left\n", p.n, p.total, p.what, found, left)
 }
 
 // unwrapOpenError names the OS's reason for a port that does not open:

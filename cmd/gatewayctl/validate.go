@@ -70,6 +70,12 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 				code = exitFailed
 				continue
 			}
+			// What the example leaves for the installer to fill in.
+			if err := config.Placeholders(cfg, nil, opts...); err != nil {
+				fmt.Fprintln(stdout, err)
+				code = exitFailed
+				continue
+			}
 			fmt.Fprintf(stdout, "%s: ok: %s\n", file, cfg.Summary())
 			if note := boardNote(cfg); note != "" {
 				fmt.Fprintf(stdout, "%s: note: %s\n", file, note)

@@ -17,7 +17,7 @@ func siteWith(device string) string {
 	var b strings.Builder
 	b.WriteString(`site: lot-a
 gateway: gw-01
-uplink: {brokers: [tcp://broker.example:1883]}
+uplink: {brokers: [tcp://mqtt.lota.test:1883]}
 outbox: {path: /var/lib/luling/outbox}
 buses:
   - {name: rs485-1, port: /dev/ttyUSB0}
