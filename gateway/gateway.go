@@ -465,9 +465,11 @@ func (g *Gateway) Emit(ctx context.Context, kind payload.Kind, recs []payload.Re
 
 func (g *Gateway) pollLoop(ctx context.Context, d *device, phase time.Duration) {
 	log := g.log.With("device", d.spec.ID)
-	timer := g.clock.NewTimer(phase)
-	defer timer.Stop()
+	// The schedule starts from the time the timer is armed at: read the
+	// clock first, so that time passing between the two cannot shift it.
 	next := g.now().Add(phase)
+	timer := g.clock.NewTimer(g.clock.Until(next))
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
