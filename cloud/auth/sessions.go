@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/luling-edge/luling/internal/safefile"
 )
 
 // Session cookie and CSRF names.
@@ -141,7 +143,7 @@ func (s *Sessions) loadUsers(force bool) {
 		return
 	}
 	fi, err := os.Stat(s.o.Users)
-	if err == nil && s.stat != nil && os.SameFile(fi, s.stat) && fi.Size() == s.stat.Size() && fi.ModTime().Equal(s.stat.ModTime()) {
+	if err == nil && safefile.Same(fi, s.stat) {
 		return
 	}
 	var users map[string]user

@@ -194,7 +194,7 @@ func (f *TokenFile) update(change func([]TokenInfo) ([]TokenInfo, error)) error 
 // file that wrap makes of the result, atomically. what names the file in
 // errors.
 func rewrite[T any](path, what string, list func() ([]T, error), change func([]T) ([]T, error), wrap func([]T) any) error {
-	unlock, err := lockFile(path + ".lock")
+	unlock, err := safefile.Lock(path + ".lock")
 	if err != nil {
 		return fmt.Errorf("%s %s: lock: %w", what, path, err)
 	}
@@ -208,16 +208,13 @@ func rewrite[T any](path, what string, list func() ([]T, error), change func([]T
 	}
 	b, err := json.MarshalIndent(wrap(entries), "", "  ")
 	if err == nil {
-		err = replaceFile(path, append(b, '\n'))
+		err = safefile.Replace(path, append(b, '\n'), 0o600)
 	}
 	if err != nil {
 		return fmt.Errorf("%s %s: write: %w", what, path, err)
 	}
 	return nil
 }
-
-// replaceFile writes path atomically with mode 0600.
-func replaceFile(path string, body []byte) error { return safefile.Replace(path, body, 0o600) }
 
 // TokenAuthenticator authenticates "Authorization: Bearer TOKEN" against
 // a token file. It re-reads the file when the file changed (another inode,
@@ -322,7 +319,7 @@ func (t *TokenAuthenticator) maybeReload() {
 	}
 	t.checked = now
 	fi, err := os.Stat(t.path)
-	if err == nil && t.stat != nil && os.SameFile(fi, t.stat) && fi.Size() == t.stat.Size() && fi.ModTime().Equal(t.stat.ModTime()) {
+	if err == nil && safefile.Same(fi, t.stat) {
 		return
 	}
 	if err != nil && t.stat == nil && t.loadErr != nil {
