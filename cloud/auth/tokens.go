@@ -184,36 +184,9 @@ func (f *TokenFile) Revoke(name string) error {
 // update applies change to the file's tokens under the lock and writes the
 // result.
 func (f *TokenFile) update(change func([]TokenInfo) ([]TokenInfo, error)) error {
-	return rewrite(f.Path, "token file", f.List, change, func(tokens []TokenInfo) any {
+	return safefile.UpdateJSON(f.Path, "token file", f.List, change, func(tokens []TokenInfo) any {
 		return tokenFile{Version: 1, Tokens: append([]TokenInfo{}, tokens...)}
 	})
-}
-
-// rewrite is the read-modify-write of a token or user file: under the
-// file's lock (PATH.lock), list its entries, change them and write the
-// file that wrap makes of the result, atomically. what names the file in
-// errors.
-func rewrite[T any](path, what string, list func() ([]T, error), change func([]T) ([]T, error), wrap func([]T) any) error {
-	unlock, err := safefile.Lock(path + ".lock")
-	if err != nil {
-		return fmt.Errorf("%s %s: lock: %w", what, path, err)
-	}
-	defer unlock()
-	entries, err := list()
-	if err != nil {
-		return err
-	}
-	if entries, err = change(entries); err != nil {
-		return err
-	}
-	b, err := json.MarshalIndent(wrap(entries), "", "  ")
-	if err == nil {
-		err = safefile.Replace(path, append(b, '\n'), 0o600)
-	}
-	if err != nil {
-		return fmt.Errorf("%s %s: write: %w", what, path, err)
-	}
-	return nil
 }
 
 // TokenAuthenticator authenticates "Authorization: Bearer TOKEN" against

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/luling-edge/luling/internal/safefile"
 )
 
 // UserInfo is one account of a user file: a login for the web platform
@@ -192,7 +194,7 @@ func userIndex(users []UserInfo, name string) int {
 // change applies fn to the accounts under the file's lock and writes the
 // result.
 func (f *UserFile) change(fn func([]UserInfo) ([]UserInfo, error)) error {
-	return rewrite(f.Path, "user file", f.List, fn, func(users []UserInfo) any {
+	return safefile.UpdateJSON(f.Path, "user file", f.List, fn, func(users []UserInfo) any {
 		return userFile{Version: 1, Users: append([]UserInfo{}, users...)}
 	})
 }

@@ -306,27 +306,10 @@ func (f *File) change(site, id string, fn func(*Gateway) error) error {
 // update applies change to the file's gateways under the lock and writes
 // the result.
 func (f *File) update(change func([]Gateway) ([]Gateway, error)) error {
-	unlock, err := safefile.Lock(f.Path + ".lock")
-	if err != nil {
-		return fmt.Errorf("registry %s: lock: %w", f.Path, err)
-	}
-	defer unlock()
-	gws, err := f.List()
-	if err != nil {
-		return err
-	}
-	if gws, err = change(gws); err != nil {
-		return err
-	}
-	if gws == nil {
-		gws = []Gateway{}
-	}
-	b, err := json.MarshalIndent(file{Version: 1, Gateways: gws}, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := safefile.Replace(f.Path, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("registry %s: write: %w", f.Path, err)
-	}
-	return nil
+	return safefile.UpdateJSON(f.Path, "registry", f.List, change, func(gws []Gateway) any {
+		if gws == nil {
+			gws = []Gateway{}
+		}
+		return file{Version: 1, Gateways: gws}
+	})
 }

@@ -1,11 +1,13 @@
 // Package safefile holds the two things cloudd's small state files (API
-// tokens, the gateway registry) need to be changed by a CLI while a
-// running cloudd reads them: an atomic replace that never shows half a
-// file, and an advisory lock so that two commands at once apply their
-// changes one after the other.
+// tokens, accounts, the gateway registry) need to be changed by a CLI
+// while a running cloudd reads them: an atomic replace that never shows
+// half a file, and an advisory lock so that two commands at once apply
+// their changes one after the other. UpdateJSON combines them.
 package safefile
 
 import (
+	"encoding/json"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -53,4 +55,31 @@ func Same(a, b fs.FileInfo) bool {
 		return a == nil && b == nil
 	}
 	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
+}
+
+// UpdateJSON is the read-modify-write of a JSON state file: under the
+// file's lock (PATH.lock), list its entries, change them and Replace the
+// file (mode 0600) with the indented JSON that wrap makes of the result.
+// what names the file in errors.
+func UpdateJSON[T any](path, what string, list func() ([]T, error), change func([]T) ([]T, error), wrap func([]T) any) error {
+	unlock, err := Lock(path + ".lock")
+	if err != nil {
+		return fmt.Errorf("%s %s: lock: %w", what, path, err)
+	}
+	defer unlock()
+	entries, err := list()
+	if err != nil {
+		return err
+	}
+	if entries, err = change(entries); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(wrap(entries), "", "  ")
+	if err == nil {
+		err = Replace(path, append(b, '\n'), 0o600)
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: write: %w", what, path, err)
+	}
+	return nil
 }
