@@ -86,11 +86,11 @@ func DecodeCommand(body []byte) (*Command, error) {
 	case w.ID == nil:
 		return nil, malformedCommand(`command: missing "id"`)
 	case !ValidCommandID(*w.ID):
-		return nil, malformedCommand(`command: "id" %q: want [A-Za-z0-9_-]{1,64}`, clipText(*w.ID))
+		return nil, malformedCommand(`command: "id" %q: want [A-Za-z0-9_-]{1,64}`, Clip(*w.ID))
 	case w.Name == nil:
 		return nil, malformedCommand(`command %s: missing "name"`, *w.ID)
 	case !ValidCommandName(*w.Name):
-		return nil, malformedCommand(`command %s: "name" %q: want dotted lower-case words such as device.write`, *w.ID, clipText(*w.Name))
+		return nil, malformedCommand(`command %s: "name" %q: want dotted lower-case words such as device.write`, *w.ID, Clip(*w.Name))
 	}
 	c := &Command{ID: *w.ID, Name: *w.Name, Args: map[string]any{}}
 	if len(w.Args) > 0 && !bytes.Equal(bytes.TrimSpace(w.Args), []byte("null")) {
@@ -127,7 +127,7 @@ func parseCommandTime(id, key string, s *string) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, *s)
 	if err != nil {
-		return time.Time{}, malformedCommand(`command %s: %q %q: want an RFC 3339 time such as 2026-11-25T19:30:00Z`, id, key, clipText(*s))
+		return time.Time{}, malformedCommand(`command %s: %q %q: want an RFC 3339 time such as 2026-11-25T19:30:00Z`, id, key, Clip(*s))
 	}
 	return t, nil
 }
@@ -164,7 +164,8 @@ func commandWantType(field string) string {
 	return "a string"
 }
 
-func clipText(s string) string {
+// Clip shortens s to 80 bytes for an error message.
+func Clip(s string) string {
 	if len(s) > 80 {
 		return s[:80] + "…"
 	}
@@ -255,9 +256,9 @@ func DecodeReply(body []byte) (*Reply, error) {
 	case r.V != CommandVersion:
 		return nil, malformedCommand(`reply: "v" is %d: want 1`, r.V)
 	case !ValidCommandID(r.ID):
-		return nil, malformedCommand(`reply: "id" %q: want [A-Za-z0-9_-]{1,64}`, clipText(r.ID))
+		return nil, malformedCommand(`reply: "id" %q: want [A-Za-z0-9_-]{1,64}`, Clip(r.ID))
 	case !r.Status.valid():
-		return nil, malformedCommand(`reply %s: "status" %q: want ok, error, expired, duplicate or unknown`, r.ID, clipText(string(r.Status)))
+		return nil, malformedCommand(`reply %s: "status" %q: want ok, error, expired, duplicate or unknown`, r.ID, Clip(string(r.Status)))
 	case r.Executed.IsZero():
 		return nil, malformedCommand(`reply %s: missing "executed"`, r.ID)
 	}
@@ -291,10 +292,12 @@ func ArgValue(v any) (Value, error) {
 	case nil:
 		return Value{}, errors.New("null: want a string, bool or number")
 	}
-	return Value{}, fmt.Errorf("a JSON %s: want a string, bool or number", jsonKind(v))
+	return Value{}, fmt.Errorf("a JSON %s: want a string, bool or number", JSONKind(v))
 }
 
-func jsonKind(v any) string {
+// JSONKind names the JSON type of a decoded value (array, object, or its Go
+// type) for an error message.
+func JSONKind(v any) string {
 	switch v.(type) {
 	case []any:
 		return "array"

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/drivers/modbus/modbussim"
+	"github.com/luling-edge/luling/internal/safefile"
 )
 
 const usageText = `usage: devsim parking [flags]
@@ -331,23 +332,7 @@ func writeConfig(o *parkingOptions, buses []modbussim.BusInfo, bays []modbussim.
 	fmt.Fprintf(&b, "site: %s\ngateway: %s\nuplink:\n  brokers: [%s]\noutbox:\n  path: %s\nstatus:\n  listen: %s\n",
 		o.site, o.gateway, strconv.Quote(o.broker), strconv.Quote(o.outbox), strconv.Quote(o.statusListen))
 	b.WriteString(configSections(o, buses, bays))
-	dir := filepath.Dir(o.writeConfig)
-	tmp, err := os.CreateTemp(dir, ".devsim-config-*")
-	if err != nil {
-		return fmt.Errorf("write config %s: %w", o.writeConfig, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.WriteString(b.String()); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write config %s: %w", o.writeConfig, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write config %s: %w", o.writeConfig, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("write config %s: %w", o.writeConfig, err)
-	}
-	if err := os.Rename(tmp.Name(), o.writeConfig); err != nil {
+	if err := safefile.Replace(o.writeConfig, []byte(b.String()), 0o644); err != nil {
 		return fmt.Errorf("write config %s: %w", o.writeConfig, err)
 	}
 	return nil

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/gateway/command"
+	"github.com/luling-edge/luling/internal/safefile"
 	"github.com/luling-edge/luling/payload"
 )
 
@@ -124,7 +125,7 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 		if _, err := rand.Read(key); err != nil {
 			return nil, fmt.Errorf("access: credential key %s: %w", keyPath, err)
 		}
-		if err := writeFileSync(keyPath, key, 0o600); err != nil {
+		if err := safefile.Replace(keyPath, key, 0o600); err != nil {
 			return nil, fmt.Errorf("access: credential key %s: %w", keyPath, err)
 		}
 		fresh = true
@@ -217,7 +218,7 @@ func (s *Store) Sync(version int64, creds []Credential) (changed bool, err error
 	if err != nil {
 		return false, fmt.Errorf("access: credential store %s: %w", path, err)
 	}
-	if err := writeFileSync(path, body, 0o600); err != nil {
+	if err := safefile.Replace(path, body, 0o600); err != nil {
 		return false, fmt.Errorf("access: credential store %s: %w", path, err)
 	}
 	s.version = version
@@ -296,36 +297,6 @@ func inSchedule(ws []Window, t time.Time) bool {
 		}
 	}
 	return false
-}
-
-// writeFileSync writes path atomically: a temporary file, fsync, rename,
-// fsync of the directory.
-func writeFileSync(path string, body []byte, perm os.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(body)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // wireCredential is one entry of the credentials.sync argument.

@@ -116,7 +116,7 @@ func (a *Args) Err() error {
 func quoteAll(ss []string) string {
 	q := make([]string, len(ss))
 	for i, s := range ss {
-		q[i] = fmt.Sprintf("%q", clip(s))
+		q[i] = fmt.Sprintf("%q", payload.Clip(s))
 	}
 	return strings.Join(q, ", ")
 }
@@ -124,7 +124,7 @@ func quoteAll(ss []string) string {
 func describe(v any) string {
 	switch x := v.(type) {
 	case string:
-		return fmt.Sprintf("%q", clip(x))
+		return fmt.Sprintf("%q", payload.Clip(x))
 	case json.Number:
 		return "the number " + string(x)
 	case bool:
@@ -132,23 +132,5 @@ func describe(v any) string {
 	case nil:
 		return "null"
 	}
-	return "a JSON " + jsonKind(v)
-}
-
-// clip shortens s for an error message.
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "…"
-	}
-	return s
-}
-
-func jsonKind(v any) string {
-	switch v.(type) {
-	case []any:
-		return "array"
-	case map[string]any:
-		return "object"
-	}
-	return fmt.Sprintf("%T", v)
+	return "a JSON " + payload.JSONKind(v)
 }

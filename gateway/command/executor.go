@@ -286,7 +286,7 @@ func (e *Executor) process(ctx context.Context, in inbound) {
 	if id == "" {
 		e.refused.Add(1)
 		e.log.Warn("command on a topic without a valid id; no reply possible", "topic", in.topic)
-		e.event(SourceCloud, "", &payload.Reply{Status: payload.ReplyError, Message: fmt.Sprintf("topic %q: want gw/v1/{site}/{gateway}/cmd/{id} with id [A-Za-z0-9_-]{1,64}", clip(in.topic))}, in.at)
+		e.event(SourceCloud, "", &payload.Reply{Status: payload.ReplyError, Message: fmt.Sprintf("topic %q: want gw/v1/{site}/{gateway}/cmd/{id} with id [A-Za-z0-9_-]{1,64}", payload.Clip(in.topic))}, in.at)
 		return
 	}
 	r := e.decide(ctx, id, in.body, in.at)
@@ -387,7 +387,7 @@ func (e *Executor) Execute(ctx context.Context, name string, args map[string]any
 	at := e.clock.Now()
 	h, ok := e.handlers[name]
 	if !ok {
-		err := fmt.Errorf("command %q: %w (want one of %s)", clip(name), ErrUnknown, strings.Join(e.Names(), ", "))
+		err := fmt.Errorf("command %q: %w (want one of %s)", payload.Clip(name), ErrUnknown, strings.Join(e.Names(), ", "))
 		e.refused.Add(1)
 		e.event(SourceLocal, name, &payload.Reply{Status: payload.ReplyUnknown, Message: err.Error()}, at)
 		return nil, err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/internal/clock"
+	"github.com/luling-edge/luling/payload"
 )
 
 // Limits of relay.pulse.
@@ -49,7 +50,7 @@ func (e *Executor) writer(id string) (drivers.Writer, error) {
 	}
 	w, ok := e.opts.Devices(id)
 	if !ok || w == nil {
-		return nil, fmt.Errorf("device %q is not configured on this gateway or has no writable points", clip(id))
+		return nil, fmt.Errorf("device %q is not configured on this gateway or has no writable points", payload.Clip(id))
 	}
 	return w, nil
 }
@@ -160,7 +161,7 @@ func (e *Executor) ruleSwitch(a *Args, on bool) (Action, error) {
 	}
 	return Action{Run: func(context.Context) (map[string]any, error) {
 		if err := e.opts.Rules.Enable(name, on); err != nil {
-			return nil, fmt.Errorf("rule %q: %w", clip(name), err)
+			return nil, fmt.Errorf("rule %q: %w", payload.Clip(name), err)
 		}
 		return map[string]any{"rule": name, "enabled": on}, nil
 	}}, nil
