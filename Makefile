@@ -13,15 +13,18 @@ export CGO_ENABLED ?= 0
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: ## build gatewayd, cloudd, gatewayctl and devsim into bin/
+build: ## build gatewayd, gatewayd-full (with the plugin host), cloudd, gatewayctl and devsim into bin/
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+	$(GO) build -trimpath -tags luling_full -ldflags '$(LDFLAGS)' -o $(BIN)/gatewayd-full ./cmd/gatewayd
 
-cross: ## build gatewayd for linux/arm (GOARM=7) and linux/arm64, CGO_ENABLED=0
+cross: ## build gatewayd, gatewayd-full and gatewayctl for linux/arm (GOARM=7) and linux/arm64, CGO_ENABLED=0; prints their sizes
 	@mkdir -p $(BIN)/linux-arm $(BIN)/linux-arm64
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/linux-arm/ ./cmd/gatewayd ./cmd/gatewayctl
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -tags luling_full -ldflags '$(LDFLAGS)' -o $(BIN)/linux-arm/gatewayd-full ./cmd/gatewayd
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/linux-arm64/ ./cmd/gatewayd ./cmd/gatewayctl
-	@ls -l $(BIN)/linux-arm/gatewayd $(BIN)/linux-arm64/gatewayd
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -tags luling_full -ldflags '$(LDFLAGS)' -o $(BIN)/linux-arm64/gatewayd-full ./cmd/gatewayd
+	@ls -l $(BIN)/linux-arm/gatewayd $(BIN)/linux-arm/gatewayd-full $(BIN)/linux-arm64/gatewayd $(BIN)/linux-arm64/gatewayd-full
 
 services: ## install Mosquitto (OS packages) and InfluxDB 1.8.10 (go install) if missing
 	@./scripts/services.sh

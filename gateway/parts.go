@@ -21,7 +21,6 @@ import (
 	"github.com/luling-edge/luling/gateway/uplink"
 	"github.com/luling-edge/luling/internal/clock"
 	"github.com/luling-edge/luling/payload"
-	"github.com/luling-edge/luling/plugins/host"
 )
 
 // This file wires the runtime's parts together and maps their counters onto
@@ -215,13 +214,30 @@ func (g *Gateway) newRules() (*rules.Engine, error) {
 		devs[d.spec.ID] = d.drv
 	}
 	log := g.log.With("part", "rules")
-	return compileRules(g.cfg, g.shared, rules.Options{Clock: g.clock, Logger: log, Writer: devs, Emitter: g, Commander: g, Plugins: host.RuleFactory(log)})
+	return compileRules(g.cfg, g.shared, rules.Options{Clock: g.clock, Logger: log, Writer: devs, Emitter: g, Commander: g, Plugins: pluginRuleFactory(log)})
+}
+
+// pluginRules makes the plugins of plugin rules; nil in a binary that
+// does not link the plugin host.
+var pluginRules func(*slog.Logger) rules.PluginFactory
+
+// EnablePluginRules makes plugin rules run through f
+// (plugins/host.RuleFactory). Call it from main or an init function,
+// before a gateway is made; binaries that do not call it leave go-plugin
+// and gRPC out of their build (see drivers/all.EnablePlugins).
+func EnablePluginRules(f func(*slog.Logger) rules.PluginFactory) { pluginRules = f }
+
+func pluginRuleFactory(log *slog.Logger) rules.PluginFactory {
+	if pluginRules == nil {
+		return nil
+	}
+	return pluginRules(log)
 }
 
 // CheckRules compiles the config's rules the way the gateway will, so that
 // a rule mistake shows up when the config is validated, not when it runs.
 func CheckRules(cfg *config.Config) error {
-	_, err := compileRules(cfg, &drivers.Shared{}, rules.Options{Plugins: host.RuleFactory(slog.New(slog.DiscardHandler))})
+	_, err := compileRules(cfg, &drivers.Shared{}, rules.Options{Plugins: pluginRuleFactory(slog.New(slog.DiscardHandler))})
 	return err
 }
 

@@ -70,8 +70,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	if *check {
-		cfg, err := validate(*cfgPath)
+		cfg, err := load(*cfgPath)
 		if err != nil {
+			return err
+		}
+		if needsFull(cfg) {
+			return handOver(*cfgPath, cfg, args)
+		}
+		if err := validateLoaded(*cfgPath, cfg); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s: ok: %s\n", *cfgPath, cfg.Summary())
@@ -82,7 +88,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sup := &supervisor{path: *cfgPath, stderr: stderr, reload: make(chan struct{}, 1)}
+	if needsFull(cfg) {
+		return handOver(*cfgPath, cfg, args)
+	}
+	sup := &supervisor{path: *cfgPath, args: args, stderr: stderr, reload: make(chan struct{}, 1)}
 	sup.started = startSystemd(ctx, stderr).track // sdnotify.go
 	return sup.run(ctx, cfg)
 }
@@ -104,19 +113,29 @@ func validate(path string) (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	if needsFull(cfg) { // this build cannot compile plugin rules
+		if err := checkWithFull(path, cfg); err != nil {
+			return nil, err
+		}
+		return cfg, nil
+	}
+	return cfg, validateLoaded(path, cfg)
+}
+
+// validateLoaded compiles the rules of a loaded config and refuses the
+// example's placeholders.
+func validateLoaded(path string, cfg *config.Config) error {
 	if err := gateway.CheckRules(cfg); err != nil {
-		return nil, err
+		return err
 	}
-	if err := placeholders(path, cfg); err != nil { // placeholders.go
-		return nil, err
-	}
-	return cfg, nil
+	return placeholders(path, cfg) // placeholders.go
 }
 
 // supervisor runs the gateway and restarts it in-process with a new config
 // when config.reload (or SIGHUP) asks and the new config is valid.
 type supervisor struct {
 	path   string
+	args   []string // gatewayd's arguments, for a hand-over to gatewayd-full
 	stderr io.Writer
 	reload chan struct{}
 	// processStart is when gatewayd started: every gateway it runs counts
@@ -148,6 +167,10 @@ func (s *supervisor) run(ctx context.Context, cfg *config.Config) error {
 		s.processStart = time.Now()
 	}
 	for {
+		if needsFull(cfg) { // a reload brought plugins in
+			newLogger(s.stderr, cfg).Info("config uses plugins: handing over to "+fullName, "config", s.path, "uses", usesPlugins(cfg))
+			return handOver(s.path, cfg, s.args)
+		}
 		log := newLogger(s.stderr, cfg)
 		gw, err := gateway.New(cfg, gateway.Options{Version: version, Logger: log, Reload: s.requestReload, Started: s.processStart})
 		if err != nil {

@@ -4,6 +4,7 @@
 package all
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -15,14 +16,37 @@ import (
 	_ "github.com/luling-edge/luling/drivers/sunspec" // sunspec: SunSpec inverters and MPPT controllers over Modbus RTU
 	"github.com/luling-edge/luling/firmware-config/config"
 	"github.com/luling-edge/luling/firmware-config/profiles"
-	"github.com/luling-edge/luling/plugins/host"
+	"github.com/luling-edge/luling/plugins/hostspec"
 )
 
 func init() {
 	// plugin: a device driver in a separate process (hashicorp/go-plugin),
-	// verified by its SHA-256 before it starts; see docs/plugins.md.
-	drivers.Register(drivers.Info{Name: host.DriverName, Description: "device driver in an out-of-process plugin", New: host.Factory,
-		Options: host.DriverOptions, Example: host.Example})
+	// verified by its SHA-256 before it starts; see docs/plugins.md. The
+	// host itself is linked only by binaries that call EnablePlugins.
+	drivers.Register(drivers.Info{Name: hostspec.DriverName, Description: "device driver in an out-of-process plugin", New: newPlugin,
+		Options: hostspec.DriverOptions, Example: hostspec.Example})
+}
+
+// ErrNoPluginHost is what a plugin device's factory returns in a binary
+// built without the plugin host.
+var ErrNoPluginHost = errors.New("this binary is built without the plugin host: plugin devices need gatewayd-full (go build -tags luling_full ./cmd/gatewayd)")
+
+var pluginFactory drivers.Factory
+
+// EnablePlugins makes plugin devices run through f (plugins/host.Factory).
+// Call it from main or an init function, before any device is made. A
+// binary that does not call it keeps go-plugin and gRPC out of its build;
+// its config loader still checks plugin devices' options.
+func EnablePlugins(f drivers.Factory) { pluginFactory = f }
+
+// PluginsEnabled reports whether EnablePlugins was called.
+func PluginsEnabled() bool { return pluginFactory != nil }
+
+func newPlugin(spec drivers.Spec, env drivers.Env) (drivers.Device, error) {
+	if pluginFactory == nil {
+		return nil, fmt.Errorf("device %s: %w", spec.ID, ErrNoPluginHost)
+	}
+	return pluginFactory(spec, env)
 }
 
 // DriverRules returns what the config loader checks for each registered

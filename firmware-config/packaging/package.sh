@@ -26,6 +26,10 @@ for debarch in ${ARCHES:-armhf arm64 amd64}; do
   mkdir -p "$root/DEBIAN" "$root/usr/bin" "$root/usr/sbin" "$root/lib/systemd/system" "$root/usr/share/luling" "$root/usr/share/doc/luling-gateway"
   CGO_ENABLED=0 GOOS=linux GOARCH=$goarch GOARM=$goarm go build -trimpath -ldflags "-s -w -X main.version=$VERSION" \
     -o "$root/usr/bin/" ./cmd/gatewayd ./cmd/gatewayctl ./cmd/devsim
+  # gatewayd hands a config that uses plugins over to gatewayd-full (the
+  # same daemon with the plugin host linked in; docs/plugins.md).
+  CGO_ENABLED=0 GOOS=linux GOARCH=$goarch GOARM=$goarm go build -trimpath -tags luling_full -ldflags "-s -w -X main.version=$VERSION" \
+    -o "$root/usr/bin/gatewayd-full" ./cmd/gatewayd
   install -m 644 $pkg/gatewayd.service $pkg/luling-firstboot.service $pkg/luling-firstboot.path "$root/lib/systemd/system/"
   install -m 755 $pkg/luling-firstboot "$root/usr/sbin/"
   # Not a conffile: postinst copies it to /etc/luling/gateway.yaml once, and

@@ -202,6 +202,8 @@ func TestDebInstallPurge(t *testing.T) {
 			{"etc/luling/mqtt.pass", 0o640, 0, gid, false},
 			{"var/lib/luling", 0o750, uid, gid, true},
 			{"usr/sbin/luling-firstboot", 0o755, 0, 0, false},
+			{"usr/bin/gatewayd", 0o755, 0, 0, false},
+			{"usr/bin/gatewayd-full", 0o755, 0, 0, false}, // gatewayd hands configs with plugins over to it
 		} {
 			fi, err := os.Stat(filepath.Join(root, c.path))
 			if err != nil {

@@ -167,7 +167,7 @@ func (e *Engine) compilePlugin(r *rule, d *Def, errs *[]Error) *rule {
 		return nil
 	}
 	if e.opts.Plugins == nil {
-		return fail("plugin rules are not available here (no plugin host)")
+		return fail("plugin rules need gatewayd-full: this binary is built without the plugin host")
 	}
 	p, err := e.opts.Plugins(d.Name, d.Plugin)
 	if err != nil {

@@ -294,7 +294,7 @@ func TestPluginRuleErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `rules.yaml:5:7: rule "guidance" (line 2): plugin: sha256 "abc" is not 64 hex digits`) {
 		t.Errorf("factory error: %v", err)
 	}
-	if _, err := New(defs, Options{}); err == nil || !strings.Contains(err.Error(), "no plugin host") {
+	if _, err := New(defs, Options{}); err == nil || !strings.Contains(err.Error(), "built without the plugin host") {
 		t.Errorf("without a factory: %v", err)
 	}
 }

@@ -98,3 +98,53 @@ func TestLeaves(t *testing.T) {
 		}
 	}
 }
+
+// allDeps lists every package (the standard library's included) that pkgs
+// depend on when built with tags.
+func allDeps(t *testing.T, tags string, pkgs ...string) map[string]bool {
+	t.Helper()
+	args := append([]string{"list", "-deps", "-tags", tags}, pkgs...)
+	cmd := exec.Command("go", args...)
+	cmd.Dir = "../.."
+	cmd.Env = append(cmd.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=arm", "GOARM=7")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go %s: %v", strings.Join(args, " "), err)
+	}
+	set := map[string]bool{}
+	for _, p := range strings.Fields(string(out)) {
+		set[p] = true
+	}
+	return set
+}
+
+// The default gatewayd leaves the plugin host out (docs/plugins.md,
+// "gatewayd and gatewayd-full"): go-plugin, gRPC and protobuf, and
+// net/rpc with the templates it drags in, are most of the binary's size.
+// gatewayd-full (-tags luling_full) has them; gatewayctl always does.
+func TestDefaultGatewaydLeavesPluginHostOut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	heavy := []string{"github.com/hashicorp/go-plugin", "google.golang.org/grpc", "google.golang.org/protobuf/proto",
+		"net/rpc", "html/template", "encoding/gob", module + "plugins/host"}
+	lean := allDeps(t, "", "./cmd/gatewayd")
+	for _, p := range heavy {
+		if lean[p] {
+			t.Errorf("the default gatewayd links %s: it belongs in gatewayd-full only", p)
+		}
+	}
+	if !lean[module+"plugins/hostspec"] {
+		t.Errorf("the default gatewayd does not link plugins/hostspec: it could not check plugin devices' options")
+	}
+	for name, set := range map[string]map[string]bool{
+		"gatewayd -tags luling_full": allDeps(t, "luling_full", "./cmd/gatewayd"),
+		"gatewayctl":                 allDeps(t, "", "./cmd/gatewayctl"),
+	} {
+		for _, p := range []string{"github.com/hashicorp/go-plugin", module + "plugins/host"} {
+			if !set[p] {
+				t.Errorf("%s does not link %s", name, p)
+			}
+		}
+	}
+}

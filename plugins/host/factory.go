@@ -1,42 +1,23 @@
 package host
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"time"
 
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/internal/clock"
-	"github.com/luling-edge/luling/internal/schema"
+	"github.com/luling-edge/luling/plugins/hostspec"
 )
 
-// DriverName is the `driver` value of plugin devices in the gateway config.
-const DriverName = "plugin"
+// DriverName, DriverOptions and Example are hostspec's, kept here for
+// callers that already link the host.
+const DriverName = hostspec.DriverName
 
 // DriverOptions are the keys of a plugin device's options.
-var DriverOptions = schema.Schema{
-	{Key: "path", Kind: schema.String, Required: true, Doc: "the plugin program"},
-	{Key: "sha256", Kind: schema.String, Required: true, Doc: "the program's SHA-256, 64 hex digits (sha256sum prints it)",
-		Valid: func(s string) error {
-			if b, err := hex.DecodeString(s); err != nil || len(b) != sha256.Size {
-				return fmt.Errorf("%q is not 64 hex digits", s)
-			}
-			return nil
-		}},
-	{Key: "config", Kind: schema.Mapping, Doc: "the plugin's own settings, handed to it as JSON"},
-	{Key: "call_timeout", Kind: schema.Duration, Default: "5s", Doc: "how long one call into the plugin may take"},
-}
+var DriverOptions = hostspec.DriverOptions
 
 // Example is a plugin device entry, for docs and tests.
-const Example = `- id: meter-1
-  driver: plugin
-  bus: rs485-1
-  options:
-    path: /opt/luling/plugins/acme-meter
-    sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
-    call_timeout: 5s
-    config: {scale: 0.1}`
+const Example = hostspec.Example
 
 // Factory is a drivers.Factory for plugin devices. It reads the device's
 // options:
