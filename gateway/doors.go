@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/luling-edge/luling/drivers/wiegand"
 	"github.com/luling-edge/luling/firmware-config/config"
 	"github.com/luling-edge/luling/gateway/access"
+	"github.com/luling-edge/luling/gateway/bus"
 	"github.com/luling-edge/luling/gateway/command"
 	"github.com/luling-edge/luling/payload"
 )
@@ -26,7 +28,15 @@ type doorEntry struct {
 	contact *gpio.Input
 	exit    *gpio.Input
 	wiegand *wiegand.Reader
+	// reads queues card reads for the door's own goroutine, so that the
+	// poller that found a card goes on polling while the decision's record
+	// is made durable and the strike opens.
+	reads chan access.Read
+	log   *slog.Logger
 }
+
+// maxQueuedReads bounds the card reads waiting for one door.
+const maxQueuedReads = 32
 
 // newDoors builds the credential store and the doors of the config. Card
 // reads of a reader device reach its door through byReader; decisions need
@@ -55,7 +65,7 @@ func (g *Gateway) newDoors(openPin func(string) (periphgpio.PinIO, error)) (*acc
 		return nil, nil, nil, err
 	}
 	for _, dc := range g.cfg.Doors {
-		de := &doorEntry{cfg: dc}
+		de := &doorEntry{cfg: dc, reads: make(chan access.Read, maxQueuedReads), log: g.log.With("door", dc.Name)}
 		doors = append(doors, de)
 		pin, err := openPin(dc.Strike.Name)
 		if err != nil {
@@ -126,8 +136,22 @@ func (g *Gateway) pinOpener(open func(string) (periphgpio.PinIO, error)) func(st
 	return gpio.Open
 }
 
-// run watches the door's contact, exit button and Wiegand reader until ctx ends.
+// run decides on the door's card reads and watches its contact, exit
+// button and Wiegand reader until ctx ends.
 func (de *doorEntry) run(ctx context.Context, g *Gateway) {
+	decided := make(chan struct{})
+	go func() {
+		defer close(decided)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case r := <-de.reads:
+				de.door.Present(ctx, r)
+			}
+		}
+	}()
+	defer func() { <-decided }()
 	done := make(chan struct{})
 	if de.wiegand != nil {
 		go func() {
@@ -180,9 +204,77 @@ func (g *Gateway) presentCards(ctx context.Context, drv drivers.Device, observed
 	}
 }
 
-// present hands a typed card read, from an OSDP or a Wiegand reader, to the door.
+// present hands a typed card read, from an OSDP or a Wiegand reader, to
+// the door's goroutine without waiting for the decision. A door that has
+// maxQueuedReads reads waiting is stuck; the read is dropped and logged.
 func (de *doorEntry) present(ctx context.Context, c drivers.CardRead) {
-	de.door.Present(ctx, access.Read{Reader: c.Reader, Card: access.CardID(c.Data, c.Bits), Time: c.Time})
+	r := access.Read{Reader: c.Reader, Card: access.CardID(c.Data, c.Bits), Time: c.Time}
+	select {
+	case de.reads <- r:
+	case <-ctx.Done():
+	default:
+		de.log.Error("card read dropped: the door has too many reads waiting for a decision", "reader", c.Reader, "waiting", len(de.reads))
+	}
+}
+
+// idlePoller is a device that is also polled in its line's idle time
+// (osdp.Device): IdleGap is the shortest time between two such polls (0:
+// not at all); PollEvents polls for events alone, without a reading.
+type idlePoller interface {
+	IdleGap() time.Duration
+	PollEvents(ctx context.Context) error
+}
+
+// sweep is the idle-time polling of one line's card readers.
+type sweep struct {
+	bus  *bus.Bus
+	devs []*device
+}
+
+// sweeps groups the devices that want their line's idle time by bus.
+func (g *Gateway) sweeps() []*sweep {
+	var out []*sweep
+	byBus := map[string]*sweep{}
+	for _, d := range g.devices {
+		ip, ok := d.drv.(idlePoller)
+		if !ok || ip.IdleGap() <= 0 || d.spec.Bus == "" {
+			continue
+		}
+		s := byBus[d.spec.Bus]
+		if s == nil {
+			for _, be := range g.buses {
+				if be.b.Name() == d.spec.Bus {
+					s = &sweep{bus: be.b}
+				}
+			}
+			if s == nil {
+				continue
+			}
+			byBus[d.spec.Bus] = s
+			out = append(out, s)
+		}
+		s.devs = append(s.devs, d)
+	}
+	return out
+}
+
+// run polls the line's readers round-robin in the line's idle time until
+// ctx ends, handing what they report on as a scheduled poll does. A reader
+// whose poll fails gives up its idle-time turns for its poll interval; its
+// scheduled polls report the failure and bring it back.
+func (s *sweep) run(ctx context.Context, g *Gateway) {
+	ps := make([]bus.Poller, 0, len(s.devs))
+	for _, d := range s.devs {
+		ip := d.drv.(idlePoller)
+		ps = append(ps, bus.Poller{Name: d.spec.ID, Gap: ip.IdleGap(), Retry: d.poll, Poll: func(ctx context.Context) error {
+			err := ip.PollEvents(ctx)
+			g.takeEvents(ctx, d, g.now())
+			return err
+		}})
+	}
+	if err := s.bus.Sweep(ctx, ps); err != nil {
+		g.log.Error("idle-time polling stopped", "bus", s.bus.Name(), "err", err)
+	}
 }
 
 // accessHandlers adds credentials.sync to the command executor when the

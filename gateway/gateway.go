@@ -284,6 +284,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		go func() { defer pollWG.Done(); g.pollLoop(ctx, d, phase) }()
 	}
+	for _, sw := range g.sweeps() {
+		pollWG.Add(1)
+		go func() { defer pollWG.Done(); sw.run(ctx, g) }()
+	}
 	pollWG.Add(1)
 	go func() { defer pollWG.Done(); g.healthLoop(ctx) }()
 
@@ -501,14 +505,7 @@ func (g *Gateway) pollOnce(ctx context.Context, d *device, log *slog.Logger) {
 		return
 	}
 	g.deviceOK(ctx, d, observed, recs, log)
-	if es, ok := d.drv.(drivers.EventSource); ok {
-		if ev := es.TakeEvents(); len(ev) > 0 {
-			pipeline.Stamp(ev, observed)
-			g.presentCards(ctx, d.drv, observed)
-			g.rules.ObserveEvents(ev)
-			g.Emit(ctx, payload.Event, ev)
-		}
-	}
+	g.takeEvents(ctx, d, observed)
 	if len(recs) == 0 {
 		return
 	}
@@ -521,6 +518,19 @@ func (g *Gateway) pollOnce(ctx context.Context, d *device, log *slog.Logger) {
 		// heartbeats; time-based conditions are re-checked by the engine's tick.
 		g.rules.Observe(out)
 		g.Emit(ctx, payload.Telemetry, out)
+	}
+}
+
+// takeEvents hands a device's events to the doors (card reads), the rules
+// and the outbox.
+func (g *Gateway) takeEvents(ctx context.Context, d *device, observed time.Time) {
+	if es, ok := d.drv.(drivers.EventSource); ok {
+		if ev := es.TakeEvents(); len(ev) > 0 {
+			pipeline.Stamp(ev, observed)
+			g.presentCards(ctx, d.drv, observed)
+			g.rules.ObserveEvents(ev)
+			g.Emit(ctx, payload.Event, ev)
+		}
 	}
 }
 
