@@ -112,12 +112,28 @@ func (g *Gateway) newDoors(openPin func(string) (periphgpio.PinIO, error)) (*acc
 		}
 		de.door, err = access.NewDoor(access.Config{Name: dc.Name, Store: store, Strike: de.strike, Feedback: fb,
 			UnlockTime: dc.UnlockTime, HeldTime: dc.HeldTime, Now: g.now, Logger: g.log, // the door adds its name itself
-			Emit: func(r payload.Record) { g.Emit(context.Background(), payload.Event, []payload.Record{r}) }})
+			Emit:   func(r payload.Record) { g.Emit(context.Background(), payload.Event, []payload.Record{r}) },
+			Record: g.recordAction})
 		if err != nil {
 			return fail(fmt.Errorf("gateway: door %s: %w", dc.Name, err))
 		}
 	}
 	return store, doors, byReader, nil
+}
+
+// recordAction stores a record that a door is about to act on (its access
+// decision, before the strike moves) and returns once it is durable: the
+// outbox commits it at once (AppendNow), without the commit interval,
+// together with whatever else is queued, so the records of doors deciding
+// at the same moment share one fsync. No ctx may cut it short: the door
+// acts either way, and its record must not be lost.
+func (g *Gateway) recordAction(ctx context.Context, r payload.Record) error {
+	g.events.Add(1)
+	if err := g.ob.AppendNow(context.WithoutCancel(ctx), payload.Event, []payload.Record{r}); err != nil {
+		g.refuse(payload.Event, 1, err)
+		return err
+	}
+	return nil
 }
 
 // pinOpener chooses where GPIO lines come from: the caller's opener, the
