@@ -52,9 +52,9 @@ type Config struct {
 	Name   string // the line's name in errors and logs
 	Baud   int    // default 9600
 	Logger *slog.Logger
-	// OnReply, when set, is told of every reply Serve writes: the
-	// reader's address, the reply's bytes (not to be kept or changed) and
-	// the time of the write, when the reply's last byte has left the
+	// OnReply, when set, is told of every reply Serve writes, just before
+	// the write: the reader's address, the reply's bytes (not to be kept
+	// or changed) and the time, when the reply's last byte has left the
 	// simulated wire. It runs on the line's goroutine: keep it short.
 	OnReply func(addr byte, reply []byte, at time.Time)
 }
@@ -235,12 +235,11 @@ func (l *Line) handle(ctx context.Context, w io.Writer, raw []byte, received tim
 		if err := pace.Until(ctx, at); err != nil {
 			return nil
 		}
-		written := time.Now()
+		if l.onReply != nil { // before the write: the CP cannot see the reply before the hook does
+			l.onReply(r.Addr(), reply, time.Now())
+		}
 		if _, err := w.Write(reply); err != nil {
 			return fmt.Errorf("osdpsim: %s: write reply of reader %d: %w", l.name, r.addr, err)
-		}
-		if l.onReply != nil {
-			l.onReply(r.Addr(), reply, written)
 		}
 	}
 	return nil
