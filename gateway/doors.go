@@ -167,7 +167,11 @@ func (de *doorEntry) run(ctx context.Context, g *Gateway) {
 			}
 		}
 	}()
-	defer func() { <-decided }()
+	// The door's own loop ends only after the last decision: it then waits
+	// for the decisions' reader feedback.
+	doorCtx, stopDoor := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopDoor()
+	go func() { <-decided; stopDoor() }()
 	done := make(chan struct{})
 	if de.wiegand != nil {
 		go func() {
@@ -185,10 +189,11 @@ func (de *doorEntry) run(ctx context.Context, g *Gateway) {
 	} else {
 		close(done)
 	}
-	if err := de.door.Run(ctx, de.contact, de.exit); err != nil && ctx.Err() == nil {
+	if err := de.door.Run(doorCtx, de.contact, de.exit); err != nil && ctx.Err() == nil {
 		g.log.Error("door stopped", "door", de.cfg.Name, "err", err)
 	}
 	<-done
+	<-decided
 }
 
 func (de *doorEntry) close() {

@@ -13,7 +13,10 @@ import (
 // them rather than at its next scheduled poll.
 type Poller struct {
 	Name string
-	// Poll polls the device once (an OSDP POLL: one transaction).
+	// Poll polls the device once (an OSDP POLL: one transaction). It
+	// must come back by itself (the bus's reply timeout and the driver's
+	// bounded retries see to that): Sweep sets no deadline of its own,
+	// which would cost a runtime timer per poll.
 	Poll func(ctx context.Context) error
 	// Gap is the shortest time from the start of one of the device's polls
 	// to the start of its next. It bounds the wake-ups a device costs when
@@ -26,9 +29,6 @@ type Poller struct {
 	// bring it back, go on elsewhere.
 	Retry time.Duration
 }
-
-// pollTimeout bounds one poll of Sweep (a reader's retries included).
-const pollTimeout = 5 * time.Second
 
 // Sweep polls ps round-robin, back to back, until ctx ends: the next poll
 // starts as soon as the previous one is done and its device's Gap has
@@ -90,9 +90,7 @@ func (b *Bus) Sweep(ctx context.Context, ps []Poller) error {
 		}
 		p := ps[i]
 		start := clk.Now()
-		pctx, cancel := context.WithTimeout(ctx, pollTimeout)
-		err := p.Poll(pctx)
-		cancel()
+		err := p.Poll(ctx)
 		next[i], last = start.Add(p.Gap), i
 		if err != nil && ctx.Err() == nil {
 			next[i] = clk.Now().Add(max(p.Retry, p.Gap))
