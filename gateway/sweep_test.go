@@ -54,7 +54,8 @@ func readersYAML(port string, baud, n int, poll string) string {
 // With eight readers on a 115200 baud line, a card reaches its door
 // through the line's idle-time polling: the readers' own scheduled polls
 // (every 24 h, spread over the first day) have not run for the card's
-// reader, yet the strike opens, and every reader on the line is polled.
+// reader, yet the strike opens, every reader on the line is polled, and
+// the idle-time polls publish no readings.
 func TestCardOpensDoorWithEightReadersOnTheLine(t *testing.T) {
 	readers, port := readerLine(t, 115200, 8, nil)
 	dir := t.TempDir()
@@ -94,6 +95,11 @@ status: {listen: ""}
 		}
 		return true
 	})
+	// Idle-time polls publish no readings: the readers' status comes from
+	// their scheduled polls alone (one so far: reader-1's first).
+	if n := gw.readings.Load(); n > 1 {
+		t.Errorf("%d reader readings after %d polls on the line, want at most 1 (the scheduled poll's)", n, readers[0].Counts().ByCode[osdp.CmdPoll])
+	}
 	if got := accessResults(t, gw); len(got) != 1 || got[0] != "granted alice ok" {
 		t.Errorf("access events %q, want alice granted", got)
 	}
