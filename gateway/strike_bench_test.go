@@ -71,7 +71,7 @@ func procCPU(tb testing.TB, pid int) time.Duration {
 	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ is 100 on Linux
 }
 
-// BenchmarkCardToStrike measures card to strike through the real stack: a
+// BenchmarkCardToStrikeOSDP measures card to strike through the real stack: a
 // gateway process (TestGatewayChild) with eight OSDP readers on one
 // 115200 baud line (the simulator on a pty, paced like the wire) polled at
 // `poll: 200ms` plus the line's idle time, eight doors, and their strikes
@@ -89,7 +89,7 @@ func procCPU(tb testing.TB, pid int) time.Duration {
 // Before the cards, it measures the gateway process's CPU while the line's
 // eight idle readers are polled (idle-cpu-%, of one core) and the polls per
 // second that cost. 240 cards (about 20 s) whatever b.N.
-func BenchmarkCardToStrike(b *testing.B) {
+func BenchmarkCardToStrikeOSDP(b *testing.B) {
 	const readers = 8
 	rig := &strikeRig{cards: map[byte]time.Time{}, high: map[string]time.Time{}, level: map[string]periphgpio.Level{}, rose: make(chan string, 64)}
 	lines := make([]string, readers)
