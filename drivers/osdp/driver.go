@@ -268,11 +268,15 @@ const DefaultIdleGap = 10 * time.Millisecond
 // round-robin with the line's other readers, besides its scheduled Poll.
 func (d *Device) IdleGap() time.Duration { return d.idleGap }
 
-// PollEvents polls the reader once (one POLL, bringing it up first when
-// needed) and queues what it reports for TakeEvents, without a status
-// record: the idle-time poll that brings card reads in fast. Status
+// PollEvents is the idle-time poll that brings card reads in fast
+// (PD.PollIdle): one POLL (bringing the reader up first when needed),
+// whose report TakeEvents hands out, without a status record and without
+// resends; a reader busy with another call is skipped (nil). Status
 // readings stay with Poll, on the device's own schedule.
-func (d *Device) PollEvents(ctx context.Context) error { return d.pd.Poll(ctx) }
+func (d *Device) PollEvents(ctx context.Context) error {
+	_, err := d.pd.PollIdle(ctx)
+	return err
+}
 
 // PollInterval is the poll_interval option, for Run.
 func (d *Device) PollInterval() time.Duration { return d.pollInterval }
