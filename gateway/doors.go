@@ -281,13 +281,13 @@ func (g *Gateway) sweeps() []*sweep {
 
 // run polls the line's readers round-robin in the line's idle time until
 // ctx ends, handing what they report on as a scheduled poll does. A reader
-// whose poll fails gives up its idle-time turns for its poll interval; its
-// scheduled polls report the failure and bring it back.
+// whose poll fails gives up its idle-time turns for its poll interval (at
+// most a second); its scheduled polls report the failure.
 func (s *sweep) run(ctx context.Context, g *Gateway) {
 	ps := make([]bus.Poller, 0, len(s.devs))
 	for _, d := range s.devs {
 		ip := d.drv.(idlePoller)
-		ps = append(ps, bus.Poller{Name: d.spec.ID, Gap: ip.IdleGap(), Retry: d.poll, Poll: func(ctx context.Context) error {
+		ps = append(ps, bus.Poller{Name: d.spec.ID, Gap: ip.IdleGap(), Retry: min(d.poll, time.Second), Poll: func(ctx context.Context) error {
 			err := ip.PollEvents(ctx)
 			g.takeEvents(ctx, d, g.now())
 			return err
