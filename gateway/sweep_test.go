@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,5 +103,36 @@ status: {listen: ""}
 	}
 	if got := accessResults(t, gw); len(got) != 1 || got[0] != "granted alice ok" {
 		t.Errorf("access events %q, want alice granted", got)
+	}
+}
+
+// Only card readers that keep idle_poll on are swept, grouped by their
+// line; Modbus devices, on their own line, keep their scheduled polls alone.
+func TestSweepsTakeOnlyIdlePolledReaders(t *testing.T) {
+	dir := t.TempDir()
+	yaml := fmt.Sprintf(`site: s
+gateway: g
+uplink: {brokers: ["tcp://127.0.0.1:%d"]}
+outbox: {path: %s}
+status: {listen: ""}
+%s  - {id: lobby-exit, driver: osdp, bus: rs485-doors, unit: 9, options: {idle_poll: false}}
+  - {id: bay-001, driver: modbus, bus: rs485-bays, unit: 1, profile: ultrasonic-bay, poll: 1s}
+`, testenv.FreePort(t), filepath.Join(dir, "outbox"), readersYAML("/dev/null-doors", 115200, 3, "200ms"))
+	yaml = strings.Replace(yaml, "devices:\n", "  - {name: rs485-bays, port: /dev/null-bays, baud: 19200}\ndevices:\n", 1)
+	gw, err := New(loadConfig(t, dir, yaml), Options{Version: "test", Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.ob.Close()
+	sw := gw.sweeps()
+	if len(sw) != 1 || sw[0].bus.Name() != "rs485-doors" {
+		t.Fatalf("%d sweeps, want one, of rs485-doors", len(sw))
+	}
+	var ids []string
+	for _, d := range sw[0].devs {
+		ids = append(ids, d.spec.ID)
+	}
+	if got := strings.Join(ids, ","); got != "reader-1,reader-2,reader-3" {
+		t.Errorf("swept devices %s, want reader-1,reader-2,reader-3", got)
 	}
 }
