@@ -4,13 +4,14 @@
 //
 // Data flows one way: each device is polled on its own schedule through its
 // bus's arbiter (card readers also in their line's idle time, for their
-// events only: see sweep in doors.go); what it reports is stamped with the observation time,
-// filtered by report-by-exception, and handed to a single committer that
-// appends it to the durable outbox in groups; the uplink publishes what the
-// outbox holds and acknowledges it back. A device that fails never blocks
-// another (the bus backs it off); a full outbox or a dead uplink never blocks
-// polling for longer than the bounded queue between them takes to fill, and
-// everything the gateway gives up is counted.
+// events only: see sweep in doors.go); what it reports is stamped with the
+// observation time, filtered by report-by-exception, and handed to a single
+// committer that appends it to the durable outbox in groups; the uplink
+// publishes what the outbox holds and acknowledges it back. A device that
+// fails never blocks another (the bus backs it off); a full outbox or a
+// dead uplink never blocks polling for longer than the bounded queue
+// between them takes to fill, and everything the gateway gives up is
+// counted.
 package gateway
 
 import (
