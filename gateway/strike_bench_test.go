@@ -87,8 +87,8 @@ func procCPU(tb testing.TB, pid int) time.Duration {
 //     reader's next poll is in it too.
 //
 // Before the cards, it measures the gateway process's CPU while the line's
-// eight idle readers are polled (idle-cpu-%, of one core) and the polls per
-// second that cost. 240 cards (about 20 s) whatever b.N.
+// eight idle readers are polled (idle-cpu-%, of one core), the polls per
+// second that cost, and the CPU per poll. 240 cards (about 20 s) whatever b.N.
 func BenchmarkCardToStrikeOSDP(b *testing.B) {
 	const readers = 8
 	rig := &strikeRig{cards: map[byte]time.Time{}, high: map[string]time.Time{}, level: map[string]periphgpio.Level{}, rose: make(chan string, 64)}
@@ -183,4 +183,5 @@ gpio: {simulator: %s}
 	}
 	b.ReportMetric(100*float64(cpu1-cpu0)/float64(el), "idle-cpu-%")
 	b.ReportMetric(float64(polls1-polls0)/el.Seconds(), "idle-polls/s")
+	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(max(polls1-polls0, 1)), "idle-cpu-µs/poll")
 }
