@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/luling-edge/luling/drivers/wiegand"
 	"github.com/luling-edge/luling/firmware-config/config"
 	"github.com/luling-edge/luling/gateway/access"
+	"github.com/luling-edge/luling/gateway/bus"
 	"github.com/luling-edge/luling/gateway/command"
 	"github.com/luling-edge/luling/payload"
 )
@@ -26,7 +28,15 @@ type doorEntry struct {
 	contact *gpio.Input
 	exit    *gpio.Input
 	wiegand *wiegand.Reader
+	// reads queues card reads for the door's own goroutine, so that the
+	// poller that found a card goes on polling while the decision's record
+	// is made durable and the strike opens.
+	reads chan access.Read
+	log   *slog.Logger
 }
+
+// maxQueuedReads bounds the card reads waiting for one door.
+const maxQueuedReads = 32
 
 // newDoors builds the credential store and the doors of the config. Card
 // reads of a reader device reach its door through byReader; decisions need
@@ -55,7 +65,7 @@ func (g *Gateway) newDoors(openPin func(string) (periphgpio.PinIO, error)) (*acc
 		return nil, nil, nil, err
 	}
 	for _, dc := range g.cfg.Doors {
-		de := &doorEntry{cfg: dc}
+		de := &doorEntry{cfg: dc, reads: make(chan access.Read, maxQueuedReads), log: g.log.With("door", dc.Name)}
 		doors = append(doors, de)
 		pin, err := openPin(dc.Strike.Name)
 		if err != nil {
@@ -102,12 +112,28 @@ func (g *Gateway) newDoors(openPin func(string) (periphgpio.PinIO, error)) (*acc
 		}
 		de.door, err = access.NewDoor(access.Config{Name: dc.Name, Store: store, Strike: de.strike, Feedback: fb,
 			UnlockTime: dc.UnlockTime, HeldTime: dc.HeldTime, Now: g.now, Logger: g.log, // the door adds its name itself
-			Emit: func(r payload.Record) { g.Emit(context.Background(), payload.Event, []payload.Record{r}) }})
+			Emit:   func(r payload.Record) { g.Emit(context.Background(), payload.Event, []payload.Record{r}) },
+			Record: g.recordAction})
 		if err != nil {
 			return fail(fmt.Errorf("gateway: door %s: %w", dc.Name, err))
 		}
 	}
 	return store, doors, byReader, nil
+}
+
+// recordAction stores a record that a door is about to act on (its access
+// decision, before the strike moves) and returns once it is durable: the
+// outbox commits it at once (AppendNow), without the commit interval,
+// together with whatever else is queued, so the records of doors deciding
+// at the same moment share one fsync. No ctx may cut it short: the door
+// acts either way, and its record must not be lost.
+func (g *Gateway) recordAction(ctx context.Context, r payload.Record) error {
+	g.events.Add(1)
+	if err := g.ob.AppendNow(context.WithoutCancel(ctx), payload.Event, []payload.Record{r}); err != nil {
+		g.refuse(payload.Event, 1, err)
+		return err
+	}
+	return nil
 }
 
 // pinOpener chooses where GPIO lines come from: the caller's opener, the
@@ -126,8 +152,26 @@ func (g *Gateway) pinOpener(open func(string) (periphgpio.PinIO, error)) func(st
 	return gpio.Open
 }
 
-// run watches the door's contact, exit button and Wiegand reader until ctx ends.
+// run decides on the door's card reads and watches its contact, exit
+// button and Wiegand reader until ctx ends.
 func (de *doorEntry) run(ctx context.Context, g *Gateway) {
+	decided := make(chan struct{})
+	go func() {
+		defer close(decided)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case r := <-de.reads:
+				de.door.Present(ctx, r)
+			}
+		}
+	}()
+	// The door's own loop ends only after the last decision: it then waits
+	// for the decisions' reader feedback.
+	doorCtx, stopDoor := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopDoor()
+	go func() { <-decided; stopDoor() }()
 	done := make(chan struct{})
 	if de.wiegand != nil {
 		go func() {
@@ -145,10 +189,11 @@ func (de *doorEntry) run(ctx context.Context, g *Gateway) {
 	} else {
 		close(done)
 	}
-	if err := de.door.Run(ctx, de.contact, de.exit); err != nil && ctx.Err() == nil {
+	if err := de.door.Run(doorCtx, de.contact, de.exit); err != nil && ctx.Err() == nil {
 		g.log.Error("door stopped", "door", de.cfg.Name, "err", err)
 	}
 	<-done
+	<-decided
 }
 
 func (de *doorEntry) close() {
@@ -180,9 +225,77 @@ func (g *Gateway) presentCards(ctx context.Context, drv drivers.Device, observed
 	}
 }
 
-// present hands a typed card read, from an OSDP or a Wiegand reader, to the door.
+// present hands a typed card read, from an OSDP or a Wiegand reader, to
+// the door's goroutine without waiting for the decision. A door that has
+// maxQueuedReads reads waiting is stuck; the read is dropped and logged.
 func (de *doorEntry) present(ctx context.Context, c drivers.CardRead) {
-	de.door.Present(ctx, access.Read{Reader: c.Reader, Card: access.CardID(c.Data, c.Bits), Time: c.Time})
+	r := access.Read{Reader: c.Reader, Card: access.CardID(c.Data, c.Bits), Time: c.Time}
+	select {
+	case de.reads <- r:
+	case <-ctx.Done():
+	default:
+		de.log.Error("card read dropped: the door has too many reads waiting for a decision", "reader", c.Reader, "waiting", len(de.reads))
+	}
+}
+
+// idlePoller is a device that is also polled in its line's idle time
+// (osdp.Device): IdleGap is the shortest time between two such polls (0:
+// not at all); PollEvents polls for events alone, without a reading.
+type idlePoller interface {
+	IdleGap() time.Duration
+	PollEvents(ctx context.Context) error
+}
+
+// sweep is the idle-time polling of one line's card readers.
+type sweep struct {
+	bus  *bus.Bus
+	devs []*device
+}
+
+// sweeps groups the devices that want their line's idle time by bus.
+func (g *Gateway) sweeps() []*sweep {
+	var out []*sweep
+	byBus := map[string]*sweep{}
+	for _, d := range g.devices {
+		ip, ok := d.drv.(idlePoller)
+		if !ok || ip.IdleGap() <= 0 || d.spec.Bus == "" {
+			continue
+		}
+		s := byBus[d.spec.Bus]
+		if s == nil {
+			for _, be := range g.buses {
+				if be.b.Name() == d.spec.Bus {
+					s = &sweep{bus: be.b}
+				}
+			}
+			if s == nil {
+				continue
+			}
+			byBus[d.spec.Bus] = s
+			out = append(out, s)
+		}
+		s.devs = append(s.devs, d)
+	}
+	return out
+}
+
+// run polls the line's readers round-robin in the line's idle time until
+// ctx ends, handing what they report on as a scheduled poll does. A reader
+// whose poll fails gives up its idle-time turns for its poll interval (at
+// most a second); its scheduled polls report the failure.
+func (s *sweep) run(ctx context.Context, g *Gateway) {
+	ps := make([]bus.Poller, 0, len(s.devs))
+	for _, d := range s.devs {
+		ip := d.drv.(idlePoller)
+		ps = append(ps, bus.Poller{Name: d.spec.ID, Gap: ip.IdleGap(), Retry: min(d.poll, time.Second), Poll: func(ctx context.Context) error {
+			err := ip.PollEvents(ctx)
+			g.takeEvents(ctx, d, g.now())
+			return err
+		}})
+	}
+	if err := s.bus.Sweep(ctx, ps); err != nil {
+		g.log.Error("idle-time polling stopped", "bus", s.bus.Name(), "err", err)
+	}
 }
 
 // accessHandlers adds credentials.sync to the command executor when the

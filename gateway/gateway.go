@@ -3,13 +3,15 @@
 // validated config, and supervises them.
 //
 // Data flows one way: each device is polled on its own schedule through its
-// bus's arbiter; what it reports is stamped with the observation time,
-// filtered by report-by-exception, and handed to a single committer that
-// appends it to the durable outbox in groups; the uplink publishes what the
-// outbox holds and acknowledges it back. A device that fails never blocks
-// another (the bus backs it off); a full outbox or a dead uplink never blocks
-// polling for longer than the bounded queue between them takes to fill, and
-// everything the gateway gives up is counted.
+// bus's arbiter (card readers also in their line's idle time, for their
+// events only: see sweep in doors.go); what it reports is stamped with the
+// observation time, filtered by report-by-exception, and handed to a single
+// committer that appends it to the durable outbox in groups; the uplink
+// publishes what the outbox holds and acknowledges it back. A device that
+// fails never blocks another (the bus backs it off); a full outbox or a
+// dead uplink never blocks polling for longer than the bounded queue
+// between them takes to fill, and everything the gateway gives up is
+// counted.
 package gateway
 
 import (
@@ -284,6 +286,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		go func() { defer pollWG.Done(); g.pollLoop(ctx, d, phase) }()
 	}
+	for _, sw := range g.sweeps() {
+		pollWG.Add(1)
+		go func() { defer pollWG.Done(); sw.run(ctx, g) }()
+	}
 	pollWG.Add(1)
 	go func() { defer pollWG.Done(); g.healthLoop(ctx) }()
 
@@ -501,14 +507,7 @@ func (g *Gateway) pollOnce(ctx context.Context, d *device, log *slog.Logger) {
 		return
 	}
 	g.deviceOK(ctx, d, observed, recs, log)
-	if es, ok := d.drv.(drivers.EventSource); ok {
-		if ev := es.TakeEvents(); len(ev) > 0 {
-			pipeline.Stamp(ev, observed)
-			g.presentCards(ctx, d.drv, observed)
-			g.rules.ObserveEvents(ev)
-			g.Emit(ctx, payload.Event, ev)
-		}
-	}
+	g.takeEvents(ctx, d, observed)
 	if len(recs) == 0 {
 		return
 	}
@@ -521,6 +520,19 @@ func (g *Gateway) pollOnce(ctx context.Context, d *device, log *slog.Logger) {
 		// heartbeats; time-based conditions are re-checked by the engine's tick.
 		g.rules.Observe(out)
 		g.Emit(ctx, payload.Telemetry, out)
+	}
+}
+
+// takeEvents hands a device's events to the doors (card reads), the rules
+// and the outbox.
+func (g *Gateway) takeEvents(ctx context.Context, d *device, observed time.Time) {
+	if es, ok := d.drv.(drivers.EventSource); ok {
+		if ev := es.TakeEvents(); len(ev) > 0 {
+			pipeline.Stamp(ev, observed)
+			g.presentCards(ctx, d.drv, observed)
+			g.rules.ObserveEvents(ev)
+			g.Emit(ctx, payload.Event, ev)
+		}
 	}
 }
 

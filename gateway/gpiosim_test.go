@@ -22,12 +22,18 @@ import (
 // gpioSim serves lines on a fresh socket until the test ends.
 func gpioSim(t *testing.T, lines ...string) (*simgpio.Server, string) {
 	t.Helper()
+	return gpioSimWith(t, simgpio.ServerOptions{}, lines...)
+}
+
+// gpioSimWith is gpioSim with the server's options.
+func gpioSimWith(t testing.TB, opts simgpio.ServerOptions, lines ...string) (*simgpio.Server, string) {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "gpiosim-") // short: a socket path has ~100 bytes
 	if err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "gpio.sock")
-	srv, err := simgpio.NewServer(lines, simgpio.ServerOptions{})
+	srv, err := simgpio.NewServer(lines, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

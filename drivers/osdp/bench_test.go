@@ -1,13 +1,16 @@
 package osdp_test
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/luling-edge/luling/drivers/osdp"
 	"github.com/luling-edge/luling/drivers/osdp/osdpsim"
+	"github.com/luling-edge/luling/gateway/bus"
 )
 
 // BenchmarkPollCycle polls 8 readers on one line through the bus arbiter
@@ -38,16 +41,50 @@ func BenchmarkPollCycle(b *testing.B) {
 			}
 			el := time.Since(start)
 			b.StopTimer()
-			polls := float64(8 * b.N)
-			wire := r.line.WireTime(9 + 9)
-			limit := float64(time.Second) / float64(wire)
-			got := polls / el.Seconds()
-			b.ReportMetric(got, "polls/s")
-			b.ReportMetric(limit, "limit_polls/s")
-			b.ReportMetric(100*got/limit, "efficiency_%")
-			b.ReportMetric(float64(r.bus.Silence().Microseconds()), "silence_us")
+			reportPolls(b, r, 8*b.N, el)
+		})
+		// The same through bus.Sweep, the gateway's idle-time polling:
+		// round-robin, back to back.
+		b.Run(fmt.Sprintf("sweep-8readers-%d", baud), func(b *testing.B) {
+			r := newRig(b, baud)
+			var ps []bus.Poller
+			var n atomic.Int64
+			sctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			for a := byte(1); a <= 8; a++ {
+				r.reader(b, osdpsim.ReaderConfig{Addr: a})
+				p := r.pd(b, fmt.Sprintf("door-%d", a), osdp.Config{Addr: a})
+				online(b, p)
+				ps = append(ps, bus.Poller{Name: fmt.Sprint(a), Retry: time.Second, Poll: func(ctx context.Context) error {
+					err := p.Poll(ctx)
+					if n.Add(1) == int64(8*b.N) {
+						cancel()
+					}
+					return err
+				}})
+			}
+			b.ResetTimer()
+			start := time.Now()
+			if err := r.bus.Sweep(sctx, ps); err != nil {
+				b.Fatal(err)
+			}
+			el := time.Since(start)
+			b.StopTimer()
+			reportPolls(b, r, 8*b.N, el)
 		})
 	}
+}
+
+// reportPolls reports polls per second against the line's limit.
+func reportPolls(b *testing.B, r *rig, n int, el time.Duration) {
+	polls := float64(n)
+	wire := r.line.WireTime(9 + 9)
+	limit := float64(time.Second) / float64(wire)
+	got := polls / el.Seconds()
+	b.ReportMetric(got, "polls/s")
+	b.ReportMetric(limit, "limit_polls/s")
+	b.ReportMetric(100*got/limit, "efficiency_%")
+	b.ReportMetric(float64(r.bus.Silence().Microseconds()), "silence_us")
 }
 
 // BenchmarkCardRead measures the CP's processing of one card read: POLL

@@ -190,6 +190,7 @@ type PD struct {
 	events     []Event
 	lastEvent  time.Time // time of the last event, which the next one follows
 	dropped    int
+	oneShot    bool // PollIdle: no resends or BUSY waits within the call
 }
 
 // sent is a command on the wire: what a resend repeats byte for byte.
@@ -266,6 +267,11 @@ func (p *PD) emit(e Event) {
 func (p *PD) Poll(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.poll(ctx)
+}
+
+// poll is Poll with p.mu held.
+func (p *PD) poll(ctx context.Context) error {
 	p.restartIdle()
 	if err := p.ensureOnline(ctx); err != nil {
 		return err
@@ -276,6 +282,25 @@ func (p *PD) Poll(ctx context.Context) error {
 	}
 	p.absorb(r)
 	return nil
+}
+
+// PollIdle is Poll for the line's idle time: it polls only when nobody
+// else is talking to the reader, and resends nothing within the call (a
+// command that got no reply goes out again, same bytes, at the next
+// exchange, as after any missed reply; BUSY ends the call too). It
+// reports polled=false without touching the line when another call holds
+// the reader (a scheduled poll, a grant's commands): the caller's next turn
+// will do. So a reader that stops answering costs the line's idle time one
+// reply timeout per attempt, not the resends and waits of a scheduled poll;
+// an offline reader's back-off applies as with Poll.
+func (p *PD) PollIdle(ctx context.Context) (polled bool, err error) {
+	if !p.mu.TryLock() {
+		return false, nil
+	}
+	defer p.mu.Unlock()
+	p.oneShot = true
+	defer func() { p.oneShot = false }()
+	return true, p.poll(ctx)
 }
 
 // after checks the offline rule after a failed exchange.
@@ -609,7 +634,7 @@ func (p *PD) roundTrip(ctx context.Context, s *sent) (Frame, error) {
 		if err != nil {
 			p.pending = s
 			tries++
-			if tries > p.cfg.Retries || ctx.Err() != nil || errors.Is(err, drivers.ErrBusDown) {
+			if tries > p.retries() || ctx.Err() != nil || errors.Is(err, drivers.ErrBusDown) {
 				return Frame{}, err
 			}
 			if werr := sleep(ctx, p.cfg.RetryWait); werr != nil {
@@ -622,7 +647,7 @@ func (p *PD) roundTrip(ctx context.Context, s *sent) (Frame, error) {
 		switch r.Code {
 		case ReplyBusy:
 			busy++
-			if busy > p.cfg.BusyRetries {
+			if busy > p.cfg.BusyRetries || p.oneShot {
 				p.pending = s
 				return Frame{}, p.errf("command %#02x: reader busy after %d resends", s.code, p.cfg.BusyRetries)
 			}
@@ -650,7 +675,7 @@ func (p *PD) roundTrip(ctx context.Context, s *sent) (Frame, error) {
 				}
 				// Already on checksums: the command was garbled on the
 				// line and not taken; resend it as it was.
-				if tries++; tries <= p.cfg.Retries {
+				if tries++; tries <= p.retries() {
 					continue
 				}
 				p.pending = s
@@ -677,6 +702,14 @@ func (p *PD) roundTrip(ctx context.Context, s *sent) (Frame, error) {
 		p.advance()
 		return r, nil
 	}
+}
+
+// retries is how often roundTrip resends a command that got no reply.
+func (p *PD) retries() int {
+	if p.oneShot {
+		return 0
+	}
+	return p.cfg.Retries
 }
 
 func (p *PD) advance() {

@@ -155,6 +155,8 @@ func TestDriverOptions(t *testing.T) {
 		{drivers.Spec{ID: "r", Options: map[string]any{"secure_channel": true}}, "scbk or install mode"},
 		{drivers.Spec{ID: "r", Options: map[string]any{"install_mode": true}}, "need secure_channel"},
 		{drivers.Spec{ID: "r", Options: map[string]any{"poll_interval": "fast"}}, "poll_interval"},
+		{drivers.Spec{ID: "r", Options: map[string]any{"idle_poll": "on"}}, "idle_poll"},
+		{drivers.Spec{ID: "r", Options: map[string]any{"idle_poll_gap": "0s"}}, "idle_poll_gap"},
 	} {
 		_, err := osdp.New(c.spec, env)
 		if err == nil || !bytes.Contains([]byte(err.Error()), []byte(c.want)) {
@@ -163,6 +165,29 @@ func TestDriverOptions(t *testing.T) {
 	}
 	if _, err := osdp.New(drivers.Spec{ID: "r"}, drivers.Env{}); err == nil {
 		t.Error("no bus accepted")
+	}
+}
+
+// A reader is polled in its line's idle time unless idle_poll is off, at
+// most every idle_poll_gap (10 ms by default).
+func TestDriverIdlePollOptions(t *testing.T) {
+	env := drivers.Env{Bus: newRig(t, 9600).bus.Device("x")}
+	for _, c := range []struct {
+		opts map[string]any
+		want time.Duration
+	}{
+		{nil, 10 * time.Millisecond},
+		{map[string]any{"idle_poll_gap": "25ms"}, 25 * time.Millisecond},
+		{map[string]any{"idle_poll": true, "idle_poll_gap": "5ms"}, 5 * time.Millisecond},
+		{map[string]any{"idle_poll": false, "idle_poll_gap": "5ms"}, 0},
+	} {
+		d, err := osdp.New(drivers.Spec{ID: "r", Unit: 1, Options: c.opts}, env)
+		if err != nil {
+			t.Fatalf("%v: %v", c.opts, err)
+		}
+		if got := d.IdleGap(); got != c.want {
+			t.Errorf("%v: IdleGap() = %v, want %v", c.opts, got, c.want)
+		}
 	}
 }
 

@@ -46,6 +46,7 @@ type Device struct {
 	pollInterval time.Duration
 	strike       byte
 	openTime     time.Duration
+	idleGap      time.Duration // 0: not polled in the line's idle time
 
 	mu    sync.Mutex
 	cards []drivers.CardRead // card reads of the events taken, for TakeCards
@@ -69,6 +70,8 @@ var Options = schema.Schema{
 	{Key: "checksum", Kind: schema.Bool, Default: "false", Doc: "start with checksums instead of CRC-16"},
 	{Key: "poll_interval", Kind: schema.Duration, Default: "50ms", Doc: "poll interval of Run (the gateway uses the device's poll setting)"},
 	{Key: "offline_after", Kind: schema.Duration, Default: "8s", Doc: "no valid reply for this long: offline"},
+	{Key: "idle_poll", Kind: schema.Bool, Default: "true", Doc: "in the gateway, also poll the reader in its line's idle time, round-robin with the line's other readers, so a card reaches the door within a poll cycle; the device's poll still paces its status readings"},
+	{Key: "idle_poll_gap", Kind: schema.Duration, Default: "10ms", Doc: "shortest time between two idle-time polls of the reader (bounds what a lone reader on a fast line costs)"},
 	{Key: "strike_output", Kind: schema.Int, Min: 0, Max: 255, Default: "0", Doc: "the reader output a grant pulses"},
 	{Key: "open_time", Kind: schema.Duration, Default: "5s", Doc: "how long a grant opens the strike"},
 }
@@ -89,7 +92,7 @@ func New(spec drivers.Spec, env drivers.Env) (*Device, error) {
 	o := opts{spec.Options, where}
 	cfg := Config{Name: spec.ID, Addr: byte(spec.Unit), Logger: env.Logger, Now: env.Now}
 	var err error
-	d := &Device{spec: spec, pollInterval: 50 * time.Millisecond, openTime: 5 * time.Second}
+	d := &Device{spec: spec, pollInterval: 50 * time.Millisecond, openTime: 5 * time.Second, idleGap: DefaultIdleGap}
 	if cfg.Secure, err = o.bool("secure_channel"); err != nil {
 		return nil, err
 	}
@@ -115,6 +118,20 @@ func New(spec drivers.Spec, env drivers.Env) (*Device, error) {
 		return nil, err
 	} else if ok {
 		d.pollInterval = v
+	}
+	if v, ok, err := o.dur("idle_poll_gap"); err != nil {
+		return nil, err
+	} else if ok {
+		d.idleGap = v
+	}
+	if _, set := spec.Options["idle_poll"]; set {
+		on, err := o.bool("idle_poll")
+		if err != nil {
+			return nil, err
+		}
+		if !on {
+			d.idleGap = 0
+		}
 	}
 	if v, ok, err := o.dur("offline_after"); err != nil {
 		return nil, err
@@ -241,6 +258,25 @@ func (o opts) int(k string, lo, hi int) (int, bool, error) {
 // PD is the device's control-panel state machine, for the access logic's
 // direct calls (Grant, Deny, Out, SetLED, ...).
 func (d *Device) PD() *PD { return d.pd }
+
+// DefaultIdleGap is the default of the idle_poll_gap option.
+const DefaultIdleGap = 10 * time.Millisecond
+
+// IdleGap is the shortest time between two polls of the reader in its
+// line's idle time (the idle_poll_gap option), or 0 when idle_poll is off.
+// The gateway polls a reader with a non-zero IdleGap through PollEvents,
+// round-robin with the line's other readers, besides its scheduled Poll.
+func (d *Device) IdleGap() time.Duration { return d.idleGap }
+
+// PollEvents is the idle-time poll that brings card reads in fast
+// (PD.PollIdle): one POLL (bringing the reader up first when needed),
+// whose report TakeEvents hands out, without a status record and without
+// resends; a reader busy with another call is skipped (nil). Status
+// readings stay with Poll, on the device's own schedule.
+func (d *Device) PollEvents(ctx context.Context) error {
+	_, err := d.pd.PollIdle(ctx)
+	return err
+}
 
 // PollInterval is the poll_interval option, for Run.
 func (d *Device) PollInterval() time.Duration { return d.pollInterval }

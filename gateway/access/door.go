@@ -20,7 +20,12 @@
 //     and buzzer) to show it; a denial asks it to show that. Each decision
 //     is an `access` event record (tags door, reader, result; fields
 //     credential — the credential's id, or a short keyed-hash prefix for an
-//     unknown card, never the number — reason and latency_ms).
+//     unknown card, never the number — reason and latency_ms, from the
+//     read to the decision).
+//   - Record first: with Config.Record set (the gateway sets it to a
+//     durable append to its outbox), a decision's record, and an exit
+//     request's, is durable before the strike moves, so a power cut can
+//     never leave an opened door without its record.
 //   - Door states: closed, open (authorized), forced (the contact opened
 //     with no grant or exit request in the last UnlockTime) and held (open
 //     longer than HeldTime). Every change is a `door` event; forced and held
@@ -80,7 +85,13 @@ type Config struct {
 	HeldTime time.Duration
 	// Emit receives access, door and alert records; it must be safe for
 	// concurrent use and return quickly. Nil drops them.
-	Emit   func(payload.Record)
+	Emit func(payload.Record)
+	// Record, when set, receives the access records instead of Emit and
+	// returns once the record is durable (or failed): the strike waits
+	// for it. It must be safe for concurrent use. A record that fails is
+	// logged and the door acts anyway: a broken disk must not lock people
+	// out.
+	Record func(context.Context, payload.Record) error
 	Now    func() time.Time
 	Logger *slog.Logger
 }
@@ -158,13 +169,28 @@ func (d *Door) Present(ctx context.Context, r Read) Decision {
 		id = d.cfg.Store.Mask(r.Card)
 	}
 	dec := Decision{Granted: ok, Reason: why, Credential: id}
+	if !r.Time.IsZero() {
+		dec.Latency = time.Since(r.Time)
+	}
+	result := "denied"
+	if ok {
+		result = "granted"
+	}
+	reader := r.Reader
+	if reader == "" {
+		reader = "unknown"
+	}
+	d.record(ctx, payload.Record{
+		Measurement: "access",
+		Tags:        map[string]string{"door": d.cfg.Name, "reader": reader, "result": result},
+		Fields: map[string]payload.Value{
+			"credential": payload.String(id), "reason": payload.String(string(why)),
+			"latency_ms": payload.Float(float64(dec.Latency) / float64(time.Millisecond)),
+		},
+		Time: now,
+	})
 	if ok {
 		d.unlock(now)
-	}
-	if r.Time.IsZero() {
-		dec.Latency = 0
-	} else {
-		dec.Latency = time.Since(r.Time)
 	}
 	if fb := d.cfg.Feedback[r.Reader]; fb != nil {
 		d.wg.Add(1)
@@ -183,24 +209,19 @@ func (d *Door) Present(ctx context.Context, r Read) Decision {
 			}
 		}()
 	}
-	result := "denied"
-	if ok {
-		result = "granted"
-	}
-	reader := r.Reader
-	if reader == "" {
-		reader = "unknown"
-	}
-	d.cfg.Emit(payload.Record{
-		Measurement: "access",
-		Tags:        map[string]string{"door": d.cfg.Name, "reader": reader, "result": result},
-		Fields: map[string]payload.Value{
-			"credential": payload.String(id), "reason": payload.String(string(why)),
-			"latency_ms": payload.Float(float64(dec.Latency) / float64(time.Millisecond)),
-		},
-		Time: now,
-	})
 	return dec
+}
+
+// record hands an access record to Record (durable before the caller acts)
+// or Emit.
+func (d *Door) record(ctx context.Context, r payload.Record) {
+	if d.cfg.Record == nil {
+		d.cfg.Emit(r)
+		return
+	}
+	if err := d.cfg.Record(ctx, r); err != nil {
+		d.log.Error("access record not stored; the door acts on its decision anyway", "reader", r.Tags["reader"], "result", r.Tags["result"], "err", err)
+	}
 }
 
 // unlock opens the strike and authorizes an opening for UnlockTime.
@@ -217,15 +238,15 @@ func (d *Door) unlock(now time.Time) {
 	d.mu.Unlock()
 }
 
-// Exit handles the exit button: it unlocks and records an access event.
+// Exit handles the exit button: it records an access event and unlocks.
 func (d *Door) Exit(at time.Time) {
-	d.unlock(at)
-	d.cfg.Emit(payload.Record{
+	d.record(context.Background(), payload.Record{
 		Measurement: "access",
 		Tags:        map[string]string{"door": d.cfg.Name, "reader": "exit", "result": "granted"},
 		Fields:      map[string]payload.Value{"reason": payload.String(string(ReasonExit))},
 		Time:        at,
 	})
+	d.unlock(at)
 }
 
 // Contact handles the door contact: open is true when the door is open.

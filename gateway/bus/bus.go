@@ -39,6 +39,12 @@
 // clears the back-off. A timeout caused by the caller's own shorter ctx
 // deadline is counted but starts no back-off.
 //
+// Idle time: Sweep polls the line's card readers round-robin, back to back,
+// each at most once per its Gap, so they take the line's time that nothing
+// else asks for: each sweep poll is an ordinary transaction that waits its
+// turn in the FIFO, so other callers wait for at most one of them. It
+// sleeps when no reader is due (sweep.go).
+//
 // Ready: the channel Ready returns is closed once Run has opened the port
 // for the first time, so callers wait for it instead of polling Stats.
 //

@@ -33,6 +33,7 @@ func (o *Outbox) run() {
 			t := time.NewTimer(o.opts.CommitInterval)
 			select {
 			case <-t.C:
+			case <-o.now: // an AppendNow is queued
 			case <-o.quit:
 				quitting = true
 			}
@@ -97,7 +98,7 @@ func (o *Outbox) telemetryWindow() (quitting bool) {
 		var oldest time.Time
 		events := o.noWindow
 		for _, r := range o.queue {
-			if r.kind == payload.Event {
+			if r.kind == payload.Event || r.now {
 				events = true
 			}
 			if oldest.IsZero() || r.at.Before(oldest) {

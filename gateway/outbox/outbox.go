@@ -180,6 +180,7 @@ type request struct {
 	est   int64     // upper bound of the bytes it adds on disk
 	at    time.Time // when it was queued
 	taken bool      // the committer has it; it can no longer be withdrawn
+	now   bool      // AppendNow: commit without waiting for a window
 	done  chan error
 }
 
@@ -196,6 +197,7 @@ type Outbox struct {
 	hdrMax  int // largest possible batch header, for size estimates
 
 	wake  chan struct{}
+	now   chan struct{}   // an AppendNow is queued: cut the commit interval short
 	hkReq chan chan error // run housekeeping now and reply (tests)
 	quit  chan struct{}
 	done  chan struct{}
@@ -268,6 +270,7 @@ func Open(opts Options) (*Outbox, error) {
 		lock:    lock,
 		ceiling: opts.MaxBytes + opts.MaxBytes/4,
 		wake:    make(chan struct{}, 1),
+		now:     make(chan struct{}, 1),
 		hkReq:   make(chan chan error),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -536,10 +539,33 @@ func cmpU64(a, b uint64) int {
 // ctx.Err() and nothing was stored; once handed over it waits for that
 // commit, which takes one write and fsync.
 func (o *Outbox) Append(ctx context.Context, kind payload.Kind, recs []payload.Record) error {
-	req, err := o.enqueue(kind, recs)
+	req, err := o.enqueue(kind, recs, false)
 	if err != nil || req == nil {
 		return err
 	}
+	return o.await(ctx, req)
+}
+
+// AppendNow is Append for records that an action waits on (a door's
+// access decision, made durable before its strike opens): their commit
+// starts at once, without waiting for CommitInterval or the telemetry
+// window, and takes along whatever else is queued by then, so the records
+// of several doors that coincide share one write and fsync.
+func (o *Outbox) AppendNow(ctx context.Context, kind payload.Kind, recs []payload.Record) error {
+	req, err := o.enqueue(kind, recs, true)
+	if err != nil || req == nil {
+		return err
+	}
+	select {
+	case o.now <- struct{}{}:
+	default:
+	}
+	return o.await(ctx, req)
+}
+
+// await waits for req's commit, or withdraws req when ctx ends before the
+// committer took it.
+func (o *Outbox) await(ctx context.Context, req *request) error {
 	select {
 	case err := <-req.done:
 		return err
@@ -563,7 +589,7 @@ func (o *Outbox) Append(ctx context.Context, kind payload.Kind, recs []payload.R
 // A caller that appends in order from one goroutine can so keep several
 // appends in one telemetry window without waiting for each.
 func (o *Outbox) AppendAsync(kind payload.Kind, recs []payload.Record) (<-chan error, error) {
-	req, err := o.enqueue(kind, recs)
+	req, err := o.enqueue(kind, recs, false)
 	if err != nil {
 		return nil, err
 	}
@@ -576,15 +602,15 @@ func (o *Outbox) AppendAsync(kind payload.Kind, recs []payload.Record) (<-chan e
 }
 
 // enqueue validates and encodes recs and queues them for the committer; a
-// nil request (no records) needs no commit.
-func (o *Outbox) enqueue(kind payload.Kind, recs []payload.Record) (*request, error) {
+// nil request (no records) needs no commit. now marks an AppendNow.
+func (o *Outbox) enqueue(kind payload.Kind, recs []payload.Record, now bool) (*request, error) {
 	if kind != payload.Telemetry && kind != payload.Event {
 		return nil, fmt.Errorf("outbox: %s: append: unknown kind %d", o.opts.Dir, kind)
 	}
 	if len(recs) == 0 {
 		return nil, nil
 	}
-	req := &request{kind: kind, offs: make([]int, 1, len(recs)+1), done: make(chan error, 1)}
+	req := &request{kind: kind, offs: make([]int, 1, len(recs)+1), done: make(chan error, 1), now: now}
 	for i := range recs {
 		if err := checkRecord(&recs[i]); err != nil {
 			return nil, fmt.Errorf("outbox: %s: append %s record %d: %w", o.opts.Dir, kind, i, err)

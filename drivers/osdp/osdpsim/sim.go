@@ -52,6 +52,11 @@ type Config struct {
 	Name   string // the line's name in errors and logs
 	Baud   int    // default 9600
 	Logger *slog.Logger
+	// OnReply, when set, is told of every reply Serve writes, just before
+	// the write: the reader's address, the reply's bytes (not to be kept
+	// or changed) and the time, when the reply's last byte has left the
+	// simulated wire. It runs on the line's goroutine: keep it short.
+	OnReply func(addr byte, reply []byte, at time.Time)
 }
 
 // Line is one simulated RS-485 line with its readers.
@@ -59,6 +64,8 @@ type Line struct {
 	name string
 	baud int
 	log  *slog.Logger
+	// onReply is Config.OnReply.
+	onReply func(addr byte, reply []byte, at time.Time)
 
 	mu      sync.Mutex
 	readers map[byte]*Reader
@@ -78,7 +85,7 @@ func New(cfg Config) (*Line, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Line{name: cfg.Name, baud: cfg.Baud, log: cfg.Logger.With("line", cfg.Name), readers: map[byte]*Reader{}}, nil
+	return &Line{name: cfg.Name, baud: cfg.Baud, log: cfg.Logger.With("line", cfg.Name), readers: map[byte]*Reader{}, onReply: cfg.OnReply}, nil
 }
 
 // WireTime is how long n characters take on the line.
@@ -227,6 +234,9 @@ func (l *Line) handle(ctx context.Context, w io.Writer, raw []byte, received tim
 		at = at.Add(l.WireTime(len(reply)))
 		if err := pace.Until(ctx, at); err != nil {
 			return nil
+		}
+		if l.onReply != nil { // before the write: the CP cannot see the reply before the hook does
+			l.onReply(r.Addr(), reply, time.Now())
 		}
 		if _, err := w.Write(reply); err != nil {
 			return fmt.Errorf("osdpsim: %s: write reply of reader %d: %w", l.name, r.addr, err)
