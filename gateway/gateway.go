@@ -87,6 +87,7 @@ type Gateway struct {
 	store    *access.Store
 	doors    []*doorEntry
 	byReader map[string]*doorEntry
+	lanes    *laneSet                   // nil without lanes and lots
 	gpioSim  interface{ Close() error } // the GPIO simulator link, or nil
 	shared   *drivers.Shared            // what the devices share (profiles read once), and rules with them
 	queue    chan item
@@ -150,6 +151,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		for _, de := range g.doors {
 			de.close()
 		}
+		g.lanes.close()
 		if g.gpioSim != nil {
 			g.gpioSim.Close()
 		}
@@ -203,6 +205,9 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		return fail(err)
 	}
 	if g.store, g.doors, g.byReader, err = g.newDoors(openPin); err != nil {
+		return fail(err)
+	}
+	if g.lanes, err = g.newLanes(openPin); err != nil {
 		return fail(err)
 	}
 	if g.exec, err = g.newExecutor(opts.Reload); err != nil {
@@ -273,6 +278,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		go func() { defer doorWG.Done(); de.run(rulesCtx, g) }()
 	}
 
+	laneDone := make(chan struct{})
+	go func() { defer close(laneDone); g.lanes.run(rulesCtx, g) }()
+
 	var pollWG sync.WaitGroup
 	for i, d := range g.devices {
 		pollWG.Add(1)
@@ -297,6 +305,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	for _, de := range g.doors {
 		de.close()
 	}
+	<-laneDone
+	g.lanes.close()
 	g.exec.Close()
 	close(g.queue)
 	<-commitDone

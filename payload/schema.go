@@ -31,7 +31,7 @@ var Schema = map[string]*Measurement{
 		Fields: map[string]ValueType{"event": TypeString, "count": TypeInt},
 	},
 	"lane": {
-		Name: "lane", RequiredTags: []string{"lane", "direction", "event"}, OptionalTags: []string{"lot"},
+		Name: "lane", RequiredTags: []string{"event"}, OptionalTags: []string{"lane", "lot", "direction"},
 		Fields: map[string]ValueType{
 			"state": TypeString, "credential": TypeString, "reason": TypeString, "reader": TypeString,
 			"latency_ms": TypeFloat, "duration_ms": TypeFloat,

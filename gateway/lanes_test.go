@@ -1,0 +1,277 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	periphgpio "periph.io/x/conn/v3/gpio"
+
+	"github.com/luling-edge/luling/drivers/gpio/simgpio"
+	"github.com/luling-edge/luling/gateway/access"
+	"github.com/luling-edge/luling/gateway/lane"
+	"github.com/luling-edge/luling/gateway/lane/lanesim"
+	"github.com/luling-edge/luling/internal/testenv"
+	"github.com/luling-edge/luling/payload"
+)
+
+const simLaneConfig = `site: s
+gateway: g
+log: {level: warn}
+uplink: {brokers: ["%s"], reconnect_max: 1s}
+outbox: {path: %s}
+status: {listen: ""}
+gpio: {simulator: %s}
+lots:
+  - {name: p1, capacity: %d}
+lanes:
+  - name: p1-in
+    lot: p1
+    direction: in
+    barrier: {open: "sim:1", close: "sim:2", opened: {pin: "sim:3", active_low: true}, closed: {pin: "sim:4", active_low: true}, motor_time: 1s}
+    arming: {pin: "sim:5", active_low: true}
+    safety: {pin: "sim:6", active_low: true}
+    wiegand: {d0: "sim:7", d1: "sim:8"}
+    debounce: 5ms
+    visitors: auto
+    open_time: 1s
+  - name: p1-out
+    lot: p1
+    direction: out
+    barrier: {open: "sim:11", opened: {pin: "sim:13", active_low: true}, closed: {pin: "sim:14", active_low: true}, motor_time: 1s}
+    arming: {pin: "sim:15", active_low: true}
+    safety: {pin: "sim:16", active_low: true}
+    debounce: 5ms
+    visitors: auto
+    open_time: 1s
+`
+
+// laneRig is a gateway with an entry and an exit lane on simulated GPIO
+// lines, each with a lanesim lane whose vehicles wait until the gateway
+// has seen each loop change.
+type laneRig struct {
+	t       *testing.T
+	srv     *simgpio.Server
+	gw      *Gateway
+	in, out *lanesim.Sim
+	ctx     context.Context
+}
+
+func newLaneRig(t *testing.T, broker string, capacity int) *laneRig {
+	t.Helper()
+	r := &laneRig{t: t, ctx: context.Background()}
+	var lines []string
+	for _, n := range []int{1, 2, 3, 4, 5, 6, 7, 8, 11, 13, 14, 15, 16} {
+		lines = append(lines, fmt.Sprintf("sim:%d", n))
+	}
+	var mu sync.Mutex
+	var sims []*lanesim.Sim
+	dir, err := os.MkdirTemp("", "lanesim-") // short: a socket path has ~100 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "gpio.sock")
+	r.srv, err = simgpio.NewServer(lines, simgpio.ServerOptions{OnOut: func(line string, l periphgpio.Level, _ time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, s := range sims {
+			s.Output(line, l)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := simgpio.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); r.srv.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); wg.Wait(); os.RemoveAll(dir) })
+
+	if broker == "" {
+		broker = fmt.Sprintf("tcp://127.0.0.1:%d", testenv.FreePort(t))
+	}
+	gwDir := t.TempDir()
+	cfg := loadConfig(t, gwDir, fmt.Sprintf(simLaneConfig, broker, filepath.Join(gwDir, "outbox"), sock, capacity))
+	if r.gw, err = New(cfg, Options{Version: "test", Logger: quietLogger()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.gw.store.Sync(1, []access.Credential{{ID: "res-7", Card: "7:1234"}}); err != nil {
+		t.Fatal(err)
+	}
+	status := func(name string) func() lane.Status {
+		for _, le := range r.gw.lanes.lanes {
+			if le.cfg.Name == name {
+				return le.l.Status
+			}
+		}
+		t.Fatalf("no lane %s", name)
+		return nil
+	}
+	confirm := func(name, arming string) func(context.Context, string, bool) error {
+		st := status(name)
+		return func(ctx context.Context, line string, active bool) error {
+			testenv.WaitFor(t, 20*time.Second, fmt.Sprintf("lane %s to see %s %v", name, line, active), func() bool {
+				s := st()
+				if line == arming {
+					return s.Arming == active
+				}
+				return s.Safety == active
+			})
+			return nil
+		}
+	}
+	sim := func(name string, base int, closeLine string) *lanesim.Sim {
+		s, err := lanesim.New(r.srv, lanesim.Config{
+			Arming: fmt.Sprintf("sim:%d", base+4), Safety: fmt.Sprintf("sim:%d", base+5),
+			Opened: fmt.Sprintf("sim:%d", base+2), Closed: fmt.Sprintf("sim:%d", base+3),
+			Open: fmt.Sprintf("sim:%d", base), Close: closeLine,
+			Motor: 150 * time.Millisecond, Settle: 30 * time.Millisecond, Patience: 4 * time.Second,
+			Confirm: confirm(name, fmt.Sprintf("sim:%d", base+4)),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	r.in, r.out = sim("p1-in", 1, "sim:2"), sim("p1-out", 11, "")
+	mu.Lock()
+	sims = append(sims, r.in, r.out)
+	mu.Unlock()
+
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.gw.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-done })
+	testenv.WaitFor(t, 10*time.Second, "the simulator's gateway link", func() bool { return r.srv.Connected() == 1 })
+	return r
+}
+
+// resident presents the resident's tag at the entry lane's Wiegand reader.
+func (r *laneRig) resident(ctx context.Context, card string) error {
+	return lanesim.SendWiegand(r.srv, "sim:7", "sim:8", 7, 1234)
+}
+
+func (r *laneRig) drive(s *lanesim.Sim, v lanesim.Vehicle) lanesim.Outcome {
+	r.t.Helper()
+	o, err := s.Drive(r.ctx, v)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return o
+}
+
+func (r *laneRig) lot() lane.LotState { return r.gw.lanes.lots[0].State() }
+
+// laneEvents reads the lane events waiting in the outbox, oldest first, as
+// "lane:event" (alerts as "alert:rule").
+func laneEvents(t *testing.T, gw *Gateway) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	msgs, _ := gw.ob.Pending(ctx, 0, 100000)
+	var out []string
+	for _, m := range msgs {
+		b, err := payload.DecodeBatch(m.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rec := range b.Records {
+			switch rec.Measurement {
+			case "lane":
+				out = append(out, rec.Tags["lane"]+":"+rec.Tags["event"])
+			case "alert":
+				out = append(out, "alert:"+rec.Tags["rule"])
+			}
+		}
+	}
+	return out
+}
+
+// count returns how often each entry occurs in events.
+func count(events []string) map[string]int {
+	m := map[string]int{}
+	for _, e := range events {
+		m[e]++
+	}
+	return m
+}
+
+// The whole lane on simulated lines: loops, barrier motor and position
+// inputs, a Wiegand reader, through the gateway's real GPIO path.
+func TestLaneOnSimulatedGPIO(t *testing.T) {
+	r := newLaneRig(t, "", 1)
+
+	// A visitor takes the last bay.
+	if o := r.drive(r.in, lanesim.Vehicle{}); o.Passed != 1 {
+		t.Fatalf("visitor into a free lot: %+v", o)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the entry barrier down", func() bool { return r.in.WaitBarrier(r.ctx, false, 0) })
+	if st := r.lot(); st.Occupied != 1 || !st.Full {
+		t.Fatalf("lot %+v after one entry", st)
+	}
+	// The next visitor is refused: the lot is full.
+	_, _, movesBefore := r.in.Barrier()
+	if o := r.drive(r.in, lanesim.Vehicle{}); !o.Refused {
+		t.Fatalf("visitor into a full lot: %+v", o)
+	}
+	if _, _, moves := r.in.Barrier(); moves != movesBefore {
+		t.Fatalf("the barrier moved for a refused visitor")
+	}
+	// A resident still gets in.
+	if o := r.drive(r.in, lanesim.Vehicle{Card: "7:1234", Present: r.resident}); o.Passed != 1 {
+		t.Fatalf("resident into a full lot: %+v", o)
+	}
+	// A driver stops under the exit barrier for longer than open_time:
+	// the barrier stays up.
+	if o := r.drive(r.out, lanesim.Vehicle{Park: 2500 * time.Millisecond}); o.Passed != 1 {
+		t.Fatalf("parked exit: %+v", o)
+	}
+	// A second car follows closely: a tailgate, and both are counted out.
+	testenv.WaitFor(t, 10*time.Second, "the exit barrier down", func() bool { return r.out.WaitBarrier(r.ctx, false, 0) })
+	if o := r.drive(r.out, lanesim.Vehicle{Tailgater: true}); o.Passed != 2 {
+		t.Fatalf("tailgate: %+v", o)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the exit barrier down", func() bool { return r.out.WaitBarrier(r.ctx, false, 0) })
+	if st := r.lot(); st.Occupied != 0 {
+		t.Fatalf("lot %+v after 2 in and 3 out (never below 0)", st)
+	}
+	// The exit barrier jams: the vehicle backs out, the lane reports a fault.
+	r.out.SetStuck(true)
+	if o := r.drive(r.out, lanesim.Vehicle{}); !o.Refused {
+		t.Fatalf("stuck barrier: %+v", o)
+	}
+	testenv.WaitFor(t, 10*time.Second, "a lane fault", func() bool { return count(laneEvents(t, r.gw))["p1-out:fault"] == 1 })
+
+	ev := laneEvents(t, r.gw)
+	c := count(ev)
+	want := map[string]int{
+		// Refused for a full lot: the visitor, and the resident on arrival
+		// before the tag was read.
+		"p1-in:passed": 2, "p1-in:denied": 2, "p1-out:passed": 2, "p1-out:tailgate": 1, "p1-out:fault": 1,
+		"alert:lane_tailgate": 1, "alert:lane_fault": 1, "p1-in:tailgate": 0, "p1-out:timeout": 0,
+	}
+	for k, n := range want {
+		if c[k] != n {
+			t.Errorf("%d %s events, want %d; events:\n%v", c[k], k, n, ev)
+		}
+	}
+	// The parked vehicle: no close was commanded until it had passed.
+	var out []string
+	for _, e := range ev {
+		if e[:7] == "p1-out:" {
+			out = append(out, e[7:])
+		}
+	}
+	first := slices.Index(out, "passed")
+	if first < 0 || slices.Contains(out[:first], "closing") {
+		t.Errorf("exit lane closed before the parked vehicle passed: %v", out)
+	}
+}
