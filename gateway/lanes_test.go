@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 	periphgpio "periph.io/x/conn/v3/gpio"
 
 	"github.com/luling-edge/luling/drivers/gpio/simgpio"
@@ -62,7 +63,11 @@ type laneRig struct {
 	ctx     context.Context
 }
 
-func newLaneRig(t *testing.T, broker string, capacity int) *laneRig {
+// laneTiming is the simulated barrier's motor time and how long vehicles
+// stay on a loop.
+type laneTiming struct{ motor, settle time.Duration }
+
+func newLaneRig(t *testing.T, broker string, capacity int, timing laneTiming) *laneRig {
 	t.Helper()
 	r := &laneRig{t: t, ctx: context.Background()}
 	var lines []string
@@ -119,14 +124,17 @@ func newLaneRig(t *testing.T, broker string, capacity int) *laneRig {
 	confirm := func(name, arming string) func(context.Context, string, bool) error {
 		st := status(name)
 		return func(ctx context.Context, line string, active bool) error {
-			testenv.WaitFor(t, 20*time.Second, fmt.Sprintf("lane %s to see %s %v", name, line, active), func() bool {
+			deadline := time.Now().Add(20 * time.Second)
+			for {
 				s := st()
-				if line == arming {
-					return s.Arming == active
+				if (line == arming && s.Arming == active) || (line != arming && s.Safety == active) {
+					return nil
 				}
-				return s.Safety == active
-			})
-			return nil
+				if time.Now().After(deadline) {
+					return fmt.Errorf("lane %s did not see %s %v within 20s", name, line, active)
+				}
+				time.Sleep(time.Millisecond)
+			}
 		}
 	}
 	sim := func(name string, base int, closeLine string) *lanesim.Sim {
@@ -134,7 +142,7 @@ func newLaneRig(t *testing.T, broker string, capacity int) *laneRig {
 			Arming: fmt.Sprintf("sim:%d", base+4), Safety: fmt.Sprintf("sim:%d", base+5),
 			Opened: fmt.Sprintf("sim:%d", base+2), Closed: fmt.Sprintf("sim:%d", base+3),
 			Open: fmt.Sprintf("sim:%d", base), Close: closeLine,
-			Motor: 150 * time.Millisecond, Settle: 30 * time.Millisecond, Patience: 4 * time.Second,
+			Motor: timing.motor, Settle: timing.settle, Patience: 4 * time.Second,
 			Confirm: confirm(name, fmt.Sprintf("sim:%d", base+4)),
 		})
 		if err != nil {
@@ -207,7 +215,7 @@ func count(events []string) map[string]int {
 // The whole lane on simulated lines: loops, barrier motor and position
 // inputs, a Wiegand reader, through the gateway's real GPIO path.
 func TestLaneOnSimulatedGPIO(t *testing.T) {
-	r := newLaneRig(t, "", 1)
+	r := newLaneRig(t, "", 1, laneTiming{motor: 150 * time.Millisecond, settle: 30 * time.Millisecond})
 
 	// A visitor takes the last bay.
 	if o := r.drive(r.in, lanesim.Vehicle{}); o.Passed != 1 {
@@ -273,5 +281,182 @@ func TestLaneOnSimulatedGPIO(t *testing.T) {
 	first := slices.Index(out, "passed")
 	if first < 0 || slices.Contains(out[:first], "closing") {
 		t.Errorf("exit lane closed before the parked vehicle passed: %v", out)
+	}
+}
+
+// eventSubscriber collects the lane records the gateway publishes, once
+// per sequence number, through broker restarts (a persistent session).
+type eventSubscriber struct {
+	mu    sync.Mutex
+	seqs  map[uint64]bool
+	lanes []payload.Record
+}
+
+func subscribeEvents(t *testing.T, url string) *eventSubscriber {
+	t.Helper()
+	es := &eventSubscriber{seqs: map[uint64]bool{}}
+	opts := mqtt.NewClientOptions().AddBroker(url).SetClientID("lane-test-sub").SetCleanSession(false).
+		SetAutoReconnect(true).SetMaxReconnectInterval(200 * time.Millisecond).SetConnectRetry(true).SetResumeSubs(true)
+	handle := func(_ mqtt.Client, m mqtt.Message) {
+		b, err := payload.DecodeBatch(m.Payload())
+		if err != nil {
+			t.Errorf("undecodable events message: %v", err)
+			return
+		}
+		es.mu.Lock()
+		defer es.mu.Unlock()
+		if es.seqs[b.Seq] {
+			return
+		}
+		es.seqs[b.Seq] = true
+		for _, r := range b.Records {
+			if r.Measurement == "lane" {
+				es.lanes = append(es.lanes, r)
+			}
+		}
+	}
+	opts.SetOnConnectHandler(func(c mqtt.Client) { c.Subscribe("gw/v1/s/g/events", 1, handle) })
+	c := mqtt.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscriber connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return es
+}
+
+// passages counts the passed and tailgate events per lane.
+func (es *eventSubscriber) passages() map[string]int {
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	out := map[string]int{}
+	for _, r := range es.lanes {
+		if ev := r.Tags["event"]; ev == lane.EventPassed || ev == lane.EventTailgate {
+			out[r.Tags["lane"]]++
+		}
+	}
+	return out
+}
+
+// 1,000 vehicles in and 1,000 out, some residents with tags, some with a
+// tailgater, through the entry and exit lanes at once, with the broker
+// down for part of the run: the lot's count is entries minus exits, and
+// every passage reaches the broker.
+func TestLaneCountsThousandVehicles(t *testing.T) {
+	if os.Getenv("LULING_REQUIRE_SERVICES") == "" && testing.Short() {
+		t.Skip("long: 2,000 vehicles")
+	}
+	n := 1000
+	broker := testenv.Mosquitto(t)
+	sub := subscribeEvents(t, broker.URL())
+	r := newLaneRig(t, broker.URL(), 5000, laneTiming{motor: 20 * time.Millisecond, settle: 10 * time.Millisecond})
+	testenv.WaitFor(t, 20*time.Second, "the uplink connected", func() bool { return r.gw.up.snapshot().Connected })
+
+	var mu sync.Mutex
+	var in, out, entries int
+	var firstErr error
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // the entry lane
+		defer wg.Done()
+		for i := range n {
+			v := lanesim.Vehicle{Tailgater: i%17 == 3}
+			if i%25 == 0 {
+				v.Card, v.Present = "7:1234", r.resident
+			}
+			o, err := r.in.Drive(ctx, v)
+			if err != nil || o.Refused {
+				fail(fmt.Errorf("entry %d: %+v %v", i, o, err))
+				cancel()
+				return
+			}
+			mu.Lock()
+			in += o.Passed
+			entries++
+			mu.Unlock()
+		}
+	}()
+	go func() { // the exit lane: only vehicles that are inside leave
+		defer wg.Done()
+		for i := 0; i < n; {
+			mu.Lock()
+			inside, done := in-out, entries == n
+			mu.Unlock()
+			tailgate := i%19 == 5
+			if inside < 2 && !done {
+				select {
+				case <-time.After(5 * time.Millisecond):
+					continue
+				case <-ctx.Done():
+					return
+				}
+			}
+			if inside < 2 {
+				tailgate = false
+				if inside < 1 {
+					return
+				}
+			}
+			o, err := r.out.Drive(ctx, lanesim.Vehicle{Tailgater: tailgate})
+			if err != nil || o.Refused {
+				fail(fmt.Errorf("exit %d: %+v %v", i, o, err))
+				cancel()
+				return
+			}
+			mu.Lock()
+			out += o.Passed
+			mu.Unlock()
+			i++
+		}
+	}()
+	// The uplink goes down for a part of the run.
+	progress := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		if firstErr != nil {
+			return n
+		}
+		return entries
+	}
+	testenv.WaitFor(t, 10*time.Minute, "a third of the entries", func() bool { return progress() >= n/3 })
+	broker.Stop()
+	testenv.WaitFor(t, 30*time.Second, "the uplink down", func() bool { return !r.gw.up.snapshot().Connected })
+	testenv.WaitFor(t, 10*time.Minute, "two thirds of the entries", func() bool { return progress() >= 2*n/3 })
+	broker.Start()
+	wg.Wait()
+	if firstErr != nil {
+		t.Fatal(firstErr)
+	}
+	st := r.lot()
+	t.Logf("%d vehicles in, %d out (%d entries); lot %+v", in, out, entries, st)
+	if st.Occupied != in-out || out < n {
+		t.Fatalf("lot count %d, want %d in - %d out = %d", st.Occupied, in, out, in-out)
+	}
+	testenv.WaitFor(t, 60*time.Second, "every passage at the broker", func() bool {
+		p := sub.passages()
+		return p["p1-in"] == in && p["p1-out"] == out
+	})
+	if p := sub.passages(); p["p1-in"] != in || p["p1-out"] != out {
+		t.Fatalf("passages at the broker %v, want in %d out %d", p, in, out)
+	}
+	// The last passage record carries the count.
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	var last payload.Record
+	for _, rec := range sub.lanes {
+		if rec.Fields["occupied"].Valid() && rec.Time.After(last.Time) {
+			last = rec
+		}
+	}
+	if got := last.Fields["occupied"].Int(); got != int64(in-out) {
+		t.Fatalf("last passage record says %d occupied, want %d", got, in-out)
 	}
 }

@@ -58,14 +58,16 @@ type Sim struct {
 	lines Lines
 	clk   clock.Clock
 
-	mu      sync.Mutex
-	up      bool // the arm is up
-	moving  bool
-	target  bool
-	gen     int
-	changed chan struct{}
-	moves   int
-	drive   sync.Mutex // one vehicle at a time
+	mu       sync.Mutex
+	up       bool // the arm is up
+	moving   bool
+	resting  bool // the arm came down onto a vehicle and rests on it
+	onSafety bool // a vehicle is on the safety loop
+	target   bool
+	gen      int
+	changed  chan struct{}
+	moves    int
+	drive    sync.Mutex // one vehicle at a time
 }
 
 // New makes a lane on lines, its barrier down and its loops clear.
@@ -130,22 +132,34 @@ func (s *Sim) move(up bool) {
 	if s.cfg.Stuck || (s.target == up && (s.moving || s.up == up)) {
 		return
 	}
-	s.target, s.moving = up, true
+	s.target, s.moving, s.resting = up, true, false
 	s.gen++
 	s.moves++
-	gen := s.gen
 	left := s.cfg.Closed
 	if s.up {
 		left = s.cfg.Opened
 	}
 	s.notifyLocked()
+	go func() { _ = s.set(left, false) }()
+	s.runMotorLocked()
+}
+
+// runMotorLocked lets the motor finish the current move after Motor. An
+// arm coming down onto a vehicle on the safety loop rests on it until
+// the vehicle is gone (or the barrier is told to go up).
+func (s *Sim) runMotorLocked() {
+	gen, up := s.gen, s.target
 	go func() {
-		_ = s.set(left, false)
 		<-s.clk.After(s.cfg.Motor)
 		s.mu.Lock()
 		if s.gen != gen {
 			s.mu.Unlock()
 			return // reversed on the way
+		}
+		if !up && s.onSafety {
+			s.resting = true
+			s.mu.Unlock()
+			return
 		}
 		s.up, s.moving = up, false
 		s.notifyLocked()
@@ -156,6 +170,23 @@ func (s *Sim) move(up bool) {
 		}
 		_ = s.set(reached, true)
 	}()
+}
+
+// safety puts a vehicle on the safety loop or takes it off. A vehicle
+// that would come onto it under an arm that is fully down stays back:
+// safety(true) then reports false.
+func (s *Sim) safety(on bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if on && !s.up && !s.moving {
+		return false
+	}
+	s.onSafety = on
+	if !on && s.resting {
+		s.resting = false
+		s.runMotorLocked()
+	}
+	return true
 }
 
 func (s *Sim) notifyLocked() {
@@ -257,12 +288,29 @@ func (s *Sim) Drive(ctx context.Context, v Vehicle) (Outcome, error) {
 		}
 		return Outcome{Refused: true}, settle(s.cfg.Settle)
 	}
+	out := Outcome{}
 	cars := 1
 	if v.Tailgater {
 		cars = 2
 	}
-	out := Outcome{}
 	for i := range cars {
+		if !s.safety(true) {
+			// The arm came down before the tailgater got under it: it
+			// backs off and arrives again like any vehicle.
+			if err := loop(s.cfg.Arming, false); err != nil {
+				return out, err
+			}
+			if err := settle(s.cfg.Settle); err != nil {
+				return out, err
+			}
+			if err := loop(s.cfg.Arming, true); err != nil {
+				return out, err
+			}
+			if !s.WaitBarrier(ctx, true, s.cfg.Patience) || !s.safety(true) {
+				out.Refused = true
+				return out, loop(s.cfg.Arming, false)
+			}
+		}
 		if err := loop(s.cfg.Safety, true); err != nil {
 			return out, err
 		}
@@ -282,6 +330,7 @@ func (s *Sim) Drive(ctx context.Context, v Vehicle) (Outcome, error) {
 			// The tailgater waits under the barrier until it is up again.
 			s.WaitBarrier(ctx, true, s.cfg.Patience)
 		}
+		s.safety(false)
 		if err := loop(s.cfg.Safety, false); err != nil {
 			return out, err
 		}
