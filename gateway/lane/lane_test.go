@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -405,4 +406,31 @@ func TestLotCountSurvivesRestart(t *testing.T) {
 	if _, err := lane.OpenLot(dir, "p1", 3, nil); err == nil {
 		t.Fatal("negative count accepted")
 	}
+}
+
+// A lot's state file that is not what OpenLot writes is refused with the
+// file named, never a panic or a wrong count.
+func FuzzOpenLot(f *testing.F) {
+	f.Add([]byte(`{"v":1,"lot":"p1","occupied":3,"time":"2026-12-04T08:00:00Z"}`))
+	f.Add([]byte(`{"v":2,"lot":"p1","occupied":3}`))
+	f.Add([]byte(`{"v":1,"lot":"p2","occupied":3}`))
+	f.Add([]byte(`{"v":1,"lot":"p1","occupied":-1}`))
+	f.Add([]byte(`{"v":1,"lot":"p1","occupied":1e99}`))
+	f.Add([]byte(`nul`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "lot-p1.json"), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		lot, err := lane.OpenLot(dir, "p1", 10, nil)
+		if err != nil {
+			if !strings.Contains(err.Error(), "lot-p1.json") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		if st := lot.State(); st.Occupied < 0 || st.Free < 0 || st.Free > 10 {
+			t.Fatalf("state %+v from %q", st, data)
+		}
+	})
 }
