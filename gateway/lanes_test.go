@@ -17,6 +17,7 @@ import (
 	"github.com/luling-edge/luling/gateway/access"
 	"github.com/luling-edge/luling/gateway/lane"
 	"github.com/luling-edge/luling/gateway/lane/lanesim"
+	"github.com/luling-edge/luling/internal/clock"
 	"github.com/luling-edge/luling/internal/testenv"
 	"github.com/luling-edge/luling/payload"
 )
@@ -459,4 +460,48 @@ func TestLaneCountsThousandVehicles(t *testing.T) {
 	if got := last.Fields["occupied"].Int(); got != int64(in-out) {
 		t.Fatalf("last passage record says %d occupied, want %d", got, in-out)
 	}
+}
+
+// The nightly reset is a rule: every 24 h (aligned to the clock) it runs
+// lot.count.set, which sets the count and records a count_set event.
+func TestNightlyCountResetRule(t *testing.T) {
+	dir := t.TempDir()
+	cfg := loadConfig(t, dir, fmt.Sprintf(`site: s
+gateway: g
+log: {level: warn}
+uplink: {brokers: ["tcp://127.0.0.1:%d"]}
+outbox: {path: %s}
+status: {listen: ""}
+lots:
+  - {name: p1, capacity: 40}
+rules:
+  - name: nightly-count-reset
+    trigger: {every: 24h}
+    actions:
+      - command: {name: lot.count.set, args: {lot: p1, occupied: "2"}}
+`, testenv.FreePort(t), filepath.Join(dir, "outbox")))
+	clk := clock.NewFake(time.Date(2026, 12, 4, 18, 0, 0, 0, time.UTC))
+	gw, err := New(cfg, Options{Version: "test", Logger: quietLogger(), Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lot := gw.lanes.lots[0]
+	lot.Add(17, clk.Now())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- gw.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	testenv.WaitFor(t, 20*time.Second, "the reset at midnight", func() bool {
+		if lot.State().Occupied == 2 {
+			return true
+		}
+		if clk.Now().Before(time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)) {
+			clk.Advance(time.Hour)
+		}
+		return false
+	})
+	if at := lot.State().Time; !at.Equal(time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("reset at %v, want midnight", at)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the count_set event", func() bool { return count(laneEvents(t, gw))[":count_set"] == 1 })
 }
