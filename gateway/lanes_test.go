@@ -264,7 +264,7 @@ func TestLaneOnSimulatedGPIO(t *testing.T) {
 	want := map[string]int{
 		// Refused for a full lot: the visitor, and the resident on arrival
 		// before the tag was read.
-		"p1-in:passed": 2, "p1-in:denied": 2, "p1-out:passed": 2, "p1-out:tailgate": 1, "p1-out:fault": 1,
+		"p1-in:passed": 2, "p1-in:denied": 2, "p1-out:passed": 2, "p1-out:tailgate": 1, "p1-out:fault": 1, "p1-out:close_blocked": 1,
 		"alert:lane_tailgate": 1, "alert:lane_fault": 1, "p1-in:tailgate": 0, "p1-out:timeout": 0,
 	}
 	for k, n := range want {

@@ -571,7 +571,8 @@ func (l *Lane) Tick(ctx context.Context) {
 		l.deadline = time.Time{}
 	case StateOpen:
 		if l.safety {
-			l.deadline = time.Time{}
+			// The vehicle stopped under the barrier: it stays up.
+			l.closeLocked(ctx, s)
 			return
 		}
 		l.stats.Timeouts++

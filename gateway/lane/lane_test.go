@@ -271,7 +271,7 @@ func TestSafetyLoopKeepsBarrierOpen(t *testing.T) {
 		r.l.Tick(r.ctx)
 	}
 	r.moves()
-	r.expect()
+	r.expect("close_blocked")
 	r.state(lane.StateOpen)
 	r.l.Safety(r.ctx, false)
 	r.expect("passed", "closing")
