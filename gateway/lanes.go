@@ -159,15 +159,13 @@ func (le *laneEntry) open(g *Gateway, openPin func(string) (periphgpio.PinIO, er
 		}
 	}
 	if w := lc.Wiegand; w != nil {
-		d0, err := openPin(w.D0)
-		if err != nil {
-			return fmt.Errorf("wiegand d0: %w", err)
+		var d [2]periphgpio.PinIO
+		for i, name := range []string{w.D0, w.D1} {
+			if d[i], err = openPin(name); err != nil {
+				return fmt.Errorf("wiegand d%d: %w", i, err)
+			}
 		}
-		d1, err := openPin(w.D1)
-		if err != nil {
-			return fmt.Errorf("wiegand d1: %w", err)
-		}
-		if le.wiegand, err = wiegand.New(wiegand.Config{Name: lc.Name + "-wiegand", D0: d0, D1: d1, Logger: g.log.With("lane", lc.Name)}); err != nil {
+		if le.wiegand, err = wiegand.New(wiegand.Config{Name: lc.Name + "-wiegand", D0: d[0], D1: d[1], Logger: g.log.With("lane", lc.Name)}); err != nil {
 			return err
 		}
 	}

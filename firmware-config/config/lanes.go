@@ -236,46 +236,16 @@ func (d *decoder) lanes(root *yamlx.Map, c *Config) []Lane {
 				ln.Debounce = v
 			}
 		}
-		if n := m.Get("readers"); n != nil {
-			list, _ := d.Seq(n, p+".readers", "a list of card-reader device ids, e.g. readers: [tag-north]")
-			for j, rn := range list {
-				rp := fmt.Sprintf("%s.readers[%d]", p, j)
-				id, ok := d.Str(rn, rp)
-				if !ok {
-					continue
-				}
-				switch drv, known := driverOf[id]; {
-				case !known:
-					d.Errorf(rn, rp, "name a device from the devices: list", "no device %q", id)
-				case !d.readsCards(drv):
-					d.Errorf(rn, rp, fmt.Sprintf("card readers on a lane are %s devices (Wiegand readers go under wiegand:)", d.cardDrivers()), "device %q has driver %s", id, drv)
-				case readerOf[id] != "":
-					d.Errorf(rn, rp, "", "reader %q already opens %s", id, readerOf[id])
-				default:
-					readerOf[id] = "lane " + ln.Name
-					ln.Readers = append(ln.Readers, id)
-				}
+		ln.Readers = d.readers(m, p, "lane", driverOf, func(id string) string {
+			if other := readerOf[id]; other != "" {
+				return other
 			}
-		}
-		if n := m.Get("wiegand"); n != nil {
-			wm := d.Map(n, p+".wiegand", wiegandKeys)
-			w := &WiegandPins{}
-			for _, k := range []struct {
-				key string
-				dst *string
-			}{{"d0", &w.D0}, {"d1", &w.D1}} {
-				kn := wm.Get(k.key)
-				if kn == nil {
-					d.Missing(wm, k.key, "e.g. wiegand: {d0: GPIO5, d1: GPIO6}")
-				} else if s, ok := d.Str(kn, p+".wiegand."+k.key); ok && s != "" {
-					*k.dst = s
-					usePin(kn, p+".wiegand."+k.key, Pin{Name: s}, "wiegand "+k.key)
-				}
-			}
-			if w.D0 != "" && w.D1 != "" {
-				ln.Wiegand = w
-			}
-		}
+			readerOf[id] = "lane " + ln.Name
+			return ""
+		})
+		ln.Wiegand = d.wiegand(m, p, func(n *yaml.Node, path, pin, key string) {
+			usePin(n, path, Pin{Name: pin}, "wiegand "+key)
+		})
 		if n := m.Get("visitors"); n != nil {
 			if s, ok := d.OneOf(n, p+".visitors", []string{"deny", "auto"}); ok {
 				ln.Visitors = s
