@@ -249,7 +249,24 @@ func (s *step) event(ev string, fields map[string]payload.Value) {
 	}
 	fields["state"] = payload.String(s.l.state)
 	s.recs = append(s.recs, payload.Record{Measurement: Measurement, Tags: tags, Fields: fields, Time: s.now})
+	if be := barrierEvents[ev]; be != "" {
+		// The contract's barrier measurement, for dashboards that count
+		// vehicles and movements by barrier.
+		if be == "vehicle" {
+			be = "vehicle_" + s.l.cfg.Direction
+		}
+		f := map[string]payload.Value{"event": payload.String(be)}
+		if occ, ok := fields["occupied"]; ok {
+			f["count"] = occ
+		}
+		s.recs = append(s.recs, payload.Record{Measurement: "barrier", Time: s.now, Fields: f,
+			Tags: map[string]string{"device": s.l.cfg.Name, "lane": s.l.cfg.Name, "direction": s.l.cfg.Direction}})
+	}
 }
+
+// barrierEvents maps lane events onto the barrier measurement's events
+// (vehicle: vehicle_in or vehicle_out by the lane's direction).
+var barrierEvents = map[string]string{EventOpened: "opened", EventClosed: "closed", EventPassed: "vehicle", EventTailgate: "vehicle"}
 
 func (s *step) alert(rule, severity, msg string) {
 	s.l.log.Warn(msg, "rule", rule)

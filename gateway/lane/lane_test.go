@@ -3,6 +3,7 @@ package lane_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -43,6 +44,9 @@ func (r *recorder) events() []string {
 	defer r.mu.Unlock()
 	var out []string
 	for _, rec := range r.recs {
+		if rec.Measurement == "barrier" {
+			continue
+		}
 		if rec.Measurement == "alert" {
 			out = append(out, "alert:"+rec.Tags["rule"])
 			continue
@@ -51,6 +55,28 @@ func (r *recorder) events() []string {
 	}
 	r.recs = nil
 	return out
+}
+
+// barrier returns the barrier records not yet taken by events, as
+// "event" or "event:count".
+func (r *recorder) barrier() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, rec := range r.recs {
+		if rec.Measurement != "barrier" {
+			continue
+		}
+		if rec.Tags["device"] != rec.Tags["lane"] || rec.Tags["direction"] == "" {
+			r.t.Errorf("barrier record tags %v", rec.Tags)
+		}
+		e := rec.Fields["event"].Str()
+		if c, ok := rec.Fields["count"]; ok {
+			e += fmt.Sprintf(":%d", c.Int())
+		}
+		out = append(out, e)
+	}
+	return strings.Join(out, " ")
 }
 
 func (r *recorder) last(event string) payload.Record {
@@ -213,6 +239,9 @@ func TestResidentInWhileVisitorRefusedWhenFull(t *testing.T) {
 	}
 	if rec.Fields["duration_ms"].Float() != 5000 {
 		t.Fatalf("grant to passage %v ms, want 5000", rec.Fields["duration_ms"].Float())
+	}
+	if got := r.rec.barrier(); got != "vehicle_in:3" {
+		t.Fatalf("barrier records %q", got)
 	}
 	r.expect("passed", "closing")
 	r.moves(false)
