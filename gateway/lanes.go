@@ -267,6 +267,20 @@ func (g *Gateway) laneHandlers(h map[string]command.Handler) map[string]command.
 	return h
 }
 
+// problems lists the lanes whose barrier is in fault, for the status page.
+func (ls *laneSet) problems() []string {
+	if ls == nil {
+		return nil
+	}
+	var out []string
+	for _, le := range ls.lanes {
+		if st := le.l.Status(); st.State == lane.StateFault {
+			out = append(out, fmt.Sprintf("lane %s: the barrier did not reach its position (%d faults); see the lane events", le.cfg.Name, st.Stats.Faults))
+		}
+	}
+	return out
+}
+
 // close sets the barrier outputs inactive and waits for reader feedback.
 func (ls *laneSet) close() {
 	if ls == nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -258,6 +259,9 @@ func TestLaneOnSimulatedGPIO(t *testing.T) {
 		t.Fatalf("stuck barrier: %+v", o)
 	}
 	testenv.WaitFor(t, 10*time.Second, "a lane fault", func() bool { return count(laneEvents(t, r.gw))["p1-out:fault"] == 1 })
+	if p := r.gw.Snapshot().Problems; !slices.ContainsFunc(p, func(s string) bool { return strings.HasPrefix(s, "lane p1-out: the barrier did not reach") }) {
+		t.Errorf("status problems %q: want the jammed exit barrier", p)
+	}
 
 	ev := laneEvents(t, r.gw)
 	c := count(ev)
