@@ -144,7 +144,7 @@ func newLaneRig(t *testing.T, broker string, capacity int, timing laneTiming) *l
 			Arming: fmt.Sprintf("sim:%d", base+4), Safety: fmt.Sprintf("sim:%d", base+5),
 			Opened: fmt.Sprintf("sim:%d", base+2), Closed: fmt.Sprintf("sim:%d", base+3),
 			Open: fmt.Sprintf("sim:%d", base), Close: closeLine,
-			Motor: timing.motor, Settle: timing.settle, Patience: 4 * time.Second,
+			Motor: timing.motor, Settle: timing.settle, Patience: 10 * time.Second,
 			Confirm: confirm(name, fmt.Sprintf("sim:%d", base+4)),
 		})
 		if err != nil {
@@ -165,9 +165,30 @@ func newLaneRig(t *testing.T, broker string, capacity int, timing laneTiming) *l
 	return r
 }
 
-// resident presents the resident's tag at the entry lane's Wiegand reader.
+// resident presents the resident's tag at the entry lane's Wiegand
+// reader, again while the lane has not granted it (as a tag reader
+// repeats while the tag is in range): a frame whose pulses a loaded
+// machine stretched is dropped by the reader.
 func (r *laneRig) resident(ctx context.Context, card string) error {
-	return lanesim.SendWiegand(r.srv, "sim:7", "sim:8", 7, 1234)
+	var in *laneEntry
+	for _, le := range r.gw.lanes.lanes {
+		if le.cfg.Name == "p1-in" {
+			in = le
+		}
+	}
+	granted := func() uint64 { return in.l.Status().Stats.Granted }
+	before := granted()
+	for range 10 {
+		if err := lanesim.SendWiegand(r.srv, "sim:7", "sim:8", 7, 1234); err != nil {
+			return err
+		}
+		for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if granted() > before {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("the entry lane granted nothing for ten reads of the tag")
 }
 
 func (r *laneRig) drive(s *lanesim.Sim, v lanesim.Vehicle) lanesim.Outcome {
