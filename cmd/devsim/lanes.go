@@ -231,7 +231,11 @@ func (b *laneBench) config(o *parkingOptions) string {
 		return ""
 	}
 	var s strings.Builder
-	fmt.Fprintf(&s, "lots:\n  - name: %s\n    capacity: %d\nlanes:\n", strconv.Quote(o.lot), b.capacity)
+	fmt.Fprintf(&s, "lots:\n  - name: %s\n    capacity: %d\n", strconv.Quote(o.lot), b.capacity)
+	if o.signs != nil && o.signs.gate != 0 {
+		s.WriteString("    sign: {device: sign-gate, point: free}   # the entrance sign shows the lot's free count\n")
+	}
+	s.WriteString("lanes:\n")
 	for _, ln := range b.lanes {
 		fmt.Fprintf(&s, "  - name: %s\n    lot: %s\n    direction: %s\n    barrier: {open: %q, opened: {pin: %q, active_low: true}, closed: {pin: %q, active_low: true}, motor_time: 6s}\n"+
 			"    arming: {pin: %q, active_low: true}\n    safety: {pin: %q, active_low: true}\n    visitors: auto\n    open_time: %s\n",
