@@ -709,6 +709,7 @@ func (g *Gateway) Snapshot() *status.Snapshot {
 			s.Problems = append(s.Problems, fmt.Sprintf("bus %s (%s) is %s: %s", b.Name, b.Port, b.State, b.LastError))
 		}
 	}
+	g.lanes.snapshot(s)
 	s.Problems = append(s.Problems, g.lanes.problems()...)
 	return s
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/luling-edge/luling/gateway/access"
 	"github.com/luling-edge/luling/gateway/command"
 	"github.com/luling-edge/luling/gateway/lane"
+	"github.com/luling-edge/luling/gateway/status"
 	"github.com/luling-edge/luling/payload"
 )
 
@@ -265,6 +266,23 @@ func (g *Gateway) laneHandlers(h map[string]command.Handler) map[string]command.
 		h[name] = f
 	}
 	return h
+}
+
+// snapshot adds the lanes and lots to the status snapshot.
+func (ls *laneSet) snapshot(s *status.Snapshot) {
+	if ls == nil {
+		return
+	}
+	for _, le := range ls.lanes {
+		st := le.l.Status()
+		s.Lanes = append(s.Lanes, status.Lane{Name: le.cfg.Name, Lot: le.cfg.Lot, Direction: le.cfg.Direction, State: st.State,
+			Arming: st.Arming, Safety: st.Safety, Pending: st.Pending, Granted: st.Stats.Granted, Denied: st.Stats.Denied,
+			Passed: st.Stats.Passed, Tailgates: st.Stats.Tailgates, Timeouts: st.Stats.Timeouts, Faults: st.Stats.Faults})
+	}
+	for _, lot := range ls.lots {
+		st := lot.State()
+		s.Lots = append(s.Lots, status.Lot{Name: st.Lot, Capacity: st.Capacity, Occupied: st.Occupied, Free: st.Free})
+	}
 }
 
 // problems lists the lanes whose barrier is in fault, for the status page.

@@ -280,7 +280,12 @@ func TestLaneOnSimulatedGPIO(t *testing.T) {
 		t.Fatalf("stuck barrier: %+v", o)
 	}
 	testenv.WaitFor(t, 10*time.Second, "a lane fault", func() bool { return count(laneEvents(t, r.gw))["p1-out:fault"] == 1 })
-	if p := r.gw.Snapshot().Problems; !slices.ContainsFunc(p, func(s string) bool { return strings.HasPrefix(s, "lane p1-out: the barrier did not reach") }) {
+	snap := r.gw.Snapshot()
+	if len(snap.Lanes) != 2 || snap.Lanes[1].Name != "p1-out" || snap.Lanes[1].State != lane.StateFault || snap.Lanes[1].Tailgates != 1 ||
+		snap.Lanes[0].Passed != 2 || len(snap.Lots) != 1 || snap.Lots[0].Occupied != 0 || snap.Lots[0].Free != 1 {
+		t.Errorf("status lanes %+v lots %+v", snap.Lanes, snap.Lots)
+	}
+	if p := snap.Problems; !slices.ContainsFunc(p, func(s string) bool { return strings.HasPrefix(s, "lane p1-out: the barrier did not reach") }) {
 		t.Errorf("status problems %q: want the jammed exit barrier", p)
 	}
 
