@@ -106,7 +106,7 @@ func (s *Server) readArea(ctx context.Context) (*Area, error) {
 			l = &Lot{Site: k[0], Name: k[1]}
 			lots[k] = l
 		}
-		if src := ser.String(0, "source"); ser.Tags["zone"] == "" && (src == "counting" || src == "combined") {
+		if countedSeries(&ser) {
 			c := counted[k]
 			counted[k] = [2]int{c[0] + int(free), c[1] + int(capacity)}
 			continue

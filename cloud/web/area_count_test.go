@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -29,5 +30,19 @@ func TestAreaCountedLot(t *testing.T) {
 	}
 	if got := textOf(t, body, "free-total"); got != "25" {
 		t.Errorf("area shows %s free, want 25", got)
+	}
+	code, body, _ = p.get(p.client("view"), "/lots/east/c1")
+	if code != 200 {
+		t.Fatalf("lot: HTTP %d\n%s", code, body)
+	}
+	if got := textOf(t, body, "lot-free"); got != "20" {
+		t.Errorf("lot view of c1 shows %s free, want 20", got)
+	}
+	plot, err := p.srv.lotPlot(context.Background(), "east", "c1", "24h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(plot.V); n == 0 || plot.V[n-1] == nil || *plot.V[n-1] != 30 {
+		t.Errorf("plot of c1 ends at %v, want the count's 30 occupied (not 30+3)", plot.V)
 	}
 }
