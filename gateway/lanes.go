@@ -84,7 +84,7 @@ func (g *Gateway) newLanes(openPin func(string) (periphgpio.PinIO, error)) (*lan
 			if w == nil {
 				return fail(fmt.Errorf("gateway: lot %s: sign device %s has no writable points", lc.Name, lc.Sign.Device))
 			}
-			s := &lane.Sign{Device: lc.Sign.Device, Point: lc.Sign.Point, W: w, Logger: g.log.With("lot", lc.Name)}
+			s := &lane.Sign{Device: lc.Sign.Device, Point: lc.Sign.Point, W: w, Clock: g.clock, Logger: g.log.With("lot", lc.Name)}
 			s.Watch(lot)
 			ls.signs = append(ls.signs, s)
 		}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/drivers"
+	"github.com/luling-edge/luling/internal/clock"
 	"github.com/luling-edge/luling/payload"
 )
 
@@ -18,6 +19,7 @@ type Sign struct {
 	Device, Point string
 	W             drivers.Writer
 	RetryEvery    time.Duration // default 5 s
+	Clock         clock.Clock   // of the retries; the real clock when nil
 	Logger        *slog.Logger
 
 	latest chan LotState
@@ -52,12 +54,13 @@ func (s *Sign) Run(ctx context.Context) {
 	if retry <= 0 {
 		retry = 5 * time.Second
 	}
+	clk := clock.OrReal(s.Clock)
 	var pending *LotState
 	failing := false
 	for {
 		var wait <-chan time.Time
 		if pending != nil {
-			wait = time.After(retry)
+			wait = clk.After(retry)
 		}
 		select {
 		case <-ctx.Done():
