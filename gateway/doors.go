@@ -216,6 +216,7 @@ func (g *Gateway) presentCards(ctx context.Context, drv drivers.Device, observed
 	for _, c := range cs.TakeCards() {
 		de := g.byReader[c.Reader]
 		if de == nil {
+			g.presentLane(ctx, c, observed)
 			continue
 		}
 		if c.Time.IsZero() {

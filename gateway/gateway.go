@@ -89,6 +89,7 @@ type Gateway struct {
 	store    *access.Store
 	doors    []*doorEntry
 	byReader map[string]*doorEntry
+	lanes    *laneSet                   // nil without lanes and lots
 	gpioSim  interface{ Close() error } // the GPIO simulator link, or nil
 	shared   *drivers.Shared            // what the devices share (profiles read once), and rules with them
 	queue    chan item
@@ -152,6 +153,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		for _, de := range g.doors {
 			de.close()
 		}
+		g.lanes.close()
 		if g.gpioSim != nil {
 			g.gpioSim.Close()
 		}
@@ -205,6 +207,9 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		return fail(err)
 	}
 	if g.store, g.doors, g.byReader, err = g.newDoors(openPin); err != nil {
+		return fail(err)
+	}
+	if g.lanes, err = g.newLanes(openPin); err != nil {
 		return fail(err)
 	}
 	if g.exec, err = g.newExecutor(opts.Reload); err != nil {
@@ -275,6 +280,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		go func() { defer doorWG.Done(); de.run(rulesCtx, g) }()
 	}
 
+	laneDone := make(chan struct{})
+	go func() { defer close(laneDone); g.lanes.run(rulesCtx, g) }()
+
 	var pollWG sync.WaitGroup
 	for i, d := range g.devices {
 		pollWG.Add(1)
@@ -303,6 +311,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	for _, de := range g.doors {
 		de.close()
 	}
+	<-laneDone
+	g.lanes.close()
 	g.exec.Close()
 	close(g.queue)
 	<-commitDone
@@ -711,6 +721,8 @@ func (g *Gateway) Snapshot() *status.Snapshot {
 			s.Problems = append(s.Problems, fmt.Sprintf("bus %s (%s) is %s: %s", b.Name, b.Port, b.State, b.LastError))
 		}
 	}
+	g.lanes.snapshot(s)
+	s.Problems = append(s.Problems, g.lanes.problems()...)
 	return s
 }
 

@@ -294,7 +294,7 @@ func (g *Gateway) newExecutor(reload func(context.Context) error) (*command.Exec
 		Reply: func(ctx context.Context, id string, body []byte) error {
 			return g.up.u.PublishReply(ctx, id, body)
 		},
-		Handlers: g.accessHandlers(),
+		Handlers: g.laneHandlers(g.accessHandlers()),
 		Logger:   g.log.With("part", "command"),
 		Clock:    g.clock,
 	})

@@ -23,11 +23,20 @@ var Schema = map[string]*Measurement{
 	},
 	"parking_lot": {
 		Name: "parking_lot", RequiredTags: []string{"lot"}, OptionalTags: []string{"zone"},
-		Fields: map[string]ValueType{"capacity": TypeInt, "occupied": TypeInt, "unknown": TypeInt, "free": TypeInt},
+		Fields: map[string]ValueType{"capacity": TypeInt, "occupied": TypeInt, "unknown": TypeInt, "free": TypeInt,
+			"source": TypeString},
 	},
 	"barrier": {
 		Name: "barrier", RequiredTags: []string{"device"}, OptionalTags: []string{"lane", "direction"},
 		Fields: map[string]ValueType{"event": TypeString, "count": TypeInt},
+	},
+	"lane": {
+		Name: "lane", RequiredTags: []string{"event"}, OptionalTags: []string{"lane", "lot", "direction"},
+		Fields: map[string]ValueType{
+			"state": TypeString, "credential": TypeString, "reason": TypeString, "reader": TypeString,
+			"latency_ms": TypeFloat, "duration_ms": TypeFloat,
+			"occupied": TypeInt, "free": TypeInt, "capacity": TypeInt, "previous": TypeInt,
+		},
 	},
 	"access": {
 		Name: "access", RequiredTags: []string{"door", "result"}, OptionalTags: []string{"reader"},

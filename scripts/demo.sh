@@ -4,7 +4,8 @@
 #   ← devsim (64 bays on 2 RS-485 buses, 2 SunSpec inverters on a third, a guidance
 #     sign per zone on a fourth, driven by the zone-guidance rule plugin, and two
 #     doors: OSDP readers on a fifth, strikes, contacts and exit buttons on
-#     simulated GPIO lines that gatewayd takes from devsim's socket)
+#     simulated GPIO lines that gatewayd takes from devsim's socket, and an entry
+#     and an exit lane with barriers, loops and a tag reader on the same lines)
 # Everything lives in .demo/ and stops on Ctrl-C. The parts run in their own
 # sessions so that Ctrl-C reaches only this script, which stops them in order.
 set -euo pipefail
@@ -100,12 +101,13 @@ wait_http "http://127.0.0.1:$API_PORT/healthz" cloudd
 
 # 3. devsim: the lot on two pseudo-terminal buses, two inverters on a third,
 # a guidance sign per zone on a fourth and the doors' OSDP readers on a
-# fifth, with the doors' strikes, contacts and exit buttons on simulated GPIO
+# fifth, with the doors' strikes, contacts and exit buttons and the lot's
+# entry and exit lanes (barriers, loops, a tag reader) on simulated GPIO
 # (gpio.simulator in the config); it writes the gateway config, with the
 # plugins that drive the signs, and the credentials.sync command for its cards.
 mkdir -p "$BIN/plugins"
 CGO_ENABLED=0 go build -o "$BIN/plugins/" ./plugins/examples/guidance-display ./plugins/examples/zone-guidance
-DEVSIM_ARGS=(parking --bays "$BAYS" --buses 2 --inverters 2 --doors "$DOORS" --baud 19200 --speed "$SPEED" --dir "$DEMO/dev")
+DEVSIM_ARGS=(parking --bays "$BAYS" --buses 2 --inverters 2 --doors "$DOORS" --lanes --lane-capacity "$BAYS" --baud 19200 --speed "$SPEED" --dir "$DEMO/dev")
 echo "demo: devsim ${DEVSIM_ARGS[*]} ..."
 setsid "$BIN/devsim" "${DEVSIM_ARGS[@]}" \
   --sign-plugin "$BIN/plugins/guidance-display" --guidance-plugin "$BIN/plugins/zone-guidance" \
@@ -128,9 +130,9 @@ setsid "$BIN/gatewayd" -config "$DEMO/gateway.yaml" > "$DEMO/gatewayd.log" 2>&1 
 PIDS+=($!)
 wait_http "http://127.0.0.1:$STATUS_PORT/healthz" gatewayd
 
-# 5. The doors' credentials: the cloud sends credentials.sync (the command
-# devsim wrote) through cloudd's API once the gateway is online.
-if [ "$DOORS" -gt 0 ]; then
+# 5. The doors' and lanes' credentials: the cloud sends credentials.sync (the
+# command devsim wrote) through cloudd's API once the gateway is online.
+if [ -s "$DEMO/dev/credentials-sync.json" ]; then
   echo "demo: POST /api/v1/gateways/demo/gw-01/commands < $DEMO/dev/credentials-sync.json (grants devsim's cards)"
   synced=
   for _ in $(seq 1 30); do
@@ -152,6 +154,9 @@ Luling demo is running: $BAYS simulated bays on 2 RS-485 buses (time runs ${SPEE
 zone on a fourth, which the gateway's zone-guidance rule keeps at the zone's free bays,
 and $DOORS doors with OSDP readers on a fifth and their strikes, contacts and exit
 buttons on simulated GPIO (gpio.simulator): visitors come by every few seconds.
+The lot's entry lane (gate-in) and exit lane (gate-out) run barriers and vehicle
+loops on simulated GPIO: vehicles, residents with tags and the odd tailgater
+come every few seconds, and the lanes count the lot (docs/parking.md).
 
   web platform     http://127.0.0.1:$API_PORT/   log in as $WEB_USER, password $WEB_PASSWORD (operator)
   gateway status   http://127.0.0.1:$STATUS_PORT/status   (Prometheus: /metrics)

@@ -47,11 +47,32 @@ type lotCount struct{ seen, occupied, failing int }
 // A record whose time is not after its bay's last known time (a redelivery
 // or an older reading) changes nothing, nor does a fault event that is not
 // after the bay's last record or fault event. The zero value is ready.
+//
+// A lot counted at its entrance lanes (gateway/lane) sends `lane` events
+// whose passages and corrections carry the lot's count (fields occupied
+// and capacity). The whole lot's point (no zone) then comes from that
+// count: source "counting", or "combined" when bays of the lot report too
+// (their zones' points keep source "sensors"). A count older than the
+// last one applied changes nothing.
 type Parking struct {
 	bays     map[string]*bayState
 	byDevice map[string][]*bayState
 	lots     map[lotKey]*lotCount
 	capacity map[lotKey]int
+	counted  map[string]*countState // by lot
+}
+
+// Sources of a parking_lot point (its field source).
+const (
+	SourceSensors  = "sensors"
+	SourceCounting = "counting"
+	SourceCombined = "combined"
+)
+
+// countState is a lot's count as its lanes last reported it.
+type countState struct {
+	occupied, capacity int
+	t                  time.Time
 }
 
 // SetCapacity replaces the birth capacities from a status message's device
@@ -78,6 +99,8 @@ func (p *Parking) Apply(dst []payload.Record, recs []payload.Record) []payload.R
 			dst = p.applyBay(dst, r)
 		case "fault":
 			dst = p.applyFault(dst, r)
+		case "lane":
+			dst = p.applyCount(dst, r)
 		}
 	}
 	return dst
@@ -161,6 +184,47 @@ func (p *Parking) applyFault(dst []payload.Record, r *payload.Record) []payload.
 	return dst
 }
 
+// applyCount takes a lot's count from a lane event that carries one.
+func (p *Parking) applyCount(dst []payload.Record, r *payload.Record) []payload.Record {
+	occ, capa := r.Fields["occupied"], r.Fields["capacity"]
+	lot := r.Tags["lot"]
+	if lot == "" || occ.Type() != payload.TypeInt || capa.Type() != payload.TypeInt || occ.Int() < 0 || capa.Int() < 1 {
+		return dst
+	}
+	if p.counted == nil {
+		p.counted = make(map[string]*countState)
+	}
+	c := p.counted[lot]
+	if c != nil && !r.Time.After(c.t) {
+		return dst
+	}
+	if c == nil {
+		if len(p.counted) >= MaxBays {
+			return dst
+		}
+		c = &countState{}
+		p.counted[lot] = c
+	}
+	c.occupied, c.capacity, c.t = int(occ.Int()), int(capa.Int()), r.Time
+	return append(dst, p.point(lotKey{lot: lot}, r.Time))
+}
+
+// Source says where a lot/zone's point comes from.
+func (p *Parking) Source(lot, zone string) string {
+	if zone != "" || p.counted[lot] == nil {
+		return SourceSensors
+	}
+	for lk, c := range p.lots {
+		if lk.lot == lot && c.seen > 0 {
+			return SourceCombined
+		}
+	}
+	if p.capacity[lotKey{lot, ""}] > 0 {
+		return SourceCombined
+	}
+	return SourceCounting
+}
+
 // count adds (d = +1) or removes (d = -1) a bay from its lot's counts.
 func (p *Parking) count(b *bayState, d int) {
 	c := p.lots[b.lot]
@@ -178,8 +242,12 @@ func (p *Parking) count(b *bayState, d int) {
 }
 
 // Lot returns the current capacity, occupied, unknown and free counts of a
-// lot/zone.
+// lot/zone: a lot counted at its lanes gives its count for the whole lot
+// (zone "").
 func (p *Parking) Lot(lot, zone string) (capacity, occupied, unknown, free int) {
+	if c := p.counted[lot]; c != nil && zone == "" {
+		return c.capacity, c.occupied, 0, max(c.capacity-c.occupied, 0)
+	}
 	lk := lotKey{lot, zone}
 	c := p.lots[lk]
 	if c == nil {
@@ -214,6 +282,7 @@ func (p *Parking) point(lk lotKey, t time.Time) payload.Record {
 			"occupied": payload.Int(int64(occupied)),
 			"unknown":  payload.Int(int64(unknown)),
 			"free":     payload.Int(int64(free)),
+			"source":   payload.String(p.Source(lk.lot, lk.zone)),
 		},
 		Time: t,
 	}

@@ -58,7 +58,7 @@ var severities = []string{"critical", "warning", "info"}
 // grouped by the tags the view sums over. midnight starts "today".
 func areaQueries(midnight time.Time) []string {
 	return []string{
-		`SELECT last("free") AS "free", last("capacity") AS "capacity" FROM "parking_lot" WHERE time > now() - 30d GROUP BY "site", "gateway", "lot", "zone"`,
+		`SELECT last("free") AS "free", last("capacity") AS "capacity", last("source") AS "source" FROM "parking_lot" WHERE time > now() - 30d GROUP BY "site", "gateway", "lot", "zone"`,
 		`SELECT count("message") AS "n" FROM "alert" WHERE time > now() - 24h GROUP BY "site", "severity"`,
 		`SELECT last("ac_power_w") AS "power" FROM "pv" WHERE time > now() - 15m GROUP BY "site", "gateway", "device"`,
 		// The meter's reading now less its first reading today: last and
@@ -93,6 +93,10 @@ func (s *Server) readArea(ctx context.Context) (*Area, error) {
 		return st
 	}
 	lots := map[[2]string]*Lot{}
+	// A lot counted at its lanes has a whole-lot point (no zone, source
+	// counting or combined): it is the lot's total, and its zones' bay
+	// sensors only show the zones.
+	counted := map[[2]string][2]int{}
 	for _, ser := range res[0].Series {
 		free, _ := ser.Float(0, "free")
 		capacity, _ := ser.Float(0, "capacity")
@@ -102,9 +106,17 @@ func (s *Server) readArea(ctx context.Context) (*Area, error) {
 			l = &Lot{Site: k[0], Name: k[1]}
 			lots[k] = l
 		}
+		if countedSeries(&ser) {
+			c := counted[k]
+			counted[k] = [2]int{c[0] + int(free), c[1] + int(capacity)}
+			continue
+		}
 		l.Free += int(free)
 		l.Capacity += int(capacity)
 		l.Zones = addZone(l.Zones, ser.Tags["zone"], int(free), int(capacity))
+	}
+	for k, c := range counted {
+		lots[k].Free, lots[k].Capacity = c[0], c[1]
 	}
 	for _, l := range lots {
 		st := site(l.Site)

@@ -68,7 +68,7 @@ func lotQueries(site, lot string) []string {
 	return []string{
 		`SELECT last("occupied") AS "occupied" FROM "parking_bay" WHERE ` + where + ` AND time > now() - 30d GROUP BY "gateway", "zone", "bay", "device"`,
 		`SELECT last("sensor_fault") AS "fault" FROM "parking_bay" WHERE ` + where + ` AND time > now() - 30d GROUP BY "device"`,
-		`SELECT last("free") AS "free", last("capacity") AS "capacity" FROM "parking_lot" WHERE ` + where + ` AND time > now() - 30d GROUP BY "gateway", "zone"`,
+		`SELECT last("free") AS "free", last("capacity") AS "capacity", last("source") AS "source" FROM "parking_lot" WHERE ` + where + ` AND time > now() - 30d GROUP BY "gateway", "zone"`,
 		`SELECT last("shown") AS "shown", last("blank") AS "blank", last("faults") AS "faults" FROM "guidance_display" WHERE ` + where + ` AND time > now() - 1d GROUP BY "gateway", "device", "zone"`,
 		`SELECT last("blank") AS "t" FROM "guidance_display" WHERE ` + where + ` AND time > now() - 1d GROUP BY "gateway", "device"`,
 	}
@@ -81,7 +81,7 @@ func lotPlotQuery(site, lot, rng string) string {
 	if rng == "7d" {
 		span, step = "7d", "1h"
 	}
-	return fmt.Sprintf(`SELECT last("occupied") AS "occupied" FROM "parking_lot" WHERE "site" = %s AND "lot" = %s AND time > now() - %s GROUP BY time(%s), "gateway", "zone" fill(previous)`,
+	return fmt.Sprintf(`SELECT last("occupied") AS "occupied", last("source") AS "source" FROM "parking_lot" WHERE "site" = %s AND "lot" = %s AND time > now() - %s GROUP BY time(%s), "gateway", "zone" fill(previous)`,
 		quote(site), quote(lot), span, step)
 }
 
@@ -139,14 +139,25 @@ func (s *Server) lot(ctx context.Context, site, lot string) (*LotView, error) {
 			z.Bays = append(z.Bays, BayView{Bay: d.Tags["bay"], Device: d.ID, Gateway: g.Gateway, State: BayUnknown})
 		}
 	}
+	var counted [2]int // a lot counted at its lanes: its total is the count
+	isCounted := false
 	for _, ser := range res[2].Series {
 		free, _ := ser.Float(0, "free")
 		capacity, _ := ser.Float(0, "capacity")
+		if countedSeries(&ser) {
+			isCounted = true
+			counted[0] += int(free)
+			counted[1] += int(capacity)
+			continue
+		}
 		z := zone(ser.Tags["zone"])
 		z.Free += int(free)
 		z.Capacity += int(capacity)
 		v.Free += int(free)
 		v.Capacity += int(capacity)
+	}
+	if isCounted {
+		v.Free, v.Capacity = counted[0], counted[1]
 	}
 	since := map[string]time.Time{}
 	for _, ser := range res[4].Series {
@@ -173,8 +184,23 @@ func (s *Server) lot(ctx context.Context, site, lot string) (*LotView, error) {
 	return v, nil
 }
 
+// countedSeries reports whether a parking_lot series is a lot's count at
+// its lanes (no zone, source counting or combined) rather than bay
+// sensors.
+func countedSeries(ser *Series) bool {
+	if ser.Tags["zone"] != "" {
+		return false
+	}
+	for row := len(ser.Values) - 1; row >= 0; row-- {
+		if src := ser.String(row, "source"); src != "" {
+			return src == "counting" || src == "combined"
+		}
+	}
+	return false
+}
+
 // lotPlot reads the occupancy plot: occupied bays of the whole lot, the
-// sum of its zones' series.
+// sum of its zones' series, or the lot's count at its lanes when it has one.
 func (s *Server) lotPlot(ctx context.Context, site, lot, rng string) (PlotData, error) {
 	res, err := s.influx.Query(ctx, lotPlotQuery(site, lot, rng))
 	if err != nil {
@@ -182,7 +208,14 @@ func (s *Server) lotPlot(ctx context.Context, site, lot, rng string) (PlotData, 
 	}
 	sum := map[int64]float64{}
 	has := map[int64]bool{}
+	counted := false
+	for i := range res[0].Series {
+		counted = counted || countedSeries(&res[0].Series[i])
+	}
 	for _, ser := range res[0].Series {
+		if counted && !countedSeries(&ser) {
+			continue // the count covers the whole lot, zones included
+		}
 		for row := range ser.Values {
 			t := ser.Time(row).Unix()
 			if _, ok := sum[t]; !ok {

@@ -92,7 +92,9 @@ func startAccess(o *parkingOptions, n int, logger *slog.Logger) (*accessSim, err
 		a.doors = append(a.doors, d)
 		lines = append(lines, d.strike, d.contact, d.exitB)
 	}
+	lines = append(lines, o.laneSim.lines()...) // the lanes' lines share the simulator
 	a.gpio, err = simgpio.NewServer(lines, simgpio.ServerOptions{Logger: logger, OnOut: func(line string, l gpio.Level, t time.Time) {
+		o.laneSim.output(line, l)
 		if l == gpio.High {
 			select {
 			case a.strike <- line:
@@ -102,6 +104,11 @@ func startAccess(o *parkingOptions, n int, logger *slog.Logger) (*accessSim, err
 	}})
 	if err != nil {
 		return nil, fmt.Errorf("access: %w", err)
+	}
+	if o.laneSim != nil {
+		if err := o.laneSim.attach(a.gpio, socket); err != nil {
+			return nil, err
+		}
 	}
 	ln, err := simgpio.Listen(socket)
 	if err != nil {

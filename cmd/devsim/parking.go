@@ -67,6 +67,10 @@ type parkingOptions struct {
 	doors             int
 	gpioSocket        string
 	accessEvery       time.Duration
+	lanes             bool
+	laneEvery         time.Duration
+	laneJam           float64
+	laneCapacity      int
 
 	signPlugin, guidancePlugin string
 
@@ -76,6 +80,7 @@ type parkingOptions struct {
 	solar   *solarBus  // the inverters, when there are any
 	signs   *signBus   // the guidance signs, when there are any
 	doorSim *accessSim // the doors, when there are any
+	laneSim *laneBench // the entrance lanes, with --lanes
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
@@ -126,6 +131,10 @@ func parseParking(args []string, stderr io.Writer) (*parkingOptions, error) {
 	fs.IntVar(&o.doors, "doors", 0, "access-controlled doors: an OSDP reader each on a bus of their own (DIR/ttyDOOR), strike, contact and exit button on simulated GPIO (1..8)")
 	fs.StringVar(&o.gpioSocket, "gpio-socket", "", "unix socket of the doors' simulated GPIO lines, gpio.simulator in the config (default DIR/gpio.sock)")
 	fs.DurationVar(&o.accessEvery, "access-every", 10*time.Second, "mean wall-clock time between two visitors at the doors")
+	fs.BoolVar(&o.lanes, "lanes", false, "an entry and an exit lane of --lot on simulated GPIO (barrier, loops, a Wiegand tag reader at the entry) with a stream of vehicles; the lanes count the lot (docs/parking.md)")
+	fs.DurationVar(&o.laneEvery, "lane-every", 8*time.Second, "mean wall-clock time between two vehicles at each lane")
+	fs.Float64Var(&o.laneJam, "lane-jam", 0.02, "share of exit vehicles for which the barrier jams (a fault), 0..1")
+	fs.IntVar(&o.laneCapacity, "lane-capacity", 40, "capacity of --lot counted at the lanes")
 	fs.BoolVar(&o.verbose, "v", false, "log each bus's diagnostics too")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -172,6 +181,12 @@ func parseParking(args []string, stderr io.Writer) (*parkingOptions, error) {
 		return nil, bad("--doors %d: want 0..8", o.doors)
 	case o.accessEvery < 100*time.Millisecond:
 		return nil, bad("--access-every %v: want at least 100ms", o.accessEvery)
+	case o.laneEvery < 100*time.Millisecond:
+		return nil, bad("--lane-every %v: want at least 100ms", o.laneEvery)
+	case !(o.laneJam >= 0 && o.laneJam <= 1):
+		return nil, bad("--lane-jam %v: want a share in 0..1", o.laneJam)
+	case o.laneCapacity < 1 || o.laneCapacity > 100000:
+		return nil, bad("--lane-capacity %d: want 1..100000", o.laneCapacity)
 	}
 	if _, ok := formats[strings.ToUpper(o.format)]; !ok {
 		return nil, bad("--format %q: want 8N2, 8E1, 8O1 or 8N1", o.format)
@@ -249,12 +264,17 @@ func runParking(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	defer signs.close()
 	o.signs = signs
+	o.laneSim = newLaneBench(o, logger)
 	doorSim, err := startAccess(o, o.doors, logger)
 	if err != nil {
 		return err
 	}
 	defer doorSim.close()
 	o.doorSim = doorSim
+	if err := o.laneSim.start(o, logger); err != nil {
+		return err
+	}
+	defer o.laneSim.close()
 	fmt.Fprintf(stdout, "devsim parking: %d bays on %d buses, %d baud %s, seed %d, speed %gx\n",
 		o.bays, o.buses, o.baud, o.format, o.seed, o.speed)
 	for _, b := range buses {
@@ -268,7 +288,14 @@ func runParking(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		fmt.Fprintf(stdout, "\nwrote gateway config %s\n", o.writeConfig)
 	}
-	if doorSim != nil {
+	if o.laneSim != nil {
+		fmt.Fprintf(stdout, "\nlanes gate-in and gate-out count lot %s on simulated GPIO at %s\n", o.lot, o.laneSim.socket)
+		lctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); o.laneSim.run(lctx) }()
+		defer func() { stop(); <-done }()
+	}
+	if doorSim != nil || o.laneSim != nil {
 		cmd, err := doorSim.syncCommand()
 		if err != nil {
 			return err
@@ -277,8 +304,10 @@ func runParking(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err := os.WriteFile(path, cmd, 0o644); err != nil {
 			return fmt.Errorf("access: %w", err)
 		}
-		fmt.Fprintf(stdout, "\n%d doors on simulated GPIO at %s; the credentials.sync command that grants the simulated cards: %s\n",
-			o.doors, doorSim.socket, path)
+		fmt.Fprintf(stdout, "\nthe credentials.sync command that grants the simulated cards: %s\n", path)
+	}
+	if doorSim != nil {
+		fmt.Fprintf(stdout, "%d doors on simulated GPIO at %s\n", o.doors, doorSim.socket)
 		actx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { defer close(done); doorSim.run(actx) }()
@@ -313,6 +342,7 @@ func configSections(o *parkingOptions, buses []modbussim.BusInfo, bays []modbuss
 	b.WriteString(signBus)
 	b.WriteString(doorBus)
 	b.WriteString(doors)
+	b.WriteString(o.laneSim.config(o))
 	b.WriteString(rules)
 	b.WriteString("devices:\n")
 	b.WriteString(pvDevices)

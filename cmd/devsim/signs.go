@@ -23,6 +23,7 @@ import (
 // zone-guidance rule that writes each zone's free bays to its sign.
 type signBus struct {
 	zones    []signZone
+	gate     int // address of the lot's entrance sign (with --lanes), or 0
 	pair     *ptypair.Pair
 	display  plugin
 	guidance plugin
@@ -77,6 +78,10 @@ func startSigns(o *parkingOptions, buses []modbussim.BusInfo, logger *slog.Logge
 		s.zones = append(s.zones, signZone{zone: zone(i), addr: i + 1, capacity: b.LastBay - b.FirstBay + 1})
 		addrs = append(addrs, i+1)
 	}
+	if o.lanes { // the entrance sign, which the lanes keep at the lot's free count
+		s.gate = len(buses) + 1
+		addrs = append(addrs, s.gate)
+	}
 	if s.pair, err = ptypair.Open(filepath.Join(o.dir, "ttySIGN")); err != nil {
 		return nil, fmt.Errorf("signs: %w", err)
 	}
@@ -109,6 +114,11 @@ func (s *signBus) config(o *parkingOptions) (bus, devices, rules string) {
 			"    options: {path: %s, sha256: %q, config: {address: %d, max_count: 999}}\n",
 			sz.zone, sz.addr, strconv.Quote(o.lot), sz.zone, strconv.Quote(s.display.path), s.display.sum, sz.addr)
 		fmt.Fprintf(&z, "          %s: {sign: sign-%s, capacity: %d, lot: %s}\n", sz.zone, sz.zone, sz.capacity, strconv.Quote(o.lot))
+	}
+	if s.gate != 0 {
+		fmt.Fprintf(&d, "  - id: sign-gate\n    driver: plugin\n    bus: rs485-signs\n    unit: %d\n    poll: 2s\n    tags: {lot: %s}\n"+
+			"    options: {path: %s, sha256: %q, config: {address: %d, max_count: 999}}\n",
+			s.gate, strconv.Quote(o.lot), strconv.Quote(s.display.path), s.display.sum, s.gate)
 	}
 	rules = fmt.Sprintf("rules:\n  - name: zone-guidance\n    trigger: {measurement: parking_bay}\n    plugin:\n      path: %s\n      sha256: %q\n      config:\n        zones:\n%s",
 		strconv.Quote(s.guidance.path), s.guidance.sum, z.String())

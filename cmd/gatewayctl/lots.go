@@ -16,6 +16,13 @@ import (
 type lotRow struct {
 	site, gateway, lot, zone string
 	capacity, occupied, free int64
+	source                   string // sensors, counting or combined ("" before the field existed)
+}
+
+// counted reports whether the row is a lot's whole count from its
+// entrance lanes: the lot's total, beside its sensor zones.
+func (r lotRow) counted() bool {
+	return r.zone == "" && (r.source == "counting" || r.source == "combined")
 }
 
 // lotQuery asks one InfluxDB for the lots' last points.
@@ -83,7 +90,7 @@ func (q lotQuery) fetch(ctx context.Context) ([]lotRow, error) {
 	if q.site != "" {
 		where += " AND \"site\"='" + strings.ReplaceAll(q.site, "'", `\'`) + "'"
 	}
-	stmt := `SELECT last("capacity"), last("occupied"), last("free") FROM "parking_lot" WHERE ` + where + ` GROUP BY "site","gateway","lot","zone"`
+	stmt := `SELECT last("capacity"), last("occupied"), last("free"), last("source") FROM "parking_lot" WHERE ` + where + ` GROUP BY "site","gateway","lot","zone"`
 	form := url.Values{"db": {q.db}, "q": {stmt}}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -130,6 +137,9 @@ func (q lotQuery) fetch(ctx context.Context) ([]lotRow, error) {
 			v := s.Values[0]
 			row := lotRow{site: s.Tags["site"], gateway: s.Tags["gateway"], lot: s.Tags["lot"], zone: s.Tags["zone"]}
 			row.capacity, row.occupied, row.free = num(v[1]), num(v[2]), num(v[3])
+			if len(v) > 4 {
+				row.source, _ = v[4].(string)
+			}
 			rows = append(rows, row)
 		}
 	}
@@ -147,6 +157,10 @@ func summarize(rows []lotRow) string {
 	}
 	var b strings.Builder
 	var capacity, occupied int64
+	counted := map[string]bool{} // lots counted at their lanes: their total is the count
+	for _, r := range rows {
+		counted[r.site+"\x00"+r.lot] = counted[r.site+"\x00"+r.lot] || r.counted()
+	}
 	lot := ""
 	for _, r := range rows {
 		if r.lot != lot {
@@ -156,9 +170,15 @@ func summarize(rows []lotRow) string {
 			fmt.Fprintf(&b, " %s:", r.lot)
 			lot = r.lot
 		}
-		fmt.Fprintf(&b, " %s %d/%d", r.zone, r.occupied, r.capacity)
-		capacity += r.capacity
-		occupied += r.occupied
+		zone := r.zone
+		if r.counted() {
+			zone = "gates"
+		}
+		fmt.Fprintf(&b, " %s %d/%d", zone, r.occupied, r.capacity)
+		if r.counted() || !counted[r.site+"\x00"+r.lot] {
+			capacity += r.capacity
+			occupied += r.occupied
+		}
 	}
 	fmt.Fprintf(&b, " | total %d/%d occupied, %d free", occupied, capacity, capacity-occupied)
 	return strings.TrimSpace(b.String())

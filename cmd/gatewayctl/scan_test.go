@@ -70,6 +70,11 @@ func TestLotsReadsParkingLotPoints(t *testing.T) {
 	if got := summarize([]lotRow{{lot: "north", zone: "a", capacity: 32, occupied: 12}, {lot: "north", zone: "b", capacity: 32, occupied: 30}}); got != "north: a 12/32 b 30/32 | total 42/64 occupied, 22 free" {
 		t.Errorf("summary %q", got)
 	}
+	// A lot counted at its lanes: its total is the count, its sensor zone
+	// shows beside it.
+	if got := summarize([]lotRow{{lot: "east", capacity: 64, occupied: 20, source: "combined"}, {lot: "east", zone: "ev", capacity: 4, occupied: 3, source: "sensors"}}); got != "east: gates 20/64 ev 3/4 | total 20/64 occupied, 44 free" {
+		t.Errorf("counted lot: %q", got)
+	}
 }
 
 func TestMain(m *testing.M) {

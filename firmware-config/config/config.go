@@ -55,8 +55,10 @@ type Config struct {
 	ProfilesDir string   // "" when not set; relative paths are resolved against the file's folder
 	Rules       []Rule   // the rules: list, decoded by package gateway/rules
 	Doors       []Door   // access-controlled doors
+	Lots        []Lot    // parking lots counted at their lanes
+	Lanes       []Lane   // barrier gates at the lots' entrances and exits
 	GPIO        GPIO     // where GPIO lines come from
-	// GPIOLines are the GPIO lines the doors and devices use, in file
+	// GPIOLines are the GPIO lines the doors, lanes and devices use, in file
 	// order: only the board (or the simulator) can tell whether they exist.
 	GPIOLines []string
 }
@@ -218,6 +220,9 @@ func (c *Config) Summary() string {
 		plural(len(c.Buses), "bus", "buses"), plural(len(c.Devices), "device", "devices"))
 	if len(c.Doors) > 0 {
 		s += ", " + plural(len(c.Doors), "door", "doors")
+	}
+	if len(c.Lanes) > 0 {
+		s += ", " + plural(len(c.Lanes), "lane", "lanes")
 	}
 	if c.GPIO.Simulator != "" {
 		s += ", GPIO simulated at " + c.GPIO.Simulator

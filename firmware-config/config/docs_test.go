@@ -25,7 +25,7 @@ func TestDocsListEveryKey(t *testing.T) {
 		j := strings.IndexByte(doc[i:], '\n')
 		return doc[i : i+j]
 	}
-	for _, keys := range [][]string{rootKeys, logKeys, uplinkKeys, tlsKeys, outboxKeys, statusKeys, pipelineKeys, busKeys, deviceKeys, gpioKeys} {
+	for _, keys := range [][]string{rootKeys, logKeys, uplinkKeys, tlsKeys, outboxKeys, statusKeys, pipelineKeys, busKeys, deviceKeys, gpioKeys, lotKeys, pointKeys, laneKeys, barrierKeys} {
 		for _, k := range keys {
 			if row(k) == "" {
 				t.Errorf("docs/config.md has no row for key %q", k)

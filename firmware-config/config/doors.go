@@ -85,50 +85,16 @@ func (d *decoder) doors(root *yamlx.Map, devices []Device) []Door {
 				door.Name = s
 			}
 		}
-		if n := m.Get("readers"); n != nil {
-			list, _ := d.Seq(n, p+".readers", "a list of card-reader device ids, e.g. readers: [reader-1]")
-			for j, rn := range list {
-				rp := fmt.Sprintf("%s.readers[%d]", p, j)
-				id, ok := d.Str(rn, rp)
-				if !ok {
-					continue
-				}
-				switch drv, known := driverOf[id]; {
-				case !known:
-					d.Errorf(rn, rp, "name a device from the devices: list", "no device %q", id)
-				case !d.readsCards(drv):
-					d.Errorf(rn, rp, fmt.Sprintf("card readers on a door are %s devices (Wiegand readers go under wiegand:)", d.cardDrivers()), "device %q has driver %s", id, drv)
-				default:
-					if other, dup := readerDoor[id]; dup {
-						d.Errorf(rn, rp, "", "reader %q already opens door %q", id, other)
-						continue
-					}
-					readerDoor[id] = door.Name
-					door.Readers = append(door.Readers, id)
-				}
+		door.Readers = d.readers(m, p, "door", driverOf, func(id string) string {
+			if other, dup := readerDoor[id]; dup {
+				return fmt.Sprintf("door %q", other)
 			}
-		}
-		if n := m.Get("wiegand"); n != nil {
-			wm := d.Map(n, p+".wiegand", wiegandKeys)
-			w := &WiegandPins{}
-			for _, k := range []struct {
-				key string
-				dst *string
-			}{{"d0", &w.D0}, {"d1", &w.D1}} {
-				kn := wm.Get(k.key)
-				if kn == nil {
-					d.Missing(wm, k.key, "e.g. wiegand: {d0: GPIO5, d1: GPIO6}")
-					continue
-				}
-				if s, ok := d.Str(kn, p+".wiegand."+k.key); ok {
-					*k.dst = s
-					usePin(kn, p+".wiegand."+k.key, s, door.Name+" wiegand "+k.key)
-				}
-			}
-			if w.D0 != "" && w.D1 != "" {
-				door.Wiegand = w
-			}
-		}
+			readerDoor[id] = door.Name
+			return ""
+		})
+		door.Wiegand = d.wiegand(m, p, func(n *yaml.Node, path, pin, key string) {
+			usePin(n, path, pin, door.Name+" wiegand "+key)
+		})
 		if len(door.Readers) == 0 && door.Wiegand == nil && m.Get("readers") == nil && m.Get("wiegand") == nil {
 			d.Errorf(m.Node, p, "add readers: [card-reader device ids] or wiegand: {d0: ..., d1: ...}", "a door needs at least one reader")
 		}
@@ -199,6 +165,65 @@ func (d *decoder) pin(n *yaml.Node, path string) (Pin, bool) {
 		}
 	}
 	return pin, true
+}
+
+// readers reads an entry's readers: list of card-reader device ids; taken
+// says what already opens with a reader ("" when free, and takes it).
+func (d *decoder) readers(m *yamlx.Map, p, what string, driverOf map[string]string, taken func(id string) string) []string {
+	n := m.Get("readers")
+	if n == nil {
+		return nil
+	}
+	var out []string
+	list, _ := d.Seq(n, p+".readers", "a list of card-reader device ids, e.g. readers: [reader-1]")
+	for j, rn := range list {
+		rp := fmt.Sprintf("%s.readers[%d]", p, j)
+		id, ok := d.Str(rn, rp)
+		if !ok {
+			continue
+		}
+		switch drv, known := driverOf[id]; {
+		case !known:
+			d.Errorf(rn, rp, "name a device from the devices: list", "no device %q", id)
+		case !d.readsCards(drv):
+			d.Errorf(rn, rp, fmt.Sprintf("card readers on a %s are %s devices (Wiegand readers go under wiegand:)", what, d.cardDrivers()), "device %q has driver %s", id, drv)
+		default:
+			if other := taken(id); other != "" {
+				d.Errorf(rn, rp, "", "reader %q already opens %s", id, other)
+				continue
+			}
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// wiegand reads an entry's wiegand: {d0, d1}; use claims each line.
+func (d *decoder) wiegand(m *yamlx.Map, p string, use func(n *yaml.Node, path, pin, key string)) *WiegandPins {
+	n := m.Get("wiegand")
+	if n == nil {
+		return nil
+	}
+	wm := d.Map(n, p+".wiegand", wiegandKeys)
+	w := &WiegandPins{}
+	for _, k := range []struct {
+		key string
+		dst *string
+	}{{"d0", &w.D0}, {"d1", &w.D1}} {
+		kn := wm.Get(k.key)
+		if kn == nil {
+			d.Missing(wm, k.key, "e.g. wiegand: {d0: GPIO5, d1: GPIO6}")
+			continue
+		}
+		if s, ok := d.Str(kn, p+".wiegand."+k.key); ok {
+			*k.dst = s
+			use(kn, p+".wiegand."+k.key, s, k.key)
+		}
+	}
+	if w.D0 == "" || w.D1 == "" {
+		return nil
+	}
+	return w
 }
 
 // readsCards reports whether the devices of a driver read cards; a driver

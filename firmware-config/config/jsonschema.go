@@ -111,6 +111,18 @@ func JSONSchema(opts ...Option) (map[string]any, error) {
 			"name": str, "readers": strs, "strike": pin, "contact": pin, "exit": pin, "unlock_time": dur, "held_time": dur,
 			"wiegand": obj("doors[].wiegand.", wiegandKeys, map[string]any{"d0": str, "d1": str}),
 		}), "name")},
+		"lots": map[string]any{"type": "array", "items": withRequired(obj("lots[].", lotKeys, map[string]any{
+			"name": str, "capacity": intIn(1, 100000), "sign": withRequired(obj("lots[].sign.", pointKeys, map[string]any{"device": str, "point": str}), "device"),
+		}), "name", "capacity")},
+		"lanes": map[string]any{"type": "array", "items": withRequired(obj("lanes[].", laneKeys, map[string]any{
+			"name": str, "lot": str, "direction": enumOf("in", "out"), "arming": pin, "safety": pin, "debounce": dur,
+			"readers": strs, "visitors": enumOf("deny", "auto"), "open_time": dur,
+			"wiegand": obj("lanes[].wiegand.", wiegandKeys, map[string]any{"d0": str, "d1": str}),
+			"barrier": obj("lanes[].barrier.", barrierKeys, map[string]any{
+				"open": pin, "close": pin, "opened": pin, "closed": pin, "pulse": dur, "motor_time": dur,
+				"coil": withRequired(obj("lanes[].barrier.coil.", pointKeys, map[string]any{"device": str, "point": str}), "device", "point"),
+			}),
+		}), "name", "direction", "barrier", "arming", "safety")},
 		// Rules are checked by package gateway/rules (docs/rules.md).
 		"rules": map[string]any{"type": "array", "items": map[string]any{"type": "object"}},
 	})

@@ -20,7 +20,7 @@ import (
 
 // Keys of each section, in the order docs/config.md lists them.
 var (
-	rootKeys     = []string{"site", "gateway", "log", "uplink", "outbox", "status", "pipeline", "buses", "devices", "doors", "gpio", "profiles_dir"}
+	rootKeys     = []string{"site", "gateway", "log", "uplink", "outbox", "status", "pipeline", "buses", "devices", "doors", "lots", "lanes", "gpio", "profiles_dir"}
 	logKeys      = []string{"level", "format"}
 	uplinkKeys   = []string{"brokers", "client_id", "username", "password", "password_file", "tls", "qos", "keepalive", "connect_timeout", "max_inflight", "reconnect_max"}
 	tlsKeys      = []string{"ca", "cert", "key", "server_name", "insecure_skip_verify"}
@@ -115,6 +115,8 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	c.Devices = d.devices(m, c)
 	c.Rules = d.rules(m)
 	c.Doors = d.doors(m, c.Devices)
+	c.Lots = d.lots(m, c.Devices)
+	c.Lanes = d.lanes(m, c)
 	c.GPIO = d.gpio(m)
 	c.GPIOLines = gpioLines(c, d.opts.rules)
 	return c
@@ -122,7 +124,7 @@ func (d *decoder) config(root *yaml.Node) *Config {
 
 // gpioLines lists the GPIO lines the config uses, in file order: device
 // options that name one (the driver's option schema says which), then the
-// doors' lines.
+// doors' and the lanes' lines.
 func gpioLines(c *Config, rules map[string]DriverRule) []string {
 	var out []string
 	seen := map[string]bool{}
@@ -140,15 +142,13 @@ func gpioLines(c *Config, rules map[string]DriverRule) []string {
 		}
 	}
 	for _, door := range c.Doors {
-		if door.Wiegand != nil {
-			add(door.Wiegand.D0)
-			add(door.Wiegand.D1)
+		for _, l := range doorLines(door) {
+			add(l)
 		}
-		add(door.Strike.Name)
-		for _, p := range []*Pin{door.Contact, door.Exit} {
-			if p != nil {
-				add(p.Name)
-			}
+	}
+	for _, ln := range c.Lanes {
+		for _, l := range laneLines(ln) {
+			add(l)
 		}
 	}
 	return out

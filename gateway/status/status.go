@@ -40,8 +40,35 @@ type Snapshot struct {
 	Buses          []Bus    `json:"buses"`
 	Devices        []Device `json:"devices"`
 	Rules          []Rule   `json:"rules,omitempty"`
+	Lanes          []Lane   `json:"lanes,omitempty"`
+	Lots           []Lot    `json:"lots,omitempty"`
 	Problems       []string `json:"problems,omitempty"`
 	GoRoutine      int      `json:"goroutines"`
+}
+
+// Lane is an entrance lane's state (package gateway/lane).
+type Lane struct {
+	Name      string `json:"name"`
+	Lot       string `json:"lot,omitempty"`
+	Direction string `json:"direction"`
+	State     string `json:"state"` // the barrier's: closed, opening, open, closing, fault
+	Arming    bool   `json:"arming"`
+	Safety    bool   `json:"safety"`
+	Pending   int    `json:"pending"` // vehicles let through that have not passed yet
+	Granted   uint64 `json:"granted"`
+	Denied    uint64 `json:"denied"`
+	Passed    uint64 `json:"passed"`
+	Tailgates uint64 `json:"tailgates"`
+	Timeouts  uint64 `json:"timeouts"`
+	Faults    uint64 `json:"faults"`
+}
+
+// Lot is a lot's count at its lanes.
+type Lot struct {
+	Name     string `json:"name"`
+	Capacity int    `json:"capacity"`
+	Occupied int    `json:"occupied"`
+	Free     int    `json:"free"`
 }
 
 // Uplink is the MQTT connection's state.
@@ -338,6 +365,18 @@ func WriteMetrics(w interface{ Write([]byte) (int, error) }, s *Snapshot) {
 		m.add("luling_gateway_rule_errors_total", "counter", "Rule evaluation errors.", float64(r.Errors), l...)
 		m.add("luling_gateway_rule_action_dropped_total", "counter", "Rule actions dropped because a queue was full.", float64(r.ActionDropped), l...)
 		m.add("luling_gateway_rule_eval_p99_seconds", "gauge", "99th percentile of a rule's evaluation latency.", r.P99Micros/1e6, l...)
+	}
+	for _, ln := range s.Lanes {
+		l := []string{"lane", ln.Name, "direction", ln.Direction}
+		m.add("luling_gateway_lane_passages_total", "counter", "Vehicles that passed the lane with a grant of their own.", float64(ln.Passed), l...)
+		m.add("luling_gateway_lane_tailgates_total", "counter", "Vehicles that passed the lane without a grant of their own.", float64(ln.Tailgates), l...)
+		m.add("luling_gateway_lane_denied_total", "counter", "Credentials and visitors the lane refused.", float64(ln.Denied), l...)
+		m.add("luling_gateway_lane_faults_total", "counter", "Barrier moves that did not reach their position.", float64(ln.Faults), l...)
+		m.add("luling_gateway_lane_barrier_fault", "gauge", "1 while the lane's barrier is in fault.", b2f(ln.State == "fault"), l...)
+	}
+	for _, lot := range s.Lots {
+		m.add("luling_gateway_lot_occupied", "gauge", "Vehicles in the lot as its lanes count them.", float64(lot.Occupied), "lot", lot.Name)
+		m.add("luling_gateway_lot_free", "gauge", "Free bays of the lot as its lanes count them.", float64(lot.Free), "lot", lot.Name)
 	}
 	devs := append([]Device(nil), s.Devices...)
 	sort.Slice(devs, func(i, j int) bool { return devs[i].ID < devs[j].ID })

@@ -103,3 +103,22 @@ func TestMetricsRuntimePluginsAndFloats(t *testing.T) {
 		}
 	}
 }
+
+// Lanes and lots have their counters and gauges in /metrics.
+func TestMetricsLanesAndLots(t *testing.T) {
+	snap := &Snapshot{Site: "lot-a", Gateway: "gw-01", Now: time.Now(),
+		Lanes: []Lane{{Name: "p1-in", Direction: "in", State: "fault", Passed: 12, Tailgates: 2, Denied: 3, Faults: 1}},
+		Lots:  []Lot{{Name: "p1", Capacity: 40, Occupied: 9, Free: 31}}}
+	var b strings.Builder
+	WriteMetrics(&b, snap)
+	for _, want := range []string{
+		`luling_gateway_lane_passages_total{lane="p1-in",direction="in"} 12`,
+		`luling_gateway_lane_tailgates_total{lane="p1-in",direction="in"} 2`,
+		`luling_gateway_lane_barrier_fault{lane="p1-in",direction="in"} 1`,
+		`luling_gateway_lot_free{lot="p1"} 31`,
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
