@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,6 +137,12 @@ func TestCityLandsExactlyOnce(t *testing.T) {
 	}
 	if s := in.Stats(); s.Rejected != 0 {
 		t.Errorf("cloudd rejected %d messages", s.Rejected)
+	}
+	// cloudd's latency histogram counted each written message once.
+	var metrics strings.Builder
+	in.WriteMetrics(&metrics)
+	if want := fmt.Sprintf("luling_cloud_ingest_latency_seconds_count %d\n", r.Messages); !strings.Contains(metrics.String(), want) {
+		t.Errorf("metrics lack %q:\n%s", want, metrics.String())
 	}
 
 	// A clean stop publishes every gateway's offline status.
