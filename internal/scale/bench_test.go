@@ -2,6 +2,7 @@ package scale_test
 
 import (
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -19,6 +20,26 @@ func TestMain(m *testing.M) {
 // LULING_SCALE_SMOKE=1 (a quick check that the harness works; `make bench`
 // runs the full size).
 func smoke() bool { return testing.Short() || os.Getenv("LULING_SCALE_SMOKE") != "" }
+
+// sized applies LULING_SCALE_GATEWAYS and LULING_SCALE_MEASURE (a duration),
+// which shrink or stretch a full-size run on a busy machine.
+func sized(b *testing.B, r scale.Run) scale.Run {
+	if v := os.Getenv("LULING_SCALE_GATEWAYS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("LULING_SCALE_GATEWAYS=%q: want a positive number", v)
+		}
+		r.City.Gateways = n
+	}
+	if v := os.Getenv("LULING_SCALE_MEASURE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			b.Fatalf("LULING_SCALE_MEASURE=%q: want a positive duration", v)
+		}
+		r.Measure = d
+	}
+	return r
+}
 
 // cityRun is the run of benchmark (a): 1,000 gateways × 300 bays at the
 // demo's change rate against one cloudd behind Mosquitto, without a CPU
@@ -40,7 +61,7 @@ func cityRun() scale.Run {
 // keeps up with a city. Target: keeps up at ≤ 50% of a core, p99 ≤ 2 s.
 func BenchmarkCityOneCloudd(b *testing.B) {
 	for i := 0; i < b.N; i++ {
-		res := scale.Exec(b, cityRun())
+		res := scale.Exec(b, sized(b, cityRun()))
 		b.Log(res)
 		b.ReportMetric(float64(res.Gateways), "gateways")
 		b.ReportMetric(res.Offered, "offered-readings/s")
@@ -82,7 +103,7 @@ func BenchmarkCityScaleMosquitto(b *testing.B) {
 	for _, n := range []int{1, 3} {
 		b.Run(map[int]string{1: "instances=1", 3: "instances=3"}[n], func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				res := scale.Exec(b, scaleRun(n))
+				res := scale.Exec(b, sized(b, scaleRun(n)))
 				b.Log(res)
 				b.ReportMetric(res.Offered, "offered-readings/s")
 				b.ReportMetric(res.Readings, "readings/s")
