@@ -37,7 +37,7 @@ func New(cfg Config) (*City, error) {
 	}
 	c := &City{cfg: cfg, tr: newTraffic(&cfg)}
 	for i := 0; i < cfg.Gateways; i++ {
-		g := &gateway{site: cfg.Site, id: GatewayID(i), occupied: make([]bool, cfg.Devices)}
+		g := &gateway{site: cfg.Site, id: GatewayID(i), occupied: make([]bool, cfg.Devices), confirmWait: cfg.ConfirmWait}
 		g.topics = [3]string{payload.TopicFor(g.site, g.id, payload.Telemetry), payload.TopicFor(g.site, g.id, payload.Event), payload.StatusTopic(g.site, g.id)}
 		g.ackTopic = payload.AckTopic(g.site, g.id)
 		c.gws = append(c.gws, g)
@@ -201,7 +201,7 @@ func (c *City) tick(g *gateway, now time.Time, tele, events []payload.Record, bu
 		}
 	}
 	g.mu.Lock()
-	again := g.due(now, c.cfg.ConfirmWait)
+	again := g.due(now)
 	g.held = append(g.held, fresh...)
 	online := g.online
 	if online && len(fresh) > 0 {

@@ -17,7 +17,7 @@
 //   - keeps every message until cloudd's acknowledgement on its ack topic
 //     covers it, publishes again the ranges cloudd asks for, everything
 //     unconfirmed after a reconnect, and the unconfirmed tail when
-//     acknowledgements stop advancing for ConfirmWait (the same rules as
+//     acknowledgements keep arriving without advancing for ConfirmWait (the same rules as
 //     gateway/uplink, see docs/mqtt-payloads.md).
 //
 // Cost at scale: one scheduler goroutine seals and publishes every
@@ -74,8 +74,9 @@ type Config struct {
 	// messages (one telemetry and, when there were access decisions, one
 	// events message).
 	BatchEvery time.Duration
-	// ConfirmWait: the unconfirmed tail is published again when
-	// acknowledgements have not advanced for this long.
+	// ConfirmWait: the unconfirmed tail is published again when an
+	// acknowledgement arrives and acknowledgements have not advanced for
+	// this long.
 	ConfirmWait time.Duration
 	KeepAlive   time.Duration
 	// ClientPrefix starts every MQTT client id (default "citysim-{Site}").

@@ -28,6 +28,9 @@ type gateway struct {
 	client   mqtt.Client
 	occupied []bool // bay state, scheduler only
 	events   uint64 // access credentials handed out, scheduler only
+	// confirmWait: an acknowledgement that finds through stuck this long
+	// below what was published marks the tail stalled.
+	confirmWait time.Duration
 
 	mu         sync.Mutex
 	seq        uint64
@@ -37,6 +40,7 @@ type gateway struct {
 	advancedAt time.Time          // when through last moved, or a stall was acted on
 	resend     []payload.SeqRange // requested by the cloud, not yet published
 	replay     bool               // a new connection: publish everything held
+	stalled    bool               // publish the unconfirmed tail again
 	online     bool
 	acks       uint64
 	badAcks    uint64
@@ -65,8 +69,15 @@ func (g *gateway) onAck(body []byte, now time.Time) {
 		return
 	}
 	g.acks++
-	if a.Through > g.through || g.advancedAt.IsZero() {
+	switch {
+	case a.Through > g.through || g.advancedAt.IsZero():
 		g.through = max(g.through, a.Through)
+		g.advancedAt = now
+	case len(a.Resend) == 0 && g.published > g.through && now.Sub(g.advancedAt) >= g.confirmWait:
+		// Acknowledgements keep coming without moving past what was
+		// published: the broker may have dropped the tail (as
+		// gateway/uplink's ConfirmWait).
+		g.stalled = true
 		g.advancedAt = now
 	}
 	i := 0
@@ -84,14 +95,17 @@ func (g *gateway) onAck(body []byte, now time.Time) {
 // due returns, oldest first, the held messages to publish again now:
 // everything after a reconnect, the requested ranges, or the unconfirmed
 // tail when acknowledgements stalled. The caller holds g.mu.
-func (g *gateway) due(now time.Time, confirmWait time.Duration) []held {
+func (g *gateway) due(now time.Time) []held {
 	if len(g.held) == 0 {
-		g.resend, g.replay = nil, false
+		g.resend, g.replay, g.stalled = nil, false, false
 		return nil
 	}
 	switch {
-	case g.replay:
-		g.replay, g.resend = false, nil
+	case g.replay || g.stalled:
+		if g.stalled && !g.replay {
+			g.stalls++
+		}
+		g.replay, g.stalled, g.resend = false, false, nil
 		g.advancedAt = now
 		return append([]held(nil), g.held...)
 	case len(g.resend) > 0:
@@ -106,10 +120,6 @@ func (g *gateway) due(now time.Time, confirmWait time.Duration) []held {
 		}
 		g.resend = nil
 		return out
-	case g.published > g.through && !g.advancedAt.IsZero() && now.Sub(g.advancedAt) >= confirmWait:
-		g.advancedAt = now
-		g.stalls++
-		return append([]held(nil), g.held...)
 	}
 	return nil
 }

@@ -26,34 +26,38 @@ func ack(t *testing.T, through uint64, resend ...payload.SeqRange) []byte {
 // ranges again, everything after a reconnect, and the unconfirmed tail when
 // acknowledgements stall; it ignores acknowledgements for someone else.
 func TestGatewayDelivery(t *testing.T) {
-	g := &gateway{site: "s", id: "g"}
+	wait := 15 * time.Second
+	g := &gateway{site: "s", id: "g", confirmWait: wait}
 	for s := uint64(1); s <= 8; s++ {
 		g.held = append(g.held, held{seq: s})
 	}
 	g.published = 8
 	t0 := time.Unix(100, 0)
-	wait := 15 * time.Second
 
 	g.onAck(ack(t, 3, payload.SeqRange{First: 5, Last: 5}, payload.SeqRange{First: 7, Last: 9}), t0)
 	if got := seqs(g.held); !reflect.DeepEqual(got, []uint64{4, 5, 6, 7, 8}) {
 		t.Fatalf("held after ack through 3: %v", got)
 	}
-	if got := seqs(g.due(t0, wait)); !reflect.DeepEqual(got, []uint64{5, 7, 8}) {
+	if got := seqs(g.due(t0)); !reflect.DeepEqual(got, []uint64{5, 7, 8}) {
 		t.Fatalf("resend of 5 and 7..9: %v", got)
 	}
-	if got := g.due(t0.Add(time.Second), wait); got != nil {
+	if got := g.due(t0.Add(time.Second)); got != nil {
 		t.Fatalf("nothing due right after a resend: %v", seqs(got))
 	}
 	g.onAck(ack(t, 3), t0.Add(wait-time.Second))
-	if got := g.due(t0.Add(wait-time.Second), wait); got != nil {
+	if got := g.due(t0.Add(wait - time.Second)); got != nil {
 		t.Fatalf("stalled for less than the wait: %v", seqs(got))
 	}
-	if got := seqs(g.due(t0.Add(wait), wait)); !reflect.DeepEqual(got, []uint64{4, 5, 6, 7, 8}) || g.stalls != 1 {
+	if got := g.due(t0.Add(2 * wait)); got != nil {
+		t.Fatalf("no acknowledgement arrived: nothing is stalled yet: %v", seqs(got))
+	}
+	g.onAck(ack(t, 3), t0.Add(2*wait))
+	if got := seqs(g.due(t0.Add(2 * wait))); !reflect.DeepEqual(got, []uint64{4, 5, 6, 7, 8}) || g.stalls != 1 {
 		t.Fatalf("stalled tail: %v (stalls %d)", got, g.stalls)
 	}
 	g.replay = true
-	if got := seqs(g.due(t0.Add(wait), wait)); !reflect.DeepEqual(got, []uint64{4, 5, 6, 7, 8}) {
-		t.Fatalf("replay after reconnect: %v", got)
+	if got := seqs(g.due(t0.Add(2 * wait))); !reflect.DeepEqual(got, []uint64{4, 5, 6, 7, 8}) || g.stalls != 1 {
+		t.Fatalf("replay after reconnect: %v (stalls %d)", got, g.stalls)
 	}
 	wrong := payload.EncodeAck(&payload.Ack{Site: "s", Gateway: "other", Through: 8, Sent: t0})
 	for _, body := range [][]byte{wrong, []byte(`{"v":1`), ack(t, 2)[:5]} {
@@ -63,7 +67,7 @@ func TestGatewayDelivery(t *testing.T) {
 		t.Fatalf("bad acks %d, held %v: want 3 ignored, nothing deleted", g.badAcks, seqs(g.held))
 	}
 	g.onAck(ack(t, 8), t0)
-	if g.held != nil || g.through != 8 || g.acks != 3 {
+	if g.held != nil || g.through != 8 || g.acks != 4 {
 		t.Fatalf("after ack through 8: held %v through %d acks %d", seqs(g.held), g.through, g.acks)
 	}
 }

@@ -54,25 +54,55 @@ type Engine struct {
 	Start func(tb testing.TB) Endpoint
 }
 
-// Mosquitto is one Mosquitto broker (testenv's configuration: persistence,
-// large queues); several cloudd instances share the load through a shared
-// subscription ($share/scale/…, cloudd -group scale), which Mosquitto
-// distributes round-robin per message.
-var Mosquitto = Engine{Name: "mosquitto", Start: func(tb testing.TB) Endpoint {
-	before := children("mosquitto")
-	b := testenv.Mosquitto(tb)
-	return Endpoint{
-		GatewayURLs: []string{b.URL()},
-		CloudArgs: func(i, n int) []string {
-			a := []string{"-broker-url", b.URL(), "-client-id", fmt.Sprintf("cloudd-scale-%d", i)}
-			if n > 1 {
-				a = append(a, "-group", "scale")
-			}
-			return a
-		},
-		PIDs: newPIDs(before, children("mosquitto")),
-	}
-}}
+// MosquittoInflight is the in-flight window of the harness's Mosquitto:
+// cloudd acknowledges a message only after InfluxDB wrote it, so the broker
+// hands it at most this many messages per InfluxDB round trip. A city of
+// 1,000 gateways sends about 1,400 messages a second; with the 200 of
+// docs/cloudd.md's production settings and a write round trip of a few
+// hundred milliseconds on a busy machine the window, not cloudd, is the
+// bound (measured: see docs/scale.md).
+const MosquittoInflight = 1000
+
+// Mosquitto is one Mosquitto broker with the production settings of
+// docs/cloudd.md (persistence, large queues) and an in-flight window of
+// MosquittoInflight; several cloudd instances share the load through a
+// shared subscription ($share/scale/…, cloudd -group scale), which
+// Mosquitto distributes round-robin per message.
+var Mosquitto = MosquittoEngine(MosquittoInflight)
+
+// MosquittoEngine is Mosquitto with max_inflight_messages inflight.
+func MosquittoEngine(inflight int) Engine {
+	return Engine{Name: fmt.Sprintf("mosquitto (max_inflight_messages %d)", inflight), Start: func(tb testing.TB) Endpoint {
+		before := children("mosquitto")
+		port, dir := testenv.FreePort(tb), tb.TempDir()
+		b := testenv.MosquittoConf(tb, dir, fmt.Sprintf(`listener %d 127.0.0.1
+allow_anonymous true
+user root
+persistence true
+persistence_location %s/
+autosave_interval 60
+max_inflight_messages %d
+max_queued_messages 2000000
+max_queued_bytes 0
+message_size_limit 8388608
+max_connections -1
+log_dest stdout
+log_type error
+log_type warning
+`, port, dir, inflight), port)
+		return Endpoint{
+			GatewayURLs: []string{b.URL()},
+			CloudArgs: func(i, n int) []string {
+				a := []string{"-broker-url", b.URL(), "-client-id", fmt.Sprintf("cloudd-scale-%d", i)}
+				if n > 1 {
+					a = append(a, "-group", "scale")
+				}
+				return a
+			},
+			PIDs: newPIDs(before, children("mosquitto")),
+		}
+	}}
+}
 
 // Run describes one measured run.
 type Run struct {
