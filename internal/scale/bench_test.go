@@ -3,6 +3,7 @@ package scale_test
 import (
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,8 +23,19 @@ func TestMain(m *testing.M) {
 func smoke() bool { return testing.Short() || os.Getenv("LULING_SCALE_SMOKE") != "" }
 
 // sized applies LULING_SCALE_GATEWAYS and LULING_SCALE_MEASURE (a duration),
-// which shrink or stretch a full-size run on a busy machine.
+// which shrink or stretch a full-size run on a busy machine,
+// LULING_SCALE_INFLIGHT (Mosquitto's max_inflight_messages) and
+// LULING_SCALE_CLOUDD_FLAGS (more cloudd flags, space-separated, such as
+// "-batch-points 20000").
 func sized(b *testing.B, r scale.Run) scale.Run {
+	if v := os.Getenv("LULING_SCALE_INFLIGHT"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("LULING_SCALE_INFLIGHT=%q: want a positive number", v)
+		}
+		r.Engine = scale.MosquittoEngine(n)
+	}
+	r.CloudFlags = strings.Fields(os.Getenv("LULING_SCALE_CLOUDD_FLAGS"))
 	if v := os.Getenv("LULING_SCALE_GATEWAYS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {

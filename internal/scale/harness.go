@@ -10,11 +10,14 @@
 // (NATS JetStream) is one more Engine value whose Start returns the MQTT URLs
 // the gateways use and the cloudd flags of each instance.
 //
-// Bounds: a run names what held it back (Result.Bound) from what it
-// measured: a cloudd instance at its CPU quota ("cloudd-cpu"), the broker
-// process near one full core ("broker"), InfluxDB near a core ("influxdb"),
-// the simulator late on its schedule ("simulator"), or the whole machine
-// busy ("machine").
+// Bounds: a run that did not keep up names what held it back (Result.Bound)
+// from what it measured: a cloudd instance at its CPU quota
+// ("cloudd-cpu"), the broker process near one full core ("broker"),
+// InfluxDB near a core ("influxdb"), InfluxDB write requests that each
+// carry the broker's whole in-flight window ("broker-inflight-window") or
+// cloudd's whole -batch-points ("cloudd-batch-points") — cloudd writes one
+// request at a time, so the write round trip paces it —, the simulator late
+// on its schedule ("simulator"), or the whole machine busy ("machine").
 package scale
 
 import (
@@ -25,6 +28,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -46,6 +50,9 @@ type Endpoint struct {
 	// PIDs are the engine's processes, whose CPU a run reports; none when
 	// the engine runs inside the test process.
 	PIDs []int
+	// Inflight is the broker's in-flight window towards each cloudd
+	// (unacknowledged messages), 0 when unknown or not the limit.
+	Inflight int
 }
 
 // Engine starts the message engine of a run.
@@ -99,7 +106,8 @@ log_type warning
 				}
 				return a
 			},
-			PIDs: newPIDs(before, children("mosquitto")),
+			PIDs:     newPIDs(before, children("mosquitto")),
+			Inflight: inflight,
 		}
 	}}
 }
@@ -109,9 +117,11 @@ type Run struct {
 	Engine    Engine
 	Instances int     // cloudd processes
 	CPUQuota  float64 // cores per cloudd instance (0.3 = 30% of one core); 0: none
-	City      citysim.Config
-	Warmup    time.Duration // after every gateway is online, before measuring
-	Measure   time.Duration
+	// CloudFlags are further flags of every cloudd instance.
+	CloudFlags []string
+	City       citysim.Config
+	Warmup     time.Duration // after every gateway is online, before measuring
+	Measure    time.Duration
 }
 
 // Result is what a run measured, over the measurement window.
@@ -121,6 +131,7 @@ type Result struct {
 	Gateways     int
 	Devices      int
 	CPUQuota     float64
+	CloudFlags   []string
 	Seconds      float64
 	Offered      float64   // records per second the simulator sealed
 	Readings     float64   // records per second cloudd wrote (all instances)
@@ -139,7 +150,13 @@ type Result struct {
 	Duplicates   float64
 	Resent       uint64 // messages the simulator published again
 	LateTicks    uint64
-	Bound        []string
+	// Per InfluxDB write request of cloudd (all instances): messages and
+	// points. cloudd writes serially, one request at a time per instance.
+	MsgsPerWrite   float64
+	PointsPerWrite float64
+	Inflight       int // the engine's in-flight window, when known
+	BatchPoints    int // cloudd's -batch-points
+	Bound          []string
 }
 
 // CloudCPUTotal is the CPU of all instances, % of one core.
@@ -163,12 +180,14 @@ func (r Result) String() string {
 			cpus[i] += fmt.Sprintf(" (throttled %.0f%%)", r.Throttled[i]*100)
 		}
 	}
-	return fmt.Sprintf("%s, %d cloudd (quota %s), %d gateways × %d devices, %.0fs: offered %.0f records/s, written %.0f/s; "+
+	return fmt.Sprintf("%s, %d cloudd %v (quota %s), %d gateways × %d devices, %.0fs: offered %.0f records/s, written %.0f/s; "+
 		"cloudd CPU %s; broker %.0f%%, influxd %.0f%%, simulator %.0f%%, machine %.0f%% busy; p99 %.3fs; "+
-		"backlog %d→%d messages, kept up %v; lost %.0f, gaps open %.0f, duplicates %.0f, resent %d, late ticks %d; bound: %s",
-		r.Engine, r.Instances, q, r.Gateways, r.Devices, r.Seconds, r.Offered, r.Readings,
+		"backlog %d→%d messages, kept up %v; lost %.0f, gaps open %.0f, duplicates %.0f, resent %d, late ticks %d; "+
+		"per InfluxDB write %.0f messages, %.0f points (window %d, batch %d); bound: %s",
+		r.Engine, r.Instances, r.CloudFlags, q, r.Gateways, r.Devices, r.Seconds, r.Offered, r.Readings,
 		strings.Join(cpus, ", "), r.EngineCPU, r.InfluxCPU, r.SimCPU, r.MachineBusy, r.P99,
-		r.BacklogStart, r.BacklogEnd, r.KeptUp, r.Lost, r.GapsOpen, r.Duplicates, r.Resent, r.LateTicks, strings.Join(r.Bound, "+"))
+		r.BacklogStart, r.BacklogEnd, r.KeptUp, r.Lost, r.GapsOpen, r.Duplicates, r.Resent, r.LateTicks,
+		r.MsgsPerWrite, r.PointsPerWrite, r.Inflight, r.BatchPoints, strings.Join(r.Bound, "+"))
 }
 
 // newPIDs returns the pids in after that are not in before.
@@ -302,6 +321,9 @@ type snapshot struct {
 	simCPU    time.Duration
 	busy, all time.Duration
 	records   float64
+	written   float64 // messages
+	points    float64
+	requests  float64
 	latency   Histogram
 	lost      float64
 	gaps      float64
@@ -330,6 +352,9 @@ func take(tb testing.TB, city *citysim.City, clouds []*cloud, token string, engi
 			tb.Fatalf("scale: %v", err)
 		}
 		s.records += m.Sum("luling_cloud_records_total")
+		s.written += m.Sum("luling_cloud_ingest_written_total")
+		s.points += m.Sum("luling_cloud_ingest_points_total")
+		s.requests += m.Sum("luling_cloud_influx_requests_total")
 		s.lost += m.Sum("luling_cloud_seq_lost_total")
 		s.gaps += m.Sum("luling_cloud_seq_gaps_open")
 		s.dups += m.Sum("luling_cloud_seq_duplicates_total")
@@ -361,6 +386,7 @@ func Exec(tb testing.TB, r Run) Result {
 	var clouds []*cloud
 	for i := 0; i < r.Instances; i++ {
 		args := append(ep.CloudArgs(i, r.Instances), "-influx-url", influx.URL, "-influx-bucket", db, "-tokens", tokens, "-log-level", "warn")
+		args = append(args, r.CloudFlags...)
 		clouds = append(clouds, startCloud(tb, bin, args, r.CPUQuota, fmt.Sprintf("luling-scale-%d-%d", os.Getpid(), i)))
 	}
 	for _, c := range clouds {
@@ -396,13 +422,31 @@ func Exec(tb testing.TB, r Run) Result {
 	start := take(tb, city, clouds, token, ep.PIDs, influxPIDs)
 	time.Sleep(r.Measure)
 	end := take(tb, city, clouds, token, ep.PIDs, influxPIDs)
-	return result(r, cfg, start, end, len(ep.PIDs) > 0)
+	return result(r, cfg, ep, start, end)
 }
 
-func result(r Run, cfg citysim.Config, start, end snapshot, enginePIDs bool) Result {
+// batchPoints is cloudd's -batch-points in flags, or its default.
+func batchPoints(flags []string) int {
+	n := 5000
+	for i, f := range flags {
+		name, val, hasVal := strings.Cut(strings.TrimLeft(f, "-"), "=")
+		if name != "batch-points" {
+			continue
+		}
+		if !hasVal && i+1 < len(flags) {
+			val = flags[i+1]
+		}
+		if v, err := strconv.Atoi(val); err == nil {
+			n = v
+		}
+	}
+	return n
+}
+
+func result(r Run, cfg citysim.Config, ep Endpoint, start, end snapshot) Result {
 	win := end.at.Sub(start.at)
 	res := Result{
-		Engine: r.Engine.Name, Instances: r.Instances, Gateways: cfg.Gateways, Devices: cfg.Devices, CPUQuota: r.CPUQuota,
+		Engine: r.Engine.Name, Instances: r.Instances, Gateways: cfg.Gateways, Devices: cfg.Devices, CPUQuota: r.CPUQuota, CloudFlags: r.CloudFlags,
 		Seconds:      win.Seconds(),
 		Offered:      float64(end.sim.Records-start.sim.Records) / win.Seconds(),
 		Readings:     (end.records - start.records) / win.Seconds(),
@@ -420,6 +464,11 @@ func result(r Run, cfg citysim.Config, start, end snapshot, enginePIDs bool) Res
 		res.CloudCPU = append(res.CloudCPU, pct(end.cloudCPU[i]-start.cloudCPU[i], win))
 		res.Throttled = append(res.Throttled, (end.throttled[i]-start.throttled[i]).Seconds()/win.Seconds())
 	}
+	if req := end.requests - start.requests; req > 0 {
+		res.MsgsPerWrite = (end.written - start.written) / req
+		res.PointsPerWrite = (end.points - start.points) / req
+	}
+	res.Inflight, res.BatchPoints = ep.Inflight, batchPoints(r.CloudFlags)
 	if h, err := end.latency.Sub(start.latency); err == nil {
 		res.P99 = h.Quantile(0.99)
 	}
@@ -427,7 +476,7 @@ func result(r Run, cfg citysim.Config, start, end snapshot, enginePIDs bool) Res
 	// gateways hold unconfirmed grew by less than two seconds of messages.
 	msgRate := float64(end.sim.Messages-start.sim.Messages) / win.Seconds()
 	res.KeptUp = res.Readings >= 0.95*res.Offered && float64(end.sim.Unconfirmed) <= float64(start.sim.Unconfirmed)+2*msgRate
-	res.Bound = bounds(res, r.CPUQuota, enginePIDs)
+	res.Bound = bounds(res, r.CPUQuota, len(ep.PIDs) > 0)
 	return res
 }
 
@@ -452,6 +501,15 @@ func bounds(r Result, quota float64, enginePIDs bool) []string {
 	}
 	if r.InfluxCPU >= 85 {
 		b = append(b, "influxdb")
+	}
+	// cloudd writes one request at a time and acknowledges after it: a
+	// request that carries the whole in-flight window, or its whole
+	// -batch-points, means the InfluxDB round trip paces the ingest.
+	if r.Inflight > 0 && r.MsgsPerWrite >= 0.8*float64(r.Inflight)/float64(max(len(r.CloudCPU), 1)) {
+		b = append(b, "broker-inflight-window")
+	}
+	if r.BatchPoints > 0 && r.PointsPerWrite >= 0.8*float64(r.BatchPoints) {
+		b = append(b, "cloudd-batch-points")
 	}
 	if r.LateTicks > 0 {
 		b = append(b, "simulator")

@@ -128,9 +128,19 @@ func TestBounds(t *testing.T) {
 		{Result{CloudCPU: []float64{10}, Throttled: []float64{0.5}}, 0.3, "cloudd-cpu"},
 		{Result{CloudCPU: []float64{10}, EngineCPU: 95, InfluxCPU: 90, LateTicks: 3, MachineBusy: 95}, 0.3, "broker+influxdb+simulator+machine"},
 		{Result{CloudCPU: []float64{10}}, 0, "unknown"},
+		{Result{CloudCPU: []float64{10, 10}, Inflight: 100, MsgsPerWrite: 45, BatchPoints: 5000, PointsPerWrite: 300}, 0.3, "broker-inflight-window"},
+		{Result{CloudCPU: []float64{10}, Inflight: 1000, MsgsPerWrite: 700, BatchPoints: 5000, PointsPerWrite: 4990}, 0, "cloudd-batch-points"},
 	} {
 		if got := strings.Join(bounds(c.r, c.quota, true), "+"); got != c.want {
 			t.Errorf("bounds of %+v = %q, want %q", c.r, got, c.want)
+		}
+	}
+}
+
+func TestBatchPoints(t *testing.T) {
+	for flags, want := range map[string]int{"": 5000, "-batch-points 20000": 20000, "--batch-points=300 -x": 300, "-seq-grace 1m": 5000} {
+		if got := batchPoints(strings.Fields(flags)); got != want {
+			t.Errorf("batchPoints(%q) = %d, want %d", flags, got, want)
 		}
 	}
 }
