@@ -126,30 +126,34 @@ type Run struct {
 
 // Result is what a run measured, over the measurement window.
 type Result struct {
-	Engine       string
-	Instances    int
-	Gateways     int
-	Devices      int
-	CPUQuota     float64
-	CloudFlags   []string
-	Seconds      float64
-	Offered      float64   // records per second the simulator sealed
-	Readings     float64   // records per second cloudd wrote (all instances)
-	CloudCPU     []float64 // per instance, % of one core
-	Throttled    []float64 // per instance, share of the window held back by the quota
-	EngineCPU    float64   // % of one core; 0 when the engine runs in the test process
-	InfluxCPU    float64   // % of one core
-	SimCPU       float64   // the test process (simulator), % of one core
-	MachineBusy  float64   // % of all cores
-	P99          float64   // seconds, publish→InfluxDB
-	BacklogStart uint64    // messages the simulator held unconfirmed
-	BacklogEnd   uint64
-	KeptUp       bool
-	Lost         float64 // cloudd's sequence check, all gateways, at the end
-	GapsOpen     float64
-	Duplicates   float64
-	Resent       uint64 // messages the simulator published again
-	LateTicks    uint64
+	Engine     string
+	Instances  int
+	Gateways   int
+	Devices    int
+	CPUQuota   float64
+	CloudFlags []string
+	Seconds    float64
+	Offered    float64   // records per second the simulator sealed
+	Readings   float64   // records per second cloudd wrote (all instances)
+	CloudCPU   []float64 // per instance, % of one core
+	Throttled  []float64 // per instance, share of the window held back by the quota
+	EngineCPU  float64   // % of one core; 0 when the engine runs in the test process
+	InfluxCPU  float64   // % of one core
+	SimCPU     float64   // the test process (simulator), % of one core
+	// The test process at the end: goroutines and heap in use, most of
+	// them the simulated gateways' MQTT connections.
+	SimGoroutines int
+	SimHeapMB     float64
+	MachineBusy   float64 // % of all cores
+	P99           float64 // seconds, publish→InfluxDB
+	BacklogStart  uint64  // messages the simulator held unconfirmed
+	BacklogEnd    uint64
+	KeptUp        bool
+	Lost          float64 // cloudd's sequence check, all gateways, at the end
+	GapsOpen      float64
+	Duplicates    float64
+	Resent        uint64 // messages the simulator published again
+	LateTicks     uint64
 	// Per InfluxDB write request of cloudd (all instances): messages and
 	// points. cloudd writes serially, one request at a time per instance.
 	MsgsPerWrite   float64
@@ -181,11 +185,11 @@ func (r Result) String() string {
 		}
 	}
 	return fmt.Sprintf("%s, %d cloudd %v (quota %s), %d gateways × %d devices, %.0fs: offered %.0f records/s, written %.0f/s; "+
-		"cloudd CPU %s; broker %.0f%%, influxd %.0f%%, simulator %.0f%%, machine %.0f%% busy; p99 %.3fs; "+
+		"cloudd CPU %s; broker %.0f%%, influxd %.0f%%, simulator %.0f%% (%d goroutines, %.0f MiB heap), machine %.0f%% busy; p99 %.3fs; "+
 		"backlog %d→%d messages, kept up %v; lost %.0f, gaps open %.0f, duplicates %.0f, resent %d, late ticks %d; "+
 		"per InfluxDB write %.0f messages, %.0f points (window %d, batch %d); bound: %s",
 		r.Engine, r.Instances, r.CloudFlags, q, r.Gateways, r.Devices, r.Seconds, r.Offered, r.Readings,
-		strings.Join(cpus, ", "), r.EngineCPU, r.InfluxCPU, r.SimCPU, r.MachineBusy, r.P99,
+		strings.Join(cpus, ", "), r.EngineCPU, r.InfluxCPU, r.SimCPU, r.SimGoroutines, r.SimHeapMB, r.MachineBusy, r.P99,
 		r.BacklogStart, r.BacklogEnd, r.KeptUp, r.Lost, r.GapsOpen, r.Duplicates, r.Resent, r.LateTicks,
 		r.MsgsPerWrite, r.PointsPerWrite, r.Inflight, r.BatchPoints, strings.Join(r.Bound, "+"))
 }
@@ -460,6 +464,9 @@ func result(r Run, cfg citysim.Config, ep Endpoint, start, end snapshot) Result 
 		res.MachineBusy = 100 * float64(end.busy-start.busy) / float64(all)
 	}
 	res.EngineCPU = pct(end.engineCPU-start.engineCPU, win)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	res.SimGoroutines, res.SimHeapMB = runtime.NumGoroutine(), float64(ms.HeapInuse)/(1<<20)
 	for i := range end.cloudCPU {
 		res.CloudCPU = append(res.CloudCPU, pct(end.cloudCPU[i]-start.cloudCPU[i], win))
 		res.Throttled = append(res.Throttled, (end.throttled[i]-start.throttled[i]).Seconds()/win.Seconds())
