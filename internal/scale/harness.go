@@ -15,14 +15,19 @@
 // ("cloudd-cpu"), the broker process near one full core ("broker"),
 // InfluxDB near a core ("influxdb"), InfluxDB write requests that each
 // carry the broker's whole in-flight window ("broker-inflight-window") or
-// cloudd's whole -batch-points ("cloudd-batch-points") — cloudd writes one
-// request at a time, so the write round trip paces it —, the simulator late
+// cloudd's whole -batch-points ("cloudd-batch-points"), InfluxDB's write
+// requests taking 80% of each instance's time ("influxdb-write-time") —
+// cloudd writes one request at a time, so the write round trip paces it —,
+// the simulator late
 // on its schedule ("simulator"), or the whole machine busy ("machine").
 package scale
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -158,9 +163,14 @@ type Result struct {
 	// points. cloudd writes serially, one request at a time per instance.
 	MsgsPerWrite   float64
 	PointsPerWrite float64
-	Inflight       int // the engine's in-flight window, when known
-	BatchPoints    int // cloudd's -batch-points
-	Bound          []string
+	// InfluxWriteMS is InfluxDB's own mean time per write request (its
+	// /debug/vars httpd statistics), InfluxWaiting the share of the window
+	// each cloudd instance spent waiting for writes on average.
+	InfluxWriteMS float64
+	InfluxWaiting float64
+	Inflight      int // the engine's in-flight window, when known
+	BatchPoints   int // cloudd's -batch-points
+	Bound         []string
 }
 
 // CloudCPUTotal is the CPU of all instances, % of one core.
@@ -187,11 +197,11 @@ func (r Result) String() string {
 	return fmt.Sprintf("%s, %d cloudd %v (quota %s), %d gateways × %d devices, %.0fs: offered %.0f records/s, written %.0f/s; "+
 		"cloudd CPU %s; broker %.0f%%, influxd %.0f%%, simulator %.0f%% (%d goroutines, %.0f MiB heap), machine %.0f%% busy; p99 %.3fs; "+
 		"backlog %d→%d messages, kept up %v; lost %.0f, gaps open %.0f, duplicates %.0f, resent %d, late ticks %d; "+
-		"per InfluxDB write %.0f messages, %.0f points (window %d, batch %d); bound: %s",
+		"per InfluxDB write %.0f messages, %.0f points (window %d, batch %d), %.0f ms (cloudd waiting %.0f%%); bound: %s",
 		r.Engine, r.Instances, r.CloudFlags, q, r.Gateways, r.Devices, r.Seconds, r.Offered, r.Readings,
 		strings.Join(cpus, ", "), r.EngineCPU, r.InfluxCPU, r.SimCPU, r.SimGoroutines, r.SimHeapMB, r.MachineBusy, r.P99,
 		r.BacklogStart, r.BacklogEnd, r.KeptUp, r.Lost, r.GapsOpen, r.Duplicates, r.Resent, r.LateTicks,
-		r.MsgsPerWrite, r.PointsPerWrite, r.Inflight, r.BatchPoints, strings.Join(r.Bound, "+"))
+		r.MsgsPerWrite, r.PointsPerWrite, r.Inflight, r.BatchPoints, r.InfluxWriteMS, r.InfluxWaiting*100, strings.Join(r.Bound, "+"))
 }
 
 // newPIDs returns the pids in after that are not in before.
@@ -328,15 +338,20 @@ type snapshot struct {
 	written   float64 // messages
 	points    float64
 	requests  float64
+	influxReq influxWrites
 	latency   Histogram
 	lost      float64
 	gaps      float64
 	dups      float64
 }
 
-func take(tb testing.TB, city *citysim.City, clouds []*cloud, token string, engine, influx []int) snapshot {
+func take(tb testing.TB, city *citysim.City, clouds []*cloud, token string, engine, influx []int, influxURL string) snapshot {
 	tb.Helper()
 	s := snapshot{at: time.Now(), sim: city.Totals(), simCPU: processCPU(os.Getpid())}
+	var err error
+	if s.influxReq, err = readInfluxWrites(influxURL); err != nil {
+		tb.Fatalf("scale: %v", err)
+	}
 	s.busy, s.all = machineCPU()
 	for _, p := range engine {
 		s.engineCPU += processCPU(p)
@@ -423,9 +438,9 @@ func Exec(tb testing.TB, r Run) Result {
 	time.Sleep(r.Warmup) // a measurement window, not a wait for a condition
 
 	influxPIDs := children("influxd")
-	start := take(tb, city, clouds, token, ep.PIDs, influxPIDs)
+	start := take(tb, city, clouds, token, ep.PIDs, influxPIDs, influx.URL)
 	time.Sleep(r.Measure)
-	end := take(tb, city, clouds, token, ep.PIDs, influxPIDs)
+	end := take(tb, city, clouds, token, ep.PIDs, influxPIDs, influx.URL)
 	return result(r, cfg, ep, start, end)
 }
 
@@ -476,6 +491,11 @@ func result(r Run, cfg citysim.Config, ep Endpoint, start, end snapshot) Result 
 		res.PointsPerWrite = (end.points - start.points) / req
 	}
 	res.Inflight, res.BatchPoints = ep.Inflight, batchPoints(r.CloudFlags)
+	if n := end.influxReq.requests - start.influxReq.requests; n > 0 {
+		busy := end.influxReq.duration - start.influxReq.duration
+		res.InfluxWriteMS = busy.Seconds() * 1000 / n
+		res.InfluxWaiting = busy.Seconds() / win.Seconds() / float64(r.Instances)
+	}
 	if h, err := end.latency.Sub(start.latency); err == nil {
 		res.P99 = h.Quantile(0.99)
 	}
@@ -518,6 +538,9 @@ func bounds(r Result, quota float64, enginePIDs bool) []string {
 	if r.BatchPoints > 0 && r.PointsPerWrite >= 0.8*float64(r.BatchPoints) {
 		b = append(b, "cloudd-batch-points")
 	}
+	if r.InfluxWaiting >= 0.8 {
+		b = append(b, "influxdb-write-time")
+	}
 	if r.LateTicks > 0 {
 		b = append(b, "simulator")
 	}
@@ -528,4 +551,49 @@ func bounds(r Result, quota float64, enginePIDs bool) []string {
 		return []string{"unknown"}
 	}
 	return b
+}
+
+// influxWrites are InfluxDB's counters of HTTP write requests.
+type influxWrites struct {
+	requests float64
+	duration time.Duration
+}
+
+// readInfluxWrites reads InfluxDB 1.x's /debug/vars: the "httpd"
+// statistics' writeReq and writeReqDurationNs.
+func readInfluxWrites(url string) (influxWrites, error) {
+	resp, err := http.Get(url + "/debug/vars")
+	if err != nil {
+		return influxWrites{}, fmt.Errorf("influxdb statistics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return influxWrites{}, fmt.Errorf("influxdb statistics: %s/debug/vars: HTTP %d", url, resp.StatusCode)
+	}
+	return parseInfluxWrites(resp.Body)
+}
+
+func parseInfluxWrites(r io.Reader) (influxWrites, error) {
+	var vars map[string]json.RawMessage
+	if err := json.NewDecoder(r).Decode(&vars); err != nil {
+		return influxWrites{}, fmt.Errorf("influxdb statistics: %w", err)
+	}
+	var w influxWrites
+	found := false
+	for _, raw := range vars {
+		var st struct {
+			Name   string             `json:"name"`
+			Values map[string]float64 `json:"values"`
+		}
+		if json.Unmarshal(raw, &st) != nil || st.Name != "httpd" {
+			continue
+		}
+		found = true
+		w.requests += st.Values["writeReq"]
+		w.duration += time.Duration(st.Values["writeReqDurationNs"])
+	}
+	if !found {
+		return influxWrites{}, errors.New(`influxdb statistics: no "httpd" statistics in /debug/vars`)
+	}
+	return w, nil
 }

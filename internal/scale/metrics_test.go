@@ -144,3 +144,17 @@ func TestBatchPoints(t *testing.T) {
 		}
 	}
 }
+
+func TestParseInfluxWrites(t *testing.T) {
+	w, err := parseInfluxWrites(strings.NewReader(`{"system":{"currentTime":"x"},"memstats":{"Alloc":1},
+"httpd::8086":{"name":"httpd","tags":{"bind":"127.0.0.1:8086"},"values":{"writeReq":4,"writeReqDurationNs":2000000000,"req":9}},
+"database:db":{"name":"database","values":{"numSeries":3}}}`))
+	if err != nil || w.requests != 4 || w.duration.Seconds() != 2 {
+		t.Errorf("parse = %+v, %v: want 4 requests, 2 s", w, err)
+	}
+	for _, bad := range []string{`{"x":{"name":"database","values":{}}}`, `[1]`, `{`} {
+		if _, err := parseInfluxWrites(strings.NewReader(bad)); err == nil {
+			t.Errorf("%s: no error", bad)
+		}
+	}
+}
