@@ -209,23 +209,22 @@ func (c *City) tick(g *gateway, now time.Time, tele, events []payload.Record, bu
 		}
 	}
 	g.mu.Lock()
+	online := g.online
+	if !online { // everything goes out on the next connection (replay)
+		g.held = append(g.held, fresh...)
+		g.mu.Unlock()
+		return buf
+	}
 	again := g.due(now)
 	g.held = append(g.held, fresh...)
-	online := g.online
-	if online && len(fresh) > 0 {
+	if len(fresh) > 0 {
 		g.published = fresh[len(fresh)-1].seq
 		if g.advancedAt.IsZero() {
 			g.advancedAt = now
 		}
 	}
-	if !online {
-		g.replay = len(g.held) > 0 // everything goes out on the next connection
-	}
 	g.resent += uint64(len(again))
 	g.mu.Unlock()
-	if !online {
-		return buf
-	}
 	for _, h := range again {
 		g.client.Publish(g.topicFor(h.kind), 1, false, h.body)
 	}
