@@ -158,3 +158,23 @@ func TestParseInfluxWrites(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseProcStat(f *testing.F) {
+	f.Add("4242 (clou) d (x)) S 17 4242 4242 0 -1 4194560 100 0 0 0 250 130 0 0 20 0 9 0 1 2 3\n")
+	f.Add("1 (c) S 1")
+	f.Add("1 () R 0 0 0 0 0 0 0 0 0 0 18446744073709551615 1")
+	f.Fuzz(func(t *testing.T, in string) {
+		s, err := parseProcStat([]byte(in))
+		if err == nil && s.CPU < 0 {
+			t.Fatalf("%q: negative CPU time %v", in, s.CPU)
+		}
+	})
+}
+
+func FuzzParseInfluxWrites(f *testing.F) {
+	f.Add(`{"httpd::8086":{"name":"httpd","values":{"writeReq":4,"writeReqDurationNs":2000000000}}}`)
+	f.Add(`{"a":{"name":"httpd","values":{}},"b":1}`)
+	f.Fuzz(func(t *testing.T, in string) {
+		parseInfluxWrites(strings.NewReader(in))
+	})
+}
