@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -127,6 +128,46 @@ type Run struct {
 	City       citysim.Config
 	Warmup     time.Duration // after every gateway is online, before measuring
 	Measure    time.Duration
+	// During, when set, runs as soon as the measurement window opened,
+	// for faults such as killing an instance (Running.Kill) or an engine
+	// node; the window closes Measure after it opened, or when During
+	// returns if that is later.
+	During func(tb testing.TB, r *Running)
+	// After, when set, runs once the window closed, before anything
+	// stops: for checks such as Running.Drain and a comparison with
+	// InfluxDB.
+	After func(tb testing.TB, r *Running)
+}
+
+// Running is a run in progress, as During and After see it.
+type Running struct {
+	City   *citysim.City
+	Influx *testenv.Influx
+	DB     string // the InfluxDB database cloudd writes
+	clouds []*cloud
+}
+
+// Instances is the number of cloudd instances started.
+func (r *Running) Instances() int { return len(r.clouds) }
+
+// PID is cloudd instance i's process id.
+func (r *Running) PID(i int) int { return r.clouds[i].cmd.Process.Pid }
+
+// Kill ends cloudd instance i with SIGKILL and waits until it is gone. A
+// killed instance counts for neither end of the window.
+func (r *Running) Kill(i int) {
+	c := r.clouds[i]
+	c.cmd.Process.Kill()
+	<-c.done
+}
+
+// Drain stops new traffic and waits until cloudd confirmed everything the
+// gateways sent (failing after limit).
+func (r *Running) Drain(tb testing.TB, limit time.Duration) citysim.Report {
+	tb.Helper()
+	r.City.StopTraffic()
+	testenv.WaitFor(tb, limit, "cloudd to confirm everything the gateways sent", func() bool { return r.City.Totals().Unconfirmed == 0 })
+	return r.City.Report()
 }
 
 // Result is what a run measured, over the measurement window.
@@ -310,6 +351,15 @@ func startCloud(tb testing.TB, bin string, args []string, quota float64, name st
 	return c
 }
 
+func (c *cloud) alive() bool {
+	select {
+	case <-c.done:
+		return false
+	default:
+		return true
+	}
+}
+
 func (c *cloud) metrics(token string) (Metrics, error) {
 	req, _ := http.NewRequest("GET", "http://"+c.http+"/metrics", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
@@ -328,21 +378,27 @@ func (c *cloud) metrics(token string) (Metrics, error) {
 type snapshot struct {
 	at        time.Time
 	sim       citysim.Totals
-	cloudCPU  []time.Duration
-	throttled []time.Duration
+	inst      []instSnap
 	engineCPU time.Duration
 	influxCPU time.Duration
 	simCPU    time.Duration
 	busy, all time.Duration
+	influxReq influxWrites
+}
+
+// instSnap is one cloudd instance's part of a snapshot.
+type instSnap struct {
+	alive     bool
+	cpu       time.Duration
+	throttled time.Duration
 	records   float64
 	written   float64 // messages
 	points    float64
 	requests  float64
-	influxReq influxWrites
-	latency   Histogram
 	lost      float64
 	gaps      float64
 	dups      float64
+	latency   Histogram
 }
 
 func take(tb testing.TB, city *citysim.City, clouds []*cloud, token string, engine, influx []int, influxURL string) snapshot {
@@ -360,26 +416,28 @@ func take(tb testing.TB, city *citysim.City, clouds []*cloud, token string, engi
 		s.influxCPU += processCPU(p)
 	}
 	for _, c := range clouds {
-		s.cloudCPU = append(s.cloudCPU, processCPU(c.cmd.Process.Pid))
-		var th time.Duration
-		if c.group != nil {
-			th = c.group.Throttled()
+		var in instSnap
+		if in.alive = c.alive(); !in.alive {
+			s.inst = append(s.inst, in) // killed during the run (Running.Kill)
+			continue
 		}
-		s.throttled = append(s.throttled, th)
+		in.cpu = processCPU(c.cmd.Process.Pid)
+		if c.group != nil {
+			in.throttled = c.group.Throttled()
+		}
 		m, err := c.metrics(token)
 		if err != nil {
 			tb.Fatalf("scale: %v", err)
 		}
-		s.records += m.Sum("luling_cloud_records_total")
-		s.written += m.Sum("luling_cloud_ingest_written_total")
-		s.points += m.Sum("luling_cloud_ingest_points_total")
-		s.requests += m.Sum("luling_cloud_influx_requests_total")
-		s.lost += m.Sum("luling_cloud_seq_lost_total")
-		s.gaps += m.Sum("luling_cloud_seq_gaps_open")
-		s.dups += m.Sum("luling_cloud_seq_duplicates_total")
-		if s.latency, err = s.latency.Add(m.Histogram("luling_cloud_ingest_latency_seconds")); err != nil {
-			tb.Fatalf("scale: cloudd %s: %v", c.http, err)
-		}
+		in.records = m.Sum("luling_cloud_records_total")
+		in.written = m.Sum("luling_cloud_ingest_written_total")
+		in.points = m.Sum("luling_cloud_ingest_points_total")
+		in.requests = m.Sum("luling_cloud_influx_requests_total")
+		in.lost = m.Sum("luling_cloud_seq_lost_total")
+		in.gaps = m.Sum("luling_cloud_seq_gaps_open")
+		in.dups = m.Sum("luling_cloud_seq_duplicates_total")
+		in.latency = m.Histogram("luling_cloud_ingest_latency_seconds")
+		s.inst = append(s.inst, in)
 	}
 	return s
 }
@@ -438,10 +496,20 @@ func Exec(tb testing.TB, r Run) Result {
 	time.Sleep(r.Warmup) // a measurement window, not a wait for a condition
 
 	influxPIDs := children("influxd")
+	rn := &Running{City: city, Influx: influx, DB: db, clouds: clouds}
 	start := take(tb, city, clouds, token, ep.PIDs, influxPIDs, influx.URL)
-	time.Sleep(r.Measure)
+	if r.During != nil {
+		r.During(tb, rn)
+	}
+	if rest := r.Measure - time.Since(start.at); rest > 0 {
+		time.Sleep(rest) // the rest of the measurement window
+	}
 	end := take(tb, city, clouds, token, ep.PIDs, influxPIDs, influx.URL)
-	return result(r, cfg, ep, start, end)
+	res := result(r, cfg, ep, start, end)
+	if r.After != nil {
+		r.After(tb, rn)
+	}
+	return res
 }
 
 // batchPoints is cloudd's -batch-points in flags, or its default.
@@ -468,11 +536,9 @@ func result(r Run, cfg citysim.Config, ep Endpoint, start, end snapshot) Result 
 		Engine: r.Engine.Name, Instances: r.Instances, Gateways: cfg.Gateways, Devices: cfg.Devices, CPUQuota: r.CPUQuota, CloudFlags: r.CloudFlags,
 		Seconds:      win.Seconds(),
 		Offered:      float64(end.sim.Records-start.sim.Records) / win.Seconds(),
-		Readings:     (end.records - start.records) / win.Seconds(),
 		InfluxCPU:    pct(end.influxCPU-start.influxCPU, win),
 		SimCPU:       pct(end.simCPU-start.simCPU, win),
 		BacklogStart: start.sim.Unconfirmed, BacklogEnd: end.sim.Unconfirmed,
-		Lost: end.lost, GapsOpen: end.gaps, Duplicates: end.dups - start.dups,
 		Resent: end.sim.Resent - start.sim.Resent, LateTicks: end.sim.LateTicks - start.sim.LateTicks,
 	}
 	if all := end.all - start.all; all > 0 {
@@ -482,13 +548,39 @@ func result(r Run, cfg citysim.Config, ep Endpoint, start, end snapshot) Result 
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	res.SimGoroutines, res.SimHeapMB = runtime.NumGoroutine(), float64(ms.HeapInuse)/(1<<20)
-	for i := range end.cloudCPU {
-		res.CloudCPU = append(res.CloudCPU, pct(end.cloudCPU[i]-start.cloudCPU[i], win))
-		res.Throttled = append(res.Throttled, (end.throttled[i]-start.throttled[i]).Seconds()/win.Seconds())
+	// Instances killed during the window count for neither end.
+	var records, written, points, requests float64
+	var lat Histogram
+	for i := range end.inst {
+		st, en := start.inst[i], end.inst[i]
+		if en.alive {
+			res.Lost += en.lost
+			res.GapsOpen += en.gaps
+		}
+		if !st.alive || !en.alive {
+			res.CloudCPU = append(res.CloudCPU, 0)
+			res.Throttled = append(res.Throttled, 0)
+			continue
+		}
+		res.CloudCPU = append(res.CloudCPU, pct(en.cpu-st.cpu, win))
+		res.Throttled = append(res.Throttled, (en.throttled-st.throttled).Seconds()/win.Seconds())
+		records += en.records - st.records
+		written += en.written - st.written
+		points += en.points - st.points
+		requests += en.requests - st.requests
+		res.Duplicates += en.dups - st.dups
+		d, err := en.latency.Sub(st.latency)
+		if err == nil {
+			lat, err = lat.Add(d)
+		}
+		if err != nil {
+			res.P99 = math.NaN()
+		}
 	}
-	if req := end.requests - start.requests; req > 0 {
-		res.MsgsPerWrite = (end.written - start.written) / req
-		res.PointsPerWrite = (end.points - start.points) / req
+	res.Readings = records / win.Seconds()
+	if requests > 0 {
+		res.MsgsPerWrite = written / requests
+		res.PointsPerWrite = points / requests
 	}
 	res.Inflight, res.BatchPoints = ep.Inflight, batchPoints(r.CloudFlags)
 	if n := end.influxReq.requests - start.influxReq.requests; n > 0 {
@@ -496,8 +588,8 @@ func result(r Run, cfg citysim.Config, ep Endpoint, start, end snapshot) Result 
 		res.InfluxWriteMS = busy.Seconds() * 1000 / n
 		res.InfluxWaiting = busy.Seconds() / win.Seconds() / float64(r.Instances)
 	}
-	if h, err := end.latency.Sub(start.latency); err == nil {
-		res.P99 = h.Quantile(0.99)
+	if !math.IsNaN(res.P99) {
+		res.P99 = lat.Quantile(0.99)
 	}
 	// Kept up: cloudd wrote (nearly) what was offered, and what the
 	// gateways hold unconfirmed grew by less than two seconds of messages.
