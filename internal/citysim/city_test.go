@@ -72,6 +72,9 @@ func count(t *testing.T, in *testenv.Influx, db, q string) uint64 {
 // InfluxDB exactly once, every message was written once, and cloudd saw no
 // gap.
 func TestCityLandsExactlyOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs Mosquitto, InfluxDB and cloudd; not with -short")
+	}
 	broker := testenv.Mosquitto(t)
 	influx, db := testenv.NewDatabase(t)
 	in, f := runIngest(t, broker.URL(), influx.URL, db)
@@ -172,6 +175,9 @@ func checkLanded(t *testing.T, influx *testenv.Influx, db string, f *fleet.Fleet
 // published while it was down or that was not confirmed, publish it again
 // on the new connection, and everything still lands once.
 func TestCityRidesOutBrokerRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs Mosquitto, InfluxDB and cloudd; not with -short")
+	}
 	broker := testenv.Mosquitto(t)
 	influx, db := testenv.NewDatabase(t)
 	_, f := runIngest(t, broker.URL(), influx.URL, db)

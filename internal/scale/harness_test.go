@@ -16,6 +16,9 @@ import (
 // Mosquitto, InfluxDB and a simulated city. It measures what it should,
 // drained afterwards every record is in InfluxDB, and its cgroup is gone.
 func TestExecSmallCity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs Mosquitto, InfluxDB and cloudd; not with -short")
+	}
 	quota := 0.5
 	if err := scale.CgroupAvailable(); err != nil {
 		t.Logf("running without a CPU quota: %v", err)
@@ -83,6 +86,9 @@ func TestExecSmallCity(t *testing.T) {
 // Killing one of two instances in the middle of a run: the run reports
 // the survivor only.
 func TestExecKillOneOfTwo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs Mosquitto, InfluxDB and cloudd; not with -short")
+	}
 	res := scale.Exec(t, scale.Run{
 		Engine: scale.Mosquitto, Instances: 2,
 		City:   citysim.Config{Site: "kill", Gateways: 4, Devices: 20, BayChange: time.Second, Seed: 3},
