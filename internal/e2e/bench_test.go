@@ -39,13 +39,16 @@ func BenchmarkGatewaydRSS500(b *testing.B) {
 
 // lotGatewayConfig writes a gatewayd config that reads every bay of lot
 // (one bus per simulated bus, 115200 8E1) every poll and publishes to
-// broker, and returns its path.
+// broker, and returns its path. It logs the status listener's address, where
+// a gatewayd built with LULING_E2E_TAGS=pprof serves /debug/pprof/.
 func lotGatewayConfig(b *testing.B, broker *testenv.Broker, lot *modbussim.Lot, poll string) string {
 	b.Helper()
 	dir := b.TempDir()
+	status := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(b))
+	b.Logf("gatewayd status listener: http://%s/", status)
 	var cfg strings.Builder
-	fmt.Fprintf(&cfg, "site: bench\ngateway: gw-1\nuplink:\n  brokers: [%s]\noutbox:\n  path: %s\nstatus:\n  listen: 127.0.0.1:%d\npipeline:\n  health_interval: 5s\n",
-		broker.URL(), filepath.Join(dir, "outbox"), testenv.FreePort(b))
+	fmt.Fprintf(&cfg, "site: bench\ngateway: gw-1\nuplink:\n  brokers: [%s]\noutbox:\n  path: %s\nstatus:\n  listen: %s\npipeline:\n  health_interval: 5s\n",
+		broker.URL(), filepath.Join(dir, "outbox"), status)
 	cfg.WriteString("buses:\n")
 	for _, bus := range lot.Buses() {
 		fmt.Fprintf(&cfg, "  - {name: %s, port: %s, baud: 115200, parity: even, timeout: 200ms}\n", bus.Name, bus.Path)
