@@ -154,8 +154,9 @@ type Port interface {
 	Read(p []byte) (int, error)
 	// Write sends p. An error means the line is gone.
 	Write(p []byte) (int, error)
-	// Flush discards input that arrived but was not read (and output not
-	// yet sent), so stale bytes cannot be taken for the next reply.
+	// Flush discards input that arrived but was not read, so stale bytes
+	// cannot be taken for the next reply (through tarm/serial also output
+	// not yet sent).
 	Flush() error
 	Close() error
 }

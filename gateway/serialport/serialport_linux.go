@@ -57,9 +57,28 @@ func openLine(cfg Config) (Port, error) {
 		f.Close()
 		return nil, fmt.Errorf("serialport: set up %s: %w", cfg.Name, err)
 	}
-	// Made once: Flush runs before every transaction and must not allocate.
-	p.flush = func(fd uintptr) { p.flushErr = unix.IoctlSetInt(int(fd), unix.TCFLSH, unix.TCIOFLUSH) }
+	// Made once: Flush and Read run in every transaction and must not
+	// allocate.
+	p.flush = func(fd uintptr) {
+		var n int
+		if n, p.flushErr = unix.IoctlGetInt(int(fd), unix.TIOCINQ); p.flushErr == nil && n > 0 {
+			p.flushErr = unix.IoctlSetInt(int(fd), unix.TCFLSH, unix.TCIFLUSH)
+		}
+	}
+	p.read = func(fd uintptr) bool {
+		p.n, p.err = ignoringEINTR(fd, p.buf)
+		return p.err != unix.EAGAIN
+	}
 	return p, nil
+}
+
+func ignoringEINTR(fd uintptr, b []byte) (int, error) {
+	for {
+		n, err := unix.Read(int(fd), b)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
 }
 
 // pollPort is a line whose reads and writes wait in the runtime's poller.
@@ -69,6 +88,14 @@ type pollPort struct {
 	name     string
 	flush    func(fd uintptr)
 	flushErr error
+	// read is one read into buf for rc.Read. It always tries the read
+	// before rc.Read waits: rc.Read resets the poller's readiness before
+	// it calls read, so a reply that came in before that raises no edge
+	// that a wait would see.
+	read func(fd uintptr) bool
+	buf  []byte
+	n    int
+	err  error
 }
 
 func (p *pollPort) control(op func(fd uintptr) error) error {
@@ -87,13 +114,19 @@ func (p *pollPort) Read(b []byte) (int, error) {
 	if err := p.f.SetReadDeadline(start.Add(ReadTimeout)); err != nil {
 		return 0, fmt.Errorf("serialport: read %s: %w", p.name, err)
 	}
-	n, err := p.f.Read(b)
+	p.buf, p.n, p.err = b, 0, nil
+	err := p.rc.Read(p.read)
+	n := p.n
+	if err == nil {
+		err = p.err
+	}
+	p.buf, p.err = nil, nil
 	switch {
 	case n > 0:
 		return n, nil
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return 0, io.EOF
-	case err == nil || err == io.EOF:
+	case err == nil:
 		// With VMIN 1 an empty read means the terminal was hung up.
 		return hungUp(p.name, start)
 	}
@@ -108,6 +141,10 @@ func (p *pollPort) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// Flush discards unread input, asking the terminal first whether there
+// is any (TIOCINQ): on an idle line that is the whole cost, less than the
+// TCFLSH that discards. Output is not discarded: a transaction's request
+// has left long before the next one flushes.
 func (p *pollPort) Flush() error {
 	if err := p.rc.Control(p.flush); err != nil {
 		return fmt.Errorf("serialport: flush %s: %w", p.name, err)

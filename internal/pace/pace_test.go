@@ -119,3 +119,22 @@ func TestWaiterDoesNotAllocate(t *testing.T) {
 		t.Errorf("Waiter.Until allocates %v times per wait, want 0", n)
 	}
 }
+
+// Waits so short that the timer may expire before the goroutine parks must
+// not lose the expiry (a lost one parks the goroutine for ever).
+func TestWaiterShortWaitsNeverHang(t *testing.T) {
+	w := pace.NewWaiter()
+	defer w.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 2000 {
+			w.Until(context.Background(), time.Now().Add(time.Duration(i%20)*time.Microsecond))
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute): // 2000 waits of at most 20 µs; a minute means one never returned
+		t.Fatal("a short wait never returned")
+	}
+}

@@ -19,9 +19,15 @@ func sleep(d time.Duration) {
 // fineTimer is a timerfd in the runtime's poller; a nil file sleeps in
 // nanosleep.
 type fineTimer struct {
-	f     *os.File
-	rc    syscall.RawConn
-	arm   func(fd uintptr) // arms the timerfd with spec; made once
+	f  *os.File
+	rc syscall.RawConn
+	// wait is the callback of rc.Read, made once: its first call arms the
+	// timerfd with spec and lets rc.Read wait for the expiry, its next
+	// ones read the expiry. Arming inside rc.Read matters: rc.Read resets
+	// the poller's readiness before its first call, which would lose an
+	// expiry that came before.
+	wait  func(fd uintptr) bool
+	armed bool // wait armed the timer and has not read it yet
 	spec  unix.ItimerSpec
 	err   error
 	token [8]byte
@@ -39,7 +45,19 @@ func newFineTimer() *fineTimer {
 		return &fineTimer{}
 	}
 	t := &fineTimer{f: f, rc: rc}
-	t.arm = func(fd uintptr) { t.err = unix.TimerfdSettime(int(fd), 0, &t.spec, nil) }
+	t.wait = func(fd uintptr) bool {
+		if !t.armed {
+			t.err = unix.TimerfdSettime(int(fd), 0, &t.spec, nil)
+			t.armed = t.err == nil
+			return t.err != nil // armed: wait for the expiry's edge
+		}
+		_, err := unix.Read(int(fd), t.token[:])
+		if err == unix.EAGAIN || err == unix.EINTR {
+			return false
+		}
+		t.armed = false
+		return true
+	}
 	return t
 }
 
@@ -49,13 +67,11 @@ func (t *fineTimer) sleep(d time.Duration) {
 		return
 	}
 	t.spec.Value = unix.NsecToTimespec(d.Nanoseconds())
-	if err := t.rc.Control(t.arm); err != nil || t.err != nil {
-		sleep(d)
-		return
-	}
-	// The read parks the goroutine until the timer expires; a failed one
-	// (closed) leaves the rest of the wait to the caller's loop.
-	if _, err := t.f.Read(t.token[:]); err != nil {
+	// The goroutine parks until the timer expires (the poller wakes it),
+	// then reads the expiry so that the next arming starts afresh.
+	t.armed = false
+	if err := t.rc.Read(t.wait); err != nil || t.err != nil {
+		t.armed = false
 		sleep(d)
 	}
 }
