@@ -346,8 +346,9 @@ func (g *Gateway) logErr(msg string, err error) {
 // order) and one waiter goroutine collects the results; events are
 // appended here and waited for, and their commit ends the window and takes
 // the queued telemetry along. Telemetry not yet durable is bounded
-// (maxInFlight records); beyond it the loop holds telemetry back, and
-// beyond twice that it stops taking from the queue (polling slows down).
+// (maxInFlight records); beyond it the loop has the outbox commit at once
+// instead of at the window's end and holds telemetry back, and beyond
+// twice that it stops taking from the queue (polling slows down).
 func (g *Gateway) commit() {
 	const (
 		maxGroup    = 2000
@@ -386,7 +387,13 @@ func (g *Gateway) commit() {
 	// submit queues the telemetry held here in the outbox, unless too much
 	// is in flight already.
 	submit := func() bool {
-		if len(tele) == 0 || inFlight.Load() >= maxInFlight {
+		if len(tele) == 0 {
+			return false
+		}
+		if inFlight.Load() >= maxInFlight {
+			// Waiting out the window would cap readings at maxInFlight
+			// per window: commit what is in flight now.
+			g.ob.CommitTelemetry()
 			return false
 		}
 		if done, err := g.ob.AppendAsync(payload.Telemetry, tele); err != nil {
