@@ -114,12 +114,25 @@ type device struct {
 
 	polls, errs, timeouts, crcErrors, skipped atomic.Uint64
 
-	mu        sync.Mutex
-	state     string // "starting", "ok", "failing", "backoff"
-	lastPoll  time.Time
-	lastOK    time.Time
-	lastErr   string
-	lastValue []status.Record // the last poll's records, each on its own
+	mu       sync.Mutex
+	state    string // "starting", "ok", "failing", "backoff"
+	lastPoll time.Time
+	lastOK   time.Time
+	lastErr  string
+	// lastRecs are the last poll's records (shallow copies, the slice
+	// reused from poll to poll) observed at lastAt; the status page
+	// renders them when asked, not on every poll.
+	lastRecs []payload.Record
+	lastAt   time.Time
+}
+
+// lastValues renders the last poll's records for the status page, each on
+// its own. The caller holds d.mu.
+func (d *device) lastValues() []status.Record {
+	if len(d.lastRecs) == 0 {
+		return nil
+	}
+	return statusRecords(d.lastRecs, d.lastAt)
 }
 
 // New builds a gateway from a validated config. It opens the outbox (which
@@ -349,8 +362,9 @@ func (g *Gateway) logErr(msg string, err error) {
 // order) and one waiter goroutine collects the results; events are
 // appended here and waited for, and their commit ends the window and takes
 // the queued telemetry along. Telemetry not yet durable is bounded
-// (maxInFlight records); beyond it the loop holds telemetry back, and
-// beyond twice that it stops taking from the queue (polling slows down).
+// (maxInFlight records); beyond it the loop has the outbox commit at once
+// instead of at the window's end and holds telemetry back, and beyond
+// twice that it stops taking from the queue (polling slows down).
 func (g *Gateway) commit() {
 	const (
 		maxGroup    = 2000
@@ -389,7 +403,13 @@ func (g *Gateway) commit() {
 	// submit queues the telemetry held here in the outbox, unless too much
 	// is in flight already.
 	submit := func() bool {
-		if len(tele) == 0 || inFlight.Load() >= maxInFlight {
+		if len(tele) == 0 {
+			return false
+		}
+		if inFlight.Load() >= maxInFlight {
+			// Waiting out the window would cap readings at maxInFlight
+			// per window: commit what is in flight now.
+			g.ob.CommitTelemetry()
 			return false
 		}
 		if done, err := g.ob.AppendAsync(payload.Telemetry, tele); err != nil {
@@ -551,7 +571,9 @@ func (g *Gateway) deviceOK(ctx context.Context, d *device, t time.Time, recs []p
 	prev := d.state
 	d.state, d.lastPoll, d.lastOK, d.lastErr = "ok", t, t, ""
 	if len(recs) > 0 {
-		d.lastValue = statusRecords(recs, t)
+		// The records' maps are shared: nothing changes a record's
+		// maps once its driver returned it.
+		d.lastRecs, d.lastAt = append(d.lastRecs[:0], recs...), t
 	}
 	d.mu.Unlock()
 	if prev == "failing" || prev == "backoff" {
@@ -697,7 +719,7 @@ func (g *Gateway) Snapshot() *status.Snapshot {
 		ds := status.Device{ID: d.spec.ID, Driver: d.spec.Driver, Bus: d.spec.Bus, Unit: d.spec.Unit, State: d.state,
 			Polls: d.polls.Load(), Errors: d.errs.Load(), Timeouts: d.timeouts.Load(), CRCErrors: d.crcErrors.Load(),
 			Skipped: d.skipped.Load(), LastPoll: d.lastPoll, LastOK: d.lastOK, LastError: d.lastErr, Tags: d.spec.Tags}
-		ds.LastValues = d.lastValue
+		ds.LastValues = d.lastValues()
 		if !d.lastOK.IsZero() {
 			ds.AgeSeconds = s.Now.Sub(d.lastOK).Seconds()
 		}

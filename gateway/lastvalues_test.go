@@ -26,7 +26,7 @@ func TestLastValuesKeepEachRecord(t *testing.T) {
 			Fields: map[string]payload.Value{"dc_power_w": payload.Float(2400)}},
 	}
 	g.deviceOK(context.Background(), d, t0, recs, quietLogger())
-	b, err := json.Marshal(d.lastValue)
+	b, err := json.Marshal(d.lastValues())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,16 +22,30 @@ const (
 	maxFutureSkew = 24 * time.Hour
 )
 
-var (
-	idPattern   = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
-	namePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,127}$`)
-)
+var idPattern = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
 
 // ValidID reports whether s is a valid site or gateway id: [a-z0-9-]{1,64}.
 func ValidID(s string) bool { return idPattern.MatchString(s) }
 
-// ValidName reports whether s is a valid measurement, tag or field name.
-func ValidName(s string) bool { return namePattern.MatchString(s) }
+// ValidName reports whether s is a valid measurement, tag or field name:
+// [A-Za-z_][A-Za-z0-9_.-]{0,127}. It is checked for every name of every
+// record the outbox takes, so it compares bytes rather than run a regexp
+// (which took a quarter of the outbox's CPU).
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_':
+		case i > 0 && (c >= '0' && c <= '9' || c == '.' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // ErrSchema wraps every error that means the payload does not follow the
 // version 1 schema.

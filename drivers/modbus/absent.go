@@ -21,6 +21,9 @@ const (
 // 0x0A (gateway path unavailable) or 0x0B (gateway target device failed to
 // respond): the unit behind the gateway is not there.
 func IsGatewayAbsent(err error) bool {
+	if err == nil {
+		return false
+	}
 	var ex *ExceptionError
 	return errors.As(err, &ex) && (ex.Code == 0x0A || ex.Code == 0x0B)
 }
@@ -71,9 +74,16 @@ func (a *Absence) Skip() error {
 // exception; else err itself. A poll the unit answered (nil, or another
 // exception) clears the back-off; other errors leave it.
 func (a *Absence) Settle(err error) error {
-	var ex *ExceptionError
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if err == nil { // the common case, without the errors.As below
+		if a.backoff > 0 {
+			a.log.Info("modbus unit answers again", "was", a.cause)
+			a.backoff, a.until, a.cause = 0, time.Time{}, ""
+		}
+		return nil
+	}
+	var ex *ExceptionError
 	switch {
 	case IsGatewayAbsent(err):
 		errors.As(err, &ex)
@@ -84,7 +94,7 @@ func (a *Absence) Settle(err error) error {
 			a.log.Warn("modbus unit absent behind its gateway; backing off", "cause", a.cause)
 		}
 		return &absentError{msg: fmt.Sprintf("%s: %s; next try in %s", a.who, a.cause, a.backoff), err: err}
-	case err == nil || errors.As(err, &ex):
+	case errors.As(err, &ex):
 		if a.backoff > 0 {
 			a.log.Info("modbus unit answers again", "was", a.cause)
 		}

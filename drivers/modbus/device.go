@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"sort"
 	"strings"
@@ -235,17 +236,15 @@ func (d *Device) Client() *Client { return d.client }
 
 // Poll reads every block of the profile, one transaction each, and returns
 // one record with the published fields. It fails when any block fails, so
-// that a record never silently lacks a block's fields.
+// that a record never silently lacks a block's fields. Each record has its
+// own copy of the device's tags (maps.Clone copies the table whole, without
+// hashing every key again).
 func (d *Device) Poll(ctx context.Context) ([]payload.Record, error) {
 	fields := make(map[string]payload.Value, len(d.profile.Fields))
 	if err := d.read(ctx, fields, false); err != nil {
 		return nil, err
 	}
-	tags := make(map[string]string, len(d.tags))
-	for k, v := range d.tags {
-		tags[k] = v
-	}
-	return []payload.Record{{Measurement: d.profile.Measurement, Tags: tags, Fields: fields}}, nil
+	return []payload.Record{{Measurement: d.profile.Measurement, Tags: maps.Clone(d.tags), Fields: fields}}, nil
 }
 
 // ReadAll reads every block and returns all fields, published or not

@@ -53,8 +53,9 @@
 // own timing (silence, reply deadlines) stays on the real clock whatever
 // Options say, because the bytes on the line take real time: a fake clock
 // cannot make a reply arrive sooner. On the real clock the silence is waited
-// out with internal/pace, whose sleeps are precise to about 0.1 ms where the
-// runtime's timers round up to whole milliseconds; this package's tests run
+// out with a pace.Waiter, whose sleeps are precise to about 0.1 ms where the
+// runtime's timers round up to whole milliseconds, and which parks the
+// goroutine rather than an OS thread; this package's tests run
 // the line on a fake clock too, and then the silence is a wait on it.
 //
 // Counters are atomics and cheap; Stats returns a snapshot for the status page
@@ -178,6 +179,9 @@ type Bus struct {
 type lineState struct {
 	quietFrom time.Time // no request before this (end of last traffic + silence)
 	buf       []byte    // reply buffer, reused
+	// quiet waits out the silence on the real clock; made on first use,
+	// released by Close.
+	quiet *pace.Waiter
 }
 
 type busCounters struct {
@@ -373,6 +377,9 @@ func (b *Bus) Close() error {
 		}
 		b.state = StateClosed
 		b.mu.Unlock()
+		if b.quiet != nil {
+			b.quiet.Close()
+		}
 		b.line.release()
 		b.log.Info("bus closed")
 	})
@@ -502,7 +509,10 @@ func (b *Bus) waitQuiet(ctx context.Context) error {
 	}
 	var err error
 	if clock.IsReal(b.lineClock) {
-		err = pace.Until(ctx, b.quietFrom)
+		if b.quiet == nil {
+			b.quiet = pace.NewWaiter()
+		}
+		err = b.quiet.Until(ctx, b.quietFrom)
 	} else {
 		err = clock.Sleep(ctx, b.lineClock, wait)
 	}

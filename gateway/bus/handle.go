@@ -77,6 +77,9 @@ func (h *Handle) transact(ctx context.Context, req []byte, frameLen drivers.Fram
 		return nil, err
 	}
 	reply, err := b.transact(ctx, p, req, frameLen)
+	if err == nil { // the common case, without the errors.As target escaping
+		return reply, nil
+	}
 	var eio errIO
 	if errors.As(err, &eio) {
 		b.portGone(p, eio.err)
@@ -105,8 +108,11 @@ func (h *Handle) admit() (probe bool, until time.Time) {
 // on the line, and moves the back-off.
 func (h *Handle) settle(probe bool, err error) {
 	b := h.bus
-	var to errTimedOut
-	missed := errors.As(err, &to) && to.kind == byBus
+	missed := false
+	if err != nil { // the errors.As target escapes: not on every success
+		var to errTimedOut
+		missed = errors.As(err, &to) && to.kind == byBus
+	}
 	switch {
 	case err == nil, errors.Is(err, context.Canceled):
 	case errors.Is(err, drivers.ErrTimeout):

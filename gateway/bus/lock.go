@@ -14,7 +14,12 @@ type lineLock struct {
 	queue []*waiter
 }
 
+// waiter is one caller in the queue. granted receives one value when the
+// line is handed to it; a waiter goes back to waiters with granted empty,
+// so that queueing allocates nothing once the pool holds a few.
 type waiter struct{ granted chan struct{} }
+
+var waiters = sync.Pool{New: func() any { return &waiter{granted: make(chan struct{}, 1)} }}
 
 // acquire waits for the line. It returns ctx.Err() if ctx ends first.
 func (l *lineLock) acquire(ctx context.Context) error {
@@ -27,11 +32,12 @@ func (l *lineLock) acquire(ctx context.Context) error {
 		l.mu.Unlock()
 		return nil
 	}
-	w := &waiter{granted: make(chan struct{})}
+	w := waiters.Get().(*waiter)
 	l.queue = append(l.queue, w)
 	l.mu.Unlock()
 	select {
 	case <-w.granted:
+		waiters.Put(w)
 		return nil
 	case <-ctx.Done():
 	}
@@ -40,11 +46,15 @@ func (l *lineLock) acquire(ctx context.Context) error {
 		if q == w {
 			l.queue = append(l.queue[:i], l.queue[i+1:]...)
 			l.mu.Unlock()
+			waiters.Put(w)
 			return ctx.Err()
 		}
 	}
 	l.mu.Unlock()
-	// The line was handed over as ctx ended: pass it on.
+	// The line was handed over as ctx ended (release sent under l.mu, so
+	// the value is there): pass it on.
+	<-w.granted
+	waiters.Put(w)
 	l.release()
 	return ctx.Err()
 }
@@ -58,9 +68,11 @@ func (l *lineLock) release() {
 		return
 	}
 	w := l.queue[0]
-	l.queue[0] = nil
-	l.queue = l.queue[1:]
-	close(w.granted)
+	// Shift rather than reslice, so that the queue's array is reused.
+	n := copy(l.queue, l.queue[1:])
+	l.queue[n] = nil
+	l.queue = l.queue[:n]
+	w.granted <- struct{}{}
 }
 
 // waiting is the number of callers queued for the line.

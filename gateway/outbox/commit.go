@@ -96,7 +96,8 @@ func (o *Outbox) telemetryWindow() (quitting bool) {
 	for {
 		o.mu.Lock()
 		var oldest time.Time
-		events := o.noWindow
+		events := o.noWindow || o.commitNow
+		o.commitNow = false
 		for _, r := range o.queue {
 			if r.kind == payload.Event || r.now {
 				events = true
@@ -119,6 +120,21 @@ func (o *Outbox) telemetryWindow() (quitting bool) {
 			return true
 		}
 		t.Stop()
+	}
+}
+
+// CommitTelemetry ends the current telemetry window at once: what is
+// queued is committed now, and later appends wait a window again. A writer
+// that bounds its telemetry not yet durable calls it when the bound is
+// reached, rather than stall until the window ends (which capped a busy
+// gateway at that bound per window).
+func (o *Outbox) CommitTelemetry() {
+	o.mu.Lock()
+	o.commitNow = true
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
 	}
 }
 

@@ -212,6 +212,7 @@ type Outbox struct {
 	closed     bool
 	failed     error // set when a failed write could not be undone
 	noWindow   bool  // EndTelemetryWindow was called
+	commitNow  bool  // CommitTelemetry was called since the window last ended
 	logs       [2]kindLog
 	nextSeq    uint64 // next seq to assign; all below are assigned
 	committed  uint64 // highest seq that is durable

@@ -145,3 +145,34 @@ func TestAppendAsyncSharesWindow(t *testing.T) {
 		at = j
 	}
 }
+
+// CommitTelemetry ends only the current window: what is queued commits at
+// once, and the next telemetry waits a window again.
+func TestCommitTelemetryEndsOneWindow(t *testing.T) {
+	opts := testOptions(t.TempDir(), &logBuf{})
+	opts.TelemetryWindow = time.Hour
+	o := mustOpen(t, opts)
+	defer o.Close()
+	first, err := o.AppendAsync(payload.Telemetry, []payload.Record{bay("bay-c", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "a telemetry append queued", func() bool { return queueLen(o) == 1 })
+	o.CommitTelemetry()
+	if err := <-first; err != nil { // the test's timeout catches a window that did not end
+		t.Fatal(err)
+	}
+	second, err := o.AppendAsync(payload.Telemetry, []payload.Record{bay("bay-c", 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the second append queued", func() bool { return queueLen(o) == 1 })
+	select {
+	case err := <-second:
+		t.Fatalf("the append after CommitTelemetry committed (%v) without waiting a window", err)
+	default:
+	}
+	if n := o.Stats().Unacked.Records; n != 1 {
+		t.Fatalf("%d records durable, want 1", n)
+	}
+}

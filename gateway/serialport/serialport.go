@@ -1,16 +1,23 @@
 // Package serialport is the gateway's thin layer over serial lines.
 //
 // A Port is an open serial line as the bus arbiter sees it: it reads, writes,
-// discards stale input and closes. Open opens one through
-// github.com/tarm/serial, which handles real UARTs and USB adapters
+// discards stale input and closes. Open opens real UARTs and USB adapters
 // (/dev/ttyUSB0, /dev/ttyAMA0) as well as the pseudo-terminals that tests and
 // simulators stand in for them with.
 //
+// On Linux, Open sets the line up with termios itself (raw mode, VMIN 1,
+// VTIME 0) and keeps the descriptor non-blocking, so the Go runtime's
+// network poller waits for input: a goroutine waiting for a reply holds no
+// OS thread, and its wake-up is one epoll event instead of a thread that
+// the scheduler must hand its processor away from and back to (most of the
+// CPU a Modbus transaction cost when the port was a blocking read of
+// github.com/tarm/serial). Elsewhere Open goes through tarm/serial.
+//
 // Reading has a fixed granularity: a Read that finds no input returns
 // (0, io.EOF) after ReadTimeout (100 ms, the smallest step termios VTIME
-// offers), and returns as soon as any byte is there otherwise. The timeout
-// cannot change once the port is open; callers that need a longer wait read
-// again, callers that need a shorter one cannot have it. When the line's
+// offers, kept on Linux as a read deadline), and returns as soon as any
+// byte is there otherwise. Callers that need a longer wait read again,
+// callers that need a shorter one cannot have it. When the line's
 // adapter is unplugged, reads and writes fail with an error that is not
 // io.EOF (EIO, or ErrHangup for a hung-up terminal whose reads come back
 // empty at once) and the device node vanishes, so reopening fails until it is
@@ -25,12 +32,10 @@ import (
 	"fmt"
 	"io"
 	"time"
-
-	"github.com/tarm/serial"
 )
 
 // ReadTimeout is how long a Read waits for the first byte before it returns
-// (0, io.EOF). It is fixed at tarm/serial's smallest step.
+// (0, io.EOF). It is termios VTIME's smallest step, which tarm/serial uses.
 const ReadTimeout = 100 * time.Millisecond
 
 // ErrHangup means the line was hung up: its adapter was unplugged (a
@@ -58,7 +63,7 @@ type Config struct {
 	StopBits int    // 1 or 2; 0 means 1
 }
 
-// baudRates are the rates tarm/serial accepts on Linux.
+// baudRates are the rates Linux termios (and tarm/serial) accept.
 var baudRates = [...]int{50, 75, 110, 134, 150, 200, 300, 600, 1200, 1800, 2400, 4800,
 	9600, 19200, 38400, 57600, 115200, 230400, 460800, 500000, 576000, 921600,
 	1000000, 1152000, 1500000, 2000000, 2500000, 3000000, 3500000, 4000000}
@@ -149,8 +154,9 @@ type Port interface {
 	Read(p []byte) (int, error)
 	// Write sends p. An error means the line is gone.
 	Write(p []byte) (int, error)
-	// Flush discards input that arrived but was not read (and output not
-	// yet sent), so stale bytes cannot be taken for the next reply.
+	// Flush discards input that arrived but was not read, so stale bytes
+	// cannot be taken for the next reply (through tarm/serial also output
+	// not yet sent).
 	Flush() error
 	Close() error
 }
@@ -160,77 +166,20 @@ type Opener func(Config) (Port, error)
 
 var _ Opener = Open
 
-// Open opens the line through tarm/serial with ReadTimeout.
+// Open opens the line (see openLine for how, per operating system).
 func Open(cfg Config) (Port, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
-	tc := &serial.Config{
-		Name:        cfg.Name,
-		Baud:        cfg.Baud,
-		ReadTimeout: ReadTimeout,
-		Size:        byte(cfg.DataBits),
-		Parity:      serial.ParityNone,
-		StopBits:    serial.Stop1,
-	}
-	switch cfg.Parity {
-	case ParityEven:
-		tc.Parity = serial.ParityEven
-	case ParityOdd:
-		tc.Parity = serial.ParityOdd
-	}
-	if cfg.StopBits == 2 {
-		tc.StopBits = serial.Stop2
-	}
-	p, err := serial.OpenPort(tc)
-	if err != nil {
-		return nil, fmt.Errorf("serialport: open %s: %w", cfg.Name, err)
-	}
-	return &port{p: p, name: cfg.Name}, nil
+	return openLine(cfg.withDefaults())
 }
 
-// port adapts *serial.Port and names the line in its errors.
-type port struct {
-	p    *serial.Port
-	name string
-}
-
-func (p *port) Read(b []byte) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
+// hungUp tells a read that came back empty at once, a hung-up line, from
+// one that waited ReadTimeout for input: (0, io.EOF) is the latter, and
+// an error naming the port otherwise.
+func hungUp(name string, start time.Time) (int, error) {
+	if time.Since(start) < ReadTimeout/2 {
+		return 0, fmt.Errorf("serialport: read %s: %w", name, ErrHangup)
 	}
-	start := time.Now()
-	n, err := p.p.Read(b)
-	switch {
-	case err == io.EOF && n == 0 && time.Since(start) < ReadTimeout/2:
-		// A timed-out read takes ReadTimeout; one that comes back empty
-		// at once found the line hung up.
-		return 0, fmt.Errorf("serialport: read %s: %w", p.name, ErrHangup)
-	case err != nil && err != io.EOF:
-		return n, fmt.Errorf("serialport: read %s: %w", p.name, err)
-	}
-	return n, err
-}
-
-func (p *port) Write(b []byte) (int, error) {
-	n, err := p.p.Write(b)
-	if err != nil {
-		err = fmt.Errorf("serialport: write %s: %w", p.name, err)
-	}
-	return n, err
-}
-
-func (p *port) Flush() error {
-	if err := p.p.Flush(); err != nil {
-		return fmt.Errorf("serialport: flush %s: %w", p.name, err)
-	}
-	return nil
-}
-
-func (p *port) Close() error {
-	if err := p.p.Close(); err != nil {
-		return fmt.Errorf("serialport: close %s: %w", p.name, err)
-	}
-	return nil
+	return 0, io.EOF
 }

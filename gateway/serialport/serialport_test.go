@@ -191,3 +191,55 @@ func TestOpenMissingNodeNamesIt(t *testing.T) {
 }
 
 func errNotExist() error { return fs.ErrNotExist }
+
+// TestReadAfterFlushReturnsTheReply checks that the first Read after a
+// Flush returns bytes that arrive before it waits and while it waits,
+// rather than timing out (a Read that missed the line's wake-up would
+// come back with io.EOF after ReadTimeout).
+func TestReadAfterFlushReturnsTheReply(t *testing.T) {
+	pair, p := openPair(t)
+	for _, delay := range []time.Duration{0, 20 * time.Millisecond} {
+		if err := p.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		wrote := make(chan error, 1)
+		write := func() { _, err := pair.Master.Write([]byte("reply")); wrote <- err }
+		if delay == 0 {
+			write()
+		} else {
+			time.AfterFunc(delay, write)
+		}
+		buf := make([]byte, 16)
+		n, err := p.Read(buf)
+		if err != nil || n == 0 {
+			t.Fatalf("bytes written %v after the flush: first Read = (%d, %v), want the bytes", delay, n, err)
+		}
+		if err := <-wrote; err != nil {
+			t.Fatal(err)
+		}
+		got := append([]byte(nil), buf[:n]...)
+		got = append(got, readFull(t, p, 5-n, 20)...)
+		if string(got) != "reply" {
+			t.Fatalf("read %q, want %q", got, "reply")
+		}
+	}
+}
+
+func TestReadAndFlushDoNotAllocate(t *testing.T) {
+	pair, p := openPair(t)
+	buf, one := make([]byte, 16), []byte{1}
+	allocs := testing.AllocsPerRun(20, func() {
+		if err := p.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pair.Master.Write(one); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := p.Read(buf); n != 1 || err != nil {
+			t.Fatalf("Read = (%d, %v), want 1 byte", n, err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("Flush+Read allocate %v times, want 0", allocs)
+	}
+}

@@ -195,6 +195,7 @@ func Listen(addr string, snap func() *Snapshot, log *slog.Logger) (*Server, erro
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "luling gatewayd: /status (JSON), /metrics (Prometheus), /healthz")
 	})
+	addProfiling(mux)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return s, nil
 }

@@ -122,3 +122,28 @@ func TestMetricsLanesAndLots(t *testing.T) {
 		}
 	}
 }
+
+// The default build serves no profiles: net/http/pprof is linked in only
+// with -tags pprof (docs/performance.md).
+func TestProfilesOnlyWithTheBuildTag(t *testing.T) {
+	s, err := Listen("127.0.0.1:0", func() *Snapshot { return &Snapshot{} }, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	resp, err := http.Get("http://" + s.Addr() + "/debug/pprof/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	want := http.StatusNotFound
+	if Profiling {
+		want = http.StatusOK // from loopback
+	}
+	if resp.StatusCode != want {
+		t.Errorf("GET /debug/pprof/ (Profiling %v): %s, want %d", Profiling, resp.Status, want)
+	}
+}

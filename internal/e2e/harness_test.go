@@ -37,7 +37,9 @@ func TestMain(m *testing.M) {
 	}
 	root, err := testenv.RepoRoot()
 	if err == nil {
-		cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/gatewayd", "./cmd/cloudd")
+		// LULING_E2E_TAGS adds build tags, such as pprof for profiles
+		// of the running gatewayd (docs/performance.md).
+		cmd := exec.Command("go", "build", "-tags", os.Getenv("LULING_E2E_TAGS"), "-o", dir+"/", "./cmd/gatewayd", "./cmd/cloudd")
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		out, berr := cmd.CombinedOutput()

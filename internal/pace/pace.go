@@ -32,6 +32,12 @@ const fine = 2 * time.Millisecond
 // wait begins or ends during it, except in its last 2 ms, which are slept
 // without watching ctx.
 func Until(ctx context.Context, t time.Time) error {
+	return until(ctx, t, nil, sleep)
+}
+
+// until is Until with a timer for the coarse part (made when nil) and the
+// fine sleep given.
+func until(ctx context.Context, t time.Time, tm *time.Timer, fineSleep func(time.Duration)) error {
 	d := time.Until(t)
 	if d <= 0 {
 		return nil
@@ -40,7 +46,12 @@ func Until(ctx context.Context, t time.Time) error {
 		return err
 	}
 	if d > fine {
-		tm := time.NewTimer(d - fine)
+		if tm == nil {
+			tm = time.NewTimer(d - fine)
+			defer tm.Stop()
+		} else {
+			tm.Reset(d - fine)
+		}
 		select {
 		case <-ctx.Done():
 			tm.Stop()
@@ -49,7 +60,39 @@ func Until(ctx context.Context, t time.Time) error {
 		}
 	}
 	for d = time.Until(t); d > 0; d = time.Until(t) {
-		sleep(d)
+		fineSleep(d)
 	}
 	return nil
 }
+
+// Waiter waits like Until, for one goroutine at a time, and keeps what a
+// wait needs between waits, so that a loop that waits for every
+// transaction on a line neither allocates nor blocks an OS thread per
+// wait. On Linux its last stretch is a timerfd that the runtime's poller
+// watches: the goroutine parks, the processor runs other goroutines, and
+// the wake-up comes at the timer's nanosecond precision (nanosleep, which
+// Until uses, holds its thread, and the scheduler hands the thread's
+// processor to another one and back for every sleep). Elsewhere, and when
+// the timerfd cannot be made, it sleeps as Until does.
+type Waiter struct {
+	timer *time.Timer
+	fine  *fineTimer
+	sleep func(time.Duration) // fine.sleep, bound once
+}
+
+// NewWaiter makes a Waiter; Close releases it.
+func NewWaiter() *Waiter {
+	tm := time.NewTimer(time.Hour)
+	tm.Stop()
+	f := newFineTimer()
+	return &Waiter{timer: tm, fine: f, sleep: f.sleep}
+}
+
+// Until returns once t has passed, as the package's Until does.
+func (w *Waiter) Until(ctx context.Context, t time.Time) error {
+	return until(ctx, t, w.timer, w.sleep)
+}
+
+// Close releases the Waiter's timer. A closed Waiter still waits, as
+// Until does.
+func (w *Waiter) Close() error { return w.fine.close() }
