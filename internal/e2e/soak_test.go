@@ -380,6 +380,8 @@ func (s *soak) fillDisk(end func() []change) []change {
 // segment got after the cut, and starts gatewayd and the uplink again.
 func (s *soak) corruptSegment(end func() []change) []change {
 	t, w := s.t, s.world
+	// Sizes taken after the cut: what is written after them was never sent.
+	w.proxy.Cut()
 	sizes := map[string]int64{}
 	segs, _ := filepath.Glob(filepath.Join(w.outbox, "telemetry-*.seg"))
 	for _, p := range segs {
@@ -387,7 +389,6 @@ func (s *soak) corruptSegment(end func() []change) []change {
 			sizes[p] = fi.Size()
 		}
 	}
-	w.proxy.Cut()
 	s.pause(3, 4)
 	got := end()
 	time.Sleep(3*w.poll + config.DefaultTelemetryWindow) // polled, and out of the window
