@@ -92,7 +92,10 @@ func (s *Seq) Declare(r payload.SeqRange, unused bool, now time.Time) bool {
 		}
 		first := max(r.First, s.next)
 		n += r.Last - first + 1
-		from := first
+		// Nothing was written for the new gap nor the range: forget the
+		// hashes their slots hold from Window numbers earlier, or the
+		// gap's messages would be taken for conflicts when they come.
+		from := s.next
 		if r.Last-from >= Window {
 			from = r.Last - Window + 1
 		}

@@ -130,3 +130,28 @@ func TestFleetAcksPolicy(t *testing.T) {
 		t.Fatalf("acks %+v after the reset, want through %d", acks, 1<<30+1)
 	}
 }
+
+// A declaration ahead of the expected number opens a gap before it; that
+// gap's numbers share window slots with numbers Window earlier, whose
+// hashes must not stay there: the missing message, when it comes, is
+// written (reordered), not taken for a conflict. The soak found this after
+// a corrupted outbox segment: the gateway declared 616, 618, ... before
+// resending 615, 617, ..., and cloudd refused those for good.
+func TestSeqDeclareAheadClearsTheGapsWindow(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	var s Seq
+	for n := uint64(1); n <= Window+100; n++ {
+		s.Observe(n, 1000+n, t0)
+	}
+	next := uint64(Window + 101)
+	s.Declare(rng(next+1, next+1), false, t0) // next itself is still to come
+	s.Declare(rng(next+3, next+9), false, t0) // and next+2
+	for _, n := range []uint64{next, next + 2} {
+		if r := s.Observe(n, 5000+n, t0); r != SeqReordered {
+			t.Fatalf("%d, missing before a declared range, arrives: %v, want reordered", n, r)
+		}
+	}
+	if st := s.Stats(); st.Conflicts != 0 || st.GapsOpen != 0 || st.DeclaredLost != 8 || s.Through() != next+9 {
+		t.Fatalf("after the gaps filled: %+v, through %d; want no conflict, nothing open, 8 declared, through %d", st, s.Through(), next+9)
+	}
+}

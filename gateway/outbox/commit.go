@@ -174,7 +174,13 @@ type pendingWrite struct {
 
 // commit admits, seals, writes and syncs one group, then publishes it to
 // the index and wakes every Append of the group.
-func (o *Outbox) commit(group []*request) {
+func (o *Outbox) commit(group []*request) { o.commitGroup(group, true) }
+
+// commitGroup is commit; when the write fails for lack of space and retry
+// is set, the group is admitted and written once more: the disk is then
+// the bound, so the oldest telemetry is dropped (declared) to make room,
+// rather than the group's own readings and events being refused.
+func (o *Outbox) commitGroup(group []*request, retry bool) {
 	accepted, dropped := o.admit(group)
 	dirDirty := false
 	if len(dropped) > 0 {
@@ -242,6 +248,10 @@ func (o *Outbox) commit(group []*request) {
 		o.st.Fsyncs += int64(fsyncs)
 		o.mu.Unlock()
 		o.noteCommitFailure(err, countRecords(accepted))
+		if retry && isNoSpace(err) {
+			o.commitGroup(accepted, false)
+			return
+		}
 		for _, r := range accepted {
 			r.done <- err
 		}

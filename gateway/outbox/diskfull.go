@@ -16,9 +16,10 @@ import (
 //     and acknowledged segments deleted. It is made again once the disk has
 //     room.
 //   - A commit that fails with ENOSPC makes the bytes now on disk the bound
-//     for diskRetry: the next appends drop the oldest telemetry segments
-//     (declared, counted in DroppedOldest) to make room, as the bound does,
-//     and a fully acknowledged active segment is deleted too.
+//     for diskRetry and is tried once more: it and the next appends drop
+//     the oldest telemetry segments (declared, counted in DroppedOldest) to
+//     make room, as the bound does, and a fully acknowledged active segment
+//     is deleted too.
 //   - Open on a full disk does not fail for want of a state write: it logs
 //     it and starts.
 //   - Failures are logged once, then at most every failLogEvery with the

@@ -145,3 +145,46 @@ func TestDiskFullKeepsRunningAndDeclaresLosses(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A commit that meets a full disk is tried once more with the disk as the
+// bound: the oldest telemetry is dropped and declared, and the group's own
+// records, an event among them, are stored, not refused (the soak lost an
+// event and readings this way, declared only as unused numbers).
+func TestDiskFullCommitDropsOldestNotTheGroup(t *testing.T) {
+	dir := smallDisk(t, "1m")
+	var lb logBuf
+	o := mustOpen(t, testOptions(filepath.Join(dir, "outbox"), &lb))
+	t.Cleanup(func() { o.Close() }) // before the unmount
+	for i := range 200 {
+		appendOne(t, o, payload.Telemetry, bay("bay-1", i))
+	}
+	fill(t, filepath.Join(dir, "filler"))
+	next := o.Stats().NextSeq
+	if err := o.Append(context.Background(), payload.Event, []payload.Record{door("door-1", 1)}); err != nil {
+		t.Fatalf("event on a full disk holding telemetry: %v", err)
+	}
+	if err := o.Append(context.Background(), payload.Telemetry, []payload.Record{bay("bay-1", 1000)}); err != nil {
+		t.Fatalf("telemetry on a full disk holding telemetry: %v", err)
+	}
+	st := o.Stats()
+	if !strings.Contains(lb.String(), "commit failed") {
+		t.Fatalf("no commit met the full disk, the test proves nothing:\n%s", lb.String())
+	}
+	if st.DroppedOldest.Records == 0 {
+		t.Fatalf("nothing dropped to make room: %+v", st)
+	}
+	var event, reading bool
+	for _, m := range pendingAll(t, o) {
+		if m.Seq < next {
+			continue
+		}
+		for _, r := range decode(t, m).Records {
+			event = event || r.Tags["door"] == "door-1"
+			reading = reading || (r.Tags["device"] == "bay-1" && m.Kind == payload.Telemetry)
+		}
+	}
+	if !event || !reading {
+		t.Fatalf("stored after the disk filled: event %v, reading %v; want both", event, reading)
+	}
+	checkAccounted(t, o)
+}

@@ -139,9 +139,11 @@
 //
 // A bound larger than the file system is met by the disk first: the
 // default segment size also follows the file system's size, and a commit
-// that fails with ENOSPC makes the bytes on disk the bound for 30 s, so the
-// next appends drop the oldest telemetry segments (declared, counted) as
-// the bound does, and a fully acknowledged active segment is deleted too. A
+// that fails with ENOSPC makes the bytes on disk the bound for 30 s and is
+// tried once more against it, so that it and the next appends drop the
+// oldest telemetry segments (declared, counted) as the bound does, and a
+// fully acknowledged active segment is deleted too: a full disk costs the
+// oldest readings, not the group being written, events least of all. A
 // spare file (256 KiB) is released when the state file cannot be written
 // for lack of space; failing that, acknowledged segments are deleted before
 // the state is recorded (safe for the counter, whose reservation is always

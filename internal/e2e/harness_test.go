@@ -150,6 +150,8 @@ func tail(s string, n int) string {
 type world struct {
 	t        *testing.T
 	broker   *testenv.Broker
+	proxy    *testenv.Proxy // between gatewayd and the broker, with worldOptions.proxy
+	outbox   string         // gatewayd's outbox folder
 	influx   *testenv.Influx
 	db       string
 	cloud    *proc
@@ -173,6 +175,12 @@ type worldOptions struct {
 	// brokerConf, when set, is the whole Mosquitto config for a broker on
 	// port whose data folder is dir (testenv.Mosquitto's otherwise).
 	brokerConf func(port int, dir string) string
+	// proxy puts a testenv.Proxy between gatewayd and the broker (world.proxy).
+	proxy bool
+	// keepalive, when set, is gatewayd's MQTT keep-alive (uplink.keepalive).
+	keepalive time.Duration
+	// outboxDir, when set, is gatewayd's outbox folder.
+	outboxDir string
 }
 
 func newWorld(t *testing.T, o worldOptions) *world {
@@ -208,12 +216,24 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	w.lot = lot
 
 	dir := t.TempDir()
+	w.outbox = filepath.Join(dir, "outbox")
+	if o.outboxDir != "" {
+		w.outbox = o.outboxDir
+	}
+	brokerURL := w.broker.URL()
+	if o.proxy {
+		w.proxy = testenv.NewProxy(t, fmt.Sprintf("127.0.0.1:%d", w.broker.Port))
+		brokerURL = w.proxy.URL()
+	}
 	statusPort := testenv.FreePort(t)
 	w.status = fmt.Sprintf("http://127.0.0.1:%d", statusPort)
 	var b strings.Builder
-	fmt.Fprintf(&b, "site: e2e\ngateway: gw-1\nlog: {level: info}\nuplink:\n  brokers: [%s]\n  reconnect_max: 1s\n", w.broker.URL())
+	fmt.Fprintf(&b, "site: e2e\ngateway: gw-1\nlog: {level: info}\nuplink:\n  brokers: [%s]\n  reconnect_max: 1s\n", brokerURL)
+	if o.keepalive > 0 {
+		fmt.Fprintf(&b, "  keepalive: %s\n", o.keepalive)
+	}
 	fmt.Fprintf(&b, "outbox:\n  path: %s\nstatus:\n  listen: 127.0.0.1:%d\npipeline:\n  health_interval: 1s\n  max_silence: 1h\n",
-		filepath.Join(dir, "outbox"), statusPort)
+		w.outbox, statusPort)
 	b.WriteString("buses:\n")
 	for _, bus := range lot.Buses() {
 		fmt.Fprintf(&b, "  - {name: %s, port: %s, baud: 19200, parity: even, stop_bits: 1, timeout: 200ms}\n", bus.Name, bus.Path)

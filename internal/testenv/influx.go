@@ -22,6 +22,8 @@ type Influx struct {
 	URL  string
 	proc *process
 	dir  string
+	bin  string
+	conf string
 }
 
 var (
@@ -82,30 +84,44 @@ bind-address = "127.0.0.1:%d"
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	p, err := startProcess(bin, "-config", cf)
-	if err != nil {
+	in := &Influx{URL: fmt.Sprintf("http://127.0.0.1:%d", httpPort), dir: dir, bin: bin, conf: cf}
+	if err := in.Start(); err != nil {
 		return nil, err
 	}
-	in := &Influx{URL: fmt.Sprintf("http://127.0.0.1:%d", httpPort), proc: p, dir: dir}
+	return in, nil
+}
+
+// Start starts the server (again, after Stop) on the same ports and data,
+// and waits until it answers /ping.
+func (in *Influx) Start() error {
+	p, err := startProcess(in.bin, "-config", in.conf)
+	if err != nil {
+		return err
+	}
+	in.proc = p
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get(in.URL + "/ping")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusNoContent {
-				return in, nil
+				return nil
 			}
 		}
 		if p.exited() || time.Now().After(deadline) {
 			p.stop(syscall.SIGKILL)
-			return nil, fmt.Errorf("influxd did not answer /ping: %v\n%s", err, p.out.String())
+			return fmt.Errorf("influxd did not answer /ping: %v\n%s", err, p.out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
+// Stop stops the server gracefully; Start brings it back with its data.
+// A test that stops the shared server must start it again before it ends.
+func (in *Influx) Stop() { in.proc.stop(syscall.SIGTERM) }
+
 // Close stops the server.
-func (in *Influx) Close() { in.proc.stop(syscall.SIGTERM) }
+func (in *Influx) Close() { in.Stop() }
 
 // SharedInflux returns the test binary's InfluxDB server, starting it on
 // first use. It is stopped when the process exits (Pdeathsig) or by

@@ -54,3 +54,30 @@ func TestInfluxDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Stop takes the server down (queries fail) and Start brings it back on
+// the same address with its databases.
+func TestInfluxStopStart(t *testing.T) {
+	in, db := NewDatabase(t)
+	in.Stop()
+	if _, err := in.Query("", "SHOW DATABASES"); err == nil {
+		in.Start()
+		t.Fatal("a stopped influxd answered a query")
+	}
+	if err := in.Start(); err != nil {
+		t.Fatal(err)
+	}
+	series, err := in.Query("", "SHOW DATABASES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, s := range series {
+		for _, v := range s.Values {
+			found = found || v[0] == db
+		}
+	}
+	if !found {
+		t.Fatalf("database %s lost over a restart: %+v", db, series)
+	}
+}

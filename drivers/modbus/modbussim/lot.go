@@ -393,6 +393,28 @@ func (l *Lot) Now() time.Duration {
 	return l.now
 }
 
+// SetNoise puts line noise on every bus (see Server.SetNoise): each reply
+// byte is hit with chance p; 0 ends it.
+func (l *Lot) SetNoise(p float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, b := range l.buses {
+		b.server.SetNoise(p, l.cfg.Seed+uint64(i))
+	}
+}
+
+// NoiseBytes returns the number of reply bytes line noise changed on all
+// buses.
+func (l *Lot) NoiseBytes() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var n uint64
+	for _, b := range l.buses {
+		n += b.server.NoiseBytes()
+	}
+	return n
+}
+
 // Pause stops the random arrivals and departures; simulated time goes on.
 func (l *Lot) Pause() {
 	l.mu.Lock()

@@ -27,7 +27,9 @@
 // the line ended is a t3.5 violation and is counted.
 //
 // Faults, settable per unit at run time: offline (silent), slow (extra reply
-// delay), and a wrong CRC on the next N replies.
+// delay), and a wrong CRC on the next N replies; and per line, noise
+// (SetNoise): every byte of every reply is hit with a given chance, its bits
+// flipped at random, as interference on a long cable does.
 //
 // On top of the slaves, the parking models (Ultrasonic, Geomagnetic) give a
 // unit the register map of a parking-bay sensor, and a Lot simulates cars
@@ -40,9 +42,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"math/rand/v2"
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/luling-edge/luling/drivers/modbus"
@@ -76,6 +81,11 @@ type Server struct {
 
 	serving sync.Mutex // one Serve at a time
 	c       counters
+
+	noise      atomic.Uint64 // math.Float64bits of the chance per reply byte
+	noiseMu    sync.Mutex
+	noiseRng   *rand.Rand
+	noiseBytes atomic.Uint64
 }
 
 // NewServer makes a line with no units.
@@ -103,6 +113,37 @@ func NewServer(cfg Config) (*Server, error) {
 		logger: logger.With("line", name),
 		units:  map[byte]*Unit{},
 	}, nil
+}
+
+// SetNoise makes every byte of every reply from now on hit by line noise
+// with chance p (0 turns it off; 1 hits every byte): a hit byte is XORed
+// with a random non-zero value. Noise is reproducible from seed for the
+// same sequence of replies.
+func (s *Server) SetNoise(p float64, seed uint64) {
+	p = min(max(p, 0), 1)
+	s.noiseMu.Lock()
+	s.noiseRng = rand.New(rand.NewPCG(seed, 0x6e6f697365))
+	s.noiseMu.Unlock()
+	s.noise.Store(math.Float64bits(p))
+}
+
+// NoiseBytes returns the number of reply bytes line noise changed.
+func (s *Server) NoiseBytes() uint64 { return s.noiseBytes.Load() }
+
+// addNoise hits the bytes of b with the line's noise, in place.
+func (s *Server) addNoise(b []byte) {
+	p := math.Float64frombits(s.noise.Load())
+	if p == 0 {
+		return
+	}
+	s.noiseMu.Lock()
+	defer s.noiseMu.Unlock()
+	for i := range b {
+		if s.noiseRng.Float64() < p {
+			b[i] ^= byte(1 + s.noiseRng.IntN(255))
+			s.noiseBytes.Add(1)
+		}
+	}
 }
 
 // Line returns the line's timing parameters.
@@ -391,6 +432,7 @@ func (p *session) handle(frame []byte, arrival time.Time) error {
 	// Counted before the write, so that whoever reads the reply sees it counted.
 	s.c.replies.Add(1)
 	target.c.replies.Add(1)
+	s.addNoise(reply)
 	if _, err := p.w.Write(reply); err != nil {
 		return fmt.Errorf("modbussim: %s: unit %d: write reply: %w", s.name, id, err)
 	}

@@ -538,3 +538,40 @@ func TestServeAnyReadWriter(t *testing.T) {
 		t.Errorf("Serve returned %v after its context ended", err)
 	}
 }
+
+// Line noise changes reply bytes with the set chance, counts them, and
+// ends when set to 0; with chance 1 no byte of a reply survives.
+func TestLineNoise(t *testing.T) {
+	r := newRig(t, Line{Baud: 115200})
+	addUnits(t, r.srv, 1)
+	want := reply1(1, 0x101)
+
+	r.srv.SetNoise(1, 7)
+	got := r.transact(t, read1(1), len(want))
+	for i := range want {
+		if got[i] == want[i] {
+			t.Fatalf("noise 1: byte %d of % X unchanged (clean % X)", i, got, want)
+		}
+	}
+	if n := r.srv.NoiseBytes(); n != uint64(len(want)) {
+		t.Fatalf("noise 1: %d bytes counted, want %d", n, len(want))
+	}
+
+	r.srv.SetNoise(0.2, 7)
+	hit := 0
+	for range 50 {
+		if got := r.transact(t, read1(1), len(want)); !bytes.Equal(got, want) {
+			hit++
+		}
+	}
+	// 7 bytes at 20%: a reply stays clean with chance 0.8^7 = 21%.
+	if hit < 20 || hit == 50 {
+		t.Fatalf("noise 0.2: %d of 50 replies hit, want most but not all", hit)
+	}
+
+	r.srv.SetNoise(0, 0)
+	before := r.srv.NoiseBytes()
+	if got := r.transact(t, read1(1), len(want)); !bytes.Equal(got, want) || r.srv.NoiseBytes() != before {
+		t.Fatalf("noise off: reply % X, want % X", got, want)
+	}
+}
