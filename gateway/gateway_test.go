@@ -123,8 +123,10 @@ func TestDeadDeviceDoesNotStallOthers(t *testing.T) {
 	lot.Pause()
 	const poll = 500 * time.Millisecond
 	// No broker: the uplink keeps retrying, which the test does not need.
+	// The reply timeout runs on the real clock: generous, so that a live
+	// bay's reply on a loaded machine is not taken for a dead one.
 	noBroker := fmt.Sprintf("tcp://127.0.0.1:%d", testenv.FreePort(t))
-	cfg := lotConfig(t, lot, noBroker, "    timeout: 50ms\n    backoff_max: 4s\n", "", poll)
+	cfg := lotConfig(t, lot, noBroker, "    timeout: 300ms\n    backoff_max: 4s\n", "", poll)
 	for i := range cfg.Buses {
 		cfg.Buses[i].Baud = 115200
 	}
