@@ -63,6 +63,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -847,4 +848,20 @@ type Stats struct {
 // Stats returns the counters.
 func (b *Bus) Stats() Stats {
 	return Stats{Owned: len(b.Owned()), Acquired: b.acquired.Load(), Released: b.released.Load(), Lost: b.lost.Load()}
+}
+
+// WriteMetrics writes the engine's counters in the Prometheus text format.
+func (b *Bus) WriteMetrics(w io.Writer) {
+	s := b.Stats()
+	for _, m := range []struct {
+		name, typ, help string
+		v               any
+	}{
+		{"luling_cloud_nats_partitions_owned", "gauge", "Stream partitions this instance holds and pulls.", s.Owned},
+		{"luling_cloud_nats_partitions_acquired_total", "counter", "Partitions this instance took.", s.Acquired},
+		{"luling_cloud_nats_partitions_released_total", "counter", "Partitions this instance handed over after writing and acknowledging their messages.", s.Released},
+		{"luling_cloud_nats_partitions_lost_total", "counter", "Partitions this instance gave up without handing over (lease lost or expired, handover stuck).", s.Lost},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", m.name, m.help, m.name, m.typ, m.name, m.v)
+	}
 }
