@@ -227,6 +227,7 @@ type Ingest struct {
 	skipped     atomic.Uint64
 	dropped     atomic.Uint64 // records
 	acked       atomic.Uint64
+	latency     latency // publish→InfluxDB, see latency.go
 
 	runCtx context.Context // set by Run before connecting; read-only after
 	client mqtt.Client     // set by Run before the writer starts; publishes acks
@@ -564,6 +565,7 @@ func (in *Ingest) flush(ctx context.Context, pending []item, lines []byte, offse
 			}
 		}
 	}
+	in.latency.observe(time.Now(), pending)
 	committed := in.commit(ctx, pending)
 	for i := range pending {
 		it := &pending[i]
@@ -725,6 +727,7 @@ func (in *Ingest) WriteMetrics(w io.Writer) {
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", m.name, m.help, m.name, m.typ, m.name, m.v)
 	}
+	in.latency.write(w)
 }
 
 // limiter allows n log lines per period per key and counts the rest.

@@ -7,6 +7,7 @@
 //	    [--doors N [--gpio-socket PATH] [--access-every 10s]]
 //	    [--write-config FILE --site S --gateway G --broker URL]
 //	devsim gpio -config FILE [-gpio-socket PATH]
+//	devsim city -gateways N -devices M [-broker URL[,URL…]] [-duration D] [-json]
 //
 // The parking simulator creates one pty per RS-485 bus, each published
 // under a stable link (DIR/ttyBUS0, DIR/ttyBUS1, ...), and puts Modbus RTU
@@ -28,6 +29,12 @@
 // gpio.simulator socket, logs what the gateway writes and drives inputs on
 // commands read from standard input (LINE high|low, LINE pulse DURATION,
 // levels).
+//
+// devsim city simulates a city of gateways from one process for load and
+// scale tests of cloudd (internal/citysim): N gateways over N MQTT
+// connections publish contract-correct batches, keep them until cloudd
+// acknowledges them and answer its resend requests; at the end it prints
+// what it sent (-json: with each gateway's last sequence number).
 package main
 
 import (

@@ -19,11 +19,13 @@ import (
 
 const usageText = `usage: devsim parking [flags]
        devsim gpio -config FILE [-gpio-socket PATH]
+       devsim city -gateways N -devices M [-broker URL] [-duration D] [-json]
 
 parking simulates a car park: Modbus RTU bay sensors on pseudo-terminal RS-485
 buses (and, with flags, inverters, guidance signs and doors).
 gpio serves the GPIO lines of a gateway config as simulated lines (gpio.simulator).
-Run "devsim parking -h" or "devsim gpio -h" for the flags; "devsim -version"
+city runs N simulated gateways over N MQTT connections against cloudd (load tests).
+Run "devsim parking -h", "devsim gpio -h" or "devsim city -h" for the flags; "devsim -version"
 prints the version.
 `
 
@@ -32,13 +34,15 @@ prints the version.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usageText)
-		return fmt.Errorf("%w: no simulator named (want: parking or gpio)", errUsage)
+		return fmt.Errorf("%w: no simulator named (want: parking, gpio or city)", errUsage)
 	}
 	switch args[0] {
 	case "parking":
 		return runParking(ctx, args[1:], stdout, stderr)
 	case "gpio":
 		return runGPIO(ctx, args[1:], os.Stdin, stdout, stderr)
+	case "city":
+		return runCity(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usageText)
 		return nil
@@ -47,7 +51,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	fmt.Fprint(stderr, usageText)
-	return fmt.Errorf("%w: unknown simulator %q (want: parking or gpio)", errUsage, args[0])
+	return fmt.Errorf("%w: unknown simulator %q (want: parking, gpio or city)", errUsage, args[0])
 }
 
 // parkingOptions are the parking simulator's flags.

@@ -1,0 +1,118 @@
+package scale
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// cgroup roots: version 1's cpu controller, and the unified (version 2)
+// hierarchy.
+var (
+	cgroupV1CPU = "/sys/fs/cgroup/cpu"
+	cgroupV2    = "/sys/fs/cgroup"
+)
+
+// ErrNoCgroup means neither a writable cgroup v1 cpu controller nor a
+// cgroup v2 hierarchy with the cpu controller is available.
+var ErrNoCgroup = errors.New("no writable cgroup cpu controller (cgroup v1 /sys/fs/cgroup/cpu or v2 cpu.max)")
+
+// CPUGroup is a cgroup holding processes to a CPU quota.
+type CPUGroup struct {
+	Path  string
+	V2    bool
+	Quota float64 // cores
+}
+
+const cfsPeriodUS = 100000
+
+// NewCPUGroup creates the cgroup name (under the cpu controller of cgroup
+// v1, else under the v2 root) limited to quota cores (0.3 = 30% of one
+// core). Remove it with Remove once its processes ended.
+func NewCPUGroup(name string, quota float64) (*CPUGroup, error) {
+	if quota <= 0 || quota > 64 {
+		return nil, fmt.Errorf("cgroup %s: quota %v cores: want (0, 64]", name, quota)
+	}
+	quotaUS := int64(quota * cfsPeriodUS)
+	if fi, err := os.Stat(filepath.Join(cgroupV1CPU, "cpu.cfs_quota_us")); err == nil && !fi.IsDir() {
+		g := &CPUGroup{Path: filepath.Join(cgroupV1CPU, name), Quota: quota}
+		if err := os.Mkdir(g.Path, 0o755); err != nil {
+			return nil, fmt.Errorf("cgroup v1 %s: %w", g.Path, err)
+		}
+		if err := g.write("cpu.cfs_period_us", strconv.Itoa(cfsPeriodUS)); err != nil {
+			g.Remove()
+			return nil, err
+		}
+		if err := g.write("cpu.cfs_quota_us", strconv.FormatInt(quotaUS, 10)); err != nil {
+			g.Remove()
+			return nil, err
+		}
+		return g, nil
+	}
+	ctl, err := os.ReadFile(filepath.Join(cgroupV2, "cgroup.controllers"))
+	if err != nil || !strings.Contains(" "+string(ctl)+" ", " cpu ") {
+		return nil, ErrNoCgroup
+	}
+	// The cpu controller must be enabled for the root's children.
+	os.WriteFile(filepath.Join(cgroupV2, "cgroup.subtree_control"), []byte("+cpu"), 0o644)
+	g := &CPUGroup{Path: filepath.Join(cgroupV2, name), V2: true, Quota: quota}
+	if err := os.Mkdir(g.Path, 0o755); err != nil {
+		return nil, fmt.Errorf("cgroup v2 %s: %w", g.Path, err)
+	}
+	if err := g.write("cpu.max", fmt.Sprintf("%d %d", quotaUS, cfsPeriodUS)); err != nil {
+		g.Remove()
+		return nil, err
+	}
+	return g, nil
+}
+
+func (g *CPUGroup) write(file, value string) error {
+	p := filepath.Join(g.Path, file)
+	if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
+		return fmt.Errorf("cgroup: write %q to %s: %w", value, p, err)
+	}
+	return nil
+}
+
+// Add moves process pid (all its threads) into the group.
+func (g *CPUGroup) Add(pid int) error { return g.write("cgroup.procs", strconv.Itoa(pid)) }
+
+// Throttled returns how long the group's processes were held back by the
+// quota so far (cpu.stat throttled_time in v1, throttled_usec in v2).
+func (g *CPUGroup) Throttled() time.Duration {
+	b, err := os.ReadFile(filepath.Join(g.Path, "cpu.stat"))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, " ")
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			continue
+		}
+		switch k {
+		case "throttled_time": // v1, ns
+			return time.Duration(n)
+		case "throttled_usec": // v2
+			return time.Duration(n) * time.Microsecond
+		}
+	}
+	return 0
+}
+
+// Remove deletes the group, retrying for a moment while the kernel still
+// counts processes that just ended as members.
+func (g *CPUGroup) Remove() error {
+	var err error
+	for i := 0; i < 50; i++ {
+		if err = os.Remove(g.Path); err == nil || errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("cgroup: remove %s: %w", g.Path, err)
+}

@@ -1,0 +1,466 @@
+// Package scale is the harness of the city-scale benchmarks (bench_test.go):
+// it starts InfluxDB, a message engine (a broker), K real cloudd processes,
+// each optionally held to a CPU quota with the cgroup cpu controller, and a
+// simulated city (internal/citysim) in the test process; it measures for a
+// while and reports cloudd's CPU, the ingest throughput, whether cloudd kept
+// up and the p99 publish→InfluxDB latency (cloudd's
+// luling_cloud_ingest_latency_seconds histogram).
+//
+// The engine is a parameter (Engine): Mosquitto is built in; another engine
+// (NATS JetStream) is one more Engine value whose Start returns the MQTT URLs
+// the gateways use and the cloudd flags of each instance.
+//
+// Bounds: a run names what held it back (Result.Bound) from what it
+// measured: a cloudd instance at its CPU quota ("cloudd-cpu"), the broker
+// process near one full core ("broker"), InfluxDB near a core ("influxdb"),
+// the simulator late on its schedule ("simulator"), or the whole machine
+// busy ("machine").
+package scale
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/luling-edge/luling/internal/citysim"
+	"github.com/luling-edge/luling/internal/testenv"
+)
+
+// Endpoint is a running engine as the gateways and cloudd see it.
+type Endpoint struct {
+	// GatewayURLs are the MQTT URLs the simulated gateways connect to,
+	// spread round-robin.
+	GatewayURLs []string
+	// CloudArgs returns the flags connecting cloudd instance i of n (its
+	// broker or engine settings, client id and group).
+	CloudArgs func(i, n int) []string
+	// PIDs are the engine's processes, whose CPU a run reports; none when
+	// the engine runs inside the test process.
+	PIDs []int
+}
+
+// Engine starts the message engine of a run.
+type Engine struct {
+	Name  string
+	Start func(tb testing.TB) Endpoint
+}
+
+// MosquittoInflight is the in-flight window of the harness's Mosquitto:
+// cloudd acknowledges a message only after InfluxDB wrote it, so the broker
+// hands it at most this many messages per InfluxDB round trip. A city of
+// 1,000 gateways sends about 1,400 messages a second; with the 200 of
+// docs/cloudd.md's production settings and a write round trip of a few
+// hundred milliseconds on a busy machine the window, not cloudd, is the
+// bound (measured: see docs/scale.md).
+const MosquittoInflight = 1000
+
+// Mosquitto is one Mosquitto broker with the production settings of
+// docs/cloudd.md (persistence, large queues) and an in-flight window of
+// MosquittoInflight; several cloudd instances share the load through a
+// shared subscription ($share/scale/…, cloudd -group scale), which
+// Mosquitto distributes round-robin per message.
+var Mosquitto = MosquittoEngine(MosquittoInflight)
+
+// MosquittoEngine is Mosquitto with max_inflight_messages inflight.
+func MosquittoEngine(inflight int) Engine {
+	return Engine{Name: fmt.Sprintf("mosquitto (max_inflight_messages %d)", inflight), Start: func(tb testing.TB) Endpoint {
+		before := children("mosquitto")
+		port, dir := testenv.FreePort(tb), tb.TempDir()
+		b := testenv.MosquittoConf(tb, dir, fmt.Sprintf(`listener %d 127.0.0.1
+allow_anonymous true
+user root
+persistence true
+persistence_location %s/
+autosave_interval 60
+max_inflight_messages %d
+max_queued_messages 2000000
+max_queued_bytes 0
+message_size_limit 8388608
+max_connections -1
+log_dest stdout
+log_type error
+log_type warning
+`, port, dir, inflight), port)
+		return Endpoint{
+			GatewayURLs: []string{b.URL()},
+			CloudArgs: func(i, n int) []string {
+				a := []string{"-broker-url", b.URL(), "-client-id", fmt.Sprintf("cloudd-scale-%d", i)}
+				if n > 1 {
+					a = append(a, "-group", "scale")
+				}
+				return a
+			},
+			PIDs: newPIDs(before, children("mosquitto")),
+		}
+	}}
+}
+
+// Run describes one measured run.
+type Run struct {
+	Engine    Engine
+	Instances int     // cloudd processes
+	CPUQuota  float64 // cores per cloudd instance (0.3 = 30% of one core); 0: none
+	City      citysim.Config
+	Warmup    time.Duration // after every gateway is online, before measuring
+	Measure   time.Duration
+}
+
+// Result is what a run measured, over the measurement window.
+type Result struct {
+	Engine       string
+	Instances    int
+	Gateways     int
+	Devices      int
+	CPUQuota     float64
+	Seconds      float64
+	Offered      float64   // records per second the simulator sealed
+	Readings     float64   // records per second cloudd wrote (all instances)
+	CloudCPU     []float64 // per instance, % of one core
+	Throttled    []float64 // per instance, share of the window held back by the quota
+	EngineCPU    float64   // % of one core; 0 when the engine runs in the test process
+	InfluxCPU    float64   // % of one core
+	SimCPU       float64   // the test process (simulator), % of one core
+	MachineBusy  float64   // % of all cores
+	P99          float64   // seconds, publish→InfluxDB
+	BacklogStart uint64    // messages the simulator held unconfirmed
+	BacklogEnd   uint64
+	KeptUp       bool
+	Lost         float64 // cloudd's sequence check, all gateways, at the end
+	GapsOpen     float64
+	Duplicates   float64
+	Resent       uint64 // messages the simulator published again
+	LateTicks    uint64
+	Bound        []string
+}
+
+// CloudCPUTotal is the CPU of all instances, % of one core.
+func (r Result) CloudCPUTotal() float64 {
+	var t float64
+	for _, c := range r.CloudCPU {
+		t += c
+	}
+	return t
+}
+
+func (r Result) String() string {
+	q := "none"
+	if r.CPUQuota > 0 {
+		q = fmt.Sprintf("%.0f%% of a core each", r.CPUQuota*100)
+	}
+	cpus := make([]string, len(r.CloudCPU))
+	for i, c := range r.CloudCPU {
+		cpus[i] = fmt.Sprintf("%.0f%%", c)
+		if i < len(r.Throttled) && r.Throttled[i] > 0 {
+			cpus[i] += fmt.Sprintf(" (throttled %.0f%%)", r.Throttled[i]*100)
+		}
+	}
+	return fmt.Sprintf("%s, %d cloudd (quota %s), %d gateways × %d devices, %.0fs: offered %.0f records/s, written %.0f/s; "+
+		"cloudd CPU %s; broker %.0f%%, influxd %.0f%%, simulator %.0f%%, machine %.0f%% busy; p99 %.3fs; "+
+		"backlog %d→%d messages, kept up %v; lost %.0f, gaps open %.0f, duplicates %.0f, resent %d, late ticks %d; bound: %s",
+		r.Engine, r.Instances, q, r.Gateways, r.Devices, r.Seconds, r.Offered, r.Readings,
+		strings.Join(cpus, ", "), r.EngineCPU, r.InfluxCPU, r.SimCPU, r.MachineBusy, r.P99,
+		r.BacklogStart, r.BacklogEnd, r.KeptUp, r.Lost, r.GapsOpen, r.Duplicates, r.Resent, r.LateTicks, strings.Join(r.Bound, "+"))
+}
+
+// newPIDs returns the pids in after that are not in before.
+func newPIDs(before, after []int) []int {
+	var out []int
+	for _, p := range after {
+		found := false
+		for _, q := range before {
+			found = found || p == q
+		}
+		if !found {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+var build struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// clouddBinary builds cloudd once per test binary (like internal/e2e).
+func clouddBinary(tb testing.TB) string {
+	tb.Helper()
+	build.once.Do(func() {
+		root, err := testenv.RepoRoot()
+		if err != nil {
+			build.err = err
+			return
+		}
+		if build.dir, build.err = os.MkdirTemp("", "luling-scale-bin-"); build.err != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", build.dir+"/", "./cmd/cloudd")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			build.err = fmt.Errorf("build cloudd: %v\n%s", err, out)
+		}
+	})
+	if build.err != nil {
+		tb.Fatalf("scale: %v", build.err)
+	}
+	return filepath.Join(build.dir, "cloudd")
+}
+
+// Cleanup removes the built binary and stops the shared InfluxDB; call it
+// from TestMain after m.Run.
+func Cleanup() {
+	if build.dir != "" {
+		os.RemoveAll(build.dir)
+	}
+	testenv.StopShared()
+}
+
+// cloud is one running cloudd process.
+type cloud struct {
+	cmd   *exec.Cmd
+	out   *testenv.Buffer
+	done  chan struct{}
+	http  string
+	group *CPUGroup
+}
+
+func startCloud(tb testing.TB, bin string, args []string, quota float64, name string) *cloud {
+	tb.Helper()
+	c := &cloud{out: &testenv.Buffer{}, done: make(chan struct{}), http: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(tb))}
+	if quota > 0 {
+		g, err := NewCPUGroup(name, quota)
+		if err != nil {
+			tb.Fatalf("scale: %v (the CPU quota needs root and the cgroup cpu controller)", err)
+		}
+		c.group = g
+		tb.Cleanup(func() {
+			if err := g.Remove(); err != nil {
+				tb.Errorf("scale: %v", err)
+			}
+		})
+	}
+	c.cmd = exec.Command(bin, append(args, "-http", c.http)...)
+	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := c.cmd.Start(); err != nil {
+		tb.Fatalf("scale: start cloudd: %v", err)
+	}
+	go func() { c.cmd.Wait(); close(c.done) }()
+	tb.Cleanup(func() {
+		c.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-c.done:
+		case <-time.After(15 * time.Second):
+			c.cmd.Process.Kill()
+			<-c.done
+		}
+		if tb.Failed() {
+			tb.Logf("--- cloudd %s output:\n%s", c.http, c.out.String())
+		}
+	})
+	if c.group != nil {
+		if err := c.group.Add(c.cmd.Process.Pid); err != nil {
+			tb.Fatalf("scale: %v", err)
+		}
+	}
+	return c
+}
+
+func (c *cloud) metrics(token string) (Metrics, error) {
+	req, _ := http.NewRequest("GET", "http://"+c.http+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("cloudd %s /metrics: HTTP %d", c.http, resp.StatusCode)
+	}
+	return ParseMetrics(resp.Body)
+}
+
+// snapshot is everything read at one end of the measurement window.
+type snapshot struct {
+	at        time.Time
+	sim       citysim.Totals
+	cloudCPU  []time.Duration
+	throttled []time.Duration
+	engineCPU time.Duration
+	influxCPU time.Duration
+	simCPU    time.Duration
+	busy, all time.Duration
+	records   float64
+	latency   Histogram
+	lost      float64
+	gaps      float64
+	dups      float64
+}
+
+func take(tb testing.TB, city *citysim.City, clouds []*cloud, token string, engine, influx []int) snapshot {
+	tb.Helper()
+	s := snapshot{at: time.Now(), sim: city.Totals(), simCPU: processCPU(os.Getpid())}
+	s.busy, s.all = machineCPU()
+	for _, p := range engine {
+		s.engineCPU += processCPU(p)
+	}
+	for _, p := range influx {
+		s.influxCPU += processCPU(p)
+	}
+	for _, c := range clouds {
+		s.cloudCPU = append(s.cloudCPU, processCPU(c.cmd.Process.Pid))
+		var th time.Duration
+		if c.group != nil {
+			th = c.group.Throttled()
+		}
+		s.throttled = append(s.throttled, th)
+		m, err := c.metrics(token)
+		if err != nil {
+			tb.Fatalf("scale: %v", err)
+		}
+		s.records += m.Sum("luling_cloud_records_total")
+		s.lost += m.Sum("luling_cloud_seq_lost_total")
+		s.gaps += m.Sum("luling_cloud_seq_gaps_open")
+		s.dups += m.Sum("luling_cloud_seq_duplicates_total")
+		if s.latency, err = s.latency.Add(m.Histogram("luling_cloud_ingest_latency_seconds")); err != nil {
+			tb.Fatalf("scale: cloudd %s: %v", c.http, err)
+		}
+	}
+	return s
+}
+
+func pct(d time.Duration, over time.Duration) float64 { return 100 * d.Seconds() / over.Seconds() }
+
+// Exec performs a run and returns what it measured.
+func Exec(tb testing.TB, r Run) Result {
+	tb.Helper()
+	if r.Instances < 1 {
+		r.Instances = 1
+	}
+	bin := clouddBinary(tb)
+	influx, db := testenv.NewDatabase(tb)
+	ep := r.Engine.Start(tb)
+
+	tokens := filepath.Join(tb.TempDir(), "tokens.json")
+	out, err := exec.Command(bin, "token", "create", "-tokens", tokens, "-name", "scale", "-role", "viewer").Output()
+	if err != nil {
+		tb.Fatalf("scale: cloudd token create: %v", err)
+	}
+	token := strings.TrimSpace(string(out))
+	var clouds []*cloud
+	for i := 0; i < r.Instances; i++ {
+		args := append(ep.CloudArgs(i, r.Instances), "-influx-url", influx.URL, "-influx-bucket", db, "-tokens", tokens, "-log-level", "warn")
+		clouds = append(clouds, startCloud(tb, bin, args, r.CPUQuota, fmt.Sprintf("luling-scale-%d-%d", os.Getpid(), i)))
+	}
+	for _, c := range clouds {
+		testenv.WaitFor(tb, 60*time.Second, "cloudd "+c.http+" connected", func() bool {
+			resp, err := http.Get("http://" + c.http + "/healthz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		})
+	}
+
+	cfg := r.City
+	cfg.Brokers = ep.GatewayURLs
+	city, err := citysim.New(cfg)
+	if err != nil {
+		tb.Fatalf("scale: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- city.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	testenv.WaitFor(tb, time.Minute+time.Duration(cfg.Gateways)*100*time.Millisecond, "every gateway online", func() bool {
+		return city.Totals().Online == cfg.Gateways
+	})
+	time.Sleep(r.Warmup) // a measurement window, not a wait for a condition
+
+	influxPIDs := children("influxd")
+	start := take(tb, city, clouds, token, ep.PIDs, influxPIDs)
+	time.Sleep(r.Measure)
+	end := take(tb, city, clouds, token, ep.PIDs, influxPIDs)
+	return result(r, cfg, start, end, len(ep.PIDs) > 0)
+}
+
+func result(r Run, cfg citysim.Config, start, end snapshot, enginePIDs bool) Result {
+	win := end.at.Sub(start.at)
+	res := Result{
+		Engine: r.Engine.Name, Instances: r.Instances, Gateways: cfg.Gateways, Devices: cfg.Devices, CPUQuota: r.CPUQuota,
+		Seconds:      win.Seconds(),
+		Offered:      float64(end.sim.Records-start.sim.Records) / win.Seconds(),
+		Readings:     (end.records - start.records) / win.Seconds(),
+		InfluxCPU:    pct(end.influxCPU-start.influxCPU, win),
+		SimCPU:       pct(end.simCPU-start.simCPU, win),
+		BacklogStart: start.sim.Unconfirmed, BacklogEnd: end.sim.Unconfirmed,
+		Lost: end.lost, GapsOpen: end.gaps, Duplicates: end.dups - start.dups,
+		Resent: end.sim.Resent - start.sim.Resent, LateTicks: end.sim.LateTicks - start.sim.LateTicks,
+	}
+	if all := end.all - start.all; all > 0 {
+		res.MachineBusy = 100 * float64(end.busy-start.busy) / float64(all)
+	}
+	res.EngineCPU = pct(end.engineCPU-start.engineCPU, win)
+	for i := range end.cloudCPU {
+		res.CloudCPU = append(res.CloudCPU, pct(end.cloudCPU[i]-start.cloudCPU[i], win))
+		res.Throttled = append(res.Throttled, (end.throttled[i]-start.throttled[i]).Seconds()/win.Seconds())
+	}
+	if h, err := end.latency.Sub(start.latency); err == nil {
+		res.P99 = h.Quantile(0.99)
+	}
+	// Kept up: cloudd wrote (nearly) what was offered, and what the
+	// gateways hold unconfirmed grew by less than two seconds of messages.
+	msgRate := float64(end.sim.Messages-start.sim.Messages) / win.Seconds()
+	res.KeptUp = res.Readings >= 0.95*res.Offered && float64(end.sim.Unconfirmed) <= float64(start.sim.Unconfirmed)+2*msgRate
+	res.Bound = bounds(res, r.CPUQuota, enginePIDs)
+	return res
+}
+
+// bounds names what held a run back, from its measurements.
+func bounds(r Result, quota float64, enginePIDs bool) []string {
+	if r.KeptUp {
+		return []string{"none (kept up with the offered load)"}
+	}
+	var b []string
+	limit := quota * 100
+	if quota <= 0 {
+		limit = float64(runtime.NumCPU()) * 100
+	}
+	for i, c := range r.CloudCPU {
+		if c >= 0.85*limit || (i < len(r.Throttled) && r.Throttled[i] > 0.2) {
+			b = append(b, "cloudd-cpu")
+			break
+		}
+	}
+	if enginePIDs && r.EngineCPU >= 85 {
+		b = append(b, "broker")
+	}
+	if r.InfluxCPU >= 85 {
+		b = append(b, "influxdb")
+	}
+	if r.LateTicks > 0 {
+		b = append(b, "simulator")
+	}
+	if r.MachineBusy >= 90 {
+		b = append(b, "machine")
+	}
+	if len(b) == 0 {
+		return []string{"unknown"}
+	}
+	return b
+}

@@ -1,0 +1,136 @@
+package scale
+
+import (
+	"math"
+	"strings"
+	"testing"
+)
+
+const scrape = `# HELP luling_cloud_records_total Records.
+# TYPE luling_cloud_records_total counter
+luling_cloud_records_total{site="city",gateway="gw-00001"} 120
+luling_cloud_records_total{site="city",gateway="gw-00002"} 30
+luling_cloud_rejected_total{site="",gateway="",reason="a \"quoted\" \\ reason\n"} 2
+luling_cloud_ingest_queued 0
+luling_cloud_x_seconds 1.5e-3 1700000000000
+luling_cloud_ingest_latency_seconds_bucket{le="0.1"} 10
+luling_cloud_ingest_latency_seconds_bucket{le="1"} 90
+luling_cloud_ingest_latency_seconds_bucket{le="+Inf"} 100
+luling_cloud_ingest_latency_seconds_bucket{le="0.5"} 50
+luling_cloud_ingest_latency_seconds_sum 40
+luling_cloud_ingest_latency_seconds_count 100
+`
+
+func TestParseMetrics(t *testing.T) {
+	m, err := ParseMetrics(strings.NewReader(scrape))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Sum("luling_cloud_records_total"); got != 150 {
+		t.Errorf("records sum %v, want 150", got)
+	}
+	if got := m["luling_cloud_rejected_total"][0].Labels["reason"]; got != "a \"quoted\" \\ reason\n" {
+		t.Errorf("escaped label %q", got)
+	}
+	if got := m.Sum("luling_cloud_x_seconds"); got != 0.0015 {
+		t.Errorf("value with timestamp: %v", got)
+	}
+	h := m.Histogram("luling_cloud_ingest_latency_seconds")
+	if h.Count() != 100 || len(h.Bounds) != 4 || h.Bounds[1] != 0.5 || !math.IsInf(h.Bounds[3], 1) {
+		t.Fatalf("histogram %+v: want 4 buckets sorted by bound, 100 observations", h)
+	}
+	for q, want := range map[float64]float64{0.05: 0.05, 0.5: 0.5, 0.7: 0.75, 0.9: 1, 0.99: 1} {
+		if got := h.Quantile(q); math.Abs(got-want) > 1e-9 {
+			t.Errorf("quantile %v = %v, want %v", q, got, want)
+		}
+	}
+	earlier := Histogram{Bounds: h.Bounds, Counts: []float64{10, 50, 50, 50}}
+	d, err := h.Sub(earlier)
+	if err != nil || d.Count() != 50 || d.Quantile(0.5) != 0.8125 {
+		t.Errorf("difference %+v (%v): want 50 observations, 40 in 0.5..1, median 0.8125", d, err)
+	}
+	sum, err := h.Add(h)
+	if err != nil || sum.Count() != 200 {
+		t.Errorf("sum %+v (%v)", sum, err)
+	}
+	if _, err := h.Add(Histogram{Bounds: []float64{1, math.Inf(1)}, Counts: []float64{1, 1}}); err == nil {
+		t.Error("adding histograms of other buckets: no error")
+	}
+	if q := (Histogram{}).Quantile(0.99); !math.IsNaN(q) {
+		t.Errorf("quantile of an empty histogram %v, want NaN", q)
+	}
+}
+
+func TestParseMetricsErrors(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"x{a=\"1\" 2", "line 1: x: labels"},
+		{"ok 1\n9bad 1", "line 2: metric name \"9bad\""},
+		{"x{a=1} 2", `want key="value"`},
+		{"x{a=\"1\\q\"} 2", `unknown escape \q`},
+		{"x{a=\"1} 2", "unterminated value"},
+		{"x one", `value "one"`},
+		{"x 1 2 3", "want a value and an optional timestamp"},
+		{"x", "want a name followed by labels or a value"},
+		{"x{}", "want a value"},
+	} {
+		_, err := ParseMetrics(strings.NewReader(c.in))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: error %v, want one containing %q", c.in, err, c.want)
+		}
+	}
+}
+
+func FuzzParseMetrics(f *testing.F) {
+	f.Add(scrape)
+	f.Add("x{a=\"\\\"\",b=\"\"} -Inf\n# c\n")
+	f.Add("x{le=\"+Inf\"} NaN")
+	f.Fuzz(func(t *testing.T, in string) {
+		m, err := ParseMetrics(strings.NewReader(in))
+		if err != nil {
+			return
+		}
+		for name, ss := range m {
+			if name == "" {
+				t.Fatalf("empty metric name from %q", in)
+			}
+			for _, s := range ss {
+				_ = s.Value
+			}
+		}
+		h := m.Histogram("x")
+		h.Quantile(0.99)
+	})
+}
+
+func TestParseProcStat(t *testing.T) {
+	s, err := parseProcStat([]byte("4242 (clou) d (x)) S 17 4242 4242 0 -1 4194560 100 0 0 0 250 130 0 0 20 0 9 0 1 2 3\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Comm != "clou) d (x)" || s.PPid != 17 || s.CPU.Seconds() != 3.8 {
+		t.Errorf("%+v: want comm with parentheses, ppid 17, 3.8 s CPU", s)
+	}
+	for _, bad := range []string{"", "1 comm S 1", "1 (c) S x 1 1 0 -1 0 0 0 0 0 1 1", "1 (c) S 1 1 1 0 -1 0 0 0 0 0 u 1", "1 (c) S 1"} {
+		if _, err := parseProcStat([]byte(bad)); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+func TestBounds(t *testing.T) {
+	for _, c := range []struct {
+		r     Result
+		quota float64
+		want  string
+	}{
+		{Result{KeptUp: true, CloudCPU: []float64{30}, MachineBusy: 99}, 0.3, "none (kept up with the offered load)"},
+		{Result{CloudCPU: []float64{29, 10}}, 0.3, "cloudd-cpu"},
+		{Result{CloudCPU: []float64{10}, Throttled: []float64{0.5}}, 0.3, "cloudd-cpu"},
+		{Result{CloudCPU: []float64{10}, EngineCPU: 95, InfluxCPU: 90, LateTicks: 3, MachineBusy: 95}, 0.3, "broker+influxdb+simulator+machine"},
+		{Result{CloudCPU: []float64{10}}, 0, "unknown"},
+	} {
+		if got := strings.Join(bounds(c.r, c.quota, true), "+"); got != c.want {
+			t.Errorf("bounds of %+v = %q, want %q", c.r, got, c.want)
+		}
+	}
+}
