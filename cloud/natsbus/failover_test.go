@@ -214,7 +214,7 @@ func TestFailoverLosesNothing(t *testing.T) {
 
 	mqttURLs := cluster.MQTTURLs()
 	common := []string{"-engine", "nats", "-nats-url", cluster.URLs(), "-broker-url", strings.Join(mqttURLs, ","),
-		"-nats-partitions", "6", "-nats-ack-wait", "3s", "-nats-lease-ttl", "4s", "-seq-grace", "60s",
+		"-nats-partitions", "6", "-nats-ack-wait", "3s", "-nats-lease-ttl", "6s", "-seq-grace", "60s",
 		"-influx-url", influx.URL, "-influx-bucket", db, "-tokens", tokens, "-log-level", "info"}
 	var clouds []*proc
 	for i := range 3 {

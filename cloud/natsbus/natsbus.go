@@ -25,13 +25,15 @@
 //   - three key-value buckets: {Stream}_members (each instance's
 //     heartbeat, expiring after LeaseTTL), {Stream}_leases (the holder of
 //     each partition, expiring after LeaseTTL unless refreshed) and
-//     {Stream}_seq (each gateway's sequence state, fleet.SeqState, under
-//     {partition}.{site}.{gateway}).
+//     {Stream}_seq (the sequence states of a partition's gateways,
+//     fleet.SeqState, in one record per partition under part-{n}: one
+//     write per partition and flush, however many gateways it carries).
 //
 // # How partitions move
 //
-// Every LeaseTTL/4 each instance refreshes its heartbeat and computes the
-// wanted owner of each partition from the live members sorted by name:
+// Every LeaseTTL/4 (at most every second) each instance refreshes its
+// heartbeat and computes the wanted owner of each partition from the live
+// members sorted by name:
 // partition n goes to member n mod len(members), so with P a multiple of
 // the instance count every instance gets the same share. An instance
 // takes a partition only by creating its lease key (which fails while
@@ -337,8 +339,10 @@ func (b *Bus) Run(ctx context.Context, deliver func(ingest.Message)) error {
 	}
 }
 
+// tickEvery is the balancing period: a quarter of the lease TTL, at most
+// a second (a handover takes a few rounds).
 func (b *Bus) tickEvery() time.Duration {
-	return max(b.cfg.LeaseTTL/4, 250*time.Millisecond)
+	return min(max(b.cfg.LeaseTTL/4, 250*time.Millisecond), time.Second)
 }
 
 // setupRetry runs setup until it succeeds: a cluster that is still
@@ -538,12 +542,17 @@ func (b *Bus) balance(ctx context.Context, wg *sync.WaitGroup, deliver func(inge
 	if ctx.Err() != nil {
 		return
 	}
-	rctx, cancel := context.WithTimeout(ctx, b.cfg.LeaseTTL/2)
-	defer cancel()
-	if _, err := b.members.Put(rctx, b.cfg.Instance, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
+	op := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(ctx, max(b.cfg.LeaseTTL/4, 500*time.Millisecond))
+	}
+	octx, cancel := op()
+	if _, err := b.members.Put(octx, b.cfg.Instance, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
 		b.log.Warn("nats engine: heartbeat failed", "err", err)
 	}
-	members, err := b.members.Keys(rctx)
+	cancel()
+	octx, cancel = op()
+	members, err := b.members.Keys(octx)
+	cancel()
 	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
 		b.log.Warn("nats engine: cannot list the members", "err", err)
 		members = nil
@@ -561,34 +570,42 @@ func (b *Bus) balance(ctx context.Context, wg *sync.WaitGroup, deliver func(inge
 	b.mu.Unlock()
 
 	for p, o := range held {
-		switch {
-		case o.leaving:
-			b.finishLeaving(rctx, p, o)
-		case time.Since(o.refreshed) > b.cfg.LeaseTTL:
+		// Fenced a round before the server lets the lease expire: another
+		// instance may take it then.
+		if time.Since(o.refreshed) > b.cfg.LeaseTTL-b.tickEvery() {
 			b.lose(p, o, "lease not refreshed within its ttl")
+			continue
+		}
+		octx, cancel := op()
+		ok := b.refresh(octx, p, o)
+		cancel()
+		switch {
+		case !ok:
+		case o.leaving:
+			octx, cancel := op()
+			b.finishLeaving(octx, p, o)
+			cancel()
 		case !want[p]:
 			b.log.Info("handing a partition over", "partition", p, "members", len(members))
 			o.stop()
 			b.mu.Lock()
 			o.leaving, o.since = true, time.Now()
 			b.mu.Unlock()
-		default:
-			rev, err := b.leases.Update(rctx, leaseKey(p), []byte(b.cfg.Instance), o.rev)
-			switch {
-			case err == nil:
-				o.rev, o.refreshed = rev, time.Now()
-			case errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists):
-				b.lose(p, o, "lease taken by another instance")
-			default:
-				b.log.Warn("nats engine: cannot refresh a lease", "partition", p, "err", err)
-			}
 		}
 	}
 	for p := range want {
 		if held[p] != nil {
 			continue
 		}
-		rev, err := b.leases.Create(rctx, leaseKey(p), []byte(b.cfg.Instance))
+		octx, cancel := op()
+		rev, err := b.leases.Create(octx, leaseKey(p), []byte(b.cfg.Instance))
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			// Ours, when an earlier Create timed out after it was stored.
+			if e, gerr := b.leases.Get(octx, leaseKey(p)); gerr == nil && string(e.Value()) == b.cfg.Instance {
+				rev, err = e.Revision(), nil
+			}
+		}
+		cancel()
 		if err != nil {
 			if !errors.Is(err, jetstream.ErrKeyExists) {
 				b.log.Warn("nats engine: cannot take a lease", "partition", p, "err", err)
@@ -597,9 +614,34 @@ func (b *Bus) balance(ctx context.Context, wg *sync.WaitGroup, deliver func(inge
 		}
 		if err := b.take(ctx, wg, p, rev, deliver); err != nil {
 			b.log.Warn("nats engine: cannot take a partition; letting it go", "partition", p, "err", err)
-			b.leases.Delete(rctx, leaseKey(p), jetstream.LastRevision(rev))
+			octx, cancel := op()
+			b.leases.Delete(octx, leaseKey(p), jetstream.LastRevision(rev))
+			cancel()
 		}
 	}
+}
+
+// refresh renews partition p's lease. It reports false when the lease
+// turned out to be another instance's (the partition is then given up).
+func (b *Bus) refresh(ctx context.Context, p int, o *owned) bool {
+	sent := time.Now()
+	rev, err := b.leases.Update(ctx, leaseKey(p), []byte(b.cfg.Instance), o.rev)
+	switch {
+	case err == nil:
+		o.rev, o.refreshed = rev, sent
+	case errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyNotFound):
+		// Still ours when an earlier refresh timed out after it was
+		// stored (the revision moved on under us).
+		if e, gerr := b.leases.Get(ctx, leaseKey(p)); gerr == nil && string(e.Value()) == b.cfg.Instance {
+			o.rev, o.refreshed = e.Revision(), e.Created()
+			return true
+		}
+		b.lose(p, o, "lease taken by another instance, or expired")
+		return false
+	default:
+		b.log.Warn("nats engine: cannot refresh a lease", "partition", p, "err", err)
+	}
+	return true
 }
 
 // take loads partition p's sequence states into the fleet and starts
@@ -607,31 +649,17 @@ func (b *Bus) balance(ctx context.Context, wg *sync.WaitGroup, deliver func(inge
 func (b *Bus) take(ctx context.Context, wg *sync.WaitGroup, p int, rev uint64, deliver func(ingest.Message)) error {
 	lctx, cancel := context.WithTimeout(ctx, b.cfg.LeaseTTL/2)
 	defer cancel()
-	w, err := b.seqs.Watch(lctx, strconv.Itoa(p)+".>", jetstream.IgnoreDeletes())
-	if err != nil {
-		return fmt.Errorf("sequence states: %w", err)
-	}
-	defer w.Stop()
 	states := map[string]fleet.SeqState{}
-	for e := range w.Updates() {
-		if e == nil {
-			break // the initial values are all here
+	e, err := b.seqs.Get(lctx, stateKey(p))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case err != nil:
+		return fmt.Errorf("sequence states: %w", err)
+	default:
+		var bad []error
+		if states, bad = parsePartitionState(e.Value()); len(bad) > 0 {
+			b.log.Warn("nats engine: ignoring bad sequence states", "partition", p, "err", errors.Join(bad...))
 		}
-		_, key, _ := strings.Cut(e.Key(), ".")
-		site, gw, ok := strings.Cut(key, ".")
-		if !ok || !payload.ValidID(site) || !payload.ValidID(gw) {
-			b.log.Warn("nats engine: ignoring a sequence state under a bad key", "key", e.Key())
-			continue
-		}
-		st, err := fleet.ParseSeqState(e.Value())
-		if err != nil {
-			b.log.Warn("nats engine: ignoring a bad sequence state", "key", e.Key(), "err", err)
-			continue
-		}
-		states[site+"/"+gw] = st
-	}
-	if lctx.Err() != nil {
-		return fmt.Errorf("sequence states: %w", lctx.Err())
 	}
 	cons, err := b.js.Consumer(lctx, b.cfg.Stream, "part-"+strconv.Itoa(p))
 	if err != nil {
@@ -775,8 +803,7 @@ func (b *Bus) Commit(ctx context.Context, gateways []string) error {
 func (b *Bus) commit(ctx context.Context, gateways []string, leaving bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	futures := make([]jetstream.PubAckFuture, 0, len(gateways))
-	prefix := "$KV." + b.cfg.Stream + "_seq."
+	parts := map[int]bool{}
 	for _, k := range gateways {
 		site, gw, ok := strings.Cut(k, "/")
 		if !ok {
@@ -789,13 +816,21 @@ func (b *Bus) commit(ctx context.Context, gateways []string, leaving bool) error
 		if o == nil || (o.leaving && !leaving) {
 			return fmt.Errorf("gateway %s is in partition %d, which this instance no longer holds", k, p)
 		}
-		st := b.cfg.Fleet.SeqState(site, gw)
-		if st.Next == 0 {
-			continue
+		parts[p] = true
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(parts))
+	prefix := "$KV." + b.cfg.Stream + "_seq."
+	for p := range parts {
+		states := map[string]fleet.SeqState{}
+		for _, k := range b.gatewaysOf(p) {
+			site, gw, _ := strings.Cut(k, "/")
+			if st := b.cfg.Fleet.SeqState(site, gw); st.Next != 0 {
+				states[k] = st
+			}
 		}
-		f, err := b.js.PublishAsync(prefix+strconv.Itoa(p)+"."+site+"."+gw, st.Marshal())
+		f, err := b.js.PublishAsync(prefix+stateKey(p), marshalPartitionState(states))
 		if err != nil {
-			return fmt.Errorf("record sequence state of %s: %w", k, err)
+			return fmt.Errorf("record sequence states of partition %d: %w", p, err)
 		}
 		futures = append(futures, f)
 	}
@@ -803,9 +838,9 @@ func (b *Bus) commit(ctx context.Context, gateways []string, leaving bool) error
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
-			return fmt.Errorf("record sequence state (%s): %w", f.Msg().Subject, err)
+			return fmt.Errorf("record sequence states (%s): %w", f.Msg().Subject, err)
 		case <-ctx.Done():
-			return fmt.Errorf("record sequence state: %w", ctx.Err())
+			return fmt.Errorf("record sequence states: %w", ctx.Err())
 		}
 	}
 	return nil

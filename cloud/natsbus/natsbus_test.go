@@ -37,7 +37,7 @@ func startInstance(t *testing.T, c *natstest.Cluster, name string, partitions in
 	in := &instance{fleet: fleet.New(time.Minute, nil), topics: map[string]int{}, parts: map[string]int{}, done: make(chan struct{})}
 	b, err := New(Config{
 		URLs: strings.Split(c.URLs(), ","), Instance: name, Partitions: partitions,
-		AckWait: 2 * time.Second, LeaseTTL: 2 * time.Second, Fleet: in.fleet,
+		AckWait: 3 * time.Second, LeaseTTL: 6 * time.Second, Fleet: in.fleet,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("instance", name),
 	})
 	if err != nil {
