@@ -61,17 +61,18 @@ func cloudd(t *testing.T) string {
 
 // proc is a cloudd process whose output is kept for failure reports.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	out  *testenv.Buffer
-	api  string
-	done chan struct{}
+	name  string
+	cmd   *exec.Cmd
+	out   *testenv.Buffer
+	api   string
+	token string // for the failure report
+	done  chan struct{}
 }
 
-func startCloudd(t *testing.T, name string, args ...string) *proc {
+func startCloudd(t *testing.T, name, token string, args ...string) *proc {
 	t.Helper()
 	port := testenv.FreePort(t)
-	p := &proc{name: name, out: new(testenv.Buffer), api: "http://127.0.0.1:" + strconv.Itoa(port), done: make(chan struct{})}
+	p := &proc{name: name, token: token, out: new(testenv.Buffer), api: "http://127.0.0.1:" + strconv.Itoa(port), done: make(chan struct{})}
 	p.cmd = exec.Command(cloudd(t), append(args, "-client-id", name, "-http", "127.0.0.1:"+strconv.Itoa(port))...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
@@ -85,6 +86,12 @@ func startCloudd(t *testing.T, name string, args ...string) *proc {
 		case <-time.After(10 * time.Second):
 			p.cmd.Process.Kill()
 			<-p.done
+		}
+		if t.Failed() && p.alive() {
+			m := p.metrics(t, p.token)
+			t.Logf("%s: received %v, written %v, acked %v, gateway acks %v, queued %v, partitions %v, influx errors %v", name,
+				m["luling_cloud_ingest_received_total"], m["luling_cloud_ingest_written_total"], m["luling_cloud_ingest_acked_total"],
+				m["luling_cloud_ingest_gateway_acks_total"], m["luling_cloud_ingest_queued"], m["luling_cloud_nats_partitions_owned"], m["luling_cloud_influx_errors_total"])
 		}
 		if t.Failed() {
 			out := p.out.String()
@@ -163,7 +170,7 @@ func startGateway(t *testing.T, ctx context.Context, wg *sync.WaitGroup, site, n
 	t.Cleanup(func() { ob.Close() })
 	up, err := uplink.New(ob, uplink.Options{
 		Brokers: brokers, Site: site, Gateway: name,
-		KeepAlive: 2 * time.Second, ConnectTimeout: 3 * time.Second, ReconnectMax: 2 * time.Second,
+		KeepAlive: 10 * time.Second, ConnectTimeout: 5 * time.Second, ReconnectMax: 2 * time.Second,
 		AckTimeout: 10 * time.Second, ConfirmWait: 8 * time.Second,
 		Logger: slog.New(slog.DiscardHandler),
 	})
@@ -193,11 +200,11 @@ func (g *gateway) add(t *testing.T, gi, i int) {
 	}
 }
 
-// Killing one NATS node and one of three cloudd instances during a run
-// loses no reading and reports no false gap: every record is in InfluxDB
-// exactly once, every gateway's outbox is confirmed to the end, and the
-// surviving instances count nothing lost, declared lost, in conflict or
-// still missing.
+// A cloudd instance joining, then one NATS node and one of the three
+// cloudd instances killed, all while the gateways send, lose no reading
+// and report no false gap: every record is in InfluxDB exactly once, every
+// gateway's outbox is confirmed to the end, and the surviving instances
+// count nothing lost, declared lost, in conflict or still missing.
 func TestFailoverLosesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a NATS cluster, InfluxDB and three cloudd processes")
@@ -214,24 +221,27 @@ func TestFailoverLosesNothing(t *testing.T) {
 
 	mqttURLs := cluster.MQTTURLs()
 	common := []string{"-engine", "nats", "-nats-url", cluster.URLs(), "-broker-url", strings.Join(mqttURLs, ","),
-		"-nats-partitions", "6", "-nats-ack-wait", "3s", "-nats-lease-ttl", "6s", "-seq-grace", "60s",
+		"-nats-partitions", "6", "-nats-ack-wait", "3s", "-nats-lease-ttl", "8s", "-seq-grace", "60s",
 		"-influx-url", influx.URL, "-influx-bucket", db, "-tokens", tokens, "-log-level", "info"}
 	var clouds []*proc
-	for i := range 3 {
-		clouds = append(clouds, startCloudd(t, fmt.Sprintf("cloudd-%d", i+1), common...))
+	for i := range 2 {
+		clouds = append(clouds, startCloudd(t, fmt.Sprintf("cloudd-%d", i+1), token, common...))
 	}
 	owned := func(p *proc) float64 { return p.metrics(t, token)["luling_cloud_nats_partitions_owned"] }
-	testenv.WaitFor(t, 90*time.Second, "two partitions on each cloudd", func() bool {
-		for _, p := range clouds {
-			if !p.alive() {
-				t.Fatalf("%s exited", p.name)
+	spread := func(n float64) func() bool {
+		return func() bool {
+			for _, p := range clouds {
+				if !p.alive() {
+					t.Fatalf("%s exited", p.name)
+				}
+				if owned(p) != n {
+					return false
+				}
 			}
-			if owned(p) != 2 {
-				return false
-			}
+			return true
 		}
-		return true
-	})
+	}
+	testenv.WaitFor(t, 90*time.Second, "three partitions on each of two cloudd", spread(3))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -243,11 +253,15 @@ func TestFailoverLosesNothing(t *testing.T) {
 		brokers := append(append([]string(nil), mqttURLs[i%3:]...), mqttURLs[:i%3]...)
 		gws = append(gws, startGateway(t, ctx, &wg, "city", fmt.Sprintf("gw-%d", i+1), brokers))
 	}
-	for i := range messages / 3 {
-		for gi, g := range gws {
-			g.add(t, gi, i)
+	send := func(from, to int) {
+		for i := from; i < to; i++ {
+			for gi, g := range gws {
+				g.add(t, gi, i)
+			}
+			time.Sleep(20 * time.Millisecond) // spread the messages over the changes
 		}
 	}
+	send(0, messages/3)
 	testenv.WaitFor(t, 60*time.Second, "the first messages confirmed by cloudd", func() bool {
 		for _, g := range gws {
 			if g.up.DeliveryStats().Acks == 0 {
@@ -257,15 +271,16 @@ func TestFailoverLosesNothing(t *testing.T) {
 		return true
 	})
 
+	// A third instance joins while the gateways send: two partitions are
+	// handed over to it.
+	clouds = append(clouds, startCloudd(t, "cloudd-3", token, common...))
+	send(messages/3, 2*messages/3)
+	testenv.WaitFor(t, 90*time.Second, "two partitions on each of three cloudd", spread(2))
+
 	// The failures, while the gateways keep sending.
 	cluster.Kill(0)
 	clouds[1].kill()
-	for i := messages / 3; i < messages; i++ {
-		for gi, g := range gws {
-			g.add(t, gi, i)
-		}
-		time.Sleep(20 * time.Millisecond) // spread the rest over the failover
-	}
+	send(2*messages/3, messages)
 
 	live := []*proc{clouds[0], clouds[2]}
 	testenv.WaitFor(t, 120*time.Second, "every message confirmed to every gateway", func() bool {
@@ -298,7 +313,7 @@ func TestFailoverLosesNothing(t *testing.T) {
 			t.Errorf("%s: outbox dropped %+v", g.name, d)
 		}
 	}
-	var moved float64
+	var moved, handed float64
 	for _, p := range live {
 		m := p.metrics(t, token)
 		for _, name := range []string{"luling_cloud_seq_lost_total", "luling_cloud_seq_declared_lost_total", "luling_cloud_seq_conflicts_total",
@@ -308,12 +323,13 @@ func TestFailoverLosesNothing(t *testing.T) {
 			}
 		}
 		moved += m["luling_cloud_nats_partitions_acquired_total"]
+		handed += m["luling_cloud_nats_partitions_released_total"]
 		t.Logf("%s: written %v messages, duplicates %v, reordered %v, late %v, partitions taken %v, handed over %v, lost %v", p.name,
 			m["luling_cloud_ingest_written_total"], m["luling_cloud_seq_duplicates_total"], m["luling_cloud_seq_reordered_total"], m["luling_cloud_seq_late_total"],
 			m["luling_cloud_nats_partitions_acquired_total"], m["luling_cloud_nats_partitions_released_total"], m["luling_cloud_nats_partitions_lost_total"])
 	}
-	if moved < 6 {
-		t.Errorf("the survivors took %v partitions in all, want at least 6 (their own and the killed one's)", moved)
+	if moved < 6 || handed < 2 {
+		t.Errorf("the survivors took %v partitions in all and handed %v over, want at least 6 (their own and the killed one's) and 2 (to the instance that joined)", moved, handed)
 	}
 	var resent uint64
 	for _, g := range gws {

@@ -206,13 +206,12 @@ type Bus struct {
 	cfg Config
 	log *slog.Logger
 
-	nc       *nats.Conn
-	js       jetstream.JetStream
-	members  jetstream.KeyValue
-	leases   jetstream.KeyValue
-	seqs     jetstream.KeyValue
-	ready    atomic.Bool
-	inflight []atomic.Int64 // per partition: delivered, not yet acknowledged
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	members jetstream.KeyValue
+	leases  jetstream.KeyValue
+	seqs    jetstream.KeyValue
+	ready   atomic.Bool
 
 	mu    sync.Mutex
 	parts map[int]*owned          // partitions held
@@ -229,6 +228,7 @@ type owned struct {
 	done      chan struct{} // closed when the puller returned
 	leaving   bool          // stopping, to hand it over
 	since     time.Time     // when leaving started
+	inflight  atomic.Int64  // delivered, not yet acknowledged
 }
 
 var (
@@ -243,9 +243,8 @@ func New(cfg Config) (*Bus, error) {
 	}
 	return &Bus{
 		cfg: cfg, log: cfg.Logger,
-		inflight: make([]atomic.Int64, cfg.Partitions),
-		parts:    map[int]*owned{},
-		gws:      map[int]map[string]bool{},
+		parts: map[int]*owned{},
+		gws:   map[int]map[string]bool{},
 	}, nil
 }
 
@@ -464,19 +463,19 @@ type message struct {
 	b     *Bus
 	m     jetstream.Msg
 	topic string
-	part  int // -1: status (nothing to acknowledge)
+	owner *owned // nil: status (nothing to acknowledge)
 }
 
 func (m *message) Topic() string   { return m.topic }
 func (m *message) Payload() []byte { return m.m.Data() }
 func (m *message) Ack() {
-	if m.part < 0 {
+	if m.owner == nil {
 		return
 	}
 	if err := m.m.Ack(); err != nil {
 		m.b.log.Debug("ack failed; the message comes again", "topic", m.topic, "err", err)
 	}
-	m.b.inflight[m.part].Add(-1)
+	m.owner.inflight.Add(-1)
 }
 
 // topicOf turns a stream subject (with or without the partition prefix)
@@ -501,7 +500,7 @@ func (b *Bus) followStatus(ctx context.Context, deliver func(ingest.Message)) (j
 		if err == nil {
 			cc, err := c.Consume(func(m jetstream.Msg) {
 				topic, _ := topicOf(m.Subject())
-				deliver(&message{b: b, m: m, topic: topic, part: -1})
+				deliver(&message{b: b, m: m, topic: topic})
 			})
 			if err == nil {
 				return cc, nil
@@ -683,14 +682,14 @@ func (b *Bus) take(ctx context.Context, wg *sync.WaitGroup, p int, rev uint64, d
 	go func() {
 		defer wg.Done()
 		defer close(o.done)
-		b.pull(pctx, p, cons, deliver)
+		b.pull(pctx, p, o, cons, deliver)
 	}()
 	return nil
 }
 
 // pull delivers partition p's messages until ctx ends; the messages
 // already buffered are delivered too (Drain).
-func (b *Bus) pull(ctx context.Context, p int, cons jetstream.Consumer, deliver func(ingest.Message)) {
+func (b *Bus) pull(ctx context.Context, p int, o *owned, cons jetstream.Consumer, deliver func(ingest.Message)) {
 	for ctx.Err() == nil {
 		it, err := cons.Messages(jetstream.PullMaxMessages(b.cfg.PullBatch))
 		if err != nil {
@@ -714,8 +713,8 @@ func (b *Bus) pull(ctx context.Context, p int, cons jetstream.Consumer, deliver 
 			if t, err := payload.ParseTopic(topic); err == nil {
 				b.note(p, t.Site+"/"+t.Gateway)
 			}
-			b.inflight[p].Add(1)
-			deliver(&message{b: b, m: m, topic: topic, part: p})
+			o.inflight.Add(1)
+			deliver(&message{b: b, m: m, topic: topic, owner: o})
 		}
 		drain()
 		it.Stop()
@@ -743,14 +742,14 @@ func (b *Bus) finishLeaving(ctx context.Context, p int, o *owned) {
 	default:
 		return
 	}
-	if n := b.inflight[p].Load(); n > 0 {
+	if n := o.inflight.Load(); n > 0 {
 		if time.Since(o.since) > b.cfg.AckWait {
 			b.lose(p, o, fmt.Sprintf("%d messages still unacknowledged after the ack wait", n))
 		}
 		return
 	}
 	keys := b.gatewaysOf(p)
-	if err := b.commit(ctx, keys, true); err != nil {
+	if err := b.Commit(ctx, keys); err != nil {
 		b.log.Warn("nats engine: cannot record a partition's sequence states; retrying", "partition", p, "err", err)
 		return
 	}
@@ -792,15 +791,13 @@ func (b *Bus) gatewaysOf(p int) []string {
 	return out
 }
 
-// Commit records the sequence state of the given gateways ("site/gateway")
-// in the sequence bucket. It fails when one of them is in a partition this
-// instance does not hold (any more), so that ingest does not acknowledge
-// its messages: they go to the new owner.
+// Commit records the sequence states of the partitions of the given
+// gateways ("site/gateway") in the sequence bucket. A partition being
+// handed over is still held: its last messages commit as usual, which is
+// what the handover waits for. Commit fails when a gateway is in a
+// partition this instance gave up, so that ingest does not acknowledge its
+// messages: they go to the new holder.
 func (b *Bus) Commit(ctx context.Context, gateways []string) error {
-	return b.commit(ctx, gateways, false)
-}
-
-func (b *Bus) commit(ctx context.Context, gateways []string, leaving bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	parts := map[int]bool{}
@@ -813,7 +810,7 @@ func (b *Bus) commit(ctx context.Context, gateways []string, leaving bool) error
 		b.mu.Lock()
 		o := b.parts[p]
 		b.mu.Unlock()
-		if o == nil || (o.leaving && !leaving) {
+		if o == nil {
 			return fmt.Errorf("gateway %s is in partition %d, which this instance no longer holds", k, p)
 		}
 		parts[p] = true

@@ -64,9 +64,11 @@ func (in *instance) stop() {
 func (in *instance) deliver(m ingest.Message) {
 	in.mu.Lock()
 	in.topics[m.Topic()]++
-	if bm, ok := m.(*message); ok && bm.part >= 0 {
-		if tp, err := payload.ParseTopic(m.Topic()); err == nil {
-			in.parts[tp.Site+"/"+tp.Gateway] = bm.part
+	if bm, ok := m.(*message); ok {
+		if _, part := topicOf(bm.m.Subject()); part >= 0 {
+			if tp, err := payload.ParseTopic(m.Topic()); err == nil {
+				in.parts[tp.Site+"/"+tp.Gateway] = part
+			}
 		}
 	}
 	in.mu.Unlock()
@@ -160,7 +162,8 @@ func TestPartitionsSpreadAndMove(t *testing.T) {
 func TestStatusReachesEveryInstance(t *testing.T) {
 	c := natstest.Start(t, 3)
 	a := startInstance(t, c, "a", 2)
-	testenv.WaitFor(t, 60*time.Second, "a ready", func() bool { return a.bus.Connected() })
+	// Holding partitions, a follows the status stream already.
+	testenv.WaitFor(t, 60*time.Second, "a ready", func() bool { return len(a.bus.Owned()) == 2 })
 	pub := mqttClient(t, c.MQTTURLs()[:1], "status-pub")
 	st := payload.StatusTopic("site", "gw-1")
 	publish(t, pub, st, []byte(`{"v":1,"site":"site","gateway":"gw-1","online":true}`), true)
