@@ -229,6 +229,9 @@ type owned struct {
 	leaving   bool          // stopping, to hand it over
 	since     time.Time     // when leaving started
 	inflight  atomic.Int64  // delivered, not yet acknowledged
+
+	pmu     sync.Mutex
+	pending map[*message]time.Time // delivered, not yet acknowledged: since when, or since the last progress report
 }
 
 var (
@@ -329,12 +332,38 @@ func (b *Bus) Run(ctx context.Context, deliver func(ingest.Message)) error {
 	defer tick.Stop()
 	for {
 		b.balance(ctx, &wg, deliver)
+		b.progress()
 		select {
 		case <-ctx.Done():
 			b.shutdown(&wg)
 			return nil
 		case <-tick.C:
 		}
+	}
+}
+
+// progress tells the server that messages waiting in ingest's queue for
+// longer than a third of AckWait are still being worked on (a backlog
+// longer than AckWait would otherwise come again while its first copy
+// waits, and be written twice for nothing). A crashed instance sends no
+// progress: its messages come again AckWait after the last report.
+func (b *Bus) progress() {
+	b.mu.Lock()
+	held := make([]*owned, 0, len(b.parts))
+	for _, o := range b.parts {
+		held = append(held, o)
+	}
+	b.mu.Unlock()
+	now := time.Now()
+	for _, o := range held {
+		o.pmu.Lock()
+		for m, t := range o.pending {
+			if now.Sub(t) >= b.cfg.AckWait/3 {
+				m.m.InProgress()
+				o.pending[m] = now
+			}
+		}
+		o.pmu.Unlock()
 	}
 }
 
@@ -476,6 +505,9 @@ func (m *message) Ack() {
 		m.b.log.Debug("ack failed; the message comes again", "topic", m.topic, "err", err)
 	}
 	m.owner.inflight.Add(-1)
+	m.owner.pmu.Lock()
+	delete(m.owner.pending, m)
+	m.owner.pmu.Unlock()
 }
 
 // topicOf turns a stream subject (with or without the partition prefix)
@@ -673,7 +705,7 @@ func (b *Bus) take(ctx context.Context, wg *sync.WaitGroup, p int, rev uint64, d
 	}
 	b.gws[p] = set
 	pctx, stop := context.WithCancel(ctx)
-	o := &owned{rev: rev, refreshed: time.Now(), stop: stop, done: make(chan struct{})}
+	o := &owned{rev: rev, refreshed: time.Now(), stop: stop, done: make(chan struct{}), pending: map[*message]time.Time{}}
 	b.parts[p] = o
 	b.mu.Unlock()
 	b.acquired.Add(1)
@@ -714,7 +746,11 @@ func (b *Bus) pull(ctx context.Context, p int, o *owned, cons jetstream.Consumer
 				b.note(p, t.Site+"/"+t.Gateway)
 			}
 			o.inflight.Add(1)
-			deliver(&message{b: b, m: m, topic: topic, owner: o})
+			msg := &message{b: b, m: m, topic: topic, owner: o}
+			o.pmu.Lock()
+			o.pending[msg] = time.Now()
+			o.pmu.Unlock()
+			deliver(msg)
 		}
 		drain()
 		it.Stop()
