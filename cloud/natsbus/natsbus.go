@@ -90,7 +90,11 @@ const (
 	DefaultAckWait       = 30 * time.Second
 	DefaultLeaseTTL      = 10 * time.Second
 	DefaultMaxAckPending = 20000
-	DefaultPullBatch     = 500
+	// DefaultPullBatch is small on purpose: messages buffered in the
+	// client are not yet in ingest's queue, where progress is reported
+	// (see progress), and a large buffer of a slow instance came again
+	// after the ack wait.
+	DefaultPullBatch = 64
 	// MaxPartitions bounds Config.Partitions.
 	MaxPartitions = 1024
 )
@@ -112,7 +116,7 @@ type Config struct {
 	AckWait       time.Duration // redelivery after this long unacknowledged (default 30s)
 	LeaseTTL      time.Duration // a dead instance's partitions move after this long (default 10s)
 	MaxAckPending int           // unacknowledged messages per partition (default 20000)
-	PullBatch     int           // messages buffered per partition pull (default 500)
+	PullBatch     int           // messages buffered per partition pull (default 64)
 
 	// Fleet is cloudd's fleet: the sequence states are restored into it,
 	// read from it and dropped from it.
