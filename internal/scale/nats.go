@@ -29,40 +29,31 @@ const NATSPartitions = 12
 // listeners.
 var NATS = Engine{Name: "nats (3 nodes, JetStream R3)", Start: startNATS}
 
-var natsBuild struct {
-	once sync.Once
-	bin  string
-	err  error
-}
+// natsServer builds nats-server once per test binary, at the version in
+// go.mod (no download: the module is already a dependency), next to cloudd
+// in the folder Cleanup removes.
+var natsServer = sync.OnceValues(func() (string, error) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(build.dir, "nats-server")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2")
+	cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build nats-server: %v\n%s", err, out)
+	}
+	return bin, nil
+})
 
-// natsServerBinary builds nats-server once per test binary, at the version
-// in go.mod (no download: the module is already a dependency).
 func natsServerBinary(tb testing.TB) string {
 	tb.Helper()
-	natsBuild.once.Do(func() {
-		root, err := testenv.RepoRoot()
-		if err != nil {
-			natsBuild.err = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "luling-scale-nats-")
-		if err != nil {
-			natsBuild.err = err
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "nats-server"), "github.com/nats-io/nats-server/v2")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			natsBuild.err = fmt.Errorf("build nats-server: %v\n%s", err, out)
-			return
-		}
-		natsBuild.bin = filepath.Join(dir, "nats-server")
-	})
-	if natsBuild.err != nil {
-		tb.Fatalf("scale: %v", natsBuild.err)
+	clouddBinary(tb) // makes the build folder
+	bin, err := natsServer()
+	if err != nil {
+		tb.Fatalf("scale: %v", err)
 	}
-	return natsBuild.bin
+	return bin
 }
 
 func startNATS(tb testing.TB) Endpoint {
