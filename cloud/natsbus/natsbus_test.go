@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -28,13 +30,14 @@ type instance struct {
 	done   chan struct{}
 
 	mu     sync.Mutex
-	topics map[string]int // topic → messages delivered
-	parts  map[string]int // gateway key → partition of its messages
+	topics map[string]int    // topic → messages delivered
+	last   map[string][]byte // topic → last payload
+	parts  map[string]int    // gateway key → partition of its messages
 }
 
 func startInstance(t *testing.T, c *natstest.Cluster, name string, partitions int) *instance {
 	t.Helper()
-	in := &instance{fleet: fleet.New(time.Minute, nil), topics: map[string]int{}, parts: map[string]int{}, done: make(chan struct{})}
+	in := &instance{fleet: fleet.New(time.Minute, nil), topics: map[string]int{}, last: map[string][]byte{}, parts: map[string]int{}, done: make(chan struct{})}
 	b, err := New(Config{
 		URLs: strings.Split(c.URLs(), ","), Instance: name, Partitions: partitions,
 		AckWait: 3 * time.Second, LeaseTTL: 6 * time.Second, Fleet: in.fleet,
@@ -64,6 +67,7 @@ func (in *instance) stop() {
 func (in *instance) deliver(m ingest.Message) {
 	in.mu.Lock()
 	in.topics[m.Topic()]++
+	in.last[m.Topic()] = append([]byte(nil), m.Payload()...)
 	if bm, ok := m.(*message); ok {
 		if _, part := topicOf(bm.m.Subject()); part >= 0 {
 			if tp, err := payload.ParseTopic(m.Topic()); err == nil {
@@ -207,4 +211,52 @@ func TestTopicOf(t *testing.T) {
 			t.Errorf("%s: %s %d, want %s %d", c.subj, topic, part, c.topic, c.part)
 		}
 	}
+}
+
+// A gateway whose connection dies without DISCONNECT gets its Last Will
+// published by the node it was on; every instance sees it offline.
+func TestLastWillReachesEveryInstance(t *testing.T) {
+	c := natstest.Start(t, 3)
+	a := startInstance(t, c, "a", 2)
+	b := startInstance(t, c, "b", 2)
+	testenv.WaitFor(t, 60*time.Second, "both instances following the status stream", func() bool {
+		return len(a.bus.Owned()) == 1 && len(b.bus.Owned()) == 1
+	})
+	st := payload.StatusTopic("site", "gw-9")
+	will := payload.EncodeStatus(&payload.Status{Site: "site", Gateway: "gw-9", Online: false, Time: time.Now()})
+	var conn net.Conn
+	o := mqtt.NewClientOptions().AddBroker(c.MQTTURLs()[2]).SetClientID("gw-9").SetCleanSession(true).
+		SetBinaryWill(st, will, 1, true).SetAutoReconnect(false).
+		SetCustomOpenConnectionFn(func(u *url.URL, _ mqtt.ClientOptions) (net.Conn, error) {
+			nc, err := net.Dial("tcp", u.Host)
+			conn = nc
+			return nc, err
+		})
+	gw := mqtt.NewClient(o)
+	if tok := gw.Connect(); !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	birth := payload.EncodeStatus(&payload.Status{Site: "site", Gateway: "gw-9", Online: true, Time: time.Now()})
+	publish(t, gw, st, birth, true)
+	online := func(in *instance) (bool, bool) {
+		in.mu.Lock()
+		body := in.last[st]
+		in.mu.Unlock()
+		s, err := ingest.ValidateStatus(st, body)
+		if err != nil {
+			return false, false
+		}
+		return s.Online, true
+	}
+	testenv.WaitFor(t, 60*time.Second, "the birth at both instances", func() bool {
+		oa, _ := online(a)
+		ob, _ := online(b)
+		return oa && ob
+	})
+	conn.Close() // no DISCONNECT: the server publishes the will
+	testenv.WaitFor(t, 60*time.Second, "the Last Will at both instances", func() bool {
+		oa, ka := online(a)
+		ob, kb := online(b)
+		return ka && kb && !oa && !ob
+	})
 }
