@@ -2,7 +2,9 @@ package citysim
 
 import (
 	"context"
+	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,12 +98,14 @@ func (c *City) client(i int, g *gateway) mqtt.Client {
 }
 
 // Run connects every gateway, publishes their traffic until ctx ends, then
-// publishes each gateway's offline status and disconnects. It returns an
-// error only when the first connections cannot be set up.
+// publishes each gateway's offline status and disconnects. Connections are
+// retried until they succeed; when ctx ends before every gateway connected
+// once, Run says how many never did.
 func (c *City) Run(ctx context.Context) error {
 	c.started = time.Now()
 	sem := make(chan struct{}, c.cfg.ConnectParallel)
 	var wg sync.WaitGroup
+	var never atomic.Int64
 	for i, g := range c.gws {
 		g.client = c.client(i, g)
 		wg.Add(1)
@@ -113,6 +117,7 @@ func (c *City) Run(ctx context.Context) error {
 			select {
 			case <-tok.Done():
 			case <-ctx.Done():
+				never.Add(1)
 			}
 		}()
 	}
@@ -134,6 +139,9 @@ func (c *City) Run(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	if n := never.Load(); n > 0 {
+		return fmt.Errorf("citysim: %d of %d gateways never connected to %s", n, len(c.gws), strings.Join(c.cfg.Brokers, ", "))
+	}
 	return nil
 }
 
@@ -201,23 +209,22 @@ func (c *City) tick(g *gateway, now time.Time, tele, events []payload.Record, bu
 		}
 	}
 	g.mu.Lock()
+	online := g.online
+	if !online { // everything goes out on the next connection (replay)
+		g.held = append(g.held, fresh...)
+		g.mu.Unlock()
+		return buf
+	}
 	again := g.due(now)
 	g.held = append(g.held, fresh...)
-	online := g.online
-	if online && len(fresh) > 0 {
+	if len(fresh) > 0 {
 		g.published = fresh[len(fresh)-1].seq
 		if g.advancedAt.IsZero() {
 			g.advancedAt = now
 		}
 	}
-	if !online {
-		g.replay = len(g.held) > 0 // everything goes out on the next connection
-	}
 	g.resent += uint64(len(again))
 	g.mu.Unlock()
-	if !online {
-		return buf
-	}
 	for _, h := range again {
 		g.client.Publish(g.topicFor(h.kind), 1, false, h.body)
 	}

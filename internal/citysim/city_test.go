@@ -72,6 +72,9 @@ func count(t *testing.T, in *testenv.Influx, db, q string) uint64 {
 // InfluxDB exactly once, every message was written once, and cloudd saw no
 // gap.
 func TestCityLandsExactlyOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs Mosquitto, InfluxDB and cloudd; not with -short")
+	}
 	broker := testenv.Mosquitto(t)
 	influx, db := testenv.NewDatabase(t)
 	in, f := runIngest(t, broker.URL(), influx.URL, db)
@@ -111,30 +114,7 @@ func TestCityLandsExactlyOnce(t *testing.T) {
 	r := city.Report()
 	t.Logf("sent: %d messages, %d records %v, %d acks, %d resent", r.Messages, r.Records, r.ByMeasurement, r.Acks, r.Resent)
 
-	var sum uint64
-	for m, field := range map[string]string{"parking_bay": "occupied", "access": "credential", "pv": "ac_power_w"} {
-		got := count(t, influx, db, fmt.Sprintf(`SELECT count(%q) FROM %q WHERE site = 'town'`, field, m))
-		if got != r.ByMeasurement[m] {
-			t.Errorf("%s: %d points in InfluxDB, the simulator sent %d records", m, got, r.ByMeasurement[m])
-		}
-		sum += r.ByMeasurement[m]
-	}
-	if sum != r.Records || len(r.ByMeasurement) != 3 {
-		t.Errorf("records by measurement %v do not add up to %d", r.ByMeasurement, r.Records)
-	}
-	for _, g := range r.PerGateway {
-		st, ok := f.Gateway(g.Site, g.Gateway)
-		switch {
-		case !ok:
-			t.Errorf("%s: unknown to cloudd", g.Gateway)
-		case st.Seq.LastSeq != g.LastSeq || st.Messages != g.LastSeq || g.Through != g.LastSeq:
-			t.Errorf("%s: simulator sent 1..%d (confirmed through %d); cloudd saw up to %d and wrote %d messages", g.Gateway, g.LastSeq, g.Through, st.Seq.LastSeq, st.Messages)
-		case st.Seq.Lost+st.Seq.GapsOpen+st.Seq.Conflicts+st.Seq.Late != 0:
-			t.Errorf("%s: cloudd's sequence check: %+v", g.Gateway, st.Seq)
-		case !st.Online:
-			t.Errorf("%s: cloudd has it offline", g.Gateway)
-		}
-	}
+	checkLanded(t, influx, db, f, r)
 	if s := in.Stats(); s.Rejected != 0 {
 		t.Errorf("cloudd rejected %d messages", s.Rejected)
 	}
@@ -159,4 +139,75 @@ func TestCityLandsExactlyOnce(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// checkLanded checks that every record r reports sent is in InfluxDB once,
+// and that cloudd wrote every message of every gateway once with no gap.
+func checkLanded(t *testing.T, influx *testenv.Influx, db string, f *fleet.Fleet, r citysim.Report) {
+	t.Helper()
+	var sum uint64
+	for m, field := range map[string]string{"parking_bay": "occupied", "access": "credential", "pv": "ac_power_w"} {
+		got := count(t, influx, db, fmt.Sprintf(`SELECT count(%q) FROM %q WHERE site = '%s'`, field, m, r.PerGateway[0].Site))
+		if got != r.ByMeasurement[m] {
+			t.Errorf("%s: %d points in InfluxDB, the simulator sent %d records", m, got, r.ByMeasurement[m])
+		}
+		sum += r.ByMeasurement[m]
+	}
+	if sum != r.Records || len(r.ByMeasurement) != 3 {
+		t.Errorf("records by measurement %v do not add up to %d", r.ByMeasurement, r.Records)
+	}
+	for _, g := range r.PerGateway {
+		st, ok := f.Gateway(g.Site, g.Gateway)
+		switch {
+		case !ok:
+			t.Errorf("%s: unknown to cloudd", g.Gateway)
+		case st.Seq.LastSeq != g.LastSeq || st.Messages != g.LastSeq || g.Through != g.LastSeq:
+			t.Errorf("%s: simulator sent 1..%d (confirmed through %d); cloudd saw up to %d and wrote %d messages", g.Gateway, g.LastSeq, g.Through, st.Seq.LastSeq, st.Messages)
+		case st.Seq.Lost+st.Seq.GapsOpen+st.Seq.Conflicts+st.Seq.Late != 0:
+			t.Errorf("%s: cloudd's sequence check: %+v", g.Gateway, st.Seq)
+		case !st.Online:
+			t.Errorf("%s: cloudd has it offline", g.Gateway)
+		}
+	}
+}
+
+// A broker restart in the middle of a run: the gateways keep what they
+// published while it was down or that was not confirmed, publish it again
+// on the new connection, and everything still lands once.
+func TestCityRidesOutBrokerRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs Mosquitto, InfluxDB and cloudd; not with -short")
+	}
+	broker := testenv.Mosquitto(t)
+	influx, db := testenv.NewDatabase(t)
+	_, f := runIngest(t, broker.URL(), influx.URL, db)
+	city, err := citysim.New(citysim.Config{
+		Brokers: []string{broker.URL()}, Site: "restart", Gateways: 5, Devices: 30,
+		BayChange: 2 * time.Second, BatchEvery: 100 * time.Millisecond, Seed: 9,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- city.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	testenv.WaitFor(t, 60*time.Second, "gateways online", func() bool { return city.Totals().Online == 5 })
+	testenv.WaitFor(t, 60*time.Second, "traffic", func() bool { return city.Totals().Messages >= 20 })
+	broker.Stop()
+	testenv.WaitFor(t, 60*time.Second, "gateways offline", func() bool { return city.Totals().Online == 0 })
+	before := city.Totals().Messages
+	testenv.WaitFor(t, 60*time.Second, "traffic while the broker is down", func() bool { return city.Totals().Messages >= before+10 })
+	broker.Start()
+	testenv.WaitFor(t, 60*time.Second, "gateways back", func() bool { return city.Totals().Online == 5 })
+	city.StopTraffic()
+	testenv.WaitFor(t, 90*time.Second, "cloudd confirmed everything", func() bool { return city.Totals().Unconfirmed == 0 })
+	r := city.Report()
+	if r.Resent == 0 {
+		t.Errorf("nothing published again after the restart: %+v", r.Totals)
+	}
+	checkLanded(t, influx, db, f, r)
 }

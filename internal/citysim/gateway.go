@@ -107,6 +107,7 @@ func (g *gateway) due(now time.Time) []held {
 		}
 		g.replay, g.stalled, g.resend = false, false, nil
 		g.advancedAt = now
+		g.published = max(g.published, g.held[len(g.held)-1].seq)
 		return append([]held(nil), g.held...)
 	case len(g.resend) > 0:
 		var out []held

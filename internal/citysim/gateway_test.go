@@ -1,6 +1,8 @@
 package citysim
 
 import (
+	"context"
+	"net"
 	"reflect"
 	"strings"
 	"testing"
@@ -148,5 +150,27 @@ func TestConfigErrors(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
+	}
+}
+
+// A city whose broker is not there says so when it is stopped.
+func TestRunWithoutBroker(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	c, err := New(Config{Brokers: []string{"tcp://" + addr}, Gateways: 3, Devices: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	cancel()
+	err = <-done
+	if err == nil || !strings.Contains(err.Error(), "3 of 3 gateways never connected to tcp://"+addr) {
+		t.Fatalf("Run = %v, want an error naming the 3 gateways and the broker", err)
 	}
 }

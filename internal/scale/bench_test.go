@@ -1,8 +1,10 @@
 package scale_test
 
 import (
+	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,8 +24,19 @@ func TestMain(m *testing.M) {
 func smoke() bool { return testing.Short() || os.Getenv("LULING_SCALE_SMOKE") != "" }
 
 // sized applies LULING_SCALE_GATEWAYS and LULING_SCALE_MEASURE (a duration),
-// which shrink or stretch a full-size run on a busy machine.
+// which shrink or stretch a full-size run on a busy machine,
+// LULING_SCALE_INFLIGHT (Mosquitto's max_inflight_messages) and
+// LULING_SCALE_CLOUDD_FLAGS (more cloudd flags, space-separated, such as
+// "-batch-points 20000").
 func sized(b *testing.B, r scale.Run) scale.Run {
+	if v := os.Getenv("LULING_SCALE_INFLIGHT"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("LULING_SCALE_INFLIGHT=%q: want a positive number", v)
+		}
+		r.Engine = scale.MosquittoEngine(n)
+	}
+	r.CloudFlags = strings.Fields(os.Getenv("LULING_SCALE_CLOUDD_FLAGS"))
 	if v := os.Getenv("LULING_SCALE_GATEWAYS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
@@ -79,11 +92,12 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// scaleRun is a run of benchmark (c): n cloudd instances, each held to 30%
-// of a core, sharing an offered load that one instance cannot carry.
-func scaleRun(n int) scale.Run {
+// scaleRun is a run of the scale-out benchmarks: n cloudd instances on
+// engine e, each held to 30% of a core, sharing an offered load that one
+// instance cannot carry.
+func scaleRun(e scale.Engine, n int) scale.Run {
 	r := scale.Run{
-		Engine: scale.Mosquitto, Instances: n, CPUQuota: 0.3,
+		Engine: e, Instances: n, CPUQuota: 0.3,
 		City:   citysim.Config{Gateways: 1000, Devices: 300, BayChange: 10 * time.Second, Seed: 1},
 		Warmup: 20 * time.Second, Measure: 60 * time.Second,
 	}
@@ -94,16 +108,15 @@ func scaleRun(n int) scale.Run {
 	return r
 }
 
-// BenchmarkCityScaleMosquitto is benchmark (c) of docs/scale.md: ingest
-// throughput of 1 and of 3 cloudd instances (each at 30% of a core) sharing
-// the load through Mosquitto's shared subscription, and which bound each
-// run hit.
-func BenchmarkCityScaleMosquitto(b *testing.B) {
+// scaleBench runs 1 and then 3 instances on engine e and reports each
+// run's throughput and, for 3, the ratio to 1. A benchmark of another
+// engine is one call: scaleBench(b, thatEngine).
+func scaleBench(b *testing.B, e scale.Engine) {
 	var one float64
 	for _, n := range []int{1, 3} {
-		b.Run(map[int]string{1: "instances=1", 3: "instances=3"}[n], func(b *testing.B) {
+		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				res := scale.Exec(b, sized(b, scaleRun(n)))
+				res := scale.Exec(b, sized(b, scaleRun(e, n)))
 				b.Log(res)
 				b.ReportMetric(res.Offered, "offered-readings/s")
 				b.ReportMetric(res.Readings, "readings/s")
@@ -119,3 +132,9 @@ func BenchmarkCityScaleMosquitto(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCityScaleMosquitto is benchmark (c) of docs/scale.md: ingest
+// throughput of 1 and of 3 cloudd instances (each at 30% of a core) sharing
+// the load through Mosquitto's shared subscription, and which bound each
+// run hit.
+func BenchmarkCityScaleMosquitto(b *testing.B) { scaleBench(b, scale.Mosquitto) }

@@ -116,3 +116,13 @@ func (g *CPUGroup) Remove() error {
 	}
 	return fmt.Errorf("cgroup: remove %s: %w", g.Path, err)
 }
+
+// CgroupAvailable reports whether NewCPUGroup works here, by creating and
+// removing a group.
+func CgroupAvailable() error {
+	g, err := NewCPUGroup(fmt.Sprintf("luling-scale-probe-%d", os.Getpid()), 1)
+	if err != nil {
+		return err
+	}
+	return g.Remove()
+}

@@ -89,8 +89,8 @@ func Drain(tb testing.TB, r Run, fill time.Duration) Result {
 	var snaps []snapshot
 	deadline := time.Now().Add(r.Measure)
 	for still := 0; still < 25 && time.Now().Before(deadline); {
-		s := take(tb, city, clouds, token, ep.PIDs, influxPIDs)
-		if n := len(snaps); n > 0 && s.records == snaps[n-1].records && s.records > 0 {
+		s := take(tb, city, clouds, token, ep.PIDs, influxPIDs, influx.URL)
+		if n := len(snaps); n > 0 && written(s) == written(snaps[n-1]) && written(s) > 0 {
 			still++
 		} else {
 			still = 0
@@ -98,13 +98,13 @@ func Drain(tb testing.TB, r Run, fill time.Duration) Result {
 		snaps = append(snaps, s)
 		time.Sleep(200 * time.Millisecond) // the sampling period of the drain curve
 	}
-	total := snaps[len(snaps)-1].records
+	total := written(snaps[len(snaps)-1])
 	if total < 0.5*float64(sealed) {
 		tb.Fatalf("scale: the instances wrote %.0f of %d records sealed before %v ran out", total, sealed, r.Measure)
 	}
 	first := func(share float64) snapshot {
 		for _, s := range snaps {
-			if s.records >= share*total {
+			if written(s) >= share*total {
 				return s
 			}
 		}
@@ -114,9 +114,18 @@ func Drain(tb testing.TB, r Run, fill time.Duration) Result {
 	if end.at.Sub(start.at) < time.Second {
 		tb.Fatalf("scale: %.0f records drained in %v, too fast to measure: fill longer", total, end.at.Sub(start.at))
 	}
-	res := result(r, cfg, start, end, len(ep.PIDs) > 0)
+	res := result(r, cfg, ep, start, end)
 	res.Offered = float64(sealed) // the backlog, in records, not a rate
 	res.KeptUp = false
 	res.Bound = bounds(res, r.CPUQuota, len(ep.PIDs) > 0)
 	return res
+}
+
+// written is the records all instances of a snapshot wrote.
+func written(s snapshot) float64 {
+	var n float64
+	for _, in := range s.inst {
+		n += in.records
+	}
+	return n
 }

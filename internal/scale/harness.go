@@ -10,21 +10,31 @@
 // (NATS JetStream) is one more Engine value whose Start returns the MQTT URLs
 // the gateways use and the cloudd flags of each instance.
 //
-// Bounds: a run names what held it back (Result.Bound) from what it
-// measured: a cloudd instance at its CPU quota ("cloudd-cpu"), the broker
-// process near one full core ("broker"), InfluxDB near a core ("influxdb"),
-// the simulator late on its schedule ("simulator"), or the whole machine
-// busy ("machine").
+// Bounds: a run that did not keep up names what held it back (Result.Bound)
+// from what it measured: a cloudd instance at its CPU quota
+// ("cloudd-cpu"), the broker process near one full core ("broker"),
+// InfluxDB near a core ("influxdb"), InfluxDB write requests that each
+// carry the broker's whole in-flight window ("broker-inflight-window") or
+// cloudd's whole -batch-points ("cloudd-batch-points"), InfluxDB's write
+// requests taking 80% of each instance's time ("influxdb-write-time") —
+// cloudd writes one request at a time, so the write round trip paces it —,
+// the simulator late
+// on its schedule ("simulator"), or the whole machine busy ("machine").
 package scale
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -46,6 +56,9 @@ type Endpoint struct {
 	// PIDs are the engine's processes, whose CPU a run reports; none when
 	// the engine runs inside the test process.
 	PIDs []int
+	// Inflight is the broker's in-flight window towards each cloudd
+	// (unacknowledged messages), 0 when unknown or not the limit.
+	Inflight int
 }
 
 // Engine starts the message engine of a run.
@@ -99,7 +112,8 @@ log_type warning
 				}
 				return a
 			},
-			PIDs: newPIDs(before, children("mosquitto")),
+			PIDs:     newPIDs(before, children("mosquitto")),
+			Inflight: inflight,
 		}
 	}}
 }
@@ -109,37 +123,95 @@ type Run struct {
 	Engine    Engine
 	Instances int     // cloudd processes
 	CPUQuota  float64 // cores per cloudd instance (0.3 = 30% of one core); 0: none
-	City      citysim.Config
-	Warmup    time.Duration // after every gateway is online, before measuring
-	Measure   time.Duration
+	// CloudFlags are further flags of every cloudd instance.
+	CloudFlags []string
+	City       citysim.Config
+	Warmup     time.Duration // after every gateway is online, before measuring
+	Measure    time.Duration
+	// During, when set, runs as soon as the measurement window opened,
+	// for faults such as killing an instance (Running.Kill) or an engine
+	// node; the window closes Measure after it opened, or when During
+	// returns if that is later.
+	During func(tb testing.TB, r *Running)
+	// After, when set, runs once the window closed, before anything
+	// stops: for checks such as Running.Drain and a comparison with
+	// InfluxDB.
+	After func(tb testing.TB, r *Running)
+}
+
+// Running is a run in progress, as During and After see it.
+type Running struct {
+	City   *citysim.City
+	Influx *testenv.Influx
+	DB     string // the InfluxDB database cloudd writes
+	clouds []*cloud
+}
+
+// Instances is the number of cloudd instances started.
+func (r *Running) Instances() int { return len(r.clouds) }
+
+// PID is cloudd instance i's process id.
+func (r *Running) PID(i int) int { return r.clouds[i].cmd.Process.Pid }
+
+// Kill ends cloudd instance i with SIGKILL and waits until it is gone. A
+// killed instance counts for neither end of the window.
+func (r *Running) Kill(i int) {
+	c := r.clouds[i]
+	c.cmd.Process.Kill()
+	<-c.done
+}
+
+// Drain stops new traffic and waits until cloudd confirmed everything the
+// gateways sent (failing after limit).
+func (r *Running) Drain(tb testing.TB, limit time.Duration) citysim.Report {
+	tb.Helper()
+	r.City.StopTraffic()
+	testenv.WaitFor(tb, limit, "cloudd to confirm everything the gateways sent", func() bool { return r.City.Totals().Unconfirmed == 0 })
+	return r.City.Report()
 }
 
 // Result is what a run measured, over the measurement window.
 type Result struct {
-	Engine       string
-	Instances    int
-	Gateways     int
-	Devices      int
-	CPUQuota     float64
-	Seconds      float64
-	Offered      float64   // records per second the simulator sealed
-	Readings     float64   // records per second cloudd wrote (all instances)
-	CloudCPU     []float64 // per instance, % of one core
-	Throttled    []float64 // per instance, share of the window held back by the quota
-	EngineCPU    float64   // % of one core; 0 when the engine runs in the test process
-	InfluxCPU    float64   // % of one core
-	SimCPU       float64   // the test process (simulator), % of one core
-	MachineBusy  float64   // % of all cores
-	P99          float64   // seconds, publish→InfluxDB
-	BacklogStart uint64    // messages the simulator held unconfirmed
-	BacklogEnd   uint64
-	KeptUp       bool
-	Lost         float64 // cloudd's sequence check, all gateways, at the end
-	GapsOpen     float64
-	Duplicates   float64
-	Resent       uint64 // messages the simulator published again
-	LateTicks    uint64
-	Bound        []string
+	Engine     string
+	Instances  int
+	Gateways   int
+	Devices    int
+	CPUQuota   float64
+	CloudFlags []string
+	Seconds    float64
+	Offered    float64   // records per second the simulator sealed
+	Readings   float64   // records per second cloudd wrote (all instances)
+	CloudCPU   []float64 // per instance, % of one core
+	Throttled  []float64 // per instance, share of the window held back by the quota
+	EngineCPU  float64   // % of one core; 0 when the engine runs in the test process
+	InfluxCPU  float64   // % of one core
+	SimCPU     float64   // the test process (simulator), % of one core
+	// The test process at the end: goroutines and heap in use, most of
+	// them the simulated gateways' MQTT connections.
+	SimGoroutines int
+	SimHeapMB     float64
+	MachineBusy   float64 // % of all cores
+	P99           float64 // seconds, publish→InfluxDB
+	BacklogStart  uint64  // messages the simulator held unconfirmed
+	BacklogEnd    uint64
+	KeptUp        bool
+	Lost          float64 // cloudd's sequence check, all gateways, at the end
+	GapsOpen      float64
+	Duplicates    float64
+	Resent        uint64 // messages the simulator published again
+	LateTicks     uint64
+	// Per InfluxDB write request of cloudd (all instances): messages and
+	// points. cloudd writes serially, one request at a time per instance.
+	MsgsPerWrite   float64
+	PointsPerWrite float64
+	// InfluxWriteMS is InfluxDB's own mean time per write request (its
+	// /debug/vars httpd statistics), InfluxWaiting the share of the window
+	// each cloudd instance spent waiting for writes on average.
+	InfluxWriteMS float64
+	InfluxWaiting float64
+	Inflight      int // the engine's in-flight window, when known
+	BatchPoints   int // cloudd's -batch-points
+	Bound         []string
 }
 
 // CloudCPUTotal is the CPU of all instances, % of one core.
@@ -163,12 +235,14 @@ func (r Result) String() string {
 			cpus[i] += fmt.Sprintf(" (throttled %.0f%%)", r.Throttled[i]*100)
 		}
 	}
-	return fmt.Sprintf("%s, %d cloudd (quota %s), %d gateways × %d devices, %.0fs: offered %.0f records/s, written %.0f/s; "+
-		"cloudd CPU %s; broker %.0f%%, influxd %.0f%%, simulator %.0f%%, machine %.0f%% busy; p99 %.3fs; "+
-		"backlog %d→%d messages, kept up %v; lost %.0f, gaps open %.0f, duplicates %.0f, resent %d, late ticks %d; bound: %s",
-		r.Engine, r.Instances, q, r.Gateways, r.Devices, r.Seconds, r.Offered, r.Readings,
-		strings.Join(cpus, ", "), r.EngineCPU, r.InfluxCPU, r.SimCPU, r.MachineBusy, r.P99,
-		r.BacklogStart, r.BacklogEnd, r.KeptUp, r.Lost, r.GapsOpen, r.Duplicates, r.Resent, r.LateTicks, strings.Join(r.Bound, "+"))
+	return fmt.Sprintf("%s, %d cloudd %v (quota %s), %d gateways × %d devices, %.0fs: offered %.0f records/s, written %.0f/s; "+
+		"cloudd CPU %s; broker %.0f%%, influxd %.0f%%, simulator %.0f%% (%d goroutines, %.0f MiB heap), machine %.0f%% busy; p99 %.3fs; "+
+		"backlog %d→%d messages, kept up %v; lost %.0f, gaps open %.0f, duplicates %.0f, resent %d, late ticks %d; "+
+		"per InfluxDB write %.0f messages, %.0f points (window %d, batch %d), %.0f ms (cloudd waiting %.0f%%); bound: %s",
+		r.Engine, r.Instances, r.CloudFlags, q, r.Gateways, r.Devices, r.Seconds, r.Offered, r.Readings,
+		strings.Join(cpus, ", "), r.EngineCPU, r.InfluxCPU, r.SimCPU, r.SimGoroutines, r.SimHeapMB, r.MachineBusy, r.P99,
+		r.BacklogStart, r.BacklogEnd, r.KeptUp, r.Lost, r.GapsOpen, r.Duplicates, r.Resent, r.LateTicks,
+		r.MsgsPerWrite, r.PointsPerWrite, r.Inflight, r.BatchPoints, r.InfluxWriteMS, r.InfluxWaiting*100, strings.Join(r.Bound, "+"))
 }
 
 // newPIDs returns the pids in after that are not in before.
@@ -277,6 +351,15 @@ func startCloud(tb testing.TB, bin string, args []string, quota float64, name st
 	return c
 }
 
+func (c *cloud) alive() bool {
+	select {
+	case <-c.done:
+		return false
+	default:
+		return true
+	}
+}
+
 func (c *cloud) metrics(token string) (Metrics, error) {
 	req, _ := http.NewRequest("GET", "http://"+c.http+"/metrics", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
@@ -295,22 +378,36 @@ func (c *cloud) metrics(token string) (Metrics, error) {
 type snapshot struct {
 	at        time.Time
 	sim       citysim.Totals
-	cloudCPU  []time.Duration
-	throttled []time.Duration
+	inst      []instSnap
 	engineCPU time.Duration
 	influxCPU time.Duration
 	simCPU    time.Duration
 	busy, all time.Duration
+	influxReq influxWrites
+}
+
+// instSnap is one cloudd instance's part of a snapshot.
+type instSnap struct {
+	alive     bool
+	cpu       time.Duration
+	throttled time.Duration
 	records   float64
-	latency   Histogram
+	written   float64 // messages
+	points    float64
+	requests  float64
 	lost      float64
 	gaps      float64
 	dups      float64
+	latency   Histogram
 }
 
-func take(tb testing.TB, city *citysim.City, clouds []*cloud, token string, engine, influx []int) snapshot {
+func take(tb testing.TB, city *citysim.City, clouds []*cloud, token string, engine, influx []int, influxURL string) snapshot {
 	tb.Helper()
 	s := snapshot{at: time.Now(), sim: city.Totals(), simCPU: processCPU(os.Getpid())}
+	var err error
+	if s.influxReq, err = readInfluxWrites(influxURL); err != nil {
+		tb.Fatalf("scale: %v", err)
+	}
 	s.busy, s.all = machineCPU()
 	for _, p := range engine {
 		s.engineCPU += processCPU(p)
@@ -319,23 +416,28 @@ func take(tb testing.TB, city *citysim.City, clouds []*cloud, token string, engi
 		s.influxCPU += processCPU(p)
 	}
 	for _, c := range clouds {
-		s.cloudCPU = append(s.cloudCPU, processCPU(c.cmd.Process.Pid))
-		var th time.Duration
-		if c.group != nil {
-			th = c.group.Throttled()
+		var in instSnap
+		if in.alive = c.alive(); !in.alive {
+			s.inst = append(s.inst, in) // killed during the run (Running.Kill)
+			continue
 		}
-		s.throttled = append(s.throttled, th)
+		in.cpu = processCPU(c.cmd.Process.Pid)
+		if c.group != nil {
+			in.throttled = c.group.Throttled()
+		}
 		m, err := c.metrics(token)
 		if err != nil {
 			tb.Fatalf("scale: %v", err)
 		}
-		s.records += m.Sum("luling_cloud_records_total")
-		s.lost += m.Sum("luling_cloud_seq_lost_total")
-		s.gaps += m.Sum("luling_cloud_seq_gaps_open")
-		s.dups += m.Sum("luling_cloud_seq_duplicates_total")
-		if s.latency, err = s.latency.Add(m.Histogram("luling_cloud_ingest_latency_seconds")); err != nil {
-			tb.Fatalf("scale: cloudd %s: %v", c.http, err)
-		}
+		in.records = m.Sum("luling_cloud_records_total")
+		in.written = m.Sum("luling_cloud_ingest_written_total")
+		in.points = m.Sum("luling_cloud_ingest_points_total")
+		in.requests = m.Sum("luling_cloud_influx_requests_total")
+		in.lost = m.Sum("luling_cloud_seq_lost_total")
+		in.gaps = m.Sum("luling_cloud_seq_gaps_open")
+		in.dups = m.Sum("luling_cloud_seq_duplicates_total")
+		in.latency = m.Histogram("luling_cloud_ingest_latency_seconds")
+		s.inst = append(s.inst, in)
 	}
 	return s
 }
@@ -361,6 +463,7 @@ func Exec(tb testing.TB, r Run) Result {
 	var clouds []*cloud
 	for i := 0; i < r.Instances; i++ {
 		args := append(ep.CloudArgs(i, r.Instances), "-influx-url", influx.URL, "-influx-bucket", db, "-tokens", tokens, "-log-level", "warn")
+		args = append(args, r.CloudFlags...)
 		clouds = append(clouds, startCloud(tb, bin, args, r.CPUQuota, fmt.Sprintf("luling-scale-%d-%d", os.Getpid(), i)))
 	}
 	for _, c := range clouds {
@@ -393,41 +496,106 @@ func Exec(tb testing.TB, r Run) Result {
 	time.Sleep(r.Warmup) // a measurement window, not a wait for a condition
 
 	influxPIDs := children("influxd")
-	start := take(tb, city, clouds, token, ep.PIDs, influxPIDs)
-	time.Sleep(r.Measure)
-	end := take(tb, city, clouds, token, ep.PIDs, influxPIDs)
-	return result(r, cfg, start, end, len(ep.PIDs) > 0)
+	rn := &Running{City: city, Influx: influx, DB: db, clouds: clouds}
+	start := take(tb, city, clouds, token, ep.PIDs, influxPIDs, influx.URL)
+	if r.During != nil {
+		r.During(tb, rn)
+	}
+	if rest := r.Measure - time.Since(start.at); rest > 0 {
+		time.Sleep(rest) // the rest of the measurement window
+	}
+	end := take(tb, city, clouds, token, ep.PIDs, influxPIDs, influx.URL)
+	res := result(r, cfg, ep, start, end)
+	if r.After != nil {
+		r.After(tb, rn)
+	}
+	return res
 }
 
-func result(r Run, cfg citysim.Config, start, end snapshot, enginePIDs bool) Result {
+// batchPoints is cloudd's -batch-points in flags, or its default.
+func batchPoints(flags []string) int {
+	n := 5000
+	for i, f := range flags {
+		name, val, hasVal := strings.Cut(strings.TrimLeft(f, "-"), "=")
+		if name != "batch-points" {
+			continue
+		}
+		if !hasVal && i+1 < len(flags) {
+			val = flags[i+1]
+		}
+		if v, err := strconv.Atoi(val); err == nil {
+			n = v
+		}
+	}
+	return n
+}
+
+func result(r Run, cfg citysim.Config, ep Endpoint, start, end snapshot) Result {
 	win := end.at.Sub(start.at)
 	res := Result{
-		Engine: r.Engine.Name, Instances: r.Instances, Gateways: cfg.Gateways, Devices: cfg.Devices, CPUQuota: r.CPUQuota,
+		Engine: r.Engine.Name, Instances: r.Instances, Gateways: cfg.Gateways, Devices: cfg.Devices, CPUQuota: r.CPUQuota, CloudFlags: r.CloudFlags,
 		Seconds:      win.Seconds(),
 		Offered:      float64(end.sim.Records-start.sim.Records) / win.Seconds(),
-		Readings:     (end.records - start.records) / win.Seconds(),
 		InfluxCPU:    pct(end.influxCPU-start.influxCPU, win),
 		SimCPU:       pct(end.simCPU-start.simCPU, win),
 		BacklogStart: start.sim.Unconfirmed, BacklogEnd: end.sim.Unconfirmed,
-		Lost: end.lost, GapsOpen: end.gaps, Duplicates: end.dups - start.dups,
 		Resent: end.sim.Resent - start.sim.Resent, LateTicks: end.sim.LateTicks - start.sim.LateTicks,
 	}
 	if all := end.all - start.all; all > 0 {
 		res.MachineBusy = 100 * float64(end.busy-start.busy) / float64(all)
 	}
 	res.EngineCPU = pct(end.engineCPU-start.engineCPU, win)
-	for i := range end.cloudCPU {
-		res.CloudCPU = append(res.CloudCPU, pct(end.cloudCPU[i]-start.cloudCPU[i], win))
-		res.Throttled = append(res.Throttled, (end.throttled[i]-start.throttled[i]).Seconds()/win.Seconds())
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	res.SimGoroutines, res.SimHeapMB = runtime.NumGoroutine(), float64(ms.HeapInuse)/(1<<20)
+	// Instances killed during the window count for neither end.
+	var records, written, points, requests float64
+	var lat Histogram
+	for i := range end.inst {
+		st, en := start.inst[i], end.inst[i]
+		if en.alive {
+			res.Lost += en.lost
+			res.GapsOpen += en.gaps
+		}
+		if !st.alive || !en.alive {
+			res.CloudCPU = append(res.CloudCPU, 0)
+			res.Throttled = append(res.Throttled, 0)
+			continue
+		}
+		res.CloudCPU = append(res.CloudCPU, pct(en.cpu-st.cpu, win))
+		res.Throttled = append(res.Throttled, (en.throttled-st.throttled).Seconds()/win.Seconds())
+		records += en.records - st.records
+		written += en.written - st.written
+		points += en.points - st.points
+		requests += en.requests - st.requests
+		res.Duplicates += en.dups - st.dups
+		d, err := en.latency.Sub(st.latency)
+		if err == nil {
+			lat, err = lat.Add(d)
+		}
+		if err != nil {
+			res.P99 = math.NaN()
+		}
 	}
-	if h, err := end.latency.Sub(start.latency); err == nil {
-		res.P99 = h.Quantile(0.99)
+	res.Readings = records / win.Seconds()
+	if requests > 0 {
+		res.MsgsPerWrite = written / requests
+		res.PointsPerWrite = points / requests
+	}
+	res.Inflight, res.BatchPoints = ep.Inflight, batchPoints(r.CloudFlags)
+	if n := end.influxReq.requests - start.influxReq.requests; n > 0 {
+		busy := end.influxReq.duration - start.influxReq.duration
+		res.InfluxWriteMS = busy.Seconds() * 1000 / n
+		res.InfluxWaiting = busy.Seconds() / win.Seconds() / float64(r.Instances)
+	}
+	if !math.IsNaN(res.P99) {
+		res.P99 = lat.Quantile(0.99)
 	}
 	// Kept up: cloudd wrote (nearly) what was offered, and what the
 	// gateways hold unconfirmed grew by less than two seconds of messages.
 	msgRate := float64(end.sim.Messages-start.sim.Messages) / win.Seconds()
 	res.KeptUp = res.Readings >= 0.95*res.Offered && float64(end.sim.Unconfirmed) <= float64(start.sim.Unconfirmed)+2*msgRate
-	res.Bound = bounds(res, r.CPUQuota, enginePIDs)
+	res.Bound = bounds(res, r.CPUQuota, len(ep.PIDs) > 0)
 	return res
 }
 
@@ -453,6 +621,18 @@ func bounds(r Result, quota float64, enginePIDs bool) []string {
 	if r.InfluxCPU >= 85 {
 		b = append(b, "influxdb")
 	}
+	// cloudd writes one request at a time and acknowledges after it: a
+	// request that carries the whole in-flight window, or its whole
+	// -batch-points, means the InfluxDB round trip paces the ingest.
+	if r.Inflight > 0 && r.MsgsPerWrite >= 0.8*float64(r.Inflight)/float64(max(len(r.CloudCPU), 1)) {
+		b = append(b, "broker-inflight-window")
+	}
+	if r.BatchPoints > 0 && r.PointsPerWrite >= 0.8*float64(r.BatchPoints) {
+		b = append(b, "cloudd-batch-points")
+	}
+	if r.InfluxWaiting >= 0.8 {
+		b = append(b, "influxdb-write-time")
+	}
 	if r.LateTicks > 0 {
 		b = append(b, "simulator")
 	}
@@ -463,4 +643,49 @@ func bounds(r Result, quota float64, enginePIDs bool) []string {
 		return []string{"unknown"}
 	}
 	return b
+}
+
+// influxWrites are InfluxDB's counters of HTTP write requests.
+type influxWrites struct {
+	requests float64
+	duration time.Duration
+}
+
+// readInfluxWrites reads InfluxDB 1.x's /debug/vars: the "httpd"
+// statistics' writeReq and writeReqDurationNs.
+func readInfluxWrites(url string) (influxWrites, error) {
+	resp, err := http.Get(url + "/debug/vars")
+	if err != nil {
+		return influxWrites{}, fmt.Errorf("influxdb statistics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return influxWrites{}, fmt.Errorf("influxdb statistics: %s/debug/vars: HTTP %d", url, resp.StatusCode)
+	}
+	return parseInfluxWrites(resp.Body)
+}
+
+func parseInfluxWrites(r io.Reader) (influxWrites, error) {
+	var vars map[string]json.RawMessage
+	if err := json.NewDecoder(r).Decode(&vars); err != nil {
+		return influxWrites{}, fmt.Errorf("influxdb statistics: %w", err)
+	}
+	var w influxWrites
+	found := false
+	for _, raw := range vars {
+		var st struct {
+			Name   string             `json:"name"`
+			Values map[string]float64 `json:"values"`
+		}
+		if json.Unmarshal(raw, &st) != nil || st.Name != "httpd" {
+			continue
+		}
+		found = true
+		w.requests += st.Values["writeReq"]
+		w.duration += time.Duration(st.Values["writeReqDurationNs"])
+	}
+	if !found {
+		return influxWrites{}, errors.New(`influxdb statistics: no "httpd" statistics in /debug/vars`)
+	}
+	return w, nil
 }

@@ -128,9 +128,53 @@ func TestBounds(t *testing.T) {
 		{Result{CloudCPU: []float64{10}, Throttled: []float64{0.5}}, 0.3, "cloudd-cpu"},
 		{Result{CloudCPU: []float64{10}, EngineCPU: 95, InfluxCPU: 90, LateTicks: 3, MachineBusy: 95}, 0.3, "broker+influxdb+simulator+machine"},
 		{Result{CloudCPU: []float64{10}}, 0, "unknown"},
+		{Result{CloudCPU: []float64{10, 10}, Inflight: 100, MsgsPerWrite: 45, BatchPoints: 5000, PointsPerWrite: 300}, 0.3, "broker-inflight-window"},
+		{Result{CloudCPU: []float64{10}, Inflight: 1000, MsgsPerWrite: 700, BatchPoints: 5000, PointsPerWrite: 4990}, 0, "cloudd-batch-points"},
 	} {
 		if got := strings.Join(bounds(c.r, c.quota, true), "+"); got != c.want {
 			t.Errorf("bounds of %+v = %q, want %q", c.r, got, c.want)
 		}
 	}
+}
+
+func TestBatchPoints(t *testing.T) {
+	for flags, want := range map[string]int{"": 5000, "-batch-points 20000": 20000, "--batch-points=300 -x": 300, "-seq-grace 1m": 5000} {
+		if got := batchPoints(strings.Fields(flags)); got != want {
+			t.Errorf("batchPoints(%q) = %d, want %d", flags, got, want)
+		}
+	}
+}
+
+func TestParseInfluxWrites(t *testing.T) {
+	w, err := parseInfluxWrites(strings.NewReader(`{"system":{"currentTime":"x"},"memstats":{"Alloc":1},
+"httpd::8086":{"name":"httpd","tags":{"bind":"127.0.0.1:8086"},"values":{"writeReq":4,"writeReqDurationNs":2000000000,"req":9}},
+"database:db":{"name":"database","values":{"numSeries":3}}}`))
+	if err != nil || w.requests != 4 || w.duration.Seconds() != 2 {
+		t.Errorf("parse = %+v, %v: want 4 requests, 2 s", w, err)
+	}
+	for _, bad := range []string{`{"x":{"name":"database","values":{}}}`, `[1]`, `{`} {
+		if _, err := parseInfluxWrites(strings.NewReader(bad)); err == nil {
+			t.Errorf("%s: no error", bad)
+		}
+	}
+}
+
+func FuzzParseProcStat(f *testing.F) {
+	f.Add("4242 (clou) d (x)) S 17 4242 4242 0 -1 4194560 100 0 0 0 250 130 0 0 20 0 9 0 1 2 3\n")
+	f.Add("1 (c) S 1")
+	f.Add("1 () R 0 0 0 0 0 0 0 0 0 0 18446744073709551615 1")
+	f.Fuzz(func(t *testing.T, in string) {
+		s, err := parseProcStat([]byte(in))
+		if err == nil && s.CPU < 0 {
+			t.Fatalf("%q: negative CPU time %v", in, s.CPU)
+		}
+	})
+}
+
+func FuzzParseInfluxWrites(f *testing.F) {
+	f.Add(`{"httpd::8086":{"name":"httpd","values":{"writeReq":4,"writeReqDurationNs":2000000000}}}`)
+	f.Add(`{"a":{"name":"httpd","values":{}},"b":1}`)
+	f.Fuzz(func(t *testing.T, in string) {
+		parseInfluxWrites(strings.NewReader(in))
+	})
 }

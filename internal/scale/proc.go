@@ -14,6 +14,9 @@ import (
 // every Linux architecture Luling runs on.
 const clockTick = 10 * time.Millisecond
 
+// maxTicks keeps a CPU time in a time.Duration (over 10 years of CPU).
+const maxTicks = 1 << 35
+
 // procStat is what /proc/PID/stat says about a process.
 type procStat struct {
 	Comm string
@@ -39,6 +42,9 @@ func parseProcStat(b []byte) (procStat, error) {
 	st, err3 := strconv.ParseUint(f[12], 10, 64)
 	if err1 != nil || err2 != nil || err3 != nil {
 		return procStat{}, fmt.Errorf("proc stat: ppid %q, utime %q, stime %q: want integers", f[1], f[11], f[12])
+	}
+	if ut > maxTicks || st > maxTicks {
+		return procStat{}, fmt.Errorf("proc stat: utime %d, stime %d: want at most %d clock ticks each", ut, st, uint64(maxTicks))
 	}
 	return procStat{Comm: string(b[open+1 : end]), PPid: ppid, CPU: time.Duration(ut+st) * clockTick}, nil
 }
