@@ -46,6 +46,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,6 +77,8 @@ const (
 
 // Config configures the command service.
 type Config struct {
+	// BrokerURL is the broker's URL, or several comma-separated (the MQTT
+	// listeners of a NATS cluster), tried in order on each connection.
 	BrokerURL string
 	// ClientID of the reply subscriber; it must differ from the ingest
 	// client's and between instances (cloudd uses "{client-id}-cmd").
@@ -175,7 +178,6 @@ func (s *Service) Connected() bool { return s.connected.Load() }
 // and collects replies until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	opts := mqtt.NewClientOptions().
-		AddBroker(s.cfg.BrokerURL).
 		SetClientID(s.cfg.ClientID).
 		SetCleanSession(true).
 		SetOrderMatters(false).
@@ -190,6 +192,9 @@ func (s *Service) Run(ctx context.Context) error {
 			s.connected.Store(false)
 			s.log.Warn("command client lost the broker", "broker", s.cfg.BrokerURL, "err", err)
 		})
+	for _, u := range strings.Split(s.cfg.BrokerURL, ",") { // paho fails over in order
+		opts.AddBroker(strings.TrimSpace(u))
+	}
 	if s.cfg.Username != "" {
 		opts.SetUsername(s.cfg.Username).SetPassword(s.cfg.Password)
 	}

@@ -10,7 +10,9 @@
 // follows. With several cloudd instances the broker must route each gateway
 // to one instance (for example EMQX's shared-subscription strategy
 // hash_clientid or hash_topic), otherwise each instance sees only part of a
-// gateway's sequence and parking state.
+// gateway's sequence and parking state. On the NATS engine (cloud/natsbus)
+// each gateway belongs to one partition held by one instance, and its
+// sequence state moves with the partition (SeqState, RestoreSeq, DropSeq).
 package fleet
 
 import (

@@ -135,8 +135,8 @@ type Seq struct {
 // now, and records it as written when the result says to write it (undo
 // that with Unwritten if the write fails).
 func (s *Seq) Observe(n, h uint64, now time.Time) SeqResult {
-	if h == 0 {
-		h = 1 // 0 marks "not written"
+	if h == 0 || h == writtenUnknown {
+		h = 1 // 0 marks "not written", writtenUnknown a restored number
 	}
 	if n > MaxSeq {
 		return SeqJump
@@ -170,7 +170,7 @@ func (s *Seq) Observe(n, h uint64, now time.Time) SeqResult {
 	inWindow := s.next-n <= Window
 	if inWindow {
 		switch w := s.win[n%Window]; {
-		case w == h:
+		case w == h, w == writtenUnknown:
 			s.stats.Duplicates++
 			return SeqDuplicate
 		case w != 0:
@@ -195,7 +195,7 @@ func (s *Seq) Observe(n, h uint64, now time.Time) SeqResult {
 // Unwritten undoes the record of n as written with content hash h: its
 // write failed, and a redelivery must be written.
 func (s *Seq) Unwritten(n, h uint64) {
-	if h == 0 {
+	if h == 0 || h == writtenUnknown {
 		h = 1
 	}
 	if s.started && n < s.next && s.next-n <= Window && s.win[n%Window] == h {

@@ -29,11 +29,15 @@ func (in *Ingest) declare(d *payload.Dropped) {
 // lost one is made good by the next. It runs on the writer goroutine
 // between flushes, so every number admitted so far is written.
 func (in *Ingest) publishAcks() {
-	if !in.connected.Load() {
+	if in.Health() != nil {
 		return
 	}
 	for _, a := range in.fleet.Acks(fleet.AckPolicy{Every: in.cfg.AckEvery, ResendAfter: in.cfg.ResendAfter, Repeat: in.cfg.AckRepeat}) {
-		in.client.Publish(payload.AckTopic(a.Site, a.Gateway), 1, false, payload.EncodeAck(&a))
+		if src := in.cfg.Source; src != nil {
+			src.Publish(payload.AckTopic(a.Site, a.Gateway), payload.EncodeAck(&a))
+		} else {
+			in.client.Publish(payload.AckTopic(a.Site, a.Gateway), 1, false, payload.EncodeAck(&a))
+		}
 		in.acks.Add(1)
 		if len(a.Resend) > 0 {
 			if ok, sup := in.limit.allow("resend"); ok {

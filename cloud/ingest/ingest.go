@@ -40,6 +40,12 @@
 //     the new SUBSCRIBE is acknowledged; they are routed to the default
 //     publish handler, which is the only handler used.
 //
+// Instead of its own MQTT client, Ingest can take messages from a Source
+// (Config.Source; the NATS JetStream engine in cloud/natsbus): the same
+// writer, sequence check and acknowledgements, with the source's Ack per
+// message. A source that is also a Committer records the sequence state of
+// each flush's gateways after the write and before the acknowledgements.
+//
 // The writer goroutine turns batches into line protocol (with the derived
 // parking_lot points, see fleet.Parking), writes up to BatchPoints points
 // per request as soon as the queue runs empty or the batch is full, retries
@@ -106,6 +112,11 @@ type Config struct {
 	// messages in its outbox and a gateway can tell a stalled confirmation.
 	AckRepeat time.Duration
 
+	// Source, when set, replaces the MQTT client: messages come from it and
+	// acknowledgements to gateways go through it (see Source). BrokerURL
+	// and the MQTT settings are then not used.
+	Source Source
+
 	// AllowMeasurements names measurements written besides payload.Schema
 	// and payload.GatewayMeasurements; "*" allows every measurement.
 	// Records of other measurements are dropped and counted.
@@ -115,10 +126,10 @@ type Config struct {
 }
 
 func (c *Config) defaults() error {
-	if c.BrokerURL == "" {
+	if c.BrokerURL == "" && c.Source == nil {
 		return errors.New("ingest: empty broker URL")
 	}
-	if c.ClientID == "" {
+	if c.ClientID == "" && c.Source == nil {
 		return errors.New("ingest: empty client id (it must be stable so that the broker keeps the session)")
 	}
 	if c.QueueMessages <= 0 {
@@ -179,7 +190,7 @@ func Subscriptions(group string) []string {
 
 // item is one received message on its way to acknowledgement.
 type item struct {
-	msg   mqtt.Message
+	msg   Message
 	batch *payload.Batch // nil: rejected or status, acknowledge only
 	// dropped is a gateway's announcement of numbers it will never send,
 	// applied by the writer in queue order.
@@ -245,6 +256,9 @@ func New(cfg Config, w LineWriter, f *fleet.Fleet) (*Ingest, error) {
 // written when it returns stay unacknowledged, and the broker delivers them
 // again to the next session.
 func (in *Ingest) Run(ctx context.Context) error {
+	if in.cfg.Source != nil {
+		return in.runSource(ctx)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	in.runCtx = ctx
@@ -338,7 +352,10 @@ func (in *Ingest) onConnect(c mqtt.Client) {
 }
 
 // handle runs on paho's router goroutine for every message.
-func (in *Ingest) handle(_ mqtt.Client, m mqtt.Message) {
+func (in *Ingest) handle(_ mqtt.Client, m mqtt.Message) { in.deliver(m) }
+
+// deliver validates a message and queues it for the writer.
+func (in *Ingest) deliver(m Message) {
 	in.received.Add(1)
 	it := item{msg: m, size: int64(len(m.Payload()))}
 	if it.size > in.cfg.QueueBytes {
@@ -528,6 +545,7 @@ func (in *Ingest) flush(ctx context.Context, pending []item, lines []byte, offse
 	if err != nil && ctx.Err() != nil {
 		return false
 	}
+
 	if err != nil { // rejected: find the bad messages one by one
 		start := 0
 		for i := range pending {
@@ -548,6 +566,7 @@ func (in *Ingest) flush(ctx context.Context, pending []item, lines []byte, offse
 		}
 	}
 	in.latency.observe(time.Now(), pending)
+	committed := in.commit(ctx, pending)
 	for i := range pending {
 		it := &pending[i]
 		if b := it.batch; b != nil {
@@ -559,8 +578,10 @@ func (in *Ingest) flush(ctx context.Context, pending []item, lines []byte, offse
 				in.skipped.Add(1) // a duplicate, or a conflict (its alert point written)
 			}
 		}
-		it.msg.Ack()
-		in.acked.Add(1)
+		if committed {
+			it.msg.Ack()
+			in.acked.Add(1)
+		}
 		in.queued.Add(-1)
 		in.budget.Release(it.size)
 	}
@@ -655,7 +676,7 @@ type Stats struct {
 // Stats returns the current counters.
 func (in *Ingest) Stats() Stats {
 	return Stats{
-		Connected: in.connected.Load(), InfluxUp: in.influxUp.Load(),
+		Connected: in.Health() == nil, InfluxUp: in.influxUp.Load(),
 		Received: in.received.Load(), Written: in.written.Load(), Points: in.points.Load(),
 		Rejected: in.rejected.Load(), Skipped: in.skipped.Load(), Dropped: in.dropped.Load(),
 		Acked: in.acked.Load(), AcksSent: in.acks.Load(), Queued: in.queued.Load(),
@@ -665,6 +686,12 @@ func (in *Ingest) Stats() Stats {
 
 // Health reports an error while the broker connection is down.
 func (in *Ingest) Health() error {
+	if src := in.cfg.Source; src != nil {
+		if !src.Connected() {
+			return fmt.Errorf("not connected to %s", src)
+		}
+		return nil
+	}
 	if !in.connected.Load() {
 		return fmt.Errorf("not connected to broker %s", in.cfg.BrokerURL)
 	}

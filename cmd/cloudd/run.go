@@ -29,6 +29,7 @@ import (
 type config struct {
 	brokerURL     string
 	embedded      embeddedConfig // without -broker-url: brokerflags.go
+	engine        engineConfig   // -engine, -nats-*: natsflags.go
 	clientID      string
 	username      string
 	password      string
@@ -68,6 +69,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	fs.StringVar(&c.brokerURL, "broker-url", env("BROKER_URL", ""), "MQTT broker URL (tcp://, ssl://, ws://); empty runs the embedded broker [LULING_CLOUD_BROKER_URL]")
 	c.embedded.register(fs, env)
+	c.engine.register(fs, env)
 	fs.StringVar(&c.clientID, "client-id", env("CLIENT_ID", "cloudd-"+host), "MQTT client id; keep it stable, the broker holds the session under it [LULING_CLOUD_CLIENT_ID]")
 	fs.StringVar(&c.username, "username", env("USERNAME", ""), "MQTT username [LULING_CLOUD_USERNAME]")
 	fs.StringVar(&c.password, "password", env("PASSWORD", ""), "MQTT password [LULING_CLOUD_PASSWORD]")
@@ -121,12 +123,17 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if c.logFormat != "text" && c.logFormat != "json" {
 		return nil, &usageError{msg: fmt.Sprintf("-log-format %q: want text or json", c.logFormat)}
 	}
+	if err := c.engine.check(c); err != nil {
+		return nil, &usageError{msg: err.Error()}
+	}
 	if c.brokerURL != "" {
 		if !strings.Contains(c.brokerURL, "://") {
 			return nil, &usageError{msg: fmt.Sprintf("-broker-url %q: want scheme://host:port (tcp, ssl, ws, wss)", c.brokerURL)}
 		}
-	} else if err := c.embedded.check(); err != nil {
-		return nil, &usageError{msg: err.Error()}
+	} else if c.engine.engine == "mqtt" {
+		if err := c.embedded.check(); err != nil {
+			return nil, &usageError{msg: err.Error()}
+		}
 	}
 	if c.clientID == "" {
 		return nil, &usageError{msg: "-client-id is empty: the broker keeps cloudd's session under a stable client id"}
@@ -222,7 +229,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		TLS: tlsCfg, Group: c.group, BatchPoints: c.batchPoints, Grace: c.seqGrace,
 		AllowMeasurements: c.trust.measurements, Logger: log.With("component", "ingest"),
 	}
-	if c.brokerURL == "" {
+	if c.brokerURL == "" && c.engine.engine == "mqtt" {
 		b, err := c.embedded.start(ctx, log)
 		if err != nil {
 			return err
@@ -240,6 +247,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	defer w.Close()
 	f := fleet.New(c.seqGrace, nil)
 	f.SetMaxJump(c.trust.seqMaxJump)
+	bus, err := c.engine.bus(c, f, log)
+	if err != nil {
+		return err
+	}
+	metrics := func(io.Writer) {}
+	if bus != nil {
+		icfg.Source = bus
+		metrics = bus.WriteMetrics
+	}
 	in, err := ingest.New(icfg, w, f)
 	if err != nil {
 		return err
@@ -276,7 +292,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		api := http.NewServeMux()
 		cmds.Register(api)
 		c.embedded.ident.registerAPI(api) // a no-op without the embedded broker's registry
-		api.Handle("/", f.Handler(fleet.HTTPOptions{Health: in.Health, Metrics: in.WriteMetrics}))
+		api.Handle("/", f.Handler(fleet.HTTPOptions{Health: in.Health, Metrics: func(w io.Writer) { in.WriteMetrics(w); metrics(w) }}))
 		if c.tokens == "" {
 			log.Error("HTTP API without a token file: every request except /healthz is refused with 401",
 				"hint", "create a token with: cloudd token create -tokens FILE -name NAME -role operator; then start cloudd with -tokens FILE (or LULING_CLOUD_TOKENS=FILE)")
@@ -307,7 +323,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			srv.Shutdown(sctx)
 		}()
 	}
-	log.Info("cloudd starting", "broker", icfg.BrokerURL, "client_id", c.clientID, "group", c.group, "influx", c.influxURL, "bucket", c.influxBucket)
+	log.Info("cloudd starting", "engine", c.engine.engine, "broker", icfg.BrokerURL, "nats", c.engine.natsURL, "client_id", c.clientID, "group", c.group, "influx", c.influxURL, "bucket", c.influxBucket)
 	if err := in.Run(ctx); err != nil {
 		errc <- err
 	}

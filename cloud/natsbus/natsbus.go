@@ -1,0 +1,939 @@
+// Package natsbus is cloudd's scale-out engine: NATS with JetStream behind
+// several cloudd instances (cloudd -engine nats).
+//
+// # What lives in the cluster
+//
+// Gateways speak MQTT, unchanged, to the NATS servers' MQTT listeners; the
+// topic gw/v1/{site}/{gateway}/telemetry is the NATS subject
+// gw.v1.{site}.{gateway}.telemetry. Bus creates (or checks) these in the
+// cluster, all with the configured replicas (R3 in a 3-node cluster):
+//
+//   - the stream {Stream} (default LULING), work-queue retention, capturing
+//     the telemetry, events and dropped subjects. Its subject transform
+//     prefixes each message with its partition,
+//     p.{{partition(P,1,2)}}.gw.v1.{site}.{gateway}.{suffix}: NATS hashes
+//     the site and gateway tokens (FNV-1a) into one of P partitions, so all
+//     of a gateway's messages share one partition (Partition computes the
+//     same number);
+//   - one durable pull consumer per partition, part-{n}, filtering
+//     p.{n}.>, explicit acks (AckWait), any number of redeliveries;
+//   - the stream {Stream}_STATUS, the last status message of every
+//     gateway (birth or Last Will). Every instance reads all of it with an
+//     ordered consumer (last per subject, then live), so every instance
+//     knows every gateway's online state, as the retained topic gives it
+//     with one broker;
+//   - three key-value buckets: {Stream}_members (each instance's
+//     heartbeat, expiring after LeaseTTL), {Stream}_leases (the holder of
+//     each partition, expiring after LeaseTTL unless refreshed) and
+//     {Stream}_seq (the sequence states of a partition's gateways,
+//     fleet.SeqState, in one record per partition under part-{n}: one
+//     write per partition and flush, however many gateways it carries).
+//
+// # How partitions move
+//
+// Every LeaseTTL/4 (at most every second) each instance refreshes its
+// heartbeat and computes the wanted owner of each partition from the live
+// members sorted by name:
+// partition n goes to member n mod len(members), so with P a multiple of
+// the instance count every instance gets the same share. An instance
+// takes a partition only by creating its lease key (which fails while
+// another holds it), then loads the partition's sequence states into the
+// fleet, then pulls. An instance that is no longer the wanted owner stops
+// pulling, lets the messages it already took through to InfluxDB and
+// their acknowledgements, records the partition's sequence states, forgets
+// them, and deletes the lease: the next owner starts exactly where it
+// stopped. A crashed instance's leases expire after LeaseTTL; its
+// unacknowledged messages come again after AckWait, to the new owner.
+//
+// The sequence state is recorded after each write and before the
+// acknowledgements (Commit), so the recorded state is never older than
+// what was acknowledged: a new owner may see a redelivery of something
+// already written (a duplicate: not written again) but never a gap for
+// something acknowledged that will not come again. An open gap moves with
+// its opening time; the gateway keeps every message until cloudd's own
+// acknowledgement and resends what cloudd asks for.
+//
+// Acknowledgements to gateways are published as NATS messages on
+// gw.v1.{site}.{gateway}.ack; the MQTT listener delivers messages of NATS
+// publishers at QoS 0. An ack is cumulative and repeated, so a lost one
+// only delays the gateway's cleanup.
+package natsbus
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/luling-edge/luling/cloud/fleet"
+	"github.com/luling-edge/luling/cloud/ingest"
+	"github.com/luling-edge/luling/payload"
+)
+
+// Defaults of Config.
+const (
+	DefaultStream        = "LULING"
+	DefaultPartitions    = 12
+	DefaultReplicas      = 3
+	DefaultAckWait       = 30 * time.Second
+	DefaultLeaseTTL      = 10 * time.Second
+	DefaultMaxAckPending = 20000
+	// DefaultPullBatch is small on purpose: messages buffered in the
+	// client are not yet in ingest's queue, where progress is reported
+	// (see progress), and a large buffer of a slow instance came again
+	// after the ack wait.
+	DefaultPullBatch = 64
+	// MaxPartitions bounds Config.Partitions.
+	MaxPartitions = 1024
+)
+
+// Config configures the engine.
+type Config struct {
+	// URLs of the cluster's NATS client ports (nats://host:4222, tls://…).
+	URLs []string
+	// Instance names this cloudd among the others: its heartbeat key and
+	// lease value. It must be unique and stable ([A-Za-z0-9_-]).
+	Instance string
+	Username string
+	Password string
+	TLS      *tls.Config
+
+	Stream        string        // stream name and bucket prefix (default LULING)
+	Partitions    int           // partitions of the stream (default 12); fixed once the stream exists
+	Replicas      int           // replicas of streams and buckets (default 3)
+	AckWait       time.Duration // redelivery after this long unacknowledged (default 30s)
+	LeaseTTL      time.Duration // a dead instance's partitions move after this long (default 10s)
+	MaxAckPending int           // unacknowledged messages per partition (default 20000)
+	PullBatch     int           // messages buffered per partition pull (default 64)
+
+	// Fleet is cloudd's fleet: the sequence states are restored into it,
+	// read from it and dropped from it.
+	Fleet  *fleet.Fleet
+	Logger *slog.Logger
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Config) check() error {
+	var errs []error
+	if len(c.URLs) == 0 {
+		errs = append(errs, errors.New("no NATS URL (want nats://host:4222, several comma-separated)"))
+	}
+	for i, u := range c.URLs {
+		if !strings.Contains(u, "://") {
+			errs = append(errs, fmt.Errorf("NATS URL %d %q: want nats://host:port or tls://host:port", i+1, u))
+		}
+	}
+	if !validName(c.Instance) {
+		errs = append(errs, fmt.Errorf("instance %q: want 1 to 64 of A-Z a-z 0-9 _ -", c.Instance))
+	}
+	if c.Stream == "" {
+		c.Stream = DefaultStream
+	}
+	if !validName(c.Stream) {
+		errs = append(errs, fmt.Errorf("stream %q: want 1 to 64 of A-Z a-z 0-9 _ -", c.Stream))
+	}
+	if c.Partitions == 0 {
+		c.Partitions = DefaultPartitions
+	}
+	if c.Partitions < 1 || c.Partitions > MaxPartitions {
+		errs = append(errs, fmt.Errorf("partitions %d: want 1 to %d", c.Partitions, MaxPartitions))
+	}
+	if c.Replicas == 0 {
+		c.Replicas = DefaultReplicas
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("replicas %d: want 1 to 5", c.Replicas))
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = DefaultAckWait
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = DefaultLeaseTTL
+	}
+	if c.LeaseTTL < time.Second {
+		errs = append(errs, fmt.Errorf("lease ttl %v: want at least 1s", c.LeaseTTL))
+	}
+	if c.MaxAckPending <= 0 {
+		c.MaxAckPending = DefaultMaxAckPending
+	}
+	if c.PullBatch <= 0 {
+		c.PullBatch = DefaultPullBatch
+	}
+	if c.Fleet == nil {
+		errs = append(errs, errors.New("no fleet"))
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("natsbus: %w", err)
+	}
+	return nil
+}
+
+// Partition returns the partition of a gateway's messages: the number the
+// stream's subject transform computes with partition(n,1,2) (FNV-1a over
+// the site and gateway tokens, modulo n).
+func Partition(site, gw string, n int) int {
+	h := fnv.New32a()
+	h.Write([]byte(site))
+	h.Write([]byte(gw))
+	return int(h.Sum32() % uint32(n))
+}
+
+// Bus is the engine as an ingest.Source and ingest.Committer. Create it
+// with New, hand it to ingest.Config.Source.
+type Bus struct {
+	cfg Config
+	log *slog.Logger
+
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	members jetstream.KeyValue
+	leases  jetstream.KeyValue
+	seqs    jetstream.KeyValue
+	ready   atomic.Bool
+
+	mu    sync.Mutex
+	parts map[int]*owned          // partitions held
+	gws   map[int]map[string]bool // per partition: "site/gateway" keys seen or restored
+
+	acquired, released, lost atomic.Uint64
+}
+
+// owned is a partition this instance holds.
+type owned struct {
+	rev       uint64 // lease revision
+	refreshed time.Time
+	stop      context.CancelFunc
+	done      chan struct{} // closed when the puller returned
+	leaving   bool          // stopping, to hand it over
+	since     time.Time     // when leaving started
+	inflight  atomic.Int64  // delivered, not yet acknowledged
+
+	pmu     sync.Mutex
+	pending map[*message]time.Time // delivered, not yet acknowledged: since when, or since the last progress report
+}
+
+var (
+	_ ingest.Source    = (*Bus)(nil)
+	_ ingest.Committer = (*Bus)(nil)
+)
+
+// New checks cfg; it makes no network call.
+func New(cfg Config) (*Bus, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	return &Bus{
+		cfg: cfg, log: cfg.Logger,
+		parts: map[int]*owned{},
+		gws:   map[int]map[string]bool{},
+	}, nil
+}
+
+func (b *Bus) String() string {
+	return "nats " + strings.Join(b.cfg.URLs, ",") + " stream " + b.cfg.Stream
+}
+
+// Connected reports whether the connection is up and the stream set up.
+func (b *Bus) Connected() bool {
+	return b.ready.Load() && b.nc != nil && b.nc.IsConnected()
+}
+
+// Owned returns the partitions this instance holds and pulls, in order.
+func (b *Bus) Owned() []int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []int
+	for p, o := range b.parts {
+		if !o.leaving {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Publish sends a gateway its acknowledgement on the NATS subject of its
+// MQTT topic.
+func (b *Bus) Publish(topic string, body []byte) {
+	if b.nc == nil {
+		return
+	}
+	if err := b.nc.Publish(strings.ReplaceAll(topic, "/", "."), body); err != nil {
+		b.log.Debug("publish failed", "topic", topic, "err", err)
+	}
+}
+
+// Run connects, sets the cluster up, takes its share of the partitions and
+// delivers their messages until ctx ends; then it lets its partitions go.
+func (b *Bus) Run(ctx context.Context, deliver func(ingest.Message)) error {
+	opts := []nats.Option{
+		nats.Name("cloudd " + b.cfg.Instance),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			b.log.Warn("nats connection lost; reconnecting", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			b.log.Info("nats reconnected", "server", nc.ConnectedUrlRedacted())
+		}),
+	}
+	if b.cfg.Username != "" {
+		opts = append(opts, nats.UserInfo(b.cfg.Username, b.cfg.Password))
+	}
+	if b.cfg.TLS != nil {
+		opts = append(opts, nats.Secure(b.cfg.TLS))
+	}
+	nc, err := nats.Connect(strings.Join(b.cfg.URLs, ","), opts...)
+	if err != nil {
+		return fmt.Errorf("natsbus: connect to %s: %w", strings.Join(b.cfg.URLs, ","), err)
+	}
+	defer nc.Close()
+	b.nc = nc
+	if b.js, err = jetstream.New(nc); err != nil {
+		return fmt.Errorf("natsbus: %w", err)
+	}
+	if err := b.setupRetry(ctx); err != nil {
+		return err
+	}
+	b.ready.Store(true)
+	defer b.ready.Store(false)
+
+	status, err := b.followStatus(ctx, deliver)
+	if err != nil {
+		return err
+	}
+	defer status.Stop()
+
+	var wg sync.WaitGroup
+	tick := time.NewTicker(b.tickEvery())
+	defer tick.Stop()
+	for {
+		b.balance(ctx, &wg, deliver)
+		b.progress()
+		select {
+		case <-ctx.Done():
+			b.shutdown(&wg)
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// progress tells the server that messages waiting in ingest's queue for
+// longer than a third of AckWait are still being worked on (a backlog
+// longer than AckWait would otherwise come again while its first copy
+// waits, and be written twice for nothing). A crashed instance sends no
+// progress: its messages come again AckWait after the last report.
+func (b *Bus) progress() {
+	b.mu.Lock()
+	held := make([]*owned, 0, len(b.parts))
+	for _, o := range b.parts {
+		held = append(held, o)
+	}
+	b.mu.Unlock()
+	now := time.Now()
+	for _, o := range held {
+		o.pmu.Lock()
+		for m, t := range o.pending {
+			if now.Sub(t) >= b.cfg.AckWait/3 {
+				m.m.InProgress()
+				o.pending[m] = now
+			}
+		}
+		o.pmu.Unlock()
+	}
+}
+
+// tickEvery is the balancing period: a quarter of the lease TTL, at most
+// a second (a handover takes a few rounds).
+func (b *Bus) tickEvery() time.Duration {
+	return min(max(b.cfg.LeaseTTL/4, 250*time.Millisecond), time.Second)
+}
+
+// setupRetry runs setup until it succeeds: a cluster that is still
+// electing its leaders answers with errors for a while.
+func (b *Bus) setupRetry(ctx context.Context) error {
+	delay := 200 * time.Millisecond
+	var last string
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := b.setup(sctx)
+		cancel()
+		if err == nil {
+			b.log.Info("nats engine ready", "stream", b.cfg.Stream, "partitions", b.cfg.Partitions, "replicas", b.cfg.Replicas, "instance", b.cfg.Instance)
+			return nil
+		}
+		var fatal *setupError
+		if errors.As(err, &fatal) {
+			return err
+		}
+		if err.Error() != last {
+			b.log.Warn("nats engine: cannot set up the stream yet; retrying", "err", err)
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
+}
+
+// setupError is a setup failure that retrying cannot fix.
+type setupError struct{ err error }
+
+func (e *setupError) Error() string { return e.err.Error() }
+func (e *setupError) Unwrap() error { return e.err }
+
+func (b *Bus) partitionDest() string {
+	return "p.{{partition(" + strconv.Itoa(b.cfg.Partitions) + ",1,2)}}.gw.v1.{{wildcard(1)}}.{{wildcard(2)}}.{{wildcard(3)}}"
+}
+
+// setup creates or checks the streams, the consumers and the buckets.
+func (b *Bus) setup(ctx context.Context) error {
+	root := strings.ReplaceAll(payload.TopicRoot, "/", ".")
+	scfg := jetstream.StreamConfig{
+		Name: b.cfg.Stream,
+		Subjects: []string{
+			root + ".*.*." + payload.SuffixTelemetry,
+			root + ".*.*." + payload.SuffixEvents,
+			root + ".*.*." + payload.SuffixDropped,
+		},
+		SubjectTransform: &jetstream.SubjectTransformConfig{Source: root + ".*.*.*", Destination: b.partitionDest()},
+		Retention:        jetstream.WorkQueuePolicy,
+		Storage:          jetstream.FileStorage,
+		Replicas:         b.cfg.Replicas,
+		MaxAge:           7 * 24 * time.Hour,
+	}
+	if s, err := b.js.Stream(ctx, scfg.Name); err == nil {
+		info := s.CachedInfo()
+		if tr := info.Config.SubjectTransform; tr == nil || tr.Destination != scfg.SubjectTransform.Destination {
+			got := "none"
+			if tr != nil {
+				got = tr.Destination
+			}
+			return &setupError{fmt.Errorf("natsbus: stream %s exists with the partition transform %q, not %q: the partition count is fixed once the stream exists (use its count, or another -nats-stream)", scfg.Name, got, scfg.SubjectTransform.Destination)}
+		}
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("natsbus: stream %s: %w", scfg.Name, err)
+	}
+	if _, err := b.js.CreateOrUpdateStream(ctx, scfg); err != nil {
+		return fmt.Errorf("natsbus: stream %s: %w", scfg.Name, err)
+	}
+	st := jetstream.StreamConfig{
+		Name:              b.cfg.Stream + "_STATUS",
+		Subjects:          []string{root + ".*.*." + payload.SuffixStatus},
+		MaxMsgsPerSubject: 1,
+		Storage:           jetstream.FileStorage,
+		Replicas:          b.cfg.Replicas,
+	}
+	if _, err := b.js.CreateOrUpdateStream(ctx, st); err != nil {
+		return fmt.Errorf("natsbus: stream %s: %w", st.Name, err)
+	}
+	for p := range b.cfg.Partitions {
+		c := jetstream.ConsumerConfig{
+			Durable:       "part-" + strconv.Itoa(p),
+			FilterSubject: "p." + strconv.Itoa(p) + ".>",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       b.cfg.AckWait,
+			MaxAckPending: b.cfg.MaxAckPending,
+			MaxDeliver:    -1,
+		}
+		if _, err := b.js.CreateOrUpdateConsumer(ctx, scfg.Name, c); err != nil {
+			return fmt.Errorf("natsbus: consumer %s of stream %s: %w", c.Durable, scfg.Name, err)
+		}
+	}
+	kvs := []struct {
+		kv  *jetstream.KeyValue
+		cfg jetstream.KeyValueConfig
+	}{
+		{&b.members, jetstream.KeyValueConfig{Bucket: b.cfg.Stream + "_members", TTL: b.cfg.LeaseTTL}},
+		{&b.leases, jetstream.KeyValueConfig{Bucket: b.cfg.Stream + "_leases", TTL: b.cfg.LeaseTTL}},
+		{&b.seqs, jetstream.KeyValueConfig{Bucket: b.cfg.Stream + "_seq"}},
+	}
+	for _, k := range kvs {
+		k.cfg.Replicas = b.cfg.Replicas
+		k.cfg.Storage = jetstream.FileStorage
+		kv, err := b.js.CreateOrUpdateKeyValue(ctx, k.cfg)
+		if err != nil {
+			return fmt.Errorf("natsbus: bucket %s: %w", k.cfg.Bucket, err)
+		}
+		*k.kv = kv
+	}
+	return nil
+}
+
+// message is a stream message on its way through ingest.
+type message struct {
+	b     *Bus
+	m     jetstream.Msg
+	topic string
+	owner *owned // nil: status (nothing to acknowledge)
+}
+
+func (m *message) Topic() string   { return m.topic }
+func (m *message) Payload() []byte { return m.m.Data() }
+func (m *message) Ack() {
+	if m.owner == nil {
+		return
+	}
+	if err := m.m.Ack(); err != nil {
+		m.b.log.Debug("ack failed; the message comes again", "topic", m.topic, "err", err)
+	}
+	m.owner.inflight.Add(-1)
+	m.owner.pmu.Lock()
+	delete(m.owner.pending, m)
+	m.owner.pmu.Unlock()
+}
+
+// topicOf turns a stream subject (with or without the partition prefix)
+// into the MQTT topic, and returns the partition (-1 without prefix).
+func topicOf(subject string) (string, int) {
+	part := -1
+	if rest, ok := strings.CutPrefix(subject, "p."); ok {
+		if i := strings.IndexByte(rest, '.'); i > 0 {
+			if n, err := strconv.Atoi(rest[:i]); err == nil {
+				part, subject = n, rest[i+1:]
+			}
+		}
+	}
+	return strings.ReplaceAll(subject, ".", "/"), part
+}
+
+// followStatus delivers the last status of every gateway, then every new
+// one.
+func (b *Bus) followStatus(ctx context.Context, deliver func(ingest.Message)) (jetstream.ConsumeContext, error) {
+	for {
+		c, err := b.js.OrderedConsumer(ctx, b.cfg.Stream+"_STATUS", jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy})
+		if err == nil {
+			cc, err := c.Consume(func(m jetstream.Msg) {
+				topic, _ := topicOf(m.Subject())
+				deliver(&message{b: b, m: m, topic: topic})
+			})
+			if err == nil {
+				return cc, nil
+			}
+		}
+		b.log.Warn("nats engine: cannot follow the status stream yet; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// leaseKey is the lease bucket's key of partition p.
+func leaseKey(p int) string { return "p" + strconv.Itoa(p) }
+
+// wanted returns the partitions this instance should hold, given the live
+// members.
+func (b *Bus) wanted(members []string) map[int]bool {
+	slices.Sort(members)
+	i := slices.Index(members, b.cfg.Instance)
+	out := map[int]bool{}
+	if i < 0 {
+		return out
+	}
+	for p := range b.cfg.Partitions {
+		if p%len(members) == i {
+			out[p] = true
+		}
+	}
+	return out
+}
+
+// balance is one round: heartbeat, leases refreshed, partitions handed
+// over and taken.
+func (b *Bus) balance(ctx context.Context, wg *sync.WaitGroup, deliver func(ingest.Message)) {
+	if ctx.Err() != nil {
+		return
+	}
+	op := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(ctx, max(b.cfg.LeaseTTL/4, 500*time.Millisecond))
+	}
+	octx, cancel := op()
+	if _, err := b.members.Put(octx, b.cfg.Instance, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
+		b.log.Warn("nats engine: heartbeat failed", "err", err)
+	}
+	cancel()
+	octx, cancel = op()
+	members, err := b.members.Keys(octx)
+	cancel()
+	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+		b.log.Warn("nats engine: cannot list the members", "err", err)
+		members = nil
+	}
+	if !slices.Contains(members, b.cfg.Instance) {
+		members = append(members, b.cfg.Instance)
+	}
+	want := b.wanted(members)
+
+	b.mu.Lock()
+	held := make(map[int]*owned, len(b.parts))
+	for p, o := range b.parts {
+		held[p] = o
+	}
+	b.mu.Unlock()
+
+	for p, o := range held {
+		// Fenced a round before the server lets the lease expire: another
+		// instance may take it then.
+		if time.Since(o.refreshed) > b.cfg.LeaseTTL-b.tickEvery() {
+			b.lose(p, o, "lease not refreshed within its ttl")
+			continue
+		}
+		octx, cancel := op()
+		ok := b.refresh(octx, p, o)
+		cancel()
+		switch {
+		case !ok:
+		case o.leaving:
+			octx, cancel := op()
+			b.finishLeaving(octx, p, o)
+			cancel()
+		case !want[p]:
+			b.log.Info("handing a partition over", "partition", p, "members", len(members))
+			o.stop()
+			b.mu.Lock()
+			o.leaving, o.since = true, time.Now()
+			b.mu.Unlock()
+		}
+	}
+	for p := range want {
+		if held[p] != nil {
+			continue
+		}
+		octx, cancel := op()
+		rev, err := b.leases.Create(octx, leaseKey(p), []byte(b.cfg.Instance))
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			// Ours, when an earlier Create timed out after it was stored.
+			if e, gerr := b.leases.Get(octx, leaseKey(p)); gerr == nil && string(e.Value()) == b.cfg.Instance {
+				rev, err = e.Revision(), nil
+			}
+		}
+		cancel()
+		if err != nil {
+			if !errors.Is(err, jetstream.ErrKeyExists) {
+				b.log.Warn("nats engine: cannot take a lease", "partition", p, "err", err)
+			}
+			continue // held by another: it hands over, or its lease expires
+		}
+		if err := b.take(ctx, wg, p, rev, deliver); err != nil {
+			b.log.Warn("nats engine: cannot take a partition; letting it go", "partition", p, "err", err)
+			octx, cancel := op()
+			b.leases.Delete(octx, leaseKey(p), jetstream.LastRevision(rev))
+			cancel()
+		}
+	}
+}
+
+// refresh renews partition p's lease. It reports false when the lease
+// turned out to be another instance's (the partition is then given up).
+func (b *Bus) refresh(ctx context.Context, p int, o *owned) bool {
+	sent := time.Now()
+	rev, err := b.leases.Update(ctx, leaseKey(p), []byte(b.cfg.Instance), o.rev)
+	switch {
+	case err == nil:
+		o.rev, o.refreshed = rev, sent
+	case errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyNotFound):
+		// Still ours when an earlier refresh timed out after it was
+		// stored (the revision moved on under us).
+		if e, gerr := b.leases.Get(ctx, leaseKey(p)); gerr == nil && string(e.Value()) == b.cfg.Instance {
+			o.rev, o.refreshed = e.Revision(), e.Created()
+			return true
+		}
+		b.lose(p, o, "lease taken by another instance, or expired")
+		return false
+	default:
+		b.log.Warn("nats engine: cannot refresh a lease", "partition", p, "err", err)
+	}
+	return true
+}
+
+// take loads partition p's sequence states into the fleet and starts
+// pulling it.
+func (b *Bus) take(ctx context.Context, wg *sync.WaitGroup, p int, rev uint64, deliver func(ingest.Message)) error {
+	lctx, cancel := context.WithTimeout(ctx, b.cfg.LeaseTTL/2)
+	defer cancel()
+	states := map[string]fleet.SeqState{}
+	e, err := b.seqs.Get(lctx, stateKey(p))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+	case err != nil:
+		return fmt.Errorf("sequence states: %w", err)
+	default:
+		var bad []error
+		if states, bad = parsePartitionState(e.Value()); len(bad) > 0 {
+			b.log.Warn("nats engine: ignoring bad sequence states", "partition", p, "err", errors.Join(bad...))
+		}
+	}
+	cons, err := b.js.Consumer(lctx, b.cfg.Stream, "part-"+strconv.Itoa(p))
+	if err != nil {
+		return fmt.Errorf("consumer part-%d: %w", p, err)
+	}
+	b.mu.Lock()
+	set := map[string]bool{}
+	for k, st := range states {
+		site, gw, _ := strings.Cut(k, "/")
+		b.cfg.Fleet.RestoreSeq(site, gw, st)
+		set[k] = true
+	}
+	b.gws[p] = set
+	pctx, stop := context.WithCancel(ctx)
+	o := &owned{rev: rev, refreshed: time.Now(), stop: stop, done: make(chan struct{}), pending: map[*message]time.Time{}}
+	b.parts[p] = o
+	b.mu.Unlock()
+	b.acquired.Add(1)
+	b.log.Info("took a partition", "partition", p, "gateways", len(states))
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(o.done)
+		b.pull(pctx, p, o, cons, deliver)
+	}()
+	return nil
+}
+
+// pull delivers partition p's messages until ctx ends; the messages
+// already buffered are delivered too (Drain).
+func (b *Bus) pull(ctx context.Context, p int, o *owned, cons jetstream.Consumer, deliver func(ingest.Message)) {
+	for ctx.Err() == nil {
+		it, err := cons.Messages(jetstream.PullMaxMessages(b.cfg.PullBatch))
+		if err != nil {
+			b.log.Warn("nats engine: cannot pull a partition; retrying", "partition", p, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		drain := context.AfterFunc(ctx, it.Drain)
+		for {
+			m, err := it.Next()
+			if err != nil {
+				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					b.log.Warn("nats engine: pulling a partition failed; pulling again", "partition", p, "err", err)
+				}
+				break
+			}
+			topic, _ := topicOf(m.Subject())
+			if t, err := payload.ParseTopic(topic); err == nil {
+				b.note(p, t.Site+"/"+t.Gateway)
+			}
+			o.inflight.Add(1)
+			msg := &message{b: b, m: m, topic: topic, owner: o}
+			o.pmu.Lock()
+			o.pending[msg] = time.Now()
+			o.pmu.Unlock()
+			deliver(msg)
+		}
+		drain()
+		it.Stop()
+	}
+}
+
+// note records that gateway key k has messages in partition p.
+func (b *Bus) note(p int, k string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if set := b.gws[p]; set != nil {
+		set[k] = true
+	}
+}
+
+// finishLeaving completes a handover once the puller stopped and every
+// message it delivered was acknowledged: the partition's sequence states
+// are recorded and forgotten, and the lease deleted. A handover that does
+// not complete within AckWait (InfluxDB down, say) gives the partition up
+// without recording: its unacknowledged messages come again to the next
+// owner anyway.
+func (b *Bus) finishLeaving(ctx context.Context, p int, o *owned) {
+	select {
+	case <-o.done:
+	default:
+		return
+	}
+	if n := o.inflight.Load(); n > 0 {
+		if time.Since(o.since) > b.cfg.AckWait {
+			b.lose(p, o, fmt.Sprintf("%d messages still unacknowledged after the ack wait", n))
+		}
+		return
+	}
+	keys := b.gatewaysOf(p)
+	if err := b.Commit(ctx, keys); err != nil {
+		b.log.Warn("nats engine: cannot record a partition's sequence states; retrying", "partition", p, "err", err)
+		return
+	}
+	b.drop(p, keys)
+	if err := b.leases.Delete(ctx, leaseKey(p), jetstream.LastRevision(o.rev)); err != nil {
+		b.log.Warn("nats engine: cannot delete a lease; it expires", "partition", p, "err", err)
+	}
+	b.released.Add(1)
+	b.log.Info("handed a partition over", "partition", p, "gateways", len(keys))
+}
+
+// lose gives partition p up at once, without recording its state.
+func (b *Bus) lose(p int, o *owned, why string) {
+	o.stop()
+	b.drop(p, b.gatewaysOf(p))
+	b.lost.Add(1)
+	b.log.Warn("nats engine: partition given up", "partition", p, "reason", why)
+}
+
+// drop forgets partition p and its gateways' sequence states.
+func (b *Bus) drop(p int, keys []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.parts, p)
+	delete(b.gws, p)
+	for _, k := range keys {
+		site, gw, _ := strings.Cut(k, "/")
+		b.cfg.Fleet.DropSeq(site, gw)
+	}
+}
+
+func (b *Bus) gatewaysOf(p int) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]string, 0, len(b.gws[p]))
+	for k := range b.gws[p] {
+		out = append(out, k)
+	}
+	return out
+}
+
+// Commit records the sequence states of the partitions of the given
+// gateways ("site/gateway") in the sequence bucket. A partition being
+// handed over is still held: its last messages commit as usual, which is
+// what the handover waits for. Commit fails when a gateway is in a
+// partition this instance gave up, so that ingest does not acknowledge its
+// messages: they go to the new holder.
+func (b *Bus) Commit(ctx context.Context, gateways []string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	parts := map[int]bool{}
+	for _, k := range gateways {
+		site, gw, ok := strings.Cut(k, "/")
+		if !ok {
+			continue
+		}
+		p := Partition(site, gw, b.cfg.Partitions)
+		b.mu.Lock()
+		o := b.parts[p]
+		b.mu.Unlock()
+		if o == nil {
+			return fmt.Errorf("gateway %s is in partition %d, which this instance no longer holds", k, p)
+		}
+		parts[p] = true
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(parts))
+	prefix := "$KV." + b.cfg.Stream + "_seq."
+	for p := range parts {
+		states := map[string]fleet.SeqState{}
+		for _, k := range b.gatewaysOf(p) {
+			site, gw, _ := strings.Cut(k, "/")
+			if st := b.cfg.Fleet.SeqState(site, gw); st.Next != 0 {
+				states[k] = st
+			}
+		}
+		f, err := b.js.PublishAsync(prefix+stateKey(p), marshalPartitionState(states))
+		if err != nil {
+			return fmt.Errorf("record sequence states of partition %d: %w", p, err)
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("record sequence states (%s): %w", f.Msg().Subject, err)
+		case <-ctx.Done():
+			return fmt.Errorf("record sequence states: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
+// shutdown stops every puller and deletes the leases, so that the other
+// instances take the partitions over at once. What was not acknowledged
+// comes again to them after AckWait; the recorded states are those of the
+// last commits.
+func (b *Bus) shutdown(wg *sync.WaitGroup) {
+	b.mu.Lock()
+	parts := make(map[int]*owned, len(b.parts))
+	for p, o := range b.parts {
+		o.stop()
+		parts[p] = o
+	}
+	b.mu.Unlock()
+	wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	for p, o := range parts {
+		if err := b.leases.Delete(ctx, leaseKey(p), jetstream.LastRevision(o.rev)); err != nil {
+			b.log.Warn("nats engine: cannot delete a lease on the way out; it expires", "partition", p, "err", err)
+		}
+	}
+	if err := b.members.Delete(ctx, b.cfg.Instance); err != nil {
+		b.log.Debug("nats engine: cannot delete the heartbeat", "err", err)
+	}
+	b.log.Info("nats engine stopped", "partitions_released", len(parts))
+}
+
+// Stats are the engine's counters.
+type Stats struct {
+	Owned    int    // partitions held now
+	Acquired uint64 // partitions taken
+	Released uint64 // partitions handed over cleanly
+	Lost     uint64 // partitions given up without handing over
+}
+
+// Stats returns the counters.
+func (b *Bus) Stats() Stats {
+	return Stats{Owned: len(b.Owned()), Acquired: b.acquired.Load(), Released: b.released.Load(), Lost: b.lost.Load()}
+}
+
+// WriteMetrics writes the engine's counters in the Prometheus text format.
+func (b *Bus) WriteMetrics(w io.Writer) {
+	s := b.Stats()
+	for _, m := range []struct {
+		name, typ, help string
+		v               any
+	}{
+		{"luling_cloud_nats_partitions_owned", "gauge", "Stream partitions this instance holds and pulls.", s.Owned},
+		{"luling_cloud_nats_partitions_acquired_total", "counter", "Partitions this instance took.", s.Acquired},
+		{"luling_cloud_nats_partitions_released_total", "counter", "Partitions this instance handed over after writing and acknowledging their messages.", s.Released},
+		{"luling_cloud_nats_partitions_lost_total", "counter", "Partitions this instance gave up without handing over (lease lost or expired, handover stuck).", s.Lost},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", m.name, m.help, m.name, m.typ, m.name, m.v)
+	}
+}
