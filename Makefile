@@ -54,7 +54,7 @@ demo: services build ## run the whole system locally on simulated devices (Ctrl-
 	@./scripts/demo.sh
 
 soak: services ## soak the whole system under faults (broker restart, kill -9 of gatewayd and cloudd, broker drop after PUBACK, network cut, black hole, InfluxDB down, full disk, corrupted outbox segment, serial line noise); prints produced/landed/declared-lost/undeclared-lost per fault (LULING_SOAK_DURATION, default 30m; LULING_SOAK_FAULTS to pick some)
-	CGO_ENABLED=1 LULING_REQUIRE_SERVICES=1 LULING_SOAK=1 $(GO) test -race -count=1 -timeout 6h -run Soak $(PKGS)
+	CGO_ENABLED=1 LULING_REQUIRE_SERVICES=1 LULING_SOAK=1 $(GO) test -race -count=1 -timeout 6h -v -run '^TestSoak$$' ./internal/e2e/
 
 generate: ## regenerate the plugin protocol's gRPC code (installs protoc and its Go plugins if missing)
 	@command -v protoc >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler >/dev/null; }
