@@ -1,18 +1,10 @@
 package scale
 
 import (
-	"context"
 	"fmt"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/luling-edge/luling/internal/citysim"
-	"github.com/luling-edge/luling/internal/testenv"
 )
 
 // Drain measures ingest throughput with the supply unlimited, for an
@@ -32,28 +24,10 @@ func Drain(tb testing.TB, r Run, fill time.Duration) Result {
 	if r.Instances < 1 {
 		r.Instances = 1
 	}
-	bin := clouddBinary(tb)
-	influx, db := testenv.NewDatabase(tb)
-	ep := r.Engine.Start(tb)
-	tokens := filepath.Join(tb.TempDir(), "tokens.json")
-	out, err := exec.Command(bin, "token", "create", "-tokens", tokens, "-name", "scale", "-role", "viewer").Output()
-	if err != nil {
-		tb.Fatalf("scale: cloudd token create: %v", err)
-	}
-	token := strings.TrimSpace(string(out))
-	args := func(i int) []string {
-		return append(ep.CloudArgs(i, r.Instances), "-influx-url", influx.URL, "-influx-bucket", db, "-tokens", tokens, "-log-level", "warn")
-	}
-	healthy := func(c *cloud) {
-		testenv.WaitFor(tb, 90*time.Second, "cloudd "+c.http+" connected", func() bool {
-			resp, err := http.Get("http://" + c.http + "/healthz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == http.StatusOK
-		})
-	}
+	st := newStage(tb, r)
+	bin, influx, ep, token := st.bin, st.influx, st.ep, st.token
+	args := func(i int) []string { return st.cloudArgs(i, r.Instances) }
+	healthy := func(c *cloud) { waitHealthy(tb, c, 90*time.Second) }
 
 	// Prime: the engine's streams exist before the city publishes.
 	prime := startCloud(tb, bin, args(r.Instances), 0, "")
@@ -63,19 +37,9 @@ func Drain(tb testing.TB, r Run, fill time.Duration) Result {
 
 	cfg := r.City
 	cfg.Brokers = ep.GatewayURLs
-	city, err := citysim.New(cfg)
-	if err != nil {
-		tb.Fatalf("scale: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- city.Run(ctx) }()
-	testenv.WaitFor(tb, time.Minute+time.Duration(cfg.Gateways)*100*time.Millisecond, "every gateway online", func() bool {
-		return city.Totals().Online == cfg.Gateways
-	})
+	city, stopCity := st.startCity(tb, cfg)
 	time.Sleep(fill) // the backlog's size is what fill publishes
-	cancel()
-	<-done
+	stopCity()
 	sealed := city.Totals().Records
 
 	var clouds []*cloud

@@ -444,41 +444,53 @@ func take(tb testing.TB, city *citysim.City, clouds []*cloud, token string, engi
 
 func pct(d time.Duration, over time.Duration) float64 { return 100 * d.Seconds() / over.Seconds() }
 
-// Exec performs a run and returns what it measured.
-func Exec(tb testing.TB, r Run) Result {
-	tb.Helper()
-	if r.Instances < 1 {
-		r.Instances = 1
-	}
-	bin := clouddBinary(tb)
-	influx, db := testenv.NewDatabase(tb)
-	ep := r.Engine.Start(tb)
+// stage is what every run starts from: the cloudd binary, a fresh
+// InfluxDB database, the engine, and a viewer token for cloudd's metrics.
+type stage struct {
+	bin    string
+	influx *testenv.Influx
+	db     string
+	ep     Endpoint
+	tokens string
+	token  string
+}
 
-	tokens := filepath.Join(tb.TempDir(), "tokens.json")
-	out, err := exec.Command(bin, "token", "create", "-tokens", tokens, "-name", "scale", "-role", "viewer").Output()
+func newStage(tb testing.TB, r Run) *stage {
+	tb.Helper()
+	st := &stage{bin: clouddBinary(tb)}
+	st.influx, st.db = testenv.NewDatabase(tb)
+	st.ep = r.Engine.Start(tb)
+	st.tokens = filepath.Join(tb.TempDir(), "tokens.json")
+	out, err := exec.Command(st.bin, "token", "create", "-tokens", st.tokens, "-name", "scale", "-role", "viewer").Output()
 	if err != nil {
 		tb.Fatalf("scale: cloudd token create: %v", err)
 	}
-	token := strings.TrimSpace(string(out))
-	var clouds []*cloud
-	for i := 0; i < r.Instances; i++ {
-		args := append(ep.CloudArgs(i, r.Instances), "-influx-url", influx.URL, "-influx-bucket", db, "-tokens", tokens, "-log-level", "warn")
-		args = append(args, r.CloudFlags...)
-		clouds = append(clouds, startCloud(tb, bin, args, r.CPUQuota, fmt.Sprintf("luling-scale-%d-%d", os.Getpid(), i)))
-	}
-	for _, c := range clouds {
-		testenv.WaitFor(tb, 60*time.Second, "cloudd "+c.http+" connected", func() bool {
-			resp, err := http.Get("http://" + c.http + "/healthz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == http.StatusOK
-		})
-	}
+	st.token = strings.TrimSpace(string(out))
+	return st
+}
 
-	cfg := r.City
-	cfg.Brokers = ep.GatewayURLs
+// cloudArgs are instance i's flags of n: the engine's, InfluxDB, tokens.
+func (st *stage) cloudArgs(i, n int) []string {
+	return append(st.ep.CloudArgs(i, n), "-influx-url", st.influx.URL, "-influx-bucket", st.db, "-tokens", st.tokens, "-log-level", "warn")
+}
+
+// waitHealthy waits until cloudd c answers /healthz with 200.
+func waitHealthy(tb testing.TB, c *cloud, timeout time.Duration) {
+	tb.Helper()
+	testenv.WaitFor(tb, timeout, "cloudd "+c.http+" connected", func() bool {
+		resp, err := http.Get("http://" + c.http + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// startCity runs the city of cfg (its brokers the engine's gateway
+// listeners) until every gateway is online; stop ends it.
+func (st *stage) startCity(tb testing.TB, cfg citysim.Config) (city *citysim.City, stop func()) {
+	tb.Helper()
 	city, err := citysim.New(cfg)
 	if err != nil {
 		tb.Fatalf("scale: %v", err)
@@ -486,13 +498,34 @@ func Exec(tb testing.TB, r Run) Result {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- city.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	stop = func() { cancel(); <-done }
 	testenv.WaitFor(tb, time.Minute+time.Duration(cfg.Gateways)*100*time.Millisecond, "every gateway online", func() bool {
 		return city.Totals().Online == cfg.Gateways
 	})
+	return city, stop
+}
+
+// Exec performs a run and returns what it measured.
+func Exec(tb testing.TB, r Run) Result {
+	tb.Helper()
+	if r.Instances < 1 {
+		r.Instances = 1
+	}
+	st := newStage(tb, r)
+	bin, influx, db, ep, token := st.bin, st.influx, st.db, st.ep, st.token
+	var clouds []*cloud
+	for i := 0; i < r.Instances; i++ {
+		args := append(st.cloudArgs(i, r.Instances), r.CloudFlags...)
+		clouds = append(clouds, startCloud(tb, bin, args, r.CPUQuota, fmt.Sprintf("luling-scale-%d-%d", os.Getpid(), i)))
+	}
+	for _, c := range clouds {
+		waitHealthy(tb, c, 60*time.Second)
+	}
+
+	cfg := r.City
+	cfg.Brokers = ep.GatewayURLs
+	city, stopCity := st.startCity(tb, cfg)
+	defer stopCity()
 	time.Sleep(r.Warmup) // a measurement window, not a wait for a condition
 
 	influxPIDs := children("influxd")
