@@ -41,6 +41,27 @@ func (r SeqRange) Len() uint64 { return r.Last - r.First + 1 }
 
 func (r SeqRange) String() string { return fmt.Sprintf("%d..%d", r.First, r.Last) }
 
+// MergeRanges adds rs to q, a list of ascending, disjoint ranges, and
+// returns it ascending and disjoint again, with overlapping and adjacent
+// ranges merged. It reuses q's array.
+func MergeRanges(q, rs []SeqRange) []SeqRange {
+	q = append(q, rs...)
+	for i := 1; i < len(q); i++ { // insertion sort: lists are short
+		for j := i; j > 0 && q[j].First < q[j-1].First; j-- {
+			q[j], q[j-1] = q[j-1], q[j]
+		}
+	}
+	out := q[:0]
+	for _, r := range q {
+		if n := len(out); n > 0 && r.First <= out[n-1].Last+1 {
+			out[n-1].Last = max(out[n-1].Last, r.Last)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
 // LossReason says why a gateway gave up sequence numbers.
 type LossReason string
 

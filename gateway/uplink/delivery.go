@@ -258,23 +258,10 @@ func (s *session) readRange(r payload.SeqRange, n int) ([]payload.Message, error
 	return msgs, nil
 }
 
-// mergeRanges adds rs to the ascending, disjoint list q, merging overlaps;
-// past maxResendQueued ranges the last two merge.
+// mergeRanges adds rs to the ascending, disjoint list q, merging overlaps
+// (payload.MergeRanges); past maxResendQueued ranges the last two merge.
 func mergeRanges(q, rs []payload.SeqRange) []payload.SeqRange {
-	q = append(q, rs...)
-	for i := 1; i < len(q); i++ { // insertion sort: lists are short
-		for j := i; j > 0 && q[j].First < q[j-1].First; j-- {
-			q[j], q[j-1] = q[j-1], q[j]
-		}
-	}
-	out := q[:0]
-	for _, r := range q {
-		if n := len(out); n > 0 && r.First <= out[n-1].Last+1 {
-			out[n-1].Last = max(out[n-1].Last, r.Last)
-			continue
-		}
-		out = append(out, r)
-	}
+	out := payload.MergeRanges(q, rs)
 	for len(out) > maxResendQueued {
 		out[len(out)-2].Last = out[len(out)-1].Last
 		out = out[:len(out)-1]

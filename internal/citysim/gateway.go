@@ -89,7 +89,7 @@ func (g *gateway) onAck(body []byte, now time.Time) {
 	if len(g.held) == 0 {
 		g.held = nil // let the emptied backing array go
 	}
-	g.resend = mergeRanges(g.resend, a.Resend)
+	g.resend = payload.MergeRanges(g.resend, a.Resend)
 }
 
 // due returns, oldest first, the held messages to publish again now:
@@ -123,21 +123,4 @@ func (g *gateway) due(now time.Time) []held {
 		return out
 	}
 	return nil
-}
-
-// mergeRanges adds rs to the ascending, disjoint ranges in dst.
-func mergeRanges(dst, rs []payload.SeqRange) []payload.SeqRange {
-	for _, r := range rs {
-		i := 0
-		for i < len(dst) && dst[i].Last+1 < r.First {
-			i++
-		}
-		j := i
-		for j < len(dst) && dst[j].First <= r.Last+1 {
-			r.First, r.Last = min(r.First, dst[j].First), max(r.Last, dst[j].Last)
-			j++
-		}
-		dst = append(dst[:i], append([]payload.SeqRange{r}, dst[j:]...)...)
-	}
-	return dst
 }

@@ -85,7 +85,7 @@ func TestMergeRanges(t *testing.T) {
 		{[]payload.SeqRange{r(4, 5)}, []payload.SeqRange{r(1, 2), r(20, 30)}, []payload.SeqRange{r(1, 2), r(4, 5), r(20, 30)}},
 		{[]payload.SeqRange{r(4, 5), r(8, 9)}, []payload.SeqRange{r(5, 8)}, []payload.SeqRange{r(4, 9)}},
 	} {
-		if got := mergeRanges(append([]payload.SeqRange(nil), c.dst...), c.add); !reflect.DeepEqual(got, c.want) {
+		if got := payload.MergeRanges(append([]payload.SeqRange(nil), c.dst...), c.add); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("merge %v + %v = %v, want %v", c.dst, c.add, got, c.want)
 		}
 	}
