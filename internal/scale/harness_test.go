@@ -91,7 +91,7 @@ func TestExecKillOneOfTwo(t *testing.T) {
 	}
 	res := scale.Exec(t, scale.Run{
 		Engine: scale.Mosquitto, Instances: 2,
-		City:   citysim.Config{Site: "kill", Gateways: 4, Devices: 20, BayChange: time.Second, Seed: 3},
+		City:   citysim.Config{Site: "kill", Gateways: 4, Devices: 200, BayChange: time.Second, Seed: 3},
 		Warmup: time.Second, Measure: 3 * time.Second,
 		During: func(t testing.TB, r *scale.Running) {
 			pid := r.PID(1)
