@@ -2,9 +2,10 @@
 // serial buses, devices, pipeline, outbox, uplink and status server from a
 // validated config, and supervises them.
 //
-// Data flows one way: each device is polled on its own schedule through its
-// bus's arbiter (card readers also in their line's idle time, for their
-// events only: see sweep in doors.go); what it reports is stamped with the
+// Data flows one way: each device is polled at its own rate, the devices of
+// a serial bus by one goroutine per bus through its arbiter (schedule.go;
+// card readers also in their line's idle time, for their events only: see
+// sweep in doors.go); what it reports is stamped with the
 // observation time, filtered by report-by-exception, and handed to a single
 // committer that appends it to the durable outbox in groups; the uplink
 // publishes what the outbox holds and acknowledges it back. A device that
@@ -111,6 +112,10 @@ type device struct {
 	poll    time.Duration
 	policy  pipeline.Policy
 	measure string
+	// lineBound: the device's driver talks on a serial bus through its
+	// arbiter (drivers.Info.Bus), so the line's deadlines bound each poll
+	// and the bus's schedule polls it (schedule.go).
+	lineBound bool
 
 	polls, errs, timeouts, crcErrors, skipped atomic.Uint64
 
@@ -209,7 +214,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		if err != nil {
 			return fail(fmt.Errorf("gateway: device %s: %w", dc.ID, err))
 		}
-		d := &device{spec: spec, info: info, drv: drv, poll: dc.Poll, state: "starting",
+		d := &device{spec: spec, info: info, drv: drv, poll: dc.Poll, state: "starting", lineBound: info.Bus != nil && dc.Bus != "",
 			policy: pipeline.Policy{Deadband: dc.Deadband, MaxSilence: dc.MaxSilence}, measure: info.Measurement}
 		if m, ok := drv.(interface{ Measurement() string }); ok {
 			d.measure = m.Measurement()
@@ -297,15 +302,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	go func() { defer close(laneDone); g.lanes.run(rulesCtx, g) }()
 
 	var pollWG sync.WaitGroup
-	for i, d := range g.devices {
+	for _, s := range g.schedules() {
 		pollWG.Add(1)
-		// Spread first polls over one poll interval so a bus does not see
-		// every device at once after start.
-		phase := time.Duration(0)
-		if n := len(g.devices); n > 1 {
-			phase = d.poll * time.Duration(i) / time.Duration(n)
-		}
-		go func() { defer pollWG.Done(); g.pollLoop(ctx, d, phase) }()
+		go func() { defer pollWG.Done(); s.run(ctx, g) }()
 	}
 	for _, sw := range g.sweeps() {
 		pollWG.Add(1)
@@ -499,34 +498,21 @@ func (g *Gateway) Emit(ctx context.Context, kind payload.Kind, recs []payload.Re
 	}
 }
 
-func (g *Gateway) pollLoop(ctx context.Context, d *device, phase time.Duration) {
-	log := g.log.With("device", d.spec.ID)
-	// The schedule starts from the time the timer is armed at: read the
-	// clock first, so that time passing between the two cannot shift it.
-	next := g.now().Add(phase)
-	timer := g.clock.NewTimer(g.clock.Until(next))
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C():
-		}
-		g.pollOnce(ctx, d, log)
-		// Fixed rate without catch-up bursts: a late poll moves the schedule.
-		next = next.Add(d.poll)
-		if now := g.now(); next.Before(now) {
-			next = now.Add(d.poll / 10)
-		}
-		timer.Reset(g.clock.Until(next))
-	}
-}
-
+// pollOnce polls d once and hands on what it reports.
 func (g *Gateway) pollOnce(ctx context.Context, d *device, log *slog.Logger) {
-	// A real-time bound: the poll's transactions run on the real line.
-	pctx, cancel := context.WithTimeout(ctx, d.poll+5*time.Second)
-	recs, err := d.drv.Poll(pctx)
-	cancel()
+	var recs []payload.Record
+	var err error
+	if d.lineBound {
+		// The line bounds every transaction (the bus's reply timeout,
+		// the driver's bounded retries): no deadline, and so no
+		// context and runtime timer, per poll.
+		recs, err = d.drv.Poll(ctx)
+	} else {
+		// A real-time bound for what no line bounds (a plugin's process).
+		pctx, cancel := context.WithTimeout(ctx, d.poll+5*time.Second)
+		recs, err = d.drv.Poll(pctx)
+		cancel()
+	}
 	observed := g.now()
 	d.polls.Add(1)
 	if err != nil {
