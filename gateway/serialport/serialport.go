@@ -15,8 +15,9 @@
 //
 // Reading has a fixed granularity: a Read that finds no input returns
 // (0, io.EOF) after ReadTimeout (100 ms, the smallest step termios VTIME
-// offers, kept on Linux as a read deadline), and returns as soon as any
-// byte is there otherwise. Callers that need a longer wait read again,
+// offers, kept on Linux as a read deadline, which a read moves only when
+// it is more than an eighth stale: such a read may end up to 12.5 ms
+// sooner), and returns as soon as any byte is there otherwise. Callers that need a longer wait read again,
 // callers that need a shorter one cannot have it. When the line's
 // adapter is unplugged, reads and writes fail with an error that is not
 // io.EOF (EIO, or ErrHangup for a hung-up terminal whose reads come back
@@ -34,8 +35,9 @@ import (
 	"time"
 )
 
-// ReadTimeout is how long a Read waits for the first byte before it returns
-// (0, io.EOF). It is termios VTIME's smallest step, which tarm/serial uses.
+// ReadTimeout is how long a Read waits for the first byte, at most, before
+// it returns (0, io.EOF). It is termios VTIME's smallest step, which
+// tarm/serial uses.
 const ReadTimeout = 100 * time.Millisecond
 
 // ErrHangup means the line was hung up: its adapter was unplugged (a

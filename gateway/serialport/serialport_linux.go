@@ -96,6 +96,8 @@ type pollPort struct {
 	buf  []byte
 	n    int
 	err  error
+	// deadline is the read deadline last set.
+	deadline time.Time
 }
 
 func (p *pollPort) control(op func(fd uintptr) error) error {
@@ -111,8 +113,15 @@ func (p *pollPort) Read(b []byte) (int, error) {
 		return 0, nil
 	}
 	start := time.Now()
-	if err := p.f.SetReadDeadline(start.Add(ReadTimeout)); err != nil {
-		return 0, fmt.Errorf("serialport: read %s: %w", p.name, err)
+	// Moving the deadline moves a runtime timer: keep the one set by an
+	// earlier read while it is less than an eighth of ReadTimeout stale,
+	// so that the reads of a busy line (one every few milliseconds)
+	// rarely touch it and a read still comes back within ReadTimeout.
+	if want := start.Add(ReadTimeout); want.Sub(p.deadline) > ReadTimeout/8 {
+		if err := p.f.SetReadDeadline(want); err != nil {
+			return 0, fmt.Errorf("serialport: read %s: %w", p.name, err)
+		}
+		p.deadline = want
 	}
 	p.buf, p.n, p.err = b, 0, nil
 	err := p.rc.Read(p.read)

@@ -23,14 +23,13 @@ type fineTimer struct {
 	rc syscall.RawConn
 	// wait is the callback of rc.Read, made once: its first call arms the
 	// timerfd with spec and lets rc.Read wait for the expiry, its next
-	// ones read the expiry. Arming inside rc.Read matters: rc.Read resets
+	// one ends the wait. Arming inside rc.Read matters: rc.Read resets
 	// the poller's readiness before its first call, which would lose an
 	// expiry that came before.
 	wait  func(fd uintptr) bool
 	armed bool // wait armed the timer and has not read it yet
 	spec  unix.ItimerSpec
 	err   error
-	token [8]byte
 }
 
 func newFineTimer() *fineTimer {
@@ -51,10 +50,11 @@ func newFineTimer() *fineTimer {
 			t.armed = t.err == nil
 			return t.err != nil // armed: wait for the expiry's edge
 		}
-		_, err := unix.Read(int(fd), t.token[:])
-		if err == unix.EAGAIN || err == unix.EINTR {
-			return false
-		}
+		// Called again: the poller saw the expiry. Its count is left
+		// unread, a system call saved per wait: arming resets it (the
+		// descriptor stops being readable), and each expiry raises a
+		// new edge whether or not the last was read. A wake-up that
+		// came early makes Until wait again.
 		t.armed = false
 		return true
 	}
@@ -67,8 +67,7 @@ func (t *fineTimer) sleep(d time.Duration) {
 		return
 	}
 	t.spec.Value = unix.NsecToTimespec(d.Nanoseconds())
-	// The goroutine parks until the timer expires (the poller wakes it),
-	// then reads the expiry so that the next arming starts afresh.
+	// The goroutine parks until the timer expires (the poller wakes it).
 	t.armed = false
 	if err := t.rc.Read(t.wait); err != nil || t.err != nil {
 		t.armed = false
