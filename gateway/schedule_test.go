@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"io"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/luling-edge/luling/drivers"
 	"github.com/luling-edge/luling/gateway/bus"
 	"github.com/luling-edge/luling/gateway/rules"
+	"github.com/luling-edge/luling/gateway/serialport"
 	"github.com/luling-edge/luling/internal/clock"
 	"github.com/luling-edge/luling/payload"
 )
@@ -364,5 +367,115 @@ func TestScheduleStops(t *testing.T) {
 				t.Errorf("%d errors and %d fault events after a poll cut short by stopping, want none", s.errs, len(st.g.queue))
 			}
 		})
+	}
+}
+
+// gatedPort is a line whose replies the test lets through: a request is
+// answered with one byte, and a request starting with a byte in gated
+// only once the test sends on permit. Every request is reported on
+// writes.
+type gatedPort struct {
+	gated   byte
+	permit  chan struct{}
+	writes  chan byte
+	pending chan byte
+}
+
+func (p *gatedPort) Write(b []byte) (int, error) {
+	p.writes <- b[0]
+	p.pending <- b[0]
+	return len(b), nil
+}
+func (p *gatedPort) Flush() error { return nil }
+func (p *gatedPort) Close() error { return nil }
+func (p *gatedPort) Read(b []byte) (int, error) {
+	select {
+	case c := <-p.pending:
+		if c == p.gated {
+			<-p.permit
+		}
+		b[0] = c
+		return 1, nil
+	case <-time.After(serialport.ReadTimeout):
+		return 0, io.EOF
+	}
+}
+
+// lineDevice makes one transaction per poll on its bus handle.
+type lineDevice struct {
+	h   *bus.Handle
+	req byte
+}
+
+func (d *lineDevice) Poll(ctx context.Context) ([]payload.Record, error) {
+	_, err := d.h.Transact(ctx, []byte{d.req}, func([]byte) (int, error) { return 1, nil })
+	return nil, err
+}
+
+// A bus's schedule polls back to back, yet a command that asks for the
+// line while a scheduled transaction is on it goes next: the schedule's
+// transactions queue in the bus's FIFO like everyone else's.
+func TestCommandGoesBetweenScheduledTransactions(t *testing.T) {
+	port := &gatedPort{gated: 'S', permit: make(chan struct{}), writes: make(chan byte, 64), pending: make(chan byte, 1)}
+	b, err := bus.New(bus.Config{Name: "rs485-1", Port: serialport.Config{Name: "/dev/fake", Baud: 115200}, Turnaround: time.Microsecond},
+		bus.Options{Logger: quietLogger(), Open: func(serialport.Config) (serialport.Port, error) { return port, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go b.Run(ctx)
+	<-b.Ready()
+	// The real clock and a 1 ns interval: the scheduled device is always
+	// due, so the schedule polls it back to back.
+	eng, err := rules.New(nil, rules.Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &Gateway{log: quietLogger(), clock: clock.Real(), now: time.Now, rules: eng, queue: make(chan item, 64)}
+	g.devices = []*device{{spec: drivers.Spec{ID: "bay-1", Bus: "rs485-1"}, poll: time.Nanosecond, state: "starting",
+		lineBound: true, drv: &lineDevice{h: b.Device("bay-1"), req: 'S'}}}
+	scheds := g.schedules()
+	done := make(chan struct{})
+	go func() { defer close(done); scheds[0].run(ctx, g) }()
+	defer func() { cancel(); close(port.permit); <-done }()
+
+	next := func() byte { // the next request on the line
+		t.Helper()
+		select {
+		case c := <-port.writes:
+			return c
+		case <-time.After(10 * time.Second):
+			t.Fatal("no request on the line for 10 s")
+			return 0
+		}
+	}
+	for round := range 3 {
+		if c := next(); c != 'S' {
+			t.Fatalf("round %d: request %q on the line, want the schedule's", round, c)
+		}
+		// The schedule's transaction holds the line: the command queues.
+		cmd := make(chan error, 1)
+		go func() {
+			_, err := b.Device("door").Transact(ctx, []byte{'C'}, func([]byte) (int, error) { return 1, nil })
+			cmd <- err
+		}()
+		for deadline := time.Now().Add(10 * time.Second); b.Stats().Waiting != 1; runtime.Gosched() {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the command never queued for the line", round)
+			}
+		}
+		port.permit <- struct{}{}
+		if c := next(); c != 'C' {
+			t.Fatalf("round %d: request %q after the scheduled one, want the command that queued during it", round, c)
+		}
+		if err := <-cmd; err != nil {
+			t.Fatalf("round %d: command: %v", round, err)
+		}
+		// The scheduled transaction that queued behind the command.
+		if c := next(); c != 'S' {
+			t.Fatalf("round %d: request %q, want the schedule's again", round, c)
+		}
+		port.permit <- struct{}{}
 	}
 }
