@@ -17,7 +17,9 @@
 //   - discards stale input (late replies, noise) before writing;
 //   - reads the reply by its length, which the caller's drivers.FrameLenFunc
 //     tells from the bytes received so far, and returns as soon as the frame
-//     is complete;
+//     is complete. A port that can (serialport.WriteReader: Linux) writes
+//     the request and waits for the reply in one step, without a read that
+//     finds nothing before the wait;
 //   - bounds the wait by the bus's Timeout plus the request's wire time, or
 //     the ctx deadline when that is earlier. Reads come back at least every
 //     serialport.ReadTimeout (100 ms) even when the line is silent, and the
@@ -474,12 +476,20 @@ func (b *Bus) transact(ctx context.Context, p serialport.Port, req []byte, frame
 		return nil, errIO{err}
 	}
 	start := b.lineClock.Now()
+	wire := b.WireTime(len(req))
+	if wr, ok := p.(serialport.WriteReader); ok && frameLen != nil {
+		// The write and the wait for the reply in one step.
+		reply, err := b.readReply(ctx, p, wr, req, start.Add(wire+b.cfg.Timeout), frameLen)
+		end := b.lineClock.Now()
+		b.quietFrom = end.Add(b.silence)
+		b.stats.busyNanos.Add(int64(end.Sub(start)))
+		return reply, err
+	}
 	n, err := p.Write(req)
 	b.stats.bytesSent.Add(uint64(n))
 	if err == nil && n < len(req) {
 		err = fmt.Errorf("short write: %d of %d bytes", n, len(req))
 	}
-	wire := b.WireTime(len(req))
 	if err != nil {
 		end := b.lineClock.Now()
 		b.quietFrom = end.Add(b.silence)
@@ -494,7 +504,7 @@ func (b *Bus) transact(ctx context.Context, p serialport.Port, req []byte, frame
 		b.stats.busyNanos.Add(int64(wire))
 		return nil, nil
 	}
-	reply, err := b.readReply(ctx, p, start.Add(wire+b.cfg.Timeout), frameLen)
+	reply, err := b.readReply(ctx, p, nil, nil, start.Add(wire+b.cfg.Timeout), frameLen)
 	end := b.lineClock.Now()
 	b.quietFrom = end.Add(b.silence)
 	b.stats.busyNanos.Add(int64(end.Sub(start)))
@@ -530,8 +540,8 @@ func ctxErr(ctx context.Context, got int) error {
 }
 
 // readReply reads until frameLen says the frame is complete or the deadline
-// passes.
-func (b *Bus) readReply(ctx context.Context, p serialport.Port, deadline time.Time, frameLen drivers.FrameLenFunc) ([]byte, error) {
+// passes. With wr, it writes req first, in the same step as the first read.
+func (b *Bus) readReply(ctx context.Context, p serialport.Port, wr serialport.WriteReader, req []byte, deadline time.Time, frameLen drivers.FrameLenFunc) ([]byte, error) {
 	buf := b.buf[:0]
 	want := 0
 	for {
@@ -545,7 +555,19 @@ func (b *Bus) readReply(ctx context.Context, p serialport.Port, deadline time.Ti
 				copy(nb, buf)
 				buf = nb
 			}
-			n, err := p.Read(buf[len(buf) : len(buf)+need])
+			var n int
+			var err error
+			if wr != nil {
+				n, err = wr.WriteRead(req, buf[len(buf):len(buf)+need])
+				if err != nil && !isEOF(err) {
+					b.buf = buf[:0]
+					return nil, errIO{err}
+				}
+				b.stats.bytesSent.Add(uint64(len(req)))
+				wr = nil
+			} else {
+				n, err = p.Read(buf[len(buf) : len(buf)+need])
+			}
 			switch {
 			case n > 0:
 				buf = buf[:len(buf)+n]

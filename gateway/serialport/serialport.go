@@ -163,6 +163,16 @@ type Port interface {
 	Close() error
 }
 
+// A WriteReader is a Port that writes a request and waits for the first
+// bytes of its reply in one step (Linux: one wait in the runtime's poller,
+// with no read before it that would find nothing). WriteRead returns as
+// Read does, and an error wrapping the write's when the write failed; a
+// request the terminal takes only in part is finished before the wait. The
+// bus arbiter uses it for every transaction that expects a reply.
+type WriteReader interface {
+	WriteRead(req, reply []byte) (int, error)
+}
+
 // Opener opens a port.
 type Opener func(Config) (Port, error)
 

@@ -66,6 +66,23 @@ func openLine(cfg Config) (Port, error) {
 		}
 	}
 	p.read = func(fd uintptr) bool {
+		if p.req != nil {
+			// WriteRead: the request goes out after rc.Read reset the
+			// poller's readiness, so the reply's edge cannot be lost
+			// and the first read waits for it.
+			req := p.req
+			p.req = nil
+			for {
+				p.wrote, p.werr = unix.Write(int(fd), req)
+				if p.werr != unix.EINTR {
+					break
+				}
+			}
+			if p.wrote < 0 {
+				p.wrote = 0
+			}
+			return p.werr != nil || p.wrote < len(req)
+		}
 		p.n, p.err = ignoringEINTR(fd, p.buf)
 		return p.err != unix.EAGAIN
 	}
@@ -91,11 +108,16 @@ type pollPort struct {
 	// read is one read into buf for rc.Read. It always tries the read
 	// before rc.Read waits: rc.Read resets the poller's readiness before
 	// it calls read, so a reply that came in before that raises no edge
-	// that a wait would see.
-	read func(fd uintptr) bool
-	buf  []byte
-	n    int
-	err  error
+	// that a wait would see. For WriteRead its first call writes req
+	// instead, and the reply, which can only come after that, raises an
+	// edge.
+	read  func(fd uintptr) bool
+	buf   []byte
+	n     int
+	err   error
+	req   []byte
+	wrote int
+	werr  error
 	// deadline is the read deadline last set.
 	deadline time.Time
 }
@@ -112,6 +134,25 @@ func (p *pollPort) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
+	return p.wait(nil, b)
+}
+
+var _ WriteReader = (*pollPort)(nil)
+
+// WriteRead writes req and waits for the reply's first bytes, as Read.
+func (p *pollPort) WriteRead(req, b []byte) (int, error) {
+	if len(req) == 0 || len(b) == 0 {
+		if _, err := p.Write(req); err != nil {
+			return 0, err
+		}
+		return p.Read(b)
+	}
+	return p.wait(req, b)
+}
+
+// wait is one rc.Read: the write of req when there is one, then a read
+// into b that waits for input up to the read deadline.
+func (p *pollPort) wait(req, b []byte) (int, error) {
 	start := time.Now()
 	// Moving the deadline moves a runtime timer: keep the one set by an
 	// earlier read while it is less than an eighth of ReadTimeout stale,
@@ -124,12 +165,28 @@ func (p *pollPort) Read(b []byte) (int, error) {
 		p.deadline = want
 	}
 	p.buf, p.n, p.err = b, 0, nil
+	p.req, p.wrote, p.werr = req, 0, nil
 	err := p.rc.Read(p.read)
 	n := p.n
 	if err == nil {
 		err = p.err
 	}
-	p.buf, p.err = nil, nil
+	p.buf, p.err, p.req = nil, nil, nil
+	if req != nil && p.wrote < len(req) {
+		werr := p.werr
+		p.werr = nil
+		switch {
+		case err != nil: // rc.Read failed before the write (a closed port)
+			return 0, fmt.Errorf("serialport: write %s: %w", p.name, err)
+		case werr != nil && werr != unix.EAGAIN:
+			return 0, fmt.Errorf("serialport: write %s: %w", p.name, werr)
+		default: // the terminal's output queue took part of it: finish, then read
+			if _, err := p.Write(req[p.wrote:]); err != nil {
+				return 0, err
+			}
+			return p.wait(nil, b)
+		}
+	}
 	switch {
 	case n > 0:
 		return n, nil
