@@ -12,7 +12,9 @@
 // hash_clientid or hash_topic), otherwise each instance sees only part of a
 // gateway's sequence and parking state. On the NATS engine (cloud/natsbus)
 // each gateway belongs to one partition held by one instance, and its
-// sequence state moves with the partition (SeqState, RestoreSeq, DropSeq).
+// sequence state moves with the partition (SeqState, RestoreSeq, DropSeq);
+// the new holder rebuilds its parking occupancy from the last records in
+// InfluxDB (RestoreParking).
 package fleet
 
 import (
