@@ -28,8 +28,16 @@ func (f *inflight) add(n uint64, at time.Time) {
 }
 
 // remove forgets one occurrence of n; a number not held is ignored.
+// Writes complete in the order they were built, so n is nearly always the
+// oldest: that costs nothing, however many numbers are pending.
 func (f *inflight) remove(n uint64) {
-	if i := slices.Index(f.seqs, n); i >= 0 {
+	i := slices.Index(f.seqs, n)
+	switch {
+	case i < 0:
+		return
+	case i == 0:
+		f.seqs, f.at = f.seqs[1:], f.at[1:]
+	default:
 		f.seqs = slices.Delete(f.seqs, i, i+1)
 		f.at = slices.Delete(f.at, i, i+1)
 	}

@@ -261,3 +261,40 @@ func TestOverlappingWritesKeepLotPointsInOrder(t *testing.T) {
 		t.Fatalf("parking_lot = %v, want one point with occupied 2", rows)
 	}
 }
+
+// BenchmarkIngestSlowInflux is BenchmarkIngestEndToEnd through an InfluxDB
+// that answers every write 50 ms late (a remote or busy server), with 1,
+// 2 and 4 writes in flight: the round trip, not cloudd's CPU, bounds the
+// rate, and overlapping writes hide it.
+func BenchmarkIngestSlowInflux(b *testing.B) {
+	broker := testenv.Mosquitto(b)
+	influx, db := testenv.NewDatabase(b)
+	for _, writes := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("writes=%d", writes), func(b *testing.B) {
+			gate := newInfluxGate(b, influx.URL)
+			gate.setRule(func(string) gateAction { return gateAction{delay: 50 * time.Millisecond} })
+			const per = 100
+			r := startIngest(b, ingest.Config{BrokerURL: broker.URL(), ClientID: fmt.Sprintf("cloudd-bslow-%d", writes), Writes: writes, BatchPoints: 10 * per},
+				gate.URL(), db, nil)
+			defer r.stop()
+			g := connectGateway(b, broker.URL(), "bench", fmt.Sprintf("gw-%d", writes), "", "")
+			ts := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+			bodies := make([][]byte, b.N)
+			for n := range bodies {
+				bodies[n] = g.batch(uint64(n+1), payload.Telemetry, marked(n, per, ts.Add(time.Duration(n)*time.Second))...)
+			}
+			topic := payload.TopicFor(g.site, g.gw, payload.Telemetry)
+			b.ResetTimer()
+			start := time.Now()
+			for _, body := range bodies {
+				g.c.Publish(topic, 1, false, body)
+			}
+			waitFor(b, 5*time.Minute, "every message acknowledged", func() bool { return r.in.Stats().Written == uint64(b.N) })
+			el := time.Since(start)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/el.Seconds(), "msgs/s")
+			b.ReportMetric(float64(gate.writes.Load()), "influx-requests")
+			b.ReportMetric(float64(gate.peak.Load()), "peak-in-flight")
+		})
+	}
+}
