@@ -26,11 +26,11 @@ import (
 //     instance reads (the status stream), as do the online states;
 //   - the counters (messages, records, duplicates, …): they stay with the
 //     instance that counted them; sum them over the instances;
-//   - queued commands (cloud/command) are not a partition's: they are kept
-//     by the instance that took the HTTP request, which follows every
-//     gateway's status itself and publishes them at the gateway's birth,
-//     whichever instance holds its partition. They are lost if that
-//     instance stops first (sending again with the same id is safe).
+//   - queued commands (cloud/command) are not a partition's: every
+//     instance follows every gateway's status itself. With this engine
+//     they are kept in the cluster (Commands, commands.go), so they are
+//     not an instance's either: whichever instance sees the birth first
+//     takes and publishes them, once.
 
 // restore runs Config.Restore for the gateways of partition p's recorded
 // states.

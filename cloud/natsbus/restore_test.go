@@ -23,10 +23,10 @@ import (
 	"github.com/luling-edge/luling/payload"
 )
 
-// cloudd is one in-process cloudd instance on the NATS engine: the bus,
+// inProcess is one in-process cloudd instance on the NATS engine: the bus,
 // ingest writing the real InfluxDB, parking restored at takeover as cloudd
 // does it, and the command service.
-type cloudd struct {
+type inProcess struct {
 	bus   *Bus
 	fleet *fleet.Fleet
 	in    *ingest.Ingest
@@ -34,7 +34,7 @@ type cloudd struct {
 	stop  func()
 }
 
-func startCloudd(t *testing.T, c *natstest.Cluster, name string, parts int, influx *testenv.Influx, db string) *cloudd {
+func startInProcess(t *testing.T, c *natstest.Cluster, name string, parts int, influx *testenv.Influx, db string) *inProcess {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("instance", name)
 	f := fleet.New(time.Minute, nil)
@@ -65,7 +65,7 @@ func startCloudd(t *testing.T, c *natstest.Cluster, name string, parts int, infl
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmds, err := command.New(command.Config{BrokerURL: strings.Join(c.MQTTURLs(), ","), ClientID: name + "-cmd", Gateway: f.Gateway, Logger: log})
+	cmds, err := command.New(command.Config{BrokerURL: strings.Join(c.MQTTURLs(), ","), ClientID: name + "-cmd", Gateway: f.Gateway, Store: b.Commands(), Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func startCloudd(t *testing.T, c *natstest.Cluster, name string, parts int, infl
 		}
 	}()
 	var once sync.Once
-	cd := &cloudd{bus: b, fleet: f, in: in, cmds: cmds, stop: func() { once.Do(func() { cancel(); wg.Wait(); w.Close() }) }}
+	cd := &inProcess{bus: b, fleet: f, in: in, cmds: cmds, stop: func() { once.Do(func() { cancel(); wg.Wait(); w.Close() }) }}
 	t.Cleanup(cd.stop)
 	testenv.WaitFor(t, 60*time.Second, name+" commands connected", cmds.Connected)
 	return cd
@@ -124,7 +124,7 @@ func TestHandoverKeepsLotCountsAndQueuedCommands(t *testing.T) {
 	c := natstest.Start(t, 3)
 	influx, db := testenv.NewDatabase(t)
 	const parts = 2
-	a := startCloudd(t, c, "a", parts, influx, db)
+	a := startInProcess(t, c, "a", parts, influx, db)
 	testenv.WaitFor(t, 60*time.Second, "a to hold every partition", func() bool { return len(a.bus.Owned()) == parts })
 
 	// Partition 1 goes to b when b joins (n mod 2 over a, b).
@@ -165,7 +165,7 @@ func TestHandoverKeepsLotCountsAndQueuedCommands(t *testing.T) {
 		t.Fatalf("command not queued: %+v, %v", out, err)
 	}
 
-	b := startCloudd(t, c, "b", parts, influx, db)
+	b := startInProcess(t, c, "b", parts, influx, db)
 	testenv.WaitFor(t, 90*time.Second, "partition 1 handed over to b", func() bool {
 		ob := b.bus.Owned()
 		return len(ob) == 1 && ob[0] == 1 && len(a.bus.Owned()) == 1
@@ -186,7 +186,9 @@ func TestHandoverKeepsLotCountsAndQueuedCommands(t *testing.T) {
 		t.Fatalf("b's counts: capacity %d occupied %d unknown %d free %d", capacity, occupied, unknown, free)
 	}
 
-	// The queued command's gateway connects: it gets the command once.
+	// The instance that queued the command stops; its gateway connects
+	// then and gets the command once, from b.
+	a.stop()
 	var mu sync.Mutex
 	got := map[string]int{}
 	gw2 := mqttClient(t, c.MQTTURLs()[1:2], "gw-"+cmdGW)
@@ -206,14 +208,78 @@ func TestHandoverKeepsLotCountsAndQueuedCommands(t *testing.T) {
 		payload.EncodeStatus(&payload.Status{Site: site, Gateway: cmdGW, Online: true, Version: "1", Time: time.Now()}), true)
 	count := func(id string) int { mu.Lock(); defer mu.Unlock(); return got[id] }
 	testenv.WaitFor(t, 60*time.Second, "the queued command delivered", func() bool { return count("cmd-1") >= 1 })
-	// A later command from the same instance arrives after any second copy.
-	testenv.WaitFor(t, 60*time.Second, "a to see the gateway online", func() bool { g, ok := a.fleet.Gateway(site, cmdGW); return ok && g.Online })
-	a.cmds.Send(context.Background(), site, cmdGW, command.Request{ID: "cmd-2", Name: "barrier.open", Timeout: command.Duration(200 * time.Millisecond)})
+	// A later command from b arrives after any second copy of the first.
+	testenv.WaitFor(t, 60*time.Second, "b to see the gateway online", func() bool { g, ok := b.fleet.Gateway(site, cmdGW); return ok && g.Online })
+	b.cmds.Send(context.Background(), site, cmdGW, command.Request{ID: "cmd-2", Name: "barrier.open", Timeout: command.Duration(200 * time.Millisecond)})
 	testenv.WaitFor(t, 60*time.Second, "the second command delivered", func() bool { return count("cmd-2") == 1 })
 	if n := count("cmd-1"); n != 1 {
 		t.Fatalf("the queued command arrived %d times, want once", n)
 	}
-	if n := b.cmds.Stats(); n.Sent != 0 {
-		t.Fatalf("b sent %d commands; the queue is a's", n.Sent)
+}
+
+// Every instance that sees a gateway's birth takes its stored commands at
+// once: each command is published by one of them, once.
+func TestStoredCommandsAreTakenOnce(t *testing.T) {
+	c := natstest.Start(t, 3)
+	const parts = 2
+	var buses []*Bus
+	for _, name := range []string{"a", "b", "d"} {
+		in := startInstance(t, c, name, parts)
+		buses = append(buses, in.bus)
+	}
+	testenv.WaitFor(t, 60*time.Second, "the buses ready", func() bool {
+		for _, b := range buses {
+			if !b.Connected() {
+				return false
+			}
+		}
+		return true
+	})
+	ctx := context.Background()
+	for i := range 20 {
+		q := command.Queued{ID: fmt.Sprintf("c%d", i), Topic: "gw/v1/s/g/cmd/x", Body: []byte("{}"), Expires: time.Now().Add(time.Hour)}
+		if err := buses[i%3].Commands().Put(ctx, "s", "g", q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := buses[0].Commands().Put(ctx, "s", "other", command.Queued{ID: "x", Expires: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	got := make([][]command.Queued, 3)
+	var wg sync.WaitGroup
+	for i, b := range buses {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			q, err := b.Commands().Take(ctx, "s", "g")
+			if err != nil {
+				t.Errorf("take %d: %v", i, err)
+			}
+			got[i] = q
+		}()
+	}
+	wg.Wait()
+	seen := map[string]int{}
+	for _, q := range got {
+		for _, c := range q {
+			seen[c.ID]++
+		}
+	}
+	if len(seen) != 20 {
+		t.Fatalf("%d distinct commands taken, want 20: %v", len(seen), seen)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("command %s taken %d times", id, n)
+		}
+	}
+	if q, err := buses[1].Commands().Take(ctx, "s", "g"); err != nil || len(q) != 0 {
+		t.Fatalf("taken again: %v, %v", q, err)
+	}
+	if q, err := buses[2].Commands().Take(ctx, "s", "never"); err != nil || len(q) != 0 {
+		t.Fatalf("a gateway without commands: %v, %v", q, err)
+	}
+	if q, err := buses[2].Commands().Take(ctx, "s", "other"); err != nil || len(q) != 1 || q[0].ID != "x" {
+		t.Fatalf("the other gateway's command: %v, %v", q, err)
 	}
 }

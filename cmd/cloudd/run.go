@@ -280,10 +280,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		// Commands to gateways: POST /api/v1/gateways/{site}/{gateway}/commands,
 		// replies collected on gw/v1/+/+/cmd-reply/+ by a client of its own.
-		cmds, err := cloudcmd.New(cloudcmd.Config{
+		ccfg := cloudcmd.Config{
 			BrokerURL: icfg.BrokerURL, ClientID: c.clientID + "-cmd", Username: icfg.Username, Password: icfg.Password,
 			TLS: icfg.TLS, Gateway: f.Gateway, Logger: log.With("component", "command"),
-		})
+		}
+		if bus != nil {
+			ccfg.Store = bus.Commands() // queued commands outlive this instance
+		}
+		cmds, err := cloudcmd.New(ccfg)
 		if err != nil {
 			ln.Close()
 			return err
