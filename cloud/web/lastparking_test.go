@@ -99,3 +99,35 @@ func TestLastParkingRebuildsTheCounts(t *testing.T) {
 		t.Errorf("south: capacity %d occupied %d, want the newest lane count 17 of 40", c, o)
 	}
 }
+
+// Whatever InfluxDB answers, turning its rows into records and rebuilding
+// a parking state from them neither panics nor invents a record without
+// a time or fields.
+func FuzzLastParkingRows(f *testing.F) {
+	f.Add(`{"results":[{"series":[{"name":"parking_bay","tags":{"site":"s","gateway":"g","device":"b1","bay":"b1","lot":"north","zone":""},"columns":["time","occupied","sensor_fault"],"values":[[1700000000000,true,null]]}]}]}`)
+	f.Add(`{"results":[{"series":[{"name":"fault","tags":{"site":"s","gateway":"g","device":"b1"},"columns":["time","state"],"values":[[1700000000000,"offline"]]}]}]}`)
+	f.Add(`{"results":[{"series":[{"name":"lane","tags":{"site":"s","gateway":"g","lot":"south"},"columns":["time","occupied","capacity"],"values":[[1700000000000,17,40],[1.5,"x",-1]]}]}]}`)
+	f.Add(`{"results":[{"series":[{"name":"parking_bay","columns":["time"],"values":[[null]]}]}]}`)
+	f.Fuzz(func(t *testing.T, body string) {
+		res, err := decodeResults([]byte(body))
+		if err != nil {
+			return
+		}
+		var recs []payload.Record
+		for _, r := range res {
+			for _, s := range r.Series {
+				for _, row := range s.Values {
+					rec, ok := parkingRecord(s.Name, []string{"device", "bay", "lot", "zone"}, s, row)
+					if !ok {
+						continue
+					}
+					if rec.Time.IsZero() || len(rec.Fields) == 0 {
+						t.Fatalf("record without time or fields: %+v", rec)
+					}
+					recs = append(recs, rec)
+				}
+			}
+		}
+		fleet.New(time.Minute, nil).RestoreParking("s", "g", recs)
+	})
+}
