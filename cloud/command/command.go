@@ -25,6 +25,8 @@
 // later with GET …/commands/{id}. A queued command is lost if its cloudd
 // instance stops before the gateway reconnects; sending it again with the
 // same id is always safe, because the gateway runs an id at most once.
+// With a Store (Config.Store; the NATS engine's bucket) queued commands
+// live in the cluster instead and any instance delivers them (store.go).
 //
 // Several cloudd instances: every instance subscribes to
 // gw/v1/+/+/cmd-reply/+ without $share/, so every instance receives every
@@ -88,6 +90,9 @@ type Config struct {
 	TLS      *tls.Config
 	// Gateway looks a gateway up in the fleet (fleet.Fleet.Gateway).
 	Gateway func(site, gw string) (fleet.Gateway, bool)
+	// Store, when set, keeps queued commands where every cloudd instance
+	// reaches them (see Store) instead of in this instance's memory.
+	Store Store
 
 	DefaultTimeout time.Duration // a request's wait when it names none (10 s)
 	MaxTimeout     time.Duration // longest wait a request may ask (2 min)
@@ -98,13 +103,6 @@ type Config struct {
 
 	Logger *slog.Logger
 	Now    func() time.Time // time.Now when nil
-}
-
-// queuedCmd is a command kept for an offline gateway.
-type queuedCmd struct {
-	id, topic string
-	body      []byte
-	expires   time.Time
 }
 
 // waiter is one request waiting for its reply.
@@ -120,8 +118,8 @@ type Service struct {
 	connected atomic.Bool
 
 	mu      sync.Mutex
-	waiting map[string]*waiter     // site/gw/id
-	queued  map[string][]queuedCmd // site/gw → commands waiting for its birth
+	waiting map[string]*waiter  // site/gw/id
+	queued  map[string][]Queued // site/gw → commands waiting for its birth
 	nqueued int
 	online  map[string]bool // site/gw → online, from the status topics this client sees
 	cache   replyCache
@@ -166,7 +164,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	return &Service{
 		cfg: cfg, log: cfg.Logger,
-		waiting: map[string]*waiter{}, queued: map[string][]queuedCmd{}, online: map[string]bool{},
+		waiting: map[string]*waiter{}, queued: map[string][]Queued{}, online: map[string]bool{},
 		cache: replyCache{max: cfg.CacheBytes, m: map[string][]byte{}},
 	}, nil
 }
@@ -304,19 +302,28 @@ func (s *Service) onStatus(c mqtt.Client, t payload.Topic, body []byte) {
 	if !st.Online {
 		return
 	}
+	s.publishQueued(c, t.Site, t.Gateway, q, now)
+	if s.cfg.Store != nil {
+		go s.takeStored(c, t.Site, t.Gateway)
+	}
+}
+
+// publishQueued publishes a gateway's queued commands that have not
+// expired by now.
+func (s *Service) publishQueued(c mqtt.Client, site, gw string, q []Queued, now time.Time) {
 	for _, qc := range q {
-		if now.After(qc.expires) {
-			s.log.Warn("queued command expired before its gateway came online; dropped", "site", t.Site, "gateway", t.Gateway, "id", qc.id)
+		if now.After(qc.Expires) {
+			s.log.Warn("queued command expired before its gateway came online; dropped", "site", site, "gateway", gw, "id", qc.ID)
 			continue
 		}
-		tok := c.Publish(qc.topic, 1, false, qc.body)
+		tok := c.Publish(qc.Topic, 1, false, qc.Body)
 		go func() {
 			if !tok.WaitTimeout(publishTimeout) || tok.Error() != nil {
-				s.log.Error("queued command not published; send it again with the same id", "topic", qc.topic, "err", tok.Error())
+				s.log.Error("queued command not published; send it again with the same id", "topic", qc.Topic, "err", tok.Error())
 				return
 			}
 			s.sentN.Add(1)
-			s.log.Info("queued command sent", "topic", qc.topic)
+			s.log.Info("queued command sent", "topic", qc.Topic)
 		}()
 	}
 }
@@ -438,7 +445,8 @@ func (s *Service) Send(ctx context.Context, site, gw string, req Request) (Outco
 		s.mu.Unlock()
 		return Outcome{ID: id}, fmt.Errorf("command to %s/%s: %d waiting: %w", site, gw, len(s.waiting), ErrTooMany)
 	}
-	if queued && s.nqueued >= s.cfg.MaxQueued {
+	stored := queued && s.cfg.Store != nil
+	if queued && !stored && s.nqueued >= s.cfg.MaxQueued {
 		s.mu.Unlock()
 		return Outcome{ID: id}, fmt.Errorf("command to %s/%s: %d queued: %w", site, gw, s.nqueued, ErrTooMany)
 	}
@@ -449,8 +457,9 @@ func (s *Service) Send(ctx context.Context, site, gw string, req Request) (Outco
 		// The birth reached this client before the fleet: publish now.
 		queued = false
 	}
-	if queued {
-		s.queued[gk] = append(s.pruneQueued(gk, now), queuedCmd{id: id, topic: topic, body: body, expires: cmd.Expires})
+	stored = stored && queued
+	if queued && !stored {
+		s.queued[gk] = append(s.pruneQueued(gk, now), Queued{ID: id, Topic: topic, Body: body, Expires: cmd.Expires})
 		s.nqueued++
 	}
 	s.mu.Unlock()
@@ -460,6 +469,11 @@ func (s *Service) Send(ctx context.Context, site, gw string, req Request) (Outco
 		s.mu.Unlock()
 	}()
 
+	if stored {
+		if err := s.store(ctx, *cp, site, gw, Queued{ID: id, Topic: topic, Body: body, Expires: cmd.Expires}); err != nil {
+			return Outcome{ID: id}, err
+		}
+	}
 	if queued {
 		s.log.Info("command queued until the gateway comes online", "site", site, "gateway", gw, "id", id, "name", req.Name, "expires", cmd.Expires)
 	} else {
@@ -490,11 +504,11 @@ func (s *Service) Send(ctx context.Context, site, gw string, req Request) (Outco
 }
 
 // pruneQueued drops a gateway's expired queued commands. s.mu held.
-func (s *Service) pruneQueued(gk string, now time.Time) []queuedCmd {
+func (s *Service) pruneQueued(gk string, now time.Time) []Queued {
 	q := s.queued[gk]
 	keep := q[:0]
 	for _, qc := range q {
-		if now.After(qc.expires) {
+		if now.After(qc.Expires) {
 			s.nqueued--
 			continue
 		}
