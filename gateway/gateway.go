@@ -361,14 +361,23 @@ func (g *Gateway) logErr(msg string, err error) {
 // telemetry is queued in the outbox without waiting (AppendAsync, in
 // order) and one waiter goroutine collects the results; events are
 // appended here and waited for, and their commit ends the window and takes
-// the queued telemetry along. Telemetry not yet durable is bounded
-// (maxInFlight records); beyond it the loop has the outbox commit at once
-// instead of at the window's end and holds telemetry back, and beyond
-// twice that it stops taking from the queue (polling slows down).
+// the queued telemetry along.
+//
+// Telemetry not yet durable is bounded (maxInFlight records). Once half of
+// that is in flight the loop has the outbox commit at once instead of at
+// the window's end, and goes on encoding and queueing the next half while
+// that commit writes and syncs: a busy gateway keeps one group committing
+// and the next one filling, so encoding and fsync overlap instead of taking
+// turns. At the bound it holds telemetry back, and beyond twice that it
+// stops taking from the queue (polling slows down).
 func (g *Gateway) commit() {
 	const (
-		maxGroup    = 2000
-		maxInFlight = 10 * maxGroup
+		maxGroup    = 2000 // queue items taken per round
+		maxInFlight = 20_000
+		// maxSubmit bounds the records encoded per AppendAsync, so that
+		// one submit never fills the whole bound: the next half can be
+		// encoded while the first is being committed.
+		maxSubmit = maxInFlight / 8
 	)
 	type flight struct {
 		done <-chan error
@@ -403,22 +412,25 @@ func (g *Gateway) commit() {
 	// submit queues the telemetry held here in the outbox, unless too much
 	// is in flight already.
 	submit := func() bool {
-		if len(tele) == 0 {
+		if len(tele) == 0 || inFlight.Load() >= maxInFlight {
 			return false
 		}
-		if inFlight.Load() >= maxInFlight {
-			// Waiting out the window would cap readings at maxInFlight
-			// per window: commit what is in flight now.
-			g.ob.CommitTelemetry()
-			return false
-		}
-		if done, err := g.ob.AppendAsync(payload.Telemetry, tele); err != nil {
-			g.refuse(payload.Telemetry, len(tele), err)
+		n := min(len(tele), maxSubmit)
+		if done, err := g.ob.AppendAsync(payload.Telemetry, tele[:n]); err != nil {
+			g.refuse(payload.Telemetry, n, err)
 		} else {
-			inFlight.Add(int64(len(tele)))
-			waits <- flight{done, len(tele)}
+			waits <- flight{done, n}
+			if inFlight.Add(int64(n)) >= maxInFlight/2 {
+				// Waiting out the window would cap readings at maxInFlight
+				// per window: commit what is queued now, and encode the
+				// next half meanwhile.
+				g.ob.CommitTelemetry()
+			}
 		}
-		tele = nil
+		tele = tele[n:]
+		if len(tele) == 0 {
+			tele = nil
+		}
 		return true
 	}
 	closed := func() {
@@ -457,7 +469,8 @@ func (g *Gateway) commit() {
 				break more
 			}
 		}
-		submit() // first, so that the events' commit takes it along
+		for submit() { // first, so that the events' commit takes it along
+		}
 		if len(ev) > 0 {
 			g.appendRecords(payload.Event, ev)
 		}

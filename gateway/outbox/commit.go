@@ -132,8 +132,14 @@ func (o *Outbox) CommitTelemetry() {
 	o.mu.Lock()
 	o.commitNow = true
 	o.mu.Unlock()
+	o.signal(o.wake)
+	o.signal(o.now) // nor wait out CommitInterval: the group is there
+}
+
+// signal wakes the committer through c (wake or now) without blocking.
+func (o *Outbox) signal(c chan struct{}) {
 	select {
-	case o.wake <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }
