@@ -159,6 +159,7 @@ type segment struct {
 	path    string
 	f       *os.File
 	size    int64 // committed bytes
+	end     int64 // bytes written, by groups not yet durable too; owned by the committer
 	entries []entry
 	unacked int
 	unRecs  int64
@@ -195,6 +196,11 @@ type Outbox struct {
 	lock    *os.File
 	ceiling int64
 	hdrMax  int // largest possible batch header, for size estimates
+
+	// syncHook, when set (tests), runs on the fsync goroutine of each
+	// group (numbers first to last) before its fsyncs; an error it returns
+	// stands for a failed fsync.
+	syncHook func(first, last uint64) error
 
 	wake  chan struct{}
 	now   chan struct{}   // an AppendNow is queued: cut the commit interval short
@@ -514,7 +520,7 @@ func (o *Outbox) openSegment(path string, kind payload.Kind, first uint64, buf *
 			return nil, 0, 0, fmt.Errorf("outbox: sync segment %s: %w", path, err)
 		}
 	}
-	return &segment{kind: kind, first: entries[0].seq, path: path, f: f, size: end, entries: entries}, cut, skipped, nil
+	return &segment{kind: kind, first: entries[0].seq, path: path, f: f, size: end, end: end, entries: entries}, cut, skipped, nil
 }
 
 // readerOf buffers sequential reads of f from its start.
