@@ -629,6 +629,18 @@ func (o *Outbox) dropOldestLocked(excess int64) []*segment {
 // what AppendBatch writes for the whole batch.
 func (o *Outbox) seal(kind payload.Kind, reqs []*request, now time.Time, writes []*pendingWrite, next uint64) ([]*pendingWrite, uint64, error) {
 	lg := o.kindLog(kind)
+	// Buffers are sized for what is left to seal (an upper estimate), up
+	// to a segment, so that a group's bytes are not copied again as a
+	// buffer grows.
+	var left int64
+	for _, r := range reqs {
+		if r.kind == kind {
+			left += r.est
+		}
+	}
+	bufFor := func(base int64) []byte {
+		return make([]byte, 0, min(left, max(o.opts.SegmentBytes-base, 0))+4<<10)
+	}
 	var w *pendingWrite
 	if lg.active != nil {
 		for _, x := range writes {
@@ -637,9 +649,15 @@ func (o *Outbox) seal(kind payload.Kind, reqs []*request, now time.Time, writes 
 			}
 		}
 		if w == nil {
-			w = &pendingWrite{seg: lg.active, base: lg.active.end, buf: make([]byte, 0, 32<<10)}
+			w = &pendingWrite{seg: lg.active, base: lg.active.end, buf: bufFor(lg.active.end)}
 			writes = append(writes, w)
 		}
+	}
+	create := func(first uint64) (*pendingWrite, error) {
+		if w != nil {
+			left -= int64(len(w.buf))
+		}
+		return o.createSegment(kind, first, bufFor(0))
 	}
 	open := false
 	var msgStart, recs int
@@ -649,7 +667,7 @@ func (o *Outbox) seal(kind payload.Kind, reqs []*request, now time.Time, writes 
 		seq = next
 		next++
 		if w == nil {
-			nw, err := o.createSegment(kind, seq)
+			nw, err := create(seq)
 			if err != nil {
 				return err
 			}
@@ -673,7 +691,7 @@ func (o *Outbox) seal(kind payload.Kind, reqs []*request, now time.Time, writes 
 		w.buf = append(w.buf, "]}"...)
 		finishFrame(w.buf, msgStart, seq, kind, recs)
 		if (len(w.entries) > 0 || w.base > segHeaderSize) && w.base+int64(len(w.buf)) > o.opts.SegmentBytes {
-			nw, err := o.createSegment(kind, seq)
+			nw, err := create(seq)
 			if err != nil {
 				return err
 			}
@@ -726,14 +744,13 @@ func (o *Outbox) seal(kind payload.Kind, reqs []*request, now time.Time, writes 
 	return writes, next, nil
 }
 
-func (o *Outbox) createSegment(kind payload.Kind, first uint64) (*pendingWrite, error) {
+func (o *Outbox) createSegment(kind payload.Kind, first uint64, buf []byte) (*pendingWrite, error) {
 	path := filepath.Join(o.opts.Dir, segmentName(kind, first))
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: create segment %s: %w", path, err)
 	}
 	s := &segment{kind: kind, first: first, path: path, f: f}
-	buf := make([]byte, 0, 32<<10)
 	return &pendingWrite{seg: s, buf: appendSegHeader(buf, kind), created: true}, nil
 }
 

@@ -633,6 +633,11 @@ func (o *Outbox) enqueue(kind payload.Kind, recs []payload.Record, now bool) (*r
 				o.opts.Dir, kind, i, recs[i].Measurement, n, o.opts.MaxBatchBytes)
 		}
 		req.offs = append(req.offs, len(req.enc))
+		if i == 0 && len(recs) > 1 {
+			// The rest are most likely alike: room for them and 1/8 more.
+			n := len(req.enc)
+			req.enc = slices.Grow(req.enc, (len(recs)-1)*(n+n/8))
+		}
 	}
 	n := int64(len(recs))
 	msgs := 1 + n/int64(o.opts.MaxBatchRecords) + int64(len(req.enc))/int64(o.opts.MaxBatchBytes-o.hdrMax)
