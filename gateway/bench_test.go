@@ -157,6 +157,9 @@ func BenchmarkReadingsToPuback(b *testing.B) {
 	b.ReportMetric(float64(after.Fsyncs-before.Fsyncs)/el.Seconds(), "fsyncs/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(total), "cpu-µs/reading")
 	b.ReportMetric(float64(tail.Milliseconds()), "tail-ms")
+	if g := after.Groups - before.Groups; g > 0 {
+		b.ReportMetric(float64(after.Overlapped-before.Overlapped)/float64(g), "overlapped/group")
+	}
 }
 
 // processCPU is the user and system CPU time the test process used so far.

@@ -371,8 +371,13 @@ func (o *Outbox) write(group []*request, retry bool, prev *written) *written {
 	}
 	// prev goes first, with w behind it: should prev's fsync fail, w is
 	// taken back with it and committed again.
-	if prev != nil && !o.finish(prev, w) {
-		return nil
+	if prev != nil {
+		o.mu.Lock()
+		o.st.Overlapped++
+		o.mu.Unlock()
+		if !o.finish(prev, w) {
+			return nil
+		}
 	}
 	if err != nil {
 		o.undo(w.writes, w.actives)

@@ -136,6 +136,7 @@ type Stats struct {
 	AppendedRecords  int64
 	AppendedMessages int64
 	Groups           int64 // group commits (one write + fsync per segment touched)
+	Overlapped       int64 // groups written while the previous group's fsync ran
 	Fsyncs           int64 // data files, folder and state file
 	BytesWritten     int64 // segment bytes written
 	StateWrites      int64
