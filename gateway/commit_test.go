@@ -203,3 +203,32 @@ func TestCommitterPipelinesTelemetryInOrder(t *testing.T) {
 		t.Fatalf("%d readings on disk after the stop, want %d", next, n)
 	}
 }
+
+// A record the outbox refuses costs only the Emit it came in: the readings
+// of other devices emitted around it are stored (the committer hands many
+// Emits to the outbox as one append).
+func TestBadRecordRefusesOnlyItsEmit(t *testing.T) {
+	g, stop := committer(t, 0)
+	ctx := context.Background()
+	bad := bayReading(1)
+	bad.Measurement = "9lives" // not a valid name
+	for i := range 100 {
+		if i == 50 {
+			g.Emit(ctx, payload.Telemetry, []payload.Record{bad, bayReading(1000)})
+		}
+		g.Emit(ctx, payload.Telemetry, []payload.Record{bayReading(i)})
+	}
+	stop()
+	if n := g.refused.Load(); n != 2 {
+		t.Errorf("%d records refused, want the bad Emit's 2", n)
+	}
+	cfg := g.cfg
+	ob, err := outbox.Open(outbox.Options{Dir: cfg.Outbox.Path, Site: cfg.Site, Gateway: cfg.Gateway, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	if n := ob.Stats().Unacked.Records; n != 100 {
+		t.Errorf("%d records stored, want the other 100", n)
+	}
+}

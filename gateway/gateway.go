@@ -35,6 +35,7 @@ import (
 	"github.com/luling-edge/luling/firmware-config/config"
 	"github.com/luling-edge/luling/gateway/access"
 	"github.com/luling-edge/luling/gateway/command"
+	"github.com/luling-edge/luling/gateway/outbox"
 	"github.com/luling-edge/luling/gateway/pipeline"
 	"github.com/luling-edge/luling/gateway/rules"
 	"github.com/luling-edge/luling/gateway/status"
@@ -98,9 +99,11 @@ type Gateway struct {
 	statusAddr                          atomic.Value // string
 }
 
+// item is one Emit: events as records, telemetry encoded by Emit already.
 type item struct {
 	kind payload.Kind
 	recs []payload.Record
+	enc  outbox.Encoded
 }
 
 // device is one polled device and its counters.
@@ -358,25 +361,25 @@ func (g *Gateway) logErr(msg string, err error) {
 //
 // Events never wait behind telemetry. The outbox may hold telemetry for up
 // to its TelemetryWindow (outbox.telemetry_window) to share one fsync, so
-// telemetry is queued in the outbox without waiting (AppendAsync, in
-// order) and one waiter goroutine collects the results; events are
-// appended here and waited for, and their commit ends the window and takes
-// the queued telemetry along.
+// telemetry (encoded by Emit) is queued in the outbox without waiting
+// (AppendEncodedAsync, in order) and one waiter goroutine collects the
+// results; events are appended here and waited for, and their commit ends
+// the window and takes the queued telemetry along.
 //
 // Telemetry not yet durable is bounded (maxInFlight records). Once half of
 // that is in flight the loop has the outbox commit at once instead of at
-// the window's end, and goes on encoding and queueing the next half while
-// that commit writes and syncs: a busy gateway keeps one group committing
-// and the next one filling, so encoding and fsync overlap instead of taking
-// turns. At the bound it holds telemetry back, and beyond twice that it
-// stops taking from the queue (polling slows down).
+// the window's end, and goes on queueing the next half while that commit
+// writes and syncs: a busy gateway keeps one group committing and the next
+// one filling, so they overlap instead of taking turns. At the bound it
+// holds telemetry back, and beyond twice that it stops taking from the
+// queue (polling slows down).
 func (g *Gateway) commit() {
 	const (
 		maxGroup    = 2000 // queue items taken per round
 		maxInFlight = 20_000
-		// maxSubmit bounds the records encoded per AppendAsync, so that
-		// one submit never fills the whole bound: the next half can be
-		// encoded while the first is being committed.
+		// maxSubmit bounds the records queued per append, so that one
+		// submit never fills the whole bound: the next half can be
+		// queued while the first is being committed.
 		maxSubmit = maxInFlight / 8
 	)
 	type flight struct {
@@ -400,23 +403,30 @@ func (g *Gateway) commit() {
 			}
 		}
 	}()
-	var tele, ev []payload.Record
+	var ev []payload.Record
+	var tele []outbox.Encoded // telemetry held here, teleN records
+	teleN := 0
 	queue := g.queue
 	add := func(it item) {
 		if it.kind == payload.Event {
 			ev = append(ev, it.recs...)
 		} else {
-			tele = append(tele, it.recs...)
+			tele = append(tele, it.enc)
+			teleN += it.enc.Records()
 		}
 	}
 	// submit queues the telemetry held here in the outbox, unless too much
 	// is in flight already.
 	submit := func() bool {
-		if len(tele) == 0 || inFlight.Load() >= maxInFlight {
+		if teleN == 0 || inFlight.Load() >= maxInFlight {
 			return false
 		}
-		n := min(len(tele), maxSubmit)
-		if done, err := g.ob.AppendAsync(payload.Telemetry, tele[:n]); err != nil {
+		k, n := 0, 0
+		for k < len(tele) && (k == 0 || n+tele[k].Records() <= maxSubmit) {
+			n += tele[k].Records()
+			k++
+		}
+		if done, err := g.ob.AppendEncodedAsync(tele[:k]...); err != nil {
 			g.refuse(payload.Telemetry, n, err)
 		} else {
 			waits <- flight{done, n}
@@ -427,7 +437,8 @@ func (g *Gateway) commit() {
 				g.ob.CommitTelemetry()
 			}
 		}
-		tele = tele[n:]
+		clear(tele[:k])
+		tele, teleN = tele[k:], teleN-n
 		if len(tele) == 0 {
 			tele = nil
 		}
@@ -437,12 +448,12 @@ func (g *Gateway) commit() {
 		queue = nil
 		g.ob.EndTelemetryWindow() // stopping: the last readings need not wait
 	}
-	for queue != nil || len(tele) > 0 {
+	for queue != nil || teleN > 0 {
 		if submit() {
 			continue
 		}
 		in := queue
-		if len(tele) >= maxInFlight {
+		if teleN >= maxInFlight {
 			in = nil
 		}
 		select {
@@ -495,20 +506,30 @@ func (g *Gateway) refuse(k payload.Kind, n int, err error) {
 
 // Emit queues records for the outbox. It blocks while the queue is full (the
 // outbox is slower than the devices), which slows polling down rather than
-// losing readings.
+// losing readings. Telemetry is validated and encoded here, on the
+// emitting goroutine, so that the single committer only concatenates it;
+// records the outbox refuses are counted and logged here.
 func (g *Gateway) Emit(ctx context.Context, kind payload.Kind, recs []payload.Record) {
 	if len(recs) == 0 {
 		return
 	}
+	it := item{kind: kind, recs: recs}
 	if kind == payload.Event {
 		g.events.Add(uint64(len(recs)))
+	} else {
+		enc, err := g.ob.Encode(kind, recs)
+		if err != nil {
+			g.refuse(kind, len(recs), err)
+			return
+		}
+		it = item{kind: kind, enc: enc}
 	}
 	select {
-	case g.queue <- item{kind: kind, recs: recs}:
+	case g.queue <- it:
 	case <-ctx.Done():
 		// Shutting down: commit them anyway; the committer drains the
 		// queue before the outbox closes.
-		g.queue <- item{kind: kind, recs: recs}
+		g.queue <- it
 	}
 }
 

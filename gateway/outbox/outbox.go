@@ -609,59 +609,125 @@ func (o *Outbox) AppendAsync(kind payload.Kind, recs []payload.Record) (<-chan e
 	return req.done, nil
 }
 
+// Encoded is records that Encode validated and encoded, ready to append
+// with AppendEncodedAsync. The zero Encoded holds no records.
+type Encoded struct {
+	kind payload.Kind
+	enc  []byte // encoded records, back to back
+	offs []int  // record i is enc[offs[i]:offs[i+1]]
+}
+
+// Records is the number of records e holds.
+func (e Encoded) Records() int { return max(len(e.offs)-1, 0) }
+
+// Encode validates and encodes recs as Append does, in the caller's
+// goroutine, without queueing them: a writer that appends from one
+// goroutine can so spread the encoding over the goroutines that produce
+// the records. A record the cloud's decoder would reject is refused with an
+// error naming it, and then none of recs is encoded.
+func (o *Outbox) Encode(kind payload.Kind, recs []payload.Record) (Encoded, error) {
+	if kind != payload.Telemetry && kind != payload.Event {
+		return Encoded{}, fmt.Errorf("outbox: %s: append: unknown kind %d", o.opts.Dir, kind)
+	}
+	if len(recs) == 0 {
+		return Encoded{}, nil
+	}
+	e := Encoded{kind: kind, offs: make([]int, 1, len(recs)+1)}
+	for i := range recs {
+		if err := checkRecord(&recs[i]); err != nil {
+			return Encoded{}, fmt.Errorf("outbox: %s: append %s record %d: %w", o.opts.Dir, kind, i, err)
+		}
+		var err error
+		start := len(e.enc)
+		e.enc, err = payload.AppendRecord(e.enc, &recs[i])
+		if err != nil {
+			return Encoded{}, fmt.Errorf("outbox: %s: append %s record %d: %w", o.opts.Dir, kind, i, err)
+		}
+		if n := len(e.enc) - start; n+o.hdrMax+2 > o.opts.MaxBatchBytes {
+			return Encoded{}, fmt.Errorf("outbox: %s: append %s record %d (%s): encodes to %d bytes, more than a batch holds (MaxBatchBytes %d)",
+				o.opts.Dir, kind, i, recs[i].Measurement, n, o.opts.MaxBatchBytes)
+		}
+		e.offs = append(e.offs, len(e.enc))
+		if i == 0 && len(recs) > 1 {
+			// The rest are most likely alike: room for them and 1/8 more.
+			n := len(e.enc)
+			e.enc = slices.Grow(e.enc, (len(recs)-1)*(n+n/8))
+		}
+	}
+	return e, nil
+}
+
+// AppendEncodedAsync is AppendAsync for records that Encode prepared:
+// parts, all of one kind, are queued as one append, in order, and the
+// channel receives the commit's result (nil: durable) exactly once.
+func (o *Outbox) AppendEncodedAsync(parts ...Encoded) (<-chan error, error) {
+	var kind payload.Kind
+	var size, n int
+	for _, e := range parts {
+		if e.Records() == 0 {
+			continue
+		}
+		if kind != 0 && e.kind != kind {
+			return nil, fmt.Errorf("outbox: %s: append: %s and %s records in one append", o.opts.Dir, kind, e.kind)
+		}
+		kind = e.kind
+		size += len(e.enc)
+		n += e.Records()
+	}
+	if n == 0 {
+		done := make(chan error, 1)
+		done <- nil
+		return done, nil
+	}
+	req := &request{kind: kind, enc: make([]byte, 0, size), offs: make([]int, 1, n+1), done: make(chan error, 1)}
+	for _, e := range parts {
+		base := len(req.enc)
+		req.enc = append(req.enc, e.enc...)
+		for _, off := range e.offs[min(1, len(e.offs)):] {
+			req.offs = append(req.offs, base+off)
+		}
+	}
+	if err := o.queue1(req); err != nil {
+		return nil, err
+	}
+	return req.done, nil
+}
+
 // enqueue validates and encodes recs and queues them for the committer; a
 // nil request (no records) needs no commit. now marks an AppendNow.
 func (o *Outbox) enqueue(kind payload.Kind, recs []payload.Record, now bool) (*request, error) {
-	if kind != payload.Telemetry && kind != payload.Event {
-		return nil, fmt.Errorf("outbox: %s: append: unknown kind %d", o.opts.Dir, kind)
+	e, err := o.Encode(kind, recs)
+	if err != nil || e.Records() == 0 {
+		return nil, err
 	}
-	if len(recs) == 0 {
-		return nil, nil
+	req := &request{kind: kind, enc: e.enc, offs: e.offs, done: make(chan error, 1), now: now}
+	if err := o.queue1(req); err != nil {
+		return nil, err
 	}
-	req := &request{kind: kind, offs: make([]int, 1, len(recs)+1), done: make(chan error, 1), now: now}
-	for i := range recs {
-		if err := checkRecord(&recs[i]); err != nil {
-			return nil, fmt.Errorf("outbox: %s: append %s record %d: %w", o.opts.Dir, kind, i, err)
-		}
-		var err error
-		start := len(req.enc)
-		req.enc, err = payload.AppendRecord(req.enc, &recs[i])
-		if err != nil {
-			return nil, fmt.Errorf("outbox: %s: append %s record %d: %w", o.opts.Dir, kind, i, err)
-		}
-		if n := len(req.enc) - start; n+o.hdrMax+2 > o.opts.MaxBatchBytes {
-			return nil, fmt.Errorf("outbox: %s: append %s record %d (%s): encodes to %d bytes, more than a batch holds (MaxBatchBytes %d)",
-				o.opts.Dir, kind, i, recs[i].Measurement, n, o.opts.MaxBatchBytes)
-		}
-		req.offs = append(req.offs, len(req.enc))
-		if i == 0 && len(recs) > 1 {
-			// The rest are most likely alike: room for them and 1/8 more.
-			n := len(req.enc)
-			req.enc = slices.Grow(req.enc, (len(recs)-1)*(n+n/8))
-		}
-	}
-	n := int64(len(recs))
+	return req, nil
+}
+
+// queue1 estimates req's size on disk and queues it for the committer.
+func (o *Outbox) queue1(req *request) error {
+	n := int64(req.records())
 	msgs := 1 + n/int64(o.opts.MaxBatchRecords) + int64(len(req.enc))/int64(o.opts.MaxBatchBytes-o.hdrMax)
 	req.est = int64(len(req.enc)) + n + msgs*int64(o.hdrMax+2+frameOverhead) + segHeaderSize
 
 	o.mu.Lock()
 	if o.closed {
 		o.mu.Unlock()
-		return nil, ErrClosed
+		return ErrClosed
 	}
 	if o.failed != nil {
 		err := o.failed
 		o.mu.Unlock()
-		return nil, err
+		return err
 	}
 	req.at = time.Now()
 	o.queue = append(o.queue, req)
 	o.mu.Unlock()
-	select {
-	case o.wake <- struct{}{}:
-	default:
-	}
-	return req, nil
+	o.signal(o.wake)
+	return nil
 }
 
 // checkRecord applies the rules of the cloud's decoder (payload.DecodeBatch)

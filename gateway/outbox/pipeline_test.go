@@ -443,3 +443,49 @@ func TestPipelinedCommitKeepsOrderUnderLoad(t *testing.T) {
 		t.Fatalf("%d records stored, want %d", count, writers*perWriter)
 	}
 }
+
+// Encode refuses a bad record (naming it) and encodes nothing then;
+// AppendEncodedAsync appends the parts of several Encode calls as one
+// append, in order, and refuses parts of different kinds.
+func TestEncodeAndAppendEncoded(t *testing.T) {
+	o := mustOpen(t, pipelineOptions(t))
+	defer o.Close()
+	bad := bay("bay-e", 5)
+	bad.Measurement = "9lives"
+	if e, err := o.Encode(payload.Telemetry, []payload.Record{bay("bay-e", 4), bad}); err == nil || !strings.Contains(err.Error(), "record 1") || e.Records() != 0 {
+		t.Fatalf("Encode of a bad record: %d records, err %v; want none and an error naming record 1", e.Records(), err)
+	}
+	a, err := o.Encode(payload.Telemetry, readings(0, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := o.Encode(payload.Telemetry, readings(3, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := o.Encode(payload.Event, []payload.Record{door("door-e", 9)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.AppendEncodedAsync(a, ev); err == nil {
+		t.Fatal("parts of two kinds appended as one")
+	}
+	done, err := o.AppendEncodedAsync(a, outbox0(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	msgs := pendingAll(t, o)
+	if len(msgs) != 1 || msgs[0].Records != 5 {
+		t.Fatalf("%d messages, want one of 5 records", len(msgs))
+	}
+	checkReadings(t, msgs, 0, 5)
+	if done, err := o.AppendEncodedAsync(); err != nil || <-done != nil {
+		t.Fatalf("an empty append: %v", err)
+	}
+}
+
+// outbox0 is the zero Encoded: no records.
+func outbox0() Encoded { return Encoded{} }
