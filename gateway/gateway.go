@@ -99,11 +99,12 @@ type Gateway struct {
 	statusAddr                          atomic.Value // string
 }
 
-// item is one Emit: events as records, telemetry encoded by Emit already.
+// item is one Emit: events as records, telemetry encoded by Emit already
+// (a pointer: the queue's buffer holds queueLen items from the start).
 type item struct {
 	kind payload.Kind
 	recs []payload.Record
-	enc  outbox.Encoded
+	enc  *outbox.Encoded
 }
 
 // device is one polled device and its counters.
@@ -411,7 +412,7 @@ func (g *Gateway) commit() {
 		if it.kind == payload.Event {
 			ev = append(ev, it.recs...)
 		} else {
-			tele = append(tele, it.enc)
+			tele = append(tele, *it.enc)
 			teleN += it.enc.Records()
 		}
 	}
@@ -522,7 +523,7 @@ func (g *Gateway) Emit(ctx context.Context, kind payload.Kind, recs []payload.Re
 			g.refuse(kind, len(recs), err)
 			return
 		}
-		it = item{kind: kind, enc: enc}
+		it = item{kind: kind, enc: &enc}
 	}
 	select {
 	case g.queue <- it:

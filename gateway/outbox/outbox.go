@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/luling-edge/luling/payload"
@@ -196,7 +197,8 @@ type Outbox struct {
 	dir     *os.File
 	lock    *os.File
 	ceiling int64
-	hdrMax  int // largest possible batch header, for size estimates
+	hdrMax  int          // largest possible batch header, for size estimates
+	recSize atomic.Int64 // bytes per record of the last Encode, to size the next
 
 	// syncHook, when set (tests), runs on the fsync goroutine of each
 	// group (numbers first to last) before its fsyncs; an error it returns
@@ -632,7 +634,10 @@ func (o *Outbox) Encode(kind payload.Kind, recs []payload.Record) (Encoded, erro
 	if len(recs) == 0 {
 		return Encoded{}, nil
 	}
-	e := Encoded{kind: kind, offs: make([]int, 1, len(recs)+1)}
+	// Room for every record at the size of the last ones encoded, and 1/8
+	// more, so that a small Emit allocates once.
+	size := int(o.recSize.Load())
+	e := Encoded{kind: kind, enc: make([]byte, 0, len(recs)*(size+size/8)), offs: make([]int, 1, len(recs)+1)}
 	for i := range recs {
 		if err := checkRecord(&recs[i]); err != nil {
 			return Encoded{}, fmt.Errorf("outbox: %s: append %s record %d: %w", o.opts.Dir, kind, i, err)
@@ -648,12 +653,13 @@ func (o *Outbox) Encode(kind payload.Kind, recs []payload.Record) (Encoded, erro
 				o.opts.Dir, kind, i, recs[i].Measurement, n, o.opts.MaxBatchBytes)
 		}
 		e.offs = append(e.offs, len(e.enc))
-		if i == 0 && len(recs) > 1 {
+		if i == 0 && len(recs) > 1 && cap(e.enc) < len(recs)*len(e.enc) {
 			// The rest are most likely alike: room for them and 1/8 more.
 			n := len(e.enc)
 			e.enc = slices.Grow(e.enc, (len(recs)-1)*(n+n/8))
 		}
 	}
+	o.recSize.Store(int64(len(e.enc) / len(recs)))
 	return e, nil
 }
 
