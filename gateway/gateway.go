@@ -99,12 +99,9 @@ type Gateway struct {
 	statusAddr                          atomic.Value // string
 }
 
-// item is one Emit: events as records, telemetry encoded by Emit already
-// (a pointer: the queue's buffer holds queueLen items from the start).
 type item struct {
 	kind payload.Kind
 	recs []payload.Record
-	enc  *outbox.Encoded
 }
 
 // device is one polled device and its counters.
@@ -362,10 +359,11 @@ func (g *Gateway) logErr(msg string, err error) {
 //
 // Events never wait behind telemetry. The outbox may hold telemetry for up
 // to its TelemetryWindow (outbox.telemetry_window) to share one fsync, so
-// telemetry (encoded by Emit) is queued in the outbox without waiting
-// (AppendEncodedAsync, in order) and one waiter goroutine collects the
-// results; events are appended here and waited for, and their commit ends
-// the window and takes the queued telemetry along.
+// telemetry is encoded here as it is taken (Outbox.Encode) and queued in
+// the outbox without waiting (AppendEncodedAsync, in order), and one waiter
+// goroutine collects the results; events are appended here and waited
+// for, and their commit ends the window and takes the queued telemetry
+// along.
 //
 // Telemetry not yet durable is bounded (maxInFlight records). Once half of
 // that is in flight the loop has the outbox commit at once instead of at
@@ -411,10 +409,21 @@ func (g *Gateway) commit() {
 	add := func(it item) {
 		if it.kind == payload.Event {
 			ev = append(ev, it.recs...)
-		} else {
-			tele = append(tele, *it.enc)
-			teleN += it.enc.Records()
+			return
 		}
+		// Each Emit is encoded on its own, so that a record the outbox
+		// refuses costs only its Emit, not every reading gathered with it,
+		// into chunks of up to maxSubmit records. (Here, not in Emit:
+		// encoding on every poller's goroutine grew each of their stacks
+		// by a few KiB.)
+		if len(tele) == 0 || tele[len(tele)-1].Records() >= maxSubmit {
+			tele = append(tele, outbox.Encoded{})
+		}
+		if err := g.ob.EncodeTo(&tele[len(tele)-1], it.kind, it.recs); err != nil {
+			g.refuse(it.kind, len(it.recs), err)
+			return
+		}
+		teleN += len(it.recs)
 	}
 	// submit queues the telemetry held here in the outbox, unless too much
 	// is in flight already.
@@ -422,12 +431,8 @@ func (g *Gateway) commit() {
 		if teleN == 0 || inFlight.Load() >= maxInFlight {
 			return false
 		}
-		k, n := 0, 0
-		for k < len(tele) && (k == 0 || n+tele[k].Records() <= maxSubmit) {
-			n += tele[k].Records()
-			k++
-		}
-		if done, err := g.ob.AppendEncodedAsync(tele[:k]...); err != nil {
+		k, n := 1, tele[0].Records() // one chunk, its buffers handed over
+		if done, err := g.ob.AppendEncodedAsync(tele[0]); err != nil {
 			g.refuse(payload.Telemetry, n, err)
 		} else {
 			waits <- flight{done, n}
@@ -469,7 +474,9 @@ func (g *Gateway) commit() {
 			add(first)
 		}
 	more:
-		for n := 1; n < maxGroup; n++ {
+		// A round ends once a submit's worth is encoded, so that it is
+		// handed over (and committed) while the next is encoded.
+		for n := 1; n < maxGroup && teleN < maxSubmit; n++ {
 			select {
 			case it, ok := <-queue:
 				if !ok {
@@ -507,24 +514,15 @@ func (g *Gateway) refuse(k payload.Kind, n int, err error) {
 
 // Emit queues records for the outbox. It blocks while the queue is full (the
 // outbox is slower than the devices), which slows polling down rather than
-// losing readings. Telemetry is validated and encoded here, on the
-// emitting goroutine, so that the single committer only concatenates it;
-// records the outbox refuses are counted and logged here.
+// losing readings.
 func (g *Gateway) Emit(ctx context.Context, kind payload.Kind, recs []payload.Record) {
 	if len(recs) == 0 {
 		return
 	}
-	it := item{kind: kind, recs: recs}
 	if kind == payload.Event {
 		g.events.Add(uint64(len(recs)))
-	} else {
-		enc, err := g.ob.Encode(kind, recs)
-		if err != nil {
-			g.refuse(kind, len(recs), err)
-			return
-		}
-		it = item{kind: kind, enc: &enc}
 	}
+	it := item{kind: kind, recs: recs}
 	select {
 	case g.queue <- it:
 	case <-ctx.Done():

@@ -622,50 +622,72 @@ type Encoded struct {
 // Records is the number of records e holds.
 func (e Encoded) Records() int { return max(len(e.offs)-1, 0) }
 
-// Encode validates and encodes recs as Append does, in the caller's
-// goroutine, without queueing them: a writer that appends from one
-// goroutine can so spread the encoding over the goroutines that produce
-// the records. A record the cloud's decoder would reject is refused with an
-// error naming it, and then none of recs is encoded.
+// Encode validates and encodes recs as Append does, without queueing
+// them. A record the cloud's decoder would reject is refused with an error
+// naming it, and then none of recs is encoded.
 func (o *Outbox) Encode(kind payload.Kind, recs []payload.Record) (Encoded, error) {
+	var e Encoded
+	err := o.EncodeTo(&e, kind, recs)
+	return e, err
+}
+
+// EncodeTo is Encode appending to e, which holds records of the same kind
+// or none: a writer gathering many small appends into one builds one
+// buffer. On an error e is left as it was.
+func (o *Outbox) EncodeTo(e *Encoded, kind payload.Kind, recs []payload.Record) error {
 	if kind != payload.Telemetry && kind != payload.Event {
-		return Encoded{}, fmt.Errorf("outbox: %s: append: unknown kind %d", o.opts.Dir, kind)
+		return fmt.Errorf("outbox: %s: append: unknown kind %d", o.opts.Dir, kind)
+	}
+	if e.kind != 0 && e.kind != kind && e.Records() > 0 {
+		return fmt.Errorf("outbox: %s: append: %s records to %s records", o.opts.Dir, kind, e.kind)
 	}
 	if len(recs) == 0 {
-		return Encoded{}, nil
+		return nil
+	}
+	if len(e.offs) == 0 {
+		e.offs = make([]int, 1, len(recs)+1)
+	}
+	e.kind = kind
+	enc0, offs0 := len(e.enc), len(e.offs)
+	fail := func(err error) error {
+		e.enc, e.offs = e.enc[:enc0], e.offs[:offs0]
+		return err
 	}
 	// Room for every record at the size of the last ones encoded, and 1/8
-	// more, so that a small Emit allocates once.
+	// more, so that a small append allocates once.
 	size := int(o.recSize.Load())
-	e := Encoded{kind: kind, enc: make([]byte, 0, len(recs)*(size+size/8)), offs: make([]int, 1, len(recs)+1)}
+	e.enc = slices.Grow(e.enc, len(recs)*(size+size/8))
+	e.offs = slices.Grow(e.offs, len(recs))
 	for i := range recs {
 		if err := checkRecord(&recs[i]); err != nil {
-			return Encoded{}, fmt.Errorf("outbox: %s: append %s record %d: %w", o.opts.Dir, kind, i, err)
+			return fail(fmt.Errorf("outbox: %s: append %s record %d: %w", o.opts.Dir, kind, i, err))
 		}
 		var err error
 		start := len(e.enc)
 		e.enc, err = payload.AppendRecord(e.enc, &recs[i])
 		if err != nil {
-			return Encoded{}, fmt.Errorf("outbox: %s: append %s record %d: %w", o.opts.Dir, kind, i, err)
+			return fail(fmt.Errorf("outbox: %s: append %s record %d: %w", o.opts.Dir, kind, i, err))
 		}
 		if n := len(e.enc) - start; n+o.hdrMax+2 > o.opts.MaxBatchBytes {
-			return Encoded{}, fmt.Errorf("outbox: %s: append %s record %d (%s): encodes to %d bytes, more than a batch holds (MaxBatchBytes %d)",
-				o.opts.Dir, kind, i, recs[i].Measurement, n, o.opts.MaxBatchBytes)
+			return fail(fmt.Errorf("outbox: %s: append %s record %d (%s): encodes to %d bytes, more than a batch holds (MaxBatchBytes %d)",
+				o.opts.Dir, kind, i, recs[i].Measurement, n, o.opts.MaxBatchBytes))
 		}
 		e.offs = append(e.offs, len(e.enc))
-		if i == 0 && len(recs) > 1 && cap(e.enc) < len(recs)*len(e.enc) {
+		if i == 0 && len(recs) > 1 && cap(e.enc)-len(e.enc) < (len(recs)-1)*(len(e.enc)-start) {
 			// The rest are most likely alike: room for them and 1/8 more.
-			n := len(e.enc)
+			n := len(e.enc) - start
 			e.enc = slices.Grow(e.enc, (len(recs)-1)*(n+n/8))
 		}
 	}
-	o.recSize.Store(int64(len(e.enc) / len(recs)))
-	return e, nil
+	o.recSize.Store(int64((len(e.enc) - enc0) / len(recs)))
+	return nil
 }
 
 // AppendEncodedAsync is AppendAsync for records that Encode prepared:
 // parts, all of one kind, are queued as one append, in order, and the
-// channel receives the commit's result (nil: durable) exactly once.
+// channel receives the commit's result (nil: durable) exactly once. A
+// single part's buffers are taken over, not copied: the caller must not
+// use it again.
 func (o *Outbox) AppendEncodedAsync(parts ...Encoded) (<-chan error, error) {
 	var kind payload.Kind
 	var size, n int
@@ -685,7 +707,15 @@ func (o *Outbox) AppendEncodedAsync(parts ...Encoded) (<-chan error, error) {
 		done <- nil
 		return done, nil
 	}
-	req := &request{kind: kind, enc: make([]byte, 0, size), offs: make([]int, 1, n+1), done: make(chan error, 1)}
+	req := &request{kind: kind, done: make(chan error, 1)}
+	if len(parts) == 1 {
+		req.enc, req.offs = parts[0].enc, parts[0].offs
+		if err := o.queue1(req); err != nil {
+			return nil, err
+		}
+		return req.done, nil
+	}
+	req.enc, req.offs = make([]byte, 0, size), make([]int, 1, n+1)
 	for _, e := range parts {
 		base := len(req.enc)
 		req.enc = append(req.enc, e.enc...)
