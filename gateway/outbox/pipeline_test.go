@@ -489,3 +489,36 @@ func TestEncodeAndAppendEncoded(t *testing.T) {
 
 // outbox0 is the zero Encoded: no records.
 func outbox0() Encoded { return Encoded{} }
+
+// EncodeTo appends to what it was given and, when a record is refused,
+// leaves it exactly as it was: the records encoded before stay appendable.
+func TestEncodeToLeavesTheChunkOnError(t *testing.T) {
+	o := mustOpen(t, pipelineOptions(t))
+	defer o.Close()
+	var e Encoded
+	if err := o.EncodeTo(&e, payload.Telemetry, readings(0, 3)); err != nil {
+		t.Fatal(err)
+	}
+	bad := bay("bay-e", 99)
+	bad.Measurement = ""
+	if err := o.EncodeTo(&e, payload.Telemetry, []payload.Record{bay("bay-p", 3), bad}); err == nil {
+		t.Fatal("a record without a measurement was encoded")
+	}
+	if err := o.EncodeTo(&e, payload.Event, []payload.Record{door("door-e", 1)}); err == nil {
+		t.Fatal("an event appended to telemetry")
+	}
+	if err := o.EncodeTo(&e, payload.Telemetry, readings(3, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if e.Records() != 5 {
+		t.Fatalf("%d records, want 5", e.Records())
+	}
+	done, err := o.AppendEncodedAsync(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	checkReadings(t, pendingAll(t, o), 0, 5)
+}
