@@ -20,10 +20,11 @@
 // record the cloud's strict decoder would reject is refused there, with an
 // error naming it, instead of poisoning a whole batch later). The committer
 // then only concatenates encoded records behind a batch header; each record
-// is encoded exactly once. Encode does the same without queueing, and
-// AppendEncodedAsync appends what several Encode calls made as one append:
-// the gateway encodes telemetry on the goroutines that emit it and its
-// single committer only hands the results over.
+// is encoded exactly once. Encode (or EncodeTo, appending to a chunk) does
+// the same without queueing, and AppendEncodedAsync appends what it made
+// as one append: the gateway's committer encodes each Emit on its own into
+// chunks, so that a refused record costs only its Emit, and hands a chunk
+// over without a copy.
 //
 // # Group commit
 //
