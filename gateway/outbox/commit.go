@@ -286,14 +286,12 @@ func (o *Outbox) housekeepWaiting() bool {
 	return false
 }
 
-// commit admits, seals, writes and syncs one group, then publishes it to
-// the index and wakes every Append of the group.
-func (o *Outbox) commit(group []*request) { o.commitGroup(group, true) }
-
-// commitGroup is commit; when the write fails for lack of space and retry
-// is set, the group is admitted and written once more: the disk is then
-// the bound, so the oldest telemetry is dropped (declared) to make room,
-// rather than the group's own readings and events being refused.
+// commitGroup admits, seals, writes and syncs one group on its own (no
+// group in flight), then publishes it to the index and wakes every Append
+// of the group. When the write fails for lack of space and retry is set,
+// the group is admitted and written once more: the disk is then the bound,
+// so the oldest telemetry is dropped (declared) to make room, rather than
+// the group's own readings and events being refused.
 func (o *Outbox) commitGroup(group []*request, retry bool) {
 	if w := o.write(group, retry, nil); w != nil {
 		o.finish(w, nil)
