@@ -683,50 +683,20 @@ func (o *Outbox) EncodeTo(e *Encoded, kind payload.Kind, recs []payload.Record) 
 	return nil
 }
 
-// AppendEncodedAsync is AppendAsync for records that Encode prepared:
-// parts, all of one kind, are queued as one append, in order, and the
-// channel receives the commit's result (nil: durable) exactly once. A
-// single part's buffers are taken over, not copied: the caller must not
-// use it again.
-func (o *Outbox) AppendEncodedAsync(parts ...Encoded) (<-chan error, error) {
-	var kind payload.Kind
-	var size, n int
-	for _, e := range parts {
-		if e.Records() == 0 {
-			continue
-		}
-		if kind != 0 && e.kind != kind {
-			return nil, fmt.Errorf("outbox: %s: append: %s and %s records in one append", o.opts.Dir, kind, e.kind)
-		}
-		kind = e.kind
-		size += len(e.enc)
-		n += e.Records()
-	}
-	if n == 0 {
-		done := make(chan error, 1)
+// AppendEncodedAsync is AppendAsync for records that Encode or EncodeTo
+// prepared: they are queued as one append, in call order, and the channel
+// receives the commit's result (nil: durable) exactly once. The buffers
+// of e are taken over, not copied: the caller must not use e again.
+func (o *Outbox) AppendEncodedAsync(e Encoded) (<-chan error, error) {
+	done := make(chan error, 1)
+	if e.Records() == 0 {
 		done <- nil
 		return done, nil
 	}
-	req := &request{kind: kind, done: make(chan error, 1)}
-	if len(parts) == 1 {
-		req.enc, req.offs = parts[0].enc, parts[0].offs
-		if err := o.queue1(req); err != nil {
-			return nil, err
-		}
-		return req.done, nil
-	}
-	req.enc, req.offs = make([]byte, 0, size), make([]int, 1, n+1)
-	for _, e := range parts {
-		base := len(req.enc)
-		req.enc = append(req.enc, e.enc...)
-		for _, off := range e.offs[min(1, len(e.offs)):] {
-			req.offs = append(req.offs, base+off)
-		}
-	}
-	if err := o.queue1(req); err != nil {
+	if err := o.queue1(&request{kind: e.kind, enc: e.enc, offs: e.offs, done: done}); err != nil {
 		return nil, err
 	}
-	return req.done, nil
+	return done, nil
 }
 
 // enqueue validates and encodes recs and queues them for the committer; a

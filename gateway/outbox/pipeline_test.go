@@ -445,8 +445,8 @@ func TestPipelinedCommitKeepsOrderUnderLoad(t *testing.T) {
 }
 
 // Encode refuses a bad record (naming it) and encodes nothing then;
-// AppendEncodedAsync appends the parts of several Encode calls as one
-// append, in order, and refuses parts of different kinds.
+// AppendEncodedAsync appends what it encoded as one append, and an empty
+// one at once.
 func TestEncodeAndAppendEncoded(t *testing.T) {
 	o := mustOpen(t, pipelineOptions(t))
 	defer o.Close()
@@ -455,22 +455,11 @@ func TestEncodeAndAppendEncoded(t *testing.T) {
 	if e, err := o.Encode(payload.Telemetry, []payload.Record{bay("bay-e", 4), bad}); err == nil || !strings.Contains(err.Error(), "record 1") || e.Records() != 0 {
 		t.Fatalf("Encode of a bad record: %d records, err %v; want none and an error naming record 1", e.Records(), err)
 	}
-	a, err := o.Encode(payload.Telemetry, readings(0, 3))
+	e, err := o.Encode(payload.Telemetry, readings(0, 5))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := o.Encode(payload.Telemetry, readings(3, 2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := o.Encode(payload.Event, []payload.Record{door("door-e", 9)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := o.AppendEncodedAsync(a, ev); err == nil {
-		t.Fatal("parts of two kinds appended as one")
-	}
-	done, err := o.AppendEncodedAsync(a, outbox0(), b)
+	done, err := o.AppendEncodedAsync(e)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -482,13 +471,10 @@ func TestEncodeAndAppendEncoded(t *testing.T) {
 		t.Fatalf("%d messages, want one of 5 records", len(msgs))
 	}
 	checkReadings(t, msgs, 0, 5)
-	if done, err := o.AppendEncodedAsync(); err != nil || <-done != nil {
+	if done, err := o.AppendEncodedAsync(Encoded{}); err != nil || <-done != nil {
 		t.Fatalf("an empty append: %v", err)
 	}
 }
-
-// outbox0 is the zero Encoded: no records.
-func outbox0() Encoded { return Encoded{} }
 
 // EncodeTo appends to what it was given and, when a record is refused,
 // leaves it exactly as it was: the records encoded before stay appendable.
