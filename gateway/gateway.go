@@ -522,13 +522,12 @@ func (g *Gateway) Emit(ctx context.Context, kind payload.Kind, recs []payload.Re
 	if kind == payload.Event {
 		g.events.Add(uint64(len(recs)))
 	}
-	it := item{kind: kind, recs: recs}
 	select {
-	case g.queue <- it:
+	case g.queue <- item{kind: kind, recs: recs}:
 	case <-ctx.Done():
 		// Shutting down: commit them anyway; the committer drains the
 		// queue before the outbox closes.
-		g.queue <- it
+		g.queue <- item{kind: kind, recs: recs}
 	}
 }
 
