@@ -146,3 +146,89 @@ func TestTelemetryWindowBoundsFsyncs(t *testing.T) {
 	testenv.WaitFor(t, 10*time.Second, "the second event", func() bool { return pendingKinds(t, g.ob)[payload.Event] == 2 })
 	t.Logf("event durable after %v", time.Since(at).Round(time.Millisecond))
 }
+
+// A busy gateway commits telemetry once half of its bound on readings not
+// yet durable is in flight, without waiting for the window (an hour here,
+// so only that can end it), and keeps encoding the next half meanwhile.
+// Every reading lands once and in the order it was emitted: the committer
+// hands its backlog over in slices and must neither drop, repeat nor
+// reorder one.
+func TestCommitterPipelinesTelemetryInOrder(t *testing.T) {
+	g, stop := committer(t, time.Hour)
+	ctx := context.Background()
+	const n, perEmit = 15_000, 10 // more than half the bound, less than all of it
+	for i := 0; i < n; i += perEmit {
+		recs := make([]payload.Record, perEmit)
+		for j := range recs {
+			recs[j] = bayReading(i + j)
+		}
+		g.Emit(ctx, payload.Telemetry, recs)
+	}
+	testenv.WaitFor(t, 30*time.Second, "half the bound durable without an event or the window's end", func() bool {
+		return g.ob.Stats().AppendedRecords >= 10_000
+	})
+	stop()
+	if g.refused.Load() != 0 {
+		t.Fatalf("%d records refused", g.refused.Load())
+	}
+	cfg := g.cfg
+	ob, err := outbox.Open(outbox.Options{Dir: cfg.Outbox.Path, Site: cfg.Site, Gateway: cfg.Gateway, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	msgs, err := ob.Pending(ctx, 0, 1_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := 0 // bayReading(i) carries i in its time's nanoseconds
+	var last uint64
+	for _, m := range msgs {
+		if m.Seq <= last {
+			t.Fatalf("seq %d after %d", m.Seq, last)
+		}
+		last = m.Seq
+		b, err := payload.DecodeBatch(m.Body)
+		if err != nil {
+			t.Fatalf("seq %d: %v", m.Seq, err)
+		}
+		for _, r := range b.Records {
+			if got := r.Time.Nanosecond(); got != next {
+				t.Fatalf("seq %d: reading %d where %d was emitted next", m.Seq, got, next)
+			}
+			next++
+		}
+	}
+	if next != n {
+		t.Fatalf("%d readings on disk after the stop, want %d", next, n)
+	}
+}
+
+// A record the outbox refuses costs only the Emit it came in: the readings
+// of other devices emitted around it are stored (the committer hands many
+// Emits to the outbox as one append).
+func TestBadRecordRefusesOnlyItsEmit(t *testing.T) {
+	g, stop := committer(t, 0)
+	ctx := context.Background()
+	bad := bayReading(1)
+	bad.Measurement = "9lives" // not a valid name
+	for i := range 100 {
+		if i == 50 {
+			g.Emit(ctx, payload.Telemetry, []payload.Record{bad, bayReading(1000)})
+		}
+		g.Emit(ctx, payload.Telemetry, []payload.Record{bayReading(i)})
+	}
+	stop()
+	if n := g.refused.Load(); n != 2 {
+		t.Errorf("%d records refused, want the bad Emit's 2", n)
+	}
+	cfg := g.cfg
+	ob, err := outbox.Open(outbox.Options{Dir: cfg.Outbox.Path, Site: cfg.Site, Gateway: cfg.Gateway, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	if n := ob.Stats().Unacked.Records; n != 100 {
+		t.Errorf("%d records stored, want the other 100", n)
+	}
+}

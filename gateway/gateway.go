@@ -36,6 +36,7 @@ import (
 	"github.com/luling-edge/luling/firmware-config/config"
 	"github.com/luling-edge/luling/gateway/access"
 	"github.com/luling-edge/luling/gateway/command"
+	"github.com/luling-edge/luling/gateway/outbox"
 	"github.com/luling-edge/luling/gateway/pipeline"
 	"github.com/luling-edge/luling/gateway/rules"
 	"github.com/luling-edge/luling/gateway/status"
@@ -357,17 +358,27 @@ func (g *Gateway) logErr(msg string, err error) {
 //
 // Events never wait behind telemetry. The outbox may hold telemetry for up
 // to its TelemetryWindow (outbox.telemetry_window) to share one fsync, so
-// telemetry is queued in the outbox without waiting (AppendAsync, in
-// order) and one waiter goroutine collects the results; events are
-// appended here and waited for, and their commit ends the window and takes
-// the queued telemetry along. Telemetry not yet durable is bounded
-// (maxInFlight records); beyond it the loop has the outbox commit at once
-// instead of at the window's end and holds telemetry back, and beyond
-// twice that it stops taking from the queue (polling slows down).
+// telemetry is encoded here as it is taken (Outbox.Encode) and queued in
+// the outbox without waiting (AppendEncodedAsync, in order), and one waiter
+// goroutine collects the results; events are appended here and waited
+// for, and their commit ends the window and takes the queued telemetry
+// along.
+//
+// Telemetry not yet durable is bounded (maxInFlight records). Once half of
+// that is in flight the loop has the outbox commit at once instead of at
+// the window's end, and goes on queueing the next half while that commit
+// writes and syncs: a busy gateway keeps one group committing and the next
+// one filling, so they overlap instead of taking turns. At the bound it
+// holds telemetry back, and beyond twice that it stops taking from the
+// queue (polling slows down).
 func (g *Gateway) commit() {
 	const (
-		maxGroup    = 2000
-		maxInFlight = 10 * maxGroup
+		maxGroup    = 2000 // queue items taken per round
+		maxInFlight = 20_000
+		// maxSubmit bounds the records queued per append, so that one
+		// submit never fills the whole bound: the next half can be
+		// queued while the first is being committed.
+		maxSubmit = maxInFlight / 8
 	)
 	type flight struct {
 		done <-chan error
@@ -390,46 +401,64 @@ func (g *Gateway) commit() {
 			}
 		}
 	}()
-	var tele, ev []payload.Record
+	var ev []payload.Record
+	var tele []outbox.Encoded // telemetry held here, teleN records
+	teleN := 0
 	queue := g.queue
 	add := func(it item) {
 		if it.kind == payload.Event {
 			ev = append(ev, it.recs...)
-		} else {
-			tele = append(tele, it.recs...)
+			return
 		}
+		// Each Emit is encoded on its own, so that a record the outbox
+		// refuses costs only its Emit, not every reading gathered with it,
+		// into chunks of up to maxSubmit records. (Here, not in Emit:
+		// encoding on every poller's goroutine grew each of their stacks
+		// by a few KiB.)
+		if len(tele) == 0 || tele[len(tele)-1].Records() >= maxSubmit {
+			tele = append(tele, outbox.Encoded{})
+		}
+		if err := g.ob.EncodeTo(&tele[len(tele)-1], it.kind, it.recs); err != nil {
+			g.refuse(it.kind, len(it.recs), err)
+			return
+		}
+		teleN += len(it.recs)
 	}
 	// submit queues the telemetry held here in the outbox, unless too much
 	// is in flight already.
 	submit := func() bool {
-		if len(tele) == 0 {
+		if teleN == 0 || inFlight.Load() >= maxInFlight {
 			return false
 		}
-		if inFlight.Load() >= maxInFlight {
-			// Waiting out the window would cap readings at maxInFlight
-			// per window: commit what is in flight now.
-			g.ob.CommitTelemetry()
-			return false
-		}
-		if done, err := g.ob.AppendAsync(payload.Telemetry, tele); err != nil {
-			g.refuse(payload.Telemetry, len(tele), err)
+		k, n := 1, tele[0].Records() // one chunk, its buffers handed over
+		if done, err := g.ob.AppendEncodedAsync(tele[0]); err != nil {
+			g.refuse(payload.Telemetry, n, err)
 		} else {
-			inFlight.Add(int64(len(tele)))
-			waits <- flight{done, len(tele)}
+			waits <- flight{done, n}
+			if inFlight.Add(int64(n)) >= maxInFlight/2 {
+				// Waiting out the window would cap readings at maxInFlight
+				// per window: commit what is queued now, and encode the
+				// next half meanwhile.
+				g.ob.CommitTelemetry()
+			}
 		}
-		tele = nil
+		clear(tele[:k])
+		tele, teleN = tele[k:], teleN-n
+		if len(tele) == 0 {
+			tele = nil
+		}
 		return true
 	}
 	closed := func() {
 		queue = nil
 		g.ob.EndTelemetryWindow() // stopping: the last readings need not wait
 	}
-	for queue != nil || len(tele) > 0 {
+	for queue != nil || teleN > 0 {
 		if submit() {
 			continue
 		}
 		in := queue
-		if len(tele) >= maxInFlight {
+		if teleN >= maxInFlight {
 			in = nil
 		}
 		select {
@@ -444,7 +473,9 @@ func (g *Gateway) commit() {
 			add(first)
 		}
 	more:
-		for n := 1; n < maxGroup; n++ {
+		// A round ends once a submit's worth is encoded, so that it is
+		// handed over (and committed) while the next is encoded.
+		for n := 1; n < maxGroup && teleN < maxSubmit; n++ {
 			select {
 			case it, ok := <-queue:
 				if !ok {
@@ -456,7 +487,8 @@ func (g *Gateway) commit() {
 				break more
 			}
 		}
-		submit() // first, so that the events' commit takes it along
+		for submit() { // first, so that the events' commit takes it along
+		}
 		if len(ev) > 0 {
 			g.appendRecords(payload.Event, ev)
 		}

@@ -3,7 +3,6 @@ package payload
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -54,31 +53,53 @@ func AppendRecord(dst []byte, r *Record) ([]byte, error) {
 	dst = appendTime(dst, r.Time)
 	if len(r.Tags) > 0 {
 		dst = append(dst, `,"tags":{`...)
-		for i, k := range sortedKeys(r.Tags) {
+		var buf [8]entry[string]
+		for i, e := range sortedEntries(buf[:0], r.Tags) {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendString(dst, k)
+			dst = appendString(dst, e.k)
 			dst = append(dst, ':')
-			dst = appendString(dst, r.Tags[k])
+			dst = appendString(dst, e.v)
 		}
 		dst = append(dst, '}')
 	}
 	dst = append(dst, `,"fields":{`...)
-	for i, k := range sortedKeys(r.Fields) {
-		v := r.Fields[k]
+	var buf [8]entry[Value]
+	for i, e := range sortedEntries(buf[:0], r.Fields) {
+		v := e.v
 		if !v.Valid() {
-			return dst, fmt.Errorf("%s: field %q: value cannot be encoded (%s %v)", r.Measurement, k, v.typ, v.Interface())
+			return dst, fmt.Errorf("%s: field %q: value cannot be encoded (%s %v)", r.Measurement, e.k, v.typ, v.Interface())
 		}
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, k)
+		dst = appendString(dst, e.k)
 		dst = append(dst, ':')
 		dst = appendValue(dst, v)
 	}
 	dst = append(dst, "}}"...)
 	return dst, nil
+}
+
+// entry is one key and value of a map, for encoding in key order.
+type entry[V any] struct {
+	k string
+	v V
+}
+
+// sortedEntries appends m's entries to dst (a caller's array, so that a
+// record of a few tags and fields allocates nothing) in key order.
+func sortedEntries[V any](dst []entry[V], m map[string]V) []entry[V] {
+	for k, v := range m {
+		dst = append(dst, entry[V]{k, v})
+	}
+	for i := 1; i < len(dst); i++ { // insertion sort: a record has few keys
+		for j := i; j > 0 && dst[j].k < dst[j-1].k; j-- {
+			dst[j], dst[j-1] = dst[j-1], dst[j]
+		}
+	}
+	return dst
 }
 
 func appendValue(dst []byte, v Value) []byte {
@@ -113,6 +134,16 @@ const hexDigits = "0123456789abcdef"
 // appendString writes s as a JSON string. Invalid UTF-8 becomes U+FFFD.
 func appendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
+	if plainString(s) { // names, ids and most values: copied whole
+		dst = append(dst, s...)
+	} else {
+		dst = appendEscaped(dst, s)
+	}
+	return append(dst, '"')
+}
+
+// appendEscaped writes s escaped, without the quotes.
+func appendEscaped(dst []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
@@ -143,14 +174,16 @@ func appendString(dst []byte, s string) []byte {
 		}
 		i += size
 	}
-	return append(dst, '"')
+	return dst
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+// plainString reports whether s is ASCII that appendString writes as is.
+func plainString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c >= utf8.RuneSelf, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
 	}
-	sort.Strings(keys)
-	return keys
+	return true
 }

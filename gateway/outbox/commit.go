@@ -42,16 +42,11 @@ func (o *Outbox) run() {
 		if !quitting {
 			quitting = o.telemetryWindow()
 		}
-		for {
-			group := o.take()
-			if len(group) == 0 {
-				break
-			}
-			o.commit(group)
-			if !quitting {
-				break
-			}
+		hkDue := stateAt.Add(o.opts.AckPersistInterval)
+		if stateAt.IsZero() {
+			hkDue = time.Now().Add(o.opts.AckPersistInterval) // the first commits of a start
 		}
+		o.commitQueued(quitting, hkDue)
 		if quitting {
 			return
 		}
@@ -132,8 +127,14 @@ func (o *Outbox) CommitTelemetry() {
 	o.mu.Lock()
 	o.commitNow = true
 	o.mu.Unlock()
+	o.signal(o.wake)
+	o.signal(o.now) // nor wait out CommitInterval: the group is there
+}
+
+// signal wakes the committer through c (wake or now) without blocking.
+func (o *Outbox) signal(c chan struct{}) {
 	select {
-	case o.wake <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }
@@ -172,15 +173,142 @@ type pendingWrite struct {
 	recs    int64
 }
 
-// commit admits, seals, writes and syncs one group, then publishes it to
-// the index and wakes every Append of the group.
-func (o *Outbox) commit(group []*request) { o.commitGroup(group, true) }
+// A written group is sealed and written to its segment files; its fsync
+// runs on a goroutine of its own (startSync) while the committer seals and
+// writes the next group. It is published (index, Pending, the results of
+// its appends) only after that fsync returned, and groups are published in
+// order.
+type written struct {
+	accepted []*request
+	writes   []*pendingWrite
+	actives  [2]*segment // active segments before the group, for undo
+	first    uint64      // its first seq
+	next     uint64      // one past its last seq
+	dirDirty bool        // the folder needs an fsync too
+	retry    bool        // on ENOSPC, commit the group once more (see write)
 
-// commitGroup is commit; when the write fails for lack of space and retry
-// is set, the group is admitted and written once more: the disk is then
-// the bound, so the oldest telemetry is dropped (declared) to make room,
-// rather than the group's own readings and events being refused.
+	synced chan struct{} // closed when the fsyncs are done; fsyncs and err are set then
+	fsyncs int
+	err    error
+}
+
+// commitQueued commits what is queued as a pipeline: while one group's
+// fsync runs, the next group that is due (see due) is sealed and written,
+// so the latency of an fsync no longer caps throughput, and appends that
+// are not due yet wait for the fsync as before. With quitting it commits
+// until the queue is empty. It drains the pipeline (returns) once a group
+// is durable and nothing is due, when housekeeping is due (hkDue: the state
+// file) or waiting (segments to delete).
+func (o *Outbox) commitQueued(quitting bool, hkDue time.Time) {
+	var prev *written
+	group := o.take()
+	for len(group) > 0 {
+		prev = o.write(group, true, prev)
+		group = o.takeDue(prev, quitting, hkDue)
+	}
+	if prev != nil {
+		o.finish(prev, nil)
+	}
+	if o.queued() {
+		o.signal(o.wake) // takeDue may have taken the wake-up of what is left
+	}
+}
+
+// takeDue returns the group to write while prev's fsync runs: what is
+// queued, once it is due; nil once prev's fsync returned first (or there is
+// no prev), or when housekeeping should run first. When quitting it takes
+// whatever is queued.
+func (o *Outbox) takeDue(prev *written, quitting bool, hkDue time.Time) []*request {
+	for {
+		if quitting {
+			return o.take()
+		}
+		if prev == nil || !time.Now().Before(hkDue) || o.housekeepWaiting() {
+			return nil
+		}
+		if o.due() {
+			return o.take()
+		}
+		select {
+		case <-prev.synced:
+			return nil
+		case <-o.wake:
+		case <-o.now:
+		case <-o.quit:
+			quitting = true
+		}
+	}
+}
+
+// due reports whether what is queued should be committed without waiting
+// any longer: an AppendNow or CommitTelemetry asked for it, or the oldest
+// append waited CommitInterval and (for telemetry alone) its window.
+func (o *Outbox) due() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.queue) == 0 {
+		return false
+	}
+	if o.commitNow {
+		o.commitNow = false
+		return true
+	}
+	events := o.noWindow || o.opts.TelemetryWindow <= 0
+	oldest := o.queue[0].at
+	for _, r := range o.queue {
+		if r.now {
+			return true
+		}
+		events = events || r.kind == payload.Event
+		if r.at.Before(oldest) {
+			oldest = r.at
+		}
+	}
+	age := time.Since(oldest)
+	return age >= o.opts.CommitInterval && (events || age >= o.opts.TelemetryWindow)
+}
+
+// housekeepWaiting reports whether housekeeping has segments to delete.
+func (o *Outbox) housekeepWaiting() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.orphans) > 0 {
+		return true
+	}
+	for k := range o.logs {
+		lg := &o.logs[k]
+		for _, s := range lg.segs {
+			if s != lg.active && s.unacked == 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// commitGroup admits, seals, writes and syncs one group on its own (no
+// group in flight), then publishes it to the index and wakes every Append
+// of the group. When the write fails for lack of space and retry is set,
+// the group is admitted and written once more: the disk is then the bound,
+// so the oldest telemetry is dropped (declared) to make room, rather than
+// the group's own readings and events being refused.
 func (o *Outbox) commitGroup(group []*request, retry bool) {
+	if w := o.write(group, retry, nil); w != nil {
+		o.finish(w, nil)
+	}
+}
+
+// write admits, seals and writes group behind prev, the group in flight
+// (nil for none), then finishes prev and starts the fsync of the group. It
+// returns the group now in flight: the new one, or prev when nothing new
+// was written, or nil. Anything off the straight path (a drop to make
+// room, a failed write) first finishes prev, so that it meets the outbox
+// as it was before pipelining: every earlier group published or undone.
+func (o *Outbox) write(group []*request, retry bool, prev *written) *written {
+	if prev != nil && !o.fits(group, prev) {
+		o.finish(prev, nil)
+		prev = nil
+	}
 	accepted, dropped := o.admit(group)
 	dirDirty := false
 	if len(dropped) > 0 {
@@ -213,73 +341,127 @@ func (o *Outbox) commitGroup(group []*request, retry bool) {
 		if dirDirty {
 			o.syncDir()
 		}
-		return
+		return prev
 	}
 
-	o.mu.Lock()
-	next := o.nextSeq
-	o.mu.Unlock()
-	actives := [2]*segment{o.logs[0].active, o.logs[1].active}
+	w := &written{accepted: accepted, retry: retry, dirDirty: dirDirty,
+		actives: [2]*segment{o.logs[0].active, o.logs[1].active}}
+	if prev != nil {
+		w.first = prev.next
+	} else {
+		o.mu.Lock()
+		w.first = o.nextSeq
+		o.mu.Unlock()
+	}
+	w.next = w.first
 	now := o.opts.Now()
-	var writes []*pendingWrite
 	var err error
 	for _, kind := range kindsInOrder(accepted) {
-		if writes, next, err = o.seal(kind, accepted, now, writes, next); err != nil {
+		if w.writes, w.next, err = o.seal(kind, accepted, now, w.writes, w.next); err != nil {
 			break
 		}
 	}
 	if err == nil {
-		err = o.reserve(next - 1)
+		err = o.reserve(w.next - 1)
 	}
-	fsyncs := 0
 	if err == nil {
-		fsyncs, err = o.flush(writes, dirDirty)
+		err = o.writeFiles(w.writes)
+	}
+	// prev goes first, with w behind it: should prev's fsync fail, w is
+	// taken back with it and committed again.
+	if prev != nil {
+		o.mu.Lock()
+		o.st.Overlapped++
+		o.mu.Unlock()
+		if !o.finish(prev, w) {
+			return nil
+		}
 	}
 	if err != nil {
-		o.undo(writes, actives)
+		o.undo(w.writes, w.actives)
+		o.giveUp(w, err)
+		return nil
+	}
+	o.startSync(w)
+	return w
+}
+
+// fits reports whether group goes behind prev without dropping or refusing
+// anything, counting prev's bytes (not yet in o.bytes) too.
+func (o *Outbox) fits(group []*request, prev *written) bool {
+	var need int64
+	for _, r := range group {
+		need += r.est
+	}
+	for _, pw := range prev.writes {
+		need += int64(len(pw.buf))
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return !o.diskFullLocked(time.Now()) && o.bytes+need <= o.opts.MaxBytes
+}
+
+// startSync runs w's fsyncs on a goroutine of its own; finish waits for it.
+func (o *Outbox) startSync(w *written) {
+	w.synced = make(chan struct{})
+	hook := o.syncHook
+	go func() {
+		defer close(w.synced)
+		if hook != nil {
+			if w.err = hook(w.first, w.next-1); w.err != nil {
+				return
+			}
+		}
+		w.fsyncs, w.err = o.syncFiles(w.writes, w.dirDirty)
+	}()
+}
+
+// finish waits for w's fsync and publishes w, or takes it back when the
+// fsync failed. next, written behind w and not yet synced, is taken back
+// first in that case (its bytes follow w's), its numbers skipped, and its
+// appends committed again; finish then reports false.
+func (o *Outbox) finish(w, next *written) bool {
+	<-w.synced
+	if w.err != nil {
+		if next != nil {
+			o.undo(next.writes, next.actives)
+		}
+		o.undo(w.writes, w.actives)
 		o.mu.Lock()
-		if first := o.nextSeq; next > first {
-			// Never reuse a number that may have reached the disk; declare
-			// the skipped ones so the cloud does not wait for them.
-			o.addLossLocked(payload.SeqRange{First: first, Last: next - 1}, payload.LossUnused)
-			o.st.Skipped += int64(next - first)
-		}
-		o.nextSeq = next
-		o.st.Fsyncs += int64(fsyncs)
+		o.st.Fsyncs += int64(w.fsyncs)
 		o.mu.Unlock()
-		o.noteCommitFailure(err, countRecords(accepted))
-		if retry && isNoSpace(err) {
-			o.commitGroup(accepted, false)
-			return
+		if next != nil {
+			o.skipTo(next.next)
 		}
-		for _, r := range accepted {
-			r.done <- err
+		o.giveUp(w, w.err)
+		if next != nil {
+			o.commitGroup(next.accepted, next.retry)
 		}
-		return
+		return false
 	}
 
 	o.mu.Lock()
-	var written, recs, msgs int64
-	for _, w := range writes {
-		s := w.seg
-		if w.created {
+	var bytes, recs, msgs int64
+	for _, pw := range w.writes {
+		s := pw.seg
+		if pw.created {
 			lg := o.kindLog(s.kind)
 			lg.segs = append(lg.segs, s)
 		}
-		s.entries = append(s.entries, w.entries...)
-		s.size = w.base + int64(len(w.buf))
-		s.unacked += len(w.entries)
-		s.unRecs += w.recs
-		written += int64(len(w.buf))
-		recs += w.recs
-		msgs += int64(len(w.entries))
+		s.entries = append(s.entries, pw.entries...)
+		s.size = pw.base + int64(len(pw.buf))
+		s.unacked += len(pw.entries)
+		s.unRecs += pw.recs
+		bytes += int64(len(pw.buf))
+		recs += pw.recs
+		msgs += int64(len(pw.entries))
 	}
-	o.bytes += written
-	o.nextSeq = next
-	o.committed = next - 1
+	o.bytes += bytes
+	o.nextSeq = w.next
+	o.committed = w.next - 1
 	o.st.Groups++
-	o.st.Fsyncs += int64(fsyncs)
-	o.st.BytesWritten += written
+	o.st.Fsyncs += int64(w.fsyncs)
+	o.st.BytesWritten += bytes
 	o.st.AppendedRecords += recs
 	o.st.AppendedMessages += msgs
 	if !o.closed {
@@ -288,9 +470,38 @@ func (o *Outbox) commitGroup(group []*request, retry bool) {
 	}
 	o.mu.Unlock()
 	o.noteCommitSuccess()
-	for _, r := range accepted {
+	for _, r := range w.accepted {
 		r.done <- nil
 	}
+	return true
+}
+
+// giveUp ends a group whose write or fsync failed and was taken back: its
+// numbers are skipped and declared, and its appends get err, or, on a
+// full disk, the group is admitted and written once more (commitGroup).
+func (o *Outbox) giveUp(w *written, err error) {
+	o.skipTo(w.next)
+	o.noteCommitFailure(err, countRecords(w.accepted))
+	if w.retry && isNoSpace(err) {
+		o.commitGroup(w.accepted, false)
+		return
+	}
+	for _, r := range w.accepted {
+		r.done <- err
+	}
+}
+
+// skipTo moves the counter to next, declaring the numbers skipped: a
+// number that may have reached the disk is never used again, and the cloud
+// need not wait for it.
+func (o *Outbox) skipTo(next uint64) {
+	o.mu.Lock()
+	if first := o.nextSeq; next > first {
+		o.addLossLocked(payload.SeqRange{First: first, Last: next - 1}, payload.LossUnused)
+		o.st.Skipped += int64(next - first)
+		o.nextSeq = next
+	}
+	o.mu.Unlock()
 }
 
 // reserve makes sure the state file allows numbers up to last before a
@@ -421,6 +632,18 @@ func (o *Outbox) dropOldestLocked(excess int64) []*segment {
 // what AppendBatch writes for the whole batch.
 func (o *Outbox) seal(kind payload.Kind, reqs []*request, now time.Time, writes []*pendingWrite, next uint64) ([]*pendingWrite, uint64, error) {
 	lg := o.kindLog(kind)
+	// Buffers are sized for what is left to seal (an upper estimate), up
+	// to a segment, so that a group's bytes are not copied again as a
+	// buffer grows.
+	var left int64
+	for _, r := range reqs {
+		if r.kind == kind {
+			left += r.est
+		}
+	}
+	bufFor := func(base int64) []byte {
+		return make([]byte, 0, min(left, max(o.opts.SegmentBytes-base, 0))+4<<10)
+	}
 	var w *pendingWrite
 	if lg.active != nil {
 		for _, x := range writes {
@@ -429,9 +652,15 @@ func (o *Outbox) seal(kind payload.Kind, reqs []*request, now time.Time, writes 
 			}
 		}
 		if w == nil {
-			w = &pendingWrite{seg: lg.active, base: lg.active.size, buf: make([]byte, 0, 32<<10)}
+			w = &pendingWrite{seg: lg.active, base: lg.active.end, buf: bufFor(lg.active.end)}
 			writes = append(writes, w)
 		}
+	}
+	create := func(first uint64) (*pendingWrite, error) {
+		if w != nil {
+			left -= int64(len(w.buf))
+		}
+		return o.createSegment(kind, first, bufFor(0))
 	}
 	open := false
 	var msgStart, recs int
@@ -441,7 +670,7 @@ func (o *Outbox) seal(kind payload.Kind, reqs []*request, now time.Time, writes 
 		seq = next
 		next++
 		if w == nil {
-			nw, err := o.createSegment(kind, seq)
+			nw, err := create(seq)
 			if err != nil {
 				return err
 			}
@@ -464,8 +693,8 @@ func (o *Outbox) seal(kind payload.Kind, reqs []*request, now time.Time, writes 
 	end := func() error {
 		w.buf = append(w.buf, "]}"...)
 		finishFrame(w.buf, msgStart, seq, kind, recs)
-		if (len(w.entries) > 0 || len(w.seg.entries) > 0) && w.base+int64(len(w.buf)) > o.opts.SegmentBytes {
-			nw, err := o.createSegment(kind, seq)
+		if (len(w.entries) > 0 || w.base > segHeaderSize) && w.base+int64(len(w.buf)) > o.opts.SegmentBytes {
+			nw, err := create(seq)
 			if err != nil {
 				return err
 			}
@@ -518,29 +747,34 @@ func (o *Outbox) seal(kind payload.Kind, reqs []*request, now time.Time, writes 
 	return writes, next, nil
 }
 
-func (o *Outbox) createSegment(kind payload.Kind, first uint64) (*pendingWrite, error) {
+func (o *Outbox) createSegment(kind payload.Kind, first uint64, buf []byte) (*pendingWrite, error) {
 	path := filepath.Join(o.opts.Dir, segmentName(kind, first))
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: create segment %s: %w", path, err)
 	}
 	s := &segment{kind: kind, first: first, path: path, f: f}
-	buf := make([]byte, 0, 32<<10)
 	return &pendingWrite{seg: s, buf: appendSegHeader(buf, kind), created: true}, nil
 }
 
-// flush writes every pending write at its offset and syncs each file, and
-// the folder when files were created or removed. It returns the fsyncs done.
-func (o *Outbox) flush(writes []*pendingWrite, dirDirty bool) (int, error) {
-	n := 0
+// writeFiles writes every pending write at its offset, without syncing.
+func (o *Outbox) writeFiles(writes []*pendingWrite) error {
 	for _, w := range writes {
 		if len(w.buf) == 0 {
 			continue
 		}
 		if _, err := w.seg.f.WriteAt(w.buf, w.base); err != nil {
-			return n, fmt.Errorf("outbox: write %s at offset %d: %w", w.seg.path, w.base, err)
+			return fmt.Errorf("outbox: write %s at offset %d: %w", w.seg.path, w.base, err)
 		}
+		w.seg.end = w.base + int64(len(w.buf))
 	}
+	return nil
+}
+
+// syncFiles syncs each file written, and the folder when files were
+// created or removed. It returns the fsyncs done.
+func (o *Outbox) syncFiles(writes []*pendingWrite, dirDirty bool) (int, error) {
+	n := 0
 	for _, w := range writes {
 		if len(w.buf) == 0 {
 			continue
@@ -577,6 +811,7 @@ func (o *Outbox) undo(writes []*pendingWrite, actives [2]*segment) {
 		if err := w.seg.f.Truncate(w.base); err != nil {
 			errs = append(errs, err)
 		}
+		w.seg.end = w.base
 	}
 	if err := errors.Join(errs...); err != nil {
 		o.log.Error("outbox: cannot undo a failed commit; refusing further appends", "err", err)

@@ -20,7 +20,11 @@
 // record the cloud's strict decoder would reject is refused there, with an
 // error naming it, instead of poisoning a whole batch later). The committer
 // then only concatenates encoded records behind a batch header; each record
-// is encoded exactly once.
+// is encoded exactly once. Encode (or EncodeTo, appending to a chunk) does
+// the same without queueing, and AppendEncodedAsync appends what it made
+// as one append: the gateway's committer encodes each Emit on its own into
+// chunks, so that a refused record costs only its Emit, and hands a chunk
+// over without a copy.
 //
 // # Group commit
 //
@@ -31,6 +35,17 @@
 // when a segment was created or removed). Only then does each Append of the
 // group return nil: "accepted" means "on disk". Under load one fsync carries
 // hundreds of readings.
+//
+// The commit is pipelined: while one group's fsync runs (on a goroutine of
+// its own), the next group, if it is due already, is sealed and written
+// behind it, so the latency of an fsync does not cap throughput. Groups are
+// still published in order and each only after its own fsync returned:
+// Pending never hands out, and no Append returns for, a message a restart
+// might not find. If a group's fsync fails, the group written behind it is
+// cut off with it (its bytes follow), its numbers are skipped and declared
+// too, and it is committed again; anything off the straight path (a drop
+// to stay within the bound, a failed write, housekeeping) first waits for
+// the group in flight, so it meets the outbox as before.
 //
 // Even with CommitInterval 0, appends that arrive during an fsync share the
 // next one. A window of a few milliseconds (DefaultCommitInterval) gives

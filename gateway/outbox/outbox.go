@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/luling-edge/luling/payload"
@@ -136,6 +137,7 @@ type Stats struct {
 	AppendedRecords  int64
 	AppendedMessages int64
 	Groups           int64 // group commits (one write + fsync per segment touched)
+	Overlapped       int64 // groups written while the previous group's fsync ran
 	Fsyncs           int64 // data files, folder and state file
 	BytesWritten     int64 // segment bytes written
 	StateWrites      int64
@@ -159,6 +161,7 @@ type segment struct {
 	path    string
 	f       *os.File
 	size    int64 // committed bytes
+	end     int64 // bytes written, by groups not yet durable too; owned by the committer
 	entries []entry
 	unacked int
 	unRecs  int64
@@ -194,7 +197,13 @@ type Outbox struct {
 	dir     *os.File
 	lock    *os.File
 	ceiling int64
-	hdrMax  int // largest possible batch header, for size estimates
+	hdrMax  int          // largest possible batch header, for size estimates
+	recSize atomic.Int64 // bytes per record of the last Encode, to size the next
+
+	// syncHook, when set (tests), runs on the fsync goroutine of each
+	// group (numbers first to last) before its fsyncs; an error it returns
+	// stands for a failed fsync.
+	syncHook func(first, last uint64) error
 
 	wake  chan struct{}
 	now   chan struct{}   // an AppendNow is queued: cut the commit interval short
@@ -514,7 +523,7 @@ func (o *Outbox) openSegment(path string, kind payload.Kind, first uint64, buf *
 			return nil, 0, 0, fmt.Errorf("outbox: sync segment %s: %w", path, err)
 		}
 	}
-	return &segment{kind: kind, first: entries[0].seq, path: path, f: f, size: end, entries: entries}, cut, skipped, nil
+	return &segment{kind: kind, first: entries[0].seq, path: path, f: f, size: end, end: end, entries: entries}, cut, skipped, nil
 }
 
 // readerOf buffers sequential reads of f from its start.
@@ -602,54 +611,129 @@ func (o *Outbox) AppendAsync(kind payload.Kind, recs []payload.Record) (<-chan e
 	return req.done, nil
 }
 
+// Encoded is records that Encode validated and encoded, ready to append
+// with AppendEncodedAsync. The zero Encoded holds no records.
+type Encoded struct {
+	kind payload.Kind
+	enc  []byte // encoded records, back to back
+	offs []int  // record i is enc[offs[i]:offs[i+1]]
+}
+
+// Records is the number of records e holds.
+func (e Encoded) Records() int { return max(len(e.offs)-1, 0) }
+
+// Encode validates and encodes recs as Append does, without queueing
+// them. A record the cloud's decoder would reject is refused with an error
+// naming it, and then none of recs is encoded.
+func (o *Outbox) Encode(kind payload.Kind, recs []payload.Record) (Encoded, error) {
+	var e Encoded
+	err := o.EncodeTo(&e, kind, recs)
+	return e, err
+}
+
+// EncodeTo is Encode appending to e, which holds records of the same kind
+// or none: a writer gathering many small appends into one builds one
+// buffer. On an error e is left as it was.
+func (o *Outbox) EncodeTo(e *Encoded, kind payload.Kind, recs []payload.Record) error {
+	if kind != payload.Telemetry && kind != payload.Event {
+		return fmt.Errorf("outbox: %s: append: unknown kind %d", o.opts.Dir, kind)
+	}
+	if e.kind != 0 && e.kind != kind && e.Records() > 0 {
+		return fmt.Errorf("outbox: %s: append: %s records to %s records", o.opts.Dir, kind, e.kind)
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	if len(e.offs) == 0 {
+		e.offs = make([]int, 1, len(recs)+1)
+	}
+	e.kind = kind
+	enc0, offs0 := len(e.enc), len(e.offs)
+	fail := func(err error) error {
+		e.enc, e.offs = e.enc[:enc0], e.offs[:offs0]
+		return err
+	}
+	// Room for every record at the size of the last ones encoded, and 1/8
+	// more, so that a small append allocates once.
+	size := int(o.recSize.Load())
+	e.enc = slices.Grow(e.enc, len(recs)*(size+size/8))
+	e.offs = slices.Grow(e.offs, len(recs))
+	for i := range recs {
+		if err := checkRecord(&recs[i]); err != nil {
+			return fail(fmt.Errorf("outbox: %s: append %s record %d: %w", o.opts.Dir, kind, i, err))
+		}
+		var err error
+		start := len(e.enc)
+		e.enc, err = payload.AppendRecord(e.enc, &recs[i])
+		if err != nil {
+			return fail(fmt.Errorf("outbox: %s: append %s record %d: %w", o.opts.Dir, kind, i, err))
+		}
+		if n := len(e.enc) - start; n+o.hdrMax+2 > o.opts.MaxBatchBytes {
+			return fail(fmt.Errorf("outbox: %s: append %s record %d (%s): encodes to %d bytes, more than a batch holds (MaxBatchBytes %d)",
+				o.opts.Dir, kind, i, recs[i].Measurement, n, o.opts.MaxBatchBytes))
+		}
+		e.offs = append(e.offs, len(e.enc))
+		if i == 0 && len(recs) > 1 && cap(e.enc)-len(e.enc) < (len(recs)-1)*(len(e.enc)-start) {
+			// The rest are most likely alike: room for them and 1/8 more.
+			n := len(e.enc) - start
+			e.enc = slices.Grow(e.enc, (len(recs)-1)*(n+n/8))
+		}
+	}
+	o.recSize.Store(int64((len(e.enc) - enc0) / len(recs)))
+	return nil
+}
+
+// AppendEncodedAsync is AppendAsync for records that Encode or EncodeTo
+// prepared: they are queued as one append, in call order, and the channel
+// receives the commit's result (nil: durable) exactly once. The buffers
+// of e are taken over, not copied: the caller must not use e again.
+func (o *Outbox) AppendEncodedAsync(e Encoded) (<-chan error, error) {
+	done := make(chan error, 1)
+	if e.Records() == 0 {
+		done <- nil
+		return done, nil
+	}
+	if err := o.queue1(&request{kind: e.kind, enc: e.enc, offs: e.offs, done: done}); err != nil {
+		return nil, err
+	}
+	return done, nil
+}
+
 // enqueue validates and encodes recs and queues them for the committer; a
 // nil request (no records) needs no commit. now marks an AppendNow.
 func (o *Outbox) enqueue(kind payload.Kind, recs []payload.Record, now bool) (*request, error) {
-	if kind != payload.Telemetry && kind != payload.Event {
-		return nil, fmt.Errorf("outbox: %s: append: unknown kind %d", o.opts.Dir, kind)
+	e, err := o.Encode(kind, recs)
+	if err != nil || e.Records() == 0 {
+		return nil, err
 	}
-	if len(recs) == 0 {
-		return nil, nil
+	req := &request{kind: kind, enc: e.enc, offs: e.offs, done: make(chan error, 1), now: now}
+	if err := o.queue1(req); err != nil {
+		return nil, err
 	}
-	req := &request{kind: kind, offs: make([]int, 1, len(recs)+1), done: make(chan error, 1), now: now}
-	for i := range recs {
-		if err := checkRecord(&recs[i]); err != nil {
-			return nil, fmt.Errorf("outbox: %s: append %s record %d: %w", o.opts.Dir, kind, i, err)
-		}
-		var err error
-		start := len(req.enc)
-		req.enc, err = payload.AppendRecord(req.enc, &recs[i])
-		if err != nil {
-			return nil, fmt.Errorf("outbox: %s: append %s record %d: %w", o.opts.Dir, kind, i, err)
-		}
-		if n := len(req.enc) - start; n+o.hdrMax+2 > o.opts.MaxBatchBytes {
-			return nil, fmt.Errorf("outbox: %s: append %s record %d (%s): encodes to %d bytes, more than a batch holds (MaxBatchBytes %d)",
-				o.opts.Dir, kind, i, recs[i].Measurement, n, o.opts.MaxBatchBytes)
-		}
-		req.offs = append(req.offs, len(req.enc))
-	}
-	n := int64(len(recs))
+	return req, nil
+}
+
+// queue1 estimates req's size on disk and queues it for the committer.
+func (o *Outbox) queue1(req *request) error {
+	n := int64(req.records())
 	msgs := 1 + n/int64(o.opts.MaxBatchRecords) + int64(len(req.enc))/int64(o.opts.MaxBatchBytes-o.hdrMax)
 	req.est = int64(len(req.enc)) + n + msgs*int64(o.hdrMax+2+frameOverhead) + segHeaderSize
 
 	o.mu.Lock()
 	if o.closed {
 		o.mu.Unlock()
-		return nil, ErrClosed
+		return ErrClosed
 	}
 	if o.failed != nil {
 		err := o.failed
 		o.mu.Unlock()
-		return nil, err
+		return err
 	}
 	req.at = time.Now()
 	o.queue = append(o.queue, req)
 	o.mu.Unlock()
-	select {
-	case o.wake <- struct{}{}:
-	default:
-	}
-	return req, nil
+	o.signal(o.wake)
+	return nil
 }
 
 // checkRecord applies the rules of the cloud's decoder (payload.DecodeBatch)

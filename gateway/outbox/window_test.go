@@ -176,3 +176,24 @@ func TestCommitTelemetryEndsOneWindow(t *testing.T) {
 		t.Fatalf("%d records durable, want 1", n)
 	}
 }
+
+// CommitTelemetry does not wait out CommitInterval either (an hour here,
+// like the window): the group it asks for is already queued.
+func TestCommitTelemetrySkipsCommitInterval(t *testing.T) {
+	opts := testOptions(t.TempDir(), &logBuf{})
+	opts.TelemetryWindow = time.Hour
+	opts.CommitInterval = time.Hour
+	o := mustOpen(t, opts)
+	defer o.Close()
+	done, err := o.AppendAsync(payload.Telemetry, []payload.Record{bay("bay-i", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.CommitTelemetry()
+	if err := <-done; err != nil { // the test's timeout catches an interval that did not end
+		t.Fatal(err)
+	}
+	if n := o.Stats().Unacked.Records; n != 1 {
+		t.Fatalf("%d records durable, want 1", n)
+	}
+}
