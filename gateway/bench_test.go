@@ -108,9 +108,11 @@ func BenchmarkReadingsToPuback(b *testing.B) {
 	}
 
 	const pollers, perPoll = 50, 10 // 50 devices handing over 10 readings per poll
+	// A million readings at least: the last ones may wait out the 1 s
+	// telemetry window (tail-ms), which must not be most of the run.
 	total := b.N
-	if total < 200_000 {
-		total = 200_000
+	if total < 1_000_000 {
+		total = 1_000_000
 	}
 	rounds := total / (pollers * perPoll)
 	total = rounds * pollers * perPoll
