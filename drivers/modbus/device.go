@@ -147,7 +147,7 @@ type Device struct {
 	readOnly bool
 
 	mu     sync.Mutex
-	issues map[string]uint64 // last reported raw value per field with an issue
+	issues map[string]uint64 // last reported raw value per field with an issue; nil until one
 	absent *Absence
 	faults plausibility
 }
@@ -213,11 +213,10 @@ func NewWithProfile(spec drivers.Spec, env drivers.Env, p *Profile) (*Device, er
 		profile:  p,
 		tags:     tags,
 		log:      log.With("device", spec.ID, "unit", spec.Unit, "profile", p.Name),
-		issues:   map[string]uint64{},
 		readOnly: readOnly,
 	}
 	d.absent = NewAbsence("modbus: "+spec.ID, byte(spec.Unit), env.Now, d.log)
-	d.faults = plausibility{now: d.absent.now, tags: tags, fields: map[string]*implausible{}}
+	d.faults = plausibility{now: d.absent.now, tags: tags}
 	for _, b := range p.Blocks {
 		d.maxRead = max(d.maxRead, int(b.Count))
 	}
@@ -329,6 +328,9 @@ func (d *Device) report(issues []Issue) {
 		seen[is.Field] = true
 		if raw, ok := d.issues[is.Field]; ok && raw == is.Raw {
 			continue
+		}
+		if d.issues == nil {
+			d.issues = map[string]uint64{}
 		}
 		d.issues[is.Field] = is.Raw
 		d.log.Warn("modbus field left out", "field", is.Field, "raw", is.Raw, "reason", is.Reason)
