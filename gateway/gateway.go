@@ -106,7 +106,6 @@ type item struct {
 // device is one polled device and its counters.
 type device struct {
 	spec    drivers.Spec
-	info    drivers.Info
 	drv     drivers.Device
 	poll    time.Duration
 	policy  pipeline.Policy
@@ -209,7 +208,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		if err != nil {
 			return fail(fmt.Errorf("gateway: device %s: %w", dc.ID, err))
 		}
-		d := &device{spec: spec, info: info, drv: drv, poll: dc.Poll, state: "starting",
+		d := &device{spec: spec, drv: drv, poll: dc.Poll, state: "starting",
 			policy: pipeline.Policy{Deadband: dc.Deadband, MaxSilence: dc.MaxSilence}, measure: info.Measurement}
 		if m, ok := drv.(interface{ Measurement() string }); ok {
 			d.measure = m.Measurement()
