@@ -262,7 +262,7 @@ func (e *Engine) compileRule(d *Def, errs *[]Error) *rule {
 		"device": types.String, "measurement": types.String, "time": types.TypeOf(time.Time{}), "rule": types.String,
 		"name": types.String}
 	for k, t := range r.fieldTypes {
-		if !contains(baseNames, k) && identRe.MatchString(k) {
+		if !contains(baseNames, k) && payload.ValidIdent(k) {
 			env[k] = nil
 			typed[k] = exprType(t)
 		}
