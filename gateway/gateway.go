@@ -125,6 +125,43 @@ type device struct {
 	lastAt   time.Time
 }
 
+// keepLast keeps a poll's records for the status page. The records' maps
+// are shared: nothing changes a record's maps once its driver returned it.
+// A record that reads the same as the one kept before it keeps the older
+// fields map, which is usually also the one the pipeline's filter holds
+// for the series (the last reported): a device that does not change then
+// holds one fields map instead of two (TestLastValuesKeepUnchangedMaps).
+// The caller holds d.mu.
+func (d *device) keepLast(recs []payload.Record, t time.Time) {
+	old := len(d.lastRecs)
+	for i, r := range recs {
+		if i < old && sameReading(&d.lastRecs[i], &r) {
+			r.Fields = d.lastRecs[i].Fields
+		}
+		if i < old {
+			d.lastRecs[i] = r
+		} else {
+			d.lastRecs = append(d.lastRecs, r)
+		}
+	}
+	clear(d.lastRecs[len(recs):])
+	d.lastRecs, d.lastAt = d.lastRecs[:len(recs)], t
+}
+
+// sameReading reports whether two records of a device hold the same
+// measurement, tags and field values.
+func sameReading(a, b *payload.Record) bool {
+	if a.Measurement != b.Measurement || len(a.Fields) != len(b.Fields) || !maps.Equal(a.Tags, b.Tags) {
+		return false
+	}
+	for k, v := range b.Fields {
+		if w, ok := a.Fields[k]; !ok || !w.Equal(v) {
+			return false
+		}
+	}
+	return true
+}
+
 // lastValues renders the last poll's records for the status page, each on
 // its own. The caller holds d.mu.
 func (d *device) lastValues() []status.Record {
@@ -570,9 +607,7 @@ func (g *Gateway) deviceOK(ctx context.Context, d *device, t time.Time, recs []p
 	prev := d.state
 	d.state, d.lastPoll, d.lastOK, d.lastErr = "ok", t, t, ""
 	if len(recs) > 0 {
-		// The records' maps are shared: nothing changes a record's
-		// maps once its driver returned it.
-		d.lastRecs, d.lastAt = append(d.lastRecs[:0], recs...), t
+		d.keepLast(recs, t)
 	}
 	d.mu.Unlock()
 	if prev == "failing" || prev == "backoff" {
