@@ -30,15 +30,10 @@ var version = "dev"
 // stays small next to other services on a 512 MB board.
 const defaultMemoryLimit = 32 << 20
 
-// defaultGCPercent is the collector's target when GOGC is not set: a
-// collection starts when the heap has grown by half of what is live
-// (goroutine stacks included) instead of by all of it. With 500 devices
-// that keeps about 1.5 MiB less resident for about 3 ms of collector CPU
-// per extra cycle, one cycle every two seconds or so (docs/performance.md).
-const defaultGCPercent = 50
-
 func main() {
-	runtimeDefaults(os.Getenv)
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -50,17 +45,6 @@ func main() {
 		}
 		fmt.Fprintln(os.Stderr, "gatewayd:", err)
 		os.Exit(1)
-	}
-}
-
-// runtimeDefaults sets gatewayd's memory limit and collector target,
-// each unless the environment sets its own.
-func runtimeDefaults(getenv func(string) string) {
-	if getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(defaultMemoryLimit)
-	}
-	if getenv("GOGC") == "" {
-		debug.SetGCPercent(defaultGCPercent)
 	}
 }
 

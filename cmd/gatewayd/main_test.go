@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"math"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -97,30 +95,5 @@ func TestDoubleDashVersion(t *testing.T) {
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"--version"}, &out, new(bytes.Buffer)); err != nil || out.String() != "gatewayd "+version+"\n" {
 		t.Errorf("--version: %q, %v", out.String(), err)
-	}
-}
-
-// gatewayd's runtime defaults apply only where the environment sets
-// nothing: GOGC=off or a larger GOMEMLIMIT in the unit still wins.
-func TestRuntimeDefaults(t *testing.T) {
-	gc, limit := debug.SetGCPercent(100), debug.SetMemoryLimit(-1)
-	t.Cleanup(func() { debug.SetGCPercent(gc); debug.SetMemoryLimit(limit) })
-
-	debug.SetMemoryLimit(math.MaxInt64)
-	runtimeDefaults(func(string) string { return "" })
-	if got := debug.SetGCPercent(100); got != defaultGCPercent {
-		t.Errorf("GC percent %d without GOGC, want %d", got, defaultGCPercent)
-	}
-	if got := debug.SetMemoryLimit(-1); got != defaultMemoryLimit {
-		t.Errorf("memory limit %d without GOMEMLIMIT, want %d", got, defaultMemoryLimit)
-	}
-
-	debug.SetMemoryLimit(math.MaxInt64)
-	runtimeDefaults(func(k string) string { return map[string]string{"GOGC": "200", "GOMEMLIMIT": "64MiB"}[k] })
-	if got := debug.SetGCPercent(100); got != 100 {
-		t.Errorf("GC percent %d with GOGC set, want the runtime's (100 here)", got)
-	}
-	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
-		t.Errorf("memory limit %d with GOMEMLIMIT set, want the runtime's", got)
 	}
 }
