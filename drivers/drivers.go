@@ -69,7 +69,10 @@ var (
 // Device is one configured field device.
 type Device interface {
 	// Poll reads the device once and returns what it observed. Records need
-	// no time: the gateway stamps them with the observation time.
+	// no time: the gateway stamps them with the observation time. Nothing
+	// changes a record's Tags or Fields map once Poll returned it (the
+	// pipeline, the rules, the outbox and the status page only read them),
+	// so a driver may return the same Tags map on every poll.
 	Poll(ctx context.Context) ([]payload.Record, error)
 }
 

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 
@@ -51,5 +52,48 @@ func TestLastValuesKeepEachRecord(t *testing.T) {
 	}
 	if got[0].Measurement != "pv" || got[0].Fields["ac_power_w"] != 4800 {
 		t.Errorf("the inverter's record: %+v", got[0])
+	}
+}
+
+// A reading equal to the last one keeps the last one's fields map (which
+// the filter usually holds as the last reported too), so an unchanging
+// device holds one map, not two; a changed reading is kept as it came.
+// Neither allocates.
+func TestLastValuesKeepUnchangedMaps(t *testing.T) {
+	g := &Gateway{}
+	d := &device{spec: drivers.Spec{ID: "bay-1", Driver: "modbus"}, state: "ok"}
+	tags := map[string]string{"device": "bay-1"}
+	reading := func(dist float64) []payload.Record {
+		return []payload.Record{{Measurement: "parking_bay", Tags: tags,
+			Fields: map[string]payload.Value{"occupied": payload.Bool(false), "distance_cm": payload.Float(dist)}}}
+	}
+	same := func(a, b map[string]payload.Value) bool {
+		return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+	}
+	t0 := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	first, again, moved := reading(250), reading(250), reading(180)
+	g.deviceOK(context.Background(), d, t0, first, quietLogger())
+	g.deviceOK(context.Background(), d, t0.Add(time.Second), again, quietLogger())
+	if !same(d.lastRecs[0].Fields, first[0].Fields) {
+		t.Error("an unchanged reading replaced the kept fields map")
+	}
+	if !d.lastAt.Equal(t0.Add(time.Second)) {
+		t.Errorf("last values observed at %v, want the latest poll's time", d.lastAt)
+	}
+	g.deviceOK(context.Background(), d, t0.Add(2*time.Second), moved, quietLogger())
+	if !same(d.lastRecs[0].Fields, moved[0].Fields) || d.lastRecs[0].Fields["distance_cm"].Float() != 180 {
+		t.Errorf("a changed reading was not kept: %v", d.lastRecs[0].Fields)
+	}
+	g.deviceOK(context.Background(), d, t0.Add(3*time.Second), nil, quietLogger())
+	if len(d.lastRecs) != 1 {
+		t.Errorf("a poll without records dropped the last values: %v", d.lastRecs)
+	}
+	if n := testing.AllocsPerRun(50, func() {
+		d.mu.Lock()
+		d.keepLast(again, t0)
+		d.keepLast(moved, t0)
+		d.mu.Unlock()
+	}); n != 0 {
+		t.Errorf("keeping the last values allocates %v times, want 0", n)
 	}
 }

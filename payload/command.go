@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -24,19 +23,6 @@ const (
 // ErrMalformedCommand wraps every error that means a command body does not follow
 // schema v1.
 var ErrMalformedCommand = errors.New("command does not follow schema v1")
-
-var (
-	cmdIDPattern   = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-	cmdNamePattern = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$`)
-)
-
-// ValidCommandID reports whether s can be a command id: [A-Za-z0-9_-]{1,64}. The id
-// is also the last topic level, so it never holds '/', '+' or '#'.
-func ValidCommandID(s string) bool { return cmdIDPattern.MatchString(s) }
-
-// ValidCommandName reports whether s can be a command name: dotted lower-case
-// words such as device.write, at most 64 characters.
-func ValidCommandName(s string) bool { return len(s) <= 64 && cmdNamePattern.MatchString(s) }
 
 // Command is one command from the cloud (schema v1).
 type Command struct {

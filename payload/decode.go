@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"time"
 )
@@ -21,11 +20,6 @@ const (
 	MaxBodyBytes  = 8 << 20
 	maxFutureSkew = 24 * time.Hour
 )
-
-var idPattern = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
-
-// ValidID reports whether s is a valid site or gateway id: [a-z0-9-]{1,64}.
-func ValidID(s string) bool { return idPattern.MatchString(s) }
 
 // ValidName reports whether s is a valid measurement, tag or field name:
 // [A-Za-z_][A-Za-z0-9_.-]{0,127}. It is checked for every name of every

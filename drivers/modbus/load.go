@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"math"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,8 +19,6 @@ import (
 
 // MaxProfileBytes bounds a profile file.
 const MaxProfileBytes = 1 << 20
-
-var profileNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
 
 // The YAML documents, as the loader reads them (internal/yamlx: unknown
 // keys, wrong types and out-of-range numbers are errors with their place).
@@ -331,7 +328,7 @@ func (l *loader) build(d *profileDoc) *Profile {
 	switch {
 	case d.Name == "":
 		l.errorf(l.topLine("name"), "missing name, want a profile name like ultrasonic-bay")
-	case !profileNamePattern.MatchString(d.Name):
+	case !payload.ValidDeviceID(d.Name):
 		l.errorf(l.topLine("name"), "name %q is invalid, want [a-z0-9][a-z0-9_.-]{0,63}", d.Name)
 	}
 	switch {

@@ -31,7 +31,7 @@ type plausibility struct {
 	tags map[string]string // the device's tags
 
 	mu     sync.Mutex
-	fields map[string]*implausible
+	fields map[string]*implausible // nil until a field reads implausibly
 	total  uint64
 	events []payload.Record
 }
@@ -59,6 +59,9 @@ func (p *plausibility) note(f *Profile, issues []Issue, decoded map[string]paylo
 		if st == nil {
 			fd, _ := f.Field(is.Field)
 			st = &implausible{min: fd.Min, max: fd.Max}
+			if p.fields == nil {
+				p.fields = map[string]*implausible{}
+			}
 			p.fields[is.Field] = st
 		}
 		st.unsent++

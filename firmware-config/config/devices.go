@@ -9,16 +9,21 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/luling-edge/luling/internal/schema"
 	"github.com/luling-edge/luling/internal/yamlx"
+	"github.com/luling-edge/luling/payload"
 	"gopkg.in/yaml.v3"
 )
 
 const repeatHint = "use {n}, {n:03} (zero-padded to 3 digits) or {n+32} / {n-32:03} inside a repeat block"
 
-var placeholderRe = regexp.MustCompile(`^n([+-][0-9]{1,9})?(?::0([0-9]{1,2}))?$`)
+// placeholderRe is compiled when a config first uses a placeholder.
+var placeholderRe = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^n([+-][0-9]{1,9})?(?::0([0-9]{1,2}))?$`)
+})
 
 // expand replaces the placeholders {n}, {n:0W}, {n+K} and {n-K:0W} in s.
 func expand(s string, n int64) (string, error) {
@@ -41,7 +46,7 @@ func expand(s string, n int64) (string, error) {
 			return "", fmt.Errorf("unclosed placeholder %q", s[i:])
 		}
 		inner := s[i+1 : i+j]
-		m := placeholderRe.FindStringSubmatch(inner)
+		m := placeholderRe().FindStringSubmatch(inner)
 		if m == nil {
 			return "", fmt.Errorf("bad placeholder %q", s[i:i+j+1])
 		}
@@ -301,7 +306,7 @@ func (d *decoder) deviceID(s *deviceSet, e *entry, idT template, n int64, dev *D
 		suffix = fmt.Sprintf(" (n=%d)", n)
 	}
 	switch {
-	case !deviceIDRe.MatchString(id):
+	case !payload.ValidDeviceID(id):
 		d.Errorf(idT.Node, idT.path, "start with a-z or 0-9, then a-z, 0-9, _, . or -; at most 64", "%q%s is not a valid device id", id, suffix)
 	case s.ids[id] != 0:
 		d.Errorf(idT.Node, idT.path, "", "duplicate device id %q%s; first defined at line %d", id, suffix, s.ids[id])
@@ -438,7 +443,7 @@ func (d *decoder) deadband(n *yaml.Node, path string) map[string]float64 {
 	out := map[string]float64{}
 	for _, k := range m.Ordered() {
 		p := path + "." + k
-		if !fieldRe.MatchString(k) {
+		if !payload.ValidIdent(k) {
 			d.Errorf(m.Keys[k], p, "letters, digits and _, not starting with a digit", "%q is not a field name", k)
 			continue
 		}
@@ -471,7 +476,7 @@ func (d *decoder) tagTemplates(n *yaml.Node, path string) []tagTemplate {
 	var out []tagTemplate
 	for _, k := range m.Ordered() {
 		p := path + "." + k
-		if !fieldRe.MatchString(k) {
+		if !payload.ValidIdent(k) {
 			d.Errorf(m.Keys[k], p, "letters, digits and _, not starting with a digit", "%q is not a tag name", k)
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/internal/yamlx"
+	"github.com/luling-edge/luling/payload"
 	"gopkg.in/yaml.v3"
 )
 
@@ -76,7 +77,7 @@ func (d *decoder) doors(root *yamlx.Map, devices []Device) []Door {
 		if n := m.Get("name"); n == nil {
 			d.Missing(m, "name", "e.g. name: lobby")
 		} else if s, ok := d.Str(n, p+".name"); ok {
-			if !ruleNameRe.MatchString(s) {
+			if !payload.ValidDeviceID(s) {
 				d.Errorf(n, p+".name", "1 to 64 of a-z, 0-9, _, . and -, starting with a letter or digit", "%q is not a valid door name", s)
 			} else if first, dup := names[s]; dup {
 				d.Errorf(n, p+".name", "", "duplicate door name %q; first defined at line %d", s, first)

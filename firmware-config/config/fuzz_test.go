@@ -4,12 +4,20 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 )
 
 // FuzzParse checks that no input makes the loader panic, that every error
 // carries the file and a line, and that a config it accepts keeps the
 // invariants the gateway relies on.
+// The rules of site, gateway and device ids, as regexps: an oracle apart
+// from the loader's byte comparisons (payload.ValidID, ValidDeviceID).
+var (
+	nameRe     = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
+	deviceIDRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
+)
+
 func FuzzParse(f *testing.F) {
 	seeds, _ := filepath.Glob("testdata/errors/*.yaml")
 	examples, _ := filepath.Glob("../examples/*.yaml")

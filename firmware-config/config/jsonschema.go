@@ -40,7 +40,7 @@ func JSONSchema(opts ...Option) (map[string]any, error) {
 		return map[string]any{"type": "object", "properties": props, "additionalProperties": false}
 	}
 	str := map[string]any{"type": "string"}
-	name := map[string]any{"type": "string", "pattern": nameRe.String()}
+	name := map[string]any{"type": "string", "pattern": namePattern}
 	dur := map[string]any{"type": "string", "description": "a duration such as 500ms, 2s or 1h"}
 	boolean := map[string]any{"type": "boolean"}
 	intIn := func(lo, hi int64) map[string]any {

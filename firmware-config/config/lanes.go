@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/internal/yamlx"
+	"github.com/luling-edge/luling/payload"
 	"gopkg.in/yaml.v3"
 )
 
@@ -107,7 +108,7 @@ func (d *decoder) uniqueName(m *yamlx.Map, p, what string, names map[string]int)
 	switch {
 	case !ok:
 		return ""
-	case !ruleNameRe.MatchString(s):
+	case !payload.ValidDeviceID(s):
 		d.Errorf(n, p+".name", "1 to 64 of a-z, 0-9, _, . and -, starting with a letter or digit", "%q is not a valid %s name", s, what)
 		return ""
 	case names[s] != 0:

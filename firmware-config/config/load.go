@@ -8,13 +8,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/luling-edge/luling/internal/yamlx"
+	"github.com/luling-edge/luling/payload"
 	"gopkg.in/yaml.v3"
 )
 
@@ -36,11 +36,8 @@ var (
 	topKeys = append(rootKeys[:len(rootKeys):len(rootKeys)], "rules")
 )
 
-var (
-	nameRe     = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
-	deviceIDRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
-	fieldRe    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-)
+// namePattern is payload.ValidID's rule, for the JSON schema.
+const namePattern = `^[a-z0-9-]{1,64}$`
 
 var (
 	brokerSchemes = []string{"tcp", "ssl", "tls", "mqtt", "mqtts", "ws", "wss"}
@@ -183,7 +180,7 @@ func (d *decoder) name(m *yamlx.Map, key, hint string) string {
 	if !ok {
 		return ""
 	}
-	if !nameRe.MatchString(s) {
+	if !payload.ValidID(s) {
 		d.Errorf(n, key, "1 to 64 of a-z, 0-9 and -", "%q is not a valid %s name", s, key)
 	}
 	return s
@@ -498,7 +495,7 @@ func (d *decoder) buses(root *yamlx.Map) []Bus {
 		if n := m.Get("name"); n == nil {
 			d.Missing(m, "name", "e.g. name: rs485-1")
 		} else if s, ok := d.Str(n, p+".name"); ok {
-			if !nameRe.MatchString(s) {
+			if !payload.ValidID(s) {
 				d.Errorf(n, p+".name", "1 to 64 of a-z, 0-9 and -", "%q is not a valid bus name", s)
 			} else if first, dup := names[s]; dup {
 				d.Errorf(n, p+".name", "", "duplicate bus name %q; first defined at line %d", s, first)

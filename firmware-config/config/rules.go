@@ -2,9 +2,9 @@ package config
 
 import (
 	"fmt"
-	"regexp"
 
 	"github.com/luling-edge/luling/internal/yamlx"
+	"github.com/luling-edge/luling/payload"
 	"gopkg.in/yaml.v3"
 )
 
@@ -19,8 +19,6 @@ type Rule struct {
 	Col  int
 	Node *yaml.Node // the entry's mapping
 }
-
-var ruleNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
 
 // maxRules bounds the rules of one file.
 const maxRules = 2000
@@ -53,7 +51,7 @@ func (d *decoder) rules(root *yamlx.Map) []Rule {
 		if !ok {
 			continue
 		}
-		if !ruleNameRe.MatchString(s) {
+		if !payload.ValidDeviceID(s) {
 			d.Errorf(nn, p+".name", "1 to 64 of a-z, 0-9, _, . and -, starting with a letter or digit", "%q is not a valid rule name", s)
 			continue
 		}

@@ -41,7 +41,7 @@ type Filter struct {
 }
 
 type last struct {
-	fields map[string]payload.Value
+	fields map[string]payload.Value // the last reported record's, shared
 	sent   time.Time
 }
 
@@ -58,7 +58,10 @@ func Stamp(recs []payload.Record, observed time.Time) {
 }
 
 // Apply filters recs in place by policy and returns the records to report.
-// Records must carry their observation time (see Stamp).
+// Records must carry their observation time (see Stamp). The filter keeps
+// each reported record's Fields map to compare the next readings with:
+// the caller must not change a record's fields after Apply. A reading
+// that is not reported allocates nothing (TestApplyAllocations).
 func (f *Filter) Apply(policy *Policy, recs []payload.Record) []payload.Record {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -70,13 +73,13 @@ func (f *Filter) Apply(policy *Policy, recs []payload.Record) []payload.Record {
 			continue
 		}
 		if !ok {
-			prev = &last{fields: make(map[string]payload.Value, len(r.Fields))}
+			prev = &last{}
 			f.series[string(key)] = prev
 		}
-		clear(prev.fields)
-		for k, v := range r.Fields {
-			prev.fields[k] = v
-		}
+		// The reported record's own map: nothing changes a record's maps
+		// once its driver returned it (drivers.Device), and a copy per
+		// series was as large as the device's last record.
+		prev.fields = r.Fields
 		prev.sent = r.Time
 		out = append(out, r)
 	}

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -107,4 +108,53 @@ func BenchmarkApply500Devices(b *testing.B) {
 		f.Apply(pol, buf)
 	}
 	b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "records/s")
+}
+
+// Neither an unchanged nor a changed reading of a known series allocates.
+func TestApplyAllocations(t *testing.T) {
+	f := New()
+	pol := &Policy{MaxSilence: time.Hour}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	same, moved := bay(false, 250, t0), bay(false, 300, t0)
+	buf := make([]payload.Record, 1)
+	apply := func(r payload.Record) int {
+		buf[0] = r
+		return len(f.Apply(pol, buf))
+	}
+	apply(same)
+	if n := testing.AllocsPerRun(100, func() {
+		if apply(same) != 0 {
+			t.Fatal("an unchanged reading was reported")
+		}
+	}); n != 0 {
+		t.Errorf("an unchanged reading allocates %v times, want 0", n)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		apply(moved)
+		apply(same)
+	}); n != 0 {
+		t.Errorf("changed readings allocate %v times, want 0", n)
+	}
+	if apply(same) != 0 || apply(moved) != 1 {
+		t.Error("the last reported fields are not what the next reading is compared with")
+	}
+}
+
+// A series costs one small entry: the filter keeps the reported record's
+// fields map, not a copy of it (which was as large as the device's last
+// record, for every series).
+func TestFilterKeepsTheReportedMap(t *testing.T) {
+	f := New()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	first, second := bay(false, 250, t0), bay(false, 300, t0.Add(time.Second))
+	f.Apply(nil, []payload.Record{first})
+	f.Apply(nil, []payload.Record{second})
+	if f.Len() != 1 {
+		t.Fatalf("%d series, want 1", f.Len())
+	}
+	for _, l := range f.series {
+		if reflect.ValueOf(l.fields).UnsafePointer() != reflect.ValueOf(second.Fields).UnsafePointer() {
+			t.Errorf("the filter keeps %v in a map of its own, want the reported record's", l.fields)
+		}
+	}
 }

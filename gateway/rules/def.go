@@ -3,7 +3,6 @@ package rules
 import (
 	"fmt"
 	"path"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/luling-edge/luling/internal/yamlx"
+	"github.com/luling-edge/luling/payload"
 	"gopkg.in/yaml.v3"
 )
 
@@ -164,8 +164,6 @@ func (e *Errors) sorted() *Errors {
 }
 
 var (
-	nameRe     = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
-	identRe    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	ruleKeys   = []string{"name", "enabled", "trigger", "key", "fields", "when", "fire", "cooldown", "actions", "plugin"}
 	trigKeys   = []string{"measurement", "tags", "device", "event", "virtual", "every", "changed"}
 	alertKeys  = []string{"severity", "message", "device"}
@@ -330,7 +328,7 @@ func (d *decoder) rule(i int, n *yaml.Node) (Def, bool) {
 	if nn := m["name"]; nn == nil {
 		d.errorf(n, "name", "required key is missing (e.g. name: overstay-zone-a)")
 	} else if s, ok := d.str(nn, "name"); ok {
-		if !nameRe.MatchString(s) {
+		if !payload.ValidDeviceID(s) {
 			d.errorf(nn, "name", "%q is not a valid rule name (1 to 64 of a-z, 0-9, _, . and -, starting with a letter or digit)", s)
 		} else {
 			def.Name = s
@@ -357,7 +355,7 @@ func (d *decoder) rule(i int, n *yaml.Node) (Def, bool) {
 		fm := d.fields(f, "fields", nil)
 		def.Fields = map[string]string{}
 		for name, tn := range fm {
-			if !identRe.MatchString(name) {
+			if !payload.ValidIdent(name) {
 				d.errorf(tn, "fields."+name, "%q is not a name an expression can use", name)
 				continue
 			}
@@ -430,7 +428,7 @@ func (d *decoder) trigger(n *yaml.Node) Trigger {
 	kinds := 0
 	if v := m["measurement"]; v != nil {
 		if s, ok := d.str(v, "trigger.measurement"); ok {
-			if !identRe.MatchString(s) {
+			if !payload.ValidIdent(s) {
 				d.errorf(v, "trigger.measurement", "%q is not a measurement name", s)
 			}
 			t.Measurement = s
@@ -460,7 +458,7 @@ func (d *decoder) trigger(n *yaml.Node) Trigger {
 	}
 	if v := m["event"]; v != nil {
 		if s, ok := d.str(v, "trigger.event"); ok {
-			if !identRe.MatchString(s) {
+			if !payload.ValidIdent(s) {
 				d.errorf(v, "trigger.event", "%q is not an event type (a measurement name such as access or fault)", s)
 			}
 			t.Event = s
@@ -469,7 +467,7 @@ func (d *decoder) trigger(n *yaml.Node) Trigger {
 	}
 	if v := m["virtual"]; v != nil {
 		if s, ok := d.str(v, "trigger.virtual"); ok {
-			if !nameRe.MatchString(s) {
+			if !payload.ValidDeviceID(s) {
 				d.errorf(v, "trigger.virtual", "%q is not a virtual value name", s)
 			}
 			t.Virtual = s
@@ -566,7 +564,7 @@ func (d *decoder) action(a *ActionDef, n *yaml.Node, p string) {
 		a.Device = str("device", false)
 	case ActEmit:
 		a.Measurement = str("measurement", true)
-		if a.Measurement != "" && !identRe.MatchString(a.Measurement) {
+		if a.Measurement != "" && !payload.ValidIdent(a.Measurement) {
 			d.errorf(m["measurement"], p+".measurement", "%q is not a measurement name", a.Measurement)
 		}
 		a.EventKind = str("kind", false)
@@ -586,7 +584,7 @@ func (d *decoder) action(a *ActionDef, n *yaml.Node, p string) {
 		} else {
 			a.FieldVals = map[string]any{}
 			for k, fv := range d.fields(v, p+".fields", nil) {
-				if !identRe.MatchString(k) {
+				if !payload.ValidIdent(k) {
 					d.errorf(fv, p+".fields."+k, "%q is not a field name", k)
 				}
 				a.FieldVals[k] = d.scalar(fv, p+".fields."+k)
@@ -628,7 +626,7 @@ func (d *decoder) action(a *ActionDef, n *yaml.Node, p string) {
 		}
 	case ActSet:
 		a.Name = str("name", true)
-		if a.Name != "" && !nameRe.MatchString(a.Name) {
+		if a.Name != "" && !payload.ValidDeviceID(a.Name) {
 			d.errorf(m["name"], p+".name", "%q is not a virtual value name (a-z, 0-9, _, . and -)", a.Name)
 		}
 		if v := m["value"]; v == nil {

@@ -177,8 +177,7 @@ func New(defs []Def, opts Options) (*Engine, error) {
 	}
 	e := &Engine{opts: opts, clock: opts.Clock, log: opts.Logger,
 		byName: map[string]*rule{}, byMeas: map[string]*index{}, byEvent: map[string]*index{}, byDevice: &index{},
-		byVirtual: map[string][]*rule{}, virtual: map[string]payload.Value{},
-		recQ: make(chan job, opts.QueueLen), devQ: make(chan job, opts.QueueLen)}
+		byVirtual: map[string][]*rule{}, virtual: map[string]payload.Value{}}
 	var errs []Error
 	for i := range defs {
 		d := &defs[i]
@@ -215,6 +214,13 @@ func New(defs []Def, opts Options) (*Engine, error) {
 	if len(errs) > 0 {
 		return nil, (&Errors{List: errs}).sorted()
 	}
+	// Only rules queue actions: a gateway without rules does not hold two
+	// queues of QueueLen jobs (about 110 KiB) it never uses.
+	qlen := opts.QueueLen
+	if len(e.rules) == 0 {
+		qlen = 0
+	}
+	e.recQ, e.devQ = make(chan job, qlen), make(chan job, qlen)
 	return e, nil
 }
 
@@ -256,7 +262,7 @@ func (e *Engine) compileRule(d *Def, errs *[]Error) *rule {
 		"device": types.String, "measurement": types.String, "time": types.TypeOf(time.Time{}), "rule": types.String,
 		"name": types.String}
 	for k, t := range r.fieldTypes {
-		if !contains(baseNames, k) && identRe.MatchString(k) {
+		if !contains(baseNames, k) && payload.ValidIdent(k) {
 			env[k] = nil
 			typed[k] = exprType(t)
 		}

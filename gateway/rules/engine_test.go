@@ -671,3 +671,21 @@ func TestMaxKeys(t *testing.T) {
 		t.Errorf("%+v", s)
 	}
 }
+
+// Action queues cost memory only when there are rules to fill them: a
+// gateway without rules keeps no queue of DefaultQueueLen jobs, and Run
+// still starts and stops.
+func TestQueuesOnlyWithRules(t *testing.T) {
+	none, err := New(nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cap(none.recQ) != 0 || cap(none.devQ) != 0 {
+		t.Errorf("without rules, queues of %d and %d jobs, want none", cap(none.recQ), cap(none.devQ))
+	}
+	run(t, none)
+	some := mustEngine(t, example(t, "bay-led.yaml"), Options{Clock: newFakeClock(), Writer: newFakeWriter()})
+	if cap(some.recQ) != DefaultQueueLen || cap(some.devQ) != DefaultQueueLen {
+		t.Errorf("with rules, queues of %d and %d jobs, want %d", cap(some.recQ), cap(some.devQ), DefaultQueueLen)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -278,15 +279,17 @@ var parserErrors = []string{
 	"found duplicate %TAG directive", "found undefined tag handle",
 }
 
+// The patterns of yaml.v3's messages, compiled when a document first has
+// a syntax error.
 var (
-	yamlLineRe      = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-	unknownAnchorRe = regexp.MustCompile(`^yaml: unknown anchor '(.*)' referenced$`)
+	yamlLineRe      = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^yaml: line (\d+): (.*)$`) })
+	unknownAnchorRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^yaml: unknown anchor '(.*)' referenced$`) })
 )
 
 func (d *Decoder) syntaxError(err error, data []byte) {
 	msg := err.Error()
 	line, col := 1, 0
-	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
+	if m := yamlLineRe().FindStringSubmatch(msg); m != nil {
 		if v, e := strconv.Atoi(m[1]); e == nil && v > 0 {
 			line = v
 		}
@@ -294,7 +297,7 @@ func (d *Decoder) syntaxError(err error, data []byte) {
 		if slices.Contains(parserErrors, msg) {
 			line++
 		}
-	} else if m := unknownAnchorRe.FindStringSubmatch(msg); m != nil {
+	} else if m := unknownAnchorRe().FindStringSubmatch(msg); m != nil {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 		if i := bytes.Index(data, []byte("*"+m[1])); i >= 0 {
 			line = bytes.Count(data[:i], []byte("\n")) + 1
