@@ -447,6 +447,7 @@ func pct(d time.Duration, over time.Duration) float64 { return 100 * d.Seconds()
 // stage is what every run starts from: the cloudd binary, a fresh
 // InfluxDB database, the engine, and a viewer token for cloudd's metrics.
 type stage struct {
+	flags  []string // Run.CloudFlags
 	bin    string
 	influx *testenv.Influx
 	db     string
@@ -457,7 +458,7 @@ type stage struct {
 
 func newStage(tb testing.TB, r Run) *stage {
 	tb.Helper()
-	st := &stage{bin: clouddBinary(tb)}
+	st := &stage{bin: clouddBinary(tb), flags: r.CloudFlags}
 	st.influx, st.db = testenv.NewDatabase(tb)
 	st.ep = r.Engine.Start(tb)
 	st.tokens = filepath.Join(tb.TempDir(), "tokens.json")
@@ -469,9 +470,11 @@ func newStage(tb testing.TB, r Run) *stage {
 	return st
 }
 
-// cloudArgs are instance i's flags of n: the engine's, InfluxDB, tokens.
+// cloudArgs are instance i's flags of n: the engine's, InfluxDB, tokens,
+// then Run.CloudFlags (which override any of them: the last one counts).
 func (st *stage) cloudArgs(i, n int) []string {
-	return append(st.ep.CloudArgs(i, n), "-influx-url", st.influx.URL, "-influx-bucket", st.db, "-tokens", st.tokens, "-log-level", "warn")
+	a := append(st.ep.CloudArgs(i, n), "-influx-url", st.influx.URL, "-influx-bucket", st.db, "-tokens", st.tokens, "-log-level", "warn")
+	return append(a, st.flags...)
 }
 
 // waitHealthy waits until cloudd c answers /healthz with 200.
@@ -515,8 +518,7 @@ func Exec(tb testing.TB, r Run) Result {
 	bin, influx, db, ep, token := st.bin, st.influx, st.db, st.ep, st.token
 	var clouds []*cloud
 	for i := 0; i < r.Instances; i++ {
-		args := append(st.cloudArgs(i, r.Instances), r.CloudFlags...)
-		clouds = append(clouds, startCloud(tb, bin, args, r.CPUQuota, fmt.Sprintf("luling-scale-%d-%d", os.Getpid(), i)))
+		clouds = append(clouds, startCloud(tb, bin, st.cloudArgs(i, r.Instances), r.CPUQuota, fmt.Sprintf("luling-scale-%d-%d", os.Getpid(), i)))
 	}
 	for _, c := range clouds {
 		waitHealthy(tb, c, 60*time.Second)
