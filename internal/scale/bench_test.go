@@ -27,7 +27,7 @@ func smoke() bool { return testing.Short() || os.Getenv("LULING_SCALE_SMOKE") !=
 // which shrink or stretch a full-size run on a busy machine,
 // LULING_SCALE_INFLIGHT (Mosquitto's max_inflight_messages) and
 // LULING_SCALE_CLOUDD_FLAGS (more cloudd flags, space-separated, such as
-// "-batch-points 20000").
+// "-batch-points 20000", after the run's own).
 func sized(b *testing.B, r scale.Run) scale.Run {
 	if v := os.Getenv("LULING_SCALE_INFLIGHT"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -36,7 +36,7 @@ func sized(b *testing.B, r scale.Run) scale.Run {
 		}
 		r.Engine = scale.MosquittoEngine(n)
 	}
-	r.CloudFlags = strings.Fields(os.Getenv("LULING_SCALE_CLOUDD_FLAGS"))
+	r.CloudFlags = append(r.CloudFlags, strings.Fields(os.Getenv("LULING_SCALE_CLOUDD_FLAGS"))...)
 	if v := os.Getenv("LULING_SCALE_GATEWAYS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
