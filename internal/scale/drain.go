@@ -108,6 +108,11 @@ func Drain(tb testing.TB, r Run, fill time.Duration) Result {
 		}
 	}
 	res := result(r, cfg, ep, start, end)
+	last := snaps[len(snaps)-1]
+	for i, in := range last.inst {
+		res.InstDrained = append(res.InstDrained, in.records-snaps[0].inst[i].records)
+		res.InstPartitions = append(res.InstPartitions, start.inst[i].owned)
+	}
 	res.Offered = float64(sealed) // the backlog, in records, not a rate
 	res.KeptUp = false
 	res.Bound = bounds(res, r.CPUQuota, len(ep.PIDs) > 0, true)

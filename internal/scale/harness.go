@@ -188,11 +188,15 @@ type Result struct {
 	Readings   float64 // records per second cloudd wrote (all instances)
 	// InstReadings are the records per second each instance wrote.
 	InstReadings []float64
-	CloudCPU     []float64 // per instance, % of one core
-	Throttled    []float64 // per instance, share of the window held back by the quota
-	EngineCPU    float64   // % of one core; 0 when the engine runs in the test process
-	InfluxCPU    float64   // % of one core
-	SimCPU       float64   // the test process (simulator), % of one core
+	// InstDrained are the records each instance wrote over a whole drain
+	// (Drain only), and InstPartitions the partitions each held.
+	InstDrained    []float64
+	InstPartitions []float64
+	CloudCPU       []float64 // per instance, % of one core
+	Throttled      []float64 // per instance, share of the window held back by the quota
+	EngineCPU      float64   // % of one core; 0 when the engine runs in the test process
+	InfluxCPU      float64   // % of one core
+	SimCPU         float64   // the test process (simulator), % of one core
 	// The test process at the end: goroutines and heap in use, most of
 	// them the simulated gateways' MQTT connections.
 	SimGoroutines int

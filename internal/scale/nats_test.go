@@ -3,8 +3,10 @@ package scale_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/luling-edge/luling/cloud/natsbus"
+	"github.com/luling-edge/luling/internal/citysim"
 	"github.com/luling-edge/luling/internal/scale"
 )
 
@@ -49,6 +51,48 @@ func TestEvenGateways(t *testing.T) {
 	for _, bad := range [][2]int{{250, 12}, {0, 12}, {12, 0}} {
 		if _, err := scale.EvenGateways("city", bad[0], bad[1]); err == nil || !strings.Contains(err.Error(), "want a positive multiple") {
 			t.Errorf("%d gateways over %d partitions: %v, want an error", bad[0], bad[1], err)
+		}
+	}
+}
+
+// A drain of three instances on NATS: they settle before the backlog
+// reaches them (each holds 4 of the 12 partitions when the window opens,
+// none moves during it), and each writes a third of the backlog, within
+// the traffic's chance variation (the even gateways carry equal load, not
+// equal records). The whole backlog is written after the release (an
+// engine that did not hold it back would have delivered most of it while
+// the city filled it).
+func TestDrainEvenShares(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a NATS cluster, InfluxDB and three cloudd; not with -short")
+	}
+	quota := 0.2
+	if err := scale.CgroupAvailable(); err != nil {
+		t.Logf("running without a CPU quota: %v", err)
+		quota = 0
+	}
+	res := scale.Drain(t, scale.Run{
+		Engine: scale.NATS, Instances: 3, CPUQuota: quota,
+		City:    citysim.Config{Site: "even", Gateways: 12, Devices: 500, BayChange: time.Second, Seed: 4},
+		Measure: 2 * time.Minute,
+	}, 6*time.Second)
+	t.Log(res)
+	if res.Gateways != 12 || res.Moves != 0 {
+		t.Errorf("%d gateways, %d partition moves during the window: want 12 and none", res.Gateways, res.Moves)
+	}
+	var sum float64
+	for i, n := range res.InstDrained {
+		if res.InstPartitions[i] != 4 {
+			t.Errorf("instance %d held %.0f partitions when the window opened, want 4", i, res.InstPartitions[i])
+		}
+		sum += n
+	}
+	if len(res.InstDrained) != 3 || sum < 0.95*res.Offered {
+		t.Fatalf("drained %v (%.0f) of %.0f records: want three instances writing the backlog", res.InstDrained, sum, res.Offered)
+	}
+	for i, n := range res.InstDrained {
+		if share := n / sum; share < 0.3 || share > 0.37 {
+			t.Errorf("instance %d wrote %.0f of %.0f records (%.1f%%), want a third", i, n, sum, 100*share)
 		}
 	}
 }
