@@ -623,18 +623,39 @@ func (b *Bus) balance(ctx context.Context, wg *sync.WaitGroup, deliver func(inge
 	}
 	b.mu.Unlock()
 
+	// The renewals go out together: one after the other, twelve of them
+	// on a busy cluster took longer than the lease lasts, and the last
+	// ones were fenced.
+	fenced := map[int]bool{}
+	ok := make(map[int]bool, len(held))
+	var rmu sync.Mutex
+	var rwg sync.WaitGroup
 	for p, o := range held {
 		// Fenced a round before the server lets the lease expire: another
 		// instance may take it then.
 		if time.Since(o.refreshed) > b.cfg.LeaseTTL-b.tickEvery() {
+			fenced[p] = true
+			continue
+		}
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			octx, cancel := op()
+			r := b.refresh(octx, p, o)
+			cancel()
+			rmu.Lock()
+			ok[p] = r
+			rmu.Unlock()
+		}()
+	}
+	rwg.Wait()
+	for p, o := range held {
+		if fenced[p] {
 			b.lose(p, o, "lease not refreshed within its ttl")
 			continue
 		}
-		octx, cancel := op()
-		ok := b.refresh(octx, p, o)
-		cancel()
 		switch {
-		case !ok:
+		case !ok[p]:
 		case o.leaving:
 			octx, cancel := op()
 			b.finishLeaving(octx, p, o)
