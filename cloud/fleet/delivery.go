@@ -152,9 +152,9 @@ type AckPolicy struct {
 
 // Acks returns the acknowledgements due: for each gateway with traffic or
 // progress since its last ack (at most one per Every), and for each with a
-// gap older than ResendAfter (asked again every ResendAfter). Call it after
-// the writes of the admitted messages were confirmed: Through counts every
-// admitted number as written.
+// gap older than ResendAfter (asked again every ResendAfter). Through
+// counts every number admitted with Admit as written, and stops below the
+// lowest number admitted with AdmitPending and not yet Settled.
 func (f *Fleet) Acks(p AckPolicy) []payload.Ack {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -168,7 +168,7 @@ func (f *Fleet) Acks(p AckPolicy) []payload.Ack {
 			// be the gateway's.
 			continue
 		}
-		through := g.seq.Through()
+		through := g.inflight.below(g.seq.Through())
 		var resend []payload.SeqRange
 		if now.Sub(g.ack.resentAt) >= p.ResendAfter {
 			resend = g.seq.Gaps(now.Add(-p.ResendAfter), payload.MaxResendRanges)

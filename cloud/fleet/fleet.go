@@ -12,7 +12,9 @@
 // hash_clientid or hash_topic), otherwise each instance sees only part of a
 // gateway's sequence and parking state. On the NATS engine (cloud/natsbus)
 // each gateway belongs to one partition held by one instance, and its
-// sequence state moves with the partition (SeqState, RestoreSeq, DropSeq).
+// sequence state moves with the partition (SeqState, RestoreSeq, DropSeq);
+// the new holder rebuilds its parking occupancy from the last records in
+// InfluxDB (RestoreParking).
 package fleet
 
 import (
@@ -64,6 +66,9 @@ type gwState struct {
 	seq     Seq
 	parking Parking
 	ack     ackState
+	// inflight holds the numbers admitted for writing whose write has
+	// not completed (AdmitPending, Settled).
+	inflight inflight
 }
 
 // Fleet holds the state of all gateways. It is safe for concurrent use.
@@ -179,12 +184,28 @@ func (f *Fleet) Derive(dst []payload.Record, b *payload.Batch) []payload.Record 
 // number that was expected. A batch admitted for writing whose write then
 // fails must be given to Unwritten.
 func (f *Fleet) Admit(b *payload.Batch, hash uint64) (res SeqResult, expected uint64) {
+	return f.admit(b, hash, false)
+}
+
+// AdmitPending is Admit for a writer that keeps several writes in flight:
+// a number admitted for writing stays pending until Settled, and until
+// then neither Acks nor SeqState counts it as written.
+func (f *Fleet) AdmitPending(b *payload.Batch, hash uint64) (res SeqResult, expected uint64) {
+	return f.admit(b, hash, true)
+}
+
+func (f *Fleet) admit(b *payload.Batch, hash uint64, pending bool) (res SeqResult, expected uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	g := f.get(b.Site, b.Gateway)
 	expected = g.seq.next
 	g.ack.dirty = true
-	return g.seq.Observe(b.Seq, hash, f.now()), expected
+	now := f.now()
+	res = g.seq.Observe(b.Seq, hash, now)
+	if pending && res.Write() {
+		g.inflight.add(b.Seq, now)
+	}
+	return res, expected
 }
 
 // Unwritten undoes Admit's record of a batch as written.

@@ -111,7 +111,8 @@ func (s *Seq) inGap(n uint64) bool {
 }
 
 // SeqState returns the sequence state of a gateway (zero when the fleet
-// has not tracked it).
+// has not tracked it). Numbers whose write is still in flight (AdmitPending,
+// not Settled) are in it as open gaps: they are not written yet.
 func (f *Fleet) SeqState(site, gw string) SeqState {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -119,7 +120,7 @@ func (f *Fleet) SeqState(site, gw string) SeqState {
 	if g == nil {
 		return SeqState{}
 	}
-	return g.seq.state()
+	return g.inflight.gaps(g.seq.state())
 }
 
 // RestoreSeq takes over a gateway's sequence check from st (see

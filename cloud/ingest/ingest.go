@@ -48,7 +48,9 @@
 //
 // The writer goroutine turns batches into line protocol (with the derived
 // parking_lot points, see fleet.Parking), writes up to BatchPoints points
-// per request as soon as the queue runs empty or the batch is full, retries
+// per request as soon as the queue runs empty or the batch is full, with
+// up to Writes requests in flight (see writes.go: whatever order they
+// complete in, messages are acknowledged in arrival order), retries
 // with exponential backoff while InfluxDB is unavailable (reporting every
 // ReportEvery how long and how many messages wait), and splits a batch that
 // InfluxDB rejects (HTTP 4xx) to log and drop only the bad messages.
@@ -92,14 +94,19 @@ type Config struct {
 	// $share/ (a single instance).
 	Group string
 
-	QueueMessages int           // messages between the MQTT handler and the writer; default 4096
-	QueueBytes    int64         // payload bytes queued at most; default 64 MiB
-	BatchPoints   int           // points per InfluxDB request at most; default 5000
-	Grace         time.Duration // a sequence gap open this long counts as lost; default 60s
-	ReportEvery   time.Duration // report period while InfluxDB is down; default 10s
-	RetryMin      time.Duration // first retry delay; default 100ms
-	RetryMax      time.Duration // longest retry delay; default 5s
-	KeepAlive     time.Duration // MQTT keepalive; default 30s
+	QueueMessages int   // messages between the MQTT handler and the writer; default 4096
+	QueueBytes    int64 // payload bytes queued at most; default 64 MiB
+	BatchPoints   int   // points per InfluxDB request at most; default 5000
+	// Writes is how many InfluxDB requests may be in flight at once
+	// (default DefaultWrites, at most MaxWrites); 1 writes one at a time.
+	// Whatever the order they complete in, messages are acknowledged in
+	// arrival order, each only after every earlier write completed.
+	Writes      int
+	Grace       time.Duration // a sequence gap open this long counts as lost; default 60s
+	ReportEvery time.Duration // report period while InfluxDB is down; default 10s
+	RetryMin    time.Duration // first retry delay; default 100ms
+	RetryMax    time.Duration // longest retry delay; default 5s
+	KeepAlive   time.Duration // MQTT keepalive; default 30s
 
 	// AckEvery is the shortest time between two acknowledgements to one
 	// gateway (default 1s); ResendAfter is how long a gap stays open
@@ -140,6 +147,12 @@ func (c *Config) defaults() error {
 	}
 	if c.BatchPoints <= 0 {
 		c.BatchPoints = 5000
+	}
+	switch {
+	case c.Writes == 0:
+		c.Writes = DefaultWrites
+	case c.Writes < 0 || c.Writes > MaxWrites:
+		return fmt.Errorf("ingest: %d InfluxDB writes in flight: want 1 to %d", c.Writes, MaxWrites)
 	}
 	if c.Grace <= 0 {
 		c.Grace = time.Minute
@@ -199,6 +212,9 @@ type item struct {
 	// Set by the writer when it admits the batch (fleet.Admit).
 	hash  uint64
 	write bool // the batch's points are in the pending lines
+	// pend: admitted with fleet.AdmitPending; settle it when its write
+	// completes (batch may be cleared by then, hence the copy).
+	pend *payload.Batch
 }
 
 // Ingest is the running ingest path. Create it with New, run it with Run.
@@ -227,7 +243,11 @@ type Ingest struct {
 	skipped     atomic.Uint64
 	dropped     atomic.Uint64 // records
 	acked       atomic.Uint64
-	latency     latency // publish→InfluxDB, see latency.go
+	latency     latency      // publish→InfluxDB, see latency.go
+	lastReport  atomic.Int64 // unix ns of the last outage report
+	writeNanos  atomic.Int64 // time spent in write requests, summed over concurrent ones
+	inFlight    atomic.Int64 // writes started and not completed
+	held        atomic.Uint64
 
 	runCtx context.Context // set by Run before connecting; read-only after
 	client mqtt.Client     // set by Run before the writer starts; publishes acks
@@ -414,178 +434,10 @@ func (in *Ingest) reject(err error) {
 	}
 }
 
-// writeLoop is the single consumer of the queue.
-func (in *Ingest) writeLoop(ctx context.Context) {
-	every := in.cfg.Grace / 4
-	if every < 100*time.Millisecond {
-		every = 100 * time.Millisecond
-	}
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	ackTick := time.NewTicker(in.cfg.AckEvery)
-	defer ackTick.Stop()
-	var (
-		pending []item
-		lines   []byte
-		derived []payload.Record
-		keys    influxw.Keys
-		h       maphash.Hash
-		npoints int
-		offsets []int // end of each pending item's lines
-		counts  []int // points per pending item
-	)
-	h.SetSeed(in.seed)
-	add := func(it item) {
-		n := 0
-		if d := it.dropped; d != nil {
-			in.declare(d)
-		}
-		if b := it.batch; b != nil {
-			start := len(lines)
-			dropped := in.filter(b)
-			for i := range b.Records {
-				lines = influxw.AppendLine(lines, &keys, b.Site, b.Gateway, &b.Records[i])
-				lines = append(lines, '\n')
-			}
-			h.Reset()
-			h.WriteByte(byte(b.Kind))
-			h.Write(lines[start:])
-			it.hash = h.Sum64()
-			res, expected := in.fleet.Admit(b, it.hash)
-			it.write = res.Write()
-			if it.write {
-				n = len(b.Records)
-				derived = in.fleet.Derive(derived[:0], b)
-				for i := range derived {
-					lines = influxw.AppendLine(lines, &keys, b.Site, b.Gateway, &derived[i])
-					lines = append(lines, '\n')
-				}
-				n += len(derived)
-				in.dropRecords(b, dropped)
-			} else {
-				lines = lines[:start]
-			}
-			switch res {
-			case fleet.SeqJump:
-				it.batch = nil
-				in.reject(&Rejection{Reason: fleet.ReasonSeqJump, Site: b.Site, Gateway: b.Gateway, Err: in.jumpError(it.msg.Topic(), b.Seq, expected)})
-			case fleet.SeqConflict:
-				a := conflictAlert(b)
-				lines = influxw.AppendLine(lines, &keys, b.Site, b.Gateway, &a)
-				lines = append(lines, '\n')
-				n = 1
-				if ok, sup := in.limit.allow("conflict"); ok {
-					in.log.Error("sequence conflict: a number seen before arrived with different content; not written, the first write is kept",
-						"site", b.Site, "gateway", b.Gateway, "seq", b.Seq, "records", len(b.Records), "suppressed_since_last", sup)
-				}
-			case fleet.SeqGap, fleet.SeqReset, fleet.SeqLate, fleet.SeqFarBelow:
-				if ok, sup := in.limit.allow("seq"); ok {
-					st, _ := in.fleet.Gateway(b.Site, b.Gateway)
-					in.log.Warn("sequence "+res.String(), "site", b.Site, "gateway", b.Gateway, "seq", b.Seq, "expected", expected, "gaps_open", st.Seq.GapsOpen, "suppressed_since_last", sup)
-				}
-			}
-		}
-		pending = append(pending, it)
-		npoints += n
-		offsets = append(offsets, len(lines))
-		counts = append(counts, n)
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			in.expire()
-			continue
-		case <-ackTick.C:
-			in.publishAcks()
-			continue
-		case it := <-in.queue:
-			add(it)
-		}
-	fill:
-		for npoints < in.cfg.BatchPoints {
-			select {
-			case it := <-in.queue:
-				add(it)
-			default:
-				break fill
-			}
-		}
-		if !in.flush(ctx, pending, lines, offsets, counts) {
-			for i := range pending { // not written: a redelivery must be
-				if it := &pending[i]; it.batch != nil && it.write {
-					in.fleet.Unwritten(it.batch, it.hash)
-				}
-			}
-			return
-		}
-		for i := range pending {
-			pending[i] = item{}
-		}
-		pending, lines, offsets, counts, npoints = pending[:0], lines[:0], offsets[:0], counts[:0], 0
-		in.publishAcks() // everything admitted so far is written
-		if cap(lines) > 4*in.cfg.BatchPoints*256 {
-			lines = nil // one huge batch must not pin its buffer
-		}
-	}
-}
-
 func (in *Ingest) expire() {
 	for gw, n := range in.fleet.Expire() {
 		in.log.Warn("messages lost: sequence gap not filled within the grace period", "gateway", gw, "lost", n, "grace", in.cfg.Grace)
 	}
-}
-
-// flush writes the pending lines, then records and acknowledges every
-// pending item in order. It returns false when ctx ended first (nothing of
-// the unwritten part is acknowledged).
-func (in *Ingest) flush(ctx context.Context, pending []item, lines []byte, offsets, counts []int) bool {
-	err := in.writeRetry(ctx, lines, len(pending))
-	if err != nil && ctx.Err() != nil {
-		return false
-	}
-
-	if err != nil { // rejected: find the bad messages one by one
-		start := 0
-		for i := range pending {
-			part := lines[start:offsets[i]]
-			start = offsets[i]
-			if pending[i].batch == nil || len(part) == 0 {
-				continue
-			}
-			if len(pending) > 1 {
-				err = in.writeRetry(ctx, part, 1)
-				if err != nil && ctx.Err() != nil {
-					return false
-				}
-			}
-			if err != nil {
-				in.dropRejected(&pending[i], part, err)
-			}
-		}
-	}
-	in.latency.observe(time.Now(), pending)
-	committed := in.commit(ctx, pending)
-	for i := range pending {
-		it := &pending[i]
-		if b := it.batch; b != nil {
-			in.points.Add(uint64(counts[i]))
-			if it.write {
-				in.fleet.Written(b, counts[i])
-				in.written.Add(1)
-			} else {
-				in.skipped.Add(1) // a duplicate, or a conflict (its alert point written)
-			}
-		}
-		if committed {
-			it.msg.Ack()
-			in.acked.Add(1)
-		}
-		in.queued.Add(-1)
-		in.budget.Release(it.size)
-	}
-	return true
 }
 
 func (in *Ingest) jumpError(topic string, seq, expected uint64) error {
@@ -618,10 +470,11 @@ func (in *Ingest) dropRejected(it *item, lines []byte, err error) {
 // unavailable. It returns nil, an ErrRejected error, or ctx's error.
 func (in *Ingest) writeRetry(ctx context.Context, lines []byte, msgs int) error {
 	delay := in.cfg.RetryMin
-	var lastReport time.Time
 	for {
 		in.requests.Add(1)
+		start := time.Now()
 		err := in.w.Write(ctx, lines)
+		in.writeNanos.Add(int64(time.Since(start)))
 		if err == nil || errors.Is(err, influxw.ErrRejected) {
 			if since := in.downSince.Swap(0); since != 0 {
 				in.influxUp.Store(true)
@@ -631,12 +484,13 @@ func (in *Ingest) writeRetry(ctx context.Context, lines []byte, msgs int) error 
 		}
 		in.writeErrors.Add(1)
 		now := time.Now()
+		last := in.lastReport.Load()
 		if in.downSince.CompareAndSwap(0, now.UnixNano()) {
 			in.influxUp.Store(false)
-			lastReport = now
+			in.lastReport.Store(now.UnixNano())
 			in.log.Warn("influxdb unavailable; holding messages unacknowledged", "err", err)
-		} else if now.Sub(lastReport) >= in.cfg.ReportEvery {
-			lastReport = now
+		} else if now.Sub(time.Unix(0, last)) >= in.cfg.ReportEvery && in.lastReport.CompareAndSwap(last, now.UnixNano()) {
+			// One report per period, however many writes are retrying.
 			down := now.Sub(time.Unix(0, in.downSince.Load())).Round(time.Second)
 			waiting := in.queued.Load()
 			in.log.Warn(fmt.Sprintf("influxdb unavailable for %s: %d messages waiting", down, waiting),
@@ -671,6 +525,15 @@ type Stats struct {
 	Queued      int64  // received, not yet acknowledged
 	Requests    uint64
 	WriteErrors uint64
+	// WritesInFlight are InfluxDB writes started and not completed (at
+	// most MaxInFlight, Config.Writes); WritesHeld counts writes that
+	// completed while an earlier one was still in flight, and so waited
+	// for it before their messages were acknowledged; WriteTime is the
+	// time spent in write requests, summed over concurrent ones.
+	WritesInFlight int64
+	MaxInFlight    int
+	WritesHeld     uint64
+	WriteTime      time.Duration
 }
 
 // Stats returns the current counters.
@@ -681,6 +544,8 @@ func (in *Ingest) Stats() Stats {
 		Rejected: in.rejected.Load(), Skipped: in.skipped.Load(), Dropped: in.dropped.Load(),
 		Acked: in.acked.Load(), AcksSent: in.acks.Load(), Queued: in.queued.Load(),
 		Requests: in.requests.Load(), WriteErrors: in.writeErrors.Load(),
+		WritesInFlight: in.inFlight.Load(), MaxInFlight: in.cfg.Writes, WritesHeld: in.held.Load(),
+		WriteTime: time.Duration(in.writeNanos.Load()),
 	}
 }
 
@@ -724,6 +589,10 @@ func (in *Ingest) WriteMetrics(w io.Writer) {
 		{"luling_cloud_ingest_queued", "gauge", "Messages received and not yet acknowledged.", s.Queued},
 		{"luling_cloud_influx_requests_total", "counter", "InfluxDB write requests, retries included.", s.Requests},
 		{"luling_cloud_influx_errors_total", "counter", "InfluxDB write requests that failed and were retried.", s.WriteErrors},
+		{"luling_cloud_influx_writes_in_flight", "gauge", "InfluxDB writes started and not completed.", s.WritesInFlight},
+		{"luling_cloud_influx_writes_max", "gauge", "InfluxDB writes allowed in flight at once (-influx-writes).", s.MaxInFlight},
+		{"luling_cloud_influx_writes_held_total", "counter", "InfluxDB writes that completed while an earlier one was in flight and waited for it before acknowledging.", s.WritesHeld},
+		{"luling_cloud_influx_write_seconds_total", "counter", "Seconds spent in InfluxDB write requests, summed over concurrent ones.", s.WriteTime.Seconds()},
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", m.name, m.help, m.name, m.typ, m.name, m.v)
 	}

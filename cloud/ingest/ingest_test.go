@@ -172,7 +172,9 @@ func TestSequenceGapsReorderAndDuplicates(t *testing.T) {
 func TestInfluxRejectedPointIsLoggedAndDropped(t *testing.T) {
 	broker := testenv.Mosquitto(t)
 	influx, db := testenv.NewDatabase(t)
-	r := startIngest(t, ingest.Config{BrokerURL: broker.URL(), ClientID: "cloudd-4xx", Group: "cloudd",
+	// One write at a time: which of two overlapping writes sets the type
+	// of a new field first is not fixed (docs/cloudd.md, Writing).
+	r := startIngest(t, ingest.Config{BrokerURL: broker.URL(), ClientID: "cloudd-4xx", Group: "cloudd", Writes: 1,
 		AllowMeasurements: []string{"custom_meter"}}, influx.URL, db, nil)
 	g := connectGateway(t, broker.URL(), "harbor", "gw-1", "", "")
 	ts := time.Now().UTC().Add(-time.Minute).Truncate(time.Second)

@@ -127,6 +127,13 @@ type Config struct {
 	// read from it and dropped from it.
 	Fleet  *fleet.Fleet
 	Logger *slog.Logger
+
+	// Restore, when set, rebuilds the rest of the per-gateway state of a
+	// partition this instance takes over (see restore.go): it gets the
+	// gateways ("site/gateway") whose sequence states were recorded, before
+	// the first message is pulled. An error leaves the partition to be
+	// taken again at the next round.
+	Restore func(ctx context.Context, gateways []string) error
 }
 
 func validName(s string) bool {
@@ -739,6 +746,9 @@ func (b *Bus) take(ctx context.Context, wg *sync.WaitGroup, p int, rev uint64, d
 	cons, err := b.js.Consumer(lctx, b.cfg.Stream, "part-"+strconv.Itoa(p))
 	if err != nil {
 		return fmt.Errorf("consumer part-%d: %w", p, err)
+	}
+	if err := b.restore(lctx, p, states); err != nil {
+		return err
 	}
 	b.mu.Lock()
 	set := map[string]bool{}

@@ -28,6 +28,9 @@ func TestMain(m *testing.M) {
 func TestBadFlagsExit2(t *testing.T) {
 	for _, args := range [][]string{
 		{"-batch-points", "0"},
+		{"-influx-writes", "0"},
+		{"-influx-writes", "65"},
+		{"-influx-writes", "two"},
 		{"-seq-grace", "soon"},
 		{"-log-level", "loud"},
 		{"-broker-url", "localhost:1883"},
@@ -58,11 +61,12 @@ func TestEnvFallback(t *testing.T) {
 	t.Setenv("LULING_CLOUD_GROUP", "")
 	t.Setenv("LULING_CLOUD_INFLUX_BUCKET", "city")
 	t.Setenv("LULING_CLOUD_BATCH_POINTS", "200")
+	t.Setenv("LULING_CLOUD_INFLUX_WRITES", "4")
 	c, err := parseFlags([]string{"-broker-url", "tcp://b:1883"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.group != "" || c.influxBucket != "city" || c.batchPoints != 200 || c.brokerURL != "tcp://b:1883" {
+	if c.group != "" || c.influxBucket != "city" || c.batchPoints != 200 || c.influxWrites != 4 || c.brokerURL != "tcp://b:1883" {
 		t.Errorf("config = %+v", c)
 	}
 	c, err = parseFlags([]string{"-influx-bucket", "flagwins"}, io.Discard)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/luling-edge/luling/cloud/fleet"
 	"github.com/luling-edge/luling/cloud/natsbus"
+	"github.com/luling-edge/luling/cloud/web"
 )
 
 // engineConfig chooses where gateway messages come from: one MQTT broker
@@ -126,9 +128,27 @@ func (e *engineConfig) bus(c *config, f *fleet.Fleet, log *slog.Logger) (*natsbu
 	cfg := e.nats
 	cfg.Fleet = f
 	cfg.Logger = log.With("component", "nats")
+	cfg.Restore = restoreParking(&web.Influx{URL: c.influxURL, DB: c.influxBucket, Token: c.influxToken}, f)
 	var err error
 	if cfg.TLS, err = c.tlsConfig(); err != nil {
 		return nil, err
 	}
 	return natsbus.New(cfg)
+}
+
+// restoreParking rebuilds the parking occupancy of gateways taken over from
+// another instance from their last bay, fault and lane records in InfluxDB
+// (natsbus.Config.Restore).
+func restoreParking(in *web.Influx, f *fleet.Fleet) func(ctx context.Context, gateways []string) error {
+	return func(ctx context.Context, gateways []string) error {
+		recs, err := in.LastParking(ctx, gateways)
+		if err != nil {
+			return err
+		}
+		for _, k := range gateways {
+			site, gw, _ := strings.Cut(k, "/")
+			f.RestoreParking(site, gw, recs[k])
+		}
+		return nil
+	}
 }

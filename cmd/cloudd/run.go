@@ -49,6 +49,7 @@ type config struct {
 	logFormat     string
 	showVersion   bool
 	batchPoints   int
+	influxWrites  int
 	seqGrace      time.Duration
 	trust         *ingestTrust
 }
@@ -91,6 +92,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	batch := env("BATCH_POINTS", "5000")
 	grace := env("SEQ_GRACE", "60s")
 	fs.Func("batch-points", "points per InfluxDB write at most (default 5000) [LULING_CLOUD_BATCH_POINTS]", func(s string) error { batch = s; return nil })
+	writes := env("INFLUX_WRITES", strconv.Itoa(ingest.DefaultWrites))
+	fs.Func("influx-writes", fmt.Sprintf("InfluxDB writes in flight at once, 1 to %d (default %d) [LULING_CLOUD_INFLUX_WRITES]", ingest.MaxWrites, ingest.DefaultWrites), func(s string) error { writes = s; return nil })
 	fs.Func("seq-grace", "how long a sequence gap may stay open before its messages count as lost (default 60s) [LULING_CLOUD_SEQ_GRACE]", func(s string) error { grace = s; return nil })
 	trust, checkTrust := ingestTrustFlags(fs, env)
 	if err := fs.Parse(args); err != nil {
@@ -110,6 +113,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, &usageError{msg: fmt.Sprintf("-batch-points %q: want an integer from 1 to 1000000", batch)}
 	}
 	c.batchPoints = n
+	if n, err = strconv.Atoi(writes); err != nil || n < 1 || n > ingest.MaxWrites {
+		return nil, &usageError{msg: fmt.Sprintf("-influx-writes %q: want an integer from 1 to %d (InfluxDB writes in flight at once)", writes, ingest.MaxWrites)}
+	}
+	c.influxWrites = n
 	if c.seqGrace, err = time.ParseDuration(grace); err != nil || c.seqGrace <= 0 {
 		return nil, &usageError{msg: fmt.Sprintf("-seq-grace %q: want a positive duration such as 60s", grace)}
 	}
@@ -226,7 +233,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	icfg := ingest.Config{
 		BrokerURL: c.brokerURL, ClientID: c.clientID, Username: c.username, Password: c.password,
-		TLS: tlsCfg, Group: c.group, BatchPoints: c.batchPoints, Grace: c.seqGrace,
+		TLS: tlsCfg, Group: c.group, BatchPoints: c.batchPoints, Writes: c.influxWrites, Grace: c.seqGrace,
 		AllowMeasurements: c.trust.measurements, Logger: log.With("component", "ingest"),
 	}
 	if c.brokerURL == "" && c.engine.engine == "mqtt" {
