@@ -113,6 +113,7 @@ func Drain(tb testing.TB, r Run, fill time.Duration) Result {
 		res.InstDrained = append(res.InstDrained, in.records-snaps[0].inst[i].records)
 		res.InstPartitions = append(res.InstPartitions, start.inst[i].owned)
 	}
+	res.InstQueued = meanQueued(snaps, start.at, end.at)
 	res.Offered = float64(sealed) // the backlog, in records, not a rate
 	res.KeptUp = false
 	res.Bound = bounds(res, r.CPUQuota, len(ep.PIDs) > 0, true)
@@ -157,6 +158,29 @@ func waitSettled(tb testing.TB, clouds []*cloud, token string, parts int) {
 		}
 		return sum == float64(parts)
 	})
+}
+
+// meanQueued is each instance's mean ingest queue over the snapshots
+// from from to to.
+func meanQueued(snaps []snapshot, from, to time.Time) []float64 {
+	var sum []float64
+	n := 0
+	for _, s := range snaps {
+		if s.at.Before(from) || s.at.After(to) {
+			continue
+		}
+		if sum == nil {
+			sum = make([]float64, len(s.inst))
+		}
+		for i, in := range s.inst {
+			sum[i] += in.queued
+		}
+		n++
+	}
+	for i := range sum {
+		sum[i] /= float64(n)
+	}
+	return sum
 }
 
 // written is the records all instances of a snapshot wrote.

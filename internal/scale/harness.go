@@ -192,11 +192,15 @@ type Result struct {
 	// (Drain only), and InstPartitions the partitions each held.
 	InstDrained    []float64
 	InstPartitions []float64
-	CloudCPU       []float64 // per instance, % of one core
-	Throttled      []float64 // per instance, share of the window held back by the quota
-	EngineCPU      float64   // % of one core; 0 when the engine runs in the test process
-	InfluxCPU      float64   // % of one core
-	SimCPU         float64   // the test process (simulator), % of one core
+	// InstQueued is each instance's mean ingest queue over the window
+	// (luling_cloud_ingest_queued, messages; Drain only): a queue that
+	// ran empty means the engine did not supply the instance fast enough.
+	InstQueued []float64
+	CloudCPU   []float64 // per instance, % of one core
+	Throttled  []float64 // per instance, share of the window held back by the quota
+	EngineCPU  float64   // % of one core; 0 when the engine runs in the test process
+	InfluxCPU  float64   // % of one core
+	SimCPU     float64   // the test process (simulator), % of one core
 	// The test process at the end: goroutines and heap in use, most of
 	// them the simulated gateways' MQTT connections.
 	SimGoroutines int
@@ -251,6 +255,9 @@ func (r Result) String() string {
 		}
 		if i < len(r.InstReadings) {
 			cpus[i] += fmt.Sprintf(" %.0f/s", r.InstReadings[i])
+		}
+		if i < len(r.InstQueued) {
+			cpus[i] += fmt.Sprintf(" (queue %.0f)", r.InstQueued[i])
 		}
 	}
 	return fmt.Sprintf("%s, %d cloudd %v (quota %s), %d gateways × %d devices, %.0fs: offered %.0f records/s, written %.0f/s; "+
@@ -412,6 +419,7 @@ type instSnap struct {
 	throttled time.Duration
 	records   float64
 	owned     float64 // NATS partitions held (0 on other engines)
+	queued    float64 // messages in ingest's queue
 	moves     float64 // NATS partitions taken, handed over or given up so far
 	written   float64 // messages
 	points    float64
@@ -453,6 +461,7 @@ func take(tb testing.TB, city *citysim.City, clouds []*cloud, token string, engi
 		}
 		in.records = m.Sum("luling_cloud_records_total")
 		in.owned = m.Sum("luling_cloud_nats_partitions_owned")
+		in.queued = m.Sum("luling_cloud_ingest_queued")
 		in.moves = m.Sum("luling_cloud_nats_partitions_acquired_total") + m.Sum("luling_cloud_nats_partitions_released_total") + m.Sum("luling_cloud_nats_partitions_lost_total")
 		in.written = m.Sum("luling_cloud_ingest_written_total")
 		in.points = m.Sum("luling_cloud_ingest_points_total")
@@ -698,6 +707,16 @@ func bounds(r Result, quota float64, enginePIDs, drain bool) []string {
 	}
 	if r.Moves > 0 {
 		b = append(b, "partitions-moved")
+	}
+	// A drain's instances always have messages waiting in the engine: an
+	// ingest queue below one write's worth on average means the pulls (and
+	// the validation done as a message is delivered) did not keep the
+	// writer busy.
+	for _, q := range r.InstQueued {
+		if q < max(r.MsgsPerWrite, 1) {
+			b = append(b, "pull-supply")
+			break
+		}
 	}
 	if enginePIDs && r.EngineCPU >= 85 {
 		b = append(b, "broker")

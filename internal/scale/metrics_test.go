@@ -141,6 +141,9 @@ func TestBounds(t *testing.T) {
 		{Result{CloudCPU: []float64{0, 19}, InstReadings: []float64{0, 6000}}, 0.2, "cloudd-cpu", false},
 		{Result{CloudCPU: []float64{10, 10, 10}, InstReadings: []float64{3000, 3000, 3000}, InfluxCPU: 90, InfluxWaiting: 0.85}, 0.2, "influxdb+influxdb-write-time", true},
 		{Result{CloudCPU: []float64{19, 19}, InstReadings: []float64{6000, 6000}, Moves: 2, MachineBusy: 93}, 0.2, "cloudd-cpu+partitions-moved+machine", true},
+		// An instance whose queue ran empty was not supplied fast enough.
+		{Result{CloudCPU: []float64{12, 19}, InstReadings: []float64{5000, 5000}, InstQueued: []float64{3, 900}, MsgsPerWrite: 40}, 0.2, "cloudd-cpu (1 of 2 instances)+pull-supply", true},
+		{Result{CloudCPU: []float64{19}, InstReadings: []float64{5000}, InstQueued: []float64{2000}, MsgsPerWrite: 40}, 0.2, "cloudd-cpu", true},
 	} {
 		if got := strings.Join(bounds(c.r, c.quota, true, c.drain), "+"); got != c.want {
 			t.Errorf("bounds of %+v = %q, want %q", c.r, got, c.want)
