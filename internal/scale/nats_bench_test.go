@@ -14,7 +14,7 @@ import (
 // instances' rate: it spends more CPU per record than cloudd), the three
 // NATS nodes (about 25%) and the test process fit on this 2-core machine
 // and the quota, not the machine, is the bound. At the example,
-// 30%, the machine was 84–100% busy in every run (docs/scale.md);
+// 30%, the machine was 84–100% busy in every 3-instance run (docs/scale.md);
 // LULING_SCALE_QUOTA overrides it.
 const NATSQuota = 0.15
 
