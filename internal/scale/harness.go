@@ -233,6 +233,19 @@ type Result struct {
 	Bound         []string
 }
 
+// PerCore is the records each instance wrote per second of CPU it used
+// (records/s per core): what it costs, whatever share of a core it got.
+// 0 for an instance that used none.
+func (r Result) PerCore() []float64 {
+	out := make([]float64, len(r.InstReadings))
+	for i, v := range r.InstReadings {
+		if i < len(r.CloudCPU) && r.CloudCPU[i] > 0 {
+			out[i] = v / (r.CloudCPU[i] / 100)
+		}
+	}
+	return out
+}
+
 // CloudCPUTotal is the CPU of all instances, % of one core.
 func (r Result) CloudCPUTotal() float64 {
 	var t float64

@@ -59,8 +59,10 @@ func BenchmarkCityScaleNATS(b *testing.B) {
 				b.Logf("drained %.0f records: %v", res.Offered, res)
 				b.ReportMetric(res.Readings, "readings/s")
 				b.ReportMetric(res.CloudCPUTotal(), "cloudd-cpu-%")
+				perCore := res.PerCore()
 				for j := range res.InstReadings {
 					b.ReportMetric(res.InstReadings[j], fmt.Sprintf("cloudd%d-readings/s", j))
+					b.ReportMetric(perCore[j], fmt.Sprintf("cloudd%d-readings/core-s", j))
 					b.ReportMetric(res.CloudCPU[j], fmt.Sprintf("cloudd%d-cpu-%%", j))
 					b.ReportMetric(100*res.Throttled[j], fmt.Sprintf("cloudd%d-throttled-%%", j))
 				}
