@@ -66,16 +66,16 @@ func TestDrainEvenShares(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a NATS cluster, InfluxDB and three cloudd; not with -short")
 	}
-	quota := 0.2
+	quota := 0.1 // slow enough for a backlog that drains in seconds, not in one
 	if err := scale.CgroupAvailable(); err != nil {
 		t.Logf("running without a CPU quota: %v", err)
 		quota = 0
 	}
 	res := scale.Drain(t, scale.Run{
 		Engine: scale.NATS, Instances: 3, CPUQuota: quota,
-		City:    citysim.Config{Site: "even", Gateways: 12, Devices: 500, BayChange: time.Second, Seed: 4},
+		City:    citysim.Config{Site: "even", Gateways: 12, Devices: 1000, BayChange: time.Second, Seed: 4},
 		Measure: 2 * time.Minute,
-	}, 6*time.Second)
+	}, 8*time.Second)
 	t.Log(res)
 	if res.Gateways != 12 || res.Moves != 0 {
 		t.Errorf("%d gateways, %d partition moves during the window: want 12 and none", res.Gateways, res.Moves)
