@@ -656,6 +656,7 @@ func (b *Bus) balance(ctx context.Context, wg *sync.WaitGroup, deliver func(inge
 		}()
 	}
 	rwg.Wait()
+	renewed := time.Now()
 	for p, o := range held {
 		if fenced[p] {
 			b.lose(p, o, "lease not refreshed within its ttl")
@@ -675,10 +676,20 @@ func (b *Bus) balance(ctx context.Context, wg *sync.WaitGroup, deliver func(inge
 			b.mu.Unlock()
 		}
 	}
+	taken := 0
 	for p := range want {
 		if held[p] != nil {
 			continue
 		}
+		// Taking a partition reads its state (and may rebuild parking
+		// from InfluxDB, Config.Restore): seconds on a busy machine. A
+		// round that took all it wanted at once delayed the next
+		// renewals past the fence, and the partitions held were lost in
+		// turn; the rest waits for the next round.
+		if taken > 0 && time.Since(renewed) > b.tickEvery() {
+			break
+		}
+		taken++
 		octx, cancel := op()
 		rev, err := b.leases.Create(octx, leaseKey(p), []byte(b.cfg.Instance))
 		if errors.Is(err, jetstream.ErrKeyExists) {
