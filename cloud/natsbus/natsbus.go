@@ -53,6 +53,11 @@
 // its opening time; the gateway keeps every message until cloudd's own
 // acknowledgement and resends what cloudd asks for.
 //
+// Each instance holds two NATS connections: one for the data (the pulls,
+// their acknowledgements, the status stream) and one for control (the
+// heartbeat, the leases and the sequence states), so that a renewal's
+// reply never queues behind pulled messages on a busy instance.
+//
 // Acknowledgements to gateways are published as NATS messages on
 // gw.v1.{site}.{gateway}.ack; the MQTT listener delivers messages of NATS
 // publishers at QoS 0. An ack is cumulative and repeated, so a lost one
@@ -218,7 +223,9 @@ type Bus struct {
 	log *slog.Logger
 
 	nc      *nats.Conn
-	js      jetstream.JetStream
+	js      jetstream.JetStream // the data connection: pulls, acks, status
+	ctlNC   *nats.Conn
+	ctl     jetstream.JetStream // the control connection: buckets, commits
 	members jetstream.KeyValue
 	leases  jetstream.KeyValue
 	seqs    jetstream.KeyValue
@@ -268,7 +275,7 @@ func (b *Bus) String() string {
 
 // Connected reports whether the connection is up and the stream set up.
 func (b *Bus) Connected() bool {
-	return b.ready.Load() && b.nc != nil && b.nc.IsConnected()
+	return b.ready.Load() && b.nc != nil && b.nc.IsConnected() && b.ctlNC.IsConnected()
 }
 
 // Owned returns the partitions this instance holds and pulls, in order.
@@ -300,7 +307,6 @@ func (b *Bus) Publish(topic string, body []byte) {
 // delivers their messages until ctx ends; then it lets its partitions go.
 func (b *Bus) Run(ctx context.Context, deliver func(ingest.Message)) error {
 	opts := []nats.Option{
-		nats.Name("cloudd " + b.cfg.Instance),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),
@@ -317,13 +323,26 @@ func (b *Bus) Run(ctx context.Context, deliver func(ingest.Message)) error {
 	if b.cfg.TLS != nil {
 		opts = append(opts, nats.Secure(b.cfg.TLS))
 	}
-	nc, err := nats.Connect(strings.Join(b.cfg.URLs, ","), opts...)
+	// Two connections: one connection reads in order, so on the data
+	// connection a lease renewal's reply waits behind every message the
+	// partitions' pulls have in flight; an instance held to a CPU quota
+	// then renewed too late and lost its leases while it drained a
+	// backlog. Leases, heartbeats and sequence states go over their own.
+	nc, err := nats.Connect(strings.Join(b.cfg.URLs, ","), append(opts, nats.Name("cloudd "+b.cfg.Instance))...)
 	if err != nil {
 		return fmt.Errorf("natsbus: connect to %s: %w", strings.Join(b.cfg.URLs, ","), err)
 	}
 	defer nc.Close()
-	b.nc = nc
+	ctl, err := nats.Connect(strings.Join(b.cfg.URLs, ","), append(opts, nats.Name("cloudd "+b.cfg.Instance+" control"))...)
+	if err != nil {
+		return fmt.Errorf("natsbus: connect to %s: %w", strings.Join(b.cfg.URLs, ","), err)
+	}
+	defer ctl.Close()
+	b.nc, b.ctlNC = nc, ctl
 	if b.js, err = jetstream.New(nc); err != nil {
+		return fmt.Errorf("natsbus: %w", err)
+	}
+	if b.ctl, err = jetstream.New(ctl); err != nil {
 		return fmt.Errorf("natsbus: %w", err)
 	}
 	if err := b.setupRetry(ctx); err != nil {
@@ -489,7 +508,7 @@ func (b *Bus) setup(ctx context.Context) error {
 	for _, k := range kvs {
 		k.cfg.Replicas = b.cfg.Replicas
 		k.cfg.Storage = jetstream.FileStorage
-		kv, err := b.js.CreateOrUpdateKeyValue(ctx, k.cfg)
+		kv, err := b.ctl.CreateOrUpdateKeyValue(ctx, k.cfg)
 		if err != nil {
 			return fmt.Errorf("natsbus: bucket %s: %w", k.cfg.Bucket, err)
 		}
@@ -611,18 +630,40 @@ func (b *Bus) balance(ctx context.Context, wg *sync.WaitGroup, deliver func(inge
 	}
 	b.mu.Unlock()
 
+	// The renewals go out together: one after the other, twelve of them
+	// on a busy cluster took longer than the lease lasts, and the last
+	// ones were fenced.
+	fenced := map[int]bool{}
+	ok := make(map[int]bool, len(held))
+	var rmu sync.Mutex
+	var rwg sync.WaitGroup
 	for p, o := range held {
 		// Fenced a round before the server lets the lease expire: another
 		// instance may take it then.
 		if time.Since(o.refreshed) > b.cfg.LeaseTTL-b.tickEvery() {
+			fenced[p] = true
+			continue
+		}
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			octx, cancel := op()
+			r := b.refresh(octx, p, o)
+			cancel()
+			rmu.Lock()
+			ok[p] = r
+			rmu.Unlock()
+		}()
+	}
+	rwg.Wait()
+	renewed := time.Now()
+	for p, o := range held {
+		if fenced[p] {
 			b.lose(p, o, "lease not refreshed within its ttl")
 			continue
 		}
-		octx, cancel := op()
-		ok := b.refresh(octx, p, o)
-		cancel()
 		switch {
-		case !ok:
+		case !ok[p]:
 		case o.leaving:
 			octx, cancel := op()
 			b.finishLeaving(octx, p, o)
@@ -635,10 +676,20 @@ func (b *Bus) balance(ctx context.Context, wg *sync.WaitGroup, deliver func(inge
 			b.mu.Unlock()
 		}
 	}
+	taken := 0
 	for p := range want {
 		if held[p] != nil {
 			continue
 		}
+		// Taking a partition reads its state (and may rebuild parking
+		// from InfluxDB, Config.Restore): seconds on a busy machine. A
+		// round that took all it wanted at once delayed the next
+		// renewals past the fence, and the partitions held were lost in
+		// turn; the rest waits for the next round.
+		if taken > 0 && time.Since(renewed) > b.tickEvery() {
+			break
+		}
+		taken++
 		octx, cancel := op()
 		rev, err := b.leases.Create(octx, leaseKey(p), []byte(b.cfg.Instance))
 		if errors.Is(err, jetstream.ErrKeyExists) {
@@ -875,7 +926,7 @@ func (b *Bus) Commit(ctx context.Context, gateways []string) error {
 				states[k] = st
 			}
 		}
-		f, err := b.js.PublishAsync(prefix+stateKey(p), marshalPartitionState(states))
+		f, err := b.ctl.PublishAsync(prefix+stateKey(p), marshalPartitionState(states))
 		if err != nil {
 			return fmt.Errorf("record sequence states of partition %d: %w", p, err)
 		}

@@ -39,7 +39,7 @@ func New(cfg Config) (*City, error) {
 	}
 	c := &City{cfg: cfg, tr: newTraffic(&cfg)}
 	for i := 0; i < cfg.Gateways; i++ {
-		g := &gateway{site: cfg.Site, id: GatewayID(i), occupied: make([]bool, cfg.Devices), confirmWait: cfg.ConfirmWait}
+		g := &gateway{site: cfg.Site, id: cfg.id(i), occupied: make([]bool, cfg.Devices), confirmWait: cfg.ConfirmWait}
 		g.topics = [3]string{payload.TopicFor(g.site, g.id, payload.Telemetry), payload.TopicFor(g.site, g.id, payload.Event), payload.StatusTopic(g.site, g.id)}
 		g.ackTopic = payload.AckTopic(g.site, g.id)
 		c.gws = append(c.gws, g)

@@ -60,8 +60,14 @@ type Config struct {
 	// Brokers[i%len(Brokers)].
 	Brokers []string
 	// Site is the site id of every gateway; gateways are gw-00001, gw-00002, …
+	// unless IDs names them.
 	Site     string
 	Gateways int
+	// IDs, when set, are the gateways' ids instead of gw-00001, …: one per
+	// gateway ([a-z0-9-]{1,64}, distinct). Gateways may then be 0 (it
+	// becomes len(IDs)); another number is an error. A benchmark uses it
+	// to choose gateways that spread evenly over an engine's partitions.
+	IDs []string
 	// Devices is the number of parking bays per gateway.
 	Devices int
 	// BayChange is the mean time between two changes of one bay.
@@ -99,6 +105,22 @@ func (c *Config) defaults() error {
 	}
 	if !payload.ValidID(c.Site) {
 		bad("site %q: want [a-z0-9-]{1,64}", c.Site)
+	}
+	if len(c.IDs) > 0 {
+		if c.Gateways == 0 {
+			c.Gateways = len(c.IDs)
+		} else if c.Gateways != len(c.IDs) {
+			bad("gateways %d with %d ids: want as many ids as gateways (or gateways 0)", c.Gateways, len(c.IDs))
+		}
+		seen := make(map[string]int, len(c.IDs))
+		for i, id := range c.IDs {
+			if !payload.ValidID(id) {
+				bad("id %d %q: want [a-z0-9-]{1,64}", i+1, id)
+			} else if j, dup := seen[id]; dup {
+				bad("id %d %q: the same as id %d", i+1, id, j+1)
+			}
+			seen[id] = i
+		}
 	}
 	if c.Gateways < 1 || c.Gateways > 99999 {
 		bad("gateways %d: want 1 to 99999", c.Gateways)
@@ -144,5 +166,13 @@ func (c *Config) defaults() error {
 	return errors.Join(errs...)
 }
 
-// GatewayID is the id of gateway i (0-based).
+// GatewayID is the default id of gateway i (0-based).
 func GatewayID(i int) string { return fmt.Sprintf("gw-%05d", i+1) }
+
+// id is the id of gateway i of the city: IDs[i], or GatewayID(i).
+func (c *Config) id(i int) string {
+	if len(c.IDs) > 0 {
+		return c.IDs[i]
+	}
+	return GatewayID(i)
+}

@@ -153,6 +153,43 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// Gateways named by IDs carry those ids, in the report too; ids that are
+// invalid, repeated or of another count than Gateways are errors naming
+// which.
+func TestConfigIDs(t *testing.T) {
+	c, err := New(Config{Brokers: []string{"tcp://127.0.0.1:1"}, IDs: []string{"north-7", "south-2"}, Devices: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, g := range c.Report().PerGateway {
+		got = append(got, g.Gateway)
+	}
+	if strings.Join(got, ",") != "north-7,south-2" || c.cfg.Gateways != 2 {
+		t.Errorf("gateways %v (count %d), want north-7, south-2 (2)", got, c.cfg.Gateways)
+	}
+	if c.gws[0].topics[0] != "gw/v1/city/north-7/telemetry" {
+		t.Errorf("first gateway's telemetry topic %q", c.gws[0].topics[0])
+	}
+	cfg := Config{Brokers: []string{"tcp://127.0.0.1:1"}, Gateways: 3, Devices: 1, IDs: []string{"a", "Bad", "a"}}
+	err = cfg.defaults()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if strings.Contains(err.Error(), "ids: want as many") {
+		t.Errorf("error %q: 3 gateways with 3 ids are fine", err)
+	}
+	for _, want := range []string{`id 2 "Bad"`, `id 3 "a": the same as id 1`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	cfg = Config{Brokers: []string{"tcp://127.0.0.1:1"}, Gateways: 3, Devices: 1, IDs: []string{"a", "b"}}
+	if err := cfg.defaults(); err == nil || !strings.Contains(err.Error(), "gateways 3 with 2 ids") {
+		t.Errorf("3 gateways with 2 ids: %v, want an error naming both counts", err)
+	}
+}
+
 // A city whose broker is not there says so when it is stopped.
 func TestRunWithoutBroker(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

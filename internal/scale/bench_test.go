@@ -27,7 +27,9 @@ func smoke() bool { return testing.Short() || os.Getenv("LULING_SCALE_SMOKE") !=
 // which shrink or stretch a full-size run on a busy machine,
 // LULING_SCALE_INFLIGHT (Mosquitto's max_inflight_messages) and
 // LULING_SCALE_CLOUDD_FLAGS (more cloudd flags, space-separated, such as
-// "-batch-points 20000").
+// "-batch-points 20000", after the run's own) and LULING_SCALE_QUOTA (each
+// instance's CPU quota in cores, 0.15 for 15% of a core, in the runs that
+// have one).
 func sized(b *testing.B, r scale.Run) scale.Run {
 	if v := os.Getenv("LULING_SCALE_INFLIGHT"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -36,13 +38,20 @@ func sized(b *testing.B, r scale.Run) scale.Run {
 		}
 		r.Engine = scale.MosquittoEngine(n)
 	}
-	r.CloudFlags = strings.Fields(os.Getenv("LULING_SCALE_CLOUDD_FLAGS"))
+	r.CloudFlags = append(r.CloudFlags, strings.Fields(os.Getenv("LULING_SCALE_CLOUDD_FLAGS"))...)
 	if v := os.Getenv("LULING_SCALE_GATEWAYS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
 			b.Fatalf("LULING_SCALE_GATEWAYS=%q: want a positive number", v)
 		}
 		r.City.Gateways = n
+	}
+	if v := os.Getenv("LULING_SCALE_QUOTA"); v != "" && r.CPUQuota > 0 {
+		q, err := strconv.ParseFloat(v, 64)
+		if err != nil || q <= 0 || q > 64 {
+			b.Fatalf("LULING_SCALE_QUOTA=%q: want cores, such as 0.2 for 20%% of a core", v)
+		}
+		r.CPUQuota = q
 	}
 	if v := os.Getenv("LULING_SCALE_MEASURE"); v != "" {
 		d, err := time.ParseDuration(v)

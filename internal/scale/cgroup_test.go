@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"syscall"
 	"testing"
@@ -49,6 +50,52 @@ func TestCPUGroupHoldsQuota(t *testing.T) {
 	}
 	if throttled <= 0 {
 		t.Error("no throttled time under the quota")
+	}
+}
+
+// On a machine busier than its cores, a group still gets (nearly) its
+// quota: 40 busy loops of default weight, each in its own session (its own
+// autogroup), would leave a group of default weight 2/41 of the two cores,
+// about 5%, less than its 10% quota.
+func TestCPUGroupGetsQuotaWhenBusy(t *testing.T) {
+	g, err := NewCPUGroup("luling-scale-busy-"+itoa(os.Getpid()), 0.1)
+	if errors.Is(err, ErrNoCgroup) || errors.Is(err, os.ErrPermission) {
+		if os.Getenv("LULING_REQUIRE_SERVICES") != "" {
+			t.Fatalf("cgroup: %v", err)
+		}
+		t.Skipf("cgroup: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // after the busy loops ended (cleanups run last first)
+		if err := g.Remove(); err != nil {
+			t.Error(err)
+		}
+	})
+	busy := func() *exec.Cmd {
+		cmd := exec.Command("sh", "-c", "while :; do :; done")
+		// A session of its own: with autogroup scheduling the loops of one
+		// session would share one weight.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setsid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd
+	}
+	held := busy()
+	if err := g.Add(held.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 * runtime.NumCPU() {
+		busy()
+	}
+	c0, t0 := processCPU(held.Process.Pid), time.Now()
+	time.Sleep(2 * time.Second) // a measurement window
+	share := (processCPU(held.Process.Pid) - c0).Seconds() / time.Since(t0).Seconds()
+	if share < 0.08 || share > 0.16 {
+		t.Errorf("under a 10%% quota among %d busy loops the group got %.0f%% of a core, want about 10%%", 20*runtime.NumCPU(), share*100)
 	}
 }
 

@@ -59,6 +59,11 @@ type Endpoint struct {
 	// Inflight is the broker's in-flight window towards each cloudd
 	// (unacknowledged messages), 0 when unknown or not the limit.
 	Inflight int
+	// Hold, when set, makes the engine keep messages back from cloudd
+	// (they stay in the engine) until release is called: Drain fills its
+	// backlog while the instances run with their partitions settled, and
+	// releases it to all of them at once. Nil for an engine that cannot.
+	Hold func(tb testing.TB) (release func())
 }
 
 // Engine starts the message engine of a run.
@@ -179,8 +184,18 @@ type Result struct {
 	CPUQuota   float64
 	CloudFlags []string
 	Seconds    float64
-	Offered    float64   // records per second the simulator sealed
-	Readings   float64   // records per second cloudd wrote (all instances)
+	Offered    float64 // records per second the simulator sealed
+	Readings   float64 // records per second cloudd wrote (all instances)
+	// InstReadings are the records per second each instance wrote.
+	InstReadings []float64
+	// InstDrained are the records each instance wrote over a whole drain
+	// (Drain only), and InstPartitions the partitions each held.
+	InstDrained    []float64
+	InstPartitions []float64
+	// InstQueued is each instance's mean ingest queue over the window
+	// (luling_cloud_ingest_queued, messages; Drain only): a queue that
+	// ran empty means the engine did not supply the instance fast enough.
+	InstQueued []float64
 	CloudCPU   []float64 // per instance, % of one core
 	Throttled  []float64 // per instance, share of the window held back by the quota
 	EngineCPU  float64   // % of one core; 0 when the engine runs in the test process
@@ -191,6 +206,7 @@ type Result struct {
 	SimGoroutines int
 	SimHeapMB     float64
 	MachineBusy   float64 // % of all cores
+	Load1         float64 // the machine's 1-minute load average at the end
 	P99           float64 // seconds, publish→InfluxDB
 	BacklogStart  uint64  // messages the simulator held unconfirmed
 	BacklogEnd    uint64
@@ -199,7 +215,10 @@ type Result struct {
 	GapsOpen      float64
 	Duplicates    float64
 	Resent        uint64 // messages the simulator published again
-	LateTicks     uint64
+	// Moves are the NATS partitions the instances took, handed over or
+	// gave up during the window (0 when their shares held still).
+	Moves     int
+	LateTicks uint64
 	// Per InfluxDB write request of cloudd (all instances): messages and
 	// points. cloudd writes serially, one request at a time per instance.
 	MsgsPerWrite   float64
@@ -212,6 +231,19 @@ type Result struct {
 	Inflight      int // the engine's in-flight window, when known
 	BatchPoints   int // cloudd's -batch-points
 	Bound         []string
+}
+
+// PerCore is the records each instance wrote per second of CPU it used
+// (records/s per core): what it costs, whatever share of a core it got.
+// 0 for an instance that used none.
+func (r Result) PerCore() []float64 {
+	out := make([]float64, len(r.InstReadings))
+	for i, v := range r.InstReadings {
+		if i < len(r.CloudCPU) && r.CloudCPU[i] > 0 {
+			out[i] = v / (r.CloudCPU[i] / 100)
+		}
+	}
+	return out
 }
 
 // CloudCPUTotal is the CPU of all instances, % of one core.
@@ -234,14 +266,20 @@ func (r Result) String() string {
 		if i < len(r.Throttled) && r.Throttled[i] > 0 {
 			cpus[i] += fmt.Sprintf(" (throttled %.0f%%)", r.Throttled[i]*100)
 		}
+		if i < len(r.InstReadings) {
+			cpus[i] += fmt.Sprintf(" %.0f/s", r.InstReadings[i])
+		}
+		if i < len(r.InstQueued) {
+			cpus[i] += fmt.Sprintf(" (queue %.0f)", r.InstQueued[i])
+		}
 	}
 	return fmt.Sprintf("%s, %d cloudd %v (quota %s), %d gateways × %d devices, %.0fs: offered %.0f records/s, written %.0f/s; "+
-		"cloudd CPU %s; broker %.0f%%, influxd %.0f%%, simulator %.0f%% (%d goroutines, %.0f MiB heap), machine %.0f%% busy; p99 %.3fs; "+
-		"backlog %d→%d messages, kept up %v; lost %.0f, gaps open %.0f, duplicates %.0f, resent %d, late ticks %d; "+
+		"cloudd CPU, records %s; broker %.0f%%, influxd %.0f%%, simulator %.0f%% (%d goroutines, %.0f MiB heap), machine %.0f%% busy (load %.1f); p99 %.3fs; "+
+		"backlog %d→%d messages, kept up %v; lost %.0f, gaps open %.0f, duplicates %.0f, resent %d, late ticks %d, partition moves %d; "+
 		"per InfluxDB write %.0f messages, %.0f points (window %d, batch %d), %.0f ms (cloudd waiting %.0f%%); bound: %s",
 		r.Engine, r.Instances, r.CloudFlags, q, r.Gateways, r.Devices, r.Seconds, r.Offered, r.Readings,
-		strings.Join(cpus, ", "), r.EngineCPU, r.InfluxCPU, r.SimCPU, r.SimGoroutines, r.SimHeapMB, r.MachineBusy, r.P99,
-		r.BacklogStart, r.BacklogEnd, r.KeptUp, r.Lost, r.GapsOpen, r.Duplicates, r.Resent, r.LateTicks,
+		strings.Join(cpus, ", "), r.EngineCPU, r.InfluxCPU, r.SimCPU, r.SimGoroutines, r.SimHeapMB, r.MachineBusy, r.Load1, r.P99,
+		r.BacklogStart, r.BacklogEnd, r.KeptUp, r.Lost, r.GapsOpen, r.Duplicates, r.Resent, r.LateTicks, r.Moves,
 		r.MsgsPerWrite, r.PointsPerWrite, r.Inflight, r.BatchPoints, r.InfluxWriteMS, r.InfluxWaiting*100, strings.Join(r.Bound, "+"))
 }
 
@@ -383,6 +421,7 @@ type snapshot struct {
 	influxCPU time.Duration
 	simCPU    time.Duration
 	busy, all time.Duration
+	load      float64 // 1-minute load average
 	influxReq influxWrites
 }
 
@@ -392,6 +431,9 @@ type instSnap struct {
 	cpu       time.Duration
 	throttled time.Duration
 	records   float64
+	owned     float64 // NATS partitions held (0 on other engines)
+	queued    float64 // messages in ingest's queue
+	moves     float64 // NATS partitions taken, handed over or given up so far
 	written   float64 // messages
 	points    float64
 	requests  float64
@@ -409,6 +451,7 @@ func take(tb testing.TB, city *citysim.City, clouds []*cloud, token string, engi
 		tb.Fatalf("scale: %v", err)
 	}
 	s.busy, s.all = machineCPU()
+	s.load = loadAverage()
 	for _, p := range engine {
 		s.engineCPU += processCPU(p)
 	}
@@ -430,6 +473,9 @@ func take(tb testing.TB, city *citysim.City, clouds []*cloud, token string, engi
 			tb.Fatalf("scale: %v", err)
 		}
 		in.records = m.Sum("luling_cloud_records_total")
+		in.owned = m.Sum("luling_cloud_nats_partitions_owned")
+		in.queued = m.Sum("luling_cloud_ingest_queued")
+		in.moves = m.Sum("luling_cloud_nats_partitions_acquired_total") + m.Sum("luling_cloud_nats_partitions_released_total") + m.Sum("luling_cloud_nats_partitions_lost_total")
 		in.written = m.Sum("luling_cloud_ingest_written_total")
 		in.points = m.Sum("luling_cloud_ingest_points_total")
 		in.requests = m.Sum("luling_cloud_influx_requests_total")
@@ -447,6 +493,7 @@ func pct(d time.Duration, over time.Duration) float64 { return 100 * d.Seconds()
 // stage is what every run starts from: the cloudd binary, a fresh
 // InfluxDB database, the engine, and a viewer token for cloudd's metrics.
 type stage struct {
+	flags  []string // Run.CloudFlags
 	bin    string
 	influx *testenv.Influx
 	db     string
@@ -457,7 +504,7 @@ type stage struct {
 
 func newStage(tb testing.TB, r Run) *stage {
 	tb.Helper()
-	st := &stage{bin: clouddBinary(tb)}
+	st := &stage{bin: clouddBinary(tb), flags: r.CloudFlags}
 	st.influx, st.db = testenv.NewDatabase(tb)
 	st.ep = r.Engine.Start(tb)
 	st.tokens = filepath.Join(tb.TempDir(), "tokens.json")
@@ -469,9 +516,11 @@ func newStage(tb testing.TB, r Run) *stage {
 	return st
 }
 
-// cloudArgs are instance i's flags of n: the engine's, InfluxDB, tokens.
+// cloudArgs are instance i's flags of n: the engine's, InfluxDB, tokens,
+// then Run.CloudFlags (which override any of them: the last one counts).
 func (st *stage) cloudArgs(i, n int) []string {
-	return append(st.ep.CloudArgs(i, n), "-influx-url", st.influx.URL, "-influx-bucket", st.db, "-tokens", st.tokens, "-log-level", "warn")
+	a := append(st.ep.CloudArgs(i, n), "-influx-url", st.influx.URL, "-influx-bucket", st.db, "-tokens", st.tokens, "-log-level", "warn")
+	return append(a, st.flags...)
 }
 
 // waitHealthy waits until cloudd c answers /healthz with 200.
@@ -515,8 +564,7 @@ func Exec(tb testing.TB, r Run) Result {
 	bin, influx, db, ep, token := st.bin, st.influx, st.db, st.ep, st.token
 	var clouds []*cloud
 	for i := 0; i < r.Instances; i++ {
-		args := append(st.cloudArgs(i, r.Instances), r.CloudFlags...)
-		clouds = append(clouds, startCloud(tb, bin, args, r.CPUQuota, fmt.Sprintf("luling-scale-%d-%d", os.Getpid(), i)))
+		clouds = append(clouds, startCloud(tb, bin, st.cloudArgs(i, r.Instances), r.CPUQuota, fmt.Sprintf("luling-scale-%d-%d", os.Getpid(), i)))
 	}
 	for _, c := range clouds {
 		waitHealthy(tb, c, 60*time.Second)
@@ -546,11 +594,14 @@ func Exec(tb testing.TB, r Run) Result {
 }
 
 // batchPoints is cloudd's -batch-points in flags, or its default.
-func batchPoints(flags []string) int {
-	n := 5000
+func batchPoints(flags []string) int { return flagInt(flags, "batch-points", 5000) }
+
+// flagInt is the value of the last -name N (or -name=N) in flags, or def.
+func flagInt(flags []string, name string, def int) int {
+	n := def
 	for i, f := range flags {
-		name, val, hasVal := strings.Cut(strings.TrimLeft(f, "-"), "=")
-		if name != "batch-points" {
+		fname, val, hasVal := strings.Cut(strings.TrimLeft(f, "-"), "=")
+		if fname != name {
 			continue
 		}
 		if !hasVal && i+1 < len(flags) {
@@ -578,6 +629,7 @@ func result(r Run, cfg citysim.Config, ep Endpoint, start, end snapshot) Result 
 		res.MachineBusy = 100 * float64(end.busy-start.busy) / float64(all)
 	}
 	res.EngineCPU = pct(end.engineCPU-start.engineCPU, win)
+	res.Load1 = end.load
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	res.SimGoroutines, res.SimHeapMB = runtime.NumGoroutine(), float64(ms.HeapInuse)/(1<<20)
@@ -593,8 +645,10 @@ func result(r Run, cfg citysim.Config, ep Endpoint, start, end snapshot) Result 
 		if !st.alive || !en.alive {
 			res.CloudCPU = append(res.CloudCPU, 0)
 			res.Throttled = append(res.Throttled, 0)
+			res.InstReadings = append(res.InstReadings, 0)
 			continue
 		}
+		res.InstReadings = append(res.InstReadings, (en.records-st.records)/win.Seconds())
 		res.CloudCPU = append(res.CloudCPU, pct(en.cpu-st.cpu, win))
 		res.Throttled = append(res.Throttled, (en.throttled-st.throttled).Seconds()/win.Seconds())
 		records += en.records - st.records
@@ -602,6 +656,7 @@ func result(r Run, cfg citysim.Config, ep Endpoint, start, end snapshot) Result 
 		points += en.points - st.points
 		requests += en.requests - st.requests
 		res.Duplicates += en.dups - st.dups
+		res.Moves += int(en.moves - st.moves)
 		d, err := en.latency.Sub(st.latency)
 		if err == nil {
 			lat, err = lat.Add(d)
@@ -628,12 +683,14 @@ func result(r Run, cfg citysim.Config, ep Endpoint, start, end snapshot) Result 
 	// gateways hold unconfirmed grew by less than two seconds of messages.
 	msgRate := float64(end.sim.Messages-start.sim.Messages) / win.Seconds()
 	res.KeptUp = res.Readings >= 0.95*res.Offered && float64(end.sim.Unconfirmed) <= float64(start.sim.Unconfirmed)+2*msgRate
-	res.Bound = bounds(res, r.CPUQuota, len(ep.PIDs) > 0)
+	res.Bound = bounds(res, r.CPUQuota, len(ep.PIDs) > 0, false)
 	return res
 }
 
-// bounds names what held a run back, from its measurements.
-func bounds(r Result, quota float64, enginePIDs bool) []string {
+// bounds names what held a run back, from its measurements. In a drain
+// (drain true) every write is full by design, so the in-flight window and
+// -batch-points are no bound there.
+func bounds(r Result, quota float64, enginePIDs, drain bool) []string {
 	if r.KeptUp {
 		return []string{"none (kept up with the offered load)"}
 	}
@@ -642,9 +699,35 @@ func bounds(r Result, quota float64, enginePIDs bool) []string {
 	if quota <= 0 {
 		limit = float64(runtime.NumCPU()) * 100
 	}
+	atQuota, live := 0, 0
 	for i, c := range r.CloudCPU {
+		if c == 0 && (i >= len(r.InstReadings) || r.InstReadings[i] == 0) {
+			continue // killed during the window
+		}
+		live++
 		if c >= 0.85*limit || (i < len(r.Throttled) && r.Throttled[i] > 0.2) {
-			b = append(b, "cloudd-cpu")
+			atQuota++
+		}
+	}
+	switch {
+	case atQuota > 0 && atQuota == live:
+		b = append(b, "cloudd-cpu")
+	case atQuota > 0:
+		b = append(b, fmt.Sprintf("cloudd-cpu (%d of %d instances)", atQuota, live))
+	}
+	if unevenShares(r.InstReadings) {
+		b = append(b, "uneven-shares")
+	}
+	if r.Moves > 0 {
+		b = append(b, "partitions-moved")
+	}
+	// A drain's instances always have messages waiting in the engine: an
+	// ingest queue below one write's worth on average means the pulls (and
+	// the validation done as a message is delivered) did not keep the
+	// writer busy.
+	for _, q := range r.InstQueued {
+		if q < max(r.MsgsPerWrite, 1) {
+			b = append(b, "pull-supply")
 			break
 		}
 	}
@@ -657,10 +740,10 @@ func bounds(r Result, quota float64, enginePIDs bool) []string {
 	// cloudd writes one request at a time and acknowledges after it: a
 	// request that carries the whole in-flight window, or its whole
 	// -batch-points, means the InfluxDB round trip paces the ingest.
-	if r.Inflight > 0 && r.MsgsPerWrite >= 0.8*float64(r.Inflight)/float64(max(len(r.CloudCPU), 1)) {
+	if !drain && r.Inflight > 0 && r.MsgsPerWrite >= 0.8*float64(r.Inflight)/float64(max(len(r.CloudCPU), 1)) {
 		b = append(b, "broker-inflight-window")
 	}
-	if r.BatchPoints > 0 && r.PointsPerWrite >= 0.8*float64(r.BatchPoints) {
+	if !drain && r.BatchPoints > 0 && r.PointsPerWrite >= 0.8*float64(r.BatchPoints) {
 		b = append(b, "cloudd-batch-points")
 	}
 	if r.InfluxWaiting >= 0.8 {
@@ -676,6 +759,22 @@ func bounds(r Result, quota float64, enginePIDs bool) []string {
 		return []string{"unknown"}
 	}
 	return b
+}
+
+// unevenShares reports whether one of several instances wrote more than
+// 15% above their mean: the instances did not carry equal shares, and the
+// busiest one paced the run.
+func unevenShares(perInstance []float64) bool {
+	var sum, top float64
+	n := 0
+	for _, v := range perInstance {
+		if v > 0 {
+			sum += v
+			top = max(top, v)
+			n++
+		}
+	}
+	return n > 1 && top > 1.15*sum/float64(n)
 }
 
 // influxWrites are InfluxDB's counters of HTTP write requests.

@@ -122,18 +122,42 @@ func TestBounds(t *testing.T) {
 		r     Result
 		quota float64
 		want  string
+		drain bool
 	}{
-		{Result{KeptUp: true, CloudCPU: []float64{30}, MachineBusy: 99}, 0.3, "none (kept up with the offered load)"},
-		{Result{CloudCPU: []float64{29, 10}}, 0.3, "cloudd-cpu"},
-		{Result{CloudCPU: []float64{10}, Throttled: []float64{0.5}}, 0.3, "cloudd-cpu"},
-		{Result{CloudCPU: []float64{10}, EngineCPU: 95, InfluxCPU: 90, LateTicks: 3, MachineBusy: 95}, 0.3, "broker+influxdb+simulator+machine"},
-		{Result{CloudCPU: []float64{10}}, 0, "unknown"},
-		{Result{CloudCPU: []float64{10, 10}, Inflight: 100, MsgsPerWrite: 45, BatchPoints: 5000, PointsPerWrite: 300}, 0.3, "broker-inflight-window"},
-		{Result{CloudCPU: []float64{10}, Inflight: 1000, MsgsPerWrite: 700, BatchPoints: 5000, PointsPerWrite: 4990}, 0, "cloudd-batch-points"},
+		{Result{KeptUp: true, CloudCPU: []float64{30}, MachineBusy: 99}, 0.3, "none (kept up with the offered load)", false},
+		{Result{CloudCPU: []float64{29, 10}}, 0.3, "cloudd-cpu (1 of 2 instances)", false},
+		{Result{CloudCPU: []float64{10}, Throttled: []float64{0.5}}, 0.3, "cloudd-cpu", false},
+		{Result{CloudCPU: []float64{10}, EngineCPU: 95, InfluxCPU: 90, LateTicks: 3, MachineBusy: 95}, 0.3, "broker+influxdb+simulator+machine", false},
+		{Result{CloudCPU: []float64{10}}, 0, "unknown", false},
+		{Result{CloudCPU: []float64{10, 10}, Inflight: 100, MsgsPerWrite: 45, BatchPoints: 5000, PointsPerWrite: 300}, 0.3, "broker-inflight-window", false},
+		{Result{CloudCPU: []float64{10}, Inflight: 1000, MsgsPerWrite: 700, BatchPoints: 5000, PointsPerWrite: 4990}, 0, "cloudd-batch-points", false},
+		// A drain's writes are full by design: not a bound there.
+		{Result{CloudCPU: []float64{19}, BatchPoints: 5000, PointsPerWrite: 5000, InfluxCPU: 40, MachineBusy: 70}, 0.2, "cloudd-cpu", true},
+		// Three instances at their quota with equal shares; then one of
+		// three at its quota, carrying most of the drain.
+		{Result{CloudCPU: []float64{19, 18, 20}, InstReadings: []float64{6000, 5900, 6100}, InfluxCPU: 60}, 0.2, "cloudd-cpu", true},
+		{Result{CloudCPU: []float64{19, 7, 9}, InstReadings: []float64{6000, 2500, 3000}}, 0.2, "cloudd-cpu (1 of 3 instances)+uneven-shares", true},
+		// An instance killed during the window counts for neither.
+		{Result{CloudCPU: []float64{0, 19}, InstReadings: []float64{0, 6000}}, 0.2, "cloudd-cpu", false},
+		{Result{CloudCPU: []float64{10, 10, 10}, InstReadings: []float64{3000, 3000, 3000}, InfluxCPU: 90, InfluxWaiting: 0.85}, 0.2, "influxdb+influxdb-write-time", true},
+		{Result{CloudCPU: []float64{19, 19}, InstReadings: []float64{6000, 6000}, Moves: 2, MachineBusy: 93}, 0.2, "cloudd-cpu+partitions-moved+machine", true},
+		// An instance whose queue ran empty was not supplied fast enough.
+		{Result{CloudCPU: []float64{12, 19}, InstReadings: []float64{5000, 5000}, InstQueued: []float64{3, 900}, MsgsPerWrite: 40}, 0.2, "cloudd-cpu (1 of 2 instances)+pull-supply", true},
+		{Result{CloudCPU: []float64{19}, InstReadings: []float64{5000}, InstQueued: []float64{2000}, MsgsPerWrite: 40}, 0.2, "cloudd-cpu", true},
 	} {
-		if got := strings.Join(bounds(c.r, c.quota, true), "+"); got != c.want {
+		if got := strings.Join(bounds(c.r, c.quota, true, c.drain), "+"); got != c.want {
 			t.Errorf("bounds of %+v = %q, want %q", c.r, got, c.want)
 		}
+	}
+}
+
+// Records per second of CPU: an instance at 10% of a core writing 4,000
+// records/s costs what one at 15% writing 6,000 does.
+func TestPerCore(t *testing.T) {
+	r := Result{InstReadings: []float64{6000, 4000, 0}, CloudCPU: []float64{15, 10, 0}}
+	got := r.PerCore()
+	if len(got) != 3 || math.Abs(got[0]-40000) > 1e-6 || math.Abs(got[1]-40000) > 1e-6 || got[2] != 0 {
+		t.Errorf("PerCore = %v, want [40000 40000 0]", got)
 	}
 }
 

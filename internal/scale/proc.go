@@ -115,3 +115,18 @@ func machineCPU() (busy, total time.Duration) {
 	}
 	return total - time.Duration(idle)*clockTick, total
 }
+
+// loadAverage returns the machine's 1-minute load average (/proc/loadavg),
+// 0 when unknown.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}
