@@ -236,6 +236,7 @@ type Bus struct {
 	gws   map[int]map[string]bool // per partition: "site/gateway" keys seen or restored
 
 	acquired, released, lost atomic.Uint64
+	stale                    atomic.Uint64 // messages not acknowledged: their partition was given up
 }
 
 // owned is a partition this instance holds.
@@ -522,6 +523,7 @@ type message struct {
 	b     *Bus
 	m     jetstream.Msg
 	topic string
+	part  int
 	owner *owned // nil: status (nothing to acknowledge)
 }
 
@@ -531,8 +533,19 @@ func (m *message) Ack() {
 	if m.owner == nil {
 		return
 	}
-	if err := m.m.Ack(); err != nil {
-		m.b.log.Debug("ack failed; the message comes again", "topic", m.topic, "err", err)
+	if m.b.holds(m.part, m.owner) {
+		if err := m.m.Ack(); err != nil {
+			m.b.log.Debug("ack failed; the message comes again", "topic", m.topic, "err", err)
+		}
+	} else {
+		// The partition was given up since the message was pulled (and
+		// may have been taken again, from the sequence states recorded
+		// before): acknowledged now, it would never come to the state
+		// that misses it, which would count its number lost. Left
+		// unacknowledged, it comes again after AckWait, below the
+		// sequence grace, and the holder takes it or drops it as a copy.
+		m.b.stale.Add(1)
+		m.b.log.Debug("not acknowledging a message of a partition given up; it comes again", "topic", m.topic, "partition", m.part)
 	}
 	m.owner.inflight.Add(-1)
 	m.owner.pmu.Lock()
@@ -811,7 +824,7 @@ func (b *Bus) pull(ctx context.Context, p int, o *owned, cons jetstream.Consumer
 				b.note(p, t.Site+"/"+t.Gateway)
 			}
 			o.inflight.Add(1)
-			msg := &message{b: b, m: m, topic: topic, owner: o}
+			msg := &message{b: b, m: m, topic: topic, part: p, owner: o}
 			o.pmu.Lock()
 			o.pending[msg] = time.Now()
 			o.pmu.Unlock()
@@ -868,6 +881,14 @@ func (b *Bus) lose(p int, o *owned, why string) {
 	b.drop(p, b.gatewaysOf(p))
 	b.lost.Add(1)
 	b.log.Warn("nats engine: partition given up", "partition", p, "reason", why)
+}
+
+// holds reports whether o is still this instance's hold of partition p
+// (being handed over included: a handover waits for its last messages).
+func (b *Bus) holds(p int, o *owned) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.parts[p] == o
 }
 
 // drop forgets partition p and its gateways' sequence states.
@@ -976,11 +997,12 @@ type Stats struct {
 	Acquired uint64 // partitions taken
 	Released uint64 // partitions handed over cleanly
 	Lost     uint64 // partitions given up without handing over
+	Stale    uint64 // messages left unacknowledged because their partition was given up meanwhile
 }
 
 // Stats returns the counters.
 func (b *Bus) Stats() Stats {
-	return Stats{Owned: len(b.Owned()), Acquired: b.acquired.Load(), Released: b.released.Load(), Lost: b.lost.Load()}
+	return Stats{Owned: len(b.Owned()), Acquired: b.acquired.Load(), Released: b.released.Load(), Lost: b.lost.Load(), Stale: b.stale.Load()}
 }
 
 // WriteMetrics writes the engine's counters in the Prometheus text format.
@@ -994,6 +1016,7 @@ func (b *Bus) WriteMetrics(w io.Writer) {
 		{"luling_cloud_nats_partitions_acquired_total", "counter", "Partitions this instance took.", s.Acquired},
 		{"luling_cloud_nats_partitions_released_total", "counter", "Partitions this instance handed over after writing and acknowledging their messages.", s.Released},
 		{"luling_cloud_nats_partitions_lost_total", "counter", "Partitions this instance gave up without handing over (lease lost or expired, handover stuck).", s.Lost},
+		{"luling_cloud_nats_stale_messages_total", "counter", "Messages left unacknowledged because their partition was given up after they were pulled; they come again to the holder.", s.Stale},
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", m.name, m.help, m.name, m.typ, m.name, m.v)
 	}
