@@ -42,17 +42,7 @@ func startInProcess(t *testing.T, c *natstest.Cluster, name string, parts int, i
 	b, err := New(Config{
 		URLs: strings.Split(c.URLs(), ","), Instance: name, Partitions: parts,
 		AckWait: 3 * time.Second, LeaseTTL: 6 * time.Second, Fleet: f, Logger: log,
-		Restore: func(ctx context.Context, gateways []string) error {
-			recs, err := q.LastParking(ctx, gateways)
-			if err != nil {
-				return err
-			}
-			for _, k := range gateways {
-				site, gw, _ := strings.Cut(k, "/")
-				f.RestoreParking(site, gw, recs[k])
-			}
-			return nil
-		},
+		Restore: web.RestoreParking(q, f),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/luling-edge/luling/cloud/fleet"
 	"github.com/luling-edge/luling/payload"
 )
 
@@ -94,4 +95,22 @@ func parkingRecord(measurement string, tags []string, s Series, row []any) (payl
 		}
 	}
 	return rec, !rec.Time.IsZero() && len(rec.Fields) > 0
+}
+
+// RestoreParking returns the natsbus.Config.Restore hook of a cloudd: it
+// rebuilds the parking occupancy of gateways ("site/gateway") taken over
+// from another instance from their last bay, fault and lane records in
+// InfluxDB.
+func RestoreParking(in *Influx, f *fleet.Fleet) func(ctx context.Context, gateways []string) error {
+	return func(ctx context.Context, gateways []string) error {
+		recs, err := in.LastParking(ctx, gateways)
+		if err != nil {
+			return err
+		}
+		for _, k := range gateways {
+			site, gw, _ := strings.Cut(k, "/")
+			f.RestoreParking(site, gw, recs[k])
+		}
+		return nil
+	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -128,27 +127,10 @@ func (e *engineConfig) bus(c *config, f *fleet.Fleet, log *slog.Logger) (*natsbu
 	cfg := e.nats
 	cfg.Fleet = f
 	cfg.Logger = log.With("component", "nats")
-	cfg.Restore = restoreParking(&web.Influx{URL: c.influxURL, DB: c.influxBucket, Token: c.influxToken}, f)
+	cfg.Restore = web.RestoreParking(&web.Influx{URL: c.influxURL, DB: c.influxBucket, Token: c.influxToken}, f)
 	var err error
 	if cfg.TLS, err = c.tlsConfig(); err != nil {
 		return nil, err
 	}
 	return natsbus.New(cfg)
-}
-
-// restoreParking rebuilds the parking occupancy of gateways taken over from
-// another instance from their last bay, fault and lane records in InfluxDB
-// (natsbus.Config.Restore).
-func restoreParking(in *web.Influx, f *fleet.Fleet) func(ctx context.Context, gateways []string) error {
-	return func(ctx context.Context, gateways []string) error {
-		recs, err := in.LastParking(ctx, gateways)
-		if err != nil {
-			return err
-		}
-		for _, k := range gateways {
-			site, gw, _ := strings.Cut(k, "/")
-			f.RestoreParking(site, gw, recs[k])
-		}
-		return nil
-	}
 }

@@ -195,16 +195,7 @@ func (p *Proxy) pipe(pc *proxyConn, src, dst net.Conn) {
 func (p *Proxy) Cut() {
 	p.mu.Lock()
 	p.mode = proxyCut
-	ln := p.ln
-	p.ln = nil
-	conns := p.takeConnsLocked()
-	p.mu.Unlock()
-	if ln != nil {
-		ln.Close()
-	}
-	for _, c := range conns {
-		c.close()
-	}
+	p.dropLocked()
 }
 
 // BlackHole drops every byte both ways, on open connections and on new
@@ -258,13 +249,23 @@ func (p *Proxy) Restore() error {
 	return nil
 }
 
-func (p *Proxy) takeConnsLocked() []*proxyConn {
-	out := make([]*proxyConn, 0, len(p.conns))
+// dropLocked closes the listener and every connection; it is called with
+// p.mu held and unlocks it before closing anything.
+func (p *Proxy) dropLocked() {
+	ln := p.ln
+	p.ln = nil
+	conns := make([]*proxyConn, 0, len(p.conns))
 	for c := range p.conns {
-		out = append(out, c)
+		conns = append(conns, c)
 	}
 	clear(p.conns)
-	return out
+	p.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+	for _, c := range conns {
+		c.close()
+	}
 }
 
 // Close stops the proxy and closes every connection.
@@ -275,15 +276,6 @@ func (p *Proxy) Close() {
 		return
 	}
 	p.closed = true
-	ln := p.ln
-	p.ln = nil
-	conns := p.takeConnsLocked()
-	p.mu.Unlock()
-	if ln != nil {
-		ln.Close()
-	}
-	for _, c := range conns {
-		c.close()
-	}
+	p.dropLocked()
 	p.wg.Wait()
 }
