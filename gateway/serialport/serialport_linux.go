@@ -7,6 +7,7 @@ import (
 	"os"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -60,9 +61,9 @@ func openLine(cfg Config) (Port, error) {
 	// Made once: Flush and Read run in every transaction and must not
 	// allocate.
 	p.flush = func(fd uintptr) {
-		var n int
-		if n, p.flushErr = unix.IoctlGetInt(int(fd), unix.TIOCINQ); p.flushErr == nil && n > 0 {
-			p.flushErr = unix.IoctlSetInt(int(fd), unix.TCFLSH, unix.TCIFLUSH)
+		var n int32
+		if p.flushErr = rawIoctl(fd, unix.TIOCINQ, uintptr(unsafe.Pointer(&n))); p.flushErr == nil && n > 0 {
+			p.flushErr = rawIoctl(fd, unix.TCFLSH, unix.TCIFLUSH)
 		}
 	}
 	p.read = func(fd uintptr) bool {
@@ -73,7 +74,7 @@ func openLine(cfg Config) (Port, error) {
 			req := p.req
 			p.req = nil
 			for {
-				p.wrote, p.werr = unix.Write(int(fd), req)
+				p.wrote, p.werr = rawRW(unix.SYS_WRITE, fd, req)
 				if p.werr != unix.EINTR {
 					break
 				}
@@ -91,11 +92,41 @@ func openLine(cfg Config) (Port, error) {
 
 func ignoringEINTR(fd uintptr, b []byte) (int, error) {
 	for {
-		n, err := unix.Read(int(fd), b)
+		n, err := rawRW(unix.SYS_READ, fd, b)
 		if err != unix.EINTR {
 			return n, err
 		}
 	}
+}
+
+// rawRW is one read(2) or write(2) (trap) of b on the non-blocking fd, made
+// without telling the runtime's scheduler that the goroutine enters a
+// system call, as unix.Read and unix.Write do. On a non-blocking
+// descriptor these calls return at once (EAGAIN when they would wait), so
+// the P need not be handed off; what is saved is the scheduler's
+// bookkeeping and, on a mostly idle daemon, a futex wake-up of the
+// runtime's monitor thread on every call: together about a tenth of
+// gatewayd's CPU on a saturated line (docs/performance.md). Only the
+// transaction path uses it; a blocking call here would stall a P.
+func rawRW(trap, fd uintptr, b []byte) (int, error) {
+	var p unsafe.Pointer
+	if len(b) > 0 {
+		p = unsafe.Pointer(&b[0])
+	}
+	n, _, e := unix.RawSyscall(trap, fd, uintptr(p), uintptr(len(b)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// rawIoctl is an ioctl(2) that does not wait (TIOCINQ, TCFLSH), made as
+// rawRW makes its calls.
+func rawIoctl(fd, req, arg uintptr) error {
+	if _, _, e := unix.RawSyscall(unix.SYS_IOCTL, fd, req, arg); e != 0 {
+		return e
+	}
+	return nil
 }
 
 // pollPort is a line whose reads and writes wait in the runtime's poller.
