@@ -49,6 +49,23 @@ type Transactor interface {
 	Transact(ctx context.Context, req []byte, frameLen FrameLenFunc) ([]byte, error)
 }
 
+// Resyncer is a Transactor that discards stale input before a request
+// only when it has reason to (the bus arbiter skips it right after a
+// complete reply). A driver whose reply failed its own check (CRC,
+// address, sequence) tells it so through Resync, and the next transaction
+// on the bus starts from an empty input queue.
+type Resyncer interface {
+	Resync()
+}
+
+// Resync tells t that its last reply failed the driver's check, when t is
+// a Resyncer; other Transactors are left alone.
+func Resync(t Transactor) {
+	if r, ok := t.(Resyncer); ok {
+		r.Resync()
+	}
+}
+
 // Errors that callers branch on.
 var (
 	// ErrTimeout means the device did not answer in time.

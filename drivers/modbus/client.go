@@ -59,7 +59,11 @@ func (c *Client) transact(ctx context.Context, req []byte) ([]byte, error) {
 		c.noise.Add(uint64(start))
 		reply = reply[start:]
 	}
-	return CheckReply(req, reply)
+	data, err := CheckReply(req, reply)
+	if err != nil {
+		drivers.Resync(c.bus)
+	}
+	return data, err
 }
 
 func (c *Client) read(ctx context.Context, fc byte, addr, qty uint16) ([]byte, error) {

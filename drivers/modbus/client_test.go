@@ -154,3 +154,48 @@ func TestClientErrors(t *testing.T) {
 		t.Fatalf("cancelled: %v", err)
 	}
 }
+
+// corrupting answers like its bank but flips a bit of every reply, and
+// counts the Resync calls the client makes.
+type corrupting struct {
+	*bank
+	resyncs int
+}
+
+func (c *corrupting) Transact(ctx context.Context, req []byte, fl drivers.FrameLenFunc) ([]byte, error) {
+	reply, err := c.bank.Transact(ctx, req, fl)
+	if len(reply) > 3 {
+		reply[3] ^= 0x10
+	}
+	return reply, err
+}
+
+func (c *corrupting) Resync() { c.resyncs++ }
+
+// A reply that fails its CRC makes the client ask the bus to discard
+// stale input before the next request; a good one does not.
+func TestClientResyncsAfterBadReply(t *testing.T) {
+	ctx := context.Background()
+	bus := &corrupting{bank: newBank(9, 10)}
+	c := NewClient(bus, 9, "meter-9")
+	if _, err := c.ReadHoldingRegisters(ctx, 0, 2); !errors.Is(err, drivers.ErrCRC) {
+		t.Fatalf("corrupted reply: %v, want a CRC error", err)
+	}
+	if bus.resyncs != 1 {
+		t.Fatalf("%d resyncs after a bad reply, want 1", bus.resyncs)
+	}
+	plain := resyncCounter{Transactor: newBank(9, 10)}
+	if _, err := NewClient(&plain, 9, "meter-9").ReadHoldingRegisters(ctx, 0, 2); err != nil {
+		t.Fatal(err)
+	}
+	if plain.n != 0 {
+		t.Fatalf("%d resyncs after a good reply, want 0", plain.n)
+	}
+}
+
+type resyncCounter struct {
+	drivers.Transactor
+	n int
+}
+
+func (r *resyncCounter) Resync() { r.n++ }

@@ -740,9 +740,11 @@ func (p *PD) transact(ctx context.Context, s *sent) (f Frame, lost bool, err err
 		return Frame{}, true, p.errf("command %#02x: %w", s.code, err)
 	}
 	if f, err = Decode(raw); err != nil {
+		drivers.Resync(p.bus)
 		return Frame{}, true, p.errf("reply to %#02x: %w", s.code, err)
 	}
 	if !f.Reply || f.Addr != p.cfg.Addr {
+		drivers.Resync(p.bus)
 		return Frame{}, true, p.errf("reply to %#02x: address byte %#02x: want %#02x: %w", s.code, f.Addr, p.cfg.Addr|ReplyBit, ErrFrame)
 	}
 	if f.Code == ReplyBusy {
@@ -752,6 +754,7 @@ func (p *PD) transact(ctx context.Context, s *sent) (f Frame, lost bool, err err
 		return f, false, nil
 	}
 	if f.Seq != s.seq {
+		drivers.Resync(p.bus)
 		return Frame{}, true, p.errf("reply to %#02x: sequence %d: want %d: %w", s.code, f.Seq, s.seq, ErrFrame)
 	}
 	if p.sc != nil && f.SCBType >= SCS15 {

@@ -610,3 +610,68 @@ func TestLateReplyIsDiscarded(t *testing.T) {
 		t.Fatalf("after a late reply: (% x, %v), want % x", got, err, reply(8, 2))
 	}
 }
+
+// Stale input is looked for before a request only when some may be there:
+// on a fresh port, after a driver found its reply bad (Resync), and after
+// the line was idle longer than the bus's timeout; not right after a
+// complete reply. Bytes that came in before a Resync are discarded.
+func TestFlushOnlyWhenInputMayBeStale(t *testing.T) {
+	l := newLine(t)
+	b := startBus(t, bus.Config{Port: serialport.Config{Name: l.link, Baud: 115200}, Timeout: 10 * time.Second}, bus.Options{Clock: newFakeClock()})
+	h := b.Device("meter")
+	transact := func(seq byte) {
+		t.Helper()
+		got, err := h.Transact(context.Background(), request(3, seq), frameLen(3))
+		if err != nil || !bytes.Equal(got, reply(3, seq)) {
+			t.Fatalf("transaction %d: (% x, %v), want % x", seq, got, err, reply(3, seq))
+		}
+	}
+	flushes := func(want uint64, when string) {
+		t.Helper()
+		if got := b.Stats().Flushes; got != want {
+			t.Fatalf("%s: %d flushes, want %d", when, got, want)
+		}
+	}
+	transact(1)
+	flushes(1, "first transaction on the port")
+	transact(2)
+	transact(3)
+	flushes(1, "right after complete replies")
+
+	// Garbage sits in the gateway's input queue; the driver says the last
+	// reply was bad, so the next transaction discards it.
+	if _, err := l.resp.m.Write([]byte{0xEE, 0xEE, 0xEE}); err != nil {
+		t.Fatal(err)
+	}
+	slave, err := os.OpenFile(l.pair.SlavePath, os.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slave.Close()
+	waitFor(t, "the garbage to arrive", func() bool {
+		n, err := unix.IoctlGetInt(int(slave.Fd()), unix.TIOCINQ)
+		return err == nil && n >= 3
+	})
+	drivers.Resync(h)
+	transact(4)
+	flushes(2, "after Resync")
+	transact(5)
+	flushes(2, "after a complete reply again")
+}
+
+func TestFlushAfterIdleLine(t *testing.T) {
+	l := newLine(t)
+	b := startBus(t, bus.Config{Port: serialport.Config{Name: l.link, Baud: 115200}, Timeout: 20 * time.Millisecond}, bus.Options{Clock: newFakeClock()})
+	h := b.Device("meter")
+	for seq := byte(1); seq <= 2; seq++ {
+		if _, err := h.Transact(context.Background(), request(3, seq), frameLen(3)); err != nil {
+			t.Fatal(err)
+		}
+		// Idle for longer than the bus's timeout: the next request
+		// looks for stale input again.
+		time.Sleep(60 * time.Millisecond)
+	}
+	if got := b.Stats().Flushes; got != 2 {
+		t.Fatalf("%d flushes for 2 transactions after idle time, want 2", got)
+	}
+}

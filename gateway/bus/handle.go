@@ -88,6 +88,10 @@ func (h *Handle) transact(ctx context.Context, req []byte, frameLen drivers.Fram
 	return reply, err
 }
 
+// Resync makes the bus discard stale input before its next transaction:
+// the driver found the reply it got bad (drivers.Resyncer).
+func (h *Handle) Resync() { h.bus.resync.Store(true) }
+
 // admit decides whether a transaction may go on the line. It returns
 // probe=true when this one is the probe after a back-off, and a non-zero
 // until when the device is backing off and this one must be skipped.
@@ -195,6 +199,9 @@ type Stats struct {
 	// EmptyReads counts reads that ended at serialport.ReadTimeout with no
 	// data: the cost of waiting for silent devices.
 	EmptyReads uint64
+	// Flushes counts the times stale input was looked for (and discarded)
+	// before a request; see Bus.needFlush for when that is skipped.
+	Flushes uint64
 	Busy       time.Duration // time the line carried transactions
 	Waiting    int           // callers queued for the line now
 	Devices    []DeviceStats // sorted by name
@@ -221,6 +228,7 @@ func (b *Bus) Stats() Stats {
 		BytesSent:     b.stats.bytesSent.Load(),
 		BytesReceived: b.stats.bytesReceived.Load(),
 		EmptyReads:    b.stats.emptyReads.Load(),
+		Flushes:       b.stats.flushes.Load(),
 		Busy:          time.Duration(b.stats.busyNanos.Load()),
 		Waiting:       b.line.waiting(),
 		Devices:       make([]DeviceStats, 0, len(hs)),
