@@ -202,9 +202,9 @@ type Stats struct {
 	// Flushes counts the times stale input was looked for (and discarded)
 	// before a request; see Bus.needFlush for when that is skipped.
 	Flushes uint64
-	Busy       time.Duration // time the line carried transactions
-	Waiting    int           // callers queued for the line now
-	Devices    []DeviceStats // sorted by name
+	Busy    time.Duration // time the line carried transactions
+	Waiting int           // callers queued for the line now
+	Devices []DeviceStats // sorted by name
 }
 
 // Stats returns a snapshot of the bus's and its devices' counters.
