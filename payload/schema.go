@@ -24,7 +24,7 @@ var Schema = map[string]*Measurement{
 	"parking_lot": {
 		Name: "parking_lot", RequiredTags: []string{"lot"}, OptionalTags: []string{"zone"},
 		Fields: map[string]ValueType{"capacity": TypeInt, "occupied": TypeInt, "unknown": TypeInt, "free": TypeInt,
-			"source": TypeString},
+			"source": TypeString, "in_total": TypeBool},
 	},
 	"barrier": {
 		Name: "barrier", RequiredTags: []string{"device"}, OptionalTags: []string{"lane", "direction"},

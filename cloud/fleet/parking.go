@@ -1,6 +1,8 @@
 package fleet
 
 import (
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/luling-edge/luling/payload"
@@ -54,6 +56,12 @@ type lotCount struct{ seen, occupied, failing int }
 // count: source "counting", or "combined" when bays of the lot report too
 // (their zones' points keep source "sensors"). A count older than the
 // last one applied changes nothing.
+//
+// Every point says whether it counts towards its site's total (field
+// in_total), so that a dashboard can sum a site's free bays without
+// counting a combined lot's zones twice: false only for the zones of a
+// counted lot. When a lot is first counted, its zones' points are
+// written again with in_total false.
 type Parking struct {
 	bays     map[string]*bayState
 	byDevice map[string][]*bayState
@@ -198,7 +206,8 @@ func (p *Parking) applyCount(dst []payload.Record, r *payload.Record) []payload.
 	if c != nil && !r.Time.After(c.t) {
 		return dst
 	}
-	if c == nil {
+	first := c == nil
+	if first {
 		if len(p.counted) >= MaxBays {
 			return dst
 		}
@@ -206,7 +215,35 @@ func (p *Parking) applyCount(dst []payload.Record, r *payload.Record) []payload.
 		p.counted[lot] = c
 	}
 	c.occupied, c.capacity, c.t = int(occ.Int()), int(capa.Int()), r.Time
-	return append(dst, p.point(lotKey{lot: lot}, r.Time))
+	dst = append(dst, p.point(lotKey{lot: lot}, r.Time))
+	if first {
+		// The lot's sensor zones leave its total (in_total false) from
+		// now on: say so at once rather than at their next change.
+		for _, lk := range p.zonesOf(lot) {
+			dst = append(dst, p.point(lk, r.Time))
+		}
+	}
+	return dst
+}
+
+// zonesOf returns the zones of lot that bays reported in, sorted.
+func (p *Parking) zonesOf(lot string) []lotKey {
+	var out []lotKey
+	for lk := range p.lots {
+		if lk.lot == lot && lk.zone != "" {
+			out = append(out, lk)
+		}
+	}
+	slices.SortFunc(out, func(a, b lotKey) int { return strings.Compare(a.zone, b.zone) })
+	return out
+}
+
+// InTotal says whether a lot/zone's point counts towards its site's total
+// (its field in_total): every whole-lot point does, and so does each zone
+// of a lot that nothing counts at its lanes; the zones of a counted lot
+// are inside its count.
+func (p *Parking) InTotal(lot, zone string) bool {
+	return zone == "" || p.counted[lot] == nil
 }
 
 // Source says where a lot/zone's point comes from.
@@ -283,6 +320,7 @@ func (p *Parking) point(lk lotKey, t time.Time) payload.Record {
 			"unknown":  payload.Int(int64(unknown)),
 			"free":     payload.Int(int64(free)),
 			"source":   payload.String(p.Source(lk.lot, lk.zone)),
+			"in_total": payload.Bool(p.InTotal(lk.lot, lk.zone)),
 		},
 		Time: t,
 	}

@@ -63,3 +63,37 @@ func TestParkingCountedLot(t *testing.T) {
 		t.Errorf("zone source %s", s)
 	}
 }
+
+// in_total marks what a site's total sums: whole-lot points and the zones
+// of lots nothing counts. A lot whose zones reported before its first
+// count gets its zones' points again at that count, now out of the total.
+func TestParkingInTotal(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	bay := func(dev, zone string, s int) payload.Record {
+		return payload.Record{Measurement: "parking_bay", Tags: map[string]string{"device": dev, "bay": dev, "lot": "P", "zone": zone},
+			Fields: map[string]payload.Value{"occupied": payload.Bool(true)}, Time: t0.Add(time.Duration(s) * time.Second)}
+	}
+	count := payload.Record{Measurement: "lane", Tags: map[string]string{"lane": "p-in", "lot": "P", "direction": "in", "event": "passed"},
+		Fields: map[string]payload.Value{"occupied": payload.Int(7), "capacity": payload.Int(20), "free": payload.Int(13)}, Time: t0.Add(3 * time.Second)}
+	show := func(recs []payload.Record) string {
+		var out []string
+		for _, r := range recs {
+			if err := payload.CheckSchema(&r); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fmt.Sprintf("%s/%s:%s:%v", r.Tags["lot"], r.Tags["zone"], r.Fields["source"].Str(), r.Fields["in_total"].Bool()))
+		}
+		return strings.Join(out, " ")
+	}
+	var p Parking
+	if got, want := show(p.Apply(nil, []payload.Record{bay("b1", "west", 1), bay("b2", "east", 2)})), "P/west:sensors:true P/east:sensors:true"; got != want {
+		t.Fatalf("sensor zones: %q, want %q", got, want)
+	}
+	if got, want := show(p.Apply(nil, []payload.Record{count})), "P/:combined:true P/east:sensors:false P/west:sensors:false"; got != want {
+		t.Fatalf("first count: %q, want %q", got, want)
+	}
+	count.Time = count.Time.Add(time.Second)
+	if got, want := show(p.Apply(nil, []payload.Record{count, bay("b3", "west", 5)})), "P/:combined:true P/west:sensors:false"; got != want {
+		t.Fatalf("later count and bay: %q, want %q", got, want)
+	}
+}

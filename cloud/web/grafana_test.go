@@ -1,14 +1,20 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/luling-edge/luling/cloud/fleet"
+	"github.com/luling-edge/luling/cloud/influxw"
+	"github.com/luling-edge/luling/payload"
 )
 
 // grafanaDashboard is the part of a dashboard's JSON the check reads.
@@ -131,4 +137,91 @@ func hasValue(r Result) bool {
 		}
 	}
 	return len(filled) > 0
+}
+
+// The area dashboard's "Free bays" sums each lot once: a lot counted at
+// its lanes by its count, not its count plus its sensor zones, and agrees
+// with the area view. The points are the ones cloudd derives (fleet.Parking)
+// in the line protocol cloudd writes.
+func TestGrafanaAreaFreeBaysCountsEachLotOnce(t *testing.T) {
+	p := newPlatform(t)
+	now := time.Now().Add(-time.Minute)
+	at := func(s int) time.Time { return now.Add(time.Duration(s) * time.Millisecond) }
+	var recs []payload.Record
+	bay := func(lot, zone, dev string, occ bool, s int) payload.Record {
+		tags := map[string]string{"device": dev, "bay": dev, "lot": lot}
+		if zone != "" {
+			tags["zone"] = zone
+		}
+		return payload.Record{Measurement: "parking_bay", Tags: tags, Fields: map[string]payload.Value{"occupied": payload.Bool(occ)}, Time: at(s)}
+	}
+	// c1: counted at its lanes (50 bays, 30 in), with a sensor zone "ev"
+	// of 4 bays that reported first; c2: sensors, no zone, 5 bays in its
+	// birth (one never reports), 2 occupied; c3: sensors in two zones.
+	for i := range 4 {
+		recs = append(recs, bay("c1", "ev", fmt.Sprintf("ev%d", i), i < 3, i))
+	}
+	for i := range 5 {
+		recs = append(recs, bay("c2", "", fmt.Sprintf("c2-%d", i), i < 2, 10+i))
+	}
+	for i := range 6 {
+		recs = append(recs, bay("c3", []string{"a", "b"}[i%2], fmt.Sprintf("c3-%d", i), i < 2, 20+i))
+	}
+	recs = append(recs, payload.Record{Measurement: "lane", Tags: map[string]string{"lane": "c1-in", "lot": "c1", "direction": "in", "event": "passed"},
+		Fields: map[string]payload.Value{"occupied": payload.Int(30), "capacity": payload.Int(50), "free": payload.Int(20)}, Time: at(40)})
+	var birth []payload.DeviceInfo
+	for i := range 6 {
+		birth = append(birth, payload.DeviceInfo{ID: fmt.Sprintf("c2-%d", i), Measurement: "parking_bay", Tags: map[string]string{"lot": "c2"}})
+	}
+	var parking fleet.Parking
+	parking.SetCapacity(birth)
+	var body []byte
+	var keys influxw.Keys
+	for _, r := range parking.Apply(nil, recs) {
+		body = append(influxw.AppendLine(body, &keys, "east", "gw-5", &r), '\n')
+	}
+	resp, err := http.Post(p.influx.URL+"/write?db="+p.db, "text/plain", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("write: HTTP %d", resp.StatusCode)
+	}
+	const want = 20 + 3 + 4 // c1's count, c2 (6 bays, 2 occupied, 1 unknown), c3's zones a and b
+	b, err := os.ReadFile("grafana/area.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d grafanaDashboard
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	var q string
+	for _, pn := range d.Panels {
+		if pn.Title == "Free bays" && len(pn.Targets) == 1 {
+			q = pn.Targets[0].Query
+		}
+	}
+	if q == "" {
+		t.Fatal(`area.json: no panel "Free bays" with one query`)
+	}
+	res, err := p.srv.influx.Query(context.Background(), grafanaQuery(q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res[0].Series) != 1 || len(res[0].Series[0].Values) != 1 {
+		t.Fatalf("Free bays: %+v, want one value", res[0])
+	}
+	if got, _ := res[0].Series[0].Float(0, "sum"); got != want {
+		t.Errorf("Free bays panel sums %v, want %d", got, want)
+	}
+	p.online("east", "gw-5", birth...)
+	code, page, _ := p.get(p.client("view"), "/")
+	if code != 200 {
+		t.Fatalf("area: HTTP %d\n%s", code, page)
+	}
+	if got := textOf(t, page, "free-total"); got != fmt.Sprint(want) {
+		t.Errorf("area view shows %s free, the dashboard %d", got, want)
+	}
 }

@@ -203,11 +203,11 @@ func TestAnonymousGetsLogin(t *testing.T) {
 func lotPoints(now time.Time) []string {
 	ms := now.UnixMilli()
 	return []string{
-		fmt.Sprintf("parking_lot,site=north,gateway=gw-1,lot=l1,zone=z1 capacity=10i,occupied=7i,free=3i %d", ms-60_000),
-		fmt.Sprintf("parking_lot,site=north,gateway=gw-1,lot=l1,zone=z1 capacity=10i,occupied=6i,free=4i %d", ms-1000),
-		fmt.Sprintf("parking_lot,site=north,gateway=gw-1,lot=l1,zone=z2 capacity=5i,occupied=5i,free=0i %d", ms-1000),
-		fmt.Sprintf("parking_lot,site=north,gateway=gw-2,lot=l1,zone=z2 capacity=5i,occupied=1i,free=4i %d", ms-1000),
-		fmt.Sprintf("parking_lot,site=south,gateway=gw-9,lot=s1,zone=a capacity=20i,occupied=2i,free=18i %d", ms-1000),
+		fmt.Sprintf("parking_lot,site=north,gateway=gw-1,lot=l1,zone=z1 capacity=10i,occupied=7i,free=3i,in_total=true %d", ms-60_000),
+		fmt.Sprintf("parking_lot,site=north,gateway=gw-1,lot=l1,zone=z1 capacity=10i,occupied=6i,free=4i,in_total=true %d", ms-1000),
+		fmt.Sprintf("parking_lot,site=north,gateway=gw-1,lot=l1,zone=z2 capacity=5i,occupied=5i,free=0i,in_total=true %d", ms-1000),
+		fmt.Sprintf("parking_lot,site=north,gateway=gw-2,lot=l1,zone=z2 capacity=5i,occupied=1i,free=4i,in_total=true %d", ms-1000),
+		fmt.Sprintf("parking_lot,site=south,gateway=gw-9,lot=s1,zone=a capacity=20i,occupied=2i,free=18i,in_total=true %d", ms-1000),
 		fmt.Sprintf("alert,site=north,gateway=gw-1,rule=r,severity=critical,device=d message=\"door forced\" %d", ms-1000),
 		fmt.Sprintf("alert,site=north,gateway=gw-1,rule=r,severity=warning,device=d message=\"x\" %d", ms-2000),
 		fmt.Sprintf("access,site=north,gateway=gw-1,door=front,reader=r1,result=granted credential=\"1\",reason=\"ok\",latency_ms=20 %d", ms-1000),
@@ -319,7 +319,7 @@ func TestAreaLive(t *testing.T) {
 	if n := p.srv.live.watching(); n != 1 {
 		t.Errorf("%d feeds for two clients of one view, want 1", n)
 	}
-	p.write(fmt.Sprintf("parking_lot,site=south,gateway=gw-9,lot=s1,zone=a capacity=20i,occupied=10i,free=10i %d", time.Now().UnixMilli()))
+	p.write(fmt.Sprintf("parking_lot,site=south,gateway=gw-9,lot=s1,zone=a capacity=20i,occupied=10i,free=10i,in_total=true %d", time.Now().UnixMilli()))
 	for _, ev := range []<-chan string{ev1, ev2} {
 		deadline := time.After(30 * time.Second)
 		for got := ""; got != "18"; {
@@ -346,8 +346,8 @@ func TestLotGrid(t *testing.T) {
 		fmt.Sprintf("parking_bay,site=north,gateway=gw-1,device=bay-002,lot=l1,zone=z1,bay=002 occupied=false %d", ms-1000),
 		fmt.Sprintf("parking_bay,site=north,gateway=gw-1,device=bay-003,lot=l1,zone=z1,bay=003 occupied=false,sensor_fault=true %d", ms-1000),
 		fmt.Sprintf("parking_bay,site=north,gateway=gw-1,device=bay-004,lot=l1,zone=z1,bay=004 occupied=false %d", ms-int64(3*time.Hour/time.Millisecond)),
-		fmt.Sprintf("parking_lot,site=north,gateway=gw-1,lot=l1,zone=z1 capacity=5i,occupied=1i,free=2i %d", ms-1000),
-		fmt.Sprintf("parking_lot,site=north,gateway=gw-1,lot=l1,zone=z1 capacity=5i,occupied=3i,free=0i %d", ms-int64(2*time.Hour/time.Millisecond)),
+		fmt.Sprintf("parking_lot,site=north,gateway=gw-1,lot=l1,zone=z1 capacity=5i,occupied=1i,free=2i,in_total=true %d", ms-1000),
+		fmt.Sprintf("parking_lot,site=north,gateway=gw-1,lot=l1,zone=z1 capacity=5i,occupied=3i,free=0i,in_total=true %d", ms-int64(2*time.Hour/time.Millisecond)),
 		fmt.Sprintf("guidance_display,site=north,gateway=gw-1,device=sign-1,lot=l1,zone=z1 shown=7i,blank=false,faults=0i,brightness=9i %d", ms-1000),
 		fmt.Sprintf("guidance_display,site=north,gateway=gw-1,device=sign-2,lot=l1,zone=z1 blank=true,faults=2i,brightness=9i %d", ms-1000),
 	)
