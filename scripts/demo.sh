@@ -155,8 +155,10 @@ zone on a fourth, which the gateway's zone-guidance rule keeps at the zone's fre
 and $DOORS doors with OSDP readers on a fifth and their strikes, contacts and exit
 buttons on simulated GPIO (gpio.simulator): visitors come by every few seconds.
 The lot's entry lane (gate-in) and exit lane (gate-out) run barriers and vehicle
-loops on simulated GPIO: vehicles, residents with tags and the odd tailgater
-come every few seconds, and the lanes count the lot (docs/parking.md).
+loops on simulated GPIO: visitors, residents with tags and the odd tailgater
+drive in and out as the bay sensors fill and empty, and the lanes count the
+lot ("gates"; docs/parking.md). The bays run ${SPEED}x, the barriers in real
+time: while the lot fills, the count trails the sensors for a few minutes.
 
   web platform     http://127.0.0.1:$API_PORT/   log in as $WEB_USER, password $WEB_PASSWORD (operator)
   gateway status   http://127.0.0.1:$STATUS_PORT/status   (Prometheus: /metrics)

@@ -20,10 +20,15 @@ import (
 
 // laneBench is the lot's entrance of the demo and of bench tests: an
 // entry and an exit lane (package gateway/lane/lanesim) on simulated GPIO
-// lines, with a Wiegand tag reader at the entry. Vehicles come at random:
-// visitors, residents with a tag (the doors' simulated cards), now and
-// then a tailgater, a driver who stops under the barrier, and, with
-// --lane-jam, an exit barrier that jams for one vehicle. The lines are
+// lines, with a Wiegand tag reader at the entry. The lanes follow the
+// lot's bay sensors: a vehicle drives in while the sensors show more cars
+// than the lanes counted in, and out while they show fewer, so that the
+// lot's count and its zones tell the same story (the bays change at
+// --speed, the lanes on the wall clock, so the count lags while the lot
+// fills or empties fast). Vehicles are of every kind: visitors, residents
+// with a tag (the doors' simulated cards), now and then a tailgater, a
+// driver who stops under the barrier, and, with --lane-jam, an exit
+// barrier that jams for one vehicle. The lines are
 // served by the doors' GPIO simulator when there are doors, else by its
 // own at the same socket.
 type laneBench struct {
@@ -37,6 +42,9 @@ type laneBench struct {
 	capacity int
 	seed     uint64
 	log      *slog.Logger
+	// cars is the number of cars the bay sensors see; nil plays vehicles
+	// at random, every --lane-every.
+	cars func() int
 
 	mu     sync.Mutex
 	inside int
@@ -174,6 +182,11 @@ func (b *laneBench) play(ctx context.Context, in bool) {
 		b.mu.Lock()
 		inside := b.inside
 		b.mu.Unlock()
+		if b.cars != nil {
+			if cars := b.cars(); in && inside >= cars || !in && inside <= cars {
+				continue // the count is in step with the sensors
+			}
+		}
 		if !in && inside == 0 {
 			continue
 		}

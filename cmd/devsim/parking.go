@@ -136,7 +136,7 @@ func parseParking(args []string, stderr io.Writer) (*parkingOptions, error) {
 	fs.StringVar(&o.gpioSocket, "gpio-socket", "", "unix socket of the doors' simulated GPIO lines, gpio.simulator in the config (default DIR/gpio.sock)")
 	fs.DurationVar(&o.accessEvery, "access-every", 10*time.Second, "mean wall-clock time between two visitors at the doors")
 	fs.BoolVar(&o.lanes, "lanes", false, "an entry and an exit lane of --lot on simulated GPIO (barrier, loops, a Wiegand tag reader at the entry) with a stream of vehicles; the lanes count the lot (docs/parking.md)")
-	fs.DurationVar(&o.laneEvery, "lane-every", 8*time.Second, "mean wall-clock time between two vehicles at each lane")
+	fs.DurationVar(&o.laneEvery, "lane-every", 2*time.Second, "mean wall-clock gap before each vehicle at a lane; vehicles come while the lanes' count is behind the bay sensors")
 	fs.Float64Var(&o.laneJam, "lane-jam", 0.02, "share of exit vehicles for which the barrier jams (a fault), 0..1")
 	fs.IntVar(&o.laneCapacity, "lane-capacity", 40, "capacity of --lot counted at the lanes")
 	fs.BoolVar(&o.verbose, "v", false, "log each bus's diagnostics too")
@@ -269,6 +269,17 @@ func runParking(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	defer signs.close()
 	o.signs = signs
 	o.laneSim = newLaneBench(o, logger)
+	if o.laneSim != nil {
+		o.laneSim.cars = func() int {
+			n := 0
+			for _, b := range bays {
+				if occ, err := lot.Occupied(b.Bay); err == nil && occ {
+					n++
+				}
+			}
+			return n
+		}
+	}
 	doorSim, err := startAccess(o, o.doors, logger)
 	if err != nil {
 		return err
