@@ -84,6 +84,13 @@ func TestEmbeddedBrokerKeepsCloudSession(t *testing.T) {
 	ts := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
 	g.send(1, pv("inv-1", 1, ts))
 	waitFor(t, 30*time.Second, "first written", func() bool { return r1.in.Stats().Written == 1 })
+	// cloudd acknowledges a message to the broker after its write: wait
+	// for that too, or the first message stays in the session and is
+	// counted with those queued below.
+	waitFor(t, 30*time.Second, "first acknowledged to the broker", func() bool {
+		_, _, waiting := b.Session(cfg.ClientID)
+		return waiting == 0
+	})
 	r1.stop()
 	// The broker must have seen cloudd leave before the gateway publishes,
 	// so that the messages are queued in cloudd's session.
@@ -94,7 +101,7 @@ func TestEmbeddedBrokerKeepsCloudSession(t *testing.T) {
 	for seq := 2; seq <= 20; seq++ { // cloudd is away: the broker queues for its session
 		g.send(uint64(seq), pv("inv-1", float64(seq), ts.Add(time.Duration(seq)*time.Second)))
 	}
-	waitFor(t, 10*time.Second, "messages queued in cloudd's session", func() bool {
+	waitFor(t, 30*time.Second, "messages queued in cloudd's session", func() bool {
 		_, _, waiting := b.Session(cfg.ClientID)
 		return waiting == 19
 	})
