@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -59,12 +60,15 @@ func storedAt(e jetstream.KeyValueEntry) time.Time {
 	return e.Created()
 }
 
-// renew keeps the heartbeat and the leases alive until ctx ends.
+// renew keeps the heartbeat and the leases alive until ctx ends; it
+// returns once the renewals in flight ended too.
 func (b *Bus) renew(ctx context.Context) {
 	tick := time.NewTicker(b.tickEvery())
 	defer tick.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
-		b.renewRound(ctx, time.Now())
+		b.renewRound(ctx, &wg, time.Now())
 		select {
 		case <-ctx.Done():
 			return
@@ -75,9 +79,11 @@ func (b *Bus) renew(ctx context.Context) {
 
 // renewRound sends the heartbeat and one renewal per lease held that has
 // none in flight, and marks late the leases past their fence.
-func (b *Bus) renewRound(ctx context.Context, now time.Time) {
+func (b *Bus) renewRound(ctx context.Context, wg *sync.WaitGroup, now time.Time) {
 	if b.beating.CompareAndSwap(false, true) {
+		wg.Add(1)
 		go func() {
+			defer wg.Done()
 			defer b.beating.Store(false)
 			hctx, cancel := context.WithTimeout(ctx, b.renewWait())
 			defer cancel()
@@ -105,7 +111,11 @@ func (b *Bus) renewRound(ctx context.Context, now time.Time) {
 				"partition", p, "last_renewal_confirmed", age.Round(time.Millisecond), "fence", b.fence())
 		}
 		if start {
-			go b.renewOne(ctx, p, o, rev)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				b.renewOne(ctx, p, o, rev)
+			}()
 		}
 	}
 }
@@ -166,4 +176,19 @@ func (b *Bus) confirm(p int, o *owned, rev uint64, at time.Time) {
 	if fresh && o.late.CompareAndSwap(true, false) {
 		b.log.Info("nats engine: lease confirmed again; the partition was ours throughout", "partition", p)
 	}
+}
+
+// deleteLease deletes p's lease held as o, at the revision held or, when a
+// renewal was stored after its wait ended, at the newer one if the key
+// still names this instance.
+func (b *Bus) deleteLease(ctx context.Context, p int, o *owned) error {
+	err := b.leases.Delete(ctx, leaseKey(p), jetstream.LastRevision(o.revision()))
+	if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
+		return err
+	}
+	e, gerr := b.leases.Get(ctx, leaseKey(p))
+	if gerr != nil || string(e.Value()) != b.cfg.Instance {
+		return err // not ours any more: nothing to delete
+	}
+	return b.leases.Delete(ctx, leaseKey(p), jetstream.LastRevision(e.Revision()))
 }

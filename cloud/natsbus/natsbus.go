@@ -32,8 +32,9 @@
 // # How partitions move
 //
 // Every LeaseTTL/4 (at most every second) each instance refreshes its
-// heartbeat and computes the wanted owner of each partition from the live
-// members sorted by name:
+// heartbeat and its leases (on a goroutine of their own, see lease.go) and
+// computes the wanted owner of each partition from the live members
+// sorted by name:
 // partition n goes to member n mod len(members), so with P a multiple of
 // the instance count every instance gets the same share. An instance
 // takes a partition only by creating its lease key (which fails while
@@ -53,10 +54,11 @@
 // its opening time; the gateway keeps every message until cloudd's own
 // acknowledgement and resends what cloudd asks for.
 //
-// Each instance holds two NATS connections: one for the data (the pulls,
-// their acknowledgements, the status stream) and one for control (the
-// heartbeat, the leases and the sequence states), so that a renewal's
-// reply never queues behind pulled messages on a busy instance.
+// Each instance holds three NATS connections: one for the data (the
+// pulls, their acknowledgements, the status stream), one for control (the
+// members' listing, the takes, the sequence states) and one for the leases
+// and the heartbeat alone, so that a renewal's reply never queues behind
+// pulled messages or commits on a busy instance.
 //
 // Acknowledgements to gateways are published as NATS messages on
 // gw.v1.{site}.{gateway}.ack; the MQTT listener delivers messages of NATS
@@ -853,7 +855,7 @@ func (b *Bus) finishLeaving(ctx context.Context, p int, o *owned) {
 	if !b.drop(p, o, keys) {
 		return // given up meanwhile
 	}
-	if err := b.leases.Delete(ctx, leaseKey(p), jetstream.LastRevision(o.revision())); err != nil {
+	if err := b.deleteLease(ctx, p, o); err != nil {
 		b.log.Warn("nats engine: cannot delete a lease; it expires", "partition", p, "err", err)
 	}
 	b.released.Add(1)
@@ -977,7 +979,7 @@ func (b *Bus) shutdown(wg *sync.WaitGroup) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	for p, o := range parts {
-		if err := b.leases.Delete(ctx, leaseKey(p), jetstream.LastRevision(o.revision())); err != nil {
+		if err := b.deleteLease(ctx, p, o); err != nil {
 			b.log.Warn("nats engine: cannot delete a lease on the way out; it expires", "partition", p, "err", err)
 		}
 	}

@@ -73,7 +73,9 @@ func backlog(t *testing.T, urls string, gateways, messages, records int) {
 				t.Fatal(err)
 			}
 			subject := strings.ReplaceAll(payload.TopicFor(b.Site, b.Gateway, payload.Telemetry), "/", ".")
-			if _, err := js.PublishAsync(subject, append([]byte(nil), buf...)); err != nil {
+			// A busy cluster holds the acks back: wait for room rather
+			// than fail.
+			if _, err := js.PublishAsync(subject, append([]byte(nil), buf...), jetstream.WithStallWait(time.Minute)); err != nil {
 				t.Fatal(err)
 			}
 		}
