@@ -100,8 +100,13 @@ const (
 	// DefaultPullBatch is small on purpose: messages buffered in the
 	// client are not yet in ingest's queue, where progress is reported
 	// (see progress), and a large buffer of a slow instance came again
-	// after the ack wait.
-	DefaultPullBatch = 64
+	// after the ack wait. At 64 per partition an instance at 5% of a core
+	// (about 55 messages a second) held 768 messages, 14 s of its work,
+	// beyond the ack wait of its test, and processed half of a backlog
+	// twice; at 16 it processed 43 of 4,000 twice and drained in 50 s
+	// instead of 70 (TestStarvedInstanceDrainsWithoutMoves). At half a
+	// core 16 drained as fast as 64.
+	DefaultPullBatch = 16
 	// MaxPartitions bounds Config.Partitions.
 	MaxPartitions = 1024
 )
@@ -123,7 +128,7 @@ type Config struct {
 	AckWait       time.Duration // redelivery after this long unacknowledged (default 30s)
 	LeaseTTL      time.Duration // a dead instance's partitions move after this long (default 10s)
 	MaxAckPending int           // unacknowledged messages per partition (default 20000)
-	PullBatch     int           // messages buffered per partition pull (default 64)
+	PullBatch     int           // messages buffered per partition pull (default 16)
 
 	// Fleet is cloudd's fleet: the sequence states are restored into it,
 	// read from it and dropped from it.
