@@ -98,8 +98,9 @@ type Config struct {
 	QueueBytes    int64 // payload bytes queued at most; default 64 MiB
 	// QueueTime bounds the queue in time: a message is taken in only
 	// while the queue holds less than this long of the writer's measured
-	// rate (at least 128 messages, at most QueueMessages; see pace.go).
-	// Default DefaultQueueTime.
+	// rate (at least 128 messages and what fills Writes writes of
+	// BatchPoints, at most QueueMessages; see pace.go). Default
+	// DefaultQueueTime.
 	QueueTime   time.Duration
 	BatchPoints int // points per InfluxDB request at most; default 5000
 	// Writes is how many InfluxDB requests may be in flight at once
@@ -273,7 +274,7 @@ func New(cfg Config, w LineWriter, f *fleet.Fleet) (*Ingest, error) {
 	in := &Ingest{
 		cfg: cfg, log: cfg.Logger, w: w, fleet: f,
 		queue:  make(chan item, cfg.QueueMessages),
-		pace:   newPacer(cfg.QueueTime, cfg.QueueMessages),
+		pace:   newPacer(cfg.QueueTime, cfg.QueueMessages, cfg.Writes*cfg.BatchPoints),
 		budget: semaphore.NewWeighted(cfg.QueueBytes),
 		limit:  newLimiter(20, 10*time.Second),
 		seed:   maphash.MakeSeed(),
@@ -439,6 +440,9 @@ func (in *Ingest) deliver(m Message) {
 	if it.size > 0 || it.batch != nil || it.dropped != nil {
 		if !in.pace.wait(ctx, &in.queued) {
 			return // shutting down: the broker redelivers
+		}
+		if it.batch != nil {
+			in.pace.took(len(it.batch.Records))
 		}
 	}
 	if err := in.budget.Acquire(ctx, it.size); err != nil {
@@ -626,7 +630,7 @@ func (in *Ingest) WriteMetrics(w io.Writer) {
 		{"luling_cloud_ingest_acked_total", "counter", "Messages acknowledged to the broker.", s.Acked},
 		{"luling_cloud_ingest_gateway_acks_total", "counter", "Acknowledgements published to gateways on their ack topics.", s.AcksSent},
 		{"luling_cloud_ingest_queued", "gauge", "Messages received and not yet acknowledged.", s.Queued},
-		{"luling_cloud_ingest_queue_limit", "gauge", "Messages the queue takes now: -queue-time of the write rate, at least 128, at most the queue's size.", s.QueueLimit},
+		{"luling_cloud_ingest_queue_limit", "gauge", "Messages the queue takes now: -queue-time of the write rate, at least 128 and what fills every write in flight, at most the queue's size.", s.QueueLimit},
 		{"luling_cloud_ingest_rate", "gauge", "Messages written or skipped a second, over the last 10 s.", s.Rate},
 		{"luling_cloud_influx_requests_total", "counter", "InfluxDB write requests, retries included.", s.Requests},
 		{"luling_cloud_influx_errors_total", "counter", "InfluxDB write requests that failed and were retried.", s.WriteErrors},

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,9 +19,13 @@ import (
 // them longer than the sequence grace, and its gap counted lost before it
 // arrived. So deliver also waits while the queue holds more than
 // QueueTime of the writer's measured rate (completed messages a second,
-// over the last rateWindow), never less than queueFloor messages (a
-// writer idle since start has no rate yet, and must still fill its
-// writes) and never more than QueueMessages.
+// over the last rateWindow), never more than QueueMessages and never less
+// than the floor: queueFloor messages, and at least what fills every write
+// slot (Writes × BatchPoints points, in messages of the average size seen).
+// A writer idle since start has no rate yet; and with writes slower than
+// QueueTime, a bound of QueueTime alone would shrink the writes, the rate
+// with them, and the bound again, down to a trickle below what InfluxDB
+// takes (the messages in writes count as queued).
 
 // DefaultQueueTime is Config.QueueTime when unset: a small part of the
 // sequence grace (60 s) and of the NATS engine's ack wait (30 s).
@@ -34,18 +39,20 @@ const (
 	// span a few InfluxDB writes, short enough to follow a change of the
 	// instance's CPU.
 	rateWindow = 10 * time.Second
-	// queueFloor is the smallest queue allowed: a couple of full writes
-	// of the small messages a city sends (30 records each).
+	// queueFloor is the smallest queue allowed: a few full writes of the
+	// messages a city sends (30 records each).
 	queueFloor = 128
 )
 
 // pacer bounds the queue in time: limit is QueueTime of the writer's rate.
 type pacer struct {
 	horizon time.Duration
-	floor   int64
+	slots   int64 // points all writes in flight carry at most
 	ceil    int64
-	limit   atomic.Int64
-	rate    atomic.Uint64 // messages a second ×1000, for the metrics
+	// Records and messages taken in so far, for the average message.
+	records, msgs atomic.Uint64
+	limit         atomic.Int64
+	rate          atomic.Uint64 // messages a second ×1000, for the metrics
 
 	mu      sync.Mutex
 	next    chan struct{} // closed at the next sample
@@ -57,10 +64,26 @@ type paceSample struct {
 	done uint64
 }
 
-func newPacer(horizon time.Duration, ceil int) *pacer {
-	p := &pacer{horizon: horizon, floor: min(queueFloor, int64(ceil)), ceil: int64(ceil), next: make(chan struct{})}
-	p.limit.Store(p.floor)
+func newPacer(horizon time.Duration, ceil, slots int) *pacer {
+	p := &pacer{horizon: horizon, slots: int64(slots), ceil: int64(ceil), next: make(chan struct{})}
+	p.limit.Store(p.floor())
 	return p
+}
+
+// took counts a message of n records taken in.
+func (p *pacer) took(n int) {
+	p.records.Add(uint64(n))
+	p.msgs.Add(1)
+}
+
+// floor is the smallest limit: queueFloor, or the messages of the
+// average size seen that fill every write slot; at most the ceiling.
+func (p *pacer) floor() int64 {
+	f := float64(queueFloor)
+	if m, r := p.msgs.Load(), p.records.Load(); m > 0 && r > 0 {
+		f = max(f, math.Ceil(float64(p.slots)*float64(m)/float64(r)))
+	}
+	return int64(min(f, float64(p.ceil)))
 }
 
 // sample records that done messages were completed so far and updates the
@@ -74,7 +97,7 @@ func (p *pacer) sample(now time.Time, done uint64) {
 	}
 	p.samples = p.samples[i:]
 	first := p.samples[0]
-	limit := p.floor
+	limit := p.floor()
 	if d := now.Sub(first.at); d > 0 && done > first.done {
 		rate := float64(done-first.done) / d.Seconds()
 		p.rate.Store(uint64(rate * 1000))

@@ -97,7 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	writes := env("INFLUX_WRITES", strconv.Itoa(ingest.DefaultWrites))
 	fs.Func("influx-writes", fmt.Sprintf("InfluxDB writes in flight at once, 1 to %d (default %d) [LULING_CLOUD_INFLUX_WRITES]", ingest.MaxWrites, ingest.DefaultWrites), func(s string) error { writes = s; return nil })
 	fs.Func("seq-grace", "how long a sequence gap may stay open before its messages count as lost (default 60s) [LULING_CLOUD_SEQ_GRACE]", func(s string) error { grace = s; return nil })
-	fs.Func("queue-time", fmt.Sprintf("work taken in ahead of the InfluxDB writer, in time at its measured rate (at least 128 messages); at most a quarter of -seq-grace (default %v) [LULING_CLOUD_QUEUE_TIME]", ingest.DefaultQueueTime), func(s string) error { queueTime = s; return nil })
+	fs.Func("queue-time", fmt.Sprintf("work taken in ahead of the InfluxDB writer, in time at its measured rate (at least 128 messages and what fills every write in flight); at most a quarter of -seq-grace (default %v) [LULING_CLOUD_QUEUE_TIME]", ingest.DefaultQueueTime), func(s string) error { queueTime = s; return nil })
 	trust, checkTrust := ingestTrustFlags(fs, env)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
