@@ -385,20 +385,36 @@ func (b *Bus) Run(ctx context.Context, deliver func(ingest.Message)) error {
 
 	var wg sync.WaitGroup
 	rctx, stopRenew := context.WithCancel(ctx)
-	renewing := make(chan struct{})
+	var side sync.WaitGroup
+	side.Add(2)
 	go func() {
-		defer close(renewing)
+		defer side.Done()
 		b.renew(rctx)
+	}()
+	// The progress reports too run on their own: behind a balancing
+	// round that took seconds on a starved instance they came after the
+	// ack wait, and the messages they were for came again.
+	go func() {
+		defer side.Done()
+		tick := time.NewTicker(b.tickEvery())
+		defer tick.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-tick.C:
+				b.progress()
+			}
+		}
 	}()
 	tick := time.NewTicker(b.tickEvery())
 	defer tick.Stop()
 	for {
 		b.balance(ctx, &wg, deliver)
-		b.progress()
 		select {
 		case <-ctx.Done():
 			stopRenew()
-			<-renewing
+			side.Wait()
 			b.shutdown(&wg)
 			return nil
 		case <-tick.C:
