@@ -96,7 +96,13 @@ type Config struct {
 
 	QueueMessages int   // messages between the MQTT handler and the writer; default 4096
 	QueueBytes    int64 // payload bytes queued at most; default 64 MiB
-	BatchPoints   int   // points per InfluxDB request at most; default 5000
+	// QueueTime bounds the queue in time: a message is taken in only
+	// while the queue holds less than this long of the writer's measured
+	// rate (at least 128 messages and what fills Writes writes of
+	// BatchPoints, at most QueueMessages; see pace.go). Default
+	// DefaultQueueTime.
+	QueueTime   time.Duration
+	BatchPoints int // points per InfluxDB request at most; default 5000
 	// Writes is how many InfluxDB requests may be in flight at once
 	// (default DefaultWrites, at most MaxWrites); 1 writes one at a time.
 	// Whatever the order they complete in, messages are acknowledged in
@@ -147,6 +153,9 @@ func (c *Config) defaults() error {
 	}
 	if c.BatchPoints <= 0 {
 		c.BatchPoints = 5000
+	}
+	if c.QueueTime <= 0 {
+		c.QueueTime = DefaultQueueTime
 	}
 	switch {
 	case c.Writes == 0:
@@ -225,6 +234,7 @@ type Ingest struct {
 	fleet *fleet.Fleet
 
 	queue  chan item
+	pace   *pacer
 	budget *semaphore.Weighted
 	limit  *limiter
 	seed   maphash.Seed
@@ -234,6 +244,7 @@ type Ingest struct {
 	influxUp    atomic.Bool
 	downSince   atomic.Int64 // unix ns; 0 while up
 	queued      atomic.Int64
+	enqueued    atomic.Uint64 // messages put into the queue so far
 	received    atomic.Uint64
 	written     atomic.Uint64 // messages
 	points      atomic.Uint64
@@ -263,6 +274,7 @@ func New(cfg Config, w LineWriter, f *fleet.Fleet) (*Ingest, error) {
 	in := &Ingest{
 		cfg: cfg, log: cfg.Logger, w: w, fleet: f,
 		queue:  make(chan item, cfg.QueueMessages),
+		pace:   newPacer(cfg.QueueTime, cfg.QueueMessages, cfg.Writes*cfg.BatchPoints),
 		budget: semaphore.NewWeighted(cfg.QueueBytes),
 		limit:  newLimiter(20, 10*time.Second),
 		seed:   maphash.MakeSeed(),
@@ -324,11 +336,7 @@ func (in *Ingest) Run(ctx context.Context) error {
 	in.client = client
 
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		in.writeLoop(ctx)
-	}()
+	in.startWriter(ctx, &wg)
 
 	tok := client.Connect()
 	select {
@@ -371,6 +379,23 @@ func (in *Ingest) onConnect(c mqtt.Client) {
 	in.log.Info("connected to broker", "broker", in.cfg.BrokerURL, "client_id", in.cfg.ClientID, "filters", Subscriptions(in.cfg.Group))
 }
 
+// startWriter starts the writer and the pacer that bounds its queue in
+// time; both end with ctx.
+func (in *Ingest) startWriter(ctx context.Context, wg *sync.WaitGroup) {
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		in.writeLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		in.pace.run(ctx, func() uint64 {
+			q := in.queued.Load() // before enqueued: never more than it
+			return in.enqueued.Load() - uint64(max(q, 0))
+		})
+	}()
+}
+
 // handle runs on paho's router goroutine for every message.
 func (in *Ingest) handle(_ mqtt.Client, m mqtt.Message) { in.deliver(m) }
 
@@ -410,14 +435,26 @@ func (in *Ingest) deliver(m Message) {
 		}
 	}
 	ctx := in.runCtx
+	// A status is applied above; its item only carries the
+	// acknowledgement, and waits for no one.
+	if it.size > 0 || it.batch != nil || it.dropped != nil {
+		if !in.pace.wait(ctx, &in.queued) {
+			return // shutting down: the broker redelivers
+		}
+		if it.batch != nil {
+			in.pace.took(len(it.batch.Records))
+		}
+	}
 	if err := in.budget.Acquire(ctx, it.size); err != nil {
 		return // shutting down: the broker redelivers
 	}
+	in.enqueued.Add(1) // first: enqueued - queued is what was completed
 	in.queued.Add(1)
 	select {
 	case in.queue <- it:
 	case <-ctx.Done():
 		in.queued.Add(-1)
+		in.enqueued.Add(^uint64(0))
 		in.budget.Release(it.size)
 	}
 }
@@ -512,17 +549,22 @@ func (in *Ingest) writeRetry(ctx context.Context, lines []byte, msgs int) error 
 
 // Stats are the ingest counters.
 type Stats struct {
-	Connected   bool
-	InfluxUp    bool
-	Received    uint64 // messages handed to cloudd by the broker
-	Written     uint64 // messages whose points InfluxDB acknowledged
-	Points      uint64
-	Rejected    uint64
-	Skipped     uint64 // acknowledged without writing: duplicates, sequence conflicts
-	Dropped     uint64 // records of measurements not allowed, left out of written messages
-	Acked       uint64
-	AcksSent    uint64 // acknowledgements published to gateways (…/ack)
-	Queued      int64  // received, not yet acknowledged
+	Connected bool
+	InfluxUp  bool
+	Received  uint64 // messages handed to cloudd by the broker
+	Written   uint64 // messages whose points InfluxDB acknowledged
+	Points    uint64
+	Rejected  uint64
+	Skipped   uint64 // acknowledged without writing: duplicates, sequence conflicts
+	Dropped   uint64 // records of measurements not allowed, left out of written messages
+	Acked     uint64
+	AcksSent  uint64 // acknowledgements published to gateways (…/ack)
+	Queued    int64  // received, not yet acknowledged
+	// QueueLimit is how many messages the queue takes now (QueueTime of
+	// Rate, see Config.QueueTime); Rate is the messages the writer
+	// completed a second, over the last 10 s.
+	QueueLimit  int64
+	Rate        float64
 	Requests    uint64
 	WriteErrors uint64
 	// WritesInFlight are InfluxDB writes started and not completed (at
@@ -543,6 +585,7 @@ func (in *Ingest) Stats() Stats {
 		Received: in.received.Load(), Written: in.written.Load(), Points: in.points.Load(),
 		Rejected: in.rejected.Load(), Skipped: in.skipped.Load(), Dropped: in.dropped.Load(),
 		Acked: in.acked.Load(), AcksSent: in.acks.Load(), Queued: in.queued.Load(),
+		QueueLimit: in.pace.limit.Load(), Rate: float64(in.pace.rate.Load()) / 1000,
 		Requests: in.requests.Load(), WriteErrors: in.writeErrors.Load(),
 		WritesInFlight: in.inFlight.Load(), MaxInFlight: in.cfg.Writes, WritesHeld: in.held.Load(),
 		WriteTime: time.Duration(in.writeNanos.Load()),
@@ -587,6 +630,8 @@ func (in *Ingest) WriteMetrics(w io.Writer) {
 		{"luling_cloud_ingest_acked_total", "counter", "Messages acknowledged to the broker.", s.Acked},
 		{"luling_cloud_ingest_gateway_acks_total", "counter", "Acknowledgements published to gateways on their ack topics.", s.AcksSent},
 		{"luling_cloud_ingest_queued", "gauge", "Messages received and not yet acknowledged.", s.Queued},
+		{"luling_cloud_ingest_queue_limit", "gauge", "Messages the queue takes now: -queue-time of the write rate, at least 128 and what fills every write in flight, at most the queue's size.", s.QueueLimit},
+		{"luling_cloud_ingest_rate", "gauge", "Messages written or skipped a second, over the last 10 s.", s.Rate},
 		{"luling_cloud_influx_requests_total", "counter", "InfluxDB write requests, retries included.", s.Requests},
 		{"luling_cloud_influx_errors_total", "counter", "InfluxDB write requests that failed and were retried.", s.WriteErrors},
 		{"luling_cloud_influx_writes_in_flight", "gauge", "InfluxDB writes started and not completed.", s.WritesInFlight},

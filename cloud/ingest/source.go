@@ -87,11 +87,7 @@ func (in *Ingest) runSource(ctx context.Context) error {
 	defer cancel()
 	in.runCtx = ctx
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		in.writeLoop(ctx)
-	}()
+	in.startWriter(ctx, &wg)
 	src := in.cfg.Source
 	in.log.Info("ingesting from source", "source", src.String())
 	start := time.Now()

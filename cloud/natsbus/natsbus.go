@@ -32,8 +32,9 @@
 // # How partitions move
 //
 // Every LeaseTTL/4 (at most every second) each instance refreshes its
-// heartbeat and computes the wanted owner of each partition from the live
-// members sorted by name:
+// heartbeat and its leases (on a goroutine of their own, see lease.go) and
+// computes the wanted owner of each partition from the live members
+// sorted by name:
 // partition n goes to member n mod len(members), so with P a multiple of
 // the instance count every instance gets the same share. An instance
 // takes a partition only by creating its lease key (which fails while
@@ -53,10 +54,11 @@
 // its opening time; the gateway keeps every message until cloudd's own
 // acknowledgement and resends what cloudd asks for.
 //
-// Each instance holds two NATS connections: one for the data (the pulls,
-// their acknowledgements, the status stream) and one for control (the
-// heartbeat, the leases and the sequence states), so that a renewal's
-// reply never queues behind pulled messages on a busy instance.
+// Each instance holds three NATS connections: one for the data (the
+// pulls, their acknowledgements, the status stream), one for control (the
+// members' listing, the takes, the sequence states) and one for the leases
+// and the heartbeat alone, so that a renewal's reply never queues behind
+// pulled messages or commits on a busy instance.
 //
 // Acknowledgements to gateways are published as NATS messages on
 // gw.v1.{site}.{gateway}.ack; the MQTT listener delivers messages of NATS
@@ -98,8 +100,13 @@ const (
 	// DefaultPullBatch is small on purpose: messages buffered in the
 	// client are not yet in ingest's queue, where progress is reported
 	// (see progress), and a large buffer of a slow instance came again
-	// after the ack wait.
-	DefaultPullBatch = 64
+	// after the ack wait. At 64 per partition an instance at 5% of a core
+	// (about 55 messages a second) held 768 messages, 14 s of its work,
+	// beyond the ack wait of its test, and processed half of a backlog
+	// twice; at 16 it processed 43 of 4,000 twice and drained in 50 s
+	// instead of 70 (TestStarvedInstanceDrainsWithoutMoves). At half a
+	// core the two drained alike (9–14 s against 11 s for 8,000).
+	DefaultPullBatch = 16
 	// MaxPartitions bounds Config.Partitions.
 	MaxPartitions = 1024
 )
@@ -121,7 +128,7 @@ type Config struct {
 	AckWait       time.Duration // redelivery after this long unacknowledged (default 30s)
 	LeaseTTL      time.Duration // a dead instance's partitions move after this long (default 10s)
 	MaxAckPending int           // unacknowledged messages per partition (default 20000)
-	PullBatch     int           // messages buffered per partition pull (default 64)
+	PullBatch     int           // messages buffered per partition pull (default 16)
 
 	// Fleet is cloudd's fleet: the sequence states are restored into it,
 	// read from it and dropped from it.
@@ -225,9 +232,11 @@ type Bus struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream // the data connection: pulls, acks, status
 	ctlNC   *nats.Conn
-	ctl     jetstream.JetStream // the control connection: buckets, commits
-	members jetstream.KeyValue
-	leases  jetstream.KeyValue
+	ctl     jetstream.JetStream // the control connection: members, takes, commits
+	leaseNC *nats.Conn          // the lease connection: renewals and heartbeats only
+	members jetstream.KeyValue  // on ctl: the members listed
+	beat    jetstream.KeyValue  // the members bucket on the lease connection: the heartbeat
+	leases  jetstream.KeyValue  // on the lease connection
 	seqs    jetstream.KeyValue
 	ready   atomic.Bool
 
@@ -237,17 +246,26 @@ type Bus struct {
 
 	acquired, released, lost atomic.Uint64
 	stale                    atomic.Uint64 // messages not acknowledged: their partition was given up
+	late                     atomic.Uint64 // times a lease's renewal was not confirmed before the fence
+	beating                  atomic.Bool   // a heartbeat is in flight
 }
 
 // owned is a partition this instance holds.
 type owned struct {
-	rev       uint64 // lease revision
-	refreshed time.Time
-	stop      context.CancelFunc
-	done      chan struct{} // closed when the puller returned
-	leaving   bool          // stopping, to hand it over
-	since     time.Time     // when leaving started
-	inflight  atomic.Int64  // delivered, not yet acknowledged
+	lmu       sync.Mutex // guards rev, refreshed and renewing (the renewer's)
+	rev       uint64     // lease revision
+	refreshed time.Time  // when the last renewal confirmed was sent
+	renewing  bool       // a renewal is in flight
+	// late is set while no renewal was confirmed within the fence: the
+	// partition's messages are then neither acknowledged nor committed
+	// until the lease bucket answers (see renew).
+	late atomic.Bool
+
+	stop     context.CancelFunc
+	done     chan struct{} // closed when the puller returned
+	leaving  bool          // stopping, to hand it over
+	since    time.Time     // when leaving started
+	inflight atomic.Int64  // delivered, not yet acknowledged
 
 	pmu     sync.Mutex
 	pending map[*message]time.Time // delivered, not yet acknowledged: since when, or since the last progress report
@@ -276,7 +294,7 @@ func (b *Bus) String() string {
 
 // Connected reports whether the connection is up and the stream set up.
 func (b *Bus) Connected() bool {
-	return b.ready.Load() && b.nc != nil && b.nc.IsConnected() && b.ctlNC.IsConnected()
+	return b.ready.Load() && b.nc != nil && b.nc.IsConnected() && b.ctlNC.IsConnected() && b.leaseNC.IsConnected()
 }
 
 // Owned returns the partitions this instance holds and pulls, in order.
@@ -339,7 +357,14 @@ func (b *Bus) Run(ctx context.Context, deliver func(ingest.Message)) error {
 		return fmt.Errorf("natsbus: connect to %s: %w", strings.Join(b.cfg.URLs, ","), err)
 	}
 	defer ctl.Close()
-	b.nc, b.ctlNC = nc, ctl
+	// A third for the leases alone: their renewals must not wait behind
+	// the members' listing, the takes' reads or the commits (see renew).
+	lc, err := nats.Connect(strings.Join(b.cfg.URLs, ","), append(opts, nats.Name("cloudd "+b.cfg.Instance+" leases"))...)
+	if err != nil {
+		return fmt.Errorf("natsbus: connect to %s: %w", strings.Join(b.cfg.URLs, ","), err)
+	}
+	defer lc.Close()
+	b.nc, b.ctlNC, b.leaseNC = nc, ctl, lc
 	if b.js, err = jetstream.New(nc); err != nil {
 		return fmt.Errorf("natsbus: %w", err)
 	}
@@ -359,13 +384,37 @@ func (b *Bus) Run(ctx context.Context, deliver func(ingest.Message)) error {
 	defer status.Stop()
 
 	var wg sync.WaitGroup
+	rctx, stopRenew := context.WithCancel(ctx)
+	var side sync.WaitGroup
+	side.Add(2)
+	go func() {
+		defer side.Done()
+		b.renew(rctx)
+	}()
+	// The progress reports too run on their own: behind a balancing
+	// round that took seconds on a starved instance they came after the
+	// ack wait, and the messages they were for came again.
+	go func() {
+		defer side.Done()
+		tick := time.NewTicker(b.tickEvery())
+		defer tick.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-tick.C:
+				b.progress()
+			}
+		}
+	}()
 	tick := time.NewTicker(b.tickEvery())
 	defer tick.Stop()
 	for {
 		b.balance(ctx, &wg, deliver)
-		b.progress()
 		select {
 		case <-ctx.Done():
+			stopRenew()
+			side.Wait()
 			b.shutdown(&wg)
 			return nil
 		case <-tick.C:
@@ -503,7 +552,7 @@ func (b *Bus) setup(ctx context.Context) error {
 		cfg jetstream.KeyValueConfig
 	}{
 		{&b.members, jetstream.KeyValueConfig{Bucket: b.cfg.Stream + "_members", TTL: b.cfg.LeaseTTL}},
-		{&b.leases, jetstream.KeyValueConfig{Bucket: b.cfg.Stream + "_leases", TTL: b.cfg.LeaseTTL}},
+		{new(jetstream.KeyValue), jetstream.KeyValueConfig{Bucket: b.cfg.Stream + "_leases", TTL: b.cfg.LeaseTTL}},
 		{&b.seqs, jetstream.KeyValueConfig{Bucket: b.cfg.Stream + "_seq"}},
 	}
 	for _, k := range kvs {
@@ -514,6 +563,16 @@ func (b *Bus) setup(ctx context.Context) error {
 			return fmt.Errorf("natsbus: bucket %s: %w", k.cfg.Bucket, err)
 		}
 		*k.kv = kv
+	}
+	lj, err := jetstream.New(b.leaseNC)
+	if err != nil {
+		return fmt.Errorf("natsbus: %w", err)
+	}
+	if b.leases, err = lj.KeyValue(ctx, b.cfg.Stream+"_leases"); err != nil {
+		return fmt.Errorf("natsbus: bucket %s_leases: %w", b.cfg.Stream, err)
+	}
+	if b.beat, err = lj.KeyValue(ctx, b.cfg.Stream+"_members"); err != nil {
+		return fmt.Errorf("natsbus: bucket %s_members: %w", b.cfg.Stream, err)
 	}
 	return nil
 }
@@ -533,7 +592,7 @@ func (m *message) Ack() {
 	if m.owner == nil {
 		return
 	}
-	if m.b.holds(m.part, m.owner) {
+	if m.b.holds(m.part, m.owner) && !m.owner.late.Load() {
 		if err := m.m.Ack(); err != nil {
 			m.b.log.Debug("ack failed; the message comes again", "topic", m.topic, "err", err)
 		}
@@ -541,9 +600,11 @@ func (m *message) Ack() {
 		// The partition was given up since the message was pulled (and
 		// may have been taken again, from the sequence states recorded
 		// before): acknowledged now, it would never come to the state
-		// that misses it, which would count its number lost. Left
-		// unacknowledged, it comes again after AckWait, below the
-		// sequence grace, and the holder takes it or drops it as a copy.
+		// that misses it, which would count its number lost. Or its
+		// lease's renewal is late, and another instance may hold it by
+		// now. Left unacknowledged, it comes again after AckWait, below
+		// the sequence grace, and the holder takes it or drops it as a
+		// copy.
 		m.b.stale.Add(1)
 		m.b.log.Debug("not acknowledging a message of a partition given up; it comes again", "topic", m.topic, "partition", m.part)
 	}
@@ -610,21 +671,18 @@ func (b *Bus) wanted(members []string) map[int]bool {
 	return out
 }
 
-// balance is one round: heartbeat, leases refreshed, partitions handed
-// over and taken.
+// balance is one round: the members listed, partitions handed over and
+// taken. The heartbeat and the leases' renewals are not its: they run on
+// their own (renew), so that a slow listing or take never delays them.
 func (b *Bus) balance(ctx context.Context, wg *sync.WaitGroup, deliver func(ingest.Message)) {
 	if ctx.Err() != nil {
 		return
 	}
+	roundStart := time.Now()
 	op := func() (context.Context, context.CancelFunc) {
 		return context.WithTimeout(ctx, max(b.cfg.LeaseTTL/4, 500*time.Millisecond))
 	}
 	octx, cancel := op()
-	if _, err := b.members.Put(octx, b.cfg.Instance, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil {
-		b.log.Warn("nats engine: heartbeat failed", "err", err)
-	}
-	cancel()
-	octx, cancel = op()
 	members, err := b.members.Keys(octx)
 	cancel()
 	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
@@ -643,40 +701,10 @@ func (b *Bus) balance(ctx context.Context, wg *sync.WaitGroup, deliver func(inge
 	}
 	b.mu.Unlock()
 
-	// The renewals go out together: one after the other, twelve of them
-	// on a busy cluster took longer than the lease lasts, and the last
-	// ones were fenced.
-	fenced := map[int]bool{}
-	ok := make(map[int]bool, len(held))
-	var rmu sync.Mutex
-	var rwg sync.WaitGroup
 	for p, o := range held {
-		// Fenced a round before the server lets the lease expire: another
-		// instance may take it then.
-		if time.Since(o.refreshed) > b.cfg.LeaseTTL-b.tickEvery() {
-			fenced[p] = true
-			continue
-		}
-		rwg.Add(1)
-		go func() {
-			defer rwg.Done()
-			octx, cancel := op()
-			r := b.refresh(octx, p, o)
-			cancel()
-			rmu.Lock()
-			ok[p] = r
-			rmu.Unlock()
-		}()
-	}
-	rwg.Wait()
-	renewed := time.Now()
-	for p, o := range held {
-		if fenced[p] {
-			b.lose(p, o, "lease not refreshed within its ttl")
-			continue
-		}
 		switch {
-		case !ok[p]:
+		case o.late.Load():
+			// Not ours for sure until the lease bucket answers.
 		case o.leaving:
 			octx, cancel := op()
 			b.finishLeaving(octx, p, o)
@@ -696,19 +724,20 @@ func (b *Bus) balance(ctx context.Context, wg *sync.WaitGroup, deliver func(inge
 		}
 		// Taking a partition reads its state (and may rebuild parking
 		// from InfluxDB, Config.Restore): seconds on a busy machine. A
-		// round that took all it wanted at once delayed the next
-		// renewals past the fence, and the partitions held were lost in
-		// turn; the rest waits for the next round.
-		if taken > 0 && time.Since(renewed) > b.tickEvery() {
+		// round takes more than one only within a tick, so that the
+		// handovers and the progress reports of the next round are not
+		// held up (the renewals do not wait for it).
+		if taken > 0 && time.Since(roundStart) > b.tickEvery() {
 			break
 		}
 		taken++
 		octx, cancel := op()
+		sent := time.Now()
 		rev, err := b.leases.Create(octx, leaseKey(p), []byte(b.cfg.Instance))
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			// Ours, when an earlier Create timed out after it was stored.
 			if e, gerr := b.leases.Get(octx, leaseKey(p)); gerr == nil && string(e.Value()) == b.cfg.Instance {
-				rev, err = e.Revision(), nil
+				rev, err, sent = e.Revision(), nil, storedAt(e)
 			}
 		}
 		cancel()
@@ -718,7 +747,7 @@ func (b *Bus) balance(ctx context.Context, wg *sync.WaitGroup, deliver func(inge
 			}
 			continue // held by another: it hands over, or its lease expires
 		}
-		if err := b.take(ctx, wg, p, rev, deliver); err != nil {
+		if err := b.take(ctx, wg, p, rev, sent, deliver); err != nil {
 			b.log.Warn("nats engine: cannot take a partition; letting it go", "partition", p, "err", err)
 			octx, cancel := op()
 			b.leases.Delete(octx, leaseKey(p), jetstream.LastRevision(rev))
@@ -727,32 +756,9 @@ func (b *Bus) balance(ctx context.Context, wg *sync.WaitGroup, deliver func(inge
 	}
 }
 
-// refresh renews partition p's lease. It reports false when the lease
-// turned out to be another instance's (the partition is then given up).
-func (b *Bus) refresh(ctx context.Context, p int, o *owned) bool {
-	sent := time.Now()
-	rev, err := b.leases.Update(ctx, leaseKey(p), []byte(b.cfg.Instance), o.rev)
-	switch {
-	case err == nil:
-		o.rev, o.refreshed = rev, sent
-	case errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyNotFound):
-		// Still ours when an earlier refresh timed out after it was
-		// stored (the revision moved on under us).
-		if e, gerr := b.leases.Get(ctx, leaseKey(p)); gerr == nil && string(e.Value()) == b.cfg.Instance {
-			o.rev, o.refreshed = e.Revision(), e.Created()
-			return true
-		}
-		b.lose(p, o, "lease taken by another instance, or expired")
-		return false
-	default:
-		b.log.Warn("nats engine: cannot refresh a lease", "partition", p, "err", err)
-	}
-	return true
-}
-
 // take loads partition p's sequence states into the fleet and starts
 // pulling it.
-func (b *Bus) take(ctx context.Context, wg *sync.WaitGroup, p int, rev uint64, deliver func(ingest.Message)) error {
+func (b *Bus) take(ctx context.Context, wg *sync.WaitGroup, p int, rev uint64, sent time.Time, deliver func(ingest.Message)) error {
 	lctx, cancel := context.WithTimeout(ctx, b.cfg.LeaseTTL/2)
 	defer cancel()
 	states := map[string]fleet.SeqState{}
@@ -783,7 +789,7 @@ func (b *Bus) take(ctx context.Context, wg *sync.WaitGroup, p int, rev uint64, d
 	}
 	b.gws[p] = set
 	pctx, stop := context.WithCancel(ctx)
-	o := &owned{rev: rev, refreshed: time.Now(), stop: stop, done: make(chan struct{}), pending: map[*message]time.Time{}}
+	o := &owned{rev: rev, refreshed: sent, stop: stop, done: make(chan struct{}), pending: map[*message]time.Time{}}
 	b.parts[p] = o
 	b.mu.Unlock()
 	b.acquired.Add(1)
@@ -867,18 +873,23 @@ func (b *Bus) finishLeaving(ctx context.Context, p int, o *owned) {
 		b.log.Warn("nats engine: cannot record a partition's sequence states; retrying", "partition", p, "err", err)
 		return
 	}
-	b.drop(p, keys)
-	if err := b.leases.Delete(ctx, leaseKey(p), jetstream.LastRevision(o.rev)); err != nil {
+	if !b.drop(p, o, keys) {
+		return // given up meanwhile
+	}
+	if err := b.deleteLease(ctx, p, o); err != nil {
 		b.log.Warn("nats engine: cannot delete a lease; it expires", "partition", p, "err", err)
 	}
 	b.released.Add(1)
 	b.log.Info("handed a partition over", "partition", p, "gateways", len(keys))
 }
 
-// lose gives partition p up at once, without recording its state.
+// lose gives partition p up at once, without recording its state (once:
+// a hold already given up or handed over is left alone).
 func (b *Bus) lose(p int, o *owned, why string) {
 	o.stop()
-	b.drop(p, b.gatewaysOf(p))
+	if !b.drop(p, o, b.gatewaysOf(p)) {
+		return
+	}
 	b.lost.Add(1)
 	b.log.Warn("nats engine: partition given up", "partition", p, "reason", why)
 }
@@ -891,16 +902,21 @@ func (b *Bus) holds(p int, o *owned) bool {
 	return b.parts[p] == o
 }
 
-// drop forgets partition p and its gateways' sequence states.
-func (b *Bus) drop(p int, keys []string) {
+// drop forgets partition p, held as o, and its gateways' sequence
+// states. It reports false when o was no longer the hold of p.
+func (b *Bus) drop(p int, o *owned, keys []string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.parts[p] != o {
+		return false
+	}
 	delete(b.parts, p)
 	delete(b.gws, p)
 	for _, k := range keys {
 		site, gw, _ := strings.Cut(k, "/")
 		b.cfg.Fleet.DropSeq(site, gw)
 	}
+	return true
 }
 
 func (b *Bus) gatewaysOf(p int) []string {
@@ -934,6 +950,9 @@ func (b *Bus) Commit(ctx context.Context, gateways []string) error {
 		b.mu.Unlock()
 		if o == nil {
 			return fmt.Errorf("gateway %s is in partition %d, which this instance no longer holds", k, p)
+		}
+		if o.late.Load() {
+			return fmt.Errorf("gateway %s is in partition %d, whose lease renewal is late: not recording until the lease is confirmed", k, p)
 		}
 		parts[p] = true
 	}
@@ -981,7 +1000,7 @@ func (b *Bus) shutdown(wg *sync.WaitGroup) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	for p, o := range parts {
-		if err := b.leases.Delete(ctx, leaseKey(p), jetstream.LastRevision(o.rev)); err != nil {
+		if err := b.deleteLease(ctx, p, o); err != nil {
 			b.log.Warn("nats engine: cannot delete a lease on the way out; it expires", "partition", p, "err", err)
 		}
 	}
@@ -998,11 +1017,12 @@ type Stats struct {
 	Released uint64 // partitions handed over cleanly
 	Lost     uint64 // partitions given up without handing over
 	Stale    uint64 // messages left unacknowledged because their partition was given up meanwhile
+	Late     uint64 // times a lease's renewal was not confirmed before its fence (acknowledgements held)
 }
 
 // Stats returns the counters.
 func (b *Bus) Stats() Stats {
-	return Stats{Owned: len(b.Owned()), Acquired: b.acquired.Load(), Released: b.released.Load(), Lost: b.lost.Load(), Stale: b.stale.Load()}
+	return Stats{Owned: len(b.Owned()), Acquired: b.acquired.Load(), Released: b.released.Load(), Lost: b.lost.Load(), Stale: b.stale.Load(), Late: b.late.Load()}
 }
 
 // WriteMetrics writes the engine's counters in the Prometheus text format.
@@ -1016,6 +1036,7 @@ func (b *Bus) WriteMetrics(w io.Writer) {
 		{"luling_cloud_nats_partitions_acquired_total", "counter", "Partitions this instance took.", s.Acquired},
 		{"luling_cloud_nats_partitions_released_total", "counter", "Partitions this instance handed over after writing and acknowledging their messages.", s.Released},
 		{"luling_cloud_nats_partitions_lost_total", "counter", "Partitions this instance gave up without handing over (lease lost or expired, handover stuck).", s.Lost},
+		{"luling_cloud_nats_leases_late_total", "counter", "Times a lease's renewal was not confirmed before its fence: the partition's acknowledgements were held until the lease bucket answered.", s.Late},
 		{"luling_cloud_nats_stale_messages_total", "counter", "Messages left unacknowledged because their partition was given up after they were pulled; they come again to the holder.", s.Stale},
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", m.name, m.help, m.name, m.typ, m.name, m.v)

@@ -32,6 +32,9 @@ func TestBadFlagsExit2(t *testing.T) {
 		{"-influx-writes", "65"},
 		{"-influx-writes", "two"},
 		{"-seq-grace", "soon"},
+		{"-queue-time", "0s"},
+		{"-queue-time", "a while"},
+		{"-queue-time", "20s"}, // more than a quarter of the default -seq-grace
 		{"-log-level", "loud"},
 		{"-broker-url", "localhost:1883"},
 		{"-influx-url", "localhost:8086"},

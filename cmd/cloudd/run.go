@@ -51,6 +51,7 @@ type config struct {
 	batchPoints   int
 	influxWrites  int
 	seqGrace      time.Duration
+	queueTime     time.Duration
 	trust         *ingestTrust
 }
 
@@ -91,10 +92,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit (also --version)")
 	batch := env("BATCH_POINTS", "5000")
 	grace := env("SEQ_GRACE", "60s")
+	queueTime := env("QUEUE_TIME", ingest.DefaultQueueTime.String())
 	fs.Func("batch-points", "points per InfluxDB write at most (default 5000) [LULING_CLOUD_BATCH_POINTS]", func(s string) error { batch = s; return nil })
 	writes := env("INFLUX_WRITES", strconv.Itoa(ingest.DefaultWrites))
 	fs.Func("influx-writes", fmt.Sprintf("InfluxDB writes in flight at once, 1 to %d (default %d) [LULING_CLOUD_INFLUX_WRITES]", ingest.MaxWrites, ingest.DefaultWrites), func(s string) error { writes = s; return nil })
 	fs.Func("seq-grace", "how long a sequence gap may stay open before its messages count as lost (default 60s) [LULING_CLOUD_SEQ_GRACE]", func(s string) error { grace = s; return nil })
+	fs.Func("queue-time", fmt.Sprintf("work taken in ahead of the InfluxDB writer, in time at its measured rate (at least 128 messages and what fills every write in flight); at most a quarter of -seq-grace (default %v) [LULING_CLOUD_QUEUE_TIME]", ingest.DefaultQueueTime), func(s string) error { queueTime = s; return nil })
 	trust, checkTrust := ingestTrustFlags(fs, env)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -119,6 +122,12 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	c.influxWrites = n
 	if c.seqGrace, err = time.ParseDuration(grace); err != nil || c.seqGrace <= 0 {
 		return nil, &usageError{msg: fmt.Sprintf("-seq-grace %q: want a positive duration such as 60s", grace)}
+	}
+	if c.queueTime, err = time.ParseDuration(queueTime); err != nil || c.queueTime <= 0 {
+		return nil, &usageError{msg: fmt.Sprintf("-queue-time %q: want a positive duration such as 5s", queueTime)}
+	}
+	if c.queueTime > c.seqGrace/4 {
+		return nil, &usageError{msg: fmt.Sprintf("-queue-time %v must be at most a quarter of -seq-grace %v: a message that comes again after its gap opened waits this long in the queue, and must fill the gap before it counts as lost", c.queueTime, c.seqGrace)}
 	}
 	if err := checkTrust(); err != nil {
 		return nil, &usageError{msg: err.Error()}
@@ -233,7 +242,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	icfg := ingest.Config{
 		BrokerURL: c.brokerURL, ClientID: c.clientID, Username: c.username, Password: c.password,
-		TLS: tlsCfg, Group: c.group, BatchPoints: c.batchPoints, Writes: c.influxWrites, Grace: c.seqGrace,
+		TLS: tlsCfg, Group: c.group, BatchPoints: c.batchPoints, Writes: c.influxWrites, Grace: c.seqGrace, QueueTime: c.queueTime,
 		AllowMeasurements: c.trust.measurements, Logger: log.With("component", "ingest"),
 	}
 	if c.brokerURL == "" && c.engine.engine == "mqtt" {
