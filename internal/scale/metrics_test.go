@@ -1,7 +1,9 @@
 package scale
 
 import (
+	"encoding/json"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -211,6 +213,24 @@ func FuzzParseProcStat(f *testing.F) {
 			t.Fatalf("%q: negative CPU time %v", in, s.CPU)
 		}
 	})
+}
+
+// A histogram survives JSON (a recording) with its +Inf bucket.
+func TestHistogramJSON(t *testing.T) {
+	h := Histogram{Bounds: []float64{0.5, 2, math.Inf(1)}, Counts: []float64{3, 7, 9}}
+	b, err := json.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Histogram
+	if err := json.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(back, h) {
+		t.Errorf("%s read back as %+v, %v; want %+v", b, back, err, h)
+	}
+	for _, bad := range []string{`{"Bounds":["x"],"Counts":[1]}`, `{"Bounds":["1"],"Counts":[]}`, `[`} {
+		if err := json.Unmarshal([]byte(bad), &back); err == nil {
+			t.Errorf("%s: no error", bad)
+		}
+	}
 }
 
 func TestParseCPUStat(t *testing.T) {
