@@ -71,7 +71,7 @@ func Drain(tb testing.TB, r Run, fill time.Duration) Result {
 	// renewals can time out meanwhile and their partitions move.
 	waitSettled(tb, clouds, token, parts)
 
-	influxPIDs := children("influxd")
+	influxPIDs := []int{influx.PID()}
 	snaps := []snapshot{take(tb, city, clouds, token, ep.PIDs, influxPIDs, influx.URL)}
 	release()
 	deadline := time.Now().Add(r.Measure)

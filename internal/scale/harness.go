@@ -133,6 +133,12 @@ type Run struct {
 	// CloudFlags are further flags of every cloudd instance.
 	CloudFlags []string
 	City       citysim.Config
+	// InfluxData, when not nil, gives the run an InfluxDB server of its
+	// own, started with these further [data] settings
+	// (testenv.StartInfluxWith; empty: testenv's), instead of a database
+	// on the test binary's shared server, which carries the series and
+	// cache of every earlier run.
+	InfluxData map[string]string
 	Warmup     time.Duration // after every gateway is online, before measuring
 	Measure    time.Duration
 	// During, when set, runs as soon as the measurement window opened,
@@ -529,7 +535,14 @@ type stage struct {
 func newStage(tb testing.TB, r Run) *stage {
 	tb.Helper()
 	st := &stage{bin: clouddBinary(tb), flags: r.CloudFlags}
-	st.influx, st.db = testenv.NewDatabase(tb)
+	if r.InfluxData != nil {
+		st.influx, st.db = ownInflux(tb, r.InfluxData), "scale"
+		if err := st.influx.CreateDatabase(st.db); err != nil {
+			tb.Fatalf("scale: %v", err)
+		}
+	} else {
+		st.influx, st.db = testenv.NewDatabase(tb)
+	}
 	st.ep = r.Engine.Start(tb)
 	st.tokens = filepath.Join(tb.TempDir(), "tokens.json")
 	out, err := exec.Command(st.bin, "token", "create", "-tokens", st.tokens, "-name", "scale", "-role", "viewer").Output()
@@ -538,6 +551,21 @@ func newStage(tb testing.TB, r Run) *stage {
 	}
 	st.token = strings.TrimSpace(string(out))
 	return st
+}
+
+// ownInflux starts an InfluxDB server for one run, stopped when it ends.
+func ownInflux(tb testing.TB, data map[string]string) *testenv.Influx {
+	tb.Helper()
+	bin := testenv.FindInfluxd()
+	if bin == "" {
+		tb.Fatal("scale: influxd not found: run `make services`")
+	}
+	in, err := testenv.StartInfluxWith(bin, tb.TempDir(), testenv.FreePort(tb), testenv.FreePort(tb), data)
+	if err != nil {
+		tb.Fatalf("scale: %v", err)
+	}
+	tb.Cleanup(in.Close)
+	return in
 }
 
 // cloudArgs are instance i's flags of n: the engine's, InfluxDB, tokens,
@@ -600,7 +628,7 @@ func Exec(tb testing.TB, r Run) Result {
 	defer stopCity()
 	time.Sleep(r.Warmup) // a measurement window, not a wait for a condition
 
-	influxPIDs := children("influxd")
+	influxPIDs := []int{influx.PID()}
 	rn := &Running{City: city, Influx: influx, DB: db, clouds: clouds}
 	start := take(tb, city, clouds, token, ep.PIDs, influxPIDs, influx.URL)
 	if r.During != nil {

@@ -50,6 +50,10 @@ func TestRecordedBounds(t *testing.T) {
 			"three instances at 15% each, 10-13% used but throttled in 81-85% of their periods; write slots a third busy, InfluxDB at 46% of a core"},
 		"smoke-3-instances-influxd-held.json": {"influxdb-write-time",
 			"influxd moved by hand into a cgroup of 8% of a core: three instances at 1% of their 50% quota, write slots 94-98% busy, 3.1 s per write in InfluxDB of 3.4 s in cloudd"},
+		"run-r-1-instance.json": {"cloudd-cpu",
+			"benchmark b at full size (run R): the lone instance used 13% of its 15%, throttled in 80% of its periods, write slots 40% busy"},
+		"run-r-3-instances.json": {"cloudd-cpu",
+			"run R's three instances (load average 13): 9-11% of their 15%, throttled in 64-70% of their periods, write slots 46-53% busy, 374 ms per write in InfluxDB of 469 in cloudd"},
 		"smoke-1-instance-half-core.json": {"unknown",
 			"one instance at 50% of a core used 27%, throttled in 12% of its periods, slots 67% busy, InfluxDB 78% of a core, machine 89%: near several limits, none reached (a 2 s window)"},
 	} {
