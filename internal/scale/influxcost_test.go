@@ -162,17 +162,16 @@ func toMillis(body []byte) []byte {
 
 // costCase is one way of writing costCity's traffic to InfluxDB.
 type costCase struct {
-	name       string
-	data       map[string]string // influxd [data] settings (testenv.StartInfluxWith)
-	batch      int               // points per request at most (cloudd's -batch-points: 5,000)
-	existing   bool              // every bay series written once before the measured pass
-	gzip       bool
-	millis     bool    // precision=ms, timestamps cut to milliseconds
-	unsorted   bool    // tags in reverse order
-	writers    int     // requests in flight at once (3 instances × -influx-writes 2: 6); default 1
-	stats      bool    // /debug/vars read every 200 ms meanwhile, as benchmark b\'s harness does
-	rate       float64 // points per second offered, spread evenly (cloudd at its quota: intermittent); 0: as fast as InfluxDB takes them
-	perGateway int
+	name     string
+	data     map[string]string // influxd [data] settings (testenv.StartInfluxWith)
+	batch    int               // points per request at most (cloudd's -batch-points: 5,000)
+	existing bool              // every bay series written once before the measured pass
+	gzip     bool
+	millis   bool    // precision=ms, timestamps cut to milliseconds
+	unsorted bool    // tags in reverse order
+	writers  int     // requests in flight at once (3 instances × -influx-writes 2: 6); default 1
+	stats    bool    // /debug/vars read every 200 ms meanwhile, as benchmark b's harness does
+	rate     float64 // points per second offered, spread evenly (cloudd at its quota: intermittent); 0: as fast as InfluxDB takes them
 }
 
 // BenchmarkInfluxCost measures InfluxDB's CPU per point and per gateway
@@ -184,8 +183,11 @@ type costCase struct {
 // the same traffic to series that exist, as in a city that has run for a
 // day. The other cases vary one thing against those two: request size,
 // gzip, timestamp precision, tag order (cloudd sorts them) and InfluxDB
-// settings. Each case starts its own influxd. Full size: 20 gateways,
-// about 40,000 records; LULING_SCALE_SMOKE=1 or -short: 4.
+// settings. Each case starts its own influxd, whose cache is written to a
+// TSM file 2 s after the last write, so that the snapshot counts in every
+// case. Full size: 20 gateways, about 37,500 records (about three minutes
+// for all cases); LULING_SCALE_SMOKE=1 or -short: 4 gateways;
+// LULING_INFLUX_COST_GATEWAYS=N sets it (docs/scale.md: 60).
 func BenchmarkInfluxCost(b *testing.B) {
 	bin := testenv.FindInfluxd()
 	if bin == "" {
@@ -234,10 +236,11 @@ func BenchmarkInfluxCost(b *testing.B) {
 }
 
 func runCost(b *testing.B, bin string, c costCase, gateways int) {
-	b.StopTimer()
-	// The cache is written to a TSM file 2 s after the last write instead
-	// of InfluxDB's 10 min, so that its snapshot counts in every case,
-	// whatever cache-snapshot-memory-size deferred.
+	// The timer runs throughout: with the setup excluded, a run shorter
+	// than -benchtime would be repeated for nothing (the figures are per
+	// point, whatever b.N). The cache is written to a TSM file 2 s after
+	// the last write instead of InfluxDB's 10 min, so that its snapshot
+	// counts in every case, whatever cache-snapshot-memory-size deferred.
 	data := map[string]string{"cache-snapshot-write-cold-duration": `"2s"`}
 	maps.Copy(data, c.data)
 	in, err := testenv.StartInfluxWith(bin, b.TempDir(), testenv.FreePort(b), testenv.FreePort(b), data)
@@ -273,7 +276,6 @@ func runCost(b *testing.B, bin string, c costCase, gateways int) {
 	}
 	quiet(in.PID())
 	cpu0 := processCPU(in.PID())
-	b.StartTimer()
 	start := time.Now()
 	stop := make(chan struct{})
 	statsDone := make(chan struct{})
@@ -314,7 +316,6 @@ func runCost(b *testing.B, bin string, c costCase, gateways int) {
 	close(stop)
 	<-statsDone
 	wall := time.Since(start)
-	b.StopTimer()
 	time.Sleep(4 * time.Second) // past the cold duration: the snapshot starts
 	quiet(in.PID())             // its background work (cache snapshots, compactions) counts
 	cpu := processCPU(in.PID()) - cpu0
