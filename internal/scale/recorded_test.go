@@ -54,6 +54,10 @@ func TestRecordedBounds(t *testing.T) {
 			"benchmark b at full size (run R): the lone instance used 13% of its 15%, throttled in 80% of its periods, write slots 40% busy"},
 		"run-r-3-instances.json": {"cloudd-cpu",
 			"run R's three instances (load average 13): 9-11% of their 15%, throttled in 64-70% of their periods, write slots 46-53% busy, 374 ms per write in InfluxDB of 469 in cloudd"},
+		"run-s-1-instance-12pct.json": {"cloudd-cpu",
+			"run S, quiet machine: the lone instance at 12% of a core used all of it, throttled in every period, write slots 16% busy"},
+		"run-s-3-instances-12pct.json": {"cloudd-cpu",
+			"run S's three instances at 12%: 9-11% used, throttled in 82-100% of their periods, write slots 23-28% busy, machine 62% busy"},
 		"smoke-1-instance-half-core.json": {"unknown",
 			"one instance at 50% of a core used 27%, throttled in 12% of its periods, slots 67% busy, InfluxDB 78% of a core, machine 89%: near several limits, none reached (a 2 s window)"},
 	} {
