@@ -3,6 +3,7 @@ package scale
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -101,27 +102,82 @@ func (g *CPUGroup) write(file, value string) error {
 // Add moves process pid (all its threads) into the group.
 func (g *CPUGroup) Add(pid int) error { return g.write("cgroup.procs", strconv.Itoa(pid)) }
 
-// Throttled returns how long the group's processes were held back by the
-// quota so far (cpu.stat throttled_time in v1, throttled_usec in v2).
-func (g *CPUGroup) Throttled() time.Duration {
-	b, err := os.ReadFile(filepath.Join(g.Path, "cpu.stat"))
-	if err != nil {
+// CPUStat is what a group's cpu.stat says about its quota so far: the
+// enforcement periods (100 ms) in which its processes were runnable, how
+// many of them ended with the quota used up, and the time they were held
+// back. The throttled time is no share of the wall time: cgroup v1's
+// throttled_time adds up every CPU's run queue (runs measured 116% of the
+// window on two cores), so the harness uses the share of the periods.
+type CPUStat struct {
+	Periods          uint64
+	ThrottledPeriods uint64
+	ThrottledTime    time.Duration
+}
+
+// ThrottledShare is the share of the periods in which the group ran that
+// ended throttled, from an earlier reading to s (0 without periods).
+func (s CPUStat) ThrottledShare(earlier CPUStat) float64 {
+	if s.Periods <= earlier.Periods || s.ThrottledPeriods < earlier.ThrottledPeriods {
 		return 0
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, _ := strings.Cut(line, " ")
-		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		if err != nil {
+	return float64(s.ThrottledPeriods-earlier.ThrottledPeriods) / float64(s.Periods-earlier.Periods)
+}
+
+// Stat reads the group's cpu.stat.
+func (g *CPUGroup) Stat() (CPUStat, error) {
+	p := filepath.Join(g.Path, "cpu.stat")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return CPUStat{}, fmt.Errorf("cgroup: %w", err)
+	}
+	st, err := parseCPUStat(b)
+	if err != nil {
+		return CPUStat{}, fmt.Errorf("cgroup %s: %w", p, err)
+	}
+	return st, nil
+}
+
+// parseCPUStat parses cpu.stat: v1 (nr_periods, nr_throttled,
+// throttled_time in ns) or v2 (the same counts, throttled_usec).
+func parseCPUStat(b []byte) (CPUStat, error) {
+	var st CPUStat
+	seen := 0
+	for n, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), " ")
+		var dst *uint64
+		var unit time.Duration
+		switch k {
+		case "nr_periods":
+			dst = &st.Periods
+		case "nr_throttled":
+			dst = &st.ThrottledPeriods
+		case "throttled_time":
+			unit = time.Nanosecond
+		case "throttled_usec":
+			unit = time.Microsecond
+		default:
 			continue
 		}
-		switch k {
-		case "throttled_time": // v1, ns
-			return time.Duration(n)
-		case "throttled_usec": // v2
-			return time.Duration(n) * time.Microsecond
+		x, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return CPUStat{}, fmt.Errorf("cpu.stat line %d: %s %q: want a count", n+1, k, v)
+		}
+		seen++
+		if dst != nil {
+			*dst = x
+		} else if x > uint64(math.MaxInt64/unit) {
+			return CPUStat{}, fmt.Errorf("cpu.stat line %d: %s %d: too large", n+1, k, x)
+		} else {
+			st.ThrottledTime = time.Duration(x) * unit
 		}
 	}
-	return 0
+	if seen < 3 {
+		return CPUStat{}, fmt.Errorf("cpu.stat: want nr_periods, nr_throttled and throttled_time (v1) or throttled_usec (v2); found %d of them", seen)
+	}
+	if st.ThrottledPeriods > st.Periods {
+		return CPUStat{}, fmt.Errorf("cpu.stat: nr_throttled %d above nr_periods %d", st.ThrottledPeriods, st.Periods)
+	}
+	return st, nil
 }
 
 // Remove deletes the group, retrying for a moment while the kernel still

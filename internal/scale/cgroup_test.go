@@ -36,7 +36,7 @@ func TestCPUGroupHoldsQuota(t *testing.T) {
 	c0, t0 := processCPU(cmd.Process.Pid), time.Now()
 	time.Sleep(2 * time.Second) // a measurement window
 	used, over := processCPU(cmd.Process.Pid)-c0, time.Since(t0)
-	throttled := g.Throttled()
+	stat, statErr := g.Stat()
 	cmd.Process.Kill()
 	cmd.Wait()
 	if err := g.Remove(); err != nil {
@@ -48,8 +48,13 @@ func TestCPUGroupHoldsQuota(t *testing.T) {
 	if share := used.Seconds() / over.Seconds(); share > 0.16 {
 		t.Errorf("busy loop got %.0f%% of a core under a 10%% quota", share*100)
 	}
-	if throttled <= 0 {
-		t.Error("no throttled time under the quota")
+	if statErr != nil {
+		t.Fatal(statErr)
+	}
+	// A busy loop uses its 10 ms in every 100 ms period and is throttled in
+	// (nearly) all of them.
+	if stat.ThrottledTime <= 0 || stat.Periods < 10 || stat.ThrottledShare(CPUStat{}) < 0.8 {
+		t.Errorf("cpu.stat %+v: want throttled time and most of at least 10 periods throttled", stat)
 	}
 }
 

@@ -71,7 +71,7 @@ func Drain(tb testing.TB, r Run, fill time.Duration) Result {
 	// renewals can time out meanwhile and their partitions move.
 	waitSettled(tb, clouds, token, parts)
 
-	influxPIDs := children("influxd")
+	influxPIDs := []int{influx.PID()}
 	snaps := []snapshot{take(tb, city, clouds, token, ep.PIDs, influxPIDs, influx.URL)}
 	release()
 	deadline := time.Now().Add(r.Measure)
@@ -99,24 +99,24 @@ func Drain(tb testing.TB, r Run, fill time.Duration) Result {
 		return snaps[len(snaps)-1]
 	}
 	start, end := first(0.05), first(0.95)
-	if end.at.Sub(start.at) < time.Second {
-		tb.Fatalf("scale: %.0f records drained in %v, too fast to measure: fill longer", total, end.at.Sub(start.at))
+	if end.At.Sub(start.At) < time.Second {
+		tb.Fatalf("scale: %.0f records drained in %v, too fast to measure: fill longer", total, end.At.Sub(start.At))
 	}
-	for i, in := range end.inst {
-		if in.moves != start.inst[i].moves {
-			tb.Logf("scale: instance %d held %.0f partitions at the start of the window and %.0f at its end, after %.0f moves: partitions changed hands during the drain", i, start.inst[i].owned, in.owned, in.moves-start.inst[i].moves)
+	for i, in := range end.Inst {
+		if in.Moves != start.Inst[i].Moves {
+			tb.Logf("scale: instance %d held %.0f partitions at the start of the window and %.0f at its end, after %.0f moves: partitions changed hands during the drain", i, start.Inst[i].Owned, in.Owned, in.Moves-start.Inst[i].Moves)
 		}
 	}
-	res := result(r, cfg, ep, start, end)
+	rec := newRecording(r, cfg, ep, start, end)
+	rec.Drain, rec.Backlog = true, float64(sealed)
+	rec.InstQueued = meanQueued(snaps, start.At, end.At)
+	rec.keep(tb)
+	res := rec.result()
 	last := snaps[len(snaps)-1]
-	for i, in := range last.inst {
-		res.InstDrained = append(res.InstDrained, in.records-snaps[0].inst[i].records)
-		res.InstPartitions = append(res.InstPartitions, start.inst[i].owned)
+	for i, in := range last.Inst {
+		res.InstDrained = append(res.InstDrained, in.Records-snaps[0].Inst[i].Records)
+		res.InstPartitions = append(res.InstPartitions, start.Inst[i].Owned)
 	}
-	res.InstQueued = meanQueued(snaps, start.at, end.at)
-	res.Offered = float64(sealed) // the backlog, in records, not a rate
-	res.KeptUp = false
-	res.Bound = bounds(res, r.CPUQuota, len(ep.PIDs) > 0, true)
 	return res
 }
 
@@ -166,14 +166,14 @@ func meanQueued(snaps []snapshot, from, to time.Time) []float64 {
 	var sum []float64
 	n := 0
 	for _, s := range snaps {
-		if s.at.Before(from) || s.at.After(to) {
+		if s.At.Before(from) || s.At.After(to) {
 			continue
 		}
 		if sum == nil {
-			sum = make([]float64, len(s.inst))
+			sum = make([]float64, len(s.Inst))
 		}
-		for i, in := range s.inst {
-			sum[i] += in.queued
+		for i, in := range s.Inst {
+			sum[i] += in.Queued
 		}
 		n++
 	}
@@ -186,8 +186,8 @@ func meanQueued(snaps []snapshot, from, to time.Time) []float64 {
 // written is the records all instances of a snapshot wrote.
 func written(s snapshot) float64 {
 	var n float64
-	for _, in := range s.inst {
-		n += in.records
+	for _, in := range s.Inst {
+		n += in.Records
 	}
 	return n
 }

@@ -11,15 +11,17 @@
 // the gateways use and the cloudd flags of each instance.
 //
 // Bounds: a run that did not keep up names what held it back (Result.Bound)
-// from what it measured: a cloudd instance at its CPU quota
+// from what it measured: instances whose write slots (-influx-writes)
+// were busy with InfluxDB requests 80% of the window, the time InfluxDB's
+// own ("influxdb-write-time"), instances at their CPU quota, by CPU used
+// or by the share of their quota periods that ended throttled
 // ("cloudd-cpu"), the broker process near one full core ("broker"),
 // InfluxDB near a core ("influxdb"), InfluxDB write requests that each
 // carry the broker's whole in-flight window ("broker-inflight-window") or
-// cloudd's whole -batch-points ("cloudd-batch-points"), InfluxDB's write
-// requests taking 80% of each instance's time ("influxdb-write-time") —
-// cloudd writes one request at a time, so the write round trip paces it —,
-// the simulator late
-// on its schedule ("simulator"), or the whole machine busy ("machine").
+// cloudd's whole -batch-points ("cloudd-batch-points"), the simulator
+// late on its schedule ("simulator"), or the whole machine busy
+// ("machine"). instanceBounds has the rules; TestRecordedBounds replays
+// recorded runs through them.
 package scale
 
 import (
@@ -131,6 +133,12 @@ type Run struct {
 	// CloudFlags are further flags of every cloudd instance.
 	CloudFlags []string
 	City       citysim.Config
+	// InfluxData, when not nil, gives the run an InfluxDB server of its
+	// own, started with these further [data] settings
+	// (testenv.StartInfluxWith; empty: testenv's), instead of a database
+	// on the test binary's shared server, which carries the series and
+	// cache of every earlier run.
+	InfluxData map[string]string
 	Warmup     time.Duration // after every gateway is online, before measuring
 	Measure    time.Duration
 	// During, when set, runs as soon as the measurement window opened,
@@ -197,10 +205,19 @@ type Result struct {
 	// ran empty means the engine did not supply the instance fast enough.
 	InstQueued []float64
 	CloudCPU   []float64 // per instance, % of one core
-	Throttled  []float64 // per instance, share of the window held back by the quota
-	EngineCPU  float64   // % of one core; 0 when the engine runs in the test process
-	InfluxCPU  float64   // % of one core
-	SimCPU     float64   // the test process (simulator), % of one core
+	// Throttled is, per instance, the share of its quota periods (100 ms,
+	// those in which it was runnable) that ended with the quota used up:
+	// cpu.stat nr_throttled / nr_periods.
+	Throttled []float64
+	// InstWaiting is, per instance, the share of its write slots
+	// (-influx-writes) busy with InfluxDB write requests over the window:
+	// luling_cloud_influx_write_seconds_total per second, divided by
+	// luling_cloud_influx_writes_max. Near 1 the writer could not start
+	// another write: it waited for InfluxDB.
+	InstWaiting []float64
+	EngineCPU   float64 // % of one core; 0 when the engine runs in the test process
+	InfluxCPU   float64 // % of one core
+	SimCPU      float64 // the test process (simulator), % of one core
 	// The test process at the end: goroutines and heap in use, most of
 	// them the simulated gateways' MQTT connections.
 	SimGoroutines int
@@ -224,9 +241,11 @@ type Result struct {
 	MsgsPerWrite   float64
 	PointsPerWrite float64
 	// InfluxWriteMS is InfluxDB's own mean time per write request (its
-	// /debug/vars httpd statistics), InfluxWaiting the share of the window
-	// each cloudd instance spent waiting for writes on average.
+	// /debug/vars httpd statistics), ClientWriteMS cloudd's (from its
+	// write seconds; it includes the time a throttled instance took to
+	// read the answer), InfluxWaiting the instances' mean InstWaiting.
 	InfluxWriteMS float64
+	ClientWriteMS float64
 	InfluxWaiting float64
 	Inflight      int // the engine's in-flight window, when known
 	BatchPoints   int // cloudd's -batch-points
@@ -264,7 +283,10 @@ func (r Result) String() string {
 	for i, c := range r.CloudCPU {
 		cpus[i] = fmt.Sprintf("%.0f%%", c)
 		if i < len(r.Throttled) && r.Throttled[i] > 0 {
-			cpus[i] += fmt.Sprintf(" (throttled %.0f%%)", r.Throttled[i]*100)
+			cpus[i] += fmt.Sprintf(" (throttled in %.0f%% of its periods)", r.Throttled[i]*100)
+		}
+		if i < len(r.InstWaiting) {
+			cpus[i] += fmt.Sprintf(" (write slots busy %.0f%%)", r.InstWaiting[i]*100)
 		}
 		if i < len(r.InstReadings) {
 			cpus[i] += fmt.Sprintf(" %.0f/s", r.InstReadings[i])
@@ -276,11 +298,11 @@ func (r Result) String() string {
 	return fmt.Sprintf("%s, %d cloudd %v (quota %s), %d gateways × %d devices, %.0fs: offered %.0f records/s, written %.0f/s; "+
 		"cloudd CPU, records %s; broker %.0f%%, influxd %.0f%%, simulator %.0f%% (%d goroutines, %.0f MiB heap), machine %.0f%% busy (load %.1f); p99 %.3fs; "+
 		"backlog %d→%d messages, kept up %v; lost %.0f, gaps open %.0f, duplicates %.0f, resent %d, late ticks %d, partition moves %d; "+
-		"per InfluxDB write %.0f messages, %.0f points (window %d, batch %d), %.0f ms (cloudd waiting %.0f%%); bound: %s",
+		"per InfluxDB write %.0f messages, %.0f points (window %d, batch %d), %.0f ms in InfluxDB, %.0f ms in cloudd (write slots busy %.0f%%); bound: %s",
 		r.Engine, r.Instances, r.CloudFlags, q, r.Gateways, r.Devices, r.Seconds, r.Offered, r.Readings,
 		strings.Join(cpus, ", "), r.EngineCPU, r.InfluxCPU, r.SimCPU, r.SimGoroutines, r.SimHeapMB, r.MachineBusy, r.Load1, r.P99,
 		r.BacklogStart, r.BacklogEnd, r.KeptUp, r.Lost, r.GapsOpen, r.Duplicates, r.Resent, r.LateTicks, r.Moves,
-		r.MsgsPerWrite, r.PointsPerWrite, r.Inflight, r.BatchPoints, r.InfluxWriteMS, r.InfluxWaiting*100, strings.Join(r.Bound, "+"))
+		r.MsgsPerWrite, r.PointsPerWrite, r.Inflight, r.BatchPoints, r.InfluxWriteMS, r.ClientWriteMS, r.InfluxWaiting*100, strings.Join(r.Bound, "+"))
 }
 
 // newPIDs returns the pids in after that are not in before.
@@ -412,78 +434,86 @@ func (c *cloud) metrics(token string) (Metrics, error) {
 	return ParseMetrics(resp.Body)
 }
 
-// snapshot is everything read at one end of the measurement window.
+// snapshot is everything read at one end of the measurement window. Its
+// fields are exported for JSON: a run's snapshots can be recorded
+// (LULING_SCALE_RECORD) and replayed through result and bounds in tests.
 type snapshot struct {
-	at        time.Time
-	sim       citysim.Totals
-	inst      []instSnap
-	engineCPU time.Duration
-	influxCPU time.Duration
-	simCPU    time.Duration
-	busy, all time.Duration
-	load      float64 // 1-minute load average
-	influxReq influxWrites
+	At        time.Time
+	Sim       citysim.Totals
+	Inst      []instSnap
+	EngineCPU time.Duration
+	InfluxCPU time.Duration
+	SimCPU    time.Duration
+	Busy, All time.Duration
+	Load      float64 // 1-minute load average
+	InfluxReq influxWrites
 }
 
 // instSnap is one cloudd instance's part of a snapshot.
 type instSnap struct {
-	alive     bool
-	cpu       time.Duration
-	throttled time.Duration
-	records   float64
-	owned     float64 // NATS partitions held (0 on other engines)
-	queued    float64 // messages in ingest's queue
-	moves     float64 // NATS partitions taken, handed over or given up so far
-	written   float64 // messages
-	points    float64
-	requests  float64
-	lost      float64
-	gaps      float64
-	dups      float64
-	latency   Histogram
+	Alive     bool
+	CPU       time.Duration
+	Quota     CPUStat // its cgroup's cpu.stat; zero without a quota
+	Records   float64
+	Owned     float64 // NATS partitions held (0 on other engines)
+	Queued    float64 // messages in ingest's queue
+	Moves     float64 // NATS partitions taken, handed over or given up so far
+	Written   float64 // messages
+	Points    float64
+	Requests  float64
+	Lost      float64
+	Gaps      float64
+	Dups      float64
+	Latency   Histogram
+	WriteSecs float64 // luling_cloud_influx_write_seconds_total: summed over writes in flight
+	WritesMax float64 // luling_cloud_influx_writes_max: -influx-writes
 }
 
 func take(tb testing.TB, city *citysim.City, clouds []*cloud, token string, engine, influx []int, influxURL string) snapshot {
 	tb.Helper()
-	s := snapshot{at: time.Now(), sim: city.Totals(), simCPU: processCPU(os.Getpid())}
+	s := snapshot{At: time.Now(), Sim: city.Totals(), SimCPU: processCPU(os.Getpid())}
 	var err error
-	if s.influxReq, err = readInfluxWrites(influxURL); err != nil {
+	if s.InfluxReq, err = readInfluxWrites(influxURL); err != nil {
 		tb.Fatalf("scale: %v", err)
 	}
-	s.busy, s.all = machineCPU()
-	s.load = loadAverage()
+	s.Busy, s.All = machineCPU()
+	s.Load = loadAverage()
 	for _, p := range engine {
-		s.engineCPU += processCPU(p)
+		s.EngineCPU += processCPU(p)
 	}
 	for _, p := range influx {
-		s.influxCPU += processCPU(p)
+		s.InfluxCPU += processCPU(p)
 	}
 	for _, c := range clouds {
 		var in instSnap
-		if in.alive = c.alive(); !in.alive {
-			s.inst = append(s.inst, in) // killed during the run (Running.Kill)
+		if in.Alive = c.alive(); !in.Alive {
+			s.Inst = append(s.Inst, in) // killed during the run (Running.Kill)
 			continue
 		}
-		in.cpu = processCPU(c.cmd.Process.Pid)
+		in.CPU = processCPU(c.cmd.Process.Pid)
 		if c.group != nil {
-			in.throttled = c.group.Throttled()
+			if in.Quota, err = c.group.Stat(); err != nil {
+				tb.Fatalf("scale: %v", err)
+			}
 		}
 		m, err := c.metrics(token)
 		if err != nil {
 			tb.Fatalf("scale: %v", err)
 		}
-		in.records = m.Sum("luling_cloud_records_total")
-		in.owned = m.Sum("luling_cloud_nats_partitions_owned")
-		in.queued = m.Sum("luling_cloud_ingest_queued")
-		in.moves = m.Sum("luling_cloud_nats_partitions_acquired_total") + m.Sum("luling_cloud_nats_partitions_released_total") + m.Sum("luling_cloud_nats_partitions_lost_total")
-		in.written = m.Sum("luling_cloud_ingest_written_total")
-		in.points = m.Sum("luling_cloud_ingest_points_total")
-		in.requests = m.Sum("luling_cloud_influx_requests_total")
-		in.lost = m.Sum("luling_cloud_seq_lost_total")
-		in.gaps = m.Sum("luling_cloud_seq_gaps_open")
-		in.dups = m.Sum("luling_cloud_seq_duplicates_total")
-		in.latency = m.Histogram("luling_cloud_ingest_latency_seconds")
-		s.inst = append(s.inst, in)
+		in.Records = m.Sum("luling_cloud_records_total")
+		in.Owned = m.Sum("luling_cloud_nats_partitions_owned")
+		in.Queued = m.Sum("luling_cloud_ingest_queued")
+		in.Moves = m.Sum("luling_cloud_nats_partitions_acquired_total") + m.Sum("luling_cloud_nats_partitions_released_total") + m.Sum("luling_cloud_nats_partitions_lost_total")
+		in.Written = m.Sum("luling_cloud_ingest_written_total")
+		in.Points = m.Sum("luling_cloud_ingest_points_total")
+		in.Requests = m.Sum("luling_cloud_influx_requests_total")
+		in.Lost = m.Sum("luling_cloud_seq_lost_total")
+		in.Gaps = m.Sum("luling_cloud_seq_gaps_open")
+		in.Dups = m.Sum("luling_cloud_seq_duplicates_total")
+		in.Latency = m.Histogram("luling_cloud_ingest_latency_seconds")
+		in.WriteSecs = m.Sum("luling_cloud_influx_write_seconds_total")
+		in.WritesMax = m.Sum("luling_cloud_influx_writes_max")
+		s.Inst = append(s.Inst, in)
 	}
 	return s
 }
@@ -505,7 +535,14 @@ type stage struct {
 func newStage(tb testing.TB, r Run) *stage {
 	tb.Helper()
 	st := &stage{bin: clouddBinary(tb), flags: r.CloudFlags}
-	st.influx, st.db = testenv.NewDatabase(tb)
+	if r.InfluxData != nil {
+		st.influx, st.db = ownInflux(tb, r.InfluxData), "scale"
+		if err := st.influx.CreateDatabase(st.db); err != nil {
+			tb.Fatalf("scale: %v", err)
+		}
+	} else {
+		st.influx, st.db = testenv.NewDatabase(tb)
+	}
 	st.ep = r.Engine.Start(tb)
 	st.tokens = filepath.Join(tb.TempDir(), "tokens.json")
 	out, err := exec.Command(st.bin, "token", "create", "-tokens", st.tokens, "-name", "scale", "-role", "viewer").Output()
@@ -514,6 +551,21 @@ func newStage(tb testing.TB, r Run) *stage {
 	}
 	st.token = strings.TrimSpace(string(out))
 	return st
+}
+
+// ownInflux starts an InfluxDB server for one run, stopped when it ends.
+func ownInflux(tb testing.TB, data map[string]string) *testenv.Influx {
+	tb.Helper()
+	bin := testenv.FindInfluxd()
+	if bin == "" {
+		tb.Fatal("scale: influxd not found: run `make services`")
+	}
+	in, err := testenv.StartInfluxWith(bin, tb.TempDir(), testenv.FreePort(tb), testenv.FreePort(tb), data)
+	if err != nil {
+		tb.Fatalf("scale: %v", err)
+	}
+	tb.Cleanup(in.Close)
+	return in
 }
 
 // cloudArgs are instance i's flags of n: the engine's, InfluxDB, tokens,
@@ -576,17 +628,19 @@ func Exec(tb testing.TB, r Run) Result {
 	defer stopCity()
 	time.Sleep(r.Warmup) // a measurement window, not a wait for a condition
 
-	influxPIDs := children("influxd")
+	influxPIDs := []int{influx.PID()}
 	rn := &Running{City: city, Influx: influx, DB: db, clouds: clouds}
 	start := take(tb, city, clouds, token, ep.PIDs, influxPIDs, influx.URL)
 	if r.During != nil {
 		r.During(tb, rn)
 	}
-	if rest := r.Measure - time.Since(start.at); rest > 0 {
+	if rest := r.Measure - time.Since(start.At); rest > 0 {
 		time.Sleep(rest) // the rest of the measurement window
 	}
 	end := take(tb, city, clouds, token, ep.PIDs, influxPIDs, influx.URL)
-	res := result(r, cfg, ep, start, end)
+	rec := newRecording(r, cfg, ep, start, end)
+	rec.keep(tb)
+	res := rec.result()
 	if r.After != nil {
 		r.After(tb, rn)
 	}
@@ -614,50 +668,104 @@ func flagInt(flags []string, name string, def int) int {
 	return n
 }
 
-func result(r Run, cfg citysim.Config, ep Endpoint, start, end snapshot) Result {
-	win := end.at.Sub(start.at)
+// recording is what a run's Result and bound are computed from: the
+// snapshots at both ends of its window and what describes the run. With
+// LULING_SCALE_RECORD set to a folder, every run writes its recording
+// there as JSON; testdata/bounds holds recorded ones, replayed through
+// the same computation by TestRecordedBounds.
+type recording struct {
+	Engine     string
+	Instances  int
+	CPUQuota   float64
+	CloudFlags []string
+	Gateways   int
+	Devices    int
+	Inflight   int  // the engine's in-flight window, when known
+	EnginePIDs bool // the engine runs in processes of its own (its CPU is measured)
+	Start, End snapshot
+	// A drain (Drain): the backlog in records, and each instance's mean
+	// ingest queue over the window.
+	Drain      bool
+	Backlog    float64
+	InstQueued []float64
+}
+
+func newRecording(r Run, cfg citysim.Config, ep Endpoint, start, end snapshot) recording {
+	return recording{Engine: r.Engine.Name, Instances: r.Instances, CPUQuota: r.CPUQuota, CloudFlags: r.CloudFlags,
+		Gateways: cfg.Gateways, Devices: cfg.Devices, Inflight: ep.Inflight, EnginePIDs: len(ep.PIDs) > 0, Start: start, End: end}
+}
+
+// keep writes rec as JSON into $LULING_SCALE_RECORD, when set.
+func (rec recording) keep(tb testing.TB) {
+	dir := os.Getenv("LULING_SCALE_RECORD")
+	if dir == "" {
+		return
+	}
+	b, err := json.MarshalIndent(rec, "", " ")
+	if err == nil {
+		name := fmt.Sprintf("%s-%d-%s.json", strings.ReplaceAll(strings.Fields(rec.Engine + " x")[0], "/", "-"), rec.Instances, rec.End.At.UTC().Format("20060102T150405"))
+		err = os.WriteFile(filepath.Join(dir, name), b, 0o644)
+	}
+	if err != nil {
+		tb.Errorf("scale: LULING_SCALE_RECORD: %v", err)
+	}
+}
+
+// result computes what a run measured from its recording, and its bound.
+func (rec recording) result() Result {
+	start, end := rec.Start, rec.End
+	win := end.At.Sub(start.At)
 	res := Result{
-		Engine: r.Engine.Name, Instances: r.Instances, Gateways: cfg.Gateways, Devices: cfg.Devices, CPUQuota: r.CPUQuota, CloudFlags: r.CloudFlags,
+		Engine: rec.Engine, Instances: rec.Instances, Gateways: rec.Gateways, Devices: rec.Devices, CPUQuota: rec.CPUQuota, CloudFlags: rec.CloudFlags,
 		Seconds:      win.Seconds(),
-		Offered:      float64(end.sim.Records-start.sim.Records) / win.Seconds(),
-		InfluxCPU:    pct(end.influxCPU-start.influxCPU, win),
-		SimCPU:       pct(end.simCPU-start.simCPU, win),
-		BacklogStart: start.sim.Unconfirmed, BacklogEnd: end.sim.Unconfirmed,
-		Resent: end.sim.Resent - start.sim.Resent, LateTicks: end.sim.LateTicks - start.sim.LateTicks,
+		Offered:      float64(end.Sim.Records-start.Sim.Records) / win.Seconds(),
+		InfluxCPU:    pct(end.InfluxCPU-start.InfluxCPU, win),
+		SimCPU:       pct(end.SimCPU-start.SimCPU, win),
+		BacklogStart: start.Sim.Unconfirmed, BacklogEnd: end.Sim.Unconfirmed,
+		Resent: end.Sim.Resent - start.Sim.Resent, LateTicks: end.Sim.LateTicks - start.Sim.LateTicks,
 	}
-	if all := end.all - start.all; all > 0 {
-		res.MachineBusy = 100 * float64(end.busy-start.busy) / float64(all)
+	if all := end.All - start.All; all > 0 {
+		res.MachineBusy = 100 * float64(end.Busy-start.Busy) / float64(all)
 	}
-	res.EngineCPU = pct(end.engineCPU-start.engineCPU, win)
-	res.Load1 = end.load
+	res.EngineCPU = pct(end.EngineCPU-start.EngineCPU, win)
+	res.Load1 = end.Load
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	res.SimGoroutines, res.SimHeapMB = runtime.NumGoroutine(), float64(ms.HeapInuse)/(1<<20)
 	// Instances killed during the window count for neither end.
-	var records, written, points, requests float64
+	var records, written, points, requests, writeSecs float64
+	live := 0
 	var lat Histogram
-	for i := range end.inst {
-		st, en := start.inst[i], end.inst[i]
-		if en.alive {
-			res.Lost += en.lost
-			res.GapsOpen += en.gaps
+	for i := range end.Inst {
+		st, en := start.Inst[i], end.Inst[i]
+		if en.Alive {
+			res.Lost += en.Lost
+			res.GapsOpen += en.Gaps
 		}
-		if !st.alive || !en.alive {
+		if !st.Alive || !en.Alive {
 			res.CloudCPU = append(res.CloudCPU, 0)
 			res.Throttled = append(res.Throttled, 0)
+			res.InstWaiting = append(res.InstWaiting, 0)
 			res.InstReadings = append(res.InstReadings, 0)
 			continue
 		}
-		res.InstReadings = append(res.InstReadings, (en.records-st.records)/win.Seconds())
-		res.CloudCPU = append(res.CloudCPU, pct(en.cpu-st.cpu, win))
-		res.Throttled = append(res.Throttled, (en.throttled-st.throttled).Seconds()/win.Seconds())
-		records += en.records - st.records
-		written += en.written - st.written
-		points += en.points - st.points
-		requests += en.requests - st.requests
-		res.Duplicates += en.dups - st.dups
-		res.Moves += int(en.moves - st.moves)
-		d, err := en.latency.Sub(st.latency)
+		res.InstReadings = append(res.InstReadings, (en.Records-st.Records)/win.Seconds())
+		res.CloudCPU = append(res.CloudCPU, pct(en.CPU-st.CPU, win))
+		res.Throttled = append(res.Throttled, en.Quota.ThrottledShare(st.Quota))
+		// Seconds in write requests, summed over those in flight, per
+		// second of the window and write slot (-influx-writes).
+		waiting := (en.WriteSecs - st.WriteSecs) / win.Seconds() / max(en.WritesMax, 1)
+		res.InstWaiting = append(res.InstWaiting, waiting)
+		res.InfluxWaiting += waiting
+		live++
+		writeSecs += en.WriteSecs - st.WriteSecs
+		records += en.Records - st.Records
+		written += en.Written - st.Written
+		points += en.Points - st.Points
+		requests += en.Requests - st.Requests
+		res.Duplicates += en.Dups - st.Dups
+		res.Moves += int(en.Moves - st.Moves)
+		d, err := en.Latency.Sub(st.Latency)
 		if err == nil {
 			lat, err = lat.Add(d)
 		}
@@ -669,21 +777,28 @@ func result(r Run, cfg citysim.Config, ep Endpoint, start, end snapshot) Result 
 	if requests > 0 {
 		res.MsgsPerWrite = written / requests
 		res.PointsPerWrite = points / requests
+		res.ClientWriteMS = writeSecs * 1000 / requests
 	}
-	res.Inflight, res.BatchPoints = ep.Inflight, batchPoints(r.CloudFlags)
-	if n := end.influxReq.requests - start.influxReq.requests; n > 0 {
-		busy := end.influxReq.duration - start.influxReq.duration
-		res.InfluxWriteMS = busy.Seconds() * 1000 / n
-		res.InfluxWaiting = busy.Seconds() / win.Seconds() / float64(r.Instances)
+	if live > 0 {
+		res.InfluxWaiting /= float64(live)
+	}
+	res.Inflight, res.BatchPoints = rec.Inflight, batchPoints(rec.CloudFlags)
+	if n := end.InfluxReq.Requests - start.InfluxReq.Requests; n > 0 {
+		res.InfluxWriteMS = (end.InfluxReq.Duration - start.InfluxReq.Duration).Seconds() * 1000 / n
 	}
 	if !math.IsNaN(res.P99) {
 		res.P99 = lat.Quantile(0.99)
 	}
 	// Kept up: cloudd wrote (nearly) what was offered, and what the
 	// gateways hold unconfirmed grew by less than two seconds of messages.
-	msgRate := float64(end.sim.Messages-start.sim.Messages) / win.Seconds()
-	res.KeptUp = res.Readings >= 0.95*res.Offered && float64(end.sim.Unconfirmed) <= float64(start.sim.Unconfirmed)+2*msgRate
-	res.Bound = bounds(res, r.CPUQuota, len(ep.PIDs) > 0, false)
+	msgRate := float64(end.Sim.Messages-start.Sim.Messages) / win.Seconds()
+	res.KeptUp = res.Readings >= 0.95*res.Offered && float64(end.Sim.Unconfirmed) <= float64(start.Sim.Unconfirmed)+2*msgRate
+	if rec.Drain {
+		res.Offered = rec.Backlog // in records, not a rate
+		res.KeptUp = false
+		res.InstQueued = rec.InstQueued
+	}
+	res.Bound = bounds(res, rec.CPUQuota, rec.EnginePIDs, rec.Drain)
 	return res
 }
 
@@ -695,19 +810,12 @@ func bounds(r Result, quota float64, enginePIDs, drain bool) []string {
 		return []string{"none (kept up with the offered load)"}
 	}
 	var b []string
-	limit := quota * 100
-	if quota <= 0 {
-		limit = float64(runtime.NumCPU()) * 100
-	}
-	atQuota, live := 0, 0
-	for i, c := range r.CloudCPU {
-		if c == 0 && (i >= len(r.InstReadings) || r.InstReadings[i] == 0) {
-			continue // killed during the window
-		}
-		live++
-		if c >= 0.85*limit || (i < len(r.Throttled) && r.Throttled[i] > 0.2) {
-			atQuota++
-		}
+	atQuota, waiting, live := instanceBounds(r, quota)
+	switch {
+	case waiting > 0 && waiting == live:
+		b = append(b, "influxdb-write-time")
+	case waiting > 0:
+		b = append(b, fmt.Sprintf("influxdb-write-time (%d of %d instances)", waiting, live))
 	}
 	switch {
 	case atQuota > 0 && atQuota == live:
@@ -737,17 +845,14 @@ func bounds(r Result, quota float64, enginePIDs, drain bool) []string {
 	if r.InfluxCPU >= 85 {
 		b = append(b, "influxdb")
 	}
-	// cloudd writes one request at a time and acknowledges after it: a
-	// request that carries the whole in-flight window, or its whole
-	// -batch-points, means the InfluxDB round trip paces the ingest.
+	// cloudd acknowledges a message after its write: requests that carry
+	// the whole in-flight window, or the whole -batch-points, mean the
+	// InfluxDB round trip paces the ingest.
 	if !drain && r.Inflight > 0 && r.MsgsPerWrite >= 0.8*float64(r.Inflight)/float64(max(len(r.CloudCPU), 1)) {
 		b = append(b, "broker-inflight-window")
 	}
 	if !drain && r.BatchPoints > 0 && r.PointsPerWrite >= 0.8*float64(r.BatchPoints) {
 		b = append(b, "cloudd-batch-points")
-	}
-	if r.InfluxWaiting >= 0.8 {
-		b = append(b, "influxdb-write-time")
 	}
 	if r.LateTicks > 0 {
 		b = append(b, "simulator")
@@ -759,6 +864,52 @@ func bounds(r Result, quota float64, enginePIDs, drain bool) []string {
 		return []string{"unknown"}
 	}
 	return b
+}
+
+// Thresholds of instanceBounds.
+const (
+	quotaUsed       = 0.85 // of the quota: CPU at the quota
+	quotaPeriods    = 0.5  // of its periods throttled: held by the quota
+	slotsBusy       = 0.8  // of the write slots busy: waiting for InfluxDB
+	influxOwnsWrite = 0.5  // of cloudd's time per write spent in InfluxDB
+)
+
+// instanceBounds counts the live instances of r (those not killed during
+// the window), those that waited for InfluxDB and those held by their
+// CPU quota (quota cores; 0: none, then a whole machine).
+//
+// An instance waited for InfluxDB when its write slots (-influx-writes)
+// were busy at least slotsBusy of the window, so that its writer could
+// rarely start another write however much CPU it had, and InfluxDB's own
+// time per request was at least influxOwnsWrite of cloudd's: cloudd's
+// write seconds run until it reads the answer, and a throttled instance
+// reads it late, which is its quota's doing, not InfluxDB's.
+//
+// An instance that did not wait was held by its quota when it used
+// quotaUsed of it, or when at least quotaPeriods of the periods in which
+// it was runnable ended throttled: it ran into the quota more often than
+// not, even if it used less (the quota is spent in slices per CPU, and a
+// bursty process is throttled with some of it unused).
+func instanceBounds(r Result, quota float64) (atQuota, waiting, live int) {
+	limit := quota * 100
+	if quota <= 0 {
+		limit = float64(runtime.NumCPU()) * 100
+	}
+	influxSlow := r.ClientWriteMS <= 0 || r.InfluxWriteMS >= influxOwnsWrite*r.ClientWriteMS
+	for i, c := range r.CloudCPU {
+		if c == 0 && (i >= len(r.InstReadings) || r.InstReadings[i] == 0) {
+			continue // killed during the window
+		}
+		live++
+		if i < len(r.InstWaiting) && r.InstWaiting[i] >= slotsBusy && influxSlow {
+			waiting++
+			continue
+		}
+		if c >= quotaUsed*limit || (quota > 0 && i < len(r.Throttled) && r.Throttled[i] >= quotaPeriods) {
+			atQuota++
+		}
+	}
+	return atQuota, waiting, live
 }
 
 // unevenShares reports whether one of several instances wrote more than
@@ -779,8 +930,8 @@ func unevenShares(perInstance []float64) bool {
 
 // influxWrites are InfluxDB's counters of HTTP write requests.
 type influxWrites struct {
-	requests float64
-	duration time.Duration
+	Requests float64
+	Duration time.Duration
 }
 
 // readInfluxWrites reads InfluxDB 1.x's /debug/vars: the "httpd"
@@ -813,8 +964,8 @@ func parseInfluxWrites(r io.Reader) (influxWrites, error) {
 			continue
 		}
 		found = true
-		w.requests += st.Values["writeReq"]
-		w.duration += time.Duration(st.Values["writeReqDurationNs"])
+		w.Requests += st.Values["writeReq"]
+		w.Duration += time.Duration(st.Values["writeReqDurationNs"])
 	}
 	if !found {
 		return influxWrites{}, errors.New(`influxdb statistics: no "httpd" statistics in /debug/vars`)

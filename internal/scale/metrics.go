@@ -2,6 +2,7 @@ package scale
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -141,6 +142,43 @@ func (m Metrics) Sum(name string) float64 {
 type Histogram struct {
 	Bounds []float64 // upper bounds, ascending, +Inf last
 	Counts []float64 // cumulative counts per bound
+}
+
+// histogramJSON is a Histogram in JSON, whose numbers have no +Inf: the
+// bounds as strings ("+Inf" last).
+type histogramJSON struct {
+	Bounds []string
+	Counts []float64
+}
+
+// MarshalJSON writes the bounds as strings, so that +Inf survives.
+func (h Histogram) MarshalJSON() ([]byte, error) {
+	j := histogramJSON{Counts: h.Counts}
+	for _, b := range h.Bounds {
+		j.Bounds = append(j.Bounds, strconv.FormatFloat(b, 'g', -1, 64))
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote.
+func (h *Histogram) UnmarshalJSON(b []byte) error {
+	var j histogramJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	if len(j.Bounds) != len(j.Counts) {
+		return fmt.Errorf("histogram: %d bounds and %d counts", len(j.Bounds), len(j.Counts))
+	}
+	out := Histogram{Counts: j.Counts}
+	for _, s := range j.Bounds {
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return fmt.Errorf("histogram bound %q: want a number or +Inf", s)
+		}
+		out.Bounds = append(out.Bounds, v)
+	}
+	*h = out
+	return nil
 }
 
 // Histogram returns the histogram name (its name_bucket samples).

@@ -1,9 +1,12 @@
 package scale
 
 import (
+	"encoding/json"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 const scrape = `# HELP luling_cloud_records_total Records.
@@ -139,7 +142,24 @@ func TestBounds(t *testing.T) {
 		{Result{CloudCPU: []float64{19, 7, 9}, InstReadings: []float64{6000, 2500, 3000}}, 0.2, "cloudd-cpu (1 of 3 instances)+uneven-shares", true},
 		// An instance killed during the window counts for neither.
 		{Result{CloudCPU: []float64{0, 19}, InstReadings: []float64{0, 6000}}, 0.2, "cloudd-cpu", false},
-		{Result{CloudCPU: []float64{10, 10, 10}, InstReadings: []float64{3000, 3000, 3000}, InfluxCPU: 90, InfluxWaiting: 0.85}, 0.2, "influxdb+influxdb-write-time", true},
+		{Result{CloudCPU: []float64{10, 10, 10}, InstReadings: []float64{3000, 3000, 3000}, InfluxCPU: 90, InstWaiting: []float64{0.85, 0.9, 0.95}}, 0.2, "influxdb-write-time+influxdb", true},
+		// Both write slots busy, InfluxDB's own time per write (280 ms)
+		// most of cloudd's (300 ms): waiting for InfluxDB, although the
+		// instances ran into their quota in some periods.
+		{Result{CloudCPU: []float64{8, 9, 9}, Throttled: []float64{0.3, 0.4, 0.3}, InstReadings: []float64{3000, 3100, 3000}, InstWaiting: []float64{0.9, 0.95, 0.9}, ClientWriteMS: 300, InfluxWriteMS: 280}, 0.15, "influxdb-write-time", true},
+		{Result{CloudCPU: []float64{8, 14, 14}, InstReadings: []float64{3000, 3100, 3000}, InstWaiting: []float64{0.9, 0.4, 0.3}, ClientWriteMS: 300, InfluxWriteMS: 280}, 0.15, "influxdb-write-time (1 of 3 instances)+cloudd-cpu (2 of 3 instances)", true},
+		// The slots were busy, but InfluxDB answered in 100 ms of the 600
+		// cloudd took per write: the throttled instance read its answers
+		// late. Its quota held it.
+		{Result{CloudCPU: []float64{15}, Throttled: []float64{0.9}, InstReadings: []float64{6000}, InstWaiting: []float64{0.95}, ClientWriteMS: 600, InfluxWriteMS: 100}, 0.15, "cloudd-cpu", true},
+		// Run O of docs/scale.md: 13, 9 and 10% of a 15% quota, throttled
+		// in most of their periods, two write slots each busy 29% of the
+		// time (the old figure, one write at a time, said "waiting 58%").
+		{Result{CloudCPU: []float64{13, 9, 10}, Throttled: []float64{0.7, 0.55, 0.6}, InstReadings: []float64{5572, 5182, 4558}, InstWaiting: []float64{0.3, 0.28, 0.29}, ClientWriteMS: 290, InfluxWriteMS: 278, InfluxCPU: 79, MachineBusy: 76}, 0.15, "cloudd-cpu", true},
+		// Rarely throttled, well under the quota, not waiting: the CPU
+		// scheduler held them (throttled time summed over two CPUs as
+		// cgroup v1 gives it would have exceeded 20% of the window).
+		{Result{CloudCPU: []float64{8, 8}, Throttled: []float64{0.1, 0.15}, InstReadings: []float64{3000, 3000}, InstWaiting: []float64{0.3, 0.3}, MachineBusy: 96}, 0.15, "machine", true},
 		{Result{CloudCPU: []float64{19, 19}, InstReadings: []float64{6000, 6000}, Moves: 2, MachineBusy: 93}, 0.2, "cloudd-cpu+partitions-moved+machine", true},
 		// An instance whose queue ran empty was not supplied fast enough.
 		{Result{CloudCPU: []float64{12, 19}, InstReadings: []float64{5000, 5000}, InstQueued: []float64{3, 900}, MsgsPerWrite: 40}, 0.2, "cloudd-cpu (1 of 2 instances)+pull-supply", true},
@@ -173,7 +193,7 @@ func TestParseInfluxWrites(t *testing.T) {
 	w, err := parseInfluxWrites(strings.NewReader(`{"system":{"currentTime":"x"},"memstats":{"Alloc":1},
 "httpd::8086":{"name":"httpd","tags":{"bind":"127.0.0.1:8086"},"values":{"writeReq":4,"writeReqDurationNs":2000000000,"req":9}},
 "database:db":{"name":"database","values":{"numSeries":3}}}`))
-	if err != nil || w.requests != 4 || w.duration.Seconds() != 2 {
+	if err != nil || w.Requests != 4 || w.Duration.Seconds() != 2 {
 		t.Errorf("parse = %+v, %v: want 4 requests, 2 s", w, err)
 	}
 	for _, bad := range []string{`{"x":{"name":"database","values":{}}}`, `[1]`, `{`} {
@@ -191,6 +211,66 @@ func FuzzParseProcStat(f *testing.F) {
 		s, err := parseProcStat([]byte(in))
 		if err == nil && s.CPU < 0 {
 			t.Fatalf("%q: negative CPU time %v", in, s.CPU)
+		}
+	})
+}
+
+// A histogram survives JSON (a recording) with its +Inf bucket.
+func TestHistogramJSON(t *testing.T) {
+	h := Histogram{Bounds: []float64{0.5, 2, math.Inf(1)}, Counts: []float64{3, 7, 9}}
+	b, err := json.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Histogram
+	if err := json.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(back, h) {
+		t.Errorf("%s read back as %+v, %v; want %+v", b, back, err, h)
+	}
+	for _, bad := range []string{`{"Bounds":["x"],"Counts":[1]}`, `{"Bounds":["1"],"Counts":[]}`, `[`} {
+		if err := json.Unmarshal([]byte(bad), &back); err == nil {
+			t.Errorf("%s: no error", bad)
+		}
+	}
+}
+
+func TestParseCPUStat(t *testing.T) {
+	v1 := "nr_periods 200\nnr_throttled 150\nthrottled_time 23000000000\nnr_bursts 0\nburst_time 0\n"
+	v2 := "usage_usec 9000\nuser_usec 8000\nsystem_usec 1000\nnr_periods 40\nnr_throttled 10\nthrottled_usec 500000\n"
+	for in, want := range map[string]CPUStat{v1: {200, 150, 23 * time.Second}, v2: {40, 10, 500 * time.Millisecond}} {
+		got, err := parseCPUStat([]byte(in))
+		if err != nil || got != want {
+			t.Errorf("%q: %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	// 23 s throttled in a 20 s window on two CPUs: the time is no share,
+	// the periods are: 120 of the 180 periods since the earlier reading.
+	if got := (CPUStat{Periods: 200, ThrottledPeriods: 150}).ThrottledShare(CPUStat{Periods: 20, ThrottledPeriods: 30}); math.Abs(got-2.0/3) > 1e-9 {
+		t.Errorf("ThrottledShare = %v, want 2/3", got)
+	}
+	if got := (CPUStat{Periods: 5}).ThrottledShare(CPUStat{Periods: 5}); got != 0 {
+		t.Errorf("ThrottledShare without periods = %v, want 0", got)
+	}
+	for bad, want := range map[string]string{
+		"":                               "found 0",
+		"nr_periods 1\nnr_throttled 1\n": "found 2",
+		"nr_periods x\nnr_throttled 1\nthrottled_time 0":                    "line 1: nr_periods",
+		"nr_periods 1\nnr_throttled 2\nthrottled_time 0":                    "above nr_periods",
+		"nr_periods 1\nnr_throttled 0\nthrottled_usec 18446744073709551615": "too large",
+	} {
+		if _, err := parseCPUStat([]byte(bad)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err %v, want one saying %q", bad, err, want)
+		}
+	}
+}
+
+func FuzzParseCPUStat(f *testing.F) {
+	f.Add("nr_periods 200\nnr_throttled 150\nthrottled_time 23000000000\n")
+	f.Add("nr_periods 40\nnr_throttled 10\nthrottled_usec 500000\n")
+	f.Add("nr_periods 1\nnr_throttled 0\nthrottled_usec 18446744073709551615")
+	f.Fuzz(func(t *testing.T, in string) {
+		s, err := parseCPUStat([]byte(in))
+		if err == nil && (s.ThrottledPeriods > s.Periods || s.ThrottledTime < 0 || s.ThrottledShare(CPUStat{}) > 1) {
+			t.Fatalf("%q: %+v", in, s)
 		}
 	})
 }

@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,7 +35,9 @@ var (
 	influxMiss string
 )
 
-func findInfluxd() string {
+// FindInfluxd returns the influxd binary: $LULING_INFLUXD, .tools/bin/influxd
+// of the repository, or influxd on the PATH; "" when there is none.
+func FindInfluxd() string {
 	if p := os.Getenv("LULING_INFLUXD"); p != "" {
 		return p
 	}
@@ -49,13 +53,43 @@ func findInfluxd() string {
 	return ""
 }
 
+// influxData are the [data] settings testenv gives every server: no query
+// log, and the WAL written and fsynced on every write request (InfluxDB's
+// own default).
+var influxData = map[string]string{
+	"query-log-enabled": "false",
+	"wal-fsync-delay":   `"0s"`,
+}
+
 // StartInflux starts an influxd with a generated config in dir on free
 // loopback ports and waits until it answers /ping. Stop it with Close.
 func StartInflux(bin, dir string, httpPort, rpcPort int) (*Influx, error) {
+	return StartInfluxWith(bin, dir, httpPort, rpcPort, nil)
+}
+
+// StartInfluxWith is StartInflux with further settings of the [data]
+// section, key to TOML value (`"tsi1"` with its quotes, `4`), which replace
+// testenv's own: for benchmarks that measure what a setting costs or saves.
+// A key that is not a plain setting name is an error.
+func StartInfluxWith(bin, dir string, httpPort, rpcPort int, data map[string]string) (*Influx, error) {
 	for _, d := range []string{"meta", "data", "wal"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, err
 		}
+	}
+	settings := maps.Clone(influxData)
+	for k, v := range data {
+		if k == "" || strings.Trim(k, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" || k == "dir" || k == "wal-dir" {
+			return nil, fmt.Errorf("influxd [data] setting %q: want a setting name such as index-version (dir and wal-dir are testenv's)", k)
+		}
+		if v == "" || strings.ContainsAny(v, "\n\r") {
+			return nil, fmt.Errorf("influxd [data] setting %s: value %q: want one TOML value", k, v)
+		}
+		settings[k] = v
+	}
+	var extra strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(settings)) {
+		fmt.Fprintf(&extra, "  %s = %s\n", k, settings[k])
 	}
 	conf := fmt.Sprintf(`reporting-disabled = true
 bind-address = "127.0.0.1:%d"
@@ -64,9 +98,7 @@ bind-address = "127.0.0.1:%d"
 [data]
   dir = "%s/data"
   wal-dir = "%s/wal"
-  query-log-enabled = false
-  wal-fsync-delay = "0s"
-[http]
+%s[http]
   bind-address = "127.0.0.1:%d"
   log-enabled = false
   flux-enabled = true
@@ -79,7 +111,7 @@ bind-address = "127.0.0.1:%d"
   enabled = false
 [subscriber]
   enabled = false
-`, rpcPort, dir, dir, dir, httpPort)
+`, rpcPort, dir, dir, dir, extra.String(), httpPort)
 	cf := filepath.Join(dir, "influxdb.conf")
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
 		return nil, err
@@ -123,13 +155,22 @@ func (in *Influx) Stop() { in.proc.stop(syscall.SIGTERM) }
 // Close stops the server.
 func (in *Influx) Close() { in.Stop() }
 
+// PID is the running server's process id, for reading its CPU time.
+func (in *Influx) PID() int { return in.proc.cmd.Process.Pid }
+
+// CreateDatabase creates database name (nothing happens when it exists).
+func (in *Influx) CreateDatabase(name string) error {
+	_, err := in.Query("", "CREATE DATABASE "+name)
+	return err
+}
+
 // SharedInflux returns the test binary's InfluxDB server, starting it on
 // first use. It is stopped when the process exits (Pdeathsig) or by
 // StopShared from TestMain.
 func SharedInflux(t testing.TB) *Influx {
 	t.Helper()
 	influxOnce.Do(func() {
-		bin := findInfluxd()
+		bin := FindInfluxd()
 		if bin == "" {
 			influxMiss = "run `make services` (go install github.com/influxdata/influxdb/cmd/influxd@v1.8.10 into .tools/bin)"
 			return
@@ -173,7 +214,7 @@ func NewDatabase(t testing.TB) (*Influx, string) {
 	dbCounter.n++
 	name := fmt.Sprintf("t%d_%d", os.Getpid(), dbCounter.n)
 	dbCounter.Unlock()
-	if _, err := in.Query("", "CREATE DATABASE "+name); err != nil {
+	if err := in.CreateDatabase(name); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
 	return in, name
