@@ -203,8 +203,12 @@ func TestStarvedInstanceDrainsWithoutMoves(t *testing.T) {
 		}
 	}
 	d := func(name string) float64 { return after[name] - before[name] }
-	t.Logf("drained in %v (quota %.2f, throttled %v): written %v, duplicates %v, stale %v, queued at most %v, partitions taken %v, lost %v, late leases %v, seq lost %v, late %v",
-		drained.Round(time.Second), quota, group.Throttled().Round(time.Second), d("luling_cloud_ingest_written_total"), d("luling_cloud_seq_duplicates_total"),
+	throttled := "unknown"
+	if st, err := group.Stat(); err == nil {
+		throttled = fmt.Sprintf("%d of %d periods", st.ThrottledPeriods, st.Periods)
+	}
+	t.Logf("drained in %v (quota %.2f, throttled in %s): written %v, duplicates %v, stale %v, queued at most %v, partitions taken %v, lost %v, late leases %v, seq lost %v, late %v",
+		drained.Round(time.Second), quota, throttled, d("luling_cloud_ingest_written_total"), d("luling_cloud_seq_duplicates_total"),
 		d("luling_cloud_nats_stale_messages_total"), peak, d("luling_cloud_nats_partitions_acquired_total"), d("luling_cloud_nats_partitions_lost_total"),
 		d("luling_cloud_nats_leases_late_total"), d("luling_cloud_seq_lost_total"), d("luling_cloud_seq_late_total"))
 	for _, line := range strings.Split(p.out.String(), "\n") {
