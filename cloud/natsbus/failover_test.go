@@ -212,12 +212,7 @@ func TestFailoverLosesNothing(t *testing.T) {
 	bin := cloudd(t)
 	cluster := natstest.Start(t, 3)
 	influx, db := testenv.NewDatabase(t)
-	tokens := filepath.Join(t.TempDir(), "tokens.json")
-	out, err := exec.Command(bin, "token", "create", "-tokens", tokens, "-name", "test", "-role", "viewer").Output()
-	if err != nil {
-		t.Fatalf("token create: %v", err)
-	}
-	token := strings.TrimSpace(string(out))
+	tokens, token := viewerToken(t, bin)
 
 	mqttURLs := cluster.MQTTURLs()
 	common := []string{"-engine", "nats", "-nats-url", cluster.URLs(), "-broker-url", strings.Join(mqttURLs, ","),
@@ -336,4 +331,16 @@ func TestFailoverLosesNothing(t *testing.T) {
 		resent += g.up.DeliveryStats().Resent
 	}
 	t.Logf("gateways resent %d messages on cloudd's request", resent)
+}
+
+// viewerToken makes a tokens file with one viewer token for cloudd's
+// /metrics and returns its path and the token.
+func viewerToken(t *testing.T, bin string) (path, token string) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "tokens.json")
+	out, err := exec.Command(bin, "token", "create", "-tokens", path, "-name", "test", "-role", "viewer").Output()
+	if err != nil {
+		t.Fatalf("token create: %v", err)
+	}
+	return path, strings.TrimSpace(string(out))
 }

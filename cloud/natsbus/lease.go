@@ -92,12 +92,7 @@ func (b *Bus) renewRound(ctx context.Context, wg *sync.WaitGroup, now time.Time)
 			}
 		}()
 	}
-	b.mu.Lock()
-	held := make(map[int]*owned, len(b.parts))
-	for p, o := range b.parts {
-		held[p] = o
-	}
-	b.mu.Unlock()
+	held := b.heldParts()
 	for p, o := range held {
 		o.lmu.Lock()
 		age := now.Sub(o.refreshed)

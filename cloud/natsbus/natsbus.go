@@ -694,12 +694,7 @@ func (b *Bus) balance(ctx context.Context, wg *sync.WaitGroup, deliver func(inge
 	}
 	want := b.wanted(members)
 
-	b.mu.Lock()
-	held := make(map[int]*owned, len(b.parts))
-	for p, o := range b.parts {
-		held[p] = o
-	}
-	b.mu.Unlock()
+	held := b.heldParts()
 
 	for p, o := range held {
 		switch {
@@ -1041,4 +1036,15 @@ func (b *Bus) WriteMetrics(w io.Writer) {
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", m.name, m.help, m.name, m.typ, m.name, m.v)
 	}
+}
+
+// heldParts is a snapshot of the partitions this instance holds.
+func (b *Bus) heldParts() map[int]*owned {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	held := make(map[int]*owned, len(b.parts))
+	for p, o := range b.parts {
+		held[p] = o
+	}
+	return held
 }

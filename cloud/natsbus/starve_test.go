@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -119,12 +117,7 @@ func TestStarvedInstanceDrainsWithoutMoves(t *testing.T) {
 	bin := cloudd(t)
 	cluster := natstest.Start(t, 3)
 	influx, db := testenv.NewDatabase(t)
-	tokens := filepath.Join(t.TempDir(), "tokens.json")
-	out, err := exec.Command(bin, "token", "create", "-tokens", tokens, "-name", "test", "-role", "viewer").Output()
-	if err != nil {
-		t.Fatalf("token create: %v", err)
-	}
-	token := strings.TrimSpace(string(out))
+	tokens, token := viewerToken(t, bin)
 
 	group, err := scale.NewCPUGroup(fmt.Sprintf("luling-starve-%d", os.Getpid()), quota)
 	if err != nil {
