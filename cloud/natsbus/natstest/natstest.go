@@ -68,7 +68,31 @@ func Start(t testing.TB, n int) *Cluster {
 	}
 	c.nodes = make([]*server.Server, n)
 	for i := range n {
-		c.start(i)
+		// The ports were free when picked, not when bound: on a machine
+		// running many test packages another may take one meanwhile,
+		// and a node that cannot listen never gets ready. Such a node
+		// starts again on fresh ports (the nodes started before it keep
+		// its old route address in their list, a dead entry the route
+		// gossip makes up for).
+		for attempt := 1; ; attempt++ {
+			err := c.tryStart(i)
+			if err == nil {
+				break
+			}
+			if attempt == 3 {
+				t.Fatalf("nats node %d: %v (3 attempts)", i+1, err)
+			}
+			t.Logf("nats node %d: %v; again on fresh ports", i+1, err)
+			o := c.opts[i]
+			o.Port, o.MQTT.Port = freePort(t), freePort(t)
+			if n > 1 {
+				o.Cluster.Port = freePort(t)
+				routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", o.Cluster.Port)
+				for _, o := range c.opts[i:] {
+					o.Routes = server.RoutesFromStr(strings.Join(routes, ","))
+				}
+			}
+		}
 	}
 	t.Cleanup(func() {
 		for i := range n {
@@ -80,18 +104,29 @@ func Start(t testing.TB, n int) *Cluster {
 }
 
 func (c *Cluster) start(i int) {
+	if err := c.tryStart(i); err != nil {
+		c.t.Fatalf("nats node %d: %v", i+1, err)
+	}
+}
+
+// tryStart starts node i and waits until it listens; a node that does
+// not is shut down again.
+func (c *Cluster) tryStart(i int) error {
 	o := *c.opts[i] // a server keeps and changes its options
 	s, err := server.NewServer(&o)
 	if err != nil {
-		c.t.Fatalf("nats node %d: %v", i+1, err)
+		return err
 	}
 	go s.Start()
-	if !s.ReadyForConnections(20 * time.Second) {
-		c.t.Fatalf("nats node %d: not ready for connections within 20s", i+1)
+	if !s.ReadyForConnections(30 * time.Second) {
+		s.Shutdown()
+		s.WaitForShutdown()
+		return fmt.Errorf("not ready for connections within 30s (ports %d, %d, %d)", o.Port, o.MQTT.Port, o.Cluster.Port)
 	}
 	c.mu.Lock()
 	c.nodes[i] = s
 	c.mu.Unlock()
+	return nil
 }
 
 // Kill stops node i (its clients and routes drop at once).
