@@ -481,24 +481,19 @@ func (b *Bus) transact(ctx context.Context, p serialport.Port, req []byte, frame
 		return nil, err
 	}
 	start := b.lineClock.Now()
-	if b.needFlush(p, start) {
+	flush := b.needFlush(p, start)
+	b.cleanPort = nil
+	if flush {
 		b.stats.flushes.Add(1)
 		if err := p.Flush(); err != nil {
-			b.cleanPort = nil
 			return nil, errIO{err}
 		}
 	}
-	b.cleanPort = nil
 	wire := b.WireTime(len(req))
 	if wr, ok := p.(serialport.WriteReader); ok && frameLen != nil {
 		// The write and the wait for the reply in one step.
 		reply, err := b.readReply(ctx, p, wr, req, start.Add(wire+b.cfg.Timeout), frameLen)
-		end := b.lineClock.Now()
-		b.quietFrom = end.Add(b.silence)
-		b.stats.busyNanos.Add(int64(end.Sub(start)))
-		if err == nil {
-			b.cleanPort, b.cleanEnd = p, end
-		}
+		b.lineDone(p, start, b.lineClock.Now(), err == nil)
 		return reply, err
 	}
 	n, err := p.Write(req)
@@ -507,27 +502,29 @@ func (b *Bus) transact(ctx context.Context, p serialport.Port, req []byte, frame
 		err = fmt.Errorf("short write: %d of %d bytes", n, len(req))
 	}
 	if err != nil {
-		end := b.lineClock.Now()
-		b.quietFrom = end.Add(b.silence)
-		b.stats.busyNanos.Add(int64(end.Sub(start)))
+		b.lineDone(p, start, b.lineClock.Now(), false)
 		return nil, errIO{err}
 	}
 	if frameLen == nil {
 		// A broadcast: nobody answers; the line is busy until the
 		// request is off the wire.
-		end := start.Add(wire)
-		b.quietFrom = end.Add(b.silence)
-		b.stats.busyNanos.Add(int64(wire))
+		b.lineDone(p, start, start.Add(wire), false)
 		return nil, nil
 	}
 	reply, err := b.readReply(ctx, p, nil, nil, start.Add(wire+b.cfg.Timeout), frameLen)
-	end := b.lineClock.Now()
+	b.lineDone(p, start, b.lineClock.Now(), err == nil)
+	return reply, err
+}
+
+// lineDone records the end of a transaction's time on the line: the
+// silence runs from end, and a complete reply (complete) lets the next
+// transaction on p skip the flush (needFlush).
+func (b *Bus) lineDone(p serialport.Port, start, end time.Time, complete bool) {
 	b.quietFrom = end.Add(b.silence)
 	b.stats.busyNanos.Add(int64(end.Sub(start)))
-	if err == nil {
+	if complete {
 		b.cleanPort, b.cleanEnd = p, end
 	}
-	return reply, err
 }
 
 // needFlush tells whether stale input must be discarded before a request
