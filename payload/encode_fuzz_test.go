@@ -2,7 +2,8 @@ package payload
 
 import (
 	"bytes"
-	"sort"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 )
@@ -21,12 +22,7 @@ func refRecord(r *Record) []byte {
 	dst = appendTime(dst, r.Time)
 	if len(r.Tags) > 0 {
 		dst = append(dst, `,"tags":{`...)
-		var keys []string
-		for k := range r.Tags {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for i, k := range keys {
+		for i, k := range slices.Sorted(maps.Keys(r.Tags)) {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
@@ -36,12 +32,7 @@ func refRecord(r *Record) []byte {
 		dst = append(dst, '}')
 	}
 	dst = append(dst, `,"fields":{`...)
-	var keys []string
-	for k := range r.Fields {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for i, k := range keys {
+	for i, k := range slices.Sorted(maps.Keys(r.Fields)) {
 		if i > 0 {
 			dst = append(dst, ',')
 		}

@@ -14,16 +14,7 @@ import (
 // A busy process in a group with a quota of 10% of a core gets about that
 // much CPU, is counted as throttled, and the group is gone after Remove.
 func TestCPUGroupHoldsQuota(t *testing.T) {
-	g, err := NewCPUGroup("luling-scale-test-"+itoa(os.Getpid()), 0.1)
-	if errors.Is(err, ErrNoCgroup) || errors.Is(err, os.ErrPermission) {
-		if os.Getenv("LULING_REQUIRE_SERVICES") != "" {
-			t.Fatalf("cgroup: %v", err)
-		}
-		t.Skipf("cgroup: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := testGroup(t, "luling-scale-test-", 0.1)
 	cmd := exec.Command("sh", "-c", "while :; do :; done")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -63,16 +54,7 @@ func TestCPUGroupHoldsQuota(t *testing.T) {
 // autogroup), would leave a group of default weight 2/41 of the two cores,
 // about 5%, less than its 10% quota.
 func TestCPUGroupGetsQuotaWhenBusy(t *testing.T) {
-	g, err := NewCPUGroup("luling-scale-busy-"+itoa(os.Getpid()), 0.1)
-	if errors.Is(err, ErrNoCgroup) || errors.Is(err, os.ErrPermission) {
-		if os.Getenv("LULING_REQUIRE_SERVICES") != "" {
-			t.Fatalf("cgroup: %v", err)
-		}
-		t.Skipf("cgroup: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := testGroup(t, "luling-scale-busy-", 0.1)
 	t.Cleanup(func() { // after the busy loops ended (cleanups run last first)
 		if err := g.Remove(); err != nil {
 			t.Error(err)
@@ -113,3 +95,21 @@ func TestCPUGroupBadQuota(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// testGroup makes a CPU group named prefix and the test's pid, skipping the
+// test where cgroups are not available (failing it when
+// LULING_REQUIRE_SERVICES is set).
+func testGroup(t *testing.T, prefix string, quota float64) *CPUGroup {
+	t.Helper()
+	g, err := NewCPUGroup(prefix+itoa(os.Getpid()), quota)
+	if errors.Is(err, ErrNoCgroup) || errors.Is(err, os.ErrPermission) {
+		if os.Getenv("LULING_REQUIRE_SERVICES") != "" {
+			t.Fatalf("cgroup: %v", err)
+		}
+		t.Skipf("cgroup: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
