@@ -290,16 +290,7 @@ func TestFailoverLosesNothing(t *testing.T) {
 		return owned(live[0])+owned(live[1]) == 6
 	})
 
-	rows, err := influx.Query(db, "SELECT count(ac_power_w) FROM pv GROUP BY gateway")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]string{}
-	for _, s := range rows {
-		for _, r := range s.Rows() {
-			got[fmt.Sprint(r["gateway"])] = fmt.Sprint(r["count"])
-		}
-	}
+	got := countByGateway(t, influx, db, "SELECT count(ac_power_w) FROM pv GROUP BY gateway")
 	for _, g := range gws {
 		if got[g.name] != strconv.Itoa(messages*5) {
 			t.Errorf("%s: %s readings in InfluxDB, want %d", g.name, got[g.name], messages*5)
@@ -343,4 +334,21 @@ func viewerToken(t *testing.T, bin string) (path, token string) {
 		t.Fatalf("token create: %v", err)
 	}
 	return path, strings.TrimSpace(string(out))
+}
+
+// countByGateway runs a "SELECT count(...) ... GROUP BY gateway" query and
+// returns each gateway's count as InfluxDB printed it.
+func countByGateway(t *testing.T, influx *testenv.Influx, db, q string) map[string]string {
+	t.Helper()
+	rows, err := influx.Query(db, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, s := range rows {
+		for _, r := range s.Rows() {
+			got[fmt.Sprint(r["gateway"])] = fmt.Sprint(r["count"])
+		}
+	}
+	return got
 }

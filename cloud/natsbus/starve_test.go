@@ -179,16 +179,7 @@ func TestStarvedInstanceDrainsWithoutMoves(t *testing.T) {
 	drained := time.Since(start)
 	after := m()
 
-	rows, err := influx.Query(db, "SELECT count(distance_cm) FROM parking_bay GROUP BY gateway")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]string{}
-	for _, s := range rows {
-		for _, r := range s.Rows() {
-			got[fmt.Sprint(r["gateway"])] = fmt.Sprint(r["count"])
-		}
-	}
+	got := countByGateway(t, influx, db, "SELECT count(distance_cm) FROM parking_bay GROUP BY gateway")
 	for g := range gateways {
 		name := fmt.Sprintf("gw-%d", g+1)
 		if got[name] != strconv.Itoa(messages*records) {
