@@ -106,9 +106,14 @@ func (p *pacer) sample(now time.Time, done uint64) {
 		p.rate.Store(0)
 	}
 	p.limit.Store(min(limit, p.ceil))
+	p.wakeLocked()
+	p.mu.Unlock()
+}
+
+// wakeLocked wakes every delivery waiting for room; p.mu is held.
+func (p *pacer) wakeLocked() {
 	close(p.next)
 	p.next = make(chan struct{})
-	p.mu.Unlock()
 }
 
 // run samples the completed messages every paceEvery until ctx ends.
@@ -119,8 +124,7 @@ func (p *pacer) run(ctx context.Context, done func() uint64) {
 		select {
 		case <-ctx.Done():
 			p.mu.Lock()
-			close(p.next) // nobody waits past the end
-			p.next = make(chan struct{})
+			p.wakeLocked() // nobody waits past the end
 			p.mu.Unlock()
 			return
 		case now := <-t.C:
